@@ -1,0 +1,60 @@
+"""Diagnostics: compile errors as data, each naming file, document and field.
+
+A diagnostic prints as ``FILE: document N (Kind ns/name): field.path: message`` (DESIGN.md
+section 8). The compiler never raises for bad input; it returns these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class Severity(enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Origin:
+    """Where a document came from: the path as given and its 1-based index in that file."""
+
+    file: str
+    document: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Diagnostic:
+    origin: Origin
+    kind: str = ""  # "" when the document has no usable kind
+    namespace: str = ""
+    name: str = ""
+    field: str = ""  # dotted with indexes: "spec.routes[0].integration.type"; "" for the whole document
+    message: str
+    severity: Severity = Severity.ERROR
+    reason: str = "Invalid"  # CamelCase status-condition reason: Invalid, Conflict, MissingReference, ...
+
+    @property
+    def object_key(self) -> tuple[str, str, str]:
+        return (self.kind, self.namespace, self.name)
+
+    def __str__(self) -> str:
+        who = ""
+        if self.kind:
+            ident = f"{self.namespace}/{self.name}" if self.namespace else self.name
+            who = f" ({self.kind} {ident})" if ident else f" ({self.kind})"
+        where = f"{self.field}: " if self.field else ""
+        return f"{self.origin.file}: document {self.origin.document}{who}: {where}{self.message}"
+
+
+def field_path(parts: tuple[str | int, ...] | list[str | int]) -> str:
+    """Render ``("spec", "routes", 0, "integration")`` as ``spec.routes[0].integration``."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out:
+            out += f".{part}"
+        else:
+            out = str(part)
+    return out

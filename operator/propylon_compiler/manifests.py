@@ -1,0 +1,118 @@
+"""Reading manifests: files and folders of multi-document YAML, each document with its origin.
+
+This is the only module of the compiler that touches the file system; ``compiler.compile``
+itself is pure and takes the documents this returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from propylon_compiler import diagnostics
+
+YAML_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Document:
+    origin: diagnostics.Origin
+    body: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.body.get("kind") or "")
+
+    @property
+    def api_version(self) -> str:
+        return str(self.body.get("apiVersion") or "")
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        meta = self.body.get("metadata")
+        return meta if isinstance(meta, dict) else {}
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name") or "")
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace") or "default")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadResult:
+    documents: tuple[Document, ...]
+    diagnostics: tuple[diagnostics.Diagnostic, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.diagnostics
+
+
+def expand_paths(paths: Iterable[str]) -> list[tuple[str, Path]]:
+    """Files in path order; a folder contributes its YAML files sorted, recursively.
+
+    Returns (display name, path) pairs; the display name is the path as the user gave it
+    (joined with the relative file name for folders), which is what diagnostics print.
+    """
+    out: list[tuple[str, Path]] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES and not p.name.startswith(".")
+            )
+            out.extend((os.path.join(given, str(p.relative_to(path))), p) for p in found)
+        else:
+            out.append((given, path))
+    return out
+
+
+def load_paths(paths: Sequence[str]) -> LoadResult:
+    """Read every document under ``paths``. Unreadable or unparsable files become diagnostics."""
+    documents: list[Document] = []
+    problems: list[diagnostics.Diagnostic] = []
+    for display, path in expand_paths(paths):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(_file_problem(display, 0, f"cannot read file: {exc.strerror or exc}"))
+            continue
+        docs, parse_problems = parse_text(text, display)
+        documents.extend(docs)
+        problems.extend(parse_problems)
+    return LoadResult(tuple(documents), tuple(problems))
+
+
+def parse_text(text: str, display: str) -> tuple[list[Document], list[diagnostics.Diagnostic]]:
+    """Split one file's text into documents; empty documents are skipped but still counted."""
+    documents: list[Document] = []
+    problems: list[diagnostics.Diagnostic] = []
+    index = 0
+    try:
+        for index, body in enumerate(yaml.safe_load_all(text), start=1):  # noqa: B007 - index used after loop
+            if body is None:
+                continue
+            if not isinstance(body, dict):
+                problems.append(_file_problem(display, index, "a manifest must be a mapping (apiVersion, kind, ...)"))
+                continue
+            documents.append(Document(origin=diagnostics.Origin(file=display, document=index), body=body))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        problems.append(_file_problem(display, index + 1, f"invalid YAML{where}: {problem}"))
+    return documents, problems
+
+
+def _file_problem(display: str, document: int, message: str) -> diagnostics.Diagnostic:
+    return diagnostics.Diagnostic(
+        origin=diagnostics.Origin(file=display, document=document), message=message, reason="Unreadable"
+    )

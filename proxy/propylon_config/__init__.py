@@ -1,0 +1,8 @@
+"""The snapshot model shared by the compiler (which writes it) and the proxy (which serves it).
+
+Standard library only: the data plane owns this schema and must not pull in the control plane.
+"""
+
+from propylon_config import codec, model
+
+__all__ = ["codec", "model"]

@@ -1,0 +1,283 @@
+"""The snapshot model: the one contract between the control plane and the data plane.
+
+A ``GatewayConfig`` is everything one gateway serves, compiled ahead of time. It is plain
+data: frozen dataclasses, tuples instead of lists, enums for closed sets, and a ``source``
+on each element pointing back at the manifest it came from. The proxy owns this schema the
+way Envoy owns xDS; the compiler only produces it.
+
+Rules for this module: standard library only, no I/O, no behaviour beyond small derived
+properties. Secrets never appear here in plain text (API keys are stored as SHA-256 hashes).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+SCHEMA_VERSION = 1
+"""Bumped whenever a change to these types means an old proxy cannot read a new snapshot."""
+
+_model = dataclass(frozen=True, slots=True, kw_only=True)
+
+
+class IntegrationType(enum.Enum):
+    HTTP_PROXY = "HTTP_PROXY"
+    HTTP = "HTTP"
+    FUNCTION = "FUNCTION"
+    MOCK = "MOCK"
+
+
+class Protocol(enum.Enum):
+    HTTP = "HTTP"
+    WEBSOCKET = "WEBSOCKET"
+
+
+class Endpoint(enum.Enum):
+    """Which listener serves a stage: PUBLIC stages are on both, PRIVATE only on the internal one."""
+
+    PUBLIC = "PUBLIC"
+    PRIVATE = "PRIVATE"
+
+
+class SegmentKind(enum.Enum):
+    """Kinds of path-template segment, declared in precedence order (first wins)."""
+
+    LITERAL = "LITERAL"
+    PARAM = "PARAM"
+    GREEDY = "GREEDY"
+
+
+class PassthroughBehavior(enum.Enum):
+    WHEN_NO_MATCH = "WHEN_NO_MATCH"
+    WHEN_NO_TEMPLATES = "WHEN_NO_TEMPLATES"
+    NEVER = "NEVER"
+
+
+class MappingAction(enum.Enum):
+    APPEND = "append"
+    OVERWRITE = "overwrite"
+    REMOVE = "remove"
+
+
+class MappingTarget(enum.Enum):
+    HEADER = "header"
+    QUERYSTRING = "querystring"
+    PATH = "path"
+
+
+@_model
+class Source:
+    """Where an element came from: enough to name it in a log line or a status condition."""
+
+    file: str
+    document: int  # 1-based, as diagnostics print it
+    kind: str
+    namespace: str
+    name: str
+
+
+@_model
+class Segment:
+    kind: SegmentKind
+    value: str  # the literal text, or the parameter name (without braces or plus)
+
+
+@_model
+class Mock:
+    status_code: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str = ""
+
+
+@_model
+class ServiceTarget:
+    """An in-cluster Service port; resolved to endpoints through ``GatewayConfig.endpoints``."""
+
+    namespace: str
+    name: str
+    port: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}:{self.port}"
+
+
+@_model
+class ParameterMapping:
+    """One ``requestParameters``/``responseParameters`` entry, e.g. ``overwrite:header.X-Id``."""
+
+    action: MappingAction
+    target: MappingTarget
+    name: str  # header or query name; empty for ``path``
+    value: str  # the raw value expression; empty for ``remove``
+
+
+@_model
+class ResponseMappings:
+    status_code: str  # the status as written ("404"); matched against the backend status
+    mappings: tuple[ParameterMapping, ...]
+
+
+@_model
+class Integration:
+    type: IntegrationType
+    url: str | None = None  # absolute URL template, stage variables already substituted
+    service: ServiceTarget | None = None
+    path: str | None = None  # upstream path template for ``service``; None = request path minus basePath
+    method: str | None = None  # None = the request's method
+    timeout_ms: int = 29000
+    payload_format_version: str = "2.0"
+    request_parameters: tuple[ParameterMapping, ...] = ()
+    response_parameters: tuple[ResponseMappings, ...] = ()
+    request_templates: tuple[tuple[str, str], ...] = ()  # (content type, VTL template)
+    passthrough_behavior: PassthroughBehavior = PassthroughBehavior.WHEN_NO_MATCH
+    mock: Mock | None = None
+
+
+@_model
+class Throttle:
+    rate_limit: float  # tokens per second
+    burst_limit: int  # bucket size
+
+
+@_model
+class CacheSettings:
+    enabled: bool = False
+    ttl_seconds: int = 300
+    capacity_mib: int = 64
+    require_authorization_for_cache_control: bool = True
+    unauthorized_cache_control_header_strategy: str = "SUCCEED_WITH_RESPONSE_HEADER"
+
+
+@_model
+class RequestValidation:
+    body_model: str | None = None
+    required_parameters: tuple[str, ...] = ()  # e.g. "querystring.limit", "header.X-Trace"
+
+
+@_model
+class Route:
+    """One route of one stage, with everything it needs decided at compile time."""
+
+    id: str  # stable, readable: "<ns>/<api>/<stage>/<routeKey>"
+    route_key: str  # as written: "GET /users/{id}", "ANY /x", "$default"
+    method: str  # "GET", ..., "ANY", or "$default"
+    path: str  # the path template ("" for $default)
+    segments: tuple[Segment, ...]
+    integration: Integration
+    authorizer: str | None = None  # Authorizer id "<ns>/<name>"
+    authorization_scopes: tuple[str, ...] = ()
+    api_key_required: bool = False
+    request_validation: RequestValidation | None = None
+    cache_key_parameters: tuple[str, ...] = ()
+    throttle: Throttle | None = None  # effective stage limit for this route (routeSettings or stage default)
+    cache: CacheSettings | None = None  # effective cache setting; None = not cached
+    route_response_selection_expression: str | None = None
+    source: Source | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.method == "$default"
+
+
+@_model
+class GatewayResponse:
+    status_code: int
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str  # the JSON body as text
+
+
+@_model
+class Cors:
+    allow_origins: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+    allow_credentials: bool = False
+
+
+@_model
+class WebSocketLimits:
+    max_message_bytes: int = 131072
+    idle_timeout_seconds: int = 600
+    max_connection_seconds: int = 7200
+
+
+@_model
+class Api:
+    id: str  # "<ns>/<name>"
+    namespace: str
+    name: str
+    protocol: Protocol = Protocol.HTTP
+    description: str = ""
+    api_key_source: str = "HEADER"
+    cors: Cors | None = None
+    models: tuple[tuple[str, str], ...] = ()  # (model name, JSON Schema as canonical JSON text)
+    binary_media_types: tuple[str, ...] = ()
+    route_selection_expression: str | None = None
+    websocket: WebSocketLimits | None = None
+    source: Source | None = None
+
+
+@_model
+class Canary:
+    percent_traffic: float
+    api: str  # Api id serving canary requests
+    variables: tuple[tuple[str, str], ...] = ()
+    routes: tuple[Route, ...] = ()  # compiled with the canary's variables, precedence order
+
+
+@_model
+class Stage:
+    """A deployed Api: where it is served and the route table it serves, in precedence order."""
+
+    id: str  # "<ns>/<name>"
+    namespace: str
+    name: str
+    api: str  # Api id
+    base_path: str  # "/prod" or "/"
+    hosts: tuple[str, ...] = ()  # lowercased; empty = any host; may start with "*."
+    endpoint: Endpoint = Endpoint.PUBLIC
+    variables: tuple[tuple[str, str], ...] = ()
+    routes: tuple[Route, ...] = ()  # sorted by precedence (most specific first, $default last)
+    gateway_responses: tuple[tuple[str, GatewayResponse], ...] = ()  # type -> response, Api overrides merged
+    access_log: bool = False
+    throttle: Throttle | None = None
+    cache: CacheSettings | None = None
+    canary: Canary | None = None
+    source: Source | None = None
+
+
+@_model
+class EndpointAddress:
+    address: str  # IP (or hostname in `serve`)
+    port: int
+    ready: bool = True
+
+
+@_model
+class ServiceEndpoints:
+    key: str  # ServiceTarget.key
+    addresses: tuple[EndpointAddress, ...] = ()
+
+
+@_model
+class Settings:
+    """Gateway-wide knobs that are not per object."""
+
+    max_body_bytes: int = 10 * 1024 * 1024
+    gateway_throttle: Throttle = field(default_factory=lambda: Throttle(rate_limit=10000, burst_limit=5000))
+
+
+@_model
+class GatewayConfig:
+    """One immutable, versioned snapshot. ``version`` is a hash of everything else."""
+
+    version: str
+    schema_version: int = SCHEMA_VERSION
+    apis: tuple[Api, ...] = ()
+    stages: tuple[Stage, ...] = ()  # sorted by id; conflict losers are absent
+    endpoints: tuple[ServiceEndpoints, ...] = ()  # sorted by key
+    settings: Settings = field(default_factory=Settings)
+    # Later issues add authorizers, usage plans and hashed API keys here.
