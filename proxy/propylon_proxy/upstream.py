@@ -1,0 +1,62 @@
+"""The upstream client interface: how the proxy talks to backends.
+
+Kept small on purpose so bench/ can compare implementations (aiohttp's ClientSession against a
+pooled client on asyncio protocols + httptools) without touching the request pipeline. The
+pipeline only ever sees ``Upstream``, ``UpstreamRequest``, ``UpstreamResponse`` and the three
+exceptions below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Protocol
+
+
+class UpstreamError(Exception):
+    """Base class: the backend could not give a usable response."""
+
+
+class UpstreamConnectError(UpstreamError):
+    """No connection could be made (refused, unreachable, DNS). Nothing of the request was sent,
+    so an idempotent request may be retried once."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The integration timeout passed before the response head arrived (-> 504)."""
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The backend answered with something that is not valid HTTP/1.1, or hung up mid-response (-> 502)."""
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class UpstreamRequest:
+    method: str
+    scheme: str  # "http" (https later)
+    host: str
+    port: int
+    target: str  # origin-form request target, already encoded: "/v1/users/a%2Fb?x=1"
+    headers: list[tuple[str, str]]  # final headers, Host included; hop-by-hop already removed
+    body: AsyncIterable[bytes] | bytes | None = None  # streamed when iterable
+    timeout: float = 29.0  # seconds until the response head must have arrived
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]  # as received, in order, duplicates kept
+
+    def iter_chunks(self) -> AsyncIterator[bytes]:
+        """The body, decoded from its transfer coding (never content-decoded), as it arrives."""
+        ...
+
+    async def release(self) -> None:
+        """Return the connection to the pool if the body was read fully, else close it."""
+        ...
+
+
+class Upstream(Protocol):
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
+
+    async def close(self) -> None: ...
