@@ -39,9 +39,7 @@ def test_operator_folder_does_not_shadow_the_stdlib_module() -> None:
         "print(json.dumps({'file': operator.__file__, 'itemgetter': hasattr(operator, 'itemgetter')}))"
     )
     env = {**os.environ, "PYTHONPATH": path}
-    done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     assert found["itemgetter"] is True
