@@ -96,3 +96,64 @@ def test_crds_ship_inside_the_compiler_package(installed: Path, tmp_path: Path) 
     assert sorted(shipped) == expected
     for name in expected:
         assert shipped[name] == (ROOT / "crds" / name).read_text(), f"{name} differs from crds/{name}"
+
+
+# There is no Docker engine on the test machines, so the Dockerfile is checked statically: what
+# it copies must exist and must not be excluded by .dockerignore, and it must end as a non-root
+# image whose entry point is the installed command.
+
+
+def _dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _ignored(relative: str, patterns: list[str]) -> bool:
+    parts = Path(relative).parts
+    for pattern in patterns:
+        bare = pattern.removeprefix("**/")
+        # A pattern names a path from the context root; "**/x" names x at any depth.
+        candidates = [Path(*parts[: i + 1]) for i in range(len(parts))]
+        for candidate in candidates:
+            if candidate.match(pattern) or (pattern.startswith("**/") and candidate.name == bare):
+                return True
+    return False
+
+
+def _instructions() -> list[tuple[str, str]]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile_copies_only_what_exists_and_is_not_ignored() -> None:
+    patterns = _dockerignore_patterns()
+    copies = [rest.split() for word, rest in _instructions() if word == "COPY" and "--from" not in rest]
+    assert copies, "the Dockerfile copies nothing from the build context"
+    for *sources, _dest in copies:
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: no such file in the checkout"
+            assert not _ignored(source, patterns), f"COPY {source}: excluded by .dockerignore"
+    # Everything the wheel is built from must reach the build stage.
+    copied = {source for *sources, _dest in copies for source in sources}
+    assert {"pyproject.toml", "README.md", "proxy", "operator", "propylon", "crds"} <= copied
+
+
+def test_dockerfile_runs_as_non_root_with_the_propylon_entry_point() -> None:
+    steps = _instructions()
+    froms = [rest for word, rest in steps if word == "FROM"]
+    assert len(froms) >= 2, "expected a multi-stage build"
+    args = dict(rest.split("=", 1) for word, rest in steps if word == "ARG" and "=" in rest)
+    assert args.get("PYTHON_IMAGE") == "python:3.11-slim"
+    last_stage = steps[max(i for i, (word, _) in enumerate(steps) if word == "FROM") :]
+    users = [rest for word, rest in last_stage if word == "USER"]
+    assert users and users[-1].split(":")[0] not in ("0", "root")
+    assert ("ENTRYPOINT", '["propylon"]') in last_stage
+    assert ("CMD", '["operator"]') in last_stage
+    runs = " ".join(rest for word, rest in steps if word == "RUN")
+    assert "pip install -e" not in runs and "--editable" not in runs
