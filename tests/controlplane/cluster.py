@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
 import pathlib
 import shutil
@@ -108,9 +109,15 @@ def _issue(
     if is_ca:
         builder = builder.add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -131,7 +138,10 @@ def make_certificates(directory: pathlib.Path) -> None:
     server_key = _key()
     # Go checks only SANs, never the CN, so 127.0.0.1 must be an IP SAN.
     server = _issue(
-        _name("localhost"), server_key, ca_name, ca_key,
+        _name("localhost"),
+        server_key,
+        ca_name,
+        ca_key,
         usage=[ExtendedKeyUsageOID.SERVER_AUTH],
         sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
     )
@@ -140,7 +150,10 @@ def make_certificates(directory: pathlib.Path) -> None:
 
     admin_key = _key()
     admin = _issue(
-        _name("propylon-admin", "system:masters"), admin_key, ca_name, ca_key,
+        _name("propylon-admin", "system:masters"),
+        admin_key,
+        ca_name,
+        ca_key,
         usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
     )
     _write_cert(directory / "admin.crt", admin)
@@ -156,8 +169,9 @@ def _spawn(argv: list[str], log_path: pathlib.Path) -> subprocess.Popen[bytes]:
     """Start a process in its own process group so teardown can kill it and anything it forked."""
     log = open(log_path, "ab")  # noqa: SIM115 - the child keeps the descriptor
     try:
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        return subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     finally:
         log.close()
 
@@ -209,12 +223,16 @@ class ControlPlane:
     def kubeconfig(self) -> pathlib.Path:
         return self.dir / "kubeconfig"
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
         """Run the tier's kubectl against this cluster; raises with stderr when ``check`` and it fails."""
         result = subprocess.run(
             [str(self.bin / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
-            input=input, capture_output=True, text=True, timeout=timeout,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
@@ -324,18 +342,25 @@ class ControlPlane:
 
     def _write_kubeconfig(self) -> None:
         d = self.dir
-        self.kubeconfig.write_text(
-            "apiVersion: v1\n"
-            "kind: Config\n"
-            "clusters:\n"
-            f"- name: propylon-test\n  cluster: {{server: \"{self.server}\", certificate-authority: \"{d / 'ca.crt'}\"}}\n"
-            "users:\n"
-            f"- name: propylon-admin\n  user: {{client-certificate: \"{d / 'admin.crt'}\", "
-            f"client-key: \"{d / 'admin.key'}\"}}\n"
-            "contexts:\n"
-            "- name: propylon-test\n  context: {cluster: propylon-test, user: propylon-admin}\n"
-            "current-context: propylon-test\n"
-        )
+        config = {  # JSON is YAML, and kubectl and the python client both read it
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "propylon-test",
+                    "cluster": {"server": self.server, "certificate-authority": str(d / "ca.crt")},
+                }
+            ],
+            "users": [
+                {
+                    "name": "propylon-admin",
+                    "user": {"client-certificate": str(d / "admin.crt"), "client-key": str(d / "admin.key")},
+                }
+            ],
+            "contexts": [{"name": "propylon-test", "context": {"cluster": "propylon-test", "user": "propylon-admin"}}],
+            "current-context": "propylon-test",
+        }
+        self.kubeconfig.write_text(json.dumps(config, indent=2))
 
     # -- CRDs
 
@@ -350,6 +375,11 @@ class ControlPlane:
         applied = self.kubectl("apply", "--server-side", *args, "-o", "name").stdout.split()
         names = [name.split("/", 1)[1] for name in applied if name.startswith("customresourcedefinition")]
         if names:
-            self.kubectl("wait", "--for=condition=Established", f"--timeout={ESTABLISH_TIMEOUT:.0f}s",
-                         *[f"crd/{name}" for name in names], timeout=ESTABLISH_TIMEOUT + 10)
+            self.kubectl(
+                "wait",
+                "--for=condition=Established",
+                f"--timeout={ESTABLISH_TIMEOUT:.0f}s",
+                *[f"crd/{name}" for name in names],
+                timeout=ESTABLISH_TIMEOUT + 10,
+            )
         return names

@@ -27,8 +27,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def control_plane() -> Iterator[cluster.ControlPlane]:
     missing = cluster.binaries_missing()
     if missing:
-        pytest.skip(f"control-plane binaries missing in {cluster.binaries_dir()}: {', '.join(missing)} "
-                    "(run tools/controlplane/build.sh)")
+        pytest.skip(
+            f"control-plane binaries missing in {cluster.binaries_dir()}: {', '.join(missing)} "
+            "(run tools/controlplane/build.sh)"
+        )
     plane = cluster.ControlPlane()
     try:
         plane.start()

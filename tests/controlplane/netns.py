@@ -95,9 +95,22 @@ class TestHost:
             _ip("-n", self.namespace, "link", "set", self.peer_veth, "up")
             _ip("-n", self.namespace, "link", "set", "lo", "up")
             self.process = subprocess.Popen(
-                ["ip", "netns", "exec", self.namespace, sys.executable, str(ECHO_BACKEND),
-                 "--host", self.address, "--port", str(self.port), "--name", self.backend_name],
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.namespace,
+                    sys.executable,
+                    str(ECHO_BACKEND),
+                    "--host",
+                    self.address,
+                    "--port",
+                    str(self.port),
+                    "--name",
+                    self.backend_name,
+                ],
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
             self._wait_ready()
         except BaseException:

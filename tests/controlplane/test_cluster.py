@@ -50,13 +50,16 @@ endpoints: [{{addresses: ["{host.address}"], conditions: {{ready: true}}}}]
 
 
 def test_loopback_endpoints_are_refused_by_the_api_server(control_plane) -> None:
-    result = control_plane.apply("""
+    result = control_plane.apply(
+        """
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {name: loopback, namespace: default, labels: {kubernetes.io/service-name: loopback}}
 addressType: IPv4
 ports: [{name: http, port: 8080, protocol: TCP}]
 endpoints: [{addresses: ["127.0.0.1"]}]
-""", check=False)
+""",
+        check=False,
+    )
     assert result.returncode != 0
     assert "loopback" in result.stderr
