@@ -1,0 +1,45 @@
+{{/* Names and labels shared by every template of the chart. */}}
+
+{{- define "propylon.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The gateway's name: its proxy Deployment, Services and "<name>-snapshot" Secret are named after it. */}}
+{{- define "propylon.gatewayName" -}}
+{{- default .Release.Name .Values.gateway.name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "propylon.operatorName" -}}
+{{- printf "%s-operator" (include "propylon.fullname" .) -}}
+{{- end -}}
+
+{{- define "propylon.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "propylon.operatorName" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "propylon.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "propylon.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "propylon.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: propylon
+{{- end -}}

@@ -1,0 +1,205 @@
+"""The Helm chart: values match their schema, CRDs match the repository's, templates render.
+
+The chart's crds/ folder is a copy of the top-level crds/ (Helm installs CRDs only from the
+chart's own crds/ folder); charts/sync-crds.sh makes the copy and this test fails whenever the two
+drift apart. Rendering needs a ``helm`` binary: the one on PATH, or the one the control-plane
+tier builds into ~/.cache/propylon/<version>/bin; without one those tests skip and say so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "propylon"
+RELEASE_NAMESPACE = "propylon-system"
+
+
+def _schema() -> dict[str, Any]:
+    return json.loads((CHART / "values.schema.json").read_text())
+
+
+def _default_values() -> dict[str, Any]:
+    return yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def test_default_values_match_the_schema() -> None:
+    schema = _schema()
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.validate(_default_values(), schema)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        ({"proxy": {"replica": 3}}, "a misspelt key"),
+        ({"redis": {"failure": "maybe"}}, "a value outside the enum"),
+        ({"redis": {"url": "localhost:6379"}}, "a Redis URL without a scheme"),
+        ({"operator": {"replicas": 2}}, "two operators would race"),
+        ({"gateway": {"name": "Not_A_DNS_Name"}}, "a gateway name Kubernetes would refuse"),
+    ],
+)
+def test_schema_rejects_mistakes(overrides: dict[str, Any], why: str) -> None:
+    values = _merge(_default_values(), overrides)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(values, _schema())
+
+
+def test_chart_crds_are_the_repository_crds() -> None:
+    top = {p.name: p.read_bytes() for p in sorted((ROOT / "crds").glob("*.yaml"))}
+    chart = {p.name: p.read_bytes() for p in sorted((CHART / "crds").glob("*.yaml"))}
+    assert sorted(chart) == sorted(top), "run charts/sync-crds.sh"
+    for name, body in top.items():
+        assert chart[name] == body, f"charts/propylon/crds/{name} differs from crds/{name}: run charts/sync-crds.sh"
+
+
+def _repository_crd_kinds() -> set[str]:
+    kinds = set()
+    for file in (ROOT / "crds").glob("*.yaml"):
+        for doc in yaml.safe_load_all(file.read_text()):
+            if doc and doc.get("kind") == "CustomResourceDefinition":
+                kinds.add(doc["spec"]["names"]["kind"])
+    return kinds
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# --- rendering with helm ---------------------------------------------------------------------
+
+
+def _find_helm() -> str | None:
+    found = shutil.which("helm")
+    if found:
+        return found
+    cache = Path(os.environ.get("PROPYLON_K8S_BIN", "")) if os.environ.get("PROPYLON_K8S_BIN") else None
+    candidates = [cache / "helm"] if cache else []
+    candidates += sorted((Path.home() / ".cache" / "propylon").glob("k8s-*/bin/helm"), reverse=True)
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    found = _find_helm()
+    if found is None:
+        pytest.skip(
+            "no helm binary (PATH or ~/.cache/propylon/k8s-*/bin/helm; tools/controlplane/build.sh installs it)"
+        )
+    return found
+
+
+def _helm(helm: str, *args: str, values: dict[str, Any] | None = None, tmp: Path | None = None) -> str:
+    command = [helm, *args]
+    if values is not None:
+        assert tmp is not None
+        file = tmp / "values.yaml"
+        file.write_text(yaml.safe_dump(values))
+        command += ["-f", str(file)]
+    env = {**os.environ, "HELM_CACHE_HOME": "/tmp/propylon-helm/cache", "HELM_CONFIG_HOME": "/tmp/propylon-helm/config"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _render(helm: str, tmp: Path, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    out = _helm(
+        helm, "template", "propylon", str(CHART), "--namespace", RELEASE_NAMESPACE, "--include-crds",
+        values=values, tmp=tmp,
+    )  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+ALL_ON = {
+    "gateway": {"name": "edge", "watchNamespaces": ["shop", "billing"], "allowCrossNamespace": True},
+    "proxy": {"autoscaling": {"enabled": True, "maxReplicas": 7}},
+    "redis": {"url": "redis://:secret@redis.propylon-system.svc:6379/0", "failure": "closed"},
+    "webhook": {"enabled": True},
+}
+
+
+def test_helm_lint(helm: str, tmp_path: Path) -> None:
+    _helm(helm, "lint", str(CHART), "--strict")
+    _helm(helm, "lint", str(CHART), "--strict", values=ALL_ON, tmp=tmp_path)
+
+
+def test_default_render_has_the_operator_and_least_privilege_rbac(helm: str, tmp_path: Path) -> None:
+    docs = _render(helm, tmp_path)
+    kinds = sorted(d["kind"] for d in docs if d["kind"] != "CustomResourceDefinition")
+    assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment"])
+    rendered = {d["spec"]["names"]["kind"] for d in docs if d["kind"] == "CustomResourceDefinition"}
+    assert rendered == _repository_crd_kinds()
+
+    deployment = _one(docs, "Deployment")
+    assert deployment["metadata"]["namespace"] == RELEASE_NAMESPACE
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][0] == "operator"
+    assert "--gateway-name=propylon" in container["args"]
+    assert f"--gateway-namespace={RELEASE_NAMESPACE}" in container["args"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["serviceAccountName"] == _one(docs, "ServiceAccount")["metadata"]["name"]
+
+    # Cluster-wide, the operator only reads, patches its own resources' status, and emits Events.
+    writes = {"create", "update", "delete", "deletecollection"}
+    for rule in _one(docs, "ClusterRole")["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+        if writes & set(rule["verbs"]):
+            assert set(rule["resources"]) <= {"events"} | {r for r in rule["resources"] if r.endswith("/status")}, rule
+    role = _one(docs, "Role")
+    assert role["metadata"]["namespace"] == RELEASE_NAMESPACE
+    managed = {r for rule in role["rules"] for r in rule["resources"]}
+    assert {"deployments", "services", "poddisruptionbudgets", "horizontalpodautoscalers", "secrets"} <= managed
+    assert not any(d["kind"] == "ValidatingWebhookConfiguration" for d in docs)
+
+
+def test_all_options_render(helm: str, tmp_path: Path) -> None:
+    docs = _render(helm, tmp_path, ALL_ON)
+    args = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--gateway-name=edge" in args
+    assert "--namespace=shop" in args and "--namespace=billing" in args
+    assert "--hpa-max=7" in args
+    assert "--allow-cross-namespace" in args
+    assert any(a.startswith("--webhook-port=") for a in args)
+    secret = _one(docs, "Secret")
+    assert secret["stringData"]["url"].startswith("redis://")
+    # The password never appears in the Deployment itself.
+    assert "secret@" not in json.dumps(_one(docs, "Deployment"))
+    webhook_rules = [
+        r for r in _one(docs, "ClusterRole")["rules"] if "validatingwebhookconfigurations" in r["resources"]
+    ]
+    assert webhook_rules
+
+
+def test_helm_refuses_values_outside_the_schema(helm: str, tmp_path: Path) -> None:
+    file = tmp_path / "bad.yaml"
+    file.write_text(yaml.safe_dump({"proxy": {"replica": 3}}))
+    done = subprocess.run(
+        [helm, "template", "propylon", str(CHART), "-f", str(file)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert "replica" in done.stderr
