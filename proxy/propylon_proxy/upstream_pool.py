@@ -1,0 +1,514 @@
+"""An ``Upstream`` on asyncio protocols and ``httptools``: a small pooled HTTP/1.1 client.
+
+Why it exists: profiling showed aiohttp's ``ClientSession`` taking about 60 % of the gateway's CPU
+on a proxied request. A proxy needs far less than a general client: no cookies, redirects,
+decompression, proxies or URL handling, just "write these bytes, parse that head, stream the
+body". This module does only that; ``upstream_aiohttp`` stays as the reference it is tested
+against (``tests/upstream`` runs one table against both).
+
+What it does:
+- one pool of idle keep-alive connections per (host, port), last-in first-out (the most recently
+  used socket is the least likely to have been closed by the backend), bounded in size, each idle
+  connection closed after ``idle_timeout`` seconds;
+- the request head is written in one buffer (with a small bytes body, in the same buffer); a
+  streamed body is written as it comes, chunk-encoded when the caller gave no Content-Length,
+  with write flow control (waits for the socket to drain);
+- the response head is parsed by ``httptools`` (llhttp); the body is handed out by
+  ``iter_chunks()`` through a bounded buffer: when the consumer lags the socket stops being read,
+  so a 50 MB body never sits in memory;
+- HEAD, 1xx, 204 and 304 responses have no body; content-length, chunked and read-until-close
+  bodies are handled; ``Connection: close`` and HTTP/1.0 responses are never reused;
+- a connection goes back to the pool only when its request body was fully sent, its response
+  body fully read, and both sides allow keep-alive. Anything else closes it.
+
+It retries nothing: the pipeline decides. The one judgement it makes is how to report a reused
+connection that fails before any byte of a response arrived (the backend may have closed it while
+it sat idle, and we cannot know whether the request was processed):
+
+    It is ``UpstreamConnectError`` ("nothing happened, retry if you like") only when the
+    connection came from the pool, no response byte was received, the method is idempotent
+    (RFC 9110 section 9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE) and the body can be sent
+    again (none, or bytes, not a stream already consumed). Otherwise it is
+    ``UpstreamProtocolError`` (-> 502), because replaying could act twice.
+
+A fresh connection that fails after the request was written is always ``UpstreamProtocolError``.
+Connections that the backend closed while idle are noticed (``connection_lost``) and dropped from
+the pool before they can be picked, which makes the race above rare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator
+
+import httptools
+
+from propylon_proxy import upstream
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+#: Request bodies up to this size are written together with the head, in one send().
+_COALESCE_LIMIT = 64 * 1024
+#: A response head larger than this is refused: an unbounded head is a memory attack vector.
+_MAX_HEAD_BYTES = 64 * 1024
+
+
+def _encode_head(request: upstream.UpstreamRequest, extra: str) -> bytes:
+    parts = [f"{request.method} {request.target} HTTP/1.1\r\n"]
+    for name, value in request.headers:
+        parts.append(f"{name}: {value}\r\n")
+    parts.append(extra)
+    parts.append("\r\n")
+    head = "".join(parts)
+    # The pipeline validates headers; this is the last line of defence against header injection.
+    lines = len(request.headers) + 2 + extra.count("\n")
+    if head.count("\n") != lines or head.count("\r") != lines or "\0" in head:
+        raise ValueError("CR, LF or NUL in request line or header")
+    return head.encode("latin-1")
+
+
+def _framing(headers: list[tuple[str, str]]) -> tuple[int | None, bool, bool]:
+    """(declared Content-Length, Transfer-Encoding present, Connection: close) of a request."""
+    length: int | None = None
+    has_te = False
+    close = False
+    for name, value in headers:
+        lname = name.lower()
+        if lname == "content-length":
+            length = int(value)
+        elif lname == "transfer-encoding":
+            has_te = True
+        elif lname == "connection" and "close" in value.lower():
+            close = True
+    return length, has_te, close
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection to a backend, carrying one exchange at a time."""
+
+    def __init__(self, pool: PooledUpstream, key: tuple[str, int]) -> None:
+        self._pool = pool
+        self._loop = pool._loop_or_running()
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reused = False
+        self.idle_handle: asyncio.TimerHandle | None = None
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._reset_exchange(None)
+
+    # -- exchange state ---------------------------------------------------------------------
+
+    def _reset_exchange(self, head_waiter: asyncio.Future[None] | None) -> None:
+        self._active = head_waiter is not None
+        self._parser = httptools.HttpResponseParser(self) if head_waiter is not None else None
+        self._head_waiter = head_waiter
+        self.head_bytes = 0
+        self.got_bytes = False
+        self.head_done = False
+        self.message_done = False
+        self.no_body = False
+        self.until_close = False
+        self.keep_alive = False
+        self.status = 0
+        self.reason = ""
+        self.headers: list[tuple[str, str]] = []
+        self._header_name = b""
+        self._buffer: collections.deque[bytes] = collections.deque()
+        self.buffered = 0
+        self._body_waiter: asyncio.Future[None] | None = None
+        self.error: BaseException | None = None
+        self.request_done = True
+        self.request_close = False
+        self.replayable = False
+        self.body_task: asyncio.Task[None] | None = None
+
+    def begin(self, *, no_body: bool) -> asyncio.Future[None]:
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._reset_exchange(waiter)
+        self.no_body = no_body
+        return waiter
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if not self._active or self._parser is None or self.message_done:
+            # Bytes nobody asked for (on an idle connection, or after a complete response):
+            # the stream is out of step, so it can never be trusted again.
+            self.abort(upstream.UpstreamProtocolError("unexpected bytes from upstream"))
+            return
+        self.got_bytes = True
+        if not self.head_done:
+            self.head_bytes += len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.abort(upstream.UpstreamProtocolError("upstream switched protocols unasked"))
+            return
+        except httptools.HttpParserError as exc:
+            self.abort(upstream.UpstreamProtocolError(f"invalid response from upstream: {exc}"))
+            return
+        if not self.head_done and self.head_bytes > _MAX_HEAD_BYTES:
+            self.abort(upstream.UpstreamProtocolError("upstream response head too large"))
+            return
+        if self.buffered > self._pool.high_water and self.transport is not None:
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        if self._active and self.head_done and self.until_close and not self.message_done:
+            # A body without length or chunking ends when the backend closes: that is success.
+            self._on_message_done()
+        return None  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._pool._forget(self)
+        if self._active and not self.message_done:
+            if self.head_done and self.until_close and exc is None:
+                self._on_message_done()
+            else:
+                self._fail(self._lost_error(exc))
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_exception(ConnectionResetError("upstream connection lost"))
+        if self.body_task is not None and not self.body_task.done():
+            self.body_task.cancel()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    # -- httptools callbacks --------------------------------------------------------------
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        assert self._parser is not None
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # An interim response (100 Continue, 103 Early Hints): the real one follows.
+            self.headers = []
+            self.reason = ""
+            return
+        self.status = status
+        self.head_done = True
+        framed = any(n.lower() in ("content-length", "transfer-encoding") for n, _ in self.headers)
+        self.until_close = not framed and status not in (204, 304)
+        if self._head_waiter is not None and not self._head_waiter.done():
+            self._head_waiter.set_result(None)
+        if self.no_body or status in (204, 304):
+            # llhttp does not know the request method, so it would wait for a HEAD body. Either
+            # way the exchange is over; a later byte is caught in data_received.
+            self.until_close = False
+            self._on_message_done()
+
+    def on_body(self, body: bytes) -> None:
+        if self.message_done:
+            # Body bytes after a HEAD/204/304 head: the backend is out of step with us.
+            self.keep_alive = False
+            return
+        self._buffer.append(body)
+        self.buffered += len(body)
+        self._pool.max_buffered = max(self._pool.max_buffered, self.buffered)
+        self._wake_body()
+
+    def on_message_complete(self) -> None:
+        if not self.head_done or self.message_done:
+            return  # the end of an interim 1xx response, or of a HEAD response already done
+        self._on_message_done()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _on_message_done(self) -> None:
+        self.message_done = True
+        if self._parser is not None and not self.until_close:
+            try:
+                self.keep_alive = self._parser.should_keep_alive()
+            except httptools.HttpParserError:
+                self.keep_alive = False
+        self._wake_body()
+
+    def _lost_error(self, exc: Exception | None) -> upstream.UpstreamError:
+        if self.head_done:
+            return upstream.UpstreamProtocolError("upstream closed the connection mid-body")
+        if not self.got_bytes and self.reused and self.replayable:
+            return upstream.UpstreamConnectError("reused upstream connection was closed before any response")
+        detail = f": {exc}" if exc else ""
+        return upstream.UpstreamProtocolError(f"upstream closed the connection before a response{detail}")
+
+    def _fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        if self._head_waiter is not None and not self._head_waiter.done():
+            self._head_waiter.set_exception(error)
+        self._wake_body()
+
+    def _wake_body(self) -> None:
+        waiter = self._body_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def abort(self, error: BaseException | None = None) -> None:
+        if error is not None and self._active:
+            self._fail(error)
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def reusable(self) -> bool:
+        return (
+            not self.closed
+            and self.message_done
+            and self.keep_alive
+            and self.request_done
+            and not self.request_close
+            and not self.until_close
+            and self.error is None
+            and not self._buffer
+        )
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ConnectionResetError("upstream connection lost")
+        if self._write_paused:
+            self._drain_waiter = self._loop.create_future()
+            await self._drain_waiter
+
+    async def next_chunk(self) -> bytes | None:
+        while True:
+            if self._buffer:
+                chunk = self._buffer.popleft()
+                self.buffered -= len(chunk)
+                if self.buffered <= self._pool.low_water and self.transport is not None and not self.closed:
+                    self.transport.resume_reading()
+                return chunk
+            if self.error is not None and not self.message_done:
+                raise self.error
+            if self.message_done:
+                return None
+            self._body_waiter = self._loop.create_future()
+            await self._body_waiter
+            self._body_waiter = None
+
+
+class PooledResponse:
+    """An ``UpstreamResponse`` reading from one pooled connection."""
+
+    __slots__ = ("_conn", "_finished", "headers", "reason", "status")
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+        self._finished = False
+        self.status = conn.status
+        self.reason = conn.reason
+        self.headers = conn.headers
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        while True:
+            chunk = await conn.next_chunk()
+            if chunk is None:
+                break
+            yield chunk
+        # Hand the connection back as soon as the body ends; release() is then a no-op.
+        await self.release()
+
+    async def release(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._conn._pool._release(self._conn)
+
+
+class PooledUpstream:
+    """An ``Upstream`` with its own small keep-alive pool (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        max_idle_per_host: int = 64,
+        idle_timeout: float = 30.0,
+        high_water: int = 256 * 1024,
+        low_water: int = 64 * 1024,
+    ) -> None:
+        self.max_idle_per_host = max_idle_per_host
+        self.idle_timeout = idle_timeout
+        self.high_water = high_water
+        self.low_water = low_water
+        #: Largest response body buffer seen on any connection, in bytes (for tests and bench).
+        self.max_buffered = 0
+        #: Connections opened so far (for tests and bench).
+        self.connections_opened = 0
+        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._busy: set[_Connection] = set()
+        self._closed = False
+
+    def _loop_or_running(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    # -- pool ---------------------------------------------------------------------------------
+
+    def _take_idle(self, key: tuple[str, int]) -> _Connection | None:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if conn.idle_handle is not None:
+                conn.idle_handle.cancel()
+                conn.idle_handle = None
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                conn.reused = True
+                return conn
+        return None
+
+    async def _connect(self, key: tuple[str, int]) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await loop.create_connection(lambda: _Connection(self, key), key[0], key[1])
+        except OSError as exc:
+            raise upstream.UpstreamConnectError(f"cannot connect to {key[0]}:{key[1]}: {exc}") from exc
+        self.connections_opened += 1
+        return conn
+
+    def _release(self, conn: _Connection) -> None:
+        self._busy.discard(conn)
+        if conn.body_task is not None and not conn.body_task.done():
+            conn.body_task.cancel()
+        if self._closed or not conn.reusable():
+            conn.abort()
+            return
+        conn._reset_exchange(None)
+        idle = self._idle.setdefault(conn.key, [])
+        if len(idle) >= self.max_idle_per_host:
+            # Keep the hottest connections; the oldest idle one is the most likely to go stale.
+            oldest = idle.pop(0)
+            if oldest.idle_handle is not None:
+                oldest.idle_handle.cancel()
+            oldest.abort()
+        conn.idle_handle = asyncio.get_running_loop().call_later(self.idle_timeout, conn.abort)
+        idle.append(conn)
+
+    def _forget(self, conn: _Connection) -> None:
+        idle = self._idle.get(conn.key)
+        if idle and conn in idle:
+            idle.remove(conn)
+        if conn.idle_handle is not None:
+            conn.idle_handle.cancel()
+            conn.idle_handle = None
+
+    # -- Upstream -------------------------------------------------------------------------------
+
+    async def send(self, request: upstream.UpstreamRequest) -> PooledResponse:
+        if self._closed:
+            raise RuntimeError("PooledUpstream is closed")
+        key = (request.host, request.port)
+        body = request.body
+        length, has_te, request_close = _framing(request.headers)
+        extra = ""
+        stream: AsyncIterable[bytes] | None = None
+        chunked = False
+        if isinstance(body, bytes | bytearray | memoryview):
+            body = bytes(body)
+            if length is None and not has_te and (body or request.method not in IDEMPOTENT_METHODS):
+                extra = f"Content-Length: {len(body)}\r\n"
+        elif body is not None:
+            stream = body
+            body = None
+            if length is None:
+                chunked = True
+                if not has_te:
+                    extra = "Transfer-Encoding: chunked\r\n"
+        head = _encode_head(request, extra)
+        replayable = request.method in IDEMPOTENT_METHODS and stream is None
+
+        conn: _Connection | None = None
+        try:
+            async with asyncio.timeout(request.timeout):
+                conn = self._take_idle(key) or await self._connect(key)
+                self._busy.add(conn)
+                head_waiter = conn.begin(no_body=request.method == "HEAD")
+                conn.replayable = replayable
+                conn.request_close = request_close
+                transport = conn.transport
+                assert transport is not None
+                if body and len(body) <= _COALESCE_LIMIT:
+                    transport.write(head + body)
+                else:
+                    transport.write(head)
+                    if body:
+                        transport.write(body)
+                if stream is not None:
+                    conn.request_done = False
+                    conn.body_task = asyncio.get_running_loop().create_task(
+                        _send_body(conn, stream, chunked=chunked, length=length)
+                    )
+                await head_waiter
+        except TimeoutError as exc:
+            if conn is not None:
+                self._busy.discard(conn)
+                conn.abort()
+            raise upstream.UpstreamTimeout(f"no response head within {request.timeout:g}s") from exc
+        except BaseException:
+            if conn is not None:
+                self._busy.discard(conn)
+                conn.abort()
+            raise
+        return PooledResponse(conn)
+
+    async def close(self) -> None:
+        self._closed = True
+        for idle in self._idle.values():
+            for conn in list(idle):
+                conn.abort()
+        self._idle.clear()
+        for conn in list(self._busy):
+            conn.abort()
+        self._busy.clear()
+
+
+async def _send_body(conn: _Connection, stream: AsyncIterable[bytes], *, chunked: bool, length: int | None) -> None:
+    """Write a streamed request body; on any failure, break the exchange with that failure."""
+    transport = conn.transport
+    assert transport is not None
+    sent = 0
+    try:
+        async for chunk in stream:
+            if not chunk:
+                continue  # an empty chunk would end a chunked body early
+            sent += len(chunk)
+            if length is not None and sent > length:
+                raise upstream.UpstreamProtocolError("request body longer than its Content-Length")
+            if conn.closed:
+                return
+            if chunked:
+                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            else:
+                transport.write(chunk)
+            await conn.drain()
+        if length is not None and sent != length:
+            raise upstream.UpstreamProtocolError("request body shorter than its Content-Length")
+        if chunked and not conn.closed:
+            transport.write(b"0\r\n\r\n")
+        conn.request_done = True
+    except asyncio.CancelledError:
+        raise
+    except ConnectionError:
+        # The backend stopped reading (it may have answered early); the response says the rest.
+        conn.request_done = False
+    except BaseException as exc:
+        # The body's source failed (client gone, body too large): the caller sees that error.
+        with contextlib.suppress(Exception):
+            conn.abort(exc)

@@ -1,0 +1,472 @@
+"""One behaviour table for both upstream clients (aiohttp's ClientSession and the pooled client).
+
+Each test talks to a real backend on 127.0.0.1 and asserts what a gateway user would see: the
+bytes the backend received, the response handed back, the connections opened, the error raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from upstream_backends import RawBackend, RawRequest, chunked, free_port, ok_handler, response
+
+from propylon_proxy import upstream, upstream_pool
+
+
+def make_request(port: int, target: str = "/", method: str = "GET", **kwargs: object) -> upstream.UpstreamRequest:
+    headers = kwargs.pop("headers", None) or [("Host", f"127.0.0.1:{port}")]
+    return upstream.UpstreamRequest(
+        method=method, scheme="http", host="127.0.0.1", port=port, target=target, headers=headers, **kwargs
+    )
+
+
+def client_kind(client: upstream.Upstream) -> str:
+    return "pool" if isinstance(client, upstream_pool.PooledUpstream) else "aiohttp"
+
+
+async def read_all(resp: upstream.UpstreamResponse) -> bytes:
+    parts = [chunk async for chunk in resp.iter_chunks()]
+    await resp.release()
+    return b"".join(parts)
+
+
+@pytest.fixture
+async def raw_backend() -> AsyncIterator[RawBackend]:
+    backend = await RawBackend(ok_handler).start()
+    try:
+        yield backend
+    finally:
+        await backend.stop()
+
+
+async def start_aiohttp(app: web.Application) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    assert runner.addresses
+    return runner, int(runner.addresses[0][1])
+
+
+# -- plain exchanges ---------------------------------------------------------------------------
+
+
+async def test_get_returns_status_reason_headers_and_body(client, raw_backend):
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(response("201 Made Here", [("Content-Type", "text/plain")], b"hello"))
+        return True
+
+    raw_backend.handler = handler
+    resp = await client.send(make_request(raw_backend.port, "/x"))
+    assert (resp.status, resp.reason) == (201, "Made Here")
+    assert ("Content-Type", "text/plain") in resp.headers
+    assert await read_all(resp) == b"hello"
+    assert raw_backend.requests[0].method == "GET"
+
+
+async def test_get_adds_no_headers_of_its_own(client, raw_backend):
+    await read_all(await client.send(make_request(raw_backend.port)))
+    assert raw_backend.requests[0].headers == [(b"Host", f"127.0.0.1:{raw_backend.port}".encode())]
+
+
+async def test_post_bytes_body_is_sent_with_its_length(client, raw_backend):
+    body = b"x" * 100_000
+    await read_all(await client.send(make_request(raw_backend.port, method="POST", body=body)))
+    got = raw_backend.requests[0]
+    assert got.body == body
+    assert got.header_values("Content-Length") == [b"100000"]
+    assert got.header_values("Transfer-Encoding") == []
+    assert got.header_values("Content-Type") == []
+
+
+async def test_streamed_body_without_length_goes_chunked(client, raw_backend):
+    async def source() -> AsyncIterator[bytes]:
+        for part in (b"one,", b"", b"two,", b"three" * 10_000):
+            await asyncio.sleep(0)
+            yield part
+
+    await read_all(await client.send(make_request(raw_backend.port, method="PUT", body=source())))
+    got = raw_backend.requests[0]
+    assert got.body == b"one,two," + b"three" * 10_000
+    assert got.header_values("Transfer-Encoding") == [b"chunked"]
+    assert got.header_values("Content-Length") == []
+
+
+async def test_streamed_body_with_declared_length_goes_as_is(client, raw_backend):
+    async def source() -> AsyncIterator[bytes]:
+        yield b"abc"
+        yield b"defg"
+
+    headers = [("Host", "b.test"), ("Content-Length", "7")]
+    req = make_request(raw_backend.port, method="POST", headers=headers, body=source())
+    await read_all(await client.send(req))
+    got = raw_backend.requests[0]
+    assert got.body == b"abcdefg"
+    assert got.header_values("Content-Length") == [b"7"]
+    assert got.header_values("Transfer-Encoding") == []
+
+
+async def test_chunked_response_is_decoded(client, raw_backend):
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(response(headers=[("Transfer-Encoding", "chunked")]))
+        for part in (b"alpha-", b"beta-", b"gamma" * 1000):
+            writer.write(b"%x\r\n%b\r\n" % (len(part), part))
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        writer.write(b"0\r\n\r\n")
+        return True
+
+    raw_backend.handler = handler
+    resp = await client.send(make_request(raw_backend.port))
+    assert ("Transfer-Encoding", "chunked") in resp.headers
+    assert await read_all(resp) == b"alpha-beta-" + b"gamma" * 1000
+    await read_all(await client.send(make_request(raw_backend.port)))
+    assert raw_backend.connections == 1
+
+
+# -- request target and headers ------------------------------------------------------------
+
+TARGETS = [
+    "/a%2Fb/c",
+    "/x/%2e%2e/y",
+    "/x/%2E%2E%2fetc",
+    "/p;x=y/q;a",
+    "//double//slash/",
+    "/sp%20ace/%7Euser/~tilde",
+    "/q?a=%20&b=c%2Fd&&e=&f=%zz",
+    "/utf8/%C3%A9?%C3%A9=1",
+    "/plus+sign?x=a+b",
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+async def test_request_target_reaches_backend_byte_for_byte(client, raw_backend, target):
+    await read_all(await client.send(make_request(raw_backend.port, target)))
+    assert raw_backend.requests[0].target == target.encode()
+
+
+async def test_request_header_order_case_and_duplicates_are_kept(client, raw_backend):
+    headers = [
+        ("Host", "api.example.com"),
+        ("X-B", "1"),
+        ("x-a", "2"),
+        ("X-B", "3"),
+        ("Cookie", "a=1"),
+        ("cookie", "b=2"),
+        ("X-Empty", ""),
+    ]
+    await read_all(await client.send(make_request(raw_backend.port, headers=headers)))
+    got = [(n.decode(), v.decode()) for n, v in raw_backend.requests[0].headers]
+    if client_kind(client) == "aiohttp":
+        # aiohttp would merge 'Cookie' and 'cookie'; the wrapper respells the repeat (see module doc).
+        assert [(n.lower(), v) for n, v in got] == [(n.lower(), v) for n, v in headers]
+        assert len({n for n, _ in got if n.lower() == "cookie"}) == 1
+    else:
+        assert got == headers
+
+
+async def test_response_header_order_case_and_duplicates_are_kept(client, raw_backend):
+    sent = [
+        ("Set-Cookie", "a=1"),
+        ("X-Dup", "1"),
+        ("set-cookie", "b=2; Path=/"),
+        ("X-Dup", "2"),
+        ("Content-Length", "0"),
+    ]
+
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(response(headers=sent))
+        return True
+
+    raw_backend.handler = handler
+    resp = await client.send(make_request(raw_backend.port))
+    assert resp.headers == sent
+    assert await read_all(resp) == b""
+
+
+async def test_content_encoding_is_not_decoded(client, raw_backend):
+    import gzip
+
+    packed = gzip.compress(b"plain text" * 100)
+
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(response(headers=[("Content-Encoding", "gzip")], body=packed))
+        return True
+
+    raw_backend.handler = handler
+    assert await read_all(await client.send(make_request(raw_backend.port))) == packed
+
+
+# -- bodiless responses, keep-alive, Connection: close -----------------------------------------
+
+
+async def test_keep_alive_reuses_one_connection(client, raw_backend):
+    for _ in range(5):
+        assert await read_all(await client.send(make_request(raw_backend.port))) == b"ok"
+    assert raw_backend.connections == 1
+    assert [r.index_on_connection for r in raw_backend.requests] == [1, 2, 3, 4, 5]
+
+
+async def test_unread_body_is_not_reused(client, raw_backend):
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(response(body=b"z" * 1_000_000))
+        await writer.drain()
+        return True
+
+    raw_backend.handler = handler
+    resp = await client.send(make_request(raw_backend.port))
+    await resp.release()
+    assert len(await read_all(await client.send(make_request(raw_backend.port)))) == 1_000_000
+    assert raw_backend.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "headers"),
+    [
+        ("HEAD", "200 OK", [("Content-Length", "1234")]),
+        ("HEAD", "200 OK", [("Transfer-Encoding", "chunked")]),
+        ("GET", "204 No Content", []),
+        ("GET", "304 Not Modified", [("Content-Length", "99"), ("ETag", '"v1"')]),
+    ],
+)
+async def test_bodiless_responses_end_at_the_head_and_keep_the_connection(client, raw_backend, method, status, headers):
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        if req.index_on_connection == 1:
+            writer.write(f"HTTP/1.1 {status}\r\n".encode() + b"".join(f"{n}: {v}\r\n".encode() for n, v in headers))
+            writer.write(b"\r\n")
+        else:
+            writer.write(response(body=b"second"))
+        return True
+
+    raw_backend.handler = handler
+    resp = await client.send(make_request(raw_backend.port, method=method))
+    assert resp.status == int(status.split()[0])
+    assert await read_all(resp) == b""
+    assert await read_all(await client.send(make_request(raw_backend.port))) == b"second"
+    assert raw_backend.connections == 1
+
+
+async def test_connection_close_response_is_not_reused(client, raw_backend):
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(response(headers=[("Connection", "close")], body=b"bye"))
+        await writer.drain()
+        return False
+
+    raw_backend.handler = handler
+    assert await read_all(await client.send(make_request(raw_backend.port))) == b"bye"
+    assert await read_all(await client.send(make_request(raw_backend.port))) == b"bye"
+    assert raw_backend.connections == 2
+
+
+async def test_body_until_close(client, raw_backend):
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+        for i in range(5):
+            writer.write(b"part%d;" % i)
+            await writer.drain()
+        return False
+
+    raw_backend.handler = handler
+    assert await read_all(await client.send(make_request(raw_backend.port))) == b"part0;part1;part2;part3;part4;"
+    assert await read_all(await client.send(make_request(raw_backend.port))) == b"part0;part1;part2;part3;part4;"
+    assert raw_backend.connections == 2
+
+
+async def test_interim_100_continue_is_skipped(client, raw_backend):
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + response("202 Accepted", body=b"done"))
+        return True
+
+    raw_backend.handler = handler
+    resp = await client.send(make_request(raw_backend.port, method="POST", body=b"data"))
+    assert resp.status == 202
+    assert await read_all(resp) == b"done"
+
+
+# -- large bodies and memory ---------------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def test_50mb_response_streams_with_bounded_memory(client):
+    total = 50 * 1024 * 1024
+    block = b"\xab" * 65536
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": str(total)})
+        await resp.prepare(request)
+        for _ in range(total // len(block)):
+            await resp.write(block)
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/big", big)
+    runner, port = await start_aiohttp(app)
+    try:
+        gc.collect()
+        base = _rss_bytes()
+        peak = base
+        received = 0
+        resp = await client.send(make_request(port, "/big"))
+        async for chunk in resp.iter_chunks():
+            received += len(chunk)
+            peak = max(peak, _rss_bytes())
+            if received % (4 * 1024 * 1024) < len(chunk):
+                await asyncio.sleep(0.02)  # a lagging consumer: the client must stop reading, not buffer
+        await resp.release()
+    finally:
+        await runner.cleanup()
+    assert received == total
+    assert peak - base < 16 * 1024 * 1024, f"client grew by {(peak - base) / 2**20:.1f} MiB"
+    max_buffered = getattr(client, "max_buffered", None)
+    if max_buffered is not None:
+        assert max_buffered < 2 * 1024 * 1024
+
+
+async def test_aiohttp_server_backend_chunked_stream(client):
+    async def stream(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for i in range(100):
+            await resp.write(b"line %d\n" % i)
+        return resp
+
+    peers: set[object] = set()
+
+    @web.middleware
+    async def count_peers(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        assert request.transport is not None
+        peers.add(request.transport.get_extra_info("peername"))
+        return await handler(request)
+
+    app = web.Application(middlewares=[count_peers])
+    app.router.add_get("/stream", stream)
+    runner, port = await start_aiohttp(app)
+    try:
+        for _ in range(3):
+            body = await read_all(await client.send(make_request(port, "/stream")))
+            assert body == b"".join(b"line %d\n" % i for i in range(100))
+    finally:
+        await runner.cleanup()
+    assert len(peers) == 1
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+async def test_connection_refused_is_a_connect_error(client):
+    with pytest.raises(upstream.UpstreamConnectError):
+        await client.send(make_request(free_port()))
+
+
+async def test_slow_head_is_a_timeout_and_the_client_recovers(client, raw_backend):
+    release = asyncio.Event()
+
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        if req.connection == 1:
+            await release.wait()
+            return False
+        writer.write(response(body=b"fast"))
+        return True
+
+    raw_backend.handler = handler
+    try:
+        with pytest.raises(upstream.UpstreamTimeout):
+            await client.send(make_request(raw_backend.port, timeout=0.3))
+        assert await read_all(await client.send(make_request(raw_backend.port))) == b"fast"
+    finally:
+        release.set()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"HTTP/1.1 abc OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
+        b"\x00\x01\x02\x03",
+    ],
+)
+async def test_garbage_response_is_a_protocol_error(client, raw_backend, garbage):
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(garbage)
+        await writer.drain()
+        return True
+
+    raw_backend.handler = handler
+    with pytest.raises(upstream.UpstreamProtocolError):
+        resp = await client.send(make_request(raw_backend.port, timeout=5))
+        await read_all(resp)
+
+
+async def test_close_before_any_response_byte_on_a_new_connection_is_a_protocol_error(client, raw_backend):
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        return False
+
+    raw_backend.handler = handler
+    with pytest.raises(upstream.UpstreamProtocolError):
+        await client.send(make_request(raw_backend.port, method="POST", body=b"x"))
+
+
+@pytest.mark.parametrize(
+    ("tail", "head_is_good"),
+    [
+        (response(body=b"0123456789" * 100)[:-990], True),  # Content-Length 1000, only 10 bytes sent
+        (response(headers=[("Transfer-Encoding", "chunked")]) + chunked(b"abc")[:-5], True),  # no last chunk
+        # A bad chunk in the same packet as the head: aiohttp fails already in send(), the pool in
+        # iter_chunks(); either way the caller gets a protocol error, never a silently short body.
+        (response(headers=[("Transfer-Encoding", "chunked")]) + b"3\r\nabc\r\nZZ\r\n", False),
+    ],
+)
+async def test_backend_failing_mid_body_surfaces_as_protocol_error(client, raw_backend, tail, head_is_good):
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(tail if req.connection == 1 else response(body=b"fine"))
+        await writer.drain()
+        return False
+
+    raw_backend.handler = handler
+    resp: upstream.UpstreamResponse | None = None
+    with pytest.raises(upstream.UpstreamProtocolError):
+        resp = await client.send(make_request(raw_backend.port))
+        assert resp.status == 200
+        async for _ in resp.iter_chunks():
+            pass
+    if head_is_good:
+        assert resp is not None
+    if resp is not None:
+        await resp.release()
+    assert await read_all(await client.send(make_request(raw_backend.port))) == b"fine"
+    assert raw_backend.connections == 2
+
+
+async def test_stale_pooled_connection(client, raw_backend):
+    """The backend silently drops the second request on each connection (an idle-timeout race).
+
+    A replayable GET may be reported as a connect error (the pipeline may retry it) or replayed by
+    the client itself; a POST must never be reported as 'nothing was sent'.
+    """
+
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        if req.index_on_connection > 1:
+            return False
+        writer.write(response(body=b"first"))
+        return True
+
+    raw_backend.handler = handler
+    assert await read_all(await client.send(make_request(raw_backend.port))) == b"first"
+    with contextlib.suppress(upstream.UpstreamConnectError):
+        assert await read_all(await client.send(make_request(raw_backend.port))) == b"first"
+    assert await read_all(await client.send(make_request(raw_backend.port))) == b"first"
+    with pytest.raises(upstream.UpstreamProtocolError):
+        await client.send(make_request(raw_backend.port, method="POST", body=b"once only"))
