@@ -267,7 +267,7 @@ class Settings:
     """Gateway-wide knobs that are not per object."""
 
     max_body_bytes: int = 10 * 1024 * 1024
-    gateway_throttle: Throttle = field(default_factory=lambda: Throttle(rate_limit=10000, burst_limit=5000))
+    gateway_throttle: Throttle = field(default_factory=lambda: Throttle(rate_limit=10000.0, burst_limit=5000))
 
 
 @_model

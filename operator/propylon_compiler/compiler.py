@@ -1,0 +1,79 @@
+"""The one entry point of translation: ``compile(documents) -> CompileResult``.
+
+Pure: no I/O, no clock, no randomness; the same documents always give the same snapshot, with
+a version that is the hash of its content. The work is an ordered list of named phases, each
+in its own module:
+
+1. ``objects``   index the documents, schema-check them, set aside duplicates and unknowns;
+2. ``backends``  Services and EndpointSlices;
+3. ``apis``      each Api into a stage-independent plan (routes, integrations, responses);
+4. ``stages``    host + basePath conflicts, then each Stage's routes, limits and cache;
+5. endpoints     the addresses of every Service target a served route uses;
+6. ``statuses``  one status per object, from the diagnostics.
+
+Errors are data: a broken object is dropped with a diagnostic and everything else compiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from propylon_compiler import apis, backends, diagnostics, manifests, objects, stages, statuses
+from propylon_config import codec, model
+
+ObjectStatus = statuses.ObjectStatus
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CompileOptions:
+    allow_cross_namespace: bool = False
+    """Let any Api route to Services in any namespace (the operator's --allow-cross-namespace)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CompileResult:
+    snapshot: model.GatewayConfig
+    diagnostics: tuple[diagnostics.Diagnostic, ...]
+    objects: tuple[statuses.ObjectStatus, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.diagnostics
+
+
+def compile(
+    documents: Sequence[manifests.Document], *, options: CompileOptions | None = None
+) -> CompileResult:
+    options = options or CompileOptions()
+    reporter = objects.Reporter()
+    index = objects.index(documents, reporter)
+    plans = apis.compile_all(index, reporter)
+    ctx = stages.Context(
+        index=index,
+        reporter=reporter,
+        backends=backends.Backends(index),
+        plans=plans,
+        allow_cross_namespace=options.allow_cross_namespace,
+        targets=set(),
+    )
+    compiled_stages = stages.compile_all(ctx)
+    endpoints = tuple(sorted((ctx.backends.endpoints(t) for t in ctx.targets), key=lambda e: e.key))
+    snapshot = codec.with_version(
+        model.GatewayConfig(
+            version="",
+            apis=tuple(sorted((plan.api for plan in plans.values()), key=lambda a: a.id)),
+            stages=compiled_stages,
+            endpoints=endpoints,
+        )
+    )
+    found = _sorted(reporter.diagnostics, documents)
+    return CompileResult(snapshot=snapshot, diagnostics=found, objects=statuses.derive(index, reporter, found))
+
+
+def _sorted(
+    found: Sequence[diagnostics.Diagnostic], documents: Sequence[manifests.Document]
+) -> tuple[diagnostics.Diagnostic, ...]:
+    """Input order (files as given, documents in order), then the order phases found them."""
+    position = {(d.origin.file, d.origin.document): i for i, d in enumerate(documents)}
+    return tuple(sorted(found, key=lambda d: position.get((d.origin.file, d.origin.document), -1)))

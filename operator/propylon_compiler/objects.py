@@ -1,0 +1,193 @@
+"""Phase 1: index the input documents and sort the usable from the broken.
+
+Every later phase reads objects through the ``Index`` built here, so the rules that decide
+whether a document is an object at all live in one place: a known apiVersion/kind, a name, no
+earlier object with the same (kind, namespace, name), and a body that passes the CRD schema.
+The ``Reporter`` collects diagnostics and remembers which objects are broken, so a phase can
+drop an object without knowing which earlier phase condemned it. No I/O here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from propylon_compiler import diagnostics, manifests, schemas
+
+GROUP_VERSION = "propylon.dev/v1alpha1"
+
+KNOWN_KINDS: dict[str, str] = {
+    "Api": GROUP_VERSION,
+    "Stage": GROUP_VERSION,
+    "UsagePlan": GROUP_VERSION,
+    "Authorizer": GROUP_VERSION,
+    "Secret": "v1",
+    "Service": "v1",
+    "EndpointSlice": "discovery.k8s.io/v1",
+}
+
+ObjectKey = tuple[str, str, str]
+"""(kind, namespace, name): the identity of an object, as Kubernetes sees it."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Object:
+    """One usable input object: its document, and its body with the CRD defaults filled in."""
+
+    document: manifests.Document
+    body: dict[str, Any]
+    order: int  # position in the input, for "loaded first wins" rules
+
+    @property
+    def kind(self) -> str:
+        return self.document.kind
+
+    @property
+    def namespace(self) -> str:
+        return self.document.namespace
+
+    @property
+    def name(self) -> str:
+        return self.document.name
+
+    @property
+    def key(self) -> ObjectKey:
+        return (self.kind, self.namespace, self.name)
+
+    @property
+    def id(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        spec = self.body.get("spec")
+        return spec if isinstance(spec, dict) else {}
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.document.metadata
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels = self.metadata.get("labels")
+        return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+class Reporter:
+    """Collects diagnostics in the order phases find them; remembers broken objects."""
+
+    def __init__(self) -> None:
+        self._diagnostics: list[diagnostics.Diagnostic] = []
+        self._seen: set[diagnostics.Diagnostic] = set()
+        self._broken: set[ObjectKey] = set()
+
+    def add(self, diagnostic: diagnostics.Diagnostic, *, breaks: bool = False) -> None:
+        # Stages share their Api's routes, so the same finding can come up once per Stage.
+        if diagnostic not in self._seen:
+            self._seen.add(diagnostic)
+            self._diagnostics.append(diagnostic)
+        if breaks:
+            self._broken.add(diagnostic.object_key)
+
+    def error(self, obj: Object, field: str, message: str, *, reason: str = "Invalid", breaks: bool = True) -> None:
+        """Report a problem with ``obj``; by default the object is unusable (``breaks``)."""
+        self.add(
+            diagnostics.Diagnostic(
+                origin=obj.document.origin,
+                kind=obj.kind,
+                namespace=obj.namespace,
+                name=obj.name,
+                field=field,
+                message=message,
+                reason=reason,
+            ),
+            breaks=breaks,
+        )
+
+    def is_broken(self, obj: Object) -> bool:
+        return obj.key in self._broken
+
+    @property
+    def diagnostics(self) -> tuple[diagnostics.Diagnostic, ...]:
+        return tuple(self._diagnostics)
+
+
+class Index:
+    """Usable objects by kind, each kind in input order."""
+
+    def __init__(self, objects: Sequence[Object]) -> None:
+        self._by_key = {obj.key: obj for obj in objects}
+        self.all: tuple[Object, ...] = tuple(objects)
+
+    def of_kind(self, kind: str) -> Iterator[Object]:
+        return (obj for obj in self.all if obj.kind == kind)
+
+    def get(self, kind: str, namespace: str, name: str) -> Object | None:
+        return self._by_key.get((kind, namespace, name))
+
+
+def index(documents: Sequence[manifests.Document], reporter: Reporter) -> Index:
+    """Keep the documents that are objects we understand; report the others."""
+    objects: list[Object] = []
+    seen: dict[ObjectKey, manifests.Document] = {}
+    for order, document in enumerate(documents):
+        if not _is_object(document, reporter):
+            continue
+        key = (document.kind, document.namespace, document.name)
+        first = seen.get(key)
+        if first is not None:
+            reporter.add(
+                _diagnostic(
+                    document,
+                    "metadata.name",
+                    f"duplicate {document.kind} {document.namespace}/{document.name}: first defined in "
+                    f"{first.origin.file} document {first.origin.document}",
+                    reason="Duplicate",
+                )
+            )
+            continue
+        seen[key] = document
+        problems = schemas.validate(document) if KNOWN_KINDS[document.kind] == GROUP_VERSION else []
+        for problem in problems:
+            reporter.add(problem, breaks=True)
+        body = schemas.with_defaults(document) if not problems else document.body
+        objects.append(Object(document=document, body=body, order=order))
+    return Index(objects)
+
+
+def _is_object(document: manifests.Document, reporter: Reporter) -> bool:
+    kind = document.kind
+    if not kind:
+        reporter.add(_diagnostic(document, "kind", "missing kind"))
+        return False
+    expected = KNOWN_KINDS.get(kind)
+    if expected is None:
+        known = ", ".join(sorted(KNOWN_KINDS))
+        reporter.add(_diagnostic(document, "kind", f"unknown kind {kind!r} (expected one of: {known})"))
+        return False
+    if document.api_version != expected:
+        reporter.add(
+            _diagnostic(
+                document, "apiVersion", f"{kind} must have apiVersion {expected!r}, not {document.api_version!r}"
+            )
+        )
+        return False
+    if not document.name:
+        reporter.add(_diagnostic(document, "metadata.name", "missing metadata.name"))
+        return False
+    return True
+
+
+def _diagnostic(
+    document: manifests.Document, field: str, message: str, *, reason: str = "Invalid"
+) -> diagnostics.Diagnostic:
+    return diagnostics.Diagnostic(
+        origin=document.origin,
+        kind=document.kind,
+        namespace=document.namespace if document.name else "",
+        name=document.name,
+        field=field,
+        message=message,
+        reason=reason,
+    )
