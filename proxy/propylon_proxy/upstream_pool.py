@@ -357,6 +357,10 @@ class PooledUpstream:
         self._busy: set[_Connection] = set()
         self._closed = False
 
+    def idle_count(self) -> int:
+        """Idle keep-alive connections currently pooled, over all backends."""
+        return sum(len(idle) for idle in self._idle.values())
+
     def _loop_or_running(self) -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
 

@@ -10,12 +10,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from propylon_proxy import upstream, upstream_factory
+from propylon_proxy import upstream, upstream_aiohttp, upstream_pool
+
+IMPLEMENTATIONS = {"aiohttp": upstream_aiohttp.AiohttpUpstream, "pool": upstream_pool.PooledUpstream}
 
 
-@pytest.fixture(params=upstream_factory.KINDS)
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
 async def client(request: pytest.FixtureRequest) -> AsyncIterator[upstream.Upstream]:
-    impl = upstream_factory.create(request.param)
+    impl = IMPLEMENTATIONS[request.param]()
     try:
         yield impl
     finally:

@@ -470,3 +470,72 @@ async def test_stale_pooled_connection(client, raw_backend):
     assert await read_all(await client.send(make_request(raw_backend.port))) == b"first"
     with pytest.raises(upstream.UpstreamProtocolError):
         await client.send(make_request(raw_backend.port, method="POST", body=b"once only"))
+
+
+# -- streaming uploads that go wrong, concurrency -------------------------------------------
+
+
+class SourceFailed(Exception):
+    pass
+
+
+async def test_failing_body_source_fails_the_send_and_nothing_is_reused(client, raw_backend):
+    async def source() -> AsyncIterator[bytes]:
+        yield b"first part,"
+        await asyncio.sleep(0.01)
+        raise SourceFailed("client went away")
+
+    with pytest.raises(Exception) as info:
+        resp = await client.send(make_request(raw_backend.port, method="POST", body=source(), timeout=5))
+        await read_all(resp)
+    assert isinstance(info.value, SourceFailed | upstream.UpstreamError)
+    assert raw_backend.requests == []  # the backend never saw a complete request
+    assert await read_all(await client.send(make_request(raw_backend.port))) == b"ok"
+
+
+async def test_early_response_while_uploading(client):
+    """A backend may refuse a body before reading it; the caller must still get its answer."""
+
+    sent = asyncio.Event()
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(response("413 Too Big", [("Connection", "close")], b"no"))
+        await writer.drain()
+        sent.set()
+        await asyncio.sleep(0.2)
+        writer.transport.abort()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def source() -> AsyncIterator[bytes]:
+        yield b"x" * 65536
+        await sent.wait()
+        for _ in range(20):
+            yield b"y" * 65536
+
+    try:
+        resp = await client.send(make_request(port, method="POST", body=source(), timeout=5))
+        assert resp.status == 413
+        assert await read_all(resp) == b"no"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_concurrent_requests_are_not_mixed_up(client, raw_backend):
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.001 * (hash(req.target) % 5))
+        writer.write(response(body=req.target))
+        return True
+
+    raw_backend.handler = handler
+
+    async def one(i: int) -> bytes:
+        return await read_all(await client.send(make_request(raw_backend.port, f"/item/{i}")))
+
+    for _ in range(2):
+        bodies = await asyncio.gather(*(one(i) for i in range(40)))
+        assert bodies == [f"/item/{i}".encode() for i in range(40)]
+    assert raw_backend.connections <= 40

@@ -1,0 +1,154 @@
+"""Behaviour of the pooled client that the shared table cannot express for aiohttp too:
+the stale-connection rule, pool bounds and idle expiry, and its own guards."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from test_upstream_table import make_request, read_all
+from upstream_backends import RawBackend, RawRequest, ok_handler, response
+
+from propylon_proxy import upstream, upstream_pool
+
+
+@pytest.fixture
+async def raw_backend() -> AsyncIterator[RawBackend]:
+    backend = await RawBackend(ok_handler).start()
+    try:
+        yield backend
+    finally:
+        await backend.stop()
+
+
+async def drop_second_request(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+    """Answer the first request on a connection, then hang up on the next without a byte."""
+    if req.index_on_connection > 1:
+        return False
+    writer.write(response(body=b"first"))
+    return True
+
+
+async def stream(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "expected"),
+    [
+        ("GET", None, upstream.UpstreamConnectError),
+        ("HEAD", None, upstream.UpstreamConnectError),
+        ("PUT", b"same again", upstream.UpstreamConnectError),
+        ("DELETE", None, upstream.UpstreamConnectError),
+        ("POST", b"once only", upstream.UpstreamProtocolError),
+        ("PATCH", b"once only", upstream.UpstreamProtocolError),
+        ("PUT", "stream", upstream.UpstreamProtocolError),  # a consumed stream cannot be replayed
+    ],
+)
+async def test_stale_connection_rule(raw_backend, method, body, expected):
+    raw_backend.handler = drop_second_request
+    client = upstream_pool.PooledUpstream()
+    try:
+        assert await read_all(await client.send(make_request(raw_backend.port))) == b"first"
+        if body == "stream":
+            body = stream(b"part one", b"part two")
+        with pytest.raises(expected):
+            await client.send(make_request(raw_backend.port, method=method, body=body))
+    finally:
+        await client.close()
+
+
+async def test_idle_connections_expire(raw_backend):
+    client = upstream_pool.PooledUpstream(idle_timeout=0.05)
+    try:
+        await read_all(await client.send(make_request(raw_backend.port)))
+        for _ in range(200):  # bounded wait for the idle timer
+            if client.idle_count() == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert client.idle_count() == 0
+        await read_all(await client.send(make_request(raw_backend.port)))
+        assert raw_backend.connections == 2
+    finally:
+        await client.close()
+
+
+async def test_idle_pool_is_bounded(raw_backend):
+    gate = asyncio.Event()
+
+    async def slow(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        await gate.wait()
+        writer.write(response(body=b"ok"))
+        return True
+
+    raw_backend.handler = slow
+    client = upstream_pool.PooledUpstream(max_idle_per_host=2)
+    try:
+        pending = [asyncio.ensure_future(client.send(make_request(raw_backend.port))) for _ in range(5)]
+        for _ in range(200):
+            if raw_backend.connections == 5:
+                break
+            await asyncio.sleep(0.01)
+        gate.set()
+        for resp in await asyncio.gather(*pending):
+            await read_all(resp)
+        assert raw_backend.connections == 5
+        assert client.idle_count() == 2
+        assert client.connections_opened == 5
+    finally:
+        await client.close()
+
+
+async def test_oversized_response_head_is_refused(raw_backend):
+    async def huge(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for i in range(2000):
+            writer.write(b"X-Filler-%d: %s\r\n" % (i, b"v" * 60))
+            await writer.drain()
+        writer.write(b"Content-Length: 0\r\n\r\n")
+        return True
+
+    raw_backend.handler = huge
+    client = upstream_pool.PooledUpstream()
+    try:
+        with pytest.raises(upstream.UpstreamProtocolError):
+            await client.send(make_request(raw_backend.port))
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Host", "a"), ("X-Evil", "1\r\nX-Injected: 2")],
+        [("Host", "a"), ("X-Evil\r\nX", "1")],
+        [("Host", "a"), ("X-Evil", "bare\rcr")],
+        [("Host", "a"), ("X-Evil", "nul\0")],
+    ],
+)
+async def test_header_injection_is_refused_before_sending(raw_backend, headers):
+    client = upstream_pool.PooledUpstream()
+    try:
+        with pytest.raises(ValueError):
+            await client.send(make_request(raw_backend.port, headers=headers))
+        assert raw_backend.connections == 0
+    finally:
+        await client.close()
+
+
+async def test_streamed_body_longer_than_declared_is_cut_off(raw_backend):
+    headers = [("Host", "a"), ("Content-Length", "4")]
+    client = upstream_pool.PooledUpstream()
+    try:
+        with pytest.raises(upstream.UpstreamProtocolError):
+            resp = await client.send(
+                make_request(raw_backend.port, method="POST", headers=headers, body=stream(b"ab", b"cdef"))
+            )
+            await read_all(resp)
+        # The backend saw at most the declared four bytes, never a smuggled second request.
+        assert all(len(r.body) <= 4 for r in raw_backend.requests)
+        assert len(raw_backend.requests) <= 1
+    finally:
+        await client.close()
