@@ -1,0 +1,152 @@
+"""The replica's status Lease: which config version this proxy actually serves.
+
+The operator cannot see inside proxies, so each replica keeps a ``coordination.k8s.io/v1``
+Lease named ``<secret>-<pod>`` in the Secret's namespace, labelled with the Secret's name and
+annotated with the applied version, renewed every 10 s with a 30 s duration. The operator counts
+fresh Leases per version to tell whether a new snapshot has rolled out; a replica that died or
+lost the API server simply stops renewing and drops out of the count.
+
+Written with server-side apply: one idempotent request that creates or updates, owned by the
+field manager ``propylon-proxy``, in a background thread (the client is synchronous).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import re
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("propylon.kube")
+
+SECRET_LABEL = "propylon.dev/snapshot-secret"
+VERSION_ANNOTATION = "propylon.dev/config-version"
+RENEW_SECONDS = 10.0
+DURATION_SECONDS = 30
+FIELD_MANAGER = "propylon-proxy"
+
+
+def replica_name() -> str:
+    """The pod name (POD_NAME from the downward API), else the hostname (a pod's hostname is its name)."""
+    return os.environ.get("POD_NAME") or socket.gethostname()
+
+
+def lease_name(secret_name: str, replica: str) -> str:
+    """``<secret>-<replica>`` made into a valid object name (lowercase, at most 253 characters)."""
+    name = re.sub(r"[^a-z0-9.-]+", "-", f"{secret_name}-{replica}".lower()).strip("-.")
+    return name[:253].rstrip("-.")
+
+
+def lease_body(
+    *, namespace: str, name: str, secret_name: str, holder: str, version: str, now: datetime.datetime
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {SECRET_LABEL: secret_name},
+            "annotations": {VERSION_ANNOTATION: version},
+        },
+        "spec": {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": DURATION_SECONDS,
+            "renewTime": now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        },
+    }
+
+
+class LeaseReporter:
+    """Renews the Lease every ``RENEW_SECONDS`` and at once whenever ``set_version`` changes it.
+
+    Nothing is written before the first version is applied: a replica that serves nothing yet
+    must not count as having rolled anything out.
+    """
+
+    def __init__(
+        self,
+        *,
+        patch_fn: Callable[..., Any],
+        namespace: str,
+        secret_name: str,
+        replica: str | None = None,
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        renew_seconds: float = RENEW_SECONDS,
+    ) -> None:
+        self._patch_fn = patch_fn  # CoordinationV1Api(client).patch_namespaced_lease
+        self.namespace = namespace
+        self.secret_name = secret_name
+        self.holder = replica or replica_name()
+        self.name = lease_name(secret_name, self.holder)
+        self._clock = clock
+        self._renew_seconds = renew_seconds
+        self._version: str | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._failing = False
+        self._thread = threading.Thread(target=self._run, name=f"lease {self.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def set_version(self, version: str) -> None:
+        with self._lock:
+            changed = version != self._version
+            self._version = version
+        if changed:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            with self._lock:
+                version = self._version
+            if version is not None:
+                self._renew(version)
+            self._wake.wait(self._renew_seconds)
+            self._wake.clear()
+
+    def _renew(self, version: str) -> None:
+        body = lease_body(
+            namespace=self.namespace,
+            name=self.name,
+            secret_name=self.secret_name,
+            holder=self.holder,
+            version=version,
+            now=self._clock(),
+        )
+        try:
+            response = self._patch_fn(
+                self.name,
+                self.namespace,
+                body,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+                _preload_content=False,
+                _request_timeout=(5.0, 10.0),
+            )
+            status = response.status
+            response.release_conn()
+            if not 200 <= status <= 299:
+                raise RuntimeError(f"HTTP {status}")
+        except Exception as error:  # keep trying; serving never depends on the Lease
+            if not self._failing:
+                log.warning("lease %s/%s: cannot renew (%s); retrying", self.namespace, self.name, error)
+            self._failing = True
+            return
+        if self._failing:
+            log.warning("lease %s/%s: renewed again", self.namespace, self.name)
+        self._failing = False
