@@ -1,13 +1,76 @@
-"""`propylon kube_operator` (not built yet)."""
+"""`propylon operator`: run the Kubernetes operator (kopf), in a cluster or with a kubeconfig.
+
+This module only turns flags into ``propylon_operator.settings.Settings``; everything else
+lives in the operator package.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch Propylon objects in this namespace (repeatable); default: all namespaces",
+    )
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)")
+    parser.add_argument("--gateway-name", default="propylon", help="name of the gateway's Deployment and Services")
+    parser.add_argument(
+        "--gateway-namespace",
+        default=os.environ.get("POD_NAMESPACE") or "propylon-system",
+        help="namespace of the snapshot Secret and the proxy Deployment (default: $POD_NAMESPACE or propylon-system)",
+    )
+    parser.add_argument("--proxy-image", default=os.environ.get("PROPYLON_PROXY_IMAGE") or "propylon/propylon:latest")
+    parser.add_argument("--replicas", type=int, default=2, help="proxy replicas (the HPA minimum with --hpa-max)")
+    parser.add_argument("--hpa-max", type=int, default=0, help="add a CPU HorizontalPodAutoscaler up to N replicas")
+    parser.add_argument(
+        "--allow-cross-namespace",
+        action="store_true",
+        help="let any Api route to Services in any namespace, without the allow-from label",
+    )
+    parser.add_argument(
+        "--owner-deployment",
+        default=None,
+        metavar="NAME",
+        help="the operator's own Deployment in the gateway namespace: owns the snapshot Secret, so deleting "
+        "the operator deletes the data plane too",
+    )
+    parser.add_argument("--webhook-port", type=int, default=None, help="serve a validating admission webhook")
+    parser.add_argument("--webhook-host", default="127.0.0.1", help="host name the API server dials for the webhook")
+    parser.add_argument("--webhook-addr", default="0.0.0.0", help="address the webhook listens on")
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        default=True,
+        help="run without kopf peering (the default: one operator per gateway)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("propylon: this command is not built yet")
+    from propylon_operator import running, settings
+
+    if args.replicas < 1:
+        raise SystemExit("propylon operator: --replicas must be at least 1")
+    configured = settings.Settings(
+        gateway_name=args.gateway_name,
+        gateway_namespace=args.gateway_namespace,
+        namespaces=() if args.all_namespaces else tuple(dict.fromkeys(args.namespace)),
+        proxy_image=args.proxy_image,
+        replicas=args.replicas,
+        hpa_max=max(0, args.hpa_max),
+        allow_cross_namespace=args.allow_cross_namespace,
+        owner_deployment=args.owner_deployment,
+        kubeconfig=args.kubeconfig,
+        webhook_port=args.webhook_port,
+        webhook_host=args.webhook_host,
+        webhook_addr=args.webhook_addr,
+    )
+    return running.run(configured)

@@ -1,0 +1,161 @@
+"""kopf handlers: the watch feeds the inventory, admission reviews go to ``admission``.
+
+Every watch handler is ``on.event`` and does the same thing: store the object as it now is,
+or forget it. None of them reacts to what changed (kopf's maintainer calls diff-driven logic a
+trap); the reconcile looks at the whole inventory. Objects that stop matching (a Secret whose
+usage-plan label is removed) are forgotten, which label-filtered handlers would never see.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+from typing import Any
+
+import kopf
+
+from propylon_operator import (
+    admission,
+    certificates,
+    leases,
+    reconciling,
+)
+from propylon_operator import (
+    inventory as inventory_,
+)
+from propylon_operator import (
+    settings as settings_,
+)
+
+logger = logging.getLogger("propylon.operator")
+
+GROUP = "propylon.dev"
+VERSION = "v1alpha1"
+
+
+def _body(body: Any, kind: str, api_version: str) -> dict[str, Any]:
+    data = dict(body)
+    data.setdefault("kind", kind)
+    data.setdefault("apiVersion", api_version)
+    return data
+
+
+def build_registry(
+    settings: settings_.Settings,
+    inventory: inventory_.Inventory,
+    reconciler: reconciling.Reconciler,
+    configuration: Any,
+) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        """kopf and our own client share one set of credentials (``kube.load_configuration``)."""
+        header = configuration.get_api_key_with_prefix("authorization") or ""
+        scheme, _, value = header.partition(" ")
+        return kopf.ConnectionInfo(
+            server=configuration.host,
+            ca_path=configuration.ssl_ca_cert or None,
+            insecure=not configuration.verify_ssl,
+            certificate_path=configuration.cert_file or None,
+            private_key_path=configuration.key_file or None,
+            scheme=scheme if value else None,
+            token=value or None,
+            default_namespace=settings.gateway_namespace,
+        )
+
+    def track(kind: str, api_version: str, keep: Any) -> Any:
+        def handler(event: dict[str, Any], body: Any, **_: Any) -> None:
+            data = _body(body, kind, api_version)
+            key = inventory_.Key.of(data)
+            if event.get("type") == "DELETED" or not keep(data):
+                inventory.discard(key)
+            else:
+                inventory.put(data, only_if_newer=True)
+
+        return handler
+
+    for kind, plural in reconciling.PLURALS.items():
+        kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"track-{plural}")(
+            track(kind, f"{GROUP}/{VERSION}", lambda data: settings.watches(inventory_.Key.of(data).namespace))
+        )
+
+    def secret_handler(event: dict[str, Any], body: Any, **_: Any) -> None:
+        data = _body(body, "Secret", "v1")
+        key = inventory_.Key.of(data)
+        if key.namespace == settings.gateway_namespace and key.name == settings.snapshot_secret:
+            reconciler.observe_snapshot_secret(None if event.get("type") == "DELETED" else data)
+            return
+        labels = (data.get("metadata") or {}).get("labels") or {}
+        if (
+            event.get("type") == "DELETED"
+            or reconciling.USAGE_PLAN_LABEL not in labels
+            or not settings.watches(key.namespace)
+        ):
+            inventory.discard(key)
+        else:
+            inventory.put(data, only_if_newer=True)
+
+    kopf.on.event("", "v1", "secrets", registry=registry, id="track-secrets")(secret_handler)
+    kopf.on.event("", "v1", "services", registry=registry, id="track-services")(
+        track("Service", "v1", lambda data: settings.watches(inventory_.Key.of(data).namespace))
+    )
+    kopf.on.event("discovery.k8s.io", "v1", "endpointslices", registry=registry, id="track-endpointslices")(
+        track("EndpointSlice", "discovery.k8s.io/v1", lambda data: settings.watches(inventory_.Key.of(data).namespace))
+    )
+
+    def ours(data: dict[str, Any]) -> bool:
+        meta = data.get("metadata") or {}
+        return (
+            meta.get("namespace") == settings.gateway_namespace
+            and (meta.get("labels") or {}).get(leases.SECRET_LABEL) == settings.snapshot_secret
+        )
+
+    kopf.on.event("coordination.k8s.io", "v1", "leases", registry=registry, id="track-leases")(
+        track("Lease", "coordination.k8s.io/v1", ours)
+    )
+
+    if settings.webhook_port is not None:
+        for kind, plural in reconciling.PLURALS.items():
+            kopf.on.validate(
+                GROUP,
+                VERSION,
+                plural,
+                registry=registry,
+                id=f"validate-{plural}",
+                operations=["CREATE", "UPDATE"],
+                # With the operator down, applies still go through; status then reports problems.
+                ignore_failures=True,
+            )(_validator(kind, settings))
+    return registry
+
+
+def _validator(kind: str, settings: settings_.Settings) -> Any:
+    def validate(body: Any, **_: Any) -> None:
+        data = _body(body, kind, f"{GROUP}/{VERSION}")
+        if not settings.watches(inventory_.Key.of(data).namespace):
+            return
+        message = admission.refusal(data)
+        if message:
+            raise kopf.AdmissionError(message, code=422)
+
+    return validate
+
+
+def kopf_settings(settings: settings_.Settings, cert_dir: str | None) -> kopf.OperatorSettings:
+    configured = kopf.OperatorSettings()
+    configured.posting.enabled = False  # we post our own Events; kopf's would narrate every handler call
+    configured.watching.server_timeout = 300
+    configured.networking.request_timeout = 60
+    if settings.webhook_port is not None and cert_dir is not None:
+        hostnames = [settings.webhook_host, settings.webhook_addr, "localhost", "127.0.0.1"]
+        certfile, pkeyfile = certificates.write_self_signed(pathlib.Path(cert_dir), hostnames)
+        configured.admission.server = kopf.WebhookServer(
+            addr=settings.webhook_addr,
+            port=settings.webhook_port,
+            host=settings.webhook_host,
+            certfile=certfile,
+            pkeyfile=pkeyfile,
+        )
+        configured.admission.managed = GROUP
+    return configured

@@ -1,0 +1,152 @@
+"""A small asynchronous Kubernetes API client for the operator's own writes.
+
+kopf watches; this module writes: server-side apply of owned objects, status patches, the
+snapshot Secret and Events. It talks plain JSON over aiohttp with the credentials the
+``kubernetes`` package loads (kubeconfig or in-cluster), so one set of credentials serves both
+kopf and our writes. Paths are built by ``paths``; no object logic lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import kubernetes
+
+FIELD_MANAGER = "propylon-operator"
+
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"  # JSON is valid YAML, so the body stays JSON
+
+
+class KubeError(Exception):
+    """A non-2xx answer from the API server, with its status code and message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def load_configuration(kubeconfig: str | None) -> kubernetes.client.Configuration:
+    """Credentials from ``kubeconfig``, else in-cluster, else the default kubeconfig."""
+    configuration = kubernetes.client.Configuration()
+    if kubeconfig:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        return configuration
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=configuration)
+    return configuration
+
+
+class Client:
+    """JSON requests against the API server; one aiohttp session for the operator's lifetime."""
+
+    def __init__(self, configuration: kubernetes.client.Configuration) -> None:
+        self._configuration = configuration
+        self._session: aiohttp.ClientSession | None = None
+        self._lock = asyncio.Lock()
+
+    async def _get_session(self) -> aiohttp.ClientSession:
+        async with self._lock:
+            if self._session is None or self._session.closed:
+                self._session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(ssl=self._ssl_context()),
+                    timeout=aiohttp.ClientTimeout(total=30),
+                )
+            return self._session
+
+    def _ssl_context(self) -> ssl.SSLContext | bool:
+        cfg = self._configuration
+        if not cfg.host.startswith("https"):
+            return False
+        context = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+        if not cfg.verify_ssl:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if cfg.cert_file and cfg.key_file:
+            context.load_cert_chain(cfg.cert_file, cfg.key_file)
+        return context
+
+    def _auth_headers(self) -> dict[str, str]:
+        cfg = self._configuration
+        if cfg.refresh_api_key_hook is not None:
+            cfg.refresh_api_key_hook(cfg)  # in-cluster tokens rotate; the hook re-reads the file
+        token = cfg.get_api_key_with_prefix("authorization")
+        return {"Authorization": token} if token else {}
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = JSON,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        session = await self._get_session()
+        url = self._configuration.host.rstrip("/") + path
+        if params:
+            url += "?" + urlencode(params)
+        headers = {"Accept": JSON, **self._auth_headers()}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body)
+        async with session.request(method, url, data=data, headers=headers) as response:
+            text = await response.text()
+            if response.status >= 300:
+                try:
+                    message = json.loads(text).get("message", text)
+                except (ValueError, AttributeError):
+                    message = text
+                raise KubeError(response.status, message)
+            return json.loads(text) if text else None
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        """The object at ``path``, or None when it does not exist."""
+        try:
+            return await self.request("GET", path)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def apply(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply as ``propylon-operator``, taking over fields a person changed."""
+        params = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        return await self.request("PATCH", path, body=body, content_type=APPLY_PATCH, params=params)
+
+    async def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", path, body=body)
+
+    async def list(self, path: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        answer = await self.request("GET", path, params=params)
+        return list(answer.get("items") or []) if answer else []
+
+
+def object_path(api_version: str, plural: str, namespace: str | None, name: str | None = None) -> str:
+    """``/api/v1/namespaces/ns/secrets/name`` and the like; ``api_version`` is ``group/version`` or ``v1``."""
+    root = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = root
+    if namespace:
+        path += f"/namespaces/{quote(namespace, safe='')}"
+    path += f"/{plural}"
+    if name:
+        path += f"/{quote(name, safe='')}"
+    return path

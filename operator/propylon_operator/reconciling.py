@@ -1,0 +1,323 @@
+"""The one reconcile: recompile everything, publish if the version changed, keep the data plane
+and every object's status in line. Level-based: it never asks what changed, only what is.
+
+One background task runs it, woken by any inventory change (debounced) and by a periodic
+resync (Leases go stale without any event). Each pass is idempotent: publishing compares
+versions, workloads are server-side applied only when their manifests change (or on resync),
+and statuses are written only when they differ from what the object shows, so the operator's
+own writes, which come back as watch events, end in a pass that does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from propylon_config import model
+from propylon_operator import (
+    compiling,
+    conditions,
+    debouncing,
+    documents,
+    kube,
+    leases,
+    publishing,
+    statuses,
+    workloads,
+)
+from propylon_operator import (
+    inventory as inventory_,
+)
+from propylon_operator import (
+    settings as settings_,
+)
+
+logger = logging.getLogger("propylon.operator")
+
+GROUP_VERSION = "propylon.dev/v1alpha1"
+PLURALS = {"Api": "apis", "Stage": "stages", "UsagePlan": "usageplans", "Authorizer": "authorizers"}
+USAGE_PLAN_LABEL = "propylon.dev/usage-plan"
+
+# kind -> (apiVersion, plural, label selector) for the initial listing
+WATCHED: dict[str, tuple[str, str, str | None]] = {
+    **{kind: (GROUP_VERSION, plural, None) for kind, plural in PLURALS.items()},
+    "Secret": ("v1", "secrets", USAGE_PLAN_LABEL),
+    "Service": ("v1", "services", None),
+    "EndpointSlice": ("discovery.k8s.io/v1", "endpointslices", None),
+}
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@dataclasses.dataclass(slots=True)
+class _Published:
+    body: dict[str, Any] | None = None  # the snapshot Secret as last seen
+    known: bool = False  # whether ``body`` reflects the cluster (read or watched at least once)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: settings_.Settings,
+        client: kube.Client,
+        inventory: inventory_.Inventory,
+        *,
+        clock: Callable[[], datetime.datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.inventory = inventory
+        self.wakeup = inventory_.Wakeup()
+        self.passes = 0
+        self._clock = clock
+        self._compiler = compiling.LastGood(allow_cross_namespace=settings.allow_cross_namespace)
+        self._fingerprint: str | None = None
+        self._outcome: compiling.Outcome | None = None
+        self._published = _Published()
+        self._operator_owner: dict[str, Any] | None = None
+        self._applied_digest: str | None = None
+        self._applied_at = 0.0
+        self._apply_failed_at: float | None = None
+        inventory.subscribe(self.wakeup.set)
+
+    # -- inputs from the watch handlers
+
+    def observe_snapshot_secret(self, body: dict[str, Any] | None) -> None:
+        """The snapshot Secret as the watch sees it (None when deleted): republish if it drifted."""
+        before = publishing.stored_version(self._published.body)
+        self._published = _Published(body=body, known=True)
+        if publishing.stored_version(body) != before or body is None:
+            self.wakeup.set()
+
+    # -- the loop
+
+    async def run(self) -> None:
+        await self.prime()
+        loop = asyncio.get_running_loop()
+        first = True
+        while True:
+            if not first:
+                await self.wakeup.wait(self.settings.resync_s)
+                await debouncing.settle(
+                    self.wakeup, quiet=self.settings.debounce_quiet_s, ceiling=self.settings.debounce_max_s
+                )
+            first = False
+            try:
+                await self.reconcile(now=loop.time())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("reconcile failed; retrying shortly")
+                await asyncio.sleep(1.0)
+                self.wakeup.set()
+
+    async def prime(self) -> None:
+        """List everything once before the first pass, so it never publishes a partial picture.
+
+        kopf's own initial listing arrives as a stream of events with no end marker; compiling
+        before it completes would publish a snapshot missing objects, then the full one: churn
+        on every restart. Listing here first makes the first pass see the whole cluster.
+        """
+        namespaces = [None] if self.settings.watches_all_namespaces else list(self.settings.namespaces)
+        for kind, (api_version, plural, selector) in WATCHED.items():
+            for namespace in namespaces:
+                path = kube.object_path(api_version, plural, namespace)
+                try:
+                    items = await self.client.list(path, label_selector=selector)
+                except kube.KubeError as exc:
+                    logger.warning("cannot list %s: %s", plural, exc)
+                    continue
+                for item in items:
+                    item.setdefault("kind", kind)
+                    item.setdefault("apiVersion", api_version)
+                    self.inventory.put(item, only_if_newer=True)
+        lease_path = kube.object_path("coordination.k8s.io/v1", "leases", self.settings.gateway_namespace)
+        try:
+            for item in await self.client.list(lease_path, label_selector=leases.SECRET_LABEL):
+                item.setdefault("kind", "Lease")
+                item.setdefault("apiVersion", "coordination.k8s.io/v1")
+                self.inventory.put(item, only_if_newer=True)
+        except kube.KubeError as exc:
+            logger.warning("cannot list leases: %s", exc)
+        if not self._published.known:
+            self._published = _Published(body=await self.client.get(self._secret_path()), known=True)
+        if self.settings.owner_deployment:
+            path = kube.object_path("apps/v1", "deployments", self.settings.gateway_namespace)
+            owner = await self.client.get(f"{path}/{self.settings.owner_deployment}")
+            if owner is None:
+                logger.warning("owner Deployment %s not found; the snapshot Secret has no owner", path)
+            else:
+                self._operator_owner = workloads.owner_reference(
+                    "apps/v1", "Deployment", self.settings.owner_deployment, owner["metadata"]["uid"]
+                )
+
+    async def reconcile(self, *, now: float = 0.0) -> compiling.Outcome:
+        self.passes += 1
+        inputs = {
+            inventory_.Key.of(body): documents.to_document(body)
+            for body in self.inventory.of_kind(*inventory_.INPUT_KINDS)
+        }
+        fingerprint = documents.fingerprint(inputs.values())
+        if fingerprint != self._fingerprint or self._outcome is None:
+            self._outcome = self._compiler.compile(inputs)
+            self._fingerprint = fingerprint
+        outcome = self._outcome
+        await self._publish(outcome.snapshot)
+        await self._apply_workloads(now)
+        await self._write_statuses(outcome)
+        return outcome
+
+    # -- publishing
+
+    def _secret_path(self) -> str:
+        return kube.object_path("v1", "secrets", self.settings.gateway_namespace, self.settings.snapshot_secret)
+
+    async def _publish(self, snapshot: model.GatewayConfig) -> None:
+        if publishing.stored_version(self._published.body) == snapshot.version:
+            return
+        body = publishing.secret(snapshot, self.settings, self._operator_owner)
+        answer = await self.client.apply(self._secret_path(), body)
+        self._published = _Published(body=answer, known=True)
+        logger.info("published snapshot %s (%d stages)", snapshot.version, len(snapshot.stages))
+        await self._event(
+            answer,
+            "Normal",
+            "SnapshotPublished",
+            f"published config version {snapshot.version} ({len(snapshot.stages)} stages)",
+        )
+
+    # -- the data plane's objects
+
+    def _workload_owner(self) -> dict[str, Any] | None:
+        uid = ((self._published.body or {}).get("metadata") or {}).get("uid")
+        if not uid:
+            return None
+        return workloads.owner_reference("v1", "Secret", self.settings.snapshot_secret, uid)
+
+    async def _apply_workloads(self, now: float) -> None:
+        manifests = workloads.build(self.settings, self._workload_owner())
+        digest = hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
+        fresh = now - self._applied_at < self.settings.workload_resync_s
+        if digest == self._applied_digest and fresh:
+            return
+        if self._apply_failed_at is not None and now - self._apply_failed_at < 30.0 and digest == self._applied_digest:
+            return
+        failed = False
+        for manifest in manifests:
+            try:
+                await self.client.apply(_manifest_path(manifest), manifest)
+            except kube.KubeError as exc:
+                failed = True
+                logger.warning("cannot apply %s %s: %s", manifest["kind"], manifest["metadata"]["name"], exc)
+        if not self.settings.hpa_max:
+            await self._delete_ignoring_absence(
+                kube.object_path(
+                    "autoscaling/v2",
+                    "horizontalpodautoscalers",
+                    self.settings.gateway_namespace,
+                    self.settings.gateway_name,
+                )
+            )
+        self._applied_digest = digest
+        self._applied_at = now
+        self._apply_failed_at = now if failed else None
+
+    async def _delete_ignoring_absence(self, path: str) -> None:
+        try:
+            await self.client.request("DELETE", path)
+        except kube.KubeError as exc:
+            if exc.status not in (404, 403):
+                logger.warning("cannot delete %s: %s", path, exc)
+
+    # -- status
+
+    def _replicas(self, snapshot: model.GatewayConfig) -> statuses.Replicas:
+        counts = leases.versions(self.inventory.of_kind("Lease"), self.settings.snapshot_secret, self._clock())
+        return statuses.Replicas(serving=counts.get(snapshot.version, 0), expected=self.settings.replicas)
+
+    async def _write_statuses(self, outcome: compiling.Outcome) -> None:
+        now = conditions.rfc3339(self._clock())
+        replicas = self._replicas(outcome.snapshot)
+        secrets = list(self.inventory.of_kind("Secret"))
+        for body in list(self.inventory.of_kind(*inventory_.PROPYLON_KINDS)):
+            key = inventory_.Key.of(body)
+            verdict = outcome.verdict(key)
+            status = statuses.desired(
+                body,
+                verdict,
+                snapshot=outcome.snapshot,
+                settings=self.settings,
+                replicas=replicas,
+                secrets=secrets,
+                now=now,
+            )
+            current = body.get("status") if isinstance(body.get("status"), dict) else {}
+            if not statuses.needs_write(current, status):
+                continue
+            path = kube.object_path(GROUP_VERSION, PLURALS[key.kind], key.namespace, key.name) + "/status"
+            try:
+                await self.client.merge_patch(path, {"status": status})
+            except kube.KubeError as exc:
+                if exc.status != 404:
+                    logger.warning("cannot write the status of %s: %s", key, exc)
+                continue
+            self.inventory.update_status(key, status)
+            if _became_broken(current, status):
+                await self._event(body, "Warning", verdict.reason, verdict.message or "not ready")
+
+    # -- events
+
+    async def _event(self, body: dict[str, Any] | None, type_: str, reason: str, message: str) -> None:
+        if not body:
+            return
+        meta = body.get("metadata") or {}
+        stamp = conditions.rfc3339(self._clock())
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": meta.get("namespace")},
+            "involvedObject": {
+                "apiVersion": body.get("apiVersion"),
+                "kind": body.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": kube.FIELD_MANAGER},
+            "reportingComponent": kube.FIELD_MANAGER,
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            await self.client.create(kube.object_path("v1", "events", str(meta.get("namespace"))), event)
+        except kube.KubeError as exc:
+            logger.warning("cannot post an event on %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
+
+
+def _became_broken(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Ready turned False, or stayed False for a new reason: worth a Warning event."""
+    old = conditions.find(before.get("conditions"), "Ready")
+    new = conditions.find(after.get("conditions"), "Ready")
+    if new is None or new.get("status") != conditions.FALSE or new.get("reason") == "ReplicasPending":
+        return False
+    return old is None or old.get("status") != conditions.FALSE or old.get("reason") != new.get("reason")
+
+
+def _manifest_path(manifest: dict[str, Any]) -> str:
+    plural, namespaced = workloads.PLURALS[manifest["kind"]]
+    meta = manifest["metadata"]
+    return kube.object_path(manifest["apiVersion"], plural, meta.get("namespace") if namespaced else None, meta["name"])

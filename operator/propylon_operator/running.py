@@ -1,0 +1,52 @@
+"""Running the operator: kopf's watch loop and the reconcile task, side by side in one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+
+import kopf
+
+from propylon_operator import handlers, kube, reconciling
+from propylon_operator import inventory as inventory_
+from propylon_operator import settings as settings_
+
+logger = logging.getLogger("propylon.operator")
+
+
+async def operate(settings: settings_.Settings, *, stop_flag: asyncio.Event | None = None) -> None:
+    configuration = kube.load_configuration(settings.kubeconfig)
+    client = kube.Client(configuration)
+    inventory = inventory_.Inventory()
+    reconciler = reconciling.Reconciler(settings, client, inventory)
+    registry = handlers.build_registry(settings, inventory, reconciler, configuration)
+    with tempfile.TemporaryDirectory(prefix="propylon-webhook-") as cert_dir:
+        configured = handlers.kopf_settings(settings, cert_dir)
+        if settings.watches_all_namespaces:
+            scope: dict[str, object] = {"clusterwide": True}
+        else:
+            # The gateway namespace is watched too, for the proxies' Leases and the snapshot Secret;
+            # Propylon objects there are ignored unless it is also one of the namespaces given.
+            scope = {"namespaces": sorted({*settings.namespaces, settings.gateway_namespace})}
+        task = asyncio.create_task(reconciler.run(), name="propylon-reconcile")
+        try:
+            await kopf.operator(
+                registry=registry,
+                settings=configured,
+                standalone=True,
+                stop_flag=stop_flag,
+                **scope,  # type: ignore[arg-type]
+            )
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await client.close()
+
+
+def run(settings: settings_.Settings) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(operate(settings))
+    return 0

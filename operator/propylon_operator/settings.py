@@ -1,0 +1,46 @@
+"""What one operator process is told to do: which namespaces it watches and which gateway it runs.
+
+Built once from the command line (``propylon operator``) and never changed afterwards; every
+other module receives it rather than reading flags or environment variables itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    gateway_name: str = "propylon"
+    gateway_namespace: str = "propylon-system"
+    namespaces: tuple[str, ...] = ()  # empty = all namespaces
+    proxy_image: str = "propylon/propylon:latest"
+    replicas: int = 2
+    hpa_max: int = 0  # 0 = no HorizontalPodAutoscaler
+    allow_cross_namespace: bool = False
+    owner_deployment: str | None = None  # the operator's own Deployment in the gateway namespace
+    kubeconfig: str | None = None
+    webhook_port: int | None = None  # None = no admission webhook
+    webhook_host: str = "127.0.0.1"
+    webhook_addr: str = "0.0.0.0"
+    webhook_url: str | None = None  # a Service URL in front of the webhook, when not reached by host:port
+    debounce_quiet_s: float = 0.4
+    debounce_max_s: float = 2.0
+    resync_s: float = 10.0  # status resync (Lease freshness), and the floor for re-applying workloads
+    workload_resync_s: float = 300.0
+    lease_stale_s: float = 30.0
+
+    @property
+    def snapshot_secret(self) -> str:
+        return f"{self.gateway_name}-snapshot"
+
+    @property
+    def watches_all_namespaces(self) -> bool:
+        return not self.namespaces
+
+    def watches(self, namespace: str) -> bool:
+        """Whether Propylon objects in ``namespace`` belong to this gateway."""
+        return self.watches_all_namespaces or namespace in self.namespaces
+
+    def stage_url(self, base_path: str) -> str:
+        return f"http://{self.gateway_name}.{self.gateway_namespace}.svc{base_path or '/'}"

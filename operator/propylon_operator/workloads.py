@@ -1,0 +1,260 @@
+"""The Kubernetes objects that run one gateway's data plane, built as plain manifests.
+
+Pure builders: settings and an owner in, manifests out, applied by the reconcile with
+server-side apply. Everything namespaced hangs off one owner (the snapshot Secret, see
+``owner_reference``) so that deleting it removes the whole data plane; the ClusterRole that
+lets proxies read EndpointSlices in other namespaces cannot have a namespaced owner and is
+labelled instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from propylon_operator import settings as settings_
+
+PUBLIC_PORT = 8080
+INTERNAL_PORT = 8081
+ADMIN_PORT = 9090
+MANAGED_BY = {"app.kubernetes.io/managed-by": "propylon"}
+
+Manifest = dict[str, Any]
+
+
+def labels(settings: settings_.Settings) -> dict[str, str]:
+    return {**selector(settings), **MANAGED_BY, "app.kubernetes.io/component": "proxy"}
+
+
+def selector(settings: settings_.Settings) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "propylon-proxy", "app.kubernetes.io/instance": settings.gateway_name}
+
+
+def owner_reference(api_version: str, kind: str, name: str, uid: str) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid, "controller": True}
+
+
+def _meta(settings: settings_.Settings, name: str, owner: dict[str, Any] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": settings.gateway_namespace, "labels": labels(settings)}
+    if owner is not None:
+        meta["ownerReferences"] = [owner]
+    return meta
+
+
+def proxy_name(settings: settings_.Settings) -> str:
+    return f"{settings.gateway_name}-proxy"
+
+
+def cluster_role_name(settings: settings_.Settings) -> str:
+    return f"propylon-proxy-{settings.gateway_namespace}-{settings.gateway_name}"
+
+
+def service_account(settings: settings_.Settings, owner: dict[str, Any] | None) -> Manifest:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(settings, proxy_name(settings), owner)}
+
+
+def role(settings: settings_.Settings, owner: dict[str, Any] | None) -> Manifest:
+    """What a proxy does in its own namespace: read its snapshot Secret, keep its Lease."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(settings, proxy_name(settings), owner),
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["secrets"],
+                "resourceNames": [settings.snapshot_secret],
+                "verbs": ["get", "list", "watch"],
+            },
+            {
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch"],
+            },
+        ],
+    }
+
+
+def role_binding(settings: settings_.Settings, owner: dict[str, Any] | None) -> Manifest:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(settings, proxy_name(settings), owner),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": proxy_name(settings)},
+        "subjects": [{"kind": "ServiceAccount", "name": proxy_name(settings), "namespace": settings.gateway_namespace}],
+    }
+
+
+def cluster_role(settings: settings_.Settings) -> Manifest:
+    """EndpointSlices of backends live in any namespace, so this one grant is cluster-wide."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": cluster_role_name(settings), "labels": labels(settings)},
+        "rules": [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]}],
+    }
+
+
+def cluster_role_binding(settings: settings_.Settings) -> Manifest:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": cluster_role_name(settings), "labels": labels(settings)},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": cluster_role_name(settings),
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": proxy_name(settings), "namespace": settings.gateway_namespace}],
+    }
+
+
+def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Manifest:
+    probe = {"httpGet": {"port": "admin"}, "periodSeconds": 5, "timeoutSeconds": 2}
+    container = {
+        "name": "proxy",
+        "image": settings.proxy_image,
+        "command": ["propylon"],
+        "args": ["proxy", "--config-secret", f"{settings.gateway_namespace}/{settings.snapshot_secret}"],
+        "ports": [
+            {"name": "public", "containerPort": PUBLIC_PORT, "protocol": "TCP"},
+            {"name": "internal", "containerPort": INTERNAL_PORT, "protocol": "TCP"},
+            {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
+        ],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        ],
+        "readinessProbe": {**probe, "httpGet": {**probe["httpGet"], "path": "/readyz"}},
+        "livenessProbe": {
+            **probe,
+            "httpGet": {**probe["httpGet"], "path": "/healthz"},
+            "initialDelaySeconds": 5,
+            "failureThreshold": 6,
+        },
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector(settings)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {
+            "metadata": {"labels": labels(settings)},
+            "spec": {
+                "serviceAccountName": proxy_name(settings),
+                "automountServiceAccountToken": True,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 10001,
+                    "runAsGroup": 10001,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                # Connections drain on SIGTERM; give in-flight requests time to finish.
+                "terminationGracePeriodSeconds": 30,
+                "containers": [container],
+                "volumes": [{"name": "tmp", "emptyDir": {}}],
+            },
+        },
+    }
+    if not settings.hpa_max:
+        # With an HPA the replica count is its field; claiming it here would fight the autoscaler.
+        spec["replicas"] = settings.replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(settings, settings.gateway_name, owner),
+        "spec": spec,
+    }
+
+
+def services(settings: settings_.Settings, owner: dict[str, Any] | None) -> list[Manifest]:
+    """The public Service and the in-cluster one; the admin port stays on the pods only."""
+    out = []
+    for name, port_name in ((settings.gateway_name, "public"), (f"{settings.gateway_name}-internal", "internal")):
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": _meta(settings, name, owner),
+                "spec": {
+                    "type": "ClusterIP",
+                    "selector": selector(settings),
+                    "ports": [{"name": "http", "port": 80, "targetPort": port_name, "protocol": "TCP"}],
+                },
+            }
+        )
+    return out
+
+
+def pod_disruption_budget(settings: settings_.Settings, owner: dict[str, Any] | None) -> Manifest:
+    spec: dict[str, Any] = {"selector": {"matchLabels": selector(settings)}}
+    if settings.replicas > 1 or settings.hpa_max > 1:
+        spec["minAvailable"] = 1
+    else:
+        # One replica: minAvailable 1 would block every node drain forever.
+        spec["maxUnavailable"] = 1
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(settings, settings.gateway_name, owner),
+        "spec": spec,
+    }
+
+
+def autoscaler(settings: settings_.Settings, owner: dict[str, Any] | None) -> Manifest | None:
+    if not settings.hpa_max:
+        return None
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(settings, settings.gateway_name, owner),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": settings.gateway_name},
+            "minReplicas": max(1, settings.replicas),
+            "maxReplicas": max(settings.hpa_max, settings.replicas, 1),
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                }
+            ],
+        },
+    }
+
+
+def build(settings: settings_.Settings, owner: dict[str, Any] | None) -> list[Manifest]:
+    """Every object of the data plane, in the order they should be applied."""
+    out = [
+        service_account(settings, owner),
+        role(settings, owner),
+        role_binding(settings, owner),
+        cluster_role(settings),
+        cluster_role_binding(settings),
+        *services(settings, owner),
+        deployment(settings, owner),
+        pod_disruption_budget(settings, owner),
+    ]
+    hpa = autoscaler(settings, owner)
+    if hpa is not None:
+        out.append(hpa)
+    return out
+
+
+PLURALS = {
+    "ServiceAccount": ("serviceaccounts", True),
+    "Role": ("roles", True),
+    "RoleBinding": ("rolebindings", True),
+    "ClusterRole": ("clusterroles", False),
+    "ClusterRoleBinding": ("clusterrolebindings", False),
+    "Service": ("services", True),
+    "Deployment": ("deployments", True),
+    "PodDisruptionBudget": ("poddisruptionbudgets", True),
+    "HorizontalPodAutoscaler": ("horizontalpodautoscalers", True),
+    "Secret": ("secrets", True),
+}
+"""Kind -> (plural, namespaced) for the kinds this module builds."""
