@@ -98,7 +98,7 @@ def _compile(obj: objects.Object, index: objects.Index, reporter: objects.Report
         api=api,
         routes=tuple(sorted(templates, key=lambda t: routes.precedence(t.route))),
         route_keys=frozenset(keys),
-        gateway_responses=gateway_responses.merge(overrides),
+        gateway_responses=gateway_responses.compile_overrides(overrides),
     )
 
 

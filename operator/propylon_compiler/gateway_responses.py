@@ -1,11 +1,12 @@
-"""Gateway responses: DESIGN.md section 3's table, with an Api's overrides merged in.
+"""Gateway responses: an Api's overrides of DESIGN.md section 3's table, checked and compiled.
 
-Each Stage carries the full, merged table so the proxy never merges anything per request.
-Fixed messages are compiled to their final JSON body. Where the message is only known at
-request time (BAD_REQUEST_PARAMETERS lists names; DEFAULT_4XX/5XX stand for any error) the
-body is a template in Amazon API Gateway's style: ``$context.error.messageString`` stands for
-the message as a quoted JSON string. Users moving from AWS write overrides the same way, so
-the proxy fills that placeholder (and ``$context.requestId``) in every body.
+Only the overrides travel in the snapshot (``Stage.gateway_responses``); the proxy keeps the
+built-in table and applies the fallback at request time: a type's own override, else the
+DEFAULT_4XX/DEFAULT_5XX override (its body and headers, with the status the type means), else
+the built-in response. An override that leaves out ``statusCode`` or ``body`` gets the type's
+own. Where the message is only known at request time (BAD_REQUEST_PARAMETERS lists names;
+DEFAULT_4XX/5XX stand for any error) the default body is Amazon API Gateway's template
+``{"message":$context.error.messageString}``, which users moving from AWS also write.
 """
 
 from __future__ import annotations
@@ -74,15 +75,13 @@ def parse_overrides(f: fields.Fields, spec: dict[str, Any], path: str) -> dict[s
     return out
 
 
-def merge(overrides: dict[str, dict[str, Any]]) -> tuple[tuple[str, model.GatewayResponse], ...]:
-    """The full table for one Api: own override, else DEFAULT_4XX/5XX override, else the default."""
-    table: list[tuple[str, model.GatewayResponse]] = []
-    for name, (status, text) in TABLE.items():
-        fallback = overrides.get("DEFAULT_4XX" if status < 500 else "DEFAULT_5XX", {})
-        table.append((name, _response(status, text, overrides.get(name) or fallback)))
-    for name, status in DEFAULTS.items():
-        table.append((name, _response(status, "", overrides.get(name, {}))))
-    return tuple(sorted(table))
+def compile_overrides(overrides: dict[str, dict[str, Any]]) -> tuple[tuple[str, model.GatewayResponse], ...]:
+    """The overrides as snapshot entries, sorted by type."""
+    out: list[tuple[str, model.GatewayResponse]] = []
+    for name, override in overrides.items():
+        status, text = TABLE.get(name, (DEFAULTS.get(name, 500), ""))
+        out.append((name, _response(status, text, override)))
+    return tuple(sorted(out))
 
 
 def _response(status: int, text: str, override: dict[str, Any]) -> model.GatewayResponse:

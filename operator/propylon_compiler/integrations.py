@@ -87,13 +87,13 @@ def parse(f: fields.Fields, raw: dict[str, Any], path: str, api_namespace: str) 
         ("requestParameters", MAPPED, "HTTP_PROXY and HTTP"),
         ("responseParameters", MAPPED, "HTTP_PROXY and HTTP"),
         ("requestTemplates", (model.IntegrationType.HTTP,), "HTTP"),
-        ("passthroughBehavior", (model.IntegrationType.HTTP,), "HTTP"),
     ):
         if name in raw and kind not in allowed_types:
             f.error(fields.join(path, name), f"{name} applies only to {applies} integrations, not {kind.value}")
     request_parameters = _mappings(f, raw, "requestParameters", path, response=False)
     response_parameters = _response_mappings(f, raw, path)
     templates = f.string_map(raw, "requestTemplates", path)
+    # passthroughBehavior is not checked against the type: the CRD defaults it on every integration.
     passthrough = _passthrough(f, raw, path)
 
     mock = _mock(f, raw, path)

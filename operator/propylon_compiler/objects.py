@@ -161,7 +161,14 @@ def _is_object(document: manifests.Document, reporter: Reporter) -> bool:
     if not kind:
         reporter.add(_diagnostic(document, "kind", "missing kind"))
         return False
+    if not document.api_version:
+        reporter.add(_diagnostic(document, "apiVersion", "missing apiVersion"))
+        return False
     expected = KNOWN_KINDS.get(kind)
+    if expected is None and document.api_version and not document.api_version.startswith("propylon.dev/"):
+        # A folder applied with kubectl also holds Deployments, ConfigMaps, Namespaces...:
+        # not ours to read, and not a mistake. A typo in one of our kinds is.
+        return False
     if expected is None:
         known = ", ".join(sorted(KNOWN_KINDS))
         reporter.add(_diagnostic(document, "kind", f"unknown kind {kind!r} (expected one of: {known})"))

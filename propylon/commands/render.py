@@ -1,13 +1,34 @@
-"""`propylon render` (not built yet)."""
+"""`propylon render -f PATH ...`: print the snapshot the gateway would serve.
+
+The output is what the operator ships to proxies (canonical JSON), so a user can diff two
+renders to see what an edit changes. Diagnostics go to stderr and make the exit status 1, but
+the snapshot is still printed: it is what would be served, broken objects left out. Nothing
+from a Secret's data is ever in a snapshot (API keys appear only as hashes), so nothing needs
+redacting here.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+import yaml
+
+from propylon.commands import validate
+from propylon_config import codec
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    validate.add_file_arguments(parser)
+    parser.add_argument(
+        "-o", "--output", choices=("json", "yaml"), default="json", help="output format (default: json)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("propylon: this command is not built yet")
+    result, found = validate.load_and_compile(args)
+    validate.print_diagnostics(found)
+    if args.output == "yaml":
+        print(yaml.safe_dump(codec.to_data(result.snapshot), sort_keys=True, allow_unicode=True), end="")
+    else:
+        print(codec.dumps(result.snapshot, indent=2))
+    return 1 if found else 0
