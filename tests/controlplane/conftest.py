@@ -1,9 +1,11 @@
 """Fixtures of the control-plane tier (marker ``controlplane``).
 
 ``control_plane`` is one real etcd + kube-apiserver for the whole session with the CRDs of
-crds/ installed and Established. ``test_hosts`` makes backends in network namespaces whose
-addresses may appear in EndpointSlices. The tier skips, saying why, when the binaries are
-missing (run tools/controlplane/build.sh); CI builds them, so there it always runs.
+crds/ installed and Established; ``kube_apiserver`` is the same cluster for tests that need no
+CRD (so a CRD the API server refuses fails only the tests that need one). ``test_hosts`` makes
+backends in network namespaces whose addresses may appear in EndpointSlices. The tier skips,
+saying why, when the binaries are missing (run tools/controlplane/build.sh); CI builds them,
+so there it always runs.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def control_plane() -> Iterator[cluster.ControlPlane]:
+def kube_apiserver() -> Iterator[cluster.ControlPlane]:
+    """The bare cluster (core APIs only), for tests that need no Propylon CRD."""
     missing = cluster.binaries_missing()
     if missing:
         pytest.skip(
@@ -34,30 +37,36 @@ def control_plane() -> Iterator[cluster.ControlPlane]:
     plane = cluster.ControlPlane()
     try:
         plane.start()
-        plane.install_crds()
         yield plane
     finally:
         plane.stop()
 
 
 @pytest.fixture(scope="session")
-def kubeconfig(control_plane: cluster.ControlPlane) -> pathlib.Path:
-    return control_plane.kubeconfig
+def control_plane(kube_apiserver: cluster.ControlPlane) -> cluster.ControlPlane:
+    """The same cluster with every crds/*.yaml applied and Established (applied once per session)."""
+    kube_apiserver.install_crds()
+    return kube_apiserver
 
 
 @pytest.fixture(scope="session")
-def kubectl(control_plane: cluster.ControlPlane) -> Callable[..., object]:
-    return control_plane.kubectl
+def kubeconfig(kube_apiserver: cluster.ControlPlane) -> pathlib.Path:
+    return kube_apiserver.kubeconfig
 
 
 @pytest.fixture(scope="session")
-def apply(control_plane: cluster.ControlPlane) -> Callable[..., object]:
-    return control_plane.apply
+def kubectl(kube_apiserver: cluster.ControlPlane) -> Callable[..., object]:
+    return kube_apiserver.kubectl
+
+
+@pytest.fixture(scope="session")
+def apply(kube_apiserver: cluster.ControlPlane) -> Callable[..., object]:
+    return kube_apiserver.apply
 
 
 @pytest.fixture
-def api_client(control_plane: cluster.ControlPlane) -> Iterator[object]:
-    client = control_plane.api_client()
+def api_client(kube_apiserver: cluster.ControlPlane) -> Iterator[object]:
+    client = kube_apiserver.api_client()
     try:
         yield client
     finally:
