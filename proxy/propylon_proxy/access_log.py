@@ -1,0 +1,50 @@
+"""Access-log lines: one JSON object per request on stdout, fields named as DESIGN.md §4.
+
+Only stages with ``accessLog.enabled`` log. Values are ints, booleans, strings or null; nothing
+secret (no API key values, no Authorization, no bodies) is ever a field.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+from typing import Any, TextIO
+
+FIELDS = (
+    "requestId",
+    "ip",
+    "requestTime",
+    "httpMethod",
+    "routeKey",
+    "path",
+    "status",
+    "protocol",
+    "responseLength",
+    "responseLatencyMs",
+    "integrationLatencyMs",
+    "integrationStatus",
+    "apiId",
+    "stage",
+    "apiKeyId",
+    "principalId",
+    "userAgent",
+    "canary",
+    "cache",
+    "errorType",
+)
+
+
+def rfc3339_millis(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def line(values: dict[str, Any]) -> str:
+    """A log line with every field present (absent ones null), in a stable order."""
+    return json.dumps({name: values.get(name) for name in FIELDS}, separators=(",", ":"), ensure_ascii=False)
+
+
+def write(values: dict[str, Any], stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    out.write(line(values) + "\n")
+    out.flush()

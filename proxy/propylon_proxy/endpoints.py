@@ -1,0 +1,38 @@
+"""Picking a backend address for a ``service`` integration.
+
+Round-robin per request over the Service's ready addresses, skipping an address that failed to
+connect for ``failure_seconds``. The state (counters, failures) is keyed by ``ServiceTarget.key``
+and lives on the gateway, not the plan, so a config swap does not forget a dead endpoint.
+The clock is injected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from propylon_config import model
+
+
+class Balancer:
+    def __init__(self, *, failure_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._failure_seconds = failure_seconds
+        self._clock = clock
+        self._next: dict[str, int] = {}
+        self._failed_until: dict[tuple[str, int], float] = {}
+
+    def pick(self, key: str, addresses: Sequence[model.EndpointAddress], exclude: tuple[str, int] | None = None
+             ) -> model.EndpointAddress | None:
+        ready = [a for a in addresses if a.ready and (a.address, a.port) != exclude]
+        if not ready:
+            return None
+        now = self._clock()
+        healthy = [a for a in ready if self._failed_until.get((a.address, a.port), 0.0) <= now]
+        # When every address failed recently, trying one beats refusing outright.
+        candidates = healthy or ready
+        index = self._next.get(key, 0)
+        self._next[key] = index + 1
+        return candidates[index % len(candidates)]
+
+    def mark_failed(self, address: model.EndpointAddress) -> None:
+        self._failed_until[(address.address, address.port)] = self._clock() + self._failure_seconds

@@ -1,0 +1,129 @@
+"""Headers between client and backend: hop-by-hop removal, forwarding headers, trace context.
+
+Pure functions. Order matters and is the point of this module: headers named in
+``Connection`` are removed before the gateway adds its own, so a client can never use
+``Connection: X-Forwarded-For`` to strip what the gateway sets; client-sent forwarding headers
+(and their ``_`` twins, which some backends fold into the same name) are dropped unless the
+socket peer is a trusted proxy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+
+from propylon_proxy import settings
+
+Headers = list[tuple[str, str]]
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Set by the gateway itself; whatever the client sent under these names is never forwarded.
+_GATEWAY_OWNED = frozenset({"host", "x-request-id", "traceparent"})
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+def _canonical(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def _is_forwarding(name: str) -> bool:
+    return name in ("forwarded", "x-real-ip") or name.startswith("x-forwarded-")
+
+
+def strip_hop_by_hop(headers: Iterable[tuple[str, str]]) -> Headers:
+    """Drop hop-by-hop headers and every header the ``Connection`` header names."""
+    pairs = list(headers)
+    named = {
+        token.strip().lower() for name, value in pairs if name.lower() == "connection" for token in value.split(",")
+    }
+    return [(n, v) for n, v in pairs if n.lower() not in HOP_BY_HOP and n.lower() not in named]
+
+
+def is_trusted(peer: str | None, trusted: Sequence[settings.Network]) -> bool:
+    if not peer or not trusted:
+        return False
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in network for network in trusted)
+
+
+def source_ip(peer: str, headers: Iterable[tuple[str, str]], trusted: Sequence[settings.Network]) -> str:
+    """The socket peer, or when it is trusted the last hop of X-Forwarded-For that is not."""
+    if not is_trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for n, v in headers if n.lower() == "x-forwarded-for" for h in v.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def traceparent(incoming: str | None) -> str:
+    """Continue a valid W3C trace with a new parent id (the gateway's span), else start one."""
+    if incoming:
+        found = _TRACEPARENT.match(incoming.strip())
+        if found:
+            version, trace_id, parent_id, flags = found.groups()
+            if version != "ff" and trace_id != "0" * 32 and parent_id != "0" * 16:
+                return f"00-{trace_id}-{secrets.token_hex(8)}-{flags}"
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def upstream_request_headers(
+    client_headers: Iterable[tuple[str, str]],
+    *,
+    peer: str,
+    trusted: Sequence[settings.Network],
+    scheme: str,
+    upstream_host: str,
+    request_id: str,
+) -> Headers:
+    """The headers the backend receives for a proxied request."""
+    pairs = list(client_headers)
+    client_host = next((v for n, v in pairs if n.lower() == "host"), "")
+    incoming_trace = next((v for n, v in pairs if n.lower() == "traceparent"), None)
+    trusted_peer = is_trusted(peer, trusted)
+    out: Headers = []
+    prior_hops: list[str] = []
+    for name, value in strip_hop_by_hop(pairs):
+        canonical = _canonical(name)
+        if canonical in _GATEWAY_OWNED:
+            continue
+        if _is_forwarding(canonical):
+            if not trusted_peer or canonical != name.lower():
+                continue  # spoofable, or an underscore twin: never forwarded as is
+            if canonical == "x-forwarded-for":
+                prior_hops.append(value)
+                continue
+            if canonical in ("x-forwarded-proto", "x-forwarded-host"):
+                continue  # replaced below
+        out.append((name, value))
+    out.append(("Host", upstream_host))
+    out.append(("X-Forwarded-For", ", ".join([*prior_hops, peer])))
+    out.append(("X-Forwarded-Proto", scheme))
+    if client_host:
+        out.append(("X-Forwarded-Host", client_host))
+    out.append(("X-Request-Id", request_id))
+    out.append(("traceparent", traceparent(incoming_trace)))
+    return out
+
+
+def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> Headers:
+    """Backend response headers a client may see: hop-by-hop removed, our request id wins."""
+    return [(n, v) for n, v in strip_hop_by_hop(upstream_headers) if n.lower() != "x-request-id"]

@@ -1,0 +1,93 @@
+"""Running the data plane: three listeners around one plan holder.
+
+``Gateway`` owns the lifecycle (listen, swap config, stop) and nothing else; what a request goes
+through lives in ``handling`` and ``server``. Used by ``propylon serve`` and by the tests, which
+start it in-process on ephemeral ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import TextIO
+
+from aiohttp import web
+
+from propylon_config import model
+from propylon_proxy import admin, endpoints, handling, plans, server, settings, upstreams
+
+log = logging.getLogger("propylon.proxy")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Addresses:
+    host: str
+    port: int
+    internal_port: int
+    admin_port: int
+
+    def urls(self) -> dict[str, str]:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return {
+            "public": f"http://{host}:{self.port}",
+            "internal": f"http://{host}:{self.internal_port}",
+            "admin": f"http://{host}:{self.admin_port}",
+        }
+
+
+class Gateway:
+    def __init__(
+        self,
+        proxy_settings: settings.ProxySettings | None = None,
+        *,
+        admin_token: str | None = None,
+        log_stream: TextIO | None = None,
+    ) -> None:
+        self.settings = proxy_settings or settings.ProxySettings()
+        self.holder = plans.PlanHolder()
+        self.runtime = handling.Runtime(
+            holder=self.holder,
+            upstream=upstreams.create(self.settings.upstream_kind),
+            settings=self.settings,
+            balancer=endpoints.Balancer(failure_seconds=self.settings.endpoint_failure_seconds),
+            log_stream=log_stream,
+        )
+        self._admin_token = admin_token
+        self._servers: list[tuple[asyncio.Server, web.Server]] = []
+        self.addresses: Addresses | None = None
+
+    def swap(self, config: model.GatewayConfig) -> plans.Plan:
+        """Serve ``config`` from now on; requests already running keep the plan they started with."""
+        return self.holder.swap(config)
+
+    async def start(self, host: str = "127.0.0.1", port: int = 8080, internal_port: int = 8081,
+                    admin_port: int = 9090) -> Addresses:
+        listener = self.settings.listener
+        bound = []
+        handlers: list[web.Server] = [
+            server.GatewayServer(handling.Pipeline(self.runtime, "public"), listener),
+            server.GatewayServer(handling.Pipeline(self.runtime, "internal"), listener),
+            server.GatewayServer(admin.AdminHandler(self.runtime, self._admin_token), listener),
+        ]
+        loop = asyncio.get_running_loop()
+        try:
+            for web_server, wanted in zip(handlers, (port, internal_port, admin_port), strict=True):
+                tcp = await loop.create_server(web_server, host, wanted, reuse_address=True)
+                self._servers.append((tcp, web_server))
+                bound.append(tcp.sockets[0].getsockname()[1])
+        except BaseException:
+            await self.stop()
+            raise
+        self.addresses = Addresses(host=host, port=bound[0], internal_port=bound[1], admin_port=bound[2])
+        return self.addresses
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop listening, let running requests finish (up to ``grace`` seconds), close the client."""
+        servers, self._servers = self._servers, []
+        for tcp, _ in servers:
+            tcp.close()
+        for tcp, web_server in servers:
+            await web_server.shutdown(grace)
+            await tcp.wait_closed()
+        await self.runtime.upstream.close()

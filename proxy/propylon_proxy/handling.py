@@ -1,0 +1,304 @@
+"""The catch-all request handler: hygiene, routing, the route's chain, logging and metrics.
+
+One handler per listener (public or internal) serves every request; aiohttp's router is never
+used. Each request reads the current plan once and keeps it, so a config swap never changes a
+request half-way. Every response, error or proxied, carries the gateway's own ``x-request-id``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import time
+import uuid
+from typing import Any, TextIO
+
+from aiohttp import web
+
+from propylon_config import model
+from propylon_proxy import (
+    access_log,
+    endpoints,
+    forwarding,
+    gateway_responses,
+    hygiene,
+    metrics,
+    mocks,
+    plans,
+    proxying,
+    routing,
+    settings,
+    upstream,
+)
+
+log = logging.getLogger("propylon.proxy")
+
+
+@dataclasses.dataclass(slots=True)
+class Runtime:
+    """What outlives plan swaps: the plan holder, the upstream client and shared state."""
+
+    holder: plans.PlanHolder
+    upstream: upstream.Upstream
+    settings: settings.ProxySettings
+    metrics: metrics.GatewayMetrics = dataclasses.field(default_factory=metrics.GatewayMetrics)
+    balancer: endpoints.Balancer = dataclasses.field(default_factory=endpoints.Balancer)
+    log_stream: TextIO | None = None  # None = stdout
+
+
+@dataclasses.dataclass(slots=True)
+class _Exchange:
+    """What one request did, for the access log and metrics."""
+
+    request: web.BaseRequest
+    plan: plans.Plan | None
+    request_id: str
+    peer: str
+    source_ip: str
+    started: float
+    started_at: datetime.datetime
+    stage: model.Stage | None = None
+    route: model.Route | None = None
+    status: int = 0
+    response_length: int = 0
+    integration_latency: float | None = None
+    integration_status: int | None = None
+    error_type: str | None = None
+
+    @property
+    def overrides(self) -> dict[str, model.GatewayResponse] | None:
+        if self.plan is None or self.stage is None:
+            return None
+        return self.plan.gateway_responses.get(self.stage.id)
+
+
+def _peer(request: web.BaseRequest) -> str:
+    transport = request.transport
+    peername = transport.get_extra_info("peername") if transport is not None else None
+    if isinstance(peername, tuple | list) and peername:
+        return str(peername[0])
+    return ""
+
+
+def _header_pairs(request: web.BaseRequest) -> list[tuple[str, str]]:
+    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in request.raw_headers]
+
+
+class Pipeline:
+    """Serves one listener: ``public`` (PUBLIC stages) or ``internal`` (every stage)."""
+
+    def __init__(self, runtime: Runtime, listener: str) -> None:
+        self._runtime = runtime
+        self._internal = listener == "internal"
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        runtime = self._runtime
+        peer = _peer(request)
+        exchange = _Exchange(
+            request=request,
+            plan=runtime.holder.current,
+            request_id=str(uuid.uuid4()),
+            peer=peer,
+            source_ip=forwarding.source_ip(peer, request.headers.items(), runtime.settings.trusted_proxies),
+            started=time.monotonic(),
+            started_at=datetime.datetime.now(datetime.UTC),
+        )
+        try:
+            return await self._serve(exchange)
+        finally:
+            self._record(exchange)
+
+    async def _serve(self, exchange: _Exchange) -> web.StreamResponse:
+        request = exchange.request
+        listener = self._runtime.settings.listener
+        plan = exchange.plan
+        try:
+            hygiene.check_headers(
+                tuple(request.raw_headers),
+                http11=request.version >= (1, 1),
+                max_header_bytes=listener.max_header_bytes,
+                max_headers=listener.max_headers,
+            )
+            target = hygiene.split_target(request.raw_path, max_bytes=listener.max_request_line_bytes)
+            if plan is None:
+                return await self._error(exchange, "SERVICE_UNAVAILABLE")
+            hygiene.check_declared_length(tuple(request.raw_headers), plan.config.settings.max_body_bytes)
+        except hygiene.Rejected as rejected:
+            return await self._error(exchange, rejected.error_type)
+        table = plan.internal if self._internal else plan.public
+        stage, match = table.match(request.method, request.headers.get("Host", ""), target)
+        exchange.stage = stage
+        if match is None:
+            return await self._error(exchange, gateway_responses.RESOURCE_NOT_FOUND)
+        exchange.route = match.route
+        chain = plan.chains[match.route.id]
+        if chain.integration is model.IntegrationType.MOCK:
+            return await self._mock(exchange, match)
+        if chain.integration is model.IntegrationType.HTTP_PROXY:
+            return await self._proxy(exchange, match, target)
+        # HTTP (templates) and FUNCTION integrations are later issues.
+        return await self._error(exchange, gateway_responses.INTEGRATION_FAILURE)
+
+    async def _send(self, exchange: _Exchange, response: web.StreamResponse, body: bytes = b"") -> web.StreamResponse:
+        response.headers["x-request-id"] = exchange.request_id
+        exchange.status = response.status
+        await response.prepare(exchange.request)
+        if body:
+            await response.write(body)
+        exchange.response_length += len(body)
+        await response.write_eof()
+        return response
+
+    async def _error(self, exchange: _Exchange, error_type: str) -> web.StreamResponse:
+        rendered = gateway_responses.render(error_type, exchange.request_id, exchange.overrides)
+        exchange.error_type = error_type
+        response = web.StreamResponse(status=rendered.status)
+        for name, value in rendered.headers:
+            response.headers.add(name, value)
+        response.content_length = len(rendered.body)
+        if error_type in gateway_responses.CLOSING:
+            response.force_close()
+        return await self._send(exchange, response, rendered.body)
+
+    async def _mock(self, exchange: _Exchange, match: routing.Match) -> web.StreamResponse:
+        mock = match.route.integration.mock or model.Mock()
+        assert exchange.plan is not None
+        body = mocks.render_body(
+            mock.body,
+            variables=exchange.plan.variables.get(match.stage.id, {}),
+            request_id=exchange.request_id,
+        ).encode()
+        response = web.StreamResponse(status=mock.status_code)
+        for name, value in mock.headers:
+            response.headers.add(name, value)
+        response.content_length = len(body)
+        return await self._send(exchange, response, body)
+
+    async def _proxy(self, exchange: _Exchange, match: routing.Match, target: hygiene.Target) -> web.StreamResponse:
+        runtime = self._runtime
+        request = exchange.request
+        plan = exchange.plan
+        assert plan is not None
+        integration = match.route.integration
+        method = integration.method or request.method
+        body = None
+        if request.body_exists:
+            body = proxying.RequestBody(
+                request.content,
+                limit=plan.config.settings.max_body_bytes,
+                stall_timeout=runtime.settings.listener.body_stall_timeout,
+            )
+        attempts = 2 if method in proxying.IDEMPOTENT else 1
+        exclude: tuple[str, int] | None = None
+        response: upstream.UpstreamResponse | None = None
+        began = time.monotonic()
+        for attempt in range(attempts):
+            try:
+                where = proxying.destination(
+                    integration, match, target.query, plan.endpoints, runtime.balancer, exclude
+                )
+            except proxying.NoEndpoint:
+                return await self._error(exchange, gateway_responses.INTEGRATION_FAILURE)
+            headers = forwarding.upstream_request_headers(
+                _header_pairs(request),
+                peer=exchange.peer,
+                trusted=runtime.settings.trusted_proxies,
+                scheme="http",
+                upstream_host=where.host_header,
+                request_id=exchange.request_id,
+            )
+            outgoing = upstream.UpstreamRequest(
+                method=method,
+                scheme=where.scheme,
+                host=where.host,
+                port=where.port,
+                target=where.target,
+                headers=headers,
+                body=body,
+                timeout=integration.timeout_ms / 1000,
+            )
+            began = time.monotonic()
+            try:
+                response = await runtime.upstream.send(outgoing)
+                break
+            except upstream.UpstreamConnectError:
+                if where.address is not None:
+                    runtime.balancer.mark_failed(where.address)
+                    exclude = (where.address.address, where.address.port)
+                if attempt + 1 < attempts and not (body is not None and body.started):
+                    continue
+                failure = gateway_responses.INTEGRATION_FAILURE
+            except upstream.UpstreamTimeout:
+                failure = gateway_responses.INTEGRATION_TIMEOUT
+            except (upstream.UpstreamError, proxying.BodyTooLarge, TimeoutError, OSError):
+                failure = gateway_responses.INTEGRATION_FAILURE
+            except Exception:
+                if body is None or body.failure is None:
+                    raise
+                failure = body.failure
+            exchange.integration_latency = time.monotonic() - began
+            if body is not None and body.failure is not None:
+                failure = body.failure
+            return await self._error(exchange, failure)
+        assert response is not None
+        exchange.integration_latency = time.monotonic() - began
+        exchange.integration_status = response.status
+        return await self._relay(exchange, response)
+
+    async def _relay(self, exchange: _Exchange, response: upstream.UpstreamResponse) -> web.StreamResponse:
+        """Stream the backend's response to the client, chunk by chunk."""
+        out = web.StreamResponse(status=response.status, reason=response.reason or None)
+        for name, value in forwarding.client_response_headers(response.headers):
+            out.headers.add(name, value)
+        out.headers["x-request-id"] = exchange.request_id
+        exchange.status = response.status
+        try:
+            await out.prepare(exchange.request)
+            async for chunk in response.iter_chunks():
+                await out.write(chunk)
+                exchange.response_length += len(chunk)
+        except upstream.UpstreamError:
+            # The head is already sent: the only honest signal left is to cut the connection.
+            log.warning("backend hung up mid-response (request %s)", exchange.request_id)
+            transport = exchange.request.transport
+            if transport is not None:
+                transport.close()
+            return out
+        finally:
+            await response.release()
+        await out.write_eof()
+        return out
+
+    def _record(self, exchange: _Exchange) -> None:
+        duration = time.monotonic() - exchange.started
+        stage, route = exchange.stage, exchange.route
+        labels = metrics.GatewayMetrics.labels(
+            stage.api if stage else "", stage.id if stage else "", route.route_key if route else ""
+        )
+        status = exchange.status or 500
+        self._runtime.metrics.record(labels, status, duration, exchange.integration_latency)
+        if stage is None or not stage.access_log:
+            return
+        request = exchange.request
+        latency = exchange.integration_latency
+        values: dict[str, Any] = {
+            "requestId": exchange.request_id,
+            "ip": exchange.source_ip,
+            "requestTime": access_log.rfc3339_millis(exchange.started_at),
+            "httpMethod": request.method,
+            "routeKey": route.route_key if route else None,
+            "path": request.raw_path.partition("?")[0],
+            "status": status,
+            "protocol": f"HTTP/{request.version.major}.{request.version.minor}",
+            "responseLength": exchange.response_length,
+            "responseLatencyMs": round(duration * 1000),
+            "integrationLatencyMs": round(latency * 1000) if latency is not None else None,
+            "integrationStatus": exchange.integration_status,
+            "apiId": stage.api,
+            "stage": stage.name,
+            "userAgent": request.headers.get("User-Agent"),
+            "canary": False,
+            "errorType": exchange.error_type,
+        }
+        access_log.write(values, self._runtime.log_stream)

@@ -1,0 +1,155 @@
+"""Request hygiene: the checks every request passes before any route sees it (DESIGN.md §8).
+
+Pure functions over what the client sent (the raw request target and the raw header pairs),
+so they can be unit-tested without a server. Nothing here normalises a path: a path is split
+on ``/`` first and each segment is percent-decoded on its own, so ``%2F`` stays data and the
+upstream path can be rebuilt from exactly what was matched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import string
+
+from propylon_proxy import gateway_responses
+
+
+class Rejected(Exception):
+    """The request must be answered with ``error_type`` (a section-3 type) and never forwarded."""
+
+    def __init__(self, error_type: str, why: str) -> None:
+        super().__init__(why)
+        self.error_type = error_type
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """A checked origin-form request target."""
+
+    raw_path: str  # as sent, without the query: "/prod/a%2Fb"
+    query: str  # as sent, without "?"; "" when absent
+    raw_segments: tuple[str, ...]  # "/a/b/" -> ("a", "b", ""); "/" -> ()
+    segments: tuple[str, ...]  # each raw segment percent-decoded on its own
+
+
+_HEX = frozenset(string.hexdigits)
+# Characters that may stay literal when a decoded value is written back as one path segment.
+_SEGMENT_SAFE = frozenset(string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@")
+
+
+def decode_segment(raw: str) -> str:
+    """Percent-decode one segment; malformed escapes are rejected rather than passed through.
+
+    Bytes that are not UTF-8 survive as surrogates so ``encode_segment`` gives them back.
+    """
+    if "%" not in raw:
+        return raw
+    out = bytearray()
+    i = 0
+    encoded = raw.encode("utf-8", "surrogateescape")
+    while i < len(encoded):
+        byte = encoded[i]
+        if byte == 0x25:  # "%"
+            pair = encoded[i + 1 : i + 3].decode("latin-1")
+            if len(pair) != 2 or not set(pair) <= _HEX:
+                raise Rejected(gateway_responses.BAD_REQUEST, "malformed percent-escape")
+            out.append(int(pair, 16))
+            i += 3
+        else:
+            out.append(byte)
+            i += 1
+    return out.decode("utf-8", "surrogateescape")
+
+
+def encode_segment(value: str) -> str:
+    """Write a decoded value back as exactly one segment (``/`` and ``%`` always escaped)."""
+    parts = []
+    for byte in value.encode("utf-8", "surrogateescape"):
+        char = chr(byte)
+        parts.append(char if char in _SEGMENT_SAFE else f"%{byte:02X}")
+    return "".join(parts)
+
+
+def _check_segment(decoded: str) -> None:
+    head = decoded.split(";", 1)[0]
+    if decoded in (".", "..") or head in (".", ".."):
+        raise Rejected(gateway_responses.BAD_REQUEST, "dot segment")
+    if "\x00" in decoded:
+        raise Rejected(gateway_responses.BAD_REQUEST, "NUL in path")
+    if "\\" in decoded:
+        raise Rejected(gateway_responses.BAD_REQUEST, "backslash in path")
+
+
+def split_target(target: str, *, max_bytes: int = 8192) -> Target:
+    """Check and split a request target as it came off the wire."""
+    if len(target.encode("utf-8", "surrogateescape")) > max_bytes:
+        raise Rejected(gateway_responses.URI_TOO_LONG, "request target too long")
+    if not target.startswith("/"):
+        raise Rejected(gateway_responses.BAD_REQUEST, "request target is not origin-form")
+    if "#" in target or any(ord(c) < 0x21 or ord(c) == 0x7F for c in target):
+        raise Rejected(gateway_responses.BAD_REQUEST, "invalid character in request target")
+    raw_path, _, query = target.partition("?")
+    rest = raw_path[1:]
+    raw_segments = tuple(rest.split("/")) if rest else ()
+    segments = tuple(decode_segment(raw) for raw in raw_segments)
+    for decoded in segments:
+        _check_segment(decoded)
+    return Target(raw_path=raw_path, query=query, raw_segments=raw_segments, segments=segments)
+
+
+_SINGLE = (b"host", b"authorization", b"x-api-key")
+_FORBIDDEN_IN_VALUE = (b"\r", b"\n", b"\x00")
+
+
+def check_headers(
+    raw_headers: tuple[tuple[bytes, bytes], ...],
+    *,
+    http11: bool,
+    max_header_bytes: int = 16384,
+    max_headers: int = 100,
+) -> None:
+    """Header rules from section 8 that aiohttp's parsers do not (all) enforce themselves."""
+    if len(raw_headers) > max_headers:
+        raise Rejected(gateway_responses.REQUEST_HEADERS_TOO_LARGE, "too many headers")
+    size = sum(len(name) + len(value) + 4 for name, value in raw_headers)
+    if size > max_header_bytes:
+        raise Rejected(gateway_responses.REQUEST_HEADERS_TOO_LARGE, "header block too large")
+    counts: dict[bytes, int] = {}
+    for name, value in raw_headers:
+        lower = name.lower()
+        counts[lower] = counts.get(lower, 0) + 1
+        if any(bad in value for bad in _FORBIDDEN_IN_VALUE):
+            raise Rejected(gateway_responses.BAD_REQUEST, "control character in a header value")
+    for name in _SINGLE:
+        if counts.get(name, 0) > 1:
+            raise Rejected(gateway_responses.BAD_REQUEST, f"repeated {name.decode()} header")
+    if http11 and not counts.get(b"host"):
+        raise Rejected(gateway_responses.BAD_REQUEST, "missing Host")
+    # Framing: aiohttp rejects most of these itself; checking again costs nothing and keeps
+    # the guarantee independent of which parser (C or pure Python) is in use.
+    if counts.get(b"content-length", 0) > 1:
+        raise Rejected(gateway_responses.BAD_REQUEST, "repeated Content-Length")
+    if counts.get(b"transfer-encoding"):
+        if counts.get(b"content-length"):
+            raise Rejected(gateway_responses.BAD_REQUEST, "Content-Length with Transfer-Encoding")
+        codings = [
+            v.strip().lower() for n, v in raw_headers if n.lower() == b"transfer-encoding" for v in v.split(b",")
+        ]
+        if codings != [b"chunked"]:
+            raise Rejected(gateway_responses.BAD_REQUEST, "unsupported transfer coding")
+    for name, value in raw_headers:
+        if name.lower() == b"content-length" and not value.strip().isdigit():
+            raise Rejected(gateway_responses.BAD_REQUEST, "invalid Content-Length")
+
+
+def declared_length(raw_headers: tuple[tuple[bytes, bytes], ...]) -> int | None:
+    for name, value in raw_headers:
+        if name.lower() == b"content-length":
+            return int(value.strip())
+    return None
+
+
+def check_declared_length(raw_headers: tuple[tuple[bytes, bytes], ...], limit: int) -> None:
+    length = declared_length(raw_headers)
+    if length is not None and length > limit:
+        raise Rejected(gateway_responses.REQUEST_TOO_LARGE, "declared body too large")

@@ -1,0 +1,107 @@
+"""A small Prometheus registry: counters and histograms with bounded label sets.
+
+Labels come only from the snapshot (api, stage, route key) or from closed sets (status class),
+never from request data, so a client cannot grow the number of series. Rendering follows the
+Prometheus text exposition format, version 0.0.4.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Sequence
+
+Labels = tuple[tuple[str, str], ...]
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels_text(labels: Labels, extra: tuple[str, str] | None = None) -> str:
+    pairs = list(labels) + ([extra] if extra else [])
+    if not pairs:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+class Counter:
+    def __init__(self, name: str, help_text: str) -> None:
+        self.name, self.help = name, help_text
+        self._values: dict[Labels, float] = {}
+        self._lock = threading.Lock()
+
+    def inc(self, labels: Labels, amount: float = 1.0) -> None:
+        with self._lock:
+            self._values[labels] = self._values.get(labels, 0.0) + amount
+
+    def value(self, labels: Labels) -> float:
+        return self._values.get(labels, 0.0)
+
+    def render(self) -> list[str]:
+        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
+        for labels, value in sorted(self._values.items()):
+            lines.append(f"{self.name}{_labels_text(labels)} {_number(value)}")
+        return lines
+
+
+class Histogram:
+    def __init__(self, name: str, help_text: str, buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:
+        self.name, self.help = name, help_text
+        self._buckets = tuple(sorted(buckets))
+        self._series: dict[Labels, tuple[list[int], list[float]]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, labels: Labels, value: float) -> None:
+        with self._lock:
+            counts, total = self._series.setdefault(labels, ([0] * (len(self._buckets) + 1), [0.0]))
+            counts[bisect.bisect_left(self._buckets, value)] += 1
+            total[0] += value
+
+    def render(self) -> list[str]:
+        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
+        for labels, (counts, total) in sorted(self._series.items()):
+            running = 0
+            for bound, count in zip(self._buckets, counts, strict=False):
+                running += count
+                lines.append(f"{self.name}_bucket{_labels_text(labels, ('le', _number(bound)))} {running}")
+            running += counts[-1]
+            lines.append(f"{self.name}_bucket{_labels_text(labels, ('le', '+Inf'))} {running}")
+            lines.append(f"{self.name}_sum{_labels_text(labels)} {_number(total[0])}")
+            lines.append(f"{self.name}_count{_labels_text(labels)} {running}")
+        return lines
+
+
+class GatewayMetrics:
+    """The metric families of section 8, plus the registry that renders them."""
+
+    def __init__(self) -> None:
+        self.requests = Counter("propylon_requests_total", "Requests answered, by route and status class.")
+        self.request_duration = Histogram(
+            "propylon_request_duration_seconds", "Time from request head to the end of the response."
+        )
+        self.integration_duration = Histogram(
+            "propylon_integration_duration_seconds", "Time the integration took to produce a response head."
+        )
+        self._families: list[Counter | Histogram] = [self.requests, self.request_duration, self.integration_duration]
+
+    @staticmethod
+    def labels(api: str, stage: str, route: str) -> Labels:
+        return (("api", api), ("stage", stage), ("route", route))
+
+    def record(self, labels: Labels, status: int, duration: float, integration: float | None) -> None:
+        self.requests.inc((*labels, ("code_class", f"{status // 100}xx")))
+        self.request_duration.observe(labels, duration)
+        if integration is not None:
+            self.integration_duration.observe(labels, integration)
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for family in self._families:
+            lines.extend(family.render())
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,129 @@
+"""HTTP_PROXY integrations: where the request goes, and streaming it there and back.
+
+The upstream path is rebuilt from what the route matched (``routing.Match.upstream_path``
+and the path parameters), never re-normalised, so the backend sees the path the route saw.
+Bodies stream both ways in chunks; nothing is buffered whole and nothing is content-decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import urllib.parse
+from collections.abc import AsyncIterator
+
+from aiohttp import streams
+
+from propylon_config import model
+from propylon_proxy import endpoints, gateway_responses, hygiene, routing
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Destination:
+    scheme: str
+    host: str
+    port: int
+    target: str  # origin-form, encoded
+    host_header: str
+    address: model.EndpointAddress | None = None  # set for ``service`` targets
+
+
+class NoEndpoint(Exception):
+    """A ``service`` target has no ready address (-> 502)."""
+
+
+def _parameter_values(match: routing.Match) -> dict[str, str]:
+    """Path parameters as they are written into a template: encoded, greedy ones raw."""
+    greedy = {s.value for s in match.route.segments if s.kind is model.SegmentKind.GREEDY}
+    return {name: value if name in greedy else hygiene.encode_segment(value) for name, value in match.params}
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1).rstrip("+"), ""), template)
+
+
+def _join_query(template_query: str, client_query: str) -> str:
+    both = "&".join(q for q in (template_query, client_query) if q)
+    return f"?{both}" if both else ""
+
+
+def destination(
+    integration: model.Integration,
+    match: routing.Match,
+    query: str,
+    addresses: dict[str, tuple[model.EndpointAddress, ...]],
+    balancer: endpoints.Balancer,
+    exclude: tuple[str, int] | None = None,
+) -> Destination:
+    values = _parameter_values(match)
+    if integration.url:
+        parts = urllib.parse.urlsplit(integration.url)
+        scheme = parts.scheme or "http"
+        port = parts.port or (443 if scheme == "https" else 80)
+        path = _fill(parts.path, values) or "/"
+        return Destination(
+            scheme=scheme,
+            host=parts.hostname or "",
+            port=port,
+            target=path + _join_query(parts.query, query),
+            host_header=parts.netloc,
+        )
+    service = integration.service
+    if service is None:
+        raise NoEndpoint("integration has neither url nor service")
+    picked = balancer.pick(service.key, addresses.get(service.key, ()), exclude)
+    if picked is None:
+        raise NoEndpoint(f"no ready endpoint for {service.key}")
+    path = _fill(integration.path, values) if integration.path else match.upstream_path
+    host = f"[{picked.address}]" if ":" in picked.address else picked.address
+    return Destination(
+        scheme="http",
+        host=picked.address,
+        port=picked.port,
+        target=(path or "/") + _join_query("", query),
+        host_header=f"{host}:{picked.port}",
+        address=picked,
+    )
+
+
+class RequestBody:
+    """The client's body as an async iterable, enforcing the size limit and the stall timeout.
+
+    A failure is recorded in ``failure`` (a section-3 type) before the iteration aborts, so the
+    caller can answer 413/408 whatever the upstream client makes of the aborted upload.
+    """
+
+    def __init__(self, content: streams.StreamReader, *, limit: int, stall_timeout: float) -> None:
+        self._content = content
+        self._limit = limit
+        self._stall_timeout = stall_timeout
+        self.started = False
+        self.failure: str | None = None
+        self.received = 0
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        self.started = True
+        while True:
+            try:
+                chunk = await asyncio.wait_for(self._content.readany(), self._stall_timeout)
+            except TimeoutError:
+                self.failure = gateway_responses.REQUEST_TIMEOUT
+                raise
+            if not chunk:
+                return
+            self.received += len(chunk)
+            if self.received > self._limit:
+                self.failure = gateway_responses.REQUEST_TOO_LARGE
+                raise BodyTooLarge()
+            yield chunk
+
+
+class BodyTooLarge(Exception):
+    pass

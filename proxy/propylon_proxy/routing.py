@@ -1,0 +1,170 @@
+"""Finding the route for a request: stage by host and basePath, then a segment trie.
+
+The trie is built once per snapshot swap from ``stage.routes``. Matching walks decoded
+segments from the left trying literal, then ``{param}``, then ``{param+}`` children, and
+backtracks when a branch ends without a route for the method (section 8 precedence): a literal
+beats a parameter segment by segment, a method route beats ``ANY`` on the same path, and
+``$default`` comes last. Empty segments (``//``) match no literal and no ``{param}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from propylon_config import model
+from propylon_proxy import hygiene
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Match:
+    stage: model.Stage
+    route: model.Route
+    params: tuple[tuple[str, str], ...]  # path parameter name -> decoded value (greedy: raw form)
+    upstream_path: str  # rebuilt from what was matched, relative to the basePath, starting "/"
+
+
+@dataclasses.dataclass(slots=True)
+class _Node:
+    literals: dict[str, _Node] = dataclasses.field(default_factory=dict)
+    param: _Node | None = None
+    greedy: dict[str, model.Route] = dataclasses.field(default_factory=dict)  # method -> route
+    routes: dict[str, model.Route] = dataclasses.field(default_factory=dict)  # method -> route
+
+
+def _pick(routes: dict[str, model.Route], method: str) -> model.Route | None:
+    return routes.get(method) or routes.get("ANY")
+
+
+class RouteTable:
+    """The routes of one stage, ready to match."""
+
+    def __init__(self, routes: Iterable[model.Route]) -> None:
+        self._root = _Node()
+        self._default: model.Route | None = None
+        for route in routes:
+            if route.is_default:
+                self._default = self._default or route
+                continue
+            node = self._root
+            segments = route.segments
+            for segment in segments:
+                if segment.kind is model.SegmentKind.LITERAL:
+                    node = node.literals.setdefault(segment.value, _Node())
+                elif segment.kind is model.SegmentKind.PARAM:
+                    node.param = node.param or _Node()
+                    node = node.param
+                else:
+                    node.greedy.setdefault(route.method, route)
+                    break
+            else:
+                node.routes.setdefault(route.method, route)
+
+    def match(self, method: str, decoded: tuple[str, ...]) -> model.Route | None:
+        """The most specific route for these (basePath-relative) segments; None when none."""
+        return self._walk(self._root, method, decoded, 0) or self._default
+
+    def _walk(self, node: _Node, method: str, decoded: tuple[str, ...], index: int) -> model.Route | None:
+        if index == len(decoded):
+            return _pick(node.routes, method)
+        segment = decoded[index]
+        if segment:
+            child = node.literals.get(segment)
+            if child is not None:
+                found = self._walk(child, method, decoded, index + 1)
+                if found is not None:
+                    return found
+            if node.param is not None:
+                found = self._walk(node.param, method, decoded, index + 1)
+                if found is not None:
+                    return found
+        if node.greedy:
+            return _pick(node.greedy, method)
+        return None
+
+
+Params = tuple[tuple[str, str], ...]
+
+
+def _bind(route: model.Route, raw: tuple[str, ...], decoded: tuple[str, ...]) -> tuple[Params, str]:
+    """Parameter values and the upstream path, from the route's template and the request."""
+    if route.is_default:
+        # Like a greedy parameter over the whole path: forwarded in the raw form it was checked in.
+        return (), "/" + "/".join(raw)
+    params: list[tuple[str, str]] = []
+    parts: list[str] = []
+    for index, segment in enumerate(route.segments):
+        if segment.kind is model.SegmentKind.LITERAL:
+            parts.append(hygiene.encode_segment(segment.value))
+        elif segment.kind is model.SegmentKind.PARAM:
+            params.append((segment.value, decoded[index]))
+            parts.append(hygiene.encode_segment(decoded[index]))
+        else:
+            greedy_raw = "/".join(raw[index:])
+            params.append((segment.value, greedy_raw))
+            parts.append(greedy_raw)
+    return tuple(params), "/" + "/".join(parts)
+
+
+def _segments_of(base_path: str) -> tuple[str, ...]:
+    stripped = base_path.strip("/")
+    return tuple(stripped.split("/")) if stripped else ()
+
+
+def host_matches(patterns: tuple[str, ...], host: str) -> int:
+    """0 = no match; higher is more specific (any host 1, wildcard 2, exact 3)."""
+    if not patterns:
+        return 1
+    name = host.lower()
+    if name.startswith("["):
+        name = name.split("]", 1)[0] + "]"
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    name = name.rstrip(".")
+    best = 0
+    for pattern in patterns:
+        pattern = pattern.lower()
+        if pattern == name:
+            return 3
+        if pattern.startswith("*."):
+            head, _, tail = name.partition(".")
+            if head and tail == pattern[2:]:
+                best = 2
+    return best
+
+
+class StageTable:
+    """All stages one listener serves, with their route tables."""
+
+    def __init__(self, stages: Iterable[model.Stage]) -> None:
+        self._stages = [(stage, _segments_of(stage.base_path), RouteTable(stage.routes)) for stage in stages]
+
+    def find_stage(self, host: str, decoded: tuple[str, ...]) -> tuple[model.Stage, RouteTable, int] | None:
+        best: tuple[int, int] | None = None
+        found: tuple[model.Stage, RouteTable, int] | None = None
+        for stage, base, table in self._stages:
+            if decoded[: len(base)] != base:
+                continue
+            specificity = host_matches(stage.hosts, host)
+            if not specificity:
+                continue
+            rank = (len(base), specificity)
+            if best is None or rank > best:
+                best, found = rank, (stage, table, len(base))
+        return found
+
+    def match(self, method: str, host: str, target: hygiene.Target) -> tuple[model.Stage | None, Match | None]:
+        """The stage (None: no stage claims the request) and the match (None: 404)."""
+        found = self.find_stage(host, target.segments)
+        if found is None:
+            return None, None
+        stage, table, skip = found
+        raw, decoded = target.raw_segments[skip:], target.segments[skip:]
+        if decoded == ("",):
+            # "/prod/" addresses the stage root just like "/prod".
+            raw, decoded = (), ()
+        route = table.match(method, decoded)
+        if route is None:
+            return stage, None
+        params, upstream_path = _bind(route, raw, decoded)
+        return stage, Match(stage=stage, route=route, params=params, upstream_path=upstream_path)

@@ -1,0 +1,107 @@
+"""The HTTP/1.1 server layer: aiohttp's low-level ``web.Server`` with our error handling.
+
+aiohttp parses requests; this module turns everything it rejects into section-3 JSON responses
+(400/414/431) that close the connection, and adds what aiohttp has no knob for: a deadline for
+the request head (slowloris -> 408). Routing and everything after it live in ``handling``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import http_exceptions, web, web_protocol, web_server
+
+from propylon_proxy import gateway_responses, settings
+
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+def _error_type_for(exc: BaseException | None, listener: settings.ListenerSettings) -> str:
+    if isinstance(exc, http_exceptions.LineTooLong):
+        # The parser reports the limit it hit: the request line has its own, distinct limit.
+        limit = exc.args[1] if len(exc.args) > 1 else None
+        if limit == listener.max_request_line_bytes:
+            return gateway_responses.URI_TOO_LONG
+        return gateway_responses.REQUEST_HEADERS_TOO_LARGE
+    if isinstance(exc, http_exceptions.BadHttpMessage) and "Too many headers" in str(exc):
+        return gateway_responses.REQUEST_HEADERS_TOO_LARGE
+    return gateway_responses.BAD_REQUEST
+
+
+class GatewayRequestHandler(web_protocol.RequestHandler):
+    """One client connection."""
+
+    def __init__(self, manager: web_server.Server, *, listener: settings.ListenerSettings, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._listener = listener
+        self._head_deadline: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        before = self._request_count
+        super().data_received(data)
+        if self._request_count != before or self._request_in_progress:
+            self._cancel_head_deadline()
+        elif data and self._head_deadline is None and not self._force_close:
+            # Bytes of a request head arrived but the head is not complete: start its clock.
+            self._head_deadline = self._loop.call_later(self._listener.header_timeout, self._head_timed_out)
+
+    def _cancel_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        if self._request_in_progress or self.transport is None or self._messages:
+            return
+        rendered = gateway_responses.render(gateway_responses.REQUEST_TIMEOUT, str(uuid.uuid4()))
+        self.transport.write(gateway_responses.raw_bytes(rendered, "Request Timeout"))
+        self.force_close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started")
+        if status == 400 or isinstance(exc, http_exceptions.HttpProcessingError):
+            error_type = _error_type_for(exc, self._listener)
+        elif status == 504:
+            error_type = gateway_responses.INTEGRATION_TIMEOUT
+        else:
+            self.log_exception("Error handling request", exc_info=exc)
+            error_type = gateway_responses.DEFAULT_5XX
+        rendered = gateway_responses.render(error_type, str(uuid.uuid4()))
+        response = web.Response(status=rendered.status, body=rendered.body, headers=rendered.headers)
+        response.force_close()
+        return response
+
+
+class GatewayServer(web_server.Server):
+    """``web.Server`` whose connections are ``GatewayRequestHandler``s."""
+
+    def __init__(self, handler: Handler, listener: settings.ListenerSettings) -> None:
+        super().__init__(
+            handler,
+            keepalive_timeout=listener.keepalive_timeout,
+            max_line_size=listener.max_request_line_bytes,
+            # One field may use the whole header budget; the block total is checked in hygiene.
+            max_field_size=listener.max_header_bytes,
+            max_headers=listener.max_headers,
+            auto_decompress=False,
+            lingering_time=1.0,
+        )
+        self._listener = listener
+
+    def __call__(self) -> GatewayRequestHandler:
+        return GatewayRequestHandler(self, listener=self._listener, loop=self._loop, **self._kwargs)

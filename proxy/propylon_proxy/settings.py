@@ -1,0 +1,44 @@
+"""Listener knobs: the limits and timeouts the data plane enforces before any route runs.
+
+Defaults are DESIGN.md section 8 ("Request hygiene and limits"); tests shrink the timeouts so
+slow-client behaviour can be exercised without sleeping for tens of seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerSettings:
+    max_request_line_bytes: int = 8192
+    max_header_bytes: int = 16384
+    max_headers: int = 100
+    header_timeout: float = 10.0
+    body_stall_timeout: float = 30.0
+    keepalive_timeout: float = 75.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ProxySettings:
+    listener: ListenerSettings = dataclasses.field(default_factory=ListenerSettings)
+    trusted_proxies: tuple[Network, ...] = ()
+    upstream_kind: str = "aiohttp"
+    endpoint_failure_seconds: float = 10.0
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """``"10.0.0.0/8,127.0.0.1"`` -> networks; raises ValueError naming the bad entry."""
+    networks: list[Network] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"not a CIDR: {part!r}") from exc
+    return tuple(networks)
