@@ -91,11 +91,19 @@ def test_service_port_is_matched_to_the_slice_port_by_name_and_only_ready_endpoi
 
 def test_without_the_service_a_same_numbered_or_single_slice_port_is_used() -> None:
     single = _slice("users-a", "users", [{"name": "x", "port": 8080}], [{"addresses": ["10.0.0.2"]}])
-    assert [a.port for a in slices.resolve(TARGET, {}, [single]).addresses] == [8080]
+    assert [a.port for a in slices.resolve(TARGET, None, [single]).addresses] == [8080]
     two = _slice(
         "users-b", "users", [{"name": "x", "port": 8080}, {"name": "y", "port": 80}], [{"addresses": ["10.0.0.5"]}]
     )
-    assert [a.port for a in slices.resolve(TARGET, {}, [two]).addresses] == [80]
+    assert [a.port for a in slices.resolve(TARGET, None, [two]).addresses] == [80]
+    # The port the snapshot's endpoints already use wins over the number match.
+    assert [a.port for a in slices.resolve(TARGET, None, [two], frozenset({8080})).addresses] == [8080]
+
+
+def test_unnamed_slice_ports_follow_a_numeric_target_port() -> None:
+    service = {"metadata": {"name": "users"}, "spec": {"ports": [{"port": 80, "targetPort": 8080}]}}
+    unnamed = _slice("users-a", "users", [{"port": 8080}], [{"addresses": ["10.0.0.2"]}])
+    assert [a.port for a in slices.resolve(TARGET, {"users": service}, [unnamed]).addresses] == [8080]
 
 
 def test_live_endpoints_replace_the_snapshots_only_for_synced_namespaces() -> None:

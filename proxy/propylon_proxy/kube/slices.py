@@ -2,8 +2,9 @@
 
 Pure functions, no I/O. A route names a Service *port* (``ServiceTarget.port``), while an
 EndpointSlice lists *target* ports, matched to the Service port by port name as kube-proxy does.
-So the Service is needed to pick the right slice port; without it (not seen yet, or not
-readable) a slice port with the same number, or a slice's only port, is used.
+So the Service is needed to pick the right slice port; without it (the proxy's RBAC may not
+allow reading Services) the port the snapshot's own endpoints use is taken, else a slice port
+with the Service port's number, else a slice's only port.
 Only ready endpoints are kept (a missing ``ready`` condition means ready, as the API defines).
 """
 
@@ -39,36 +40,46 @@ def _walk(value: Any) -> Iterator[Any]:
             yield from _walk(item)
 
 
-def _port_name(services: Mapping[str, Object], target: model.ServiceTarget) -> tuple[bool, str]:
-    """(known, name) of the Service port ``target.port``; known=False when the Service is unseen."""
+def _service_port(services: Mapping[str, Object], target: model.ServiceTarget) -> Object | None:
     service = services.get(target.name)
-    if service is None:
-        return False, ""
-    for port in (service.get("spec") or {}).get("ports") or ():
+    for port in ((service or {}).get("spec") or {}).get("ports") or ():
         if port.get("port") == target.port:
-            return True, port.get("name") or ""
-    return True, ""
-
-
-def _slice_port(ports: list[Object], target: model.ServiceTarget, known: bool, name: str) -> int | None:
-    if known:
-        for port in ports:
-            if (port.get("name") or "") == name and port.get("port") is not None:
-                return int(port["port"])
-        return None
-    for port in ports:
-        if port.get("port") == target.port:
-            return target.port
-    if len(ports) == 1 and ports[0].get("port") is not None:
-        return int(ports[0]["port"])
+            return port
     return None
 
 
+def _slice_port(
+    ports: list[Object], target: model.ServiceTarget, service_port: Object | None, hints: frozenset[int]
+) -> int | None:
+    numbers = [int(p["port"]) for p in ports if isinstance(p.get("port"), int)]
+    if service_port is not None:
+        name = service_port.get("name") or ""
+        for port in ports:
+            if (port.get("name") or "") == name and isinstance(port.get("port"), int):
+                return int(port["port"])
+        # Slices without port names: a numeric targetPort (or the port itself) says which.
+        wanted = service_port.get("targetPort", service_port.get("port"))
+        return wanted if isinstance(wanted, int) and wanted in numbers else None
+    for number in sorted(hints):  # the port the operator resolved when it compiled the snapshot
+        if number in numbers:
+            return number
+    if target.port in numbers:
+        return target.port
+    return numbers[0] if len(numbers) == 1 else None
+
+
 def resolve(
-    target: model.ServiceTarget, services: Mapping[str, Object], slices: Iterable[Object]
+    target: model.ServiceTarget,
+    services: Mapping[str, Object] | None,
+    slices: Iterable[Object],
+    hints: frozenset[int] = frozenset(),
 ) -> model.ServiceEndpoints:
-    """The ready addresses of one Service port, from the objects of the Service's namespace."""
-    known, name = _port_name(services, target)
+    """The ready addresses of one Service port, from the objects of the Service's namespace.
+
+    ``services`` is None when the proxy may not read Services; ``hints`` are the ports the
+    snapshot's own endpoints use for this target, the operator having seen the Service.
+    """
+    service_port = _service_port(services, target) if services is not None else None
     addresses: set[tuple[str, int]] = set()
     for slice_ in slices:
         labels = (slice_.get("metadata") or {}).get("labels") or {}
@@ -76,7 +87,7 @@ def resolve(
             continue
         if slice_.get("addressType") not in ("IPv4", "IPv6"):
             continue  # FQDN slices name hosts the proxy would have to resolve; not supported
-        port = _slice_port(list(slice_.get("ports") or ()), target, known, name)
+        port = _slice_port(list(slice_.get("ports") or ()), target, service_port, hints)
         if port is None:
             continue
         for endpoint in slice_.get("endpoints") or ():
@@ -92,9 +103,13 @@ def resolve(
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class NamespaceView:
-    """What the watchers have seen of one namespace; ``synced`` once both lists have arrived."""
+    """What the watchers have seen of one namespace.
 
-    services: Mapping[str, Object]
+    ``synced`` once the EndpointSlices have been listed; ``services`` is None while they are
+    unknown (not listed yet, or the proxy may not read them).
+    """
+
+    services: Mapping[str, Object] | None
     slices: Mapping[str, Object]
     synced: bool
 
@@ -110,7 +125,9 @@ def with_live_endpoints(config: model.GatewayConfig, views: Mapping[str, Namespa
     for target in service_targets(config):
         view = views.get(target.namespace)
         if view is not None and view.synced:
-            by_key[target.key] = resolve(target, view.services, view.slices.values())
+            known = by_key.get(target.key)
+            hints = frozenset(a.port for a in known.addresses) if known else frozenset()
+            by_key[target.key] = resolve(target, view.services, view.slices.values(), hints)
     endpoints = tuple(by_key[key] for key in sorted(by_key))
     if endpoints == config.endpoints:
         return config

@@ -36,12 +36,15 @@ class _Namespace:
     slices_watch: watches.ListWatch
     services: dict[str, Any] | None = None
     slices: dict[str, Any] | None = None
+    services_failed: bool = False  # e.g. RBAC lets the proxy read EndpointSlices but not Services
 
     def view(self) -> slices.NamespaceView:
+        # Wait for the Services too, unless reading them fails: then ports are matched without them.
+        services_settled = self.services is not None or self.services_failed
         return slices.NamespaceView(
-            services=self.services or {},
+            services=self.services,
             slices=self.slices or {},
-            synced=self.services is not None and self.slices is not None,
+            synced=self.slices is not None and services_settled,
         )
 
     def stop(self) -> None:
@@ -128,6 +131,16 @@ class SecretSource:
 
         return post
 
+    def _posting_call(self, handler: Callable[[], None]) -> Callable[[], None]:
+        loop = self._loop
+        assert loop is not None
+
+        def post() -> None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(handler)
+
+        return post
+
     # -- on the event loop
 
     def _on_secret(self, store: watches.Store) -> None:
@@ -169,6 +182,11 @@ class SecretSource:
                 state.services = store
                 self._publish()
 
+        def on_services_failure() -> None:
+            if self._namespaces.get(namespace) is state and state.services is None:
+                state.services_failed = True
+                self._publish()
+
         def on_slices(store: watches.Store) -> None:
             if self._namespaces.get(namespace) is state:
                 state.slices = store
@@ -180,6 +198,7 @@ class SecretSource:
                 list_fn=self._core.list_namespaced_service,
                 namespace=namespace,
                 publish=self._posting(on_services),
+                on_failure=self._posting_call(on_services_failure),
                 watch_seconds=self._watch_seconds,
             ),
             slices_watch=watches.ListWatch(

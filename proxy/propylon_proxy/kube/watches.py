@@ -58,7 +58,8 @@ class ListWatch:
 
     ``list_fn`` is a namespaced list method of the generated client
     (e.g. ``CoreV1Api(client).list_namespaced_secret``). ``publish(store)`` is called from the
-    watch thread with a fresh dict each time.
+    watch thread with a fresh dict each time; ``on_failure()`` when a list or watch starts
+    failing (once per outage), for callers that can do without this kind of object.
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class ListWatch:
         list_fn: Callable[..., Any],
         namespace: str,
         publish: Callable[[Store], None],
+        on_failure: Callable[[], None] | None = None,
         field_selector: str | None = None,
         label_selector: str | None = None,
         watch_seconds: int = 45,
@@ -77,6 +79,7 @@ class ListWatch:
         self.namespace = namespace
         self._list_fn = list_fn
         self._publish = publish
+        self._on_failure = on_failure
         self._selectors = {
             key: value
             for key, value in (("field_selector", field_selector), ("label_selector", label_selector))
@@ -124,6 +127,8 @@ class ListWatch:
                     log.warning("%s: API server unreachable (%s); keeping the last state, retrying", self.what, error)
                 else:
                     log.debug("%s: still failing (%s); retrying in %.1f s", self.what, error, delay)
+                if not self._failing and self._on_failure is not None:
+                    self._on_failure()
                 self._failing = True
                 self._stopped.wait(delay)
 
