@@ -1,0 +1,462 @@
+"""Throughput and latency of Propylon's proxy path against the references that frame it.
+
+One run starts every target, then drives each with ``wrk`` in interleaved rounds (the order
+rotates each round, so drift in the machine spreads over all targets instead of biasing one):
+
+  backend          nginx answering ``ok`` by itself: the most a request can cost nothing
+  nginx-proxy      nginx as a keep-alive reverse proxy in front of the backend: the bar to compare with
+  aiohttp-hello    an aiohttp server answering ``ok``: the ceiling of the Python runtime on one core
+  mini-aiohttp     bench/mini_proxy.py over upstream_aiohttp (aiohttp server + ClientSession)
+  mini-pool        bench/mini_proxy.py over upstream_pool (aiohttp server + httptools pool)
+  propylon-aiohttp ``propylon serve -f bench/manifests`` with PROPYLON_UPSTREAM=aiohttp
+  propylon-pool    the same with PROPYLON_UPSTREAM=pool
+
+The target under test runs on core 0; wrk and the proxied backend share core 1 (``taskset``). The
+backend is nginx rather than aiohttp because it is the cheapest server at hand: on the shared core
+it must take as little as possible from wrk, and it must never be what limits a proxy.
+
+Output: a table on stdout (req/s, p50, p99, ratios; medians over rounds), and in bench/out/ a JSON
+file of every raw measurement and a PNG chart. Processes are started in their own sessions and
+killed at the end, on error too. See bench/RESULTS.md for figures and how to read them.
+
+Run: ``python bench/run.py`` (about 2.5 minutes with the defaults); ``--help`` for options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+OUT = BENCH / "out"
+TARGET_CPU = "0"
+LOAD_CPU = "1"
+
+REFERENCES = ("backend", "nginx-proxy", "aiohttp-hello")
+
+
+@dataclasses.dataclass
+class Target:
+    name: str
+    url: str = ""
+    skipped: str = ""  # why it could not be measured
+
+
+@dataclasses.dataclass
+class Measurement:
+    target: str
+    round: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+class Processes:
+    """Every process the run starts, each in its own session so its whole group can be killed."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.running: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, argv: list[str], *, cpu: str, env: dict[str, str] | None = None) -> None:
+        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            ["taskset", "-c", cpu, *argv],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+        log.close()
+        self.running.append((name, proc))
+
+    def alive(self, name: str) -> bool:
+        return any(n == name and p.poll() is None for n, p in self.running)
+
+    def log_tail(self, name: str, lines: int = 5) -> str:
+        path = self.logs / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop_all(self) -> None:
+        for _, proc in self.running:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for _, proc in self.running:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        self.running.clear()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, procs: Processes, name: str, timeout: float = 20.0) -> str:
+    """Poll until ``url`` answers 200; return "" when ready, else why not."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if not procs.alive(name):
+            return f"exited: {procs.log_tail(name) or 'no output'}"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return ""
+                last = f"status {resp.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"status {exc.code}: {exc.read()[:200]!r}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    return f"not ready after {timeout:g}s: {last}"
+
+
+# -- nginx ------------------------------------------------------------------------------------
+
+
+def nginx_conf(prefix: Path, port: int, proxy_to: int | None) -> Path:
+    if proxy_to is None:
+        location = "default_type text/plain; return 200 'ok';"
+        upstream = ""
+    else:
+        # keepalive + HTTP/1.1 + an empty Connection header: nginx reuses upstream connections.
+        location = 'proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";'
+        upstream = f"upstream backend {{ server 127.0.0.1:{proxy_to}; keepalive 64; keepalive_requests 1000000; }}"
+    conf = f"""
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    keepalive_requests 1000000;
+    {upstream}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{ {location} }}
+    }}
+}}
+"""
+    prefix.mkdir(parents=True, exist_ok=True)
+    prefix.chmod(0o755)
+    path = prefix / "nginx.conf"
+    path.write_text(conf)
+    return path
+
+
+def start_nginx(procs: Processes, name: str, work: Path, port: int, cpu: str, proxy_to: int | None = None) -> None:
+    conf = nginx_conf(work / name, port, proxy_to)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    procs.start(name, [nginx, "-p", str(work / name), "-c", str(conf), "-g", "daemon off;"], cpu=cpu)
+
+
+# -- propylon ---------------------------------------------------------------------------------
+
+
+def propylon_manifests(work: Path, backend_port: int) -> Path:
+    """bench/manifests with the backend's port put into the Stage variable."""
+    folder = work / "manifests"
+    folder.mkdir(exist_ok=True)
+    for source in sorted((BENCH / "manifests").glob("*.yaml")):
+        text = re.sub(r'backendPort: "\d+"', f'backendPort: "{backend_port}"', source.read_text())
+        (folder / source.name).write_text(text)
+    return folder
+
+
+# -- wrk --------------------------------------------------------------------------------------
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        raise ValueError(f"unexpected latency {text!r}")
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def run_wrk(url: str, *, seconds: float, connections: int, threads: int) -> dict[str, float]:
+    argv = ["taskset", "-c", LOAD_CPU, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
+    out = done.stdout
+    if done.returncode != 0 or "Requests/sec" not in out:
+        raise RuntimeError(f"wrk failed on {url}: {done.stdout}{done.stderr}")
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _ms(percentiles["50"]),
+        "p99_ms": _ms(percentiles["99"]),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": sum(int(g) for g in socket_errors.groups()) if socket_errors else 0,
+    }
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def start_targets(procs: Processes, work: Path, wanted: list[str]) -> list[Target]:
+    backend_port = free_port()  # the proxied backend, on the load core
+    start_nginx(procs, "upstream-backend", work, backend_port, LOAD_CPU)
+    problem = wait_ready(f"http://127.0.0.1:{backend_port}/hello", procs, "upstream-backend")
+    if problem:
+        raise RuntimeError(f"backend nginx did not start: {problem}")
+
+    python = sys.executable
+    targets: list[Target] = []
+    for name in wanted:
+        port = free_port()
+        path = "/hello"
+        if name == "backend":
+            start_nginx(procs, name, work, port, TARGET_CPU)
+        elif name == "nginx-proxy":
+            start_nginx(procs, name, work, port, TARGET_CPU, proxy_to=backend_port)
+        elif name == "aiohttp-hello":
+            procs.start(name, [python, str(BENCH / "hello_aiohttp.py"), "--port", str(port)], cpu=TARGET_CPU)
+        elif name.startswith("mini-"):
+            argv = [python, str(BENCH / "mini_proxy.py"), "--port", str(port), "--backend-port", str(backend_port)]
+            procs.start(name, [*argv, "--upstream", name.removeprefix("mini-")], cpu=TARGET_CPU)
+        elif name.startswith("propylon-"):
+            manifests = propylon_manifests(work, backend_port)
+            argv = [python, "-m", "propylon", "serve", "-f", str(manifests), "--host", "127.0.0.1"]
+            argv += ["--port", str(port), "--internal-port", str(free_port()), "--admin-port", str(free_port())]
+            procs.start(name, argv, cpu=TARGET_CPU, env={"PROPYLON_UPSTREAM": name.removeprefix("propylon-")})
+            path = "/bench/hello"
+        else:
+            raise SystemExit(f"unknown target {name}")
+        target = Target(name, f"http://127.0.0.1:{port}{path}")
+        targets.append(target)
+    for target in targets:
+        target.skipped = wait_ready(target.url, procs, target.name)
+        if target.skipped:
+            print(f"  {target.name}: skipped ({target.skipped})", file=sys.stderr)
+    return targets
+
+
+def rotations(items: list[Target], rounds: int) -> Iterator[tuple[int, Target]]:
+    for r in range(rounds):
+        shift = r % len(items)
+        for target in items[shift:] + items[:shift]:
+            yield r + 1, target
+
+
+def summarize(measurements: list[Measurement], names: list[str]) -> dict[str, dict[str, float]]:
+    summary: dict[str, dict[str, float]] = {}
+    for name in names:
+        rows = [m for m in measurements if m.target == name]
+        if not rows:
+            continue
+        rps = [m.requests_per_s for m in rows]
+        summary[name] = {
+            "requests_per_s": statistics.median(rps),
+            "requests_per_s_min": min(rps),
+            "requests_per_s_max": max(rps),
+            "p50_ms": statistics.median(m.p50_ms for m in rows),
+            "p99_ms": statistics.median(m.p99_ms for m in rows),
+            "errors": sum(m.non_2xx + m.socket_errors for m in rows),
+        }
+    for row in summary.values():
+        for ref in REFERENCES:
+            if ref in summary:
+                row[f"vs_{ref}"] = row["requests_per_s"] / summary[ref]["requests_per_s"]
+    return summary
+
+
+def table(summary: dict[str, dict[str, float]]) -> str:
+    refs = [r for r in REFERENCES if r in summary]
+    head = ["target", "req/s (median)", "min..max", "p50 ms", "p99 ms", "errors", *(f"vs {r}" for r in refs)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in summary.items():
+        cells = [
+            name,
+            f"{row['requests_per_s']:,.0f}",
+            f"{row['requests_per_s_min']:,.0f}..{row['requests_per_s_max']:,.0f}",
+            f"{row['p50_ms']:.2f}",
+            f"{row['p99_ms']:.2f}",
+            f"{row['errors']:.0f}",
+            *(f"{row[f'vs_{r}']:.2f}x" for r in refs),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def chart(summary: dict[str, dict[str, float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary)
+    rps = [summary[n]["requests_per_s"] for n in names]
+    low = [summary[n]["requests_per_s"] - summary[n]["requests_per_s_min"] for n in names]
+    high = [summary[n]["requests_per_s_max"] - summary[n]["requests_per_s"] for n in names]
+    colors = ["#7f7f7f" if n in REFERENCES else "#1f77b4" for n in names]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.6 * len(names) + 2), sharey=True)
+    ax1.barh(names, rps, xerr=[low, high], color=colors, capsize=3)
+    for y, value in enumerate(rps):
+        ax1.text(value, y, f" {value:,.0f}", va="center", fontsize=8)
+    ax1.set_xlabel("requests/s (median of rounds, whiskers min..max)")
+    ax1.invert_yaxis()
+    p50 = [summary[n]["p50_ms"] for n in names]
+    p99 = [summary[n]["p99_ms"] for n in names]
+    ys = range(len(names))
+    ax2.barh([y - 0.2 for y in ys], p50, height=0.4, label="p50", color="#2ca02c")
+    ax2.barh([y + 0.2 for y in ys], p99, height=0.4, label="p99", color="#d62728")
+    ax2.set_xlabel("latency, ms")
+    ax2.legend(loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def machine() -> dict[str, str]:
+    model = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        found = re.search(r"Model name:\s+(.+)", lscpu)
+        model = found.group(1).strip() if found else ""
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True, timeout=10).stderr.strip()
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10).stdout.splitlines()
+    import aiohttp
+
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "nginx": nginx,
+        "wrk": wrk[0] if wrk else "",
+    }
+
+
+ALL_TARGETS = [
+    "backend",
+    "nginx-proxy",
+    "aiohttp-hello",
+    "mini-aiohttp",
+    "mini-pool",
+    "propylon-aiohttp",
+    "propylon-pool",
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma-separated, from: %(default)s")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5, help="measured seconds per target and round")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before each measurement")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
+        print("warning: fewer than 2 cores; core pinning cannot separate load from target", file=sys.stderr)
+
+    OUT.mkdir(exist_ok=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    command = " ".join([Path(sys.executable).name, "bench/run.py", *sys.argv[1:]])
+    started = time.monotonic()
+    measurements: list[Measurement] = []
+    with tempfile.TemporaryDirectory(prefix="propylon-bench-") as tmp:
+        work = Path(tmp)
+        (work / "logs").mkdir()
+        procs = Processes(work / "logs")
+        try:
+            print(f"starting targets: {', '.join(wanted)}", file=sys.stderr)
+            targets = start_targets(procs, work, wanted)
+            live = [t for t in targets if not t.skipped]
+            for round_no, target in rotations(live, args.rounds):
+                if args.warmup > 0:
+                    run_wrk(target.url, seconds=args.warmup, connections=args.connections, threads=args.threads)
+                result = run_wrk(target.url, seconds=args.seconds, connections=args.connections, threads=args.threads)
+                m = Measurement(target=target.name, round=round_no, **result)  # type: ignore[arg-type]
+                measurements.append(m)
+                print(
+                    f"  round {round_no} {target.name:17} {m.requests_per_s:10,.0f} req/s"
+                    f"  p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms"
+                    + (f"  errors {m.non_2xx + m.socket_errors}" if m.non_2xx + m.socket_errors else ""),
+                    file=sys.stderr,
+                )
+        finally:
+            procs.stop_all()
+
+    summary = summarize(measurements, [t.name for t in targets if not t.skipped])
+    info = machine()
+    title = (
+        f"Propylon bench {stamp}: {info['nproc']} cores, {info['cpu']}; wrk -t{args.threads} -c{args.connections} "
+        f"{args.seconds:g}s x {args.rounds} rounds; target on core {TARGET_CPU}, wrk+backend on core {LOAD_CPU}"
+    )
+    report = {
+        "date": stamp,
+        "command": command,
+        "machine": info,
+        "settings": vars(args),
+        "skipped": {t.name: t.skipped for t in targets if t.skipped},
+        "summary": summary,
+        "measurements": [dataclasses.asdict(m) for m in measurements],
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    json_path = OUT / f"bench-{stamp}.json"
+    png_path = OUT / f"bench-{stamp}.png"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    if summary:
+        chart(summary, png_path, title)
+        shutil.copyfile(png_path, OUT / "latest.png")
+    shutil.copyfile(json_path, OUT / "latest.json")
+
+    print(title)
+    print()
+    print(table(summary))
+    for name, why in report["skipped"].items():
+        print(f"\nskipped {name}: {why}")
+    print(f"\nraw results: {json_path}\nchart: {png_path}\nelapsed: {report['elapsed_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
