@@ -134,6 +134,18 @@ def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+WRITES = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def _allows(rules: list[dict[str, Any]], group: str, resource: str, verb: str, name: str | None = None) -> bool:
+    for rule in rules:
+        if group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]:
+            names = rule.get("resourceNames")
+            if not names or (name is not None and name in names):
+                return True
+    return False
+
+
 ALL_ON = {
     "gateway": {"name": "edge", "watchNamespaces": ["shop", "billing"], "allowCrossNamespace": True},
     "proxy": {"autoscaling": {"enabled": True, "maxReplicas": 7}},
@@ -164,16 +176,21 @@ def test_default_render_has_the_operator_and_least_privilege_rbac(helm: str, tmp
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["serviceAccountName"] == _one(docs, "ServiceAccount")["metadata"]["name"]
 
-    # Cluster-wide, the operator only reads, patches its own resources' status, and emits Events.
-    writes = {"create", "update", "delete", "deletecollection"}
+    # Cluster-wide, the operator reads; it writes only status, Events, and (by name) the proxy's
+    # own ClusterRole and binding. Creation cannot be limited by name, so it stands alone.
     for rule in _one(docs, "ClusterRole")["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
-        if writes & set(rule["verbs"]):
-            assert set(rule["resources"]) <= {"events"} | {r for r in rule["resources"] if r.endswith("/status")}, rule
+        written = WRITES & set(rule["verbs"])
+        if not written or set(rule["resources"]) <= {"events"} | {
+            r for r in rule["resources"] if r.endswith("/status")
+        }:
+            continue
+        if rule.get("resourceNames"):
+            continue
+        assert written == {"create"}, rule
+        assert set(rule["resources"]) <= {"clusterroles", "clusterrolebindings", "validatingwebhookconfigurations"}
     role = _one(docs, "Role")
     assert role["metadata"]["namespace"] == RELEASE_NAMESPACE
-    managed = {r for rule in role["rules"] for r in rule["resources"]}
-    assert {"deployments", "services", "poddisruptionbudgets", "horizontalpodautoscalers", "secrets"} <= managed
     assert not any(d["kind"] == "ValidatingWebhookConfiguration" for d in docs)
 
 
@@ -203,3 +220,51 @@ def test_helm_refuses_values_outside_the_schema(helm: str, tmp_path: Path) -> No
     )
     assert done.returncode != 0
     assert "replica" in done.stderr
+
+
+def test_operator_rbac_covers_what_the_operator_writes(helm: str, tmp_path: Path) -> None:
+    """Every object the operator applies, and every grant it hands the proxy, is within its RBAC.
+
+    Kubernetes refuses to let the operator create a Role or ClusterRole granting more than it
+    holds itself, so the proxy's rules are checked against the operator's too.
+    """
+    from propylon_operator import settings as operator_settings
+    from propylon_operator import workloads
+
+    docs = _render(helm, tmp_path, ALL_ON)
+    cluster_rules = _one(docs, "ClusterRole")["rules"]
+    namespace_rules = _one(docs, "Role")["rules"] + cluster_rules
+    args = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    settings = operator_settings.Settings(
+        gateway_name=next(a.split("=", 1)[1] for a in args if a.startswith("--gateway-name=")),
+        gateway_namespace=RELEASE_NAMESPACE,
+        hpa_max=7,
+    )
+    for manifest in workloads.build(settings, owner=None):
+        group = manifest["apiVersion"].rpartition("/")[0]
+        plural, namespaced = workloads.PLURALS[manifest["kind"]]
+        rules = namespace_rules if namespaced else cluster_rules
+        name = manifest["metadata"]["name"]
+        for verb in ("get", "patch"):  # server-side apply
+            assert _allows(rules, group, plural, verb, name), f"{verb} {plural}/{name}"
+        assert _allows(rules, group, plural, "create", name), f"create {plural}"
+        for rule in manifest.get("rules", []):
+            for granted_group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        for granted_name in rule.get("resourceNames") or [None]:
+                            assert _allows(
+                                namespace_rules if namespaced else cluster_rules,
+                                granted_group, resource, verb, granted_name,
+                            ), f"the proxy gets {verb} {resource} that the operator lacks"  # fmt: skip
+    snapshot = settings.snapshot_secret
+    assert _allows(namespace_rules, "", "secrets", "patch", snapshot)
+    for verb in ("get", "list", "watch"):
+        for group, resource in (
+            ("propylon.dev", "apis"), ("propylon.dev", "stages"), ("propylon.dev", "usageplans"),
+            ("propylon.dev", "authorizers"), ("", "secrets"), ("", "services"),
+            ("discovery.k8s.io", "endpointslices"), ("coordination.k8s.io", "leases"),
+        ):  # fmt: skip
+            assert _allows(cluster_rules, group, resource, verb), f"{verb} {resource}"
+    assert _allows(cluster_rules, "propylon.dev", "stages/status", "patch")
+    assert _allows(cluster_rules, "", "events", "create")
