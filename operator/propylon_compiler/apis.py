@@ -54,8 +54,7 @@ def compile_all(index: objects.Index, reporter: objects.Reporter) -> dict[tuple[
     """Plans of the usable Apis, keyed by (namespace, name)."""
     plans: dict[tuple[str, str], ApiPlan] = {}
     for obj in index.of_kind("Api"):
-        if reporter.is_broken(obj):
-            continue
+        # A broken Api is still read (its plan dropped) so one run reports all its problems.
         plan = _compile(obj, index, reporter)
         if plan is not None and not reporter.is_broken(obj):
             plans[(obj.namespace, obj.name)] = plan

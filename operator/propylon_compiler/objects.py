@@ -81,14 +81,27 @@ class Reporter:
         self._diagnostics: list[diagnostics.Diagnostic] = []
         self._seen: set[diagnostics.Diagnostic] = set()
         self._broken: set[ObjectKey] = set()
+        self._schema_fields: dict[ObjectKey, list[str]] = {}
 
     def add(self, diagnostic: diagnostics.Diagnostic, *, breaks: bool = False) -> None:
+        # The compiler still reads an object the schema refused, to report everything in one
+        # run; but where the schema already spoke about a field, its word is enough.
+        if any(_overlap(diagnostic.field, f) for f in self._schema_fields.get(diagnostic.object_key, ())):
+            if breaks:
+                self._broken.add(diagnostic.object_key)
+            return
         # Stages share their Api's routes, so the same finding can come up once per Stage.
         if diagnostic not in self._seen:
             self._seen.add(diagnostic)
             self._diagnostics.append(diagnostic)
         if breaks:
             self._broken.add(diagnostic.object_key)
+
+    def add_schema_problem(self, diagnostic: diagnostics.Diagnostic) -> None:
+        """A CRD schema violation: breaks the object and silences the compiler on that field."""
+        self.add(diagnostic, breaks=True)
+        if diagnostic.field:
+            self._schema_fields.setdefault(diagnostic.object_key, []).append(diagnostic.field)
 
     def error(self, obj: Object, field: str, message: str, *, reason: str = "Invalid", breaks: bool = True) -> None:
         """Report a problem with ``obj``; by default the object is unusable (``breaks``)."""
@@ -150,7 +163,7 @@ def index(documents: Sequence[manifests.Document], reporter: Reporter) -> Index:
         seen[key] = document
         problems = schemas.validate(document) if KNOWN_KINDS[document.kind] == GROUP_VERSION else []
         for problem in problems:
-            reporter.add(problem, breaks=True)
+            reporter.add_schema_problem(problem)
         body = schemas.with_defaults(document) if not problems else document.body
         objects.append(Object(document=document, body=body, order=order))
     return Index(objects)
@@ -198,3 +211,11 @@ def _diagnostic(
         message=message,
         reason=reason,
     )
+
+
+def _overlap(field: str, other: str) -> bool:
+    """Whether one field path is the other or inside it (``spec.routes[0]`` and ``spec.routes[0].x``)."""
+    if not field or not other:
+        return False
+    short, long = sorted((field, other), key=len)
+    return long == short or (long.startswith(short) and long[len(short)] in ".[")

@@ -52,8 +52,6 @@ class Context:
 def compile_all(ctx: Context) -> tuple[model.Stage, ...]:
     specs = []
     for obj in ctx.index.of_kind("Stage"):
-        if ctx.reporter.is_broken(obj):
-            continue
         spec = _read(obj, ctx)
         if spec is not None and not ctx.reporter.is_broken(obj):
             specs.append(spec)
