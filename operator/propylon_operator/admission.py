@@ -9,6 +9,7 @@ refusal reads like ``propylon validate`` without the file part. Pure; kopf wirin
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from propylon_compiler import diagnostics, schemas
@@ -17,6 +18,16 @@ from propylon_operator import compiling, documents
 OWN_REASONS = frozenset({"Invalid"})
 """Diagnostic reasons that are about the object alone. Others (MissingReference, Conflict,
 RefNotPermitted, Duplicate) depend on the rest of the cluster."""
+
+OWN_REFERENCES = re.compile(r"^spec\.routes\[\d+\]\.requestValidation\.body$")
+"""MissingReference findings that point inside the object itself: a route naming a model the
+Api does not define can never be fixed by applying another object."""
+
+
+def _own(diagnostic: diagnostics.Diagnostic) -> bool:
+    return diagnostic.reason in OWN_REASONS or (
+        diagnostic.reason == "MissingReference" and bool(OWN_REFERENCES.match(diagnostic.field))
+    )
 
 
 def problems(body: dict[str, Any]) -> list[diagnostics.Diagnostic]:
@@ -29,7 +40,7 @@ def problems(body: dict[str, Any]) -> list[diagnostics.Diagnostic]:
     return [
         d
         for d in getattr(result, "diagnostics", ())
-        if d.severity is diagnostics.Severity.ERROR and d.reason in OWN_REASONS and d.object_key in (key, ("", "", ""))
+        if d.severity is diagnostics.Severity.ERROR and _own(d) and d.object_key in (key, ("", "", ""))
     ]
 
 

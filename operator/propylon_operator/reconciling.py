@@ -131,23 +131,15 @@ class Reconciler:
         for kind, (api_version, plural, selector) in WATCHED.items():
             for namespace in namespaces:
                 path = kube.object_path(api_version, plural, namespace)
-                try:
-                    items = await self.client.list(path, label_selector=selector)
-                except kube.KubeError as exc:
-                    logger.warning("cannot list %s: %s", plural, exc)
-                    continue
-                for item in items:
+                for item in await self._list_patiently(path, selector):
                     item.setdefault("kind", kind)
                     item.setdefault("apiVersion", api_version)
                     self.inventory.put(item, only_if_newer=True)
         lease_path = kube.object_path("coordination.k8s.io/v1", "leases", self.settings.gateway_namespace)
-        try:
-            for item in await self.client.list(lease_path, label_selector=leases.SECRET_LABEL):
-                item.setdefault("kind", "Lease")
-                item.setdefault("apiVersion", "coordination.k8s.io/v1")
-                self.inventory.put(item, only_if_newer=True)
-        except kube.KubeError as exc:
-            logger.warning("cannot list leases: %s", exc)
+        for item in await self._list_patiently(lease_path, leases.SECRET_LABEL):
+            item.setdefault("kind", "Lease")
+            item.setdefault("apiVersion", "coordination.k8s.io/v1")
+            self.inventory.put(item, only_if_newer=True)
         if not self._published.known:
             self._published = _Published(body=await self.client.get(self._secret_path()), known=True)
         if self.settings.owner_deployment:
@@ -159,6 +151,26 @@ class Reconciler:
                 self._operator_owner = workloads.owner_reference(
                     "apps/v1", "Deployment", self.settings.owner_deployment, owner["metadata"]["uid"]
                 )
+
+    async def _list_patiently(self, path: str, selector: str | None) -> list[dict[str, Any]]:
+        """List ``path``, retrying while the API server cannot answer (starting up, overloaded).
+
+        Giving up would let the first pass publish a snapshot without these objects. A kind the
+        server does not know (404: CRDs not installed) or may not show us (403) lists as empty.
+        """
+        delay = 0.5
+        while True:
+            try:
+                return await self.client.list(path, label_selector=selector)
+            except kube.KubeError as exc:
+                if exc.status in (403, 404):
+                    logger.warning("cannot list %s: %s", path, exc)
+                    return []
+                logger.info("listing %s failed (%s); retrying in %.1f s", path, exc, delay)
+            except (OSError, TimeoutError) as exc:
+                logger.info("listing %s failed (%s); retrying in %.1f s", path, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     async def reconcile(self, *, now: float = 0.0) -> compiling.Outcome:
         self.passes += 1

@@ -48,5 +48,8 @@ async def operate(settings: settings_.Settings, *, stop_flag: asyncio.Event | No
 
 def run(settings: settings_.Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kopf narrates every watch event at INFO ("Handler ... succeeded"); the operator logs what matters.
+    for chatty in ("kopf.objects", "aiohttp.access"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     asyncio.run(operate(settings))
     return 0
