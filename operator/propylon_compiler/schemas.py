@@ -50,7 +50,10 @@ _COPIED = (
     "multipleOf",
     "required",
 )
-_TYPE_ERRORS = frozenset({"type"})
+# Errors after which a value is not what the CEL rules above it were written for; those rules
+# are skipped (the API server would run them and add noise such as "mock applies only to MOCK
+# integrations" for type LAMBDA).
+_BLOCKING = frozenset({"type", "enum"})
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _NOT_A_SUBDOMAIN = (
@@ -149,17 +152,17 @@ def validate(document: manifests.Document) -> list[diagnostics.Diagnostic]:
         return report.diagnostics
     kind = document.kind
     body = with_defaults(document)
-    type_errors: list[FieldPath] = []
+    blocked: list[FieldPath] = []
     for error in _validator(kind).iter_errors(body):
         path = tuple(error.absolute_path)
-        if error.validator in _TYPE_ERRORS:
-            type_errors.append(path)
+        if error.validator in _BLOCKING:
+            blocked.append(path)
         for where, message in _explain(error):
             report.add((*path, *where), message)
     schema = openapi_schema(kind)
     for node, value, path in _walk(schema, body, ()):
         _check_list_type(node, value, path, report)
-        if not any(bad[: len(path)] == path for bad in type_errors):
+        if not any(bad[: len(path)] == path for bad in blocked):
             _check_rules(node, value, path, report)
     return report.diagnostics
 
@@ -346,6 +349,7 @@ class _Report:
     @property
     def diagnostics(self) -> list[diagnostics.Diagnostic]:
         doc = self._document
+        known = doc.kind in KINDS
         ordered = sorted(self._found, key=lambda found: _path_order(doc.body, found[0]))
         return [
             diagnostics.Diagnostic(
@@ -353,11 +357,32 @@ class _Report:
                 kind=doc.kind,
                 namespace=doc.namespace,
                 name=doc.name,
-                field=diagnostics.field_path(path),
+                field=diagnostics.field_path(_with_map_keys(openapi_schema(doc.kind), path) if known else path),
                 message=message,
             )
             for path, message in ordered
         ]
+
+
+def _with_map_keys(schema: dict[str, Any], path: FieldPath) -> FieldPath:
+    """Write map keys the API server's way, ``routeSettings[GET /users]``: they are data, not fields."""
+    out: list[str | int] = []
+    node: dict[str, Any] | None = schema
+    for part in path:
+        if node is None:
+            out.append(part)
+            continue
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict) and "properties" not in node and out and isinstance(out[-1], str):
+            out[-1] = f"{out[-1]}[{part}]"
+            node = extra
+        elif isinstance(part, int):
+            out.append(part)
+            node = node.get("items")
+        else:
+            out.append(part)
+            node = node.get("properties", {}).get(part)
+    return tuple(out)
 
 
 def _path_order(body: Any, path: FieldPath) -> tuple[int, ...]:
