@@ -135,7 +135,7 @@ def _settle_conflicts(specs: list[StageSpec], reporter: objects.Reporter) -> lis
             reporter.error(
                 spec.obj,
                 "spec.basePath",
-                f"{where}basePath {spec.base_path} already belong to Stage {taken.obj.id} "
+                f"{where}basePath {spec.base_path} {'are' if host else 'is'} already served by Stage {taken.obj.id} "
                 f"({taken.obj.document.origin.file} document {taken.obj.document.origin.document})",
                 reason="Conflict",
             )
@@ -191,7 +191,8 @@ def _routes(
     spec: StageSpec, plan: apis.ApiPlan, variables: dict[str, str], ctx: Context, *, canary: bool
 ) -> tuple[model.Route, ...]:
     out: list[model.Route] = []
-    for template in plan.routes:
+    # Declaration order, so diagnostics read top to bottom; the result is sorted at the end.
+    for template in sorted(plan.routes, key=lambda t: t.index):
         route = template.route
         integration_path = f"spec.routes[{template.index}].integration"
         integration, problems = integrations.resolve(route.integration, variables)
