@@ -8,8 +8,8 @@ against (``tests/upstream`` runs one table against both).
 
 What it does:
 - one pool of idle keep-alive connections per (host, port), last-in first-out (the most recently
-  used socket is the least likely to have been closed by the backend), bounded in size, each idle
-  connection closed after ``idle_timeout`` seconds;
+  used socket is the least likely to have been closed by the backend), bounded in size, an idle
+  connection closed after ``idle_timeout`` seconds (by a sweep, so up to 1.5 times that);
 - the request head is written in one buffer (with a small bytes body, in the same buffer); a
   streamed body is written as it comes, chunk-encoded when the caller gave no Content-Length,
   with write flow control (waits for the socket to drain);
@@ -95,7 +95,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False
-        self.idle_handle: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._reset_exchange(None)
@@ -355,6 +355,7 @@ class PooledUpstream:
         self.connections_opened = 0
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._busy: set[_Connection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
     def idle_count(self) -> int:
@@ -370,9 +371,9 @@ class PooledUpstream:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
-            if conn.idle_handle is not None:
-                conn.idle_handle.cancel()
-                conn.idle_handle = None
+            if self._loop_or_running().time() - conn.idle_since > self.idle_timeout:
+                conn.abort()  # expired, the sweeper just has not got to it yet
+                continue
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 conn.reused = True
                 return conn
@@ -398,20 +399,30 @@ class PooledUpstream:
         idle = self._idle.setdefault(conn.key, [])
         if len(idle) >= self.max_idle_per_host:
             # Keep the hottest connections; the oldest idle one is the most likely to go stale.
-            oldest = idle.pop(0)
-            if oldest.idle_handle is not None:
-                oldest.idle_handle.cancel()
-            oldest.abort()
-        conn.idle_handle = asyncio.get_running_loop().call_later(self.idle_timeout, conn.abort)
+            idle.pop(0).abort()
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
         idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self.idle_timeout / 2, self._sweep)
+
+    def _sweep(self) -> None:
+        # One timer per pool instead of one per idle connection: a timer per request would cost
+        # two heap operations on the hot path. An idle connection is therefore closed between
+        # idle_timeout and 1.5 x idle_timeout after its last use (and never handed out expired).
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        for idle in self._idle.values():
+            for conn in [c for c in idle if now - c.idle_since > self.idle_timeout]:
+                conn.abort()  # connection_lost removes it from the pool
+                idle.remove(conn)
+        if any(self._idle.values()) and not self._closed:
+            self._sweeper = asyncio.get_running_loop().call_later(self.idle_timeout / 2, self._sweep)
 
     def _forget(self, conn: _Connection) -> None:
         idle = self._idle.get(conn.key)
         if idle and conn in idle:
             idle.remove(conn)
-        if conn.idle_handle is not None:
-            conn.idle_handle.cancel()
-            conn.idle_handle = None
 
     # -- Upstream -------------------------------------------------------------------------------
 
@@ -474,6 +485,9 @@ class PooledUpstream:
 
     async def close(self) -> None:
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for idle in self._idle.values():
             for conn in list(idle):
                 conn.abort()
