@@ -38,11 +38,16 @@ class GatewayRequestHandler(web_protocol.RequestHandler):
         super().__init__(manager, **kwargs)
         self._listener = listener
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._last_payload: Any = None
 
     def data_received(self, data: bytes) -> None:
         before = self._request_count
         super().data_received(data)
-        if self._request_count != before or self._request_in_progress:
+        if self._messages:
+            self._last_payload = self._messages[-1][1]
+        body_pending = self._last_payload is not None and not self._last_payload.is_eof()
+        if self._request_count != before or self._request_in_progress or body_pending:
+            # A head completed, or these bytes belong to a body (which has its own stall timeout).
             self._cancel_head_deadline()
         elif data and self._head_deadline is None and not self._force_close:
             # Bytes of a request head arrived but the head is not complete: start its clock.

@@ -120,7 +120,9 @@ class Backend:
                 sent += len(piece)
             await response.write_eof()
             return response
-        body = await request.read()
+        body = b""
+        while chunk := await request.content.readany():
+            body += chunk
         record = {
             "method": request.method,
             "target": request.raw_path,
