@@ -1,13 +1,119 @@
-"""`propylon kube_proxy` (not built yet)."""
+"""`propylon proxy --config-secret NS/NAME`: the data plane as the operator deploys it.
+
+Flags become a ``propylon_proxy.gateway.Gateway`` (the same listeners as ``propylon serve``) fed
+by ``propylon_proxy.kube.sources.SecretSource`` instead of files. The listeners open at once;
+``/readyz`` answers ready only once a first snapshot is served, which is what keeps a new pod
+out of its Service until it has a config. Heavy imports happen in ``run`` so ``propylon --help``
+stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+
+
+def _secret_ref(text: str) -> tuple[str, str]:
+    namespace, _, name = text.partition("/")
+    if not namespace or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {text!r}")
+    return namespace, name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument(
+        "--config-secret",
+        required=True,
+        type=_secret_ref,
+        metavar="NS/NAME",
+        help="the Secret holding the compiled snapshot (key snapshot.json or snapshot.json.gz)",
+    )
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    parser.add_argument("--host", default="0.0.0.0", help="address of all three listeners (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=8080, help="public listener")
+    parser.add_argument("--internal-port", type=int, default=8081, help="in-cluster listener (PRIVATE stages)")
+    parser.add_argument("--admin-port", type=int, default=9090, help="/healthz, /readyz, /metrics, /admin/*")
+    parser.add_argument("--admin-token-file", default=None, help="bearer token for /admin/* (or PROPYLON_ADMIN_TOKEN)")
+    parser.add_argument("--trusted-proxies", default="", metavar="CIDR,...", help="peers whose X-Forwarded-* count")
+    parser.add_argument(
+        "--replica-name",
+        default=None,
+        help="name in this replica's status Lease (default: $POD_NAME, then the hostname)",
+    )
+    parser.add_argument("--log-level", default=os.environ.get("PROPYLON_LOG_LEVEL", "INFO"))
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("propylon: this command is not built yet")
+    import asyncio
+    import logging
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return asyncio.run(_serve(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+def _admin_token(args: argparse.Namespace) -> str | None:
+    if args.admin_token_file:
+        with open(args.admin_token_file, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    return os.environ.get("PROPYLON_ADMIN_TOKEN") or None
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+    import sys
+
+    from propylon_proxy import gateway, settings
+    from propylon_proxy.kube import clients, sources
+
+    log = logging.getLogger("propylon.proxy")
+    namespace, name = args.config_secret
+    try:
+        trusted = settings.parse_networks(args.trusted_proxies)
+    except ValueError as error:
+        print(f"propylon proxy: --trusted-proxies: {error}", file=sys.stderr)
+        return 2
+    try:
+        api_client = clients.api_client(args.kubeconfig)
+    except Exception as error:  # a missing or unreadable kubeconfig: say so, no traceback
+        print(f"propylon proxy: cannot configure the Kubernetes client: {error}", file=sys.stderr)
+        return 2
+
+    gw = gateway.Gateway(settings.ProxySettings(trusted_proxies=trusted), admin_token=_admin_token(args))
+    source = sources.SecretSource(
+        api_client=api_client, namespace=namespace, name=name, apply=gw.swap, replica=args.replica_name
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        addresses = await gw.start(args.host, args.port, args.internal_port, args.admin_port)
+    except OSError as error:
+        print(f"propylon proxy: cannot listen: {error}", file=sys.stderr)
+        return 2
+    urls = addresses.urls()
+    log.info(
+        "listening: public %s, internal %s, admin %s; config from Secret %s/%s",
+        urls["public"],
+        urls["internal"],
+        urls["admin"],
+        namespace,
+        name,
+    )
+    source.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        source.stop()
+        await gw.stop()
+        api_client.close()
+    return 0

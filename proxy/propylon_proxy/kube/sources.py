@@ -65,6 +65,7 @@ class SecretSource:
         replica: str | None = None,
         lease_renew_seconds: float = leases.RENEW_SECONDS,
         watch_seconds: int = 45,
+        endpoint_grace_seconds: float = 5.0,
     ) -> None:
         self.namespace = namespace
         self.name = name
@@ -79,6 +80,11 @@ class SecretSource:
         self._served: model.GatewayConfig | None = None  # what the proxy runs (live endpoints)
         self._secret_version: str | None = None  # resourceVersion of the Secret last looked at
         self._first = asyncio.Event()
+        # The first config waits this long for the live endpoints, so a fresh replica does not
+        # turn ready while it would still route by the snapshot's (possibly stale) endpoints.
+        self._endpoint_grace = endpoint_grace_seconds
+        self._grace_timer: asyncio.TimerHandle | None = None
+        self._grace_over = False
         self.lease = leases.LeaseReporter(
             patch_fn=client.CoordinationV1Api(api_client).patch_namespaced_lease,
             namespace=namespace,
@@ -113,6 +119,8 @@ class SecretSource:
         self.lease.start()
 
     def stop(self) -> None:
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
         if self._secret_watch is not None:
             self._secret_watch.stop()
         for namespace in self._namespaces.values():
@@ -214,10 +222,18 @@ class SecretSource:
         state.slices_watch.start()
         return state
 
+    def _end_grace(self) -> None:
+        self._grace_over = True
+        self._publish()
+
     def _publish(self) -> None:
         if self._base is None:
             return
         views = {namespace: state.view() for namespace, state in self._namespaces.items()}
+        if self._served is None and not self._grace_over and not all(v.synced for v in views.values()):
+            if self._grace_timer is None and self._loop is not None:
+                self._grace_timer = self._loop.call_later(self._endpoint_grace, self._end_grace)
+            return
         config = slices.with_live_endpoints(self._base, views)
         served = self._served
         if served is not None and served.version == config.version and served.endpoints == config.endpoints:
