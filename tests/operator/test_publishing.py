@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import base64
+import json
+
+from propylon_config import codec, model
+from propylon_operator import leases, publishing, settings
+
+SNAPSHOT = codec.with_version(model.GatewayConfig(version=""))
+
+
+def test_the_secret_carries_the_snapshot_and_its_version() -> None:
+    body = publishing.secret(SNAPSHOT, settings.Settings(gateway_name="gw", gateway_namespace="edge"), None)
+    assert (body["metadata"]["name"], body["metadata"]["namespace"], body["type"]) == ("gw-snapshot", "edge", "Opaque")
+    assert body["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "propylon"
+    payload = base64.b64decode(body["data"]["snapshot.json"])
+    assert codec.loads(payload) == SNAPSHOT
+    assert publishing.stored_version(body) == SNAPSHOT.version
+
+
+def test_a_tampered_secret_has_no_trusted_version() -> None:
+    body = publishing.secret(SNAPSHOT, settings.Settings(), None)
+    body["metadata"]["annotations"][leases.VERSION_ANNOTATION] = "something-else"
+    assert publishing.stored_version(body) is None
+    body["data"]["snapshot.json"] = base64.b64encode(b"not json").decode()
+    assert publishing.stored_version(body) is None
+    assert publishing.stored_version(None) is None
+    assert json.loads(base64.b64decode(publishing.secret(SNAPSHOT, settings.Settings(), None)["data"]["snapshot.json"]))

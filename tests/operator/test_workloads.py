@@ -1,0 +1,110 @@
+"""The data plane's manifests: what `kubectl get -o yaml` would show a user after the operator ran."""
+
+from __future__ import annotations
+
+from propylon_operator import settings, workloads
+
+OWNER = workloads.owner_reference("v1", "Secret", "gw-snapshot", "uid-1")
+
+
+def _by_kind(manifests):
+    out: dict[str, list[dict]] = {}
+    for manifest in manifests:
+        out.setdefault(manifest["kind"], []).append(manifest)
+    return out
+
+
+def test_deployment_runs_the_proxy_on_the_snapshot_secret() -> None:
+    s = settings.Settings(gateway_name="gw", gateway_namespace="edge", proxy_image="img:1", replicas=3)
+    deployment = workloads.deployment(s, OWNER)
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert deployment["metadata"]["namespace"] == "edge"
+    assert deployment["metadata"]["ownerReferences"] == [OWNER]
+    assert spec["replicas"] == 3
+    assert container["image"] == "img:1"
+    assert container["command"] + container["args"] == ["propylon", "proxy", "--config-secret", "edge/gw-snapshot"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "public": 8080,
+        "internal": 8081,
+        "admin": 9090,
+    }
+    assert container["readinessProbe"]["httpGet"] == {"port": "admin", "path": "/readyz"}
+    assert container["livenessProbe"]["httpGet"] == {"port": "admin", "path": "/healthz"}
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert env["POD_NAME"] == "metadata.name"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["resources"]["requests"]
+    assert pod["serviceAccountName"] == "gw-proxy"
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+
+
+def test_with_an_autoscaler_the_deployment_leaves_replicas_to_it() -> None:
+    s = settings.Settings(gateway_name="gw", replicas=2, hpa_max=6)
+    assert "replicas" not in workloads.deployment(s, OWNER)["spec"]
+    hpa = workloads.autoscaler(s, OWNER)
+    assert hpa is not None
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "gw"
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert workloads.autoscaler(settings.Settings(hpa_max=0), OWNER) is None
+
+
+def test_services_expose_public_and_internal_listeners_but_never_admin() -> None:
+    s = settings.Settings(gateway_name="gw", gateway_namespace="edge")
+    public, internal = workloads.services(s, OWNER)
+    assert public["metadata"]["name"] == "gw"
+    assert internal["metadata"]["name"] == "gw-internal"
+    assert public["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "public", "protocol": "TCP"}]
+    assert internal["spec"]["ports"][0]["targetPort"] == "internal"
+    assert public["spec"]["selector"] == workloads.selector(s)
+    every_port = [p["targetPort"] for svc in (public, internal) for p in svc["spec"]["ports"]]
+    assert "admin" not in every_port
+
+
+def test_disruption_budget_never_blocks_a_single_replica_drain() -> None:
+    one = workloads.pod_disruption_budget(settings.Settings(replicas=1), OWNER)["spec"]
+    many = workloads.pod_disruption_budget(settings.Settings(replicas=3), OWNER)["spec"]
+    assert one.get("maxUnavailable") == 1 and "minAvailable" not in one
+    assert many.get("minAvailable") == 1 and "maxUnavailable" not in many
+
+
+def test_proxy_permissions_are_least_privilege() -> None:
+    s = settings.Settings(gateway_name="gw", gateway_namespace="edge")
+    role = workloads.role(s, OWNER)
+    secret_rule, lease_rule = role["rules"]
+    assert secret_rule["resourceNames"] == ["gw-snapshot"]
+    assert "create" not in secret_rule["verbs"] and "list" in secret_rule["verbs"]
+    assert lease_rule["apiGroups"] == ["coordination.k8s.io"]
+    assert {"create", "update"} <= set(lease_rule["verbs"])
+    cluster_role = workloads.cluster_role(s)
+    assert cluster_role["rules"] == [
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]}
+    ]
+    binding = workloads.role_binding(s, OWNER)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gw-proxy", "namespace": "edge"}]
+
+
+def test_everything_namespaced_hangs_off_the_owner_and_cluster_objects_do_not() -> None:
+    s = settings.Settings(gateway_name="gw", gateway_namespace="edge", hpa_max=4)
+    kinds = _by_kind(workloads.build(s, OWNER))
+    assert set(kinds) == {
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+    }
+    for kind, manifests in kinds.items():
+        for manifest in manifests:
+            namespaced = workloads.PLURALS[kind][1]
+            assert ("ownerReferences" in manifest["metadata"]) is namespaced, kind
+            assert manifest["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "propylon"
+    assert "HorizontalPodAutoscaler" not in _by_kind(workloads.build(settings.Settings(), OWNER))
