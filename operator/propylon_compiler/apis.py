@@ -192,7 +192,9 @@ def _route(
                 breaks=False,
             )
             usable = False
-    if validation is not None and validation.body_model is not None and validation.body_model not in models:
+    # An invalid model is reported at the model itself; only an undeclared one is missing here.
+    declared = models.keys() | set((f.mapping(f.obj.spec, "models", "spec") or {}).keys())
+    if validation is not None and validation.body_model is not None and validation.body_model not in declared:
         f.error(
             fields.join(fields.join(path, "requestValidation"), "body"),
             f"model {validation.body_model!r} is not defined in spec.models; route {key!r} is not served",
