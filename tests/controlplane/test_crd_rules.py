@@ -1,0 +1,76 @@
+"""The CRDs in a real kube-apiserver agree with ``propylon validate``'s schema checks.
+
+``propylon_compiler.schemas`` checks documents without a cluster, running a Python twin for each
+CEL rule. Here the same documents (tests/compiler/test_schemas.py) go to the API server with a
+server-side dry run: every valid one is accepted as written, every broken one is refused, and
+where the offline check names a CEL rule's message the API server names the same field and
+message. That is what keeps the twins honest about CEL.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import re
+from types import ModuleType
+
+import cluster
+import pytest
+
+from propylon_compiler import schema_rules
+
+NAMESPACE = "crd-rules"
+_CASES_FILE = pathlib.Path(__file__).resolve().parents[1] / "compiler" / "test_schemas.py"
+
+
+def _cases() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("schema_cases", _CASES_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CASES = _cases()
+# Identity problems (apiVersion, kind, metadata) are kubectl's or the API server's own words.
+_CLUSTER_BROKEN = [case for case in CASES.BROKEN if not case[2].startswith(("apiVersion", "kind", "metadata"))]
+
+
+@pytest.fixture(scope="module")
+def plane(control_plane: cluster.ControlPlane) -> cluster.ControlPlane:
+    control_plane.kubectl("create", "namespace", NAMESPACE, check=False)
+    return control_plane
+
+
+def _dry_run(plane: cluster.ControlPlane, body: dict[str, object]) -> tuple[int, str]:
+    body = json.loads(json.dumps(body))
+    body["metadata"] = {**body.get("metadata", {}), "namespace": NAMESPACE}  # type: ignore[dict-item]
+    result = plane.kubectl(
+        "create", "--dry-run=server", "--validate=strict", "-o", "name", "-f", "-", input=json.dumps(body), check=False
+    )
+    return result.returncode, result.stderr
+
+
+@pytest.mark.parametrize("name", list(CASES.VALID))
+def test_valid_documents_are_accepted(plane: cluster.ControlPlane, name: str) -> None:
+    code, stderr = _dry_run(plane, CASES.yaml.safe_load(CASES.VALID[name]))
+    assert code == 0, stderr
+
+
+@pytest.mark.parametrize(
+    ("document", "field", "message"), [c[1:] for c in _CLUSTER_BROKEN], ids=[c[0] for c in _CLUSTER_BROKEN]
+)
+def test_broken_documents_are_refused_alike(plane: cluster.ControlPlane, document, field: str, message: str) -> None:
+    code, stderr = _dry_run(plane, document.body)
+    assert code != 0, f"the API server accepted a document the offline check refuses ({field}: {message})"
+    if message in schema_rules.TWINS:
+        # "<field>: Invalid value: "object": <message>", the API server's form for a CEL rule.
+        pattern = re.escape(field) + r': Invalid value: "[a-z]+": ' + re.escape(message)
+        assert re.search(pattern, stderr), stderr
+    elif message.startswith("unknown field"):
+        # Strict decoding writes map keys dotted (routeSettings.GET /users), validation as [GET /users].
+        dotted = re.sub(r"\[([^\]0-9][^\]]*)\]", r".\1", field)
+        assert f'unknown field "{dotted}"' in stderr, stderr
+    else:
+        assert field in stderr, stderr
