@@ -21,8 +21,9 @@ class Balancer:
         self._next: dict[str, int] = {}
         self._failed_until: dict[tuple[str, int], float] = {}
 
-    def pick(self, key: str, addresses: Sequence[model.EndpointAddress], exclude: tuple[str, int] | None = None
-             ) -> model.EndpointAddress | None:
+    def pick(
+        self, key: str, addresses: Sequence[model.EndpointAddress], exclude: tuple[str, int] | None = None
+    ) -> model.EndpointAddress | None:
         ready = [a for a in addresses if a.ready and (a.address, a.port) != exclude]
         if not ready:
             return None

@@ -61,8 +61,9 @@ class Gateway:
         """Serve ``config`` from now on; requests already running keep the plan they started with."""
         return self.holder.swap(config)
 
-    async def start(self, host: str = "127.0.0.1", port: int = 8080, internal_port: int = 8081,
-                    admin_port: int = 9090) -> Addresses:
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 8080, internal_port: int = 8081, admin_port: int = 9090
+    ) -> Addresses:
         listener = self.settings.listener
         bound = []
         handlers: list[web.Server] = [

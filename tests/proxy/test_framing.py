@@ -12,9 +12,7 @@ from tests.proxy import conftest as c
 @pytest.fixture
 async def proxied(start_gateway, backend):
     snapshot = c.config(c.stage([("ANY /echo/{proxy+}", c.http_proxy(backend.url + "/{proxy}"))]))
-    gw = await start_gateway(
-        snapshot, listener=settings.ListenerSettings(header_timeout=0.5, body_stall_timeout=0.5)
-    )
+    gw = await start_gateway(snapshot, listener=settings.ListenerSettings(header_timeout=0.5, body_stall_timeout=0.5))
     return gw, backend
 
 
@@ -71,7 +69,9 @@ async def test_smuggled_second_request_never_reaches_backend(proxied):
 
 async def test_uri_too_long_is_414(proxied):
     gw, backend = proxied
-    response, closed = await c.raw_request(gw.addresses.port, _head("", method="GET", target="/prod/echo/" + "a" * 9000))
+    response, closed = await c.raw_request(
+        gw.addresses.port, _head("", method="GET", target="/prod/echo/" + "a" * 9000)
+    )
     assert (response.status, response.json()) == (414, {"message": "Request-URI Too Long"})
     assert response.headers["x-propylon-error-type"] == "URI_TOO_LONG"
     assert closed and backend.received == []
@@ -125,7 +125,9 @@ async def test_slow_headers_get_408_and_close(proxied):
 
 
 async def test_stalled_body_gets_408_and_close(proxied):
-    gw, backend = proxied
-    response, closed = await c.raw_request(gw.addresses.port, _head("Content-Length: 100\r\n") + b"only-part", timeout=4)
+    gw, _backend = proxied
+    response, closed = await c.raw_request(
+        gw.addresses.port, _head("Content-Length: 100\r\n") + b"only-part", timeout=4
+    )
     assert (response.status, response.json()) == (408, {"message": "Request Timeout"})
     assert closed

@@ -63,8 +63,16 @@ async def test_request_is_forwarded_with_gateway_headers(gw, backend):
     assert seen["method"] == "PATCH"
     assert seen["target"] == "/up/a/b?x=1&x=2&y=%20"
     assert seen["body"] == "body"
-    for gone in ("x-drop-me", "keep-alive", "te", "upgrade", "proxy-authorization", "x-real-ip", "forwarded",
-                 "x_forwarded_for"):
+    for gone in (
+        "x-drop-me",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+        "x-real-ip",
+        "forwarded",
+        "x_forwarded_for",
+    ):
         assert gone not in headers, gone
     assert headers["x-forwarded-for"] == ["127.0.0.1"]
     assert headers["x-forwarded-proto"] == ["http"]
@@ -80,26 +88,28 @@ async def test_request_is_forwarded_with_gateway_headers(gw, backend):
 
 
 async def test_response_comes_back_without_hop_by_hop_headers(gw):
-    async with aiohttp.ClientSession() as session:
-        async with session.get(
-            gw.addresses.urls()["public"] + "/prod/users/42", headers={"Host": "x.wild.example.com"}
-        ) as resp:
-            assert resp.status == 200
-            assert (await resp.json())["target"] == "/v1/users/42?fixed=1"
-            assert resp.headers["X-Backend"] == "echo"
-            assert resp.headers["Set-Cookie"] == "a=1"
-            assert "X-Secret-Hop" not in resp.headers
-            assert "Keep-Alive" not in resp.headers
-            assert resp.headers["x-request-id"]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(gw.addresses.urls()["public"] + "/prod/users/42", headers={"Host": "x.wild.example.com"}) as resp,
+    ):
+        assert resp.status == 200
+        assert (await resp.json())["target"] == "/v1/users/42?fixed=1"
+        assert resp.headers["X-Backend"] == "echo"
+        assert resp.headers["Set-Cookie"] == "a=1"
+        assert "X-Secret-Hop" not in resp.headers
+        assert "Keep-Alive" not in resp.headers
+        assert resp.headers["x-request-id"]
 
 
 async def test_untraced_request_starts_a_trace(gw, backend):
-    async with aiohttp.ClientSession() as session:
-        async with session.get(
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
             gw.addresses.urls()["public"] + "/prod/users/1",
             headers={"Host": "api.example.com", "traceparent": "garbage"},
-        ) as resp:
-            assert resp.status == 200
+        ) as resp,
+    ):
+        assert resp.status == 200
     trace = _headers(backend.received[-1])["traceparent"][0]
     assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", trace)
 
@@ -115,11 +125,11 @@ async def test_host_mismatch_is_404(gw, backend):
 async def test_trusted_proxy_keeps_forwarding_chain(start_gateway, backend):
     snapshot = c.config(c.stage([("GET /x", c.http_proxy(backend.url + "/x"))]))
     gw = await start_gateway(snapshot, trusted="127.0.0.0/8")
-    async with aiohttp.ClientSession() as session:
-        async with session.get(
-            gw.addresses.urls()["public"] + "/prod/x", headers={"X-Forwarded-For": "203.0.113.9"}
-        ) as resp:
-            assert resp.status == 200
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(gw.addresses.urls()["public"] + "/prod/x", headers={"X-Forwarded-For": "203.0.113.9"}) as resp,
+    ):
+        assert resp.status == 200
     assert _headers(backend.received[-1])["x-forwarded-for"] == ["203.0.113.9, 127.0.0.1"]
 
 
@@ -130,14 +140,16 @@ async def test_request_body_streams_both_ways(gw):
         for i in range(0, len(payload), 65536):
             yield payload[i : i + 65536]
 
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
-        async with session.post(
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        session.post(
             gw.addresses.urls()["public"] + "/prod/echo/up",
             data=chunks(),
             headers={"Host": "api.example.com", "Content-Encoding": "gzip"},
-        ) as resp:
-            assert resp.status == 200
-            seen = await resp.json()
+        ) as resp,
+    ):
+        assert resp.status == 200
+        seen = await resp.json()
     assert seen["body"].encode("latin-1") == payload
     # Forwarded as sent: never inflated, the coding header intact.
     assert _headers(seen)["content-encoding"] == ["gzip"]
@@ -152,22 +164,20 @@ def _closed_port() -> int:
 async def test_connection_refused_is_502(start_gateway):
     port = _closed_port()
     gw = await start_gateway(c.config(c.stage([("GET /down", c.http_proxy(f"http://127.0.0.1:{port}/"))])))
-    async with aiohttp.ClientSession() as session:
-        async with session.get(gw.addresses.urls()["public"] + "/prod/down") as resp:
-            assert resp.status == 502
-            assert await resp.json() == {"message": "Internal server error"}
-            assert resp.headers["x-propylon-error-type"] == "INTEGRATION_FAILURE"
-            assert resp.headers["x-request-id"]
+    async with aiohttp.ClientSession() as session, session.get(gw.addresses.urls()["public"] + "/prod/down") as resp:
+        assert resp.status == 502
+        assert await resp.json() == {"message": "Internal server error"}
+        assert resp.headers["x-propylon-error-type"] == "INTEGRATION_FAILURE"
+        assert resp.headers["x-request-id"]
 
 
 async def test_slow_backend_is_504(start_gateway, backend):
     snapshot = c.config(c.stage([("GET /slow", c.http_proxy(backend.url + "/slow", timeout_ms=200))]))
     gw = await start_gateway(snapshot)
-    async with aiohttp.ClientSession() as session:
-        async with session.get(gw.addresses.urls()["public"] + "/prod/slow") as resp:
-            assert resp.status == 504
-            assert await resp.json() == {"message": "Endpoint request timed out"}
-            assert resp.headers["x-propylon-error-type"] == "INTEGRATION_TIMEOUT"
+    async with aiohttp.ClientSession() as session, session.get(gw.addresses.urls()["public"] + "/prod/slow") as resp:
+        assert resp.status == 504
+        assert await resp.json() == {"message": "Endpoint request timed out"}
+        assert resp.headers["x-propylon-error-type"] == "INTEGRATION_TIMEOUT"
 
 
 async def test_service_target_round_robin_skips_failed_endpoint(start_gateway):
@@ -189,12 +199,8 @@ async def test_service_target_round_robin_skips_failed_endpoint(start_gateway):
             ),
         )
         integration = model.Integration(type=model.IntegrationType.HTTP_PROXY, service=service)
-        templated = model.Integration(
-            type=model.IntegrationType.HTTP_PROXY, service=service, path="/v2/items/{id}"
-        )
-        snapshot = c.config(
-            c.stage([("GET /items/{id}", templated), ("$default", integration)]), endpoints=endpoints
-        )
+        templated = model.Integration(type=model.IntegrationType.HTTP_PROXY, service=service, path="/v2/items/{id}")
+        snapshot = c.config(c.stage([("GET /items/{id}", templated), ("$default", integration)]), endpoints=endpoints)
         gw = await start_gateway(snapshot)
         async with aiohttp.ClientSession() as session:
             for _ in range(6):
@@ -214,9 +220,11 @@ async def test_service_target_round_robin_skips_failed_endpoint(start_gateway):
 async def test_non_idempotent_request_is_not_retried(start_gateway):
     port = _closed_port()
     gw = await start_gateway(c.config(c.stage([("POST /down", c.http_proxy(f"http://127.0.0.1:{port}/"))])))
-    async with aiohttp.ClientSession() as session:
-        async with session.post(gw.addresses.urls()["public"] + "/prod/down", data=b"x") as resp:
-            assert resp.status == 502
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(gw.addresses.urls()["public"] + "/prod/down", data=b"x") as resp,
+    ):
+        assert resp.status == 502
 
 
 async def test_inflight_request_finishes_on_its_plan_after_swap(start_gateway, backend):
