@@ -33,7 +33,10 @@ TEMPLATE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 def parse(f: fields.Fields, raw: dict[str, Any], path: str, api_namespace: str) -> model.Integration | None:
     """Check one ``integration`` block; None (with diagnostics) when it is unusable."""
     before = len(f.reporter.diagnostics)
-    type_name = f.string(raw, "type", path) or model.IntegrationType.HTTP_PROXY.value
+    type_name = f.string(raw, "type", path)
+    if type_name is None and "type" in raw:
+        return None  # reported as the wrong type; the rest would only be guesses
+    type_name = type_name or model.IntegrationType.HTTP_PROXY.value
     try:
         kind = model.IntegrationType(type_name)
     except ValueError:
@@ -185,7 +188,8 @@ def _service(f: fields.Fields, raw: dict[str, Any], path: str, api_namespace: st
     port = f.integer(spec, "port", where)
     namespace = f.string(spec, "namespace", where) or api_namespace
     if name is None:
-        f.error(fields.join(where, "name"), "missing Service name")
+        if "name" not in spec:
+            f.error(fields.join(where, "name"), "missing Service name")
     elif not stage_variables.references(name) and not _DNS_LABEL.match(name):
         f.error(fields.join(where, "name"), f"{name!r} is not a valid Service name")
     if port is None and "port" not in spec:

@@ -1,0 +1,202 @@
+"""Properties of ``compiler.compile`` that goldens do not show well: purity, stability of the
+version, statuses, robustness against bodies the schema did not catch."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import yaml
+
+from propylon_compiler import compiler, diagnostics, manifests, routes, schemas
+from propylon_config import codec, model
+
+BASE = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {name: users, namespace: shop, generation: 3}
+spec:
+  routes:
+    - routeKey: "GET /users/{id}"
+      integration: {type: HTTP_PROXY, service: {name: users, port: 80}}
+    - routeKey: "POST /users"
+      integration: {type: MOCK, mock: {statusCode: 201}}
+    - routeKey: "$default"
+      integration: {type: MOCK, mock: {statusCode: 404}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {name: prod, namespace: shop}
+spec:
+  apiRef: users
+  throttle: {rateLimit: 100, burstLimit: 200}
+  routeSettings:
+    "POST /users": {throttle: {rateLimit: 2, burstLimit: 4}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {name: beta, namespace: shop}
+spec: {apiRef: users}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: users-1, namespace: shop, labels: {kubernetes.io/service-name: users}}
+ports: [{port: 80}]
+endpoints: [{addresses: [127.0.0.2]}, {addresses: [127.0.0.1]}]
+"""
+
+
+def documents(text: str = BASE, file: str = "in.yaml") -> list[manifests.Document]:
+    docs, problems = manifests.parse_text(text, file)
+    assert not problems
+    return docs
+
+
+def document(body: dict[str, Any], index: int = 1) -> manifests.Document:
+    return manifests.Document(origin=diagnostics.Origin(file="in.yaml", document=index), body=body)
+
+
+def test_version_is_the_content_hash_and_survives_a_json_round_trip() -> None:
+    snapshot = compiler.compile(documents()).snapshot
+    assert snapshot.version == codec.content_version(snapshot)
+    again = codec.loads(codec.dumps(snapshot))
+    assert again == snapshot
+    assert again.version == codec.content_version(again)
+
+
+def test_integer_limits_become_floats() -> None:
+    stage = next(s for s in compiler.compile(documents()).snapshot.stages if s.name == "prod")
+    throttles = {r.route_key: r.throttle for r in stage.routes}
+    assert throttles["POST /users"] == model.Throttle(rate_limit=2.0, burst_limit=4)
+    assert all(isinstance(t.rate_limit, float) for t in throttles.values() if t is not None)
+
+
+def test_same_input_same_snapshot_whatever_the_order() -> None:
+    docs = documents()
+    expected = compiler.compile(docs)
+    shuffled = list(docs)
+    for seed in range(5):
+        random.Random(seed).shuffle(shuffled)
+        result = compiler.compile(shuffled)
+        assert result.snapshot == expected.snapshot
+        assert result.objects == expected.objects
+
+
+def test_snapshot_is_sorted() -> None:
+    snapshot = compiler.compile(documents()).snapshot
+    assert [s.id for s in snapshot.stages] == ["shop/beta", "shop/prod"]
+    stage = snapshot.stages[1]
+    assert [r.route_key for r in stage.routes] == ["POST /users", "GET /users/{id}", "$default"]
+    assert [a.address for a in snapshot.endpoints[0].addresses] == ["127.0.0.1", "127.0.0.2"]
+    assert stage.routes[1].id == "shop/users/prod/GET /users/{id}"
+
+
+def test_statuses_carry_generation_and_readiness() -> None:
+    text = BASE.replace("apiRef: users}", "apiRef: gone}")
+    result = compiler.compile(documents(text))
+    by_name = {(s.kind, s.name): s for s in result.objects}
+    api = by_name[("Api", "users")]
+    assert (api.generation, api.accepted, api.ready, api.reason) == (3, True, True, "Compiled")
+    beta = by_name[("Stage", "beta")]
+    assert (beta.accepted, beta.ready, beta.reason) == (False, False, "MissingReference")
+    assert beta.message == "spec.apiRef: Api shop/gone not found; the Stage serves nothing"
+
+
+def test_older_stage_wins_in_the_cluster() -> None:
+    text = BASE.replace(
+        "{name: prod, namespace: shop}", "{name: prod, namespace: shop, creationTimestamp: '2026-02-01T00:00:00Z'}"
+    )
+    text = text.replace(
+        "{name: beta, namespace: shop}", "{name: beta, namespace: shop, creationTimestamp: '2026-01-01T00:00:00Z'}"
+    )
+    text = text.replace("spec: {apiRef: users}", "spec: {apiRef: users, basePath: /prod}")
+    result = compiler.compile(documents(text))
+    assert [s.id for s in result.snapshot.stages] == ["shop/beta"]
+    (problem,) = result.diagnostics
+    assert (problem.name, problem.reason, problem.field) == ("prod", "Conflict", "spec.basePath")
+
+
+def test_cross_namespace_option() -> None:
+    text = BASE.replace("{name: users, port: 80}", "{name: users, namespace: other, port: 80}").replace(
+        "name: users-1, namespace: shop", "name: users-1, namespace: other"
+    )
+    refused = compiler.compile(documents(text))
+    assert [d.reason for d in refused.diagnostics] == ["RefNotPermitted"]
+    assert "GET /users/{id}" not in [r.route_key for r in refused.snapshot.stages[0].routes]
+    allowed = compiler.compile(documents(text), options=compiler.CompileOptions(allow_cross_namespace=True))
+    assert not allowed.diagnostics
+    assert [e.key for e in allowed.snapshot.endpoints] == ["other/users:80"]
+
+
+def test_a_service_port_maps_to_its_target_port_by_name() -> None:
+    text = BASE.replace("ports: [{port: 80}]", "ports: [{name: web, port: 8080}, {name: admin, port: 9000}]") + (
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: users, namespace: shop}\n"
+        "spec: {ports: [{name: admin, port: 81, targetPort: 9000}, {name: web, port: 80, targetPort: http}]}\n"
+    )
+    snapshot = compiler.compile(documents(text)).snapshot
+    assert {(a.address, a.port) for a in snapshot.endpoints[0].addresses} == {("127.0.0.1", 8080), ("127.0.0.2", 8080)}
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"routes": "GET /x"},
+        {"routes": [5, None, {"routeKey": 7}, {"routeKey": "GET /x", "integration": "MOCK"}]},
+        {"routes": [{"routeKey": "GET /x", "integration": {"type": 3, "mock": []}}]},
+        {"routes": [{"routeKey": "GET /x", "integration": {"type": "HTTP", "url": 1, "requestParameters": [1]}}]},
+        {"routes": [{"routeKey": "GET /x", "integration": {"type": "HTTP", "service": {"name": 1, "port": "80"}}}]},
+        {"models": [1], "cors": "yes", "gatewayResponses": {"THROTTLED": "slow"}},
+        {"protocol": "WEBSOCKET", "routes": [{"routeKey": "GET /x", "integration": {"type": "MOCK", "mock": {}}}]},
+    ],
+)
+def test_bodies_the_schema_missed_become_diagnostics_not_exceptions(
+    spec: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The compiler must stand on its own even if the schema lets a body through.
+    monkeypatch.setattr(schemas, "validate", lambda document: [])
+    monkeypatch.setattr(schemas, "with_defaults", lambda document: document.body)
+    api = {
+        "apiVersion": "propylon.dev/v1alpha1",
+        "kind": "Api",
+        "metadata": {"name": "a", "namespace": "n"},
+        "spec": spec,
+    }
+    stage = {
+        "apiVersion": "propylon.dev/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": "s", "namespace": "n"},
+        "spec": {"apiRef": "a", "throttle": {"rateLimit": "fast"}, "routeSettings": []},
+    }
+    result = compiler.compile([document(api, 1), document(stage, 2)])
+    assert result.diagnostics
+    assert all(str(d).startswith("in.yaml: document ") for d in result.diagnostics)
+    assert result.snapshot.apis == ()
+
+
+def test_websocket_route_keys() -> None:
+    assert routes.parse_key("$connect", model.Protocol.WEBSOCKET).method == "$connect"
+    assert routes.parse_key("sendMessage", model.Protocol.WEBSOCKET).method == "sendMessage"
+    with pytest.raises(routes.RouteKeyError):
+        routes.parse_key("GET /x", model.Protocol.WEBSOCKET)
+
+
+def test_route_keys_parse_into_segments() -> None:
+    parsed = routes.parse_key("ANY /files/{owner}/{path+}", model.Protocol.HTTP)
+    assert parsed.method == "ANY"
+    assert [(s.kind, s.value) for s in parsed.segments] == [
+        (model.SegmentKind.LITERAL, "files"),
+        (model.SegmentKind.PARAM, "owner"),
+        (model.SegmentKind.GREEDY, "path"),
+    ]
+    assert routes.parse_key("GET /", model.Protocol.HTTP).segments == ()
+
+
+def test_secrets_never_reach_the_snapshot() -> None:
+    text = BASE + (
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {name: alice, namespace: shop}\n"
+        "stringData: {value: a-key-of-at-least-20-characters}\n"
+    )
+    result = compiler.compile(documents(text))
+    assert "a-key-of-at-least-20-characters" not in codec.dumps(result.snapshot)
+    assert "a-key-of-at-least-20-characters" not in yaml.safe_dump([str(d) for d in result.diagnostics])
