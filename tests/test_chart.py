@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +269,83 @@ def test_operator_rbac_covers_what_the_operator_writes(helm: str, tmp_path: Path
             assert _allows(cluster_rules, group, resource, verb), f"{verb} {resource}"
     assert _allows(cluster_rules, "propylon.dev", "stages/status", "patch")
     assert _allows(cluster_rules, "", "events", "create")
+
+
+# --- the chart in a real API server ------------------------------------------------------------
+# The control-plane tier's etcd + kube-apiserver (RBAC on, no nodes): the rendered chart must be
+# accepted as is, and the operator's ServiceAccount must be allowed, by the API server itself,
+# to server-side apply everything the operator applies (Kubernetes also refuses it a Role or
+# ClusterRole that grants more than it holds) while being refused what it should not do.
+
+
+@pytest.fixture(scope="module")
+def api_server(helm: str) -> Any:
+    sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
+    try:
+        import cluster
+    finally:
+        sys.path.pop(0)
+    missing = cluster.binaries_missing()
+    if missing:
+        pytest.skip(f"control-plane binaries missing: {', '.join(missing)} (run tools/controlplane/build.sh)")
+    plane = cluster.ControlPlane()
+    try:
+        plane.start()
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.mark.controlplane
+def test_rendered_chart_installs_and_its_rbac_is_enforced(helm: str, api_server: Any, tmp_path: Path) -> None:
+    from propylon_operator import settings as operator_settings
+    from propylon_operator import workloads
+
+    rendered = _helm(
+        helm, "template", "propylon", str(CHART), "--namespace", RELEASE_NAMESPACE, "--include-crds",
+        values=ALL_ON, tmp=tmp_path,
+    )  # fmt: skip
+    api_server.kubectl("create", "namespace", RELEASE_NAMESPACE)
+    api_server.kubectl("create", "namespace", "shop")
+    # `helm install` puts CRDs in first; kubectl applies in document order, CRDs lead the output.
+    api_server.kubectl("apply", "--server-side", "-f", "-", input=rendered)
+    api_server.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all", timeout=70)
+
+    account = f"system:serviceaccount:{RELEASE_NAMESPACE}:propylon-operator"
+
+    def as_operator(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return api_server.kubectl(f"--as={account}", *args, input=input, check=False)
+
+    def can(*args: str) -> bool:
+        return as_operator("auth", "can-i", *args).stdout.strip() == "yes"
+
+    settings = operator_settings.Settings(gateway_name="edge", gateway_namespace=RELEASE_NAMESPACE, hpa_max=7)
+    for manifest in workloads.build(settings, owner=None):
+        done = as_operator(
+            "apply", "--server-side", "--field-manager=propylon-operator", "-f", "-", input=json.dumps(manifest)
+        )
+        assert done.returncode == 0, f"{manifest['kind']} {manifest['metadata']['name']}: {done.stderr}"
+    snapshot = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": settings.snapshot_secret, "namespace": RELEASE_NAMESPACE},
+        "stringData": {"snapshot.json": "{}"},
+    }
+    done = as_operator(
+        "apply", "--server-side", "--field-manager=propylon-operator", "-f", "-", input=json.dumps(snapshot)
+    )
+    assert done.returncode == 0, done.stderr
+
+    assert can("list", "apis.propylon.dev", "--all-namespaces")
+    assert can("watch", "endpointslices.discovery.k8s.io", "--all-namespaces")
+    assert can("list", "secrets", "-n", "shop")
+    assert can("patch", "stages.propylon.dev", "--subresource=status", "-n", "shop")
+    assert can("create", "events", "-n", "shop")
+    # What it must not do: write outside its namespace, change what users own, touch other RBAC.
+    assert not can("create", "secrets", "-n", "shop")
+    assert not can("patch", "deployments", "-n", "shop")
+    assert not can("delete", "services", "-n", "shop")
+    assert not can("patch", "apis.propylon.dev", "-n", "shop")
+    assert not can("delete", "clusterroles/cluster-admin")
+    assert not can("patch", "clusterrolebindings/cluster-admin")
+    assert not can("create", "pods", "-n", RELEASE_NAMESPACE)
