@@ -21,8 +21,10 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir())
@@ -39,6 +41,41 @@ def test_example_passes_validate(folder: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def api_server() -> Iterator[Any]:
+    """The control-plane tier's etcd + kube-apiserver with the CRDs installed (skips without binaries)."""
+    sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
+    try:
+        import cluster
+    finally:
+        sys.path.pop(0)
+    missing = cluster.binaries_missing()
+    if missing:
+        pytest.skip(f"control-plane binaries missing: {', '.join(missing)} (run tools/controlplane/build.sh)")
+    plane = cluster.ControlPlane()
+    try:
+        plane.start()
+        plane.install_crds()
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.mark.controlplane
+@pytest.mark.parametrize("folder", EXAMPLES, ids=lambda p: p.name)
+def test_example_is_accepted_by_the_api_server(folder: Path, api_server: Any) -> None:
+    """What `propylon validate` accepts, the API server (schemas, CEL rules) accepts too."""
+    namespaces = set()
+    for file in sorted(folder.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(file.read_text()):
+            if doc and doc.get("kind") != "Namespace":
+                namespaces.add((doc.get("metadata") or {}).get("namespace") or "default")
+    for namespace in sorted(namespaces):
+        api_server.kubectl("create", "namespace", namespace, check=False)
+    done = api_server.kubectl("apply", "--server-side", "-R", "-f", str(folder), check=False)
+    assert done.returncode == 0, done.stderr
 
 
 # --- the quickstart, served --------------------------------------------------------------------
