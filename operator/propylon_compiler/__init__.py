@@ -1,2 +1,22 @@
 """The compiler: manifests in, one immutable snapshot (plus diagnostics) out. Pure: no I/O
-outside ``manifests``, no clock, no randomness, and no kopf, aiohttp or kubernetes imports."""
+outside ``manifests``, no clock, no randomness, and no kopf, aiohttp or kubernetes imports.
+
+``compiler.compile`` is the entry point; the other modules are its phases and helpers.
+"""
+
+__all__ = [
+    "apis",
+    "backends",
+    "compiler",
+    "diagnostics",
+    "fields",
+    "gateway_responses",
+    "integrations",
+    "manifests",
+    "objects",
+    "routes",
+    "schemas",
+    "stage_variables",
+    "stages",
+    "statuses",
+]

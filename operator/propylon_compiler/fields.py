@@ -8,6 +8,7 @@ value of the wrong type becomes a diagnostic at its field path and the reader re
 from __future__ import annotations
 
 import re
+import typing
 from typing import Any
 
 from propylon_compiler import diagnostics, objects
@@ -37,20 +38,20 @@ class Fields:
         return value
 
     def string(self, mapping: dict[str, Any], key: str, path: str) -> str | None:
-        return self._typed(mapping, key, path, (str,), "a string")
+        return typing.cast("str | None", self._typed(mapping, key, path, (str,), "a string"))
 
     def integer(self, mapping: dict[str, Any], key: str, path: str) -> int | None:
-        return self._typed(mapping, key, path, (int,), "an integer")
+        return typing.cast("int | None", self._typed(mapping, key, path, (int,), "an integer"))
 
     def number(self, mapping: dict[str, Any], key: str, path: str) -> float | None:
         value = self._typed(mapping, key, path, (int, float), "a number")
         return None if value is None else float(value)
 
     def boolean(self, mapping: dict[str, Any], key: str, path: str) -> bool | None:
-        return self._typed(mapping, key, path, (bool,), "true or false")
+        return typing.cast("bool | None", self._typed(mapping, key, path, (bool,), "true or false"))
 
     def mapping(self, mapping: dict[str, Any], key: str, path: str) -> dict[str, Any] | None:
-        return self._typed(mapping, key, path, (dict,), "a mapping")
+        return typing.cast("dict[str, Any] | None", self._typed(mapping, key, path, (dict,), "a mapping"))
 
     def strings(self, mapping: dict[str, Any], key: str, path: str) -> tuple[str, ...]:
         """A list of strings; wrong items are reported one by one and skipped."""
