@@ -1,13 +1,272 @@
-"""`propylon serve` (not built yet)."""
+"""`propylon serve -f PATH ...`: the whole gateway from manifest files, no cluster needed.
+
+This is the only place that wires the compiler to the data plane: manifests are loaded and
+compiled here, and the proxy only ever sees the resulting snapshot. With ``--watch`` the files
+are polled (no extra dependency) and recompiled; a broken edit is reported on stderr and never
+replaces what was serving (see ``LastGood`` for the granularity).
+
+stdout carries only the access log (one JSON line per request); everything for humans —
+diagnostics, the startup line, reload notices — goes to stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from propylon_compiler import compiler, diagnostics, manifests
+from propylon_config import model
+from propylon_proxy import gateway, settings, upstreams
+
+EXIT_BAD_INPUT = 2
+ObjectKey = tuple[str, str, str]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument(
+        "-f",
+        "--filename",
+        dest="paths",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="a manifest file or a folder of them (YAML, many documents); repeatable",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address all listeners bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="public listener (default 8080)")
+    parser.add_argument("--internal-port", type=int, default=8081, help="in-cluster listener, PRIVATE stages too")
+    parser.add_argument("--admin-port", type=int, default=9090, help="/healthz, /readyz, /metrics, /admin/*")
+    parser.add_argument("--redis", metavar="URL", help="shared limit store (limits are a later feature)")
+    parser.add_argument("--redis-failure", choices=("open", "closed"), default="open")
+    parser.add_argument(
+        "--trusted-proxies", default="", metavar="CIDR,...", help="peers whose X-Forwarded-* headers are kept"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (above 1 needs --redis)")
+    parser.add_argument("--watch", action="store_true", help="reload when the files change")
+    parser.add_argument(
+        "--admin-token-file", metavar="FILE", help="bearer token for /admin/* (or PROPYLON_ADMIN_TOKEN)"
+    )
+    parser.add_argument(
+        "--allow-cross-namespace",
+        action="store_true",
+        help="allow routes to Services in other namespaces without their propylon.dev/allow-from label",
+    )
+    parser.add_argument("--upstream", choices=upstreams.KINDS, default="aiohttp", help=argparse.SUPPRESS)
+    parser.add_argument("--poll-interval", type=float, default=0.5, help=argparse.SUPPRESS)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- loading and compiling -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Loaded:
+    """One compile of the files: what to serve, and what to tell the user."""
+
+    snapshot: model.GatewayConfig
+    diagnostics: tuple[diagnostics.Diagnostic, ...]
+    unreadable: bool  # a file could not be read or parsed
+    any_valid: bool  # at least one object compiled cleanly
+    kept: tuple[str, ...]  # objects served from their last good version, for the reload notice
+
+
+def _key(document: manifests.Document) -> ObjectKey:
+    return (document.kind, document.namespace, document.name)
+
+
+class LastGood:
+    """Per-object memory of the last version that compiled cleanly (DESIGN.md §8 "Broken objects").
+
+    After a compile, every object with a diagnostic that had a good version before gets that
+    version back and the set is compiled again, so one broken object keeps serving as it was
+    while every other object takes its edit. A file that no longer parses keeps all the
+    documents it had. At startup nothing is remembered, so broken objects are simply left out.
+    """
+
+    def __init__(self) -> None:
+        self._documents: dict[ObjectKey, manifests.Document] = {}
+        self._files: dict[str, tuple[manifests.Document, ...]] = {}
+
+    def compile(self, paths: Sequence[str], options: compiler.CompileOptions) -> Loaded:
+        loaded = manifests.load_paths(paths)
+        unreadable_files = {d.origin.file for d in loaded.diagnostics}
+        documents = [d for d in loaded.documents if d.origin.file not in unreadable_files]
+        kept: list[str] = []
+        for file in sorted(unreadable_files):
+            previous = self._files.get(file, ())
+            documents.extend(previous)
+            kept.extend(f"{d.kind} {d.namespace}/{d.name}" for d in previous)
+        result = compiler.compile(documents, options=options)
+        # Two rounds at most: putting an old version back can, rarely, break a neighbour.
+        substituted: set[ObjectKey] = set()
+        for _ in range(2):
+            replace = ({d.object_key for d in result.diagnostics} & self._documents.keys()) - substituted
+            if not replace:
+                break
+            documents = [d for d in documents if _key(d) not in replace]
+            documents.extend(self._documents[k] for k in sorted(replace))
+            kept.extend(f"{k[0]} {k[1]}/{k[2]}" for k in sorted(replace))
+            substituted |= replace
+            result = compiler.compile(documents, options=options)
+        clean = {(s.kind, s.namespace, s.name) for s in result.objects if s.ready}
+        for document in documents:
+            if _key(document) in clean:
+                self._documents[_key(document)] = document
+        for file in {d.origin.file for d in loaded.documents} - unreadable_files:
+            self._files[file] = tuple(d for d in loaded.documents if d.origin.file == file)
+        return Loaded(
+            snapshot=result.snapshot,
+            diagnostics=loaded.diagnostics + result.diagnostics,
+            unreadable=bool(loaded.diagnostics),
+            any_valid=bool(clean),
+            kept=tuple(dict.fromkeys(kept)),
+        )
+
+
+def _fingerprint(paths: Sequence[str]) -> str:
+    """A hash of every file's name and content: cheap for manifests, and immune to mtime granularity."""
+    digest = hashlib.sha256()
+    for display, path in manifests.expand_paths(paths):
+        digest.update(display.encode() + b"\0")
+        try:
+            digest.update(path.read_bytes())
+        except OSError as exc:
+            digest.update(f"unreadable: {exc}".encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+def _describe(snapshot: model.GatewayConfig) -> list[str]:
+    lines = []
+    for stage in snapshot.stages:
+        hosts = ",".join(stage.hosts) or "*"
+        lines.append(
+            f"  stage {stage.id} ({stage.endpoint.value}) at {stage.base_path} on {hosts}: "
+            f"{len(stage.routes)} route{'s' if len(stage.routes) != 1 else ''}"
+        )
+    return lines
+
+
+def _admin_token(args: argparse.Namespace) -> str | None:
+    if args.admin_token_file:
+        return Path(args.admin_token_file).read_text().strip() or None
+    return os.environ.get("PROPYLON_ADMIN_TOKEN") or None
+
+
+async def _watch(
+    args: argparse.Namespace, memory: LastGood, gw: gateway.Gateway, options: compiler.CompileOptions
+) -> None:
+    seen = await asyncio.to_thread(_fingerprint, args.paths)
+    while True:
+        await asyncio.sleep(args.poll_interval)
+        current = await asyncio.to_thread(_fingerprint, args.paths)
+        if current == seen:
+            continue
+        seen = current
+        loaded = await asyncio.to_thread(memory.compile, args.paths, options)
+        for diagnostic in loaded.diagnostics:
+            _say(str(diagnostic))
+        if loaded.kept:
+            _say(f"propylon: kept the last good version of: {', '.join(loaded.kept)}")
+        previous = gw.holder.current
+        if previous is not None and previous.version == loaded.snapshot.version:
+            _say("propylon: files changed, served config unchanged")
+            continue
+        gw.swap(loaded.snapshot)
+        _say(f"propylon: reloaded, config {loaded.snapshot.version}")
+        for line in _describe(loaded.snapshot):
+            _say(line)
+
+
+async def _serve(
+    args: argparse.Namespace,
+    memory: LastGood,
+    first: Loaded,
+    proxy_settings: settings.ProxySettings,
+    token: str | None,
+    options: compiler.CompileOptions,
+) -> int:
+    gw = gateway.Gateway(proxy_settings, admin_token=token)
+    gw.swap(first.snapshot)
+    try:
+        addresses = await gw.start(args.host, args.port, args.internal_port, args.admin_port)
+    except OSError as exc:
+        _say(f"propylon: cannot listen: {exc}")
+        await gw.stop()
+        return 1
+    urls = addresses.urls()
+    _say(
+        f"propylon serve: public {urls['public']}  internal {urls['internal']}  admin {urls['admin']}  "
+        f"(config {first.snapshot.version}{', watching files' if args.watch else ''})"
+    )
+    for line in _describe(first.snapshot) or ["  no stages"]:
+        _say(line)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    watcher = asyncio.create_task(_watch(args, memory, gw, options)) if args.watch else None
+    try:
+        await stop.wait()
+    finally:
+        _say("propylon: stopping")
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await gw.stop()
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("propylon: this command is not built yet")
+    if args.workers < 1:
+        _say("propylon: --workers must be at least 1")
+        return EXIT_BAD_INPUT
+    if args.workers > 1:
+        if not args.redis:
+            _say(
+                "propylon: --workers above 1 needs --redis: limits, quotas and WebSocket connections must stay "
+                "exact across workers, and no shared store is configured"
+            )
+        else:
+            _say("propylon: --workers above 1 is not supported yet; run one worker per process")
+        return EXIT_BAD_INPUT
+    if args.redis:
+        _say("propylon: note: --redis is accepted but unused until throttling and quotas land")
+    try:
+        trusted = settings.parse_networks(args.trusted_proxies)
+    except ValueError as exc:
+        _say(f"propylon: --trusted-proxies: {exc}")
+        return EXIT_BAD_INPUT
+    try:
+        token = _admin_token(args)
+    except OSError as exc:
+        _say(f"propylon: --admin-token-file: {exc}")
+        return EXIT_BAD_INPUT
+    options = compiler.CompileOptions(allow_cross_namespace=args.allow_cross_namespace)
+    memory = LastGood()
+    first = memory.compile(args.paths, options)
+    for diagnostic in first.diagnostics:
+        _say(str(diagnostic))
+    if first.unreadable:
+        _say("propylon: a file could not be read or parsed; not starting")
+        return EXIT_BAD_INPUT
+    if not first.any_valid:
+        _say("propylon: no valid object to serve; not starting")
+        return EXIT_BAD_INPUT
+    proxy_settings = settings.ProxySettings(trusted_proxies=trusted, upstream_kind=args.upstream)
+    return asyncio.run(_serve(args, memory, first, proxy_settings, token, options))
