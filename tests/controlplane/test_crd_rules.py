@@ -18,7 +18,7 @@ from types import ModuleType
 import cluster
 import pytest
 
-from propylon_compiler import schema_rules
+from propylon_compiler import schema_rules, schemas
 
 NAMESPACE = "crd-rules"
 _CASES_FILE = pathlib.Path(__file__).resolve().parents[1] / "compiler" / "test_schemas.py"
@@ -43,13 +43,14 @@ def plane(control_plane: cluster.ControlPlane) -> cluster.ControlPlane:
     return control_plane
 
 
-def _dry_run(plane: cluster.ControlPlane, body: dict[str, object]) -> tuple[int, str]:
+def _dry_run(plane: cluster.ControlPlane, body: dict[str, object], output: str = "name") -> tuple[int, str]:
+    """Create ``body`` with a server-side dry run: (exit code, stderr), or stdout in ``output`` form."""
     body = json.loads(json.dumps(body))
     body["metadata"] = {**body.get("metadata", {}), "namespace": NAMESPACE}  # type: ignore[dict-item]
     result = plane.kubectl(
-        "create", "--dry-run=server", "--validate=strict", "-o", "name", "-f", "-", input=json.dumps(body), check=False
+        "create", "--dry-run=server", "--validate=strict", "-o", output, "-f", "-", input=json.dumps(body), check=False
     )
-    return result.returncode, result.stderr
+    return result.returncode, result.stderr if result.returncode or output == "name" else result.stdout
 
 
 @pytest.mark.parametrize("name", list(CASES.VALID))
@@ -74,3 +75,28 @@ def test_broken_documents_are_refused_alike(plane: cluster.ControlPlane, documen
         assert f'unknown field "{dotted}"' in stderr, stderr
     else:
         assert field in stderr, stderr
+
+
+MINIMAL = {
+    "Api": "spec: {protocol: WEBSOCKET, websocket: {}, routes: [{routeKey: $default, integration: {type: MOCK, mock: {}}}]}",  # noqa: E501
+    "Stage": "spec: {apiRef: a, cache: {enabled: true}, accessLog: {}, routeSettings: {GET /a: {cache: {}}}}",
+    "UsagePlan": "spec: {quota: {limit: 5, period: WEEK}, stages: [{stageRef: prod}]}",
+    "Authorizer": "spec: {type: REQUEST, function: {url: 'http://a.example'}}",
+}
+
+
+@pytest.mark.parametrize("kind", list(MINIMAL))
+def test_defaults_are_the_api_servers(plane: cluster.ControlPlane, kind: str) -> None:
+    text = f"apiVersion: propylon.dev/v1alpha1\nkind: {kind}\nmetadata: {{name: minimal}}\n{MINIMAL[kind]}\n"
+    document = CASES._document(text)
+    code, stdout = _dry_run(plane, document.body, output="json")
+    assert code == 0, stdout
+    assert json.loads(stdout)["spec"] == schemas.with_defaults(document)["spec"]
+
+
+@pytest.mark.parametrize("name", list(CASES.VALID))
+def test_defaults_of_the_design_examples_are_the_api_servers(plane: cluster.ControlPlane, name: str) -> None:
+    document = CASES._document(CASES.VALID[name])
+    code, stdout = _dry_run(plane, document.body, output="json")
+    assert code == 0, stdout
+    assert json.loads(stdout)["spec"] == schemas.with_defaults(document)["spec"]
