@@ -227,6 +227,11 @@ def _check_template_params(
     """``{name}`` in an upstream url/path must be a parameter of the route's path."""
     names = {s.value for s in parsed.segments if s.kind is not model.SegmentKind.LITERAL}
     for field_name, text in (("url", integration.url), ("path", integration.path)):
+        for name in re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\+\}", text or ""):
+            f.error(
+                fields.join(path, field_name),
+                f"write {{{name}}} for the greedy parameter {{{name}+}} in an upstream url or path",
+            )
         for name in integrations.TEMPLATE_PARAM.findall(text or ""):
             if name not in names:
                 f.error(
