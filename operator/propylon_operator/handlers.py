@@ -142,6 +142,10 @@ def _validator(kind: str, settings: settings_.Settings) -> Any:
     return validate
 
 
+def webhook_configuration_name(settings: settings_.Settings) -> str:
+    return f"{settings.gateway_name}.{settings.gateway_namespace}.{GROUP}"
+
+
 def kopf_settings(settings: settings_.Settings, cert_dir: str | None) -> kopf.OperatorSettings:
     configured = kopf.OperatorSettings()
     configured.posting.enabled = False  # we post our own Events; kopf's would narrate every handler call
@@ -157,5 +161,7 @@ def kopf_settings(settings: settings_.Settings, cert_dir: str | None) -> kopf.Op
             certfile=certfile,
             pkeyfile=pkeyfile,
         )
-        configured.admission.managed = GROUP
+        # One webhook configuration per gateway, so that two operators (two gateways, or a test
+        # next to a real one) never overwrite each other's.
+        configured.admission.managed = webhook_configuration_name(settings)
     return configured

@@ -186,6 +186,8 @@ class Reconciler:
         await self._publish(outcome.snapshot)
         await self._apply_workloads(now)
         await self._write_statuses(outcome)
+        if self.passes == 1:
+            logger.info("first pass done: config version %s, %d objects", outcome.snapshot.version, len(inputs))
         return outcome
 
     # -- publishing
