@@ -122,6 +122,9 @@ class ListWatch:
             except Exception as error:  # the API server may fail in any way; keep serving
                 if self._stopped.is_set():
                     return
+                if getattr(error, "status", None) == 410:  # the client raises ApiException for non-2xx
+                    log.info("%s: watch expired (410 Gone), listing again", self.what)
+                    continue
                 delay = self._backoff.next()
                 if not self._failing:
                     log.warning("%s: API server unreachable (%s); keeping the last state, retrying", self.what, error)
