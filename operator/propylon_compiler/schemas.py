@@ -54,6 +54,7 @@ _COPIED = (
 # are skipped (the API server would run them and add noise such as "mock applies only to MOCK
 # integrations" for type LAMBDA).
 _BLOCKING = frozenset({"type", "enum"})
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _NOT_A_SUBDOMAIN = (
@@ -365,7 +366,10 @@ class _Report:
 
 
 def _with_map_keys(schema: dict[str, Any], path: FieldPath) -> FieldPath:
-    """Write map keys the API server's way, ``routeSettings[GET /users]``: they are data, not fields."""
+    """Quote map keys that are not plain words, ``routeSettings["GET /users"]``, as the compiler does.
+
+    A key such as a route key holds spaces, dots and slashes; dotted, the path would be ambiguous.
+    """
     out: list[str | int] = []
     node: dict[str, Any] | None = schema
     for part in path:
@@ -373,8 +377,11 @@ def _with_map_keys(schema: dict[str, Any], path: FieldPath) -> FieldPath:
             out.append(part)
             continue
         extra = node.get("additionalProperties")
-        if isinstance(extra, dict) and "properties" not in node and out and isinstance(out[-1], str):
-            out[-1] = f"{out[-1]}[{part}]"
+        if isinstance(extra, dict) and "properties" not in node:
+            if isinstance(part, str) and not _PLAIN_KEY.match(part) and out and isinstance(out[-1], str):
+                out[-1] = f'{out[-1]}["{part}"]'
+            else:
+                out.append(part)
             node = extra
         elif isinstance(part, int):
             out.append(part)

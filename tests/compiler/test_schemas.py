@@ -253,7 +253,7 @@ BROKEN: list[tuple[str, manifests.Document, str, str]] = [
     (
         "unknown field in a map value",
         _edit(STAGE, ["spec", "routeSettings", "GET /users", "cache", "ttl"], 5),
-        "spec.routeSettings[GET /users].cache.ttl",
+        'spec.routeSettings["GET /users"].cache.ttl',
         'unknown field "ttl"',
     ),
     (
@@ -488,6 +488,15 @@ def test_every_problem_is_reported_in_document_order() -> None:
     body["spec"]["routes"][0]["integration"]["bogus"] = True
     fields = [field for field, _ in _found(_document(yaml.safe_dump(body, sort_keys=False)))]
     assert fields == ["spec.protocol", "spec.routes[0].integration.bogus", "spec.routes[3].integration.mock.statusCode"]
+
+
+def test_map_keys_are_dotted_when_plain_and_quoted_otherwise() -> None:
+    document = _edit(STAGE, "spec.variables.lambdaAlias", 5)
+    assert _found(document) == [("spec.variables.lambdaAlias", "Invalid value: 5: must be of type string")]
+    document = _edit(USAGE_PLAN, ["spec", "stages", 0, "throttle", "GET /users", "rateLimit"], -1)
+    assert _found(document) == [
+        ('spec.stages[0].throttle["GET /users"].rateLimit', "Invalid value: -1: should be greater than or equal to 0")
+    ]
 
 
 def test_the_none_algorithm_is_refused_even_if_the_enum_were_widened() -> None:
