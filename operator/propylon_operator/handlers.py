@@ -52,7 +52,7 @@ def build_registry(
     def login(**_: Any) -> kopf.ConnectionInfo:
         """kopf and our own client share one set of credentials (``kube.load_configuration``)."""
         header = configuration.get_api_key_with_prefix("authorization") or ""
-        scheme, _, value = header.partition(" ")
+        scheme, _space, value = header.partition(" ")
         return kopf.ConnectionInfo(
             server=configuration.host,
             ca_path=configuration.ssl_ca_cert or None,
@@ -65,7 +65,7 @@ def build_registry(
         )
 
     def track(kind: str, api_version: str, keep: Any) -> Any:
-        def handler(event: dict[str, Any], body: Any, **_: Any) -> None:
+        def handler(event: Any, body: Any, **_: Any) -> None:
             data = _body(body, kind, api_version)
             key = inventory_.Key.of(data)
             if event.get("type") == "DELETED" or not keep(data):
@@ -80,7 +80,7 @@ def build_registry(
             track(kind, f"{GROUP}/{VERSION}", lambda data: settings.watches(inventory_.Key.of(data).namespace))
         )
 
-    def secret_handler(event: dict[str, Any], body: Any, **_: Any) -> None:
+    def secret_handler(event: Any, body: Any, **_: Any) -> None:
         data = _body(body, "Secret", "v1")
         key = inventory_.Key.of(data)
         if key.namespace == settings.gateway_namespace and key.name == settings.snapshot_secret:

@@ -92,7 +92,7 @@ def _is_older(body: dict[str, Any], stored: dict[str, Any] | None) -> bool:
     try:
         # resourceVersions are opaque by contract, but etcd revisions in practice; when they are
         # not numbers the newer copy cannot be told, and the one given wins.
-        return int(new_meta.get("resourceVersion")) < int(old_meta.get("resourceVersion"))
+        return int(str(new_meta.get("resourceVersion"))) < int(str(old_meta.get("resourceVersion")))
     except (TypeError, ValueError):
         return False
 

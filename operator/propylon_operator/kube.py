@@ -37,12 +37,12 @@ def load_configuration(kubeconfig: str | None) -> kubernetes.client.Configuratio
     """Credentials from ``kubeconfig``, else in-cluster, else the default kubeconfig."""
     configuration = kubernetes.client.Configuration()
     if kubeconfig:
-        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
         return configuration
     try:
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=configuration)
+        kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     return configuration
 
 
@@ -117,7 +117,8 @@ class Client:
     async def get(self, path: str) -> dict[str, Any] | None:
         """The object at ``path``, or None when it does not exist."""
         try:
-            return await self.request("GET", path)
+            answer: dict[str, Any] | None = await self.request("GET", path)
+            return answer
         except KubeError as exc:
             if exc.status == 404:
                 return None
@@ -126,13 +127,16 @@ class Client:
     async def apply(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply as ``propylon-operator``, taking over fields a person changed."""
         params = {"fieldManager": FIELD_MANAGER, "force": "true"}
-        return await self.request("PATCH", path, body=body, content_type=APPLY_PATCH, params=params)
+        answer: dict[str, Any] = await self.request("PATCH", path, body=body, content_type=APPLY_PATCH, params=params)
+        return answer
 
     async def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
+        answer: dict[str, Any] = await self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
+        return answer
 
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self.request("POST", path, body=body)
+        answer: dict[str, Any] = await self.request("POST", path, body=body)
+        return answer
 
     async def list(self, path: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
         params = {"labelSelector": label_selector} if label_selector else None

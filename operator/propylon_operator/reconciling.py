@@ -274,7 +274,7 @@ class Reconciler:
                 secrets=secrets,
                 now=now,
             )
-            current = body.get("status") if isinstance(body.get("status"), dict) else {}
+            current = statuses.mapping(body.get("status"))
             if not statuses.needs_write(current, status):
                 continue
             path = kube.object_path(GROUP_VERSION, PLURALS[key.kind], key.namespace, key.name) + "/status"

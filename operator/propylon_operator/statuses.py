@@ -37,7 +37,7 @@ def desired(
     kind = str(body.get("kind") or "")
     meta = body.get("metadata") or {}
     generation = meta.get("generation")
-    current = body.get("status") if isinstance(body.get("status"), dict) else {}
+    current = mapping(body.get("status"))
     status: dict[str, Any] = {"observedGeneration": generation}
     accepted = (
         conditions.Condition(type="Accepted", status=conditions.TRUE, reason="Accepted")
@@ -74,7 +74,7 @@ def _stage(
     meta = body.get("metadata") or {}
     stage_id = f"{meta.get('namespace')}/{meta.get('name')}"
     served = next((stage for stage in snapshot.stages if stage.id == stage_id), None)
-    spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+    spec = mapping(body.get("spec"))
     base_path = served.base_path if served else str(spec.get("basePath") or f"/{meta.get('name')}")
     status["url"] = settings.stage_url(base_path)
     status["configVersion"] = snapshot.version if served else None
@@ -101,10 +101,15 @@ def _stage(
     )
 
 
+def mapping(value: Any) -> dict[str, Any]:
+    """``value`` when it is a mapping, else an empty one: fields of live objects may be anything."""
+    return value if isinstance(value, dict) else {}
+
+
 def key_count(plan: dict[str, Any], secrets: Iterable[dict[str, Any]]) -> int:
     """Enabled API keys the plan selects: labelled Secrets in its namespace."""
     namespace = (plan.get("metadata") or {}).get("namespace")
-    spec = plan.get("spec") if isinstance(plan.get("spec"), dict) else {}
+    spec = mapping(plan.get("spec"))
     selector = spec.get("apiKeySelector")
     if not isinstance(selector, dict):
         return 0

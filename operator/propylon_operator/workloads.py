@@ -109,7 +109,7 @@ def cluster_role_binding(settings: settings_.Settings) -> Manifest:
 
 
 def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Manifest:
-    probe = {"httpGet": {"port": "admin"}, "periodSeconds": 5, "timeoutSeconds": 2}
+    probe: dict[str, Any] = {"httpGet": {"port": "admin"}, "periodSeconds": 5, "timeoutSeconds": 2}
     container = {
         "name": "proxy",
         "image": settings.proxy_image,
