@@ -66,6 +66,8 @@ def _encode_head(request: upstream.UpstreamRequest, extra: str) -> bytes:
     lines = len(request.headers) + 2 + extra.count("\n")
     if head.count("\n") != lines or head.count("\r") != lines or "\0" in head:
         raise ValueError("CR, LF or NUL in request line or header")
+    if " " in request.target or " " in request.method or not request.target:
+        raise ValueError("space in request target or method, or empty target")
     return head.encode("latin-1")
 
 
@@ -116,7 +118,6 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.reason = ""
         self.headers: list[tuple[str, str]] = []
-        self._header_name = b""
         self._buffer: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self._body_waiter: asyncio.Future[None] | None = None
@@ -190,14 +191,26 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------
 
+    # After message_done, llhttp may start parsing a second response sent unasked (in the same
+    # packet): it must not touch the first one's status or headers, and the connection is spoiled.
+
     def on_status(self, status: bytes) -> None:
+        if self.message_done:
+            self.keep_alive = False
+            return
         self.reason += status.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.message_done:
+            self.keep_alive = False
+            return
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         assert self._parser is not None
+        if self.message_done:
+            self.keep_alive = False
+            return
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             # An interim response (100 Continue, 103 Early Hints): the real one follows.
@@ -236,11 +249,19 @@ class _Connection(asyncio.Protocol):
     def _on_message_done(self) -> None:
         self.message_done = True
         if self._parser is not None and not self.until_close:
-            try:
+            if self.no_body:
+                # llhttp, not knowing the request was HEAD, would think an unframed head needs EOF.
+                self.keep_alive = self._head_allows_keep_alive()
+            else:
                 self.keep_alive = self._parser.should_keep_alive()
-            except httptools.HttpParserError:
-                self.keep_alive = False
         self._wake_body()
+
+    def _head_allows_keep_alive(self) -> bool:
+        assert self._parser is not None
+        tokens = {t.strip().lower() for n, v in self.headers if n.lower() == "connection" for t in v.split(",")}
+        if self._parser.get_http_version() == "1.0":
+            return "keep-alive" in tokens
+        return "close" not in tokens
 
     def _lost_error(self, exc: Exception | None) -> upstream.UpstreamError:
         if self.head_done:

@@ -231,11 +231,20 @@ async def test_unread_body_is_not_reused(client, raw_backend):
     [
         ("HEAD", "200 OK", [("Content-Length", "1234")]),
         ("HEAD", "200 OK", [("Transfer-Encoding", "chunked")]),
+        ("HEAD", "200 OK", []),
         ("GET", "204 No Content", []),
         ("GET", "304 Not Modified", [("Content-Length", "99"), ("ETag", '"v1"')]),
     ],
 )
-async def test_bodiless_responses_end_at_the_head_and_keep_the_connection(client, raw_backend, method, status, headers):
+async def test_bodiless_responses_end_at_the_head_and_keep_the_connection(
+    client, raw_backend, method, status, headers, request
+):
+    if client_kind(client) == "aiohttp" and method == "HEAD" and not headers:
+        # Found by this test (aiohttp 3.14): after a HEAD response with neither Content-Length nor
+        # Transfer-Encoding, aiohttp hands the next request on that connection a phantom
+        # "200, no headers" response whose body never ends. The pooled client gets it right.
+        request.applymarker(pytest.mark.xfail(strict=True, reason="aiohttp desyncs after an unframed HEAD response"))
+
     async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
         if req.index_on_connection == 1:
             writer.write(f"HTTP/1.1 {status}\r\n".encode() + b"".join(f"{n}: {v}\r\n".encode() for n, v in headers))
@@ -248,8 +257,29 @@ async def test_bodiless_responses_end_at_the_head_and_keep_the_connection(client
     resp = await client.send(make_request(raw_backend.port, method=method))
     assert resp.status == int(status.split()[0])
     assert await read_all(resp) == b""
-    assert await read_all(await client.send(make_request(raw_backend.port))) == b"second"
+    second = await client.send(make_request(raw_backend.port, timeout=5))
+    assert await asyncio.wait_for(read_all(second), 5) == b"second"
     assert raw_backend.connections == 1
+
+
+async def test_unasked_second_response_is_never_delivered(client, raw_backend):
+    """A backend that sends more than one response per request is out of step: its extra bytes
+    must not become the answer to the next request (response desync)."""
+
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        if req.connection == 1:
+            writer.write(response(body=b"one") + response("202 Accepted", [("X-Smuggled", "1")], b"two"))
+        else:
+            writer.write(response(body=b"fresh"))
+        return True
+
+    raw_backend.handler = handler
+    resp = await client.send(make_request(raw_backend.port))
+    assert (resp.status, resp.headers) == (200, [("Content-Length", "3")])
+    assert await read_all(resp) == b"one"
+    await asyncio.sleep(0.05)  # let the stray bytes arrive; nothing below depends on how long it takes
+    second = await client.send(make_request(raw_backend.port))
+    assert (second.status, await read_all(second)) == (200, b"fresh")
 
 
 async def test_connection_close_response_is_not_reused(client, raw_backend):
