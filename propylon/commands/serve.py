@@ -85,6 +85,11 @@ def _key(document: manifests.Document) -> ObjectKey:
     return (document.kind, document.namespace, document.name)
 
 
+def _is_consequence(diagnostic: diagnostics.Diagnostic) -> bool:
+    """A diagnostic about something this object points at, rather than about its own content."""
+    return diagnostic.reason == "MissingReference" or diagnostic.reason.endswith("NotReady")
+
+
 class LastGood:
     """Per-object memory of the last version that compiled cleanly (DESIGN.md §8 "Broken objects").
 
@@ -108,12 +113,18 @@ class LastGood:
             documents.extend(previous)
             kept.extend(f"{d.kind} {d.namespace}/{d.name}" for d in previous)
         result = compiler.compile(documents, options=options)
-        # Two rounds at most: putting an old version back can, rarely, break a neighbour.
+        # An object broken by its own edit gets its last good version back first; an object
+        # that only misses a reference usually heals once the broken one is back, so it is
+        # only put back if it is still broken after that.
         substituted: set[ObjectKey] = set()
-        for _ in range(2):
-            replace = ({d.object_key for d in result.diagnostics} & self._documents.keys()) - substituted
+        reported: list[diagnostics.Diagnostic] = []
+        for _ in range(4):
+            candidates = self._documents.keys() - substituted
+            own = {d.object_key for d in result.diagnostics if not _is_consequence(d)} & candidates
+            replace = own or ({d.object_key for d in result.diagnostics} & candidates)
             if not replace:
                 break
+            reported.extend(d for d in result.diagnostics if d.object_key in replace)
             documents = [d for d in documents if _key(d) not in replace]
             documents.extend(self._documents[k] for k in sorted(replace))
             kept.extend(f"{k[0]} {k[1]}/{k[2]}" for k in sorted(replace))
@@ -127,7 +138,7 @@ class LastGood:
             self._files[file] = tuple(d for d in loaded.documents if d.origin.file == file)
         return Loaded(
             snapshot=result.snapshot,
-            diagnostics=loaded.diagnostics + result.diagnostics,
+            diagnostics=tuple(dict.fromkeys((*loaded.diagnostics, *reported, *result.diagnostics))),
             unreadable=bool(loaded.diagnostics),
             any_valid=bool(clean),
             kept=tuple(dict.fromkeys(kept)),

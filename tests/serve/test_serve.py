@@ -1,0 +1,237 @@
+"""`propylon serve` as a user runs it: a subprocess on loopback, its files edited under it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PROPYLON = [sys.executable, "-m", "propylon"]
+
+API = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: shop, namespace: demo}}
+spec:
+  routes:
+    - routeKey: GET /hello
+      integration:
+        type: {hello_type}
+        mock:
+          statusCode: 200
+          headers: {{Content-Type: application/json}}
+          body: '{{"v": "{version}", "color": "${{stageVariables.color}}"}}'
+    - routeKey: GET /stable
+      integration:
+        type: MOCK
+        mock: {{statusCode: 200, body: 'ok'}}
+"""
+
+STAGE = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {{name: live, namespace: demo}}
+spec:
+  apiRef: shop
+  basePath: /live
+  variables: {{color: {color}}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+class Served:
+    def __init__(self, folder: Path, tmp: Path, *extra: str) -> None:
+        self.port, self.internal, self.admin = _free_port(), _free_port(), _free_port()
+        self.stderr_path = tmp / "serve.stderr"
+        self.stdout_path = tmp / "serve.stdout"
+        command = [*PROPYLON, "serve", "-f", str(folder), "--port", str(self.port)]
+        command += ["--internal-port", str(self.internal), "--admin-port", str(self.admin), *extra]
+        with self.stderr_path.open("wb") as err, self.stdout_path.open("wb") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=err)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"serve exited {self.process.returncode}: {self.stderr()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return
+            time.sleep(0.05)
+        pytest.fail("serve did not listen")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "api.yaml").write_text(API.format(hello_type="MOCK", version="v1"))
+    (manifests / "stage.yaml").write_text(STAGE.format(color="blue"))
+    return manifests
+
+
+@pytest.fixture
+def watched(folder: Path, tmp_path: Path) -> Iterator[Served]:
+    served = Served(folder, tmp_path, "--watch")
+    yield served
+    served.stop()
+
+
+def _write(path: Path, text: str) -> None:
+    # Write then rename, as editors do, so the watcher never reads half a file.
+    temp = path.with_name("." + path.name + ".tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
+
+
+def _wait_for(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class Hammer:
+    """A steady stream of requests on a route no edit touches; every failure is kept."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.count = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status, body = _get(self.url, timeout=5)
+                if (status, body) != (200, b"ok"):
+                    self.failures.append(f"{status} {body[:100]!r}")
+            except Exception as exc:
+                self.failures.append(repr(exc))
+            self.count += 1
+            time.sleep(0.01)
+
+    def __enter__(self) -> Hammer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def test_watch_applies_edits_and_keeps_last_good_config(watched: Served, folder: Path) -> None:
+    hello = watched.url("/live/hello")
+    assert _get(hello) == (200, b'{"v": "v1", "color": "blue"}')
+    with Hammer(watched.url("/live/stable")) as hammer:
+        # 1. An edit to a route is served within 2 s.
+        _write(folder / "api.yaml", API.format(hello_type="MOCK", version="v2"))
+        assert _wait_for(lambda: _get(hello)[1] == b'{"v": "v2", "color": "blue"}', 2.0)
+
+        # 2. Broken YAML: reported on stderr, the last good config keeps serving.
+        _write(folder / "api.yaml", "apiVersion: propylon.dev/v1alpha1\nkind: Api\nmetadata: {name: [\n")
+        assert _wait_for(lambda: "invalid YAML" in watched.stderr(), 2.0), watched.stderr()
+        assert _get(hello) == (200, b'{"v": "v2", "color": "blue"}')
+
+        # 3. A broken object keeps its last good version while another object's edit applies.
+        _write(folder / "api.yaml", API.format(hello_type="NOT_A_TYPE", version="v3"))
+        _write(folder / "stage.yaml", STAGE.format(color="green"))
+        assert _wait_for(lambda: _get(hello)[1] == b'{"v": "v2", "color": "green"}', 2.0), watched.stderr()
+        assert "NOT_A_TYPE" in watched.stderr() or "integration.type" in watched.stderr()
+        assert "kept the last good version of: Api demo/shop" in watched.stderr()
+
+        # 4. Fixed again: the new version is served.
+        _write(folder / "api.yaml", API.format(hello_type="MOCK", version="v4"))
+        assert _wait_for(lambda: _get(hello)[1] == b'{"v": "v4", "color": "green"}', 2.0)
+    assert hammer.count > 20
+    assert hammer.failures == []
+    assert watched.stop() == 0
+    assert "propylon: stopping" in watched.stderr()
+
+
+def test_startup_line_names_listeners_and_stages(folder: Path, tmp_path: Path) -> None:
+    served = Served(folder, tmp_path)
+    try:
+        assert _wait_for(lambda: "demo/live" in served.stderr(), 5)
+        text = served.stderr()
+        assert f"public http://127.0.0.1:{served.port}" in text
+        assert f"admin http://127.0.0.1:{served.admin}" in text
+        assert _get(f"http://127.0.0.1:{served.admin}/readyz")[0] == 200
+        assert _get(f"http://127.0.0.1:{served.internal}/live/stable") == (200, b"ok")
+    finally:
+        assert served.stop() == 0
+
+
+def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*PROPYLON, "serve", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_unparsable_file_exits_2(folder: Path) -> None:
+    (folder / "broken.yaml").write_text("kind: [\n")
+    done = _run("-f", str(folder), "--port", "0")
+    assert done.returncode == 2
+    assert "broken.yaml: document 1" in done.stderr and "invalid YAML" in done.stderr
+
+
+def test_no_valid_object_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "api.yaml").write_text(API.format(hello_type="NOPE", version="v1"))
+    done = _run("-f", str(tmp_path))
+    assert done.returncode == 2
+    assert "no valid object" in done.stderr
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    done = _run("-f", str(tmp_path / "absent.yaml"))
+    assert done.returncode == 2
+    assert "absent.yaml" in done.stderr
+
+
+def test_workers_without_redis_is_refused(folder: Path) -> None:
+    done = _run("-f", str(folder), "--workers", "2")
+    assert done.returncode == 2
+    assert "--redis" in done.stderr
+
+
+def test_bad_trusted_proxies_is_refused(folder: Path) -> None:
+    done = _run("-f", str(folder), "--trusted-proxies", "10.0.0.0/8,not-an-ip")
+    assert done.returncode == 2
+    assert "not-an-ip" in done.stderr
