@@ -569,3 +569,55 @@ async def test_concurrent_requests_are_not_mixed_up(client, raw_backend):
         bodies = await asyncio.gather(*(one(i) for i in range(40)))
         assert bodies == [f"/item/{i}".encode() for i in range(40)]
     assert raw_backend.connections <= 40
+
+
+async def test_large_upload_is_paced_by_the_backend(client):
+    """A 50 MB streamed upload to a backend that stops reading must stop pulling from the source,
+    or a slow backend would make the gateway hold the whole body in memory."""
+    total = 50 * 1024 * 1024
+    block = b"u" * 65536
+    produced = 0
+    resume = asyncio.Event()
+    received = 0
+
+    async def source() -> AsyncIterator[bytes]:
+        nonlocal produced
+        for _ in range(total // len(block)):
+            produced += len(block)
+            yield block
+
+    async def slow_reader(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal received
+        await reader.readuntil(b"\r\n\r\n")
+        while received < 1024 * 1024:
+            received += len(await reader.read(65536))
+        await resume.wait()
+        while received < total:
+            data = await reader.read(1 << 20)
+            if not data:
+                break
+            received += len(data)
+        writer.write(response(body=b"got it"))
+        await writer.drain()
+
+    server = await asyncio.start_server(slow_reader, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    headers = [("Host", "b.test"), ("Content-Length", str(total))]
+    try:
+        sending = asyncio.ensure_future(client.send(make_request(port, method="PUT", headers=headers, body=source())))
+        last, steady = -1, 0
+        for _ in range(500):  # bounded: wait until the source stops being pulled
+            await asyncio.sleep(0.01)
+            steady = steady + 1 if produced == last else 0
+            last = produced
+            if steady >= 20:
+                break
+        assert produced < 24 * 1024 * 1024, f"{produced / 2**20:.0f} MiB pulled while the backend read 1 MiB"
+        resume.set()
+        resp = await asyncio.wait_for(sending, 30)
+        assert await read_all(resp) == b"got it"
+        assert received == total
+    finally:
+        resume.set()
+        server.close()
+        await server.wait_closed()
