@@ -102,9 +102,8 @@ def openapi_schema(kind: str) -> dict[str, Any]:
 @functools.cache
 def _validator(kind: str) -> jsonschema.protocols.Validator:
     schema = to_json_schema(openapi_schema(kind))
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
-    cls.check_schema(schema)
-    return cls(schema)
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
 
 
 def to_json_schema(node: dict[str, Any]) -> dict[str, Any]:
@@ -186,14 +185,23 @@ def with_defaults(document: manifests.Document) -> dict[str, Any]:
 
 
 def _apply_defaults(node: dict[str, Any], value: Any) -> None:
+    """Fill in defaults below ``value`` in place.
+
+    Like the API server, a null where null is not allowed counts as absent: it gets the default,
+    or is dropped (so ``cors:`` left empty in YAML means no cors, not a type error).
+    """
     if isinstance(value, dict):
         for name, sub in node.get("properties", {}).items():
-            if "default" in sub and (name not in value or (value[name] is None and not sub.get("nullable"))):
+            if name in value and value[name] is None and not sub.get("nullable"):
+                del value[name]
+            if "default" in sub and name not in value:
                 value[name] = copy.deepcopy(sub["default"])
             if name in value:
                 _apply_defaults(sub, value[name])
         extra = node.get("additionalProperties")
         if isinstance(extra, dict) and "properties" not in node:
+            for key in [k for k, v in value.items() if v is None and not extra.get("nullable")]:
+                del value[key]
             for item in value.values():
                 _apply_defaults(extra, item)
     elif isinstance(value, list) and isinstance(node.get("items"), dict):
@@ -400,7 +408,7 @@ def _path_order(body: Any, path: FieldPath) -> tuple[int, ...]:
         if isinstance(value, dict):
             keys = list(value)
             out.append(keys.index(part) if part in keys else len(keys))
-            value = value.get(part)  # type: ignore[call-overload]
+            value = value.get(part)
         elif isinstance(value, list) and isinstance(part, int):
             out.append(part)
             value = value[part] if part < len(value) else None

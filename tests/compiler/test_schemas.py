@@ -650,6 +650,14 @@ def test_explicit_values_win_and_the_input_is_not_changed() -> None:
     assert document.body == before
 
 
-def test_null_gets_the_default() -> None:
-    body = schemas.with_defaults(_edit(STAGE, "spec.endpoint", None))
-    assert body["spec"]["endpoint"] == "PUBLIC"
+def test_null_gets_the_default_or_counts_as_absent() -> None:
+    document = _document(
+        "apiVersion: propylon.dev/v1alpha1\nkind: Stage\nmetadata: {name: s}\n"
+        "spec:\n  apiRef: a\n  endpoint:\n  hosts:\n  variables: {a: x, b: null}\n  cache: {ttlSeconds: null}\n"
+    )
+    spec = schemas.with_defaults(document)["spec"]
+    assert spec["endpoint"] == "PUBLIC"
+    assert "hosts" not in spec
+    assert spec["variables"] == {"a": "x"}
+    assert spec["cache"]["ttlSeconds"] == 300
+    assert schemas.validate(document) == []

@@ -82,12 +82,14 @@ MINIMAL = {
     "Stage": "spec: {apiRef: a, cache: {enabled: true}, accessLog: {}, routeSettings: {GET /a: {cache: {}}}}",
     "UsagePlan": "spec: {quota: {limit: 5, period: WEEK}, stages: [{stageRef: prod}]}",
     "Authorizer": "spec: {type: REQUEST, function: {url: 'http://a.example'}}",
+    "Stage with nulls": "spec: {apiRef: a, endpoint: null, hosts: null, variables: {a: x, b: null}, "
+    "cache: {ttlSeconds: null}}",
 }
 
 
-@pytest.mark.parametrize("kind", list(MINIMAL))
+@pytest.mark.parametrize("kind", list(MINIMAL))  # "kind" is the kind, then what the case is about
 def test_defaults_are_the_api_servers(plane: cluster.ControlPlane, kind: str) -> None:
-    text = f"apiVersion: propylon.dev/v1alpha1\nkind: {kind}\nmetadata: {{name: minimal}}\n{MINIMAL[kind]}\n"
+    text = f"apiVersion: propylon.dev/v1alpha1\nkind: {kind.split()[0]}\nmetadata: {{name: minimal}}\n{MINIMAL[kind]}\n"
     document = CASES._document(text)
     code, stdout = _dry_run(plane, document.body, output="json")
     assert code == 0, stdout
