@@ -231,7 +231,15 @@ def test_wrong_method_and_unknown_path_get_the_overridden_404(served: Served) ->
         answer = _request(f"{served.base}{path}", method=method)
         assert answer.status == 404, (method, path)
         assert answer.headers["x-propylon-error-type"] == "RESOURCE_NOT_FOUND"
+        assert answer.headers["content-type"] == "application/json"
         assert "Try GET /dev/hello" in answer.json()["message"]  # type: ignore[index]
+
+
+def test_paths_outside_the_stage_get_the_builtin_404(served: Served) -> None:
+    answer = _request(f"{served.base}/hello")
+    assert answer.status == 404
+    assert answer.json() == {"message": "Not Found"}
+    assert answer.headers["x-request-id"]
 
 
 def test_files_route_reaches_the_http_server(served: Served) -> None:
