@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The gateway writes its own JSON access log; aiohttp's would repeat every request in another format.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:
         return asyncio.run(_serve(args))
     except KeyboardInterrupt:

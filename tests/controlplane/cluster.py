@@ -162,6 +162,21 @@ def make_certificates(directory: pathlib.Path) -> None:
     _write_key(directory / "sa.key", _key())
 
 
+def make_client_certificate(directory: pathlib.Path, user: str, groups: Sequence[str] = ()) -> tuple[str, str]:
+    """A client cert for ``user`` (CN) in ``groups`` (O), signed by the cluster CA: (cert path, key path)."""
+    ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), password=None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    ca_name = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes()).subject
+    key = _key()
+    parts = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in groups]
+    subject = x509.Name([*parts, x509.NameAttribute(NameOID.COMMON_NAME, user)])
+    cert = _issue(subject, key, ca_name, ca_key, usage=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    cert_path, key_path = directory / f"user-{user}.crt", directory / f"user-{user}.key"
+    _write_cert(cert_path, cert)
+    _write_key(key_path, key)
+    return str(cert_path), str(key_path)
+
+
 # ---------------------------------------------------------------- processes
 
 
@@ -340,8 +355,19 @@ class ControlPlane:
             time.sleep(0.2)
         raise RuntimeError(f"{what} not ready after {START_TIMEOUT:.0f} s:\n{_tail(log)}")
 
-    def _write_kubeconfig(self) -> None:
+    def user_kubeconfig(self, user: str, groups: Sequence[str] = ()) -> pathlib.Path:
+        """A kubeconfig for another identity, which RBAC then restricts: to test least privilege."""
+        cert, key = make_client_certificate(self.dir, user, groups)
+        path = self.dir / f"kubeconfig-{user}"
+        self._write_kubeconfig(path, user, cert, key)
+        return path
+
+    def _write_kubeconfig(
+        self, path: pathlib.Path | None = None, user: str = "propylon-admin", cert: str = "", key: str = ""
+    ) -> None:
         d = self.dir
+        cert = cert or str(d / "admin.crt")
+        key = key or str(d / "admin.key")
         config = {  # JSON is YAML, and kubectl and the python client both read it
             "apiVersion": "v1",
             "kind": "Config",
@@ -351,16 +377,11 @@ class ControlPlane:
                     "cluster": {"server": self.server, "certificate-authority": str(d / "ca.crt")},
                 }
             ],
-            "users": [
-                {
-                    "name": "propylon-admin",
-                    "user": {"client-certificate": str(d / "admin.crt"), "client-key": str(d / "admin.key")},
-                }
-            ],
-            "contexts": [{"name": "propylon-test", "context": {"cluster": "propylon-test", "user": "propylon-admin"}}],
+            "users": [{"name": user, "user": {"client-certificate": cert, "client-key": key}}],
+            "contexts": [{"name": "propylon-test", "context": {"cluster": "propylon-test", "user": user}}],
             "current-context": "propylon-test",
         }
-        self.kubeconfig.write_text(json.dumps(config, indent=2))
+        (path or self.kubeconfig).write_text(json.dumps(config, indent=2))
 
     # -- CRDs
 

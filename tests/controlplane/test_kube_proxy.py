@@ -124,14 +124,16 @@ def _eventually(check: Callable[[], bool], within: float, what: str) -> None:
 class Proxy:
     """One ``propylon proxy`` process; its output goes to a log file the test can read."""
 
-    def __init__(self, plane: cluster.ControlPlane, namespace: str, workdir: pathlib.Path) -> None:
+    def __init__(
+        self, plane: cluster.ControlPlane, namespace: str, workdir: pathlib.Path, kubeconfig: pathlib.Path | None = None
+    ) -> None:
         self.port, self.internal_port, self.admin_port = cluster.free_port(), cluster.free_port(), cluster.free_port()
         self.log_path = workdir / "proxy.log"
         env = {**os.environ, "POD_NAME": REPLICA}
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "propylon", "proxy", "--config-secret", f"{namespace}/gw-snapshot",
-                 "--kubeconfig", str(plane.kubeconfig), "--host", "127.0.0.1", "--port", str(self.port),
+                 "--kubeconfig", str(kubeconfig or plane.kubeconfig), "--host", "127.0.0.1", "--port", str(self.port),
                  "--internal-port", str(self.internal_port), "--admin-port", str(self.admin_port)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             )  # fmt: skip
@@ -167,11 +169,11 @@ def namespace(kube_apiserver: cluster.ControlPlane) -> str:
 
 
 @pytest.fixture
-def start_proxy(kube_apiserver, namespace, tmp_path) -> Iterator[Callable[[], Proxy]]:
+def start_proxy(kube_apiserver, namespace, tmp_path) -> Iterator[Callable[..., Proxy]]:
     started: list[Proxy] = []
 
-    def start() -> Proxy:
-        proxy = Proxy(kube_apiserver, namespace, tmp_path)
+    def start(secret_namespace: str = namespace, kubeconfig: pathlib.Path | None = None) -> Proxy:
+        proxy = Proxy(kube_apiserver, secret_namespace, tmp_path, kubeconfig)
         started.append(proxy)
         proxy.wait_ready()
         return proxy
@@ -226,6 +228,37 @@ def test_proxy_serves_the_secret_and_follows_secret_and_endpoint_changes(
     status, answer = _get(proxy.url("/live/echo/c"))
     assert (status, answer["backend"]) == (200, "green")
     assert _lease_version(kube_apiserver, namespace) == second.version
+
+
+def test_proxy_works_with_exactly_the_rbac_the_operator_grants_it(
+    kube_apiserver, namespace, test_hosts, start_proxy
+) -> None:
+    from propylon_operator import settings, workloads
+
+    # The gateway (Secret, Lease, proxy identity) in one namespace, the Api and backend in another.
+    gateway_namespace = f"gw-{uuid.uuid4().hex[:8]}"
+    kube_apiserver.kubectl("create", "namespace", gateway_namespace)
+    gateway = settings.Settings(gateway_name="gw", gateway_namespace=gateway_namespace)
+    assert gateway.snapshot_secret == "gw-snapshot"
+    user = f"proxy-{gateway_namespace}"
+    grants = [workloads.role(gateway, None), workloads.role_binding(gateway, None), workloads.cluster_role(gateway)]
+    grants.append(workloads.cluster_role_binding(gateway))
+    for binding in grants[1], grants[3]:  # the same grants, bound to a user the test has a certificate for
+        binding["subjects"] = [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]
+    kube_apiserver.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": grants}))
+    kubeconfig = kube_apiserver.user_kubeconfig(user)
+    denied = kube_apiserver.kubectl("--kubeconfig", str(kubeconfig), "get", "secrets", "-n", namespace, check=False)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr  # the identity really is restricted
+
+    backend = test_hosts("restricted")
+    kube_apiserver.apply(_backend_objects(namespace, backend.address))
+    config = _compile(namespace, "/prod")
+    _store_config(kube_apiserver, gateway_namespace, config)
+    proxy = start_proxy(gateway_namespace, kubeconfig)
+
+    status, answer = _get(proxy.url("/prod/echo/rbac"))
+    assert (status, answer["backend"]) == (200, "restricted"), proxy.log()
+    _eventually(lambda: _lease_version(kube_apiserver, gateway_namespace) == config.version, CHANGE_WITHIN, "the Lease")
 
 
 def test_proxy_keeps_serving_while_the_api_server_is_down_and_catches_up_after(

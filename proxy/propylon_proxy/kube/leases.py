@@ -144,7 +144,12 @@ class LeaseReporter:
                 raise RuntimeError(f"HTTP {status}")
         except Exception as error:  # keep trying; serving never depends on the Lease
             if not self._failing:
-                log.warning("lease %s/%s: cannot renew (%s); retrying", self.namespace, self.name, error)
+                log.warning(
+                    "lease %s/%s: cannot renew (%s); retrying",
+                    self.namespace,
+                    self.name,
+                    str(error).splitlines()[0] if str(error) else type(error).__name__,
+                )
             self._failing = True
             return
         if self._failing:

@@ -127,7 +127,11 @@ class ListWatch:
                     continue
                 delay = self._backoff.next()
                 if not self._failing:
-                    log.warning("%s: API server unreachable (%s); keeping the last state, retrying", self.what, error)
+                    if getattr(error, "status", None) in (401, 403):
+                        problem = "not allowed by the API server (check RBAC)"
+                    else:
+                        problem = "API server unreachable"
+                    log.warning("%s: %s (%s); keeping the last state, retrying", self.what, problem, _short(error))
                 else:
                     log.debug("%s: still failing (%s); retrying in %.1f s", self.what, error, delay)
                 if not self._failing and self._on_failure is not None:
@@ -205,3 +209,9 @@ def _check(response: Any, body: bytes) -> bytes:
     if not 200 <= status <= 299:
         raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
     return body
+
+
+def _short(error: BaseException) -> str:
+    """The first line of an error: ApiException's str() carries every response header."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
