@@ -1,0 +1,129 @@
+"""The operator with the cluster objects the compiler needs: Services, EndpointSlices, API keys.
+
+Backends live in network namespaces (``test_hosts``) because the API server refuses loopback
+addresses in EndpointSlices. The HTTP_PROXY route names a Service; the operator feeds the
+Service and its EndpointSlice to the compiler, and the proxy dials the endpoint for real.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Iterator
+
+import cluster
+import pytest
+import test_operator as op
+
+pytestmark = pytest.mark.controlplane
+
+
+@pytest.fixture
+def gateway(control_plane: cluster.ControlPlane, tmp_path: pathlib.Path) -> Iterator[op.Env]:
+    made = op.Env(control_plane, tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def _objects(namespace: str, address: str) -> str:
+    return f"""
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: echo, namespace: {namespace}}}
+spec:
+  routes:
+    - routeKey: ANY /echo/{{proxy+}}
+      integration: {{type: HTTP_PROXY, service: {{name: echo, port: 80}}}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {{name: prod, namespace: {namespace}}}
+spec: {{apiRef: echo, basePath: /prod}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: echo, namespace: {namespace}}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: 8080, protocol: TCP}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-1
+  namespace: {namespace}
+  labels: {{kubernetes.io/service-name: echo}}
+addressType: IPv4
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints: [{{addresses: ["{address}"], conditions: {{ready: true}}}}]
+---
+apiVersion: propylon.dev/v1alpha1
+kind: UsagePlan
+metadata: {{name: basic, namespace: {namespace}}}
+spec:
+  stages: [{{stageRef: prod}}]
+  apiKeySelector: {{matchLabels: {{propylon.dev/usage-plan: basic}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: alice, namespace: {namespace}, labels: {{propylon.dev/usage-plan: basic}}}}
+stringData: {{value: a-key-of-at-least-20-characters}}
+"""
+
+
+def test_service_routes_usage_plans_autoscaler_and_a_deleted_secret(gateway: op.Env, test_hosts) -> None:
+    env = gateway
+    host = test_hosts("operator-echo")
+    env.start_operator("--hpa-max", "3")
+    env.plane.apply(_objects(env.app_ns, host.address))
+
+    stage = op._eventually(
+        lambda: (
+            (s := env.get("stage", "-n", env.app_ns, "prod")) and (s.get("status") or {}).get("configVersion") and s
+        ),
+        op.CHANGE_WITHIN * 2,
+        "Stage status",
+    )
+    _, port = env.start_proxy()
+    status, body = op._get(f"http://127.0.0.1:{port}/prod/echo/hi?x=1")
+    assert status == 200, body
+    assert json.loads(body)["backend"] == "operator-echo"
+
+    plan = op._eventually(
+        lambda: (p := env.get("usageplan", "-n", env.app_ns, "basic")) and "keyCount" in (p.get("status") or {}) and p,
+        op.CHANGE_WITHIN,
+        "UsagePlan status",
+    )
+    assert plan["status"]["keyCount"] == 1
+    assert op._condition(plan, "Ready")["status"] == "True"
+    env.plane.apply(f"""
+apiVersion: v1
+kind: Secret
+metadata: {{name: bob, namespace: {env.app_ns}, labels: {{propylon.dev/usage-plan: basic}}}}
+stringData: {{value: another-key-of-at-least-20-characters}}
+""")
+    op._eventually(
+        lambda: (env.get("usageplan", "-n", env.app_ns, "basic")["status"] or {}).get("keyCount") == 2,
+        op.CHANGE_WITHIN,
+        "a new key is counted",
+    )
+
+    hpa = op._eventually(
+        lambda: env.get("horizontalpodautoscaler", "-n", env.gw_ns, op.GATEWAY), op.CHANGE_WITHIN, "the HPA"
+    )
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+    deployment = env.get("deployment", "-n", env.gw_ns, op.GATEWAY, "--show-managed-fields")
+    managed = [m for m in deployment["metadata"]["managedFields"] if m["manager"] == "propylon-operator"]
+    assert managed and "f:replicas" not in json.dumps(managed[0]["fieldsV1"].get("f:spec", {}))
+
+    # Someone deletes the snapshot Secret: the operator puts it back, same version.
+    version = stage["status"]["configVersion"]
+    old_uid = env.secret()["metadata"]["uid"]
+    env.plane.kubectl("delete", "secret", "-n", env.gw_ns, f"{op.GATEWAY}-snapshot")
+    secret = op._eventually(
+        lambda: (s := env.secret()) and s["metadata"]["uid"] != old_uid and s, op.CHANGE_WITHIN * 2, "Secret recreated"
+    )
+    assert secret["metadata"]["annotations"]["propylon.dev/config-version"] == version
+    status, _ = op._get(f"http://127.0.0.1:{port}/prod/echo/again")
+    assert status == 200
