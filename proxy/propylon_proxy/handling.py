@@ -23,6 +23,7 @@ from propylon_proxy import (
     forwarding,
     gateway_responses,
     hygiene,
+    mappings,
     metrics,
     mocks,
     plans,
@@ -208,12 +209,23 @@ class Pipeline:
                 upstream_host=where.host_header,
                 request_id=exchange.request_id,
             )
+            target_text = where.target
+            if integration.request_parameters:
+                mapped = mappings.apply_request(
+                    integration.request_parameters,
+                    self._mapping_context(exchange, match),
+                    headers=headers,
+                    path=where.path,
+                    query=where.query,
+                )
+                headers = mapped.headers
+                target_text = f"{mapped.path}?{mapped.query}" if mapped.query else mapped.path
             outgoing = upstream.UpstreamRequest(
                 method=method,
                 scheme=where.scheme,
                 host=where.host,
                 port=where.port,
-                target=where.target,
+                target=target_text,
                 headers=headers,
                 body=body,
                 timeout=integration.timeout_ms / 1000,
@@ -244,12 +256,36 @@ class Pipeline:
         assert response is not None
         exchange.integration_latency = time.monotonic() - began
         exchange.integration_status = response.status
-        return await self._relay(exchange, response)
+        return await self._relay(exchange, match, response)
 
-    async def _relay(self, exchange: _Exchange, response: upstream.UpstreamResponse) -> web.StreamResponse:
+    def _mapping_context(
+        self, exchange: _Exchange, match: routing.Match, response_headers: forwarding.Headers | None = None
+    ) -> mappings.Context:
+        plan = exchange.plan
+        assert plan is not None
+        return mappings.Context(
+            headers=_header_pairs(exchange.request),
+            query=exchange.request.raw_path.partition("?")[2],
+            path_params=dict(match.params),
+            greedy=frozenset(s.value for s in match.route.segments if s.kind is model.SegmentKind.GREEDY),
+            request_id=exchange.request_id,
+            stage=match.stage.name,
+            source_ip=exchange.source_ip,
+            stage_variables=plan.variables.get(match.stage.id, {}),
+            response_headers=response_headers or (),
+        )
+
+    async def _relay(
+        self, exchange: _Exchange, match: routing.Match, response: upstream.UpstreamResponse
+    ) -> web.StreamResponse:
         """Stream the backend's response to the client, chunk by chunk."""
         out = web.StreamResponse(status=response.status, reason=response.reason or None)
-        for name, value in forwarding.client_response_headers(response.headers):
+        headers = forwarding.client_response_headers(response.headers)
+        blocks = match.route.integration.response_parameters
+        if blocks:
+            context = self._mapping_context(exchange, match, response.headers)
+            headers = mappings.apply_response(blocks, response.status, context, headers)
+        for name, value in headers:
             out.headers.add(name, value)
         out.headers["x-request-id"] = exchange.request_id
         exchange.status = response.status

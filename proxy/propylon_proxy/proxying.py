@@ -27,9 +27,14 @@ class Destination:
     scheme: str
     host: str
     port: int
-    target: str  # origin-form, encoded
+    path: str  # encoded
+    query: str  # as it goes upstream, without "?"
     host_header: str
     address: model.EndpointAddress | None = None  # set for ``service`` targets
+
+    @property
+    def target(self) -> str:
+        return f"{self.path}?{self.query}" if self.query else self.path
 
 
 class NoEndpoint(Exception):
@@ -47,8 +52,7 @@ def _fill(template: str, values: dict[str, str]) -> str:
 
 
 def _join_query(template_query: str, client_query: str) -> str:
-    both = "&".join(q for q in (template_query, client_query) if q)
-    return f"?{both}" if both else ""
+    return "&".join(q for q in (template_query, client_query) if q)
 
 
 def destination(
@@ -69,7 +73,8 @@ def destination(
             scheme=scheme,
             host=parts.hostname or "",
             port=port,
-            target=path + _join_query(parts.query, query),
+            path=path,
+            query=_join_query(parts.query, query),
             host_header=parts.netloc,
         )
     service = integration.service
@@ -84,7 +89,8 @@ def destination(
         scheme="http",
         host=picked.address,
         port=picked.port,
-        target=(path or "/") + _join_query("", query),
+        path=path or "/",
+        query=query,
         host_header=f"{host}:{picked.port}",
         address=picked,
     )
