@@ -10,8 +10,11 @@ rotates each round, so drift in the machine spreads over all targets instead of 
   mini-pool        bench/mini_proxy.py over upstream_pool (aiohttp server + httptools pool)
   propylon-aiohttp ``propylon serve -f bench/manifests`` with PROPYLON_UPSTREAM=aiohttp
   propylon-pool    the same with PROPYLON_UPSTREAM=pool
+  client-aiohttp   no server at all: bench/client_loop.py drives upstream_aiohttp against the backend
+  client-pool      the same for upstream_pool: the client's own cost, without any server in front
 
-The target under test runs on core 0; wrk and the proxied backend share core 1 (``taskset``). The
+The target under test runs on core 0; wrk and the proxied backend share core 1 (``taskset``;
+for client-*, the client loop is the target and wrk is not used). The
 backend is nginx rather than aiohttp because it is the cheapest server at hand: on the shared core
 it must take as little as possible from wrk, and it must never be what limits a proxy.
 
@@ -58,6 +61,7 @@ class Target:
     name: str
     url: str = ""
     skipped: str = ""  # why it could not be measured
+    client_loop: str = ""  # for client-*: the upstream kind bench/client_loop.py drives
 
 
 @dataclasses.dataclass
@@ -258,6 +262,11 @@ def start_targets(procs: Processes, work: Path, wanted: list[str]) -> list[Targe
         elif name.startswith("mini-"):
             argv = [python, str(BENCH / "mini_proxy.py"), "--port", str(port), "--backend-port", str(backend_port)]
             procs.start(name, [*argv, "--upstream", name.removeprefix("mini-")], cpu=TARGET_CPU)
+        elif name.startswith("client-"):
+            targets.append(
+                Target(name, f"http://127.0.0.1:{backend_port}/hello", client_loop=name.removeprefix("client-"))
+            )
+            continue
         elif name.startswith("propylon-"):
             manifests = propylon_manifests(work, backend_port)
             argv = [python, "-m", "propylon", "serve", "-f", str(manifests), "--host", "127.0.0.1"]
@@ -269,10 +278,25 @@ def start_targets(procs: Processes, work: Path, wanted: list[str]) -> list[Targe
         target = Target(name, f"http://127.0.0.1:{port}{path}")
         targets.append(target)
     for target in targets:
+        if target.client_loop:
+            continue
         target.skipped = wait_ready(target.url, procs, target.name)
         if target.skipped:
             print(f"  {target.name}: skipped ({target.skipped})", file=sys.stderr)
     return targets
+
+
+def run_client_loop(target: Target, *, seconds: float, warmup: float, connections: int) -> dict[str, float]:
+    port = target.url.split(":")[2].split("/")[0]
+    argv = ["taskset", "-c", TARGET_CPU, sys.executable, str(BENCH / "client_loop.py"), "--upstream"]
+    argv += [target.client_loop, "--port", port, "--seconds", str(seconds), "--warmup", str(warmup)]
+    argv += ["--concurrency", str(connections)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + warmup + 60)
+    if done.returncode != 0:
+        raise RuntimeError(f"client loop failed: {done.stdout}{done.stderr}")
+    result = json.loads(done.stdout)
+    result.pop("wall_s", None)
+    return result  # type: ignore[no-any-return]
 
 
 def rotations(items: list[Target], rounds: int) -> Iterator[tuple[int, Target]]:
@@ -381,6 +405,8 @@ ALL_TARGETS = [
     "mini-pool",
     "propylon-aiohttp",
     "propylon-pool",
+    "client-aiohttp",
+    "client-pool",
 ]
 
 
@@ -401,6 +427,7 @@ def main() -> int:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     command = " ".join([Path(sys.executable).name, "bench/run.py", *sys.argv[1:]])
     started = time.monotonic()
+    load_before = os.getloadavg()
     measurements: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="propylon-bench-") as tmp:
         work = Path(tmp)
@@ -411,9 +438,16 @@ def main() -> int:
             targets = start_targets(procs, work, wanted)
             live = [t for t in targets if not t.skipped]
             for round_no, target in rotations(live, args.rounds):
-                if args.warmup > 0:
-                    run_wrk(target.url, seconds=args.warmup, connections=args.connections, threads=args.threads)
-                result = run_wrk(target.url, seconds=args.seconds, connections=args.connections, threads=args.threads)
+                if target.client_loop:
+                    result = run_client_loop(
+                        target, seconds=args.seconds, warmup=args.warmup, connections=args.connections
+                    )
+                else:
+                    if args.warmup > 0:
+                        run_wrk(target.url, seconds=args.warmup, connections=args.connections, threads=args.threads)
+                    result = run_wrk(
+                        target.url, seconds=args.seconds, connections=args.connections, threads=args.threads
+                    )
                 m = Measurement(target=target.name, round=round_no, **result)  # type: ignore[arg-type]
                 measurements.append(m)
                 print(
@@ -440,6 +474,9 @@ def main() -> int:
         "summary": summary,
         "measurements": [dataclasses.asdict(m) for m in measurements],
         "elapsed_s": round(time.monotonic() - started, 1),
+        # The machine is shared: a high load average before the run means noisy figures.
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
     }
     json_path = OUT / f"bench-{stamp}.json"
     png_path = OUT / f"bench-{stamp}.png"
@@ -454,6 +491,7 @@ def main() -> int:
     print(table(summary))
     for name, why in report["skipped"].items():
         print(f"\nskipped {name}: {why}")
+    print(f"\nload average before/after (1, 5, 15 min): {load_before} / {report['loadavg_after']}")
     print(f"\nraw results: {json_path}\nchart: {png_path}\nelapsed: {report['elapsed_s']} s")
     return 0
 
