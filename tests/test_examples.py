@@ -277,3 +277,71 @@ def test_access_log_has_one_json_line_per_request(served: Served) -> None:
                     return
         time.sleep(0.1)
     pytest.fail(f"no access-log line for {marker}:\n{served.log.read_text(errors='replace')[-3000:]}")
+
+
+# --- the kubernetes example, served without a cluster ------------------------------------------
+# `propylon serve` resolves `service:` targets from EndpointSlice manifests, loopback included.
+# The test runs the echo backend's own script (taken from the example's ConfigMap) on a free
+# loopback port, and adds the EndpointSlice that Kubernetes would have made for the Service.
+
+
+def _echo_script(port: int) -> str:
+    documents = yaml.safe_load_all((ROOT / "examples" / "kubernetes" / "echo-backend.yaml").read_text())
+    config_map = next(d for d in documents if d and d["kind"] == "ConfigMap")
+    script = config_map["data"]["echo.py"]
+    assert '("", 8080)' in script
+    return script.replace('("", 8080)', f'("127.0.0.1", {port})')
+
+
+def _endpoint_slice(port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "echo-local", "namespace": "demo", "labels": {"kubernetes.io/service-name": "echo"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+    }
+
+
+@pytest.fixture(scope="module")
+def kubernetes_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not _serve_is_built():
+        pytest.skip("`propylon serve` is not built yet")
+    tmp = tmp_path_factory.mktemp("kubernetes")
+    with contextlib.ExitStack() as stack:
+        echo_port = _free_port()
+        (tmp / "echo.py").write_text(_echo_script(echo_port))
+        echo_log = tmp / "echo.log"
+        echo = stack.enter_context(_process([sys.executable, "-u", str(tmp / "echo.py")], cwd=tmp, log=echo_log))
+        _wait_for_port(echo_port, echo, "the echo backend", echo_log)
+        folder = tmp / "manifests"
+        shutil.copytree(ROOT / "examples" / "kubernetes", folder)
+        (folder / "zz-endpointslice.yaml").write_text(yaml.safe_dump(_endpoint_slice(echo_port)))
+        base, _ = _start_gateway(folder, tmp, "serve-kubernetes", stack)
+        yield base
+
+
+def test_kubernetes_example_forwards_the_path_minus_the_base_path(kubernetes_served: str) -> None:
+    answer = _request(f"{kubernetes_served}/prod/echo/a/b?x=1", method="POST", body=b"hi")
+    assert answer.status == 200
+    seen = answer.json()
+    assert isinstance(seen, dict)
+    assert seen["method"] == "POST"
+    assert seen["path"] == "/echo/a/b?x=1"
+    assert seen["body"] == "hi"
+    headers = {k.lower(): v for k, v in seen["headers"].items()}
+    assert headers["x-request-id"] == answer.headers["x-request-id"]
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+
+
+def test_kubernetes_example_rewrites_the_users_path_with_a_stage_variable(kubernetes_served: str) -> None:
+    answer = _request(f"{kubernetes_served}/prod/users/42")
+    assert answer.status == 200
+    assert answer.json()["path"] == "/v1/users/42"  # type: ignore[index]
+
+
+def test_kubernetes_example_health_is_a_mock(kubernetes_served: str) -> None:
+    answer = _request(f"{kubernetes_served}/prod/health")
+    assert answer.status == 200
+    assert answer.json() == {"status": "ok", "requestId": answer.headers["x-request-id"]}
