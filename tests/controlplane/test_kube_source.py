@@ -109,7 +109,6 @@ async def test_secret_source_follows_snapshot_endpoints_and_reports_a_lease(
     caplog.set_level(logging.INFO, logger="propylon.kube")
     first = _config(namespace, "one")
     kube_apiserver.apply(_service_and_slice(namespace, ["10.203.255.2"]))
-    kube_apiserver.apply(_secret_yaml(namespace, _snapshot_data(first)))
     applied: list[model.GatewayConfig] = []
     source = sources.SecretSource(
         api_client=api_client,
@@ -121,6 +120,10 @@ async def test_secret_source_follows_snapshot_endpoints_and_reports_a_lease(
     )
     source.start()
     try:
+        # Started before the operator wrote the Secret: waits, then takes it when it appears.
+        assert not await source.wait_first_config(1.0)
+        assert "not found; waiting" in caplog.text
+        kube_apiserver.apply(_secret_yaml(namespace, _snapshot_data(first)))
         assert await source.wait_first_config(WAIT)
         await _until(lambda: applied and applied[-1].endpoints, "live endpoints")
         assert applied[-1].version == first.version

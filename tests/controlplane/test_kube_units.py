@@ -9,7 +9,7 @@ import gzip
 import pytest
 
 from propylon_config import codec, model
-from propylon_proxy.kube import leases, slices, snapshots
+from propylon_proxy.kube import leases, slices, snapshots, watches
 
 TARGET = model.ServiceTarget(namespace="shop", name="users", port=80)
 
@@ -131,3 +131,27 @@ def test_lease_names_and_body() -> None:
         "leaseDurationSeconds": 30,
         "renewTime": "2026-01-02T03:04:05.600000Z",
     }
+
+
+def test_a_410_in_the_watch_stream_or_as_a_status_means_list_again() -> None:
+    watch = watches.ListWatch(what="t", list_fn=lambda *a, **k: None, namespace="ns", publish=lambda store: None)
+    with pytest.raises(watches.Gone):
+        watch._apply({"type": "ERROR", "object": {"code": 410, "message": "too old resource version"}}, {}, "5")
+
+    class Response:
+        status = 410
+
+    with pytest.raises(watches.Gone):
+        watches._check(Response(), b"")
+
+
+def test_watch_events_keep_the_store_and_resource_version() -> None:
+    published: list[dict] = []
+    watch = watches.ListWatch(what="t", list_fn=lambda *a, **k: None, namespace="ns", publish=published.append)
+    store: dict = {}
+    obj = {"metadata": {"name": "a", "resourceVersion": "7"}}
+    assert watch._apply({"type": "ADDED", "object": obj}, store, "5") == "7"
+    assert watch._apply({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}}, store, "7") == "9"
+    gone = {"metadata": {"name": "a", "resourceVersion": "10"}}
+    assert watch._apply({"type": "DELETED", "object": gone}, store, "9") == "10"
+    assert published == [{"a": obj}, {}]
