@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -179,6 +180,8 @@ async def start_gateway() -> AsyncIterator[GatewayFactory]:
         proxy_settings = settings.ProxySettings(
             listener=listener or settings.ListenerSettings(),
             trusted_proxies=settings.parse_networks(trusted),
+            # PROPYLON_TEST_UPSTREAM=pool runs the same tests over the pooled httptools client.
+            upstream_kind=os.environ.get("PROPYLON_TEST_UPSTREAM", "aiohttp"),
         )
         gw = gateway.Gateway(proxy_settings, **kwargs)
         if snapshot is not None:

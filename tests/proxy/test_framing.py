@@ -3,6 +3,12 @@ and nothing ever reaches the backend."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from propylon_proxy import settings
@@ -131,3 +137,49 @@ async def test_stalled_body_gets_408_and_close(proxied):
     )
     assert (response.status, response.json()) == (408, {"message": "Request Timeout"})
     assert closed
+
+
+async def test_idle_keepalive_connection_is_closed(start_gateway):
+    gw = await start_gateway(
+        c.config(c.stage([("GET /x", c.mock())])), listener=settings.ListenerSettings(keepalive_timeout=0.5)
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.addresses.port)
+    try:
+        writer.write(b"GET /prod/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200")
+        length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+        await asyncio.wait_for(reader.readexactly(length), 5)
+        # Idle now: the server closes the connection after the keep-alive timeout.
+        assert await asyncio.wait_for(reader.read(1), 5) == b""
+    finally:
+        writer.close()
+
+
+async def test_a_slow_client_does_not_delay_others(proxied):
+    gw, _ = proxied
+    _, slow_writer = await asyncio.open_connection("127.0.0.1", gw.addresses.port)
+    try:
+        slow_writer.write(b"GET /prod/echo/x HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        await slow_writer.drain()
+        response, _ = await c.raw_request(
+            gw.addresses.port, b"GET /prod/echo/fast HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", timeout=3
+        )
+        assert response.status == 200
+    finally:
+        slow_writer.close()
+
+
+def test_framing_holds_with_the_pure_python_parser():
+    """aiohttp falls back to its Python parser without the C extension: run these tests on it."""
+    env = {**os.environ, "AIOHTTP_NO_EXTENSIONS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "not pure_python"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
