@@ -13,6 +13,7 @@ import importlib.util
 import json
 import pathlib
 import re
+import time
 from types import ModuleType
 
 import cluster
@@ -102,3 +103,51 @@ def test_defaults_of_the_design_examples_are_the_api_servers(plane: cluster.Cont
     code, stdout = _dry_run(plane, document.body, output="json")
     assert code == 0, stdout
     assert json.loads(stdout)["spec"] == schemas.with_defaults(document)["spec"]
+
+
+def _explain(plane: cluster.ControlPlane, field: str) -> str:
+    # The API server publishes a new CRD's OpenAPI a moment after it is Established.
+    deadline = time.monotonic() + 60
+    while True:
+        result = plane.kubectl("explain", field, "--api-version=propylon.dev/v1alpha1", check=False)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            assert result.returncode == 0, result.stderr
+            return " ".join(result.stdout.split())
+        time.sleep(1)
+
+
+def test_kubectl_explain_teaches_the_fields(plane: cluster.ControlPlane) -> None:
+    assert "50 to 300000, default 29000" in _explain(plane, "apis.spec.routes.integration.timeoutMillis")
+    assert "unauthorizedCacheControlHeaderStrategy" in _explain(plane, "stages.spec.cache")
+
+
+def test_short_names_and_category(plane: cluster.ControlPlane) -> None:
+    out = plane.kubectl("api-resources", "--api-group=propylon.dev", "-o", "wide").stdout
+    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+    expected = {"apis": "pgapi", "stages": "pgstage", "usageplans": "pgplan", "authorizers": "pgauth"}
+    for plural, short in expected.items():
+        assert short in rows[plural].split() and "propylon" in rows[plural], rows
+    assert plane.kubectl("get", "propylon", "-n", NAMESPACE, check=False).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("plural", "columns"),
+    [
+        ("apis", ["Name", "Protocol", "Ready", "Age"]),
+        ("stages", ["Name", "Api", "BasePath", "URL", "Ready", "Age"]),
+        ("usageplans", ["Name", "Keys", "Ready", "Age"]),
+        ("authorizers", ["Name", "Type", "Ready", "Age"]),
+    ],
+)
+def test_printer_columns_are_served(plane: cluster.ControlPlane, plural: str, columns: list[str]) -> None:
+    client = plane.api_client()
+    try:
+        response = client.rest_client.request(
+            "GET",
+            f"{client.configuration.host}/apis/propylon.dev/v1alpha1/namespaces/{NAMESPACE}/{plural}",
+            headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        )
+        table = json.loads(getattr(response, "data", None) or response.read())
+    finally:
+        client.close()
+    assert [c["name"] for c in table["columnDefinitions"]] == columns
