@@ -207,6 +207,24 @@ def propylon_manifests(work: Path, backend_port: int) -> Path:
     return folder
 
 
+def start_propylon(procs: Processes, name: str, work: Path, port: int, backend_port: int) -> None:
+    """``propylon serve`` with the upstream client chosen by PROPYLON_UPSTREAM and, while serve
+    has it, its (hidden) ``--upstream`` flag; without the flag if this serve does not know it."""
+    kind = name.removeprefix("propylon-")
+    manifests = propylon_manifests(work, backend_port)
+    argv = [sys.executable, "-m", "propylon", "serve", "-f", str(manifests), "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--internal-port", str(free_port()), "--admin-port", str(free_port())]
+    env = {"PROPYLON_UPSTREAM": kind}
+    procs.start(name, [*argv, "--upstream", kind], cpu=TARGET_CPU, env=env)
+    deadline = time.monotonic() + 10
+    while procs.alive(name) and time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    if not procs.alive(name) and "unrecognized arguments: --upstream" in procs.log_tail(name):
+        procs.start(name, argv, cpu=TARGET_CPU, env=env)
+
+
 # -- wrk --------------------------------------------------------------------------------------
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -268,10 +286,7 @@ def start_targets(procs: Processes, work: Path, wanted: list[str]) -> list[Targe
             )
             continue
         elif name.startswith("propylon-"):
-            manifests = propylon_manifests(work, backend_port)
-            argv = [python, "-m", "propylon", "serve", "-f", str(manifests), "--host", "127.0.0.1"]
-            argv += ["--port", str(port), "--internal-port", str(free_port()), "--admin-port", str(free_port())]
-            procs.start(name, argv, cpu=TARGET_CPU, env={"PROPYLON_UPSTREAM": name.removeprefix("propylon-")})
+            start_propylon(procs, name, work, port, backend_port)
             path = "/bench/hello"
         else:
             raise SystemExit(f"unknown target {name}")
