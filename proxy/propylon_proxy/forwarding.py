@@ -32,7 +32,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Set by the gateway itself; whatever the client sent under these names is never forwarded.
-_GATEWAY_OWNED = frozenset({"host", "x-request-id", "traceparent"})
+# (Expect is answered by the gateway, which has already invited the body.)
+_GATEWAY_OWNED = frozenset({"host", "x-request-id", "traceparent", "expect"})
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 

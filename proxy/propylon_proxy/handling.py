@@ -185,6 +185,10 @@ class Pipeline:
         method = integration.method or request.method
         body = None
         if request.body_exists:
+            if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+                # Every check that could refuse the request has passed: invite the body now.
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                request.writer.output_size = 0
             body = proxying.RequestBody(
                 request.content,
                 limit=plan.config.settings.max_body_bytes,

@@ -242,3 +242,54 @@ async def test_inflight_request_finishes_on_its_plan_after_swap(start_gateway, b
         resp = await asyncio.wait_for(slow, 10)
         assert resp.status == 200
         resp.release()
+
+
+async def test_expect_continue_is_answered_by_the_gateway(gw, backend):
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.addresses.port)
+    try:
+        writer.write(
+            b"PUT /prod/echo/up HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"hello")
+        await writer.drain()
+        rest = await asyncio.wait_for(reader.read(), 5)
+        assert rest.startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+    assert backend.received[-1]["body"] == "hello"
+    assert "expect" not in _headers(backend.received[-1])
+
+
+async def test_expect_continue_refused_when_too_large(gw, backend):
+    response, closed = await c.raw_request(
+        gw.addresses.port,
+        b"PUT /prod/echo/up HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 20000000\r\n"
+        b"Expect: 100-continue\r\n\r\n",
+    )
+    assert response.status == 413 and closed
+    assert b"100 Continue" not in response.data
+    assert backend.received == []
+
+
+async def test_stage_gateway_response_override(start_gateway):
+    override = model.GatewayResponse(
+        status_code=502, headers=(("X-Why", "down"),), body='{"message":"backend is down, sorry"}'
+    )
+    port = _closed_port()
+    snapshot = c.config(
+        c.stage(
+            [("GET /down", c.http_proxy(f"http://127.0.0.1:{port}/"))],
+            gateway_responses=(("INTEGRATION_FAILURE", override),),
+        )
+    )
+    gw = await start_gateway(snapshot)
+    async with aiohttp.ClientSession() as session, session.get(gw.addresses.urls()["public"] + "/prod/down") as resp:
+        assert resp.status == 502
+        assert await resp.json() == {"message": "backend is down, sorry"}
+        assert resp.headers["X-Why"] == "down"
+        assert resp.headers["x-propylon-error-type"] == "INTEGRATION_FAILURE"
+        assert resp.headers["x-request-id"]
