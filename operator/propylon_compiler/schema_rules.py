@@ -90,6 +90,15 @@ TWINS: dict[str, Twin] = {
         "self.protocol == 'WEBSOCKET' || !has(self.websocket)",
         lambda s: s["protocol"] == "WEBSOCKET" or not _has(s, "websocket"),
     ),
+    "routeResponseSelectionExpression applies only to routes of WEBSOCKET Apis": Twin(
+        "self.protocol == 'WEBSOCKET' || !has(self.routes) || "
+        "self.routes.all(r, !has(r.routeResponseSelectionExpression))",
+        lambda s: (
+            s["protocol"] == "WEBSOCKET"
+            or not _has(s, "routes")
+            or all(not _has(r, "routeResponseSelectionExpression") for r in s["routes"])
+        ),
+    ),
     # Api: spec.cors
     'allowOrigins "*" cannot be combined with allowCredentials: list the origins explicitly': Twin(
         "!has(self.allowCredentials) || !self.allowCredentials || !has(self.allowOrigins) || "

@@ -379,6 +379,12 @@ BROKEN: list[tuple[str, manifests.Document, str, str]] = [
         "websocket applies only to WEBSOCKET Apis",
     ),
     (
+        "two-way route on an HTTP Api",
+        _edit(API, "spec.routes[0].routeResponseSelectionExpression", "$default"),
+        "spec.routes",
+        "routeResponseSelectionExpression applies only to routes of WEBSOCKET Apis",
+    ),
+    (
         "duplicate routeKey",
         _edit(API, "spec.routes[1].routeKey", "GET /users/{id}"),
         "spec.routes[1]",
