@@ -108,6 +108,15 @@ class Backend:
         path = request.raw_path
         if path.startswith("/slow"):
             await asyncio.sleep(2)
+        if path.startswith("/die"):
+            # Promise 1000 bytes, send 10, hang up.
+            response = web.StreamResponse()
+            response.content_length = 1000
+            await response.prepare(request)
+            await response.write(b"0123456789")
+            assert request.transport is not None
+            request.transport.close()
+            return response
         if path.startswith("/big"):
             size = int(request.query.get("n", "0"))
             response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})

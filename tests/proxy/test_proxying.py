@@ -293,3 +293,13 @@ async def test_stage_gateway_response_override(start_gateway):
         assert resp.headers["X-Why"] == "down"
         assert resp.headers["x-propylon-error-type"] == "INTEGRATION_FAILURE"
         assert resp.headers["x-request-id"]
+
+
+async def test_backend_dying_mid_response_cuts_the_client_connection(start_gateway, backend):
+    gw = await start_gateway(c.config(c.stage([("GET /die", c.http_proxy(backend.url + "/die"))])))
+    response, closed = await c.raw_request(gw.addresses.port, b"GET /prod/die HTTP/1.1\r\nHost: a\r\n\r\n", timeout=5)
+    assert response.status == 200
+    assert closed
+    # The client can tell: fewer bytes than the Content-Length it was promised.
+    assert int(response.headers["content-length"]) == 1000
+    assert len(response.body) < 1000
