@@ -9,23 +9,13 @@ usage-plan label is removed) are forgotten, which label-filtered handlers would 
 from __future__ import annotations
 
 import logging
-import pathlib
 from typing import Any
 
 import kopf
 
-from propylon_operator import (
-    admission,
-    certificates,
-    leases,
-    reconciling,
-)
-from propylon_operator import (
-    inventory as inventory_,
-)
-from propylon_operator import (
-    settings as settings_,
-)
+from propylon_operator import admission, leases, reconciling, webhooks
+from propylon_operator import inventory as inventory_
+from propylon_operator import settings as settings_
 
 logger = logging.getLogger("propylon.operator")
 
@@ -122,7 +112,7 @@ def build_registry(
                 VERSION,
                 plural,
                 registry=registry,
-                id=f"validate-{plural}",
+                id=webhooks.handler_id(plural),
                 operations=["CREATE", "UPDATE"],
                 # With the operator down, applies still go through; status then reports problems.
                 ignore_failures=True,
@@ -142,18 +132,13 @@ def _validator(kind: str, settings: settings_.Settings) -> Any:
     return validate
 
 
-def webhook_configuration_name(settings: settings_.Settings) -> str:
-    return f"{settings.gateway_name}.{settings.gateway_namespace}.{GROUP}"
-
-
-def kopf_settings(settings: settings_.Settings, cert_dir: str | None) -> kopf.OperatorSettings:
+def kopf_settings(settings: settings_.Settings, certfile: str | None, pkeyfile: str | None) -> kopf.OperatorSettings:
     configured = kopf.OperatorSettings()
     configured.posting.enabled = False  # we post our own Events; kopf's would narrate every handler call
     configured.watching.server_timeout = 300
     configured.networking.request_timeout = 60
-    if settings.webhook_port is not None and cert_dir is not None:
-        hostnames = [settings.webhook_host, settings.webhook_addr, "localhost", "127.0.0.1"]
-        certfile, pkeyfile = certificates.write_self_signed(pathlib.Path(cert_dir), hostnames)
+    if settings.webhook_port is not None:
+        # kopf serves the reviews; ``webhooks.configuration`` (applied by the reconcile) routes them here.
         configured.admission.server = kopf.WebhookServer(
             addr=settings.webhook_addr,
             port=settings.webhook_port,
@@ -161,7 +146,5 @@ def kopf_settings(settings: settings_.Settings, cert_dir: str | None) -> kopf.Op
             certfile=certfile,
             pkeyfile=pkeyfile,
         )
-        # One webhook configuration per gateway, so that two operators (two gateways, or a test
-        # next to a real one) never overwrite each other's.
-        configured.admission.managed = webhook_configuration_name(settings)
+        configured.admission.managed = None
     return configured

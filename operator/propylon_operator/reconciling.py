@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from propylon_config import model
@@ -32,12 +32,8 @@ from propylon_operator import (
     statuses,
     workloads,
 )
-from propylon_operator import (
-    inventory as inventory_,
-)
-from propylon_operator import (
-    settings as settings_,
-)
+from propylon_operator import inventory as inventory_
+from propylon_operator import settings as settings_
 
 logger = logging.getLogger("propylon.operator")
 
@@ -72,6 +68,7 @@ class Reconciler:
         inventory: inventory_.Inventory,
         *,
         clock: Callable[[], datetime.datetime] = utcnow,
+        cluster_objects: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.settings = settings
         self.client = client
@@ -87,6 +84,7 @@ class Reconciler:
         self._applied_digest: str | None = None
         self._applied_at = 0.0
         self._apply_failed_at: float | None = None
+        self._cluster_objects = list(cluster_objects)
         inventory.subscribe(self.wakeup.set)
 
     # -- inputs from the watch handlers
@@ -142,6 +140,12 @@ class Reconciler:
             self.inventory.put(item, only_if_newer=True)
         if not self._published.known:
             self._published = _Published(body=await self.client.get(self._secret_path()), known=True)
+        for manifest in self._cluster_objects:
+            # The webhook configuration carries this process's fresh CA: (re)apply it once per start.
+            try:
+                await self.client.apply(_manifest_path(manifest), manifest)
+            except kube.KubeError as exc:
+                logger.warning("cannot apply %s %s: %s", manifest["kind"], manifest["metadata"]["name"], exc)
         if self.settings.owner_deployment:
             path = kube.object_path("apps/v1", "deployments", self.settings.gateway_namespace)
             owner = await self.client.get(f"{path}/{self.settings.owner_deployment}")

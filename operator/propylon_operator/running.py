@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import pathlib
 import tempfile
 
 import kopf
 
-from propylon_operator import handlers, kube, reconciling
+from propylon_operator import certificates, handlers, kube, reconciling, webhooks
 from propylon_operator import inventory as inventory_
 from propylon_operator import settings as settings_
 
@@ -20,10 +21,16 @@ async def operate(settings: settings_.Settings, *, stop_flag: asyncio.Event | No
     configuration = kube.load_configuration(settings.kubeconfig)
     client = kube.Client(configuration)
     inventory = inventory_.Inventory()
-    reconciler = reconciling.Reconciler(settings, client, inventory)
-    registry = handlers.build_registry(settings, inventory, reconciler, configuration)
     with tempfile.TemporaryDirectory(prefix="propylon-webhook-") as cert_dir:
-        configured = handlers.kopf_settings(settings, cert_dir)
+        certfile = pkeyfile = None
+        extra: list[dict[str, object]] = []
+        if settings.webhook_port is not None:
+            hostnames = [settings.webhook_host, settings.webhook_addr, "localhost", "127.0.0.1"]
+            certfile, pkeyfile = certificates.write_self_signed(pathlib.Path(cert_dir), hostnames)
+            extra.append(webhooks.configuration(settings, pathlib.Path(certfile).read_bytes()))
+        reconciler = reconciling.Reconciler(settings, client, inventory, cluster_objects=extra)
+        registry = handlers.build_registry(settings, inventory, reconciler, configuration)
+        configured = handlers.kopf_settings(settings, certfile, pkeyfile)
         if settings.watches_all_namespaces:
             scope: dict[str, object] = {"clusterwide": True}
         else:
@@ -35,7 +42,9 @@ async def operate(settings: settings_.Settings, *, stop_flag: asyncio.Event | No
             await kopf.operator(
                 registry=registry,
                 settings=configured,
-                standalone=True,
+                standalone=settings.peering is None,
+                peering_name=settings.peering,
+                liveness_endpoint=settings.liveness_endpoint,
                 stop_flag=stop_flag,
                 **scope,  # type: ignore[arg-type]
             )

@@ -23,7 +23,10 @@ class Settings:
     webhook_port: int | None = None  # None = no admission webhook
     webhook_host: str = "127.0.0.1"
     webhook_addr: str = "0.0.0.0"
-    webhook_url: str | None = None  # a Service URL in front of the webhook, when not reached by host:port
+    webhook_url: str | None = None  # a URL in front of the webhook, when not reached by https://host:port
+    webhook_configuration: str = "propylon.dev"  # name of the ValidatingWebhookConfiguration
+    peering: str | None = None  # None = standalone (no kopf peering)
+    liveness_endpoint: str | None = None
     debounce_quiet_s: float = 0.4
     debounce_max_s: float = 2.0
     resync_s: float = 10.0  # status resync (Lease freshness), and the floor for re-applying workloads

@@ -256,5 +256,6 @@ PLURALS = {
     "PodDisruptionBudget": ("poddisruptionbudgets", True),
     "HorizontalPodAutoscaler": ("horizontalpodautoscalers", True),
     "Secret": ("secrets", True),
+    "ValidatingWebhookConfiguration": ("validatingwebhookconfigurations", False),
 }
 """Kind -> (plural, namespaced) for the kinds this module builds."""

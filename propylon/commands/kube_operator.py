@@ -45,12 +45,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--webhook-port", type=int, default=None, help="serve a validating admission webhook")
     parser.add_argument("--webhook-host", default="127.0.0.1", help="host name the API server dials for the webhook")
     parser.add_argument("--webhook-addr", default="0.0.0.0", help="address the webhook listens on")
-    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
     parser.add_argument(
+        "--webhook-url",
+        default=None,
+        help="base URL the API server dials instead of https://HOST:PORT (a Service or tunnel in front)",
+    )
+    parser.add_argument(
+        "--webhook-configuration",
+        default="propylon.dev",
+        metavar="NAME",
+        help="name of the ValidatingWebhookConfiguration to keep up to date (one per gateway)",
+    )
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    peering = parser.add_mutually_exclusive_group()
+    peering.add_argument(
         "--standalone",
         action="store_true",
-        default=True,
         help="run without kopf peering (the default: one operator per gateway)",
+    )
+    peering.add_argument(
+        "--peering",
+        default=None,
+        metavar="NAME",
+        help="coordinate with other operator replicas through this kopf peering object (must exist)",
+    )
+    parser.add_argument(
+        "--liveness",
+        default=None,
+        metavar="URL",
+        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
     )
 
 
@@ -72,5 +95,9 @@ def run(args: argparse.Namespace) -> int:
         webhook_port=args.webhook_port,
         webhook_host=args.webhook_host,
         webhook_addr=args.webhook_addr,
+        webhook_url=args.webhook_url,
+        webhook_configuration=args.webhook_configuration,
+        peering=None if args.standalone else args.peering,
+        liveness_endpoint=args.liveness,
     )
     return running.run(configured)

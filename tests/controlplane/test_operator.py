@@ -356,10 +356,26 @@ def test_restarting_the_operator_rewrites_nothing(env: Env, backend: str) -> Non
 
 def test_admission_webhook_refuses_what_cannot_compile(env: Env, backend: str) -> None:
     port = cluster.free_port()
-    env.start_operator("--webhook-port", str(port), "--webhook-host", "127.0.0.1", "--webhook-addr", "127.0.0.1")
     name = f"{GATEWAY}.{env.gw_ns}.propylon.dev"
+    env.start_operator(
+        "--webhook-port",
+        str(port),
+        "--webhook-host",
+        "127.0.0.1",
+        "--webhook-addr",
+        "127.0.0.1",
+        "--webhook-configuration",
+        name,
+    )
     try:
-        _eventually(lambda: env.get("validatingwebhookconfiguration", name), START_WITHIN, "webhook registered")
+        configuration = _eventually(
+            lambda: env.get("validatingwebhookconfiguration", name), START_WITHIN, "webhook registered"
+        )
+        for webhook in configuration["webhooks"]:
+            # Only the watched namespace: other teams' objects never wait on this operator.
+            (expression,) = webhook["namespaceSelector"]["matchExpressions"]
+            assert expression["values"] == [env.app_ns]
+            assert webhook["clientConfig"]["url"].startswith(f"https://127.0.0.1:{port}/validate-")
         bad_model = f"""
 apiVersion: propylon.dev/v1alpha1
 kind: Api
@@ -396,4 +412,3 @@ spec:
         assert env.get("api", "-n", env.app_ns, "bad-model") is None
     finally:
         env.plane.kubectl("delete", "validatingwebhookconfiguration", name, "--ignore-not-found", check=False)
-        env.plane.kubectl("delete", "mutatingwebhookconfiguration", name, "--ignore-not-found", check=False)
