@@ -15,6 +15,7 @@ __all__ = [
     "manifests",
     "objects",
     "routes",
+    "schema_rules",
     "schemas",
     "stage_variables",
     "stages",
