@@ -104,15 +104,19 @@ class Client:
         if body is not None:
             headers["Content-Type"] = content_type
             data = json.dumps(body)
-        async with session.request(method, url, data=data, headers=headers) as response:
-            text = await response.text()
-            if response.status >= 300:
-                try:
-                    message = json.loads(text).get("message", text)
-                except (ValueError, AttributeError):
-                    message = text
-                raise KubeError(response.status, message)
-            return json.loads(text) if text else None
+        try:
+            async with session.request(method, url, data=data, headers=headers) as response:
+                status, text = response.status, await response.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Status 0: no answer at all (the API server away); callers retry like any 5xx.
+            raise KubeError(0, f"{method} {path}: {exc or type(exc).__name__}") from exc
+        if status >= 300:
+            try:
+                message = json.loads(text).get("message", text)
+            except (ValueError, AttributeError):
+                message = text
+            raise KubeError(status, message)
+        return json.loads(text) if text else None
 
     async def get(self, path: str) -> dict[str, Any] | None:
         """The object at ``path``, or None when it does not exist."""

@@ -99,7 +99,19 @@ class Reconciler:
     # -- the loop
 
     async def run(self) -> None:
-        await self.prime()
+        """Prime, then reconcile on every (debounced) change and every resync, forever.
+
+        Failures (the API server away, a write refused) are retried with a growing pause, up
+        to 30 s: the proxies keep serving the last published snapshot meanwhile.
+        """
+        backoff = _Backoff()
+        while True:
+            try:
+                await self.prime()
+                break
+            except (kube.KubeError, OSError, TimeoutError) as exc:
+                logger.warning("cannot read the cluster yet (%s); retrying in %.0f s", exc, backoff.delay)
+                await backoff.pause()
         loop = asyncio.get_running_loop()
         first = True
         while True:
@@ -113,10 +125,16 @@ class Reconciler:
                 await self.reconcile(now=loop.time())
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("reconcile failed; retrying shortly")
-                await asyncio.sleep(1.0)
+            except (kube.KubeError, OSError, TimeoutError) as exc:
+                logger.warning("reconcile failed (%s); retrying in %.0f s", exc, backoff.delay)
+                await backoff.pause()
                 self.wakeup.set()
+            except Exception:
+                logger.exception("reconcile failed; retrying in %.0f s", backoff.delay)
+                await backoff.pause()
+                self.wakeup.set()
+            else:
+                backoff.reset()
 
     async def prime(self) -> None:
         """List everything once before the first pass, so it never publishes a partial picture.
@@ -324,6 +342,20 @@ class Reconciler:
             await self.client.create(kube.object_path("v1", "events", str(meta.get("namespace"))), event)
         except kube.KubeError as exc:
             logger.warning("cannot post an event on %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
+
+
+class _Backoff:
+    """Pauses of 1, 2, 4 ... 30 s between failed attempts; back to 1 s after a success."""
+
+    def __init__(self) -> None:
+        self.delay = 1.0
+
+    async def pause(self) -> None:
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, 30.0)
+
+    def reset(self) -> None:
+        self.delay = 1.0
 
 
 def _became_broken(before: dict[str, Any], after: dict[str, Any]) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import time
 from collections.abc import Iterator
 
 import cluster
@@ -127,3 +128,29 @@ stringData: {{value: another-key-of-at-least-20-characters}}
     assert secret["metadata"]["annotations"]["propylon.dev/config-version"] == version
     status, _ = op._get(f"http://127.0.0.1:{port}/prod/echo/again")
     assert status == 200
+
+
+def test_operator_rides_out_an_api_server_outage(gateway: op.Env) -> None:
+    env = gateway
+    operator = env.start_operator()
+    env.plane.apply(op._api(env.app_ns, "http://127.0.0.1:9") + "---" + op._stage(env.app_ns))
+
+    def served_version() -> str | None:
+        stage = env.get("stage", "-n", env.app_ns, "dev")
+        return ((stage or {}).get("status") or {}).get("configVersion")
+
+    before = op._eventually(served_version, op.CHANGE_WITHIN * 2, "first version")
+    env.plane.stop_apiserver()
+    try:
+        time.sleep(3)  # the operator's watches and writes fail meanwhile
+    finally:
+        env.plane.start_apiserver()
+    operator.alive()
+
+    env.plane.apply(op._api(env.app_ns, "http://127.0.0.1:9", greeting="after the outage"))
+    after = op._eventually(
+        lambda: (v := served_version()) != before and v, 60, "the edit made after the outage is published"
+    )
+    secret = env.secret()
+    assert secret["metadata"]["annotations"]["propylon.dev/config-version"] == after
+    operator.alive()
