@@ -291,3 +291,9 @@ def test_what_rules_read_is_bounded() -> None:
     for kind, path, node, _ in _rules():
         unbounded = sorted(set(_unbounded(node, path)))
         assert not unbounded, (kind, path, unbounded)
+
+
+def test_the_offline_validator_reads_these_files() -> None:
+    # No second copy of the schema: propylon_compiler.schemas loads crds/ (or its packaged copy).
+    assert {kind: schemas.crds()[kind] for kind in PLURALS} == {kind: _load(kind) for kind in PLURALS}
+    assert tuple(PLURALS) == schemas.KINDS
