@@ -142,12 +142,18 @@ class Pipeline:
         return await self._error(exchange, gateway_responses.INTEGRATION_FAILURE)
 
     async def _send(self, exchange: _Exchange, response: web.StreamResponse, body: bytes = b"") -> web.StreamResponse:
+        """Send a response the gateway made itself (error or MOCK) in full."""
         response.headers["x-request-id"] = exchange.request_id
         exchange.status = response.status
+        if response.status in (204, 304):
+            body = b""  # these never carry a body; a stray one would desync the connection
+        else:
+            response.content_length = len(body)
         await response.prepare(exchange.request)
-        if body:
+        if body and exchange.request.method != "HEAD":
+            # HEAD: same headers (Content-Length included), no body.
             await response.write(body)
-        exchange.response_length += len(body)
+            exchange.response_length += len(body)
         await response.write_eof()
         return response
 
@@ -157,7 +163,6 @@ class Pipeline:
         response = web.StreamResponse(status=rendered.status)
         for name, value in rendered.headers:
             response.headers.add(name, value)
-        response.content_length = len(rendered.body)
         if error_type in gateway_responses.CLOSING:
             response.force_close()
         return await self._send(exchange, response, rendered.body)
@@ -173,7 +178,6 @@ class Pipeline:
         response = web.StreamResponse(status=mock.status_code)
         for name, value in mock.headers:
             response.headers.add(name, value)
-        response.content_length = len(body)
         return await self._send(exchange, response, body)
 
     async def _proxy(self, exchange: _Exchange, match: routing.Match, target: hygiene.Target) -> web.StreamResponse:

@@ -303,3 +303,31 @@ async def test_backend_dying_mid_response_cuts_the_client_connection(start_gatew
     # The client can tell: fewer bytes than the Content-Length it was promised.
     assert int(response.headers["content-length"]) == 1000
     assert len(response.body) < 1000
+
+
+async def test_head_and_no_content_responses_carry_no_body(start_gateway, backend):
+    """A body after HEAD or 204 would be read as the next response: pipelining must stay in step."""
+    snapshot = c.config(
+        c.stage(
+            [
+                ("ANY /mock", c.mock(body='{"a":1}')),
+                ("GET /empty", c.mock(status=204, body="ignored")),
+                ("ANY /big", c.http_proxy(backend.url + "/big?n=10")),
+            ]
+        )
+    )
+    gw = await start_gateway(snapshot)
+    pipelined = (
+        b"HEAD /prod/mock HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"GET /prod/empty HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"HEAD /prod/big HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"HEAD /prod/nope HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"GET /prod/mock HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    response, closed = await c.raw_request(gw.addresses.port, pipelined, timeout=5)
+    assert closed
+    heads = response.data.split(b"HTTP/1.1 ")[1:]
+    assert [h[:3] for h in heads] == [b"200", b"204", b"200", b"404", b"200"]
+    for head in heads[:-1]:
+        assert head.endswith(b"\r\n\r\n"), head
+    assert heads[-1].endswith(b'\r\n\r\n{"a":1}')
