@@ -22,7 +22,7 @@ Output: a table on stdout (req/s, p50, p99, ratios; medians over rounds), and in
 file of every raw measurement and a PNG chart. Processes are started in their own sessions and
 killed at the end, on error too. See bench/RESULTS.md for figures and how to read them.
 
-Run: ``python bench/run.py`` (about 2.5 minutes with the defaults); ``--help`` for options.
+Run: ``python bench/run.py`` (about 2.5 minutes with the defaults: 9 targets x 3 rounds x 5 s); ``--help`` for options.
 """
 
 from __future__ import annotations
@@ -371,11 +371,14 @@ def chart(summary: dict[str, dict[str, float]], path: Path, title: str) -> None:
     rps = [summary[n]["requests_per_s"] for n in names]
     low = [summary[n]["requests_per_s"] - summary[n]["requests_per_s_min"] for n in names]
     high = [summary[n]["requests_per_s_max"] - summary[n]["requests_per_s"] for n in names]
-    colors = ["#7f7f7f" if n in REFERENCES else "#1f77b4" for n in names]
+    # grey: references; blue: proxies under test; orange: an upstream client alone (no server).
+    colors = ["#7f7f7f" if n in REFERENCES else "#ff7f0e" if n.startswith("client-") else "#1f77b4" for n in names]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.6 * len(names) + 2), sharey=True)
     ax1.barh(names, rps, xerr=[low, high], color=colors, capsize=3)
-    for y, value in enumerate(rps):
-        ax1.text(value, y, f" {value:,.0f}", va="center", fontsize=8)
+    pad = max(rps) * 0.02
+    for y, name in enumerate(names):
+        ax1.text(summary[name]["requests_per_s_max"] + pad, y, f"{rps[y]:,.0f}", va="center", fontsize=8)
+    ax1.set_xlim(0, max(summary[n]["requests_per_s_max"] for n in names) * 1.15)
     ax1.set_xlabel("requests/s (median of rounds, whiskers min..max)")
     ax1.invert_yaxis()
     p50 = [summary[n]["p50_ms"] for n in names]
@@ -429,7 +432,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma-separated, from: %(default)s")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=5, help="measured seconds per target and round")
+    parser.add_argument("--seconds", type=int, default=4, help="measured seconds per target and round")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before each measurement")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
