@@ -57,6 +57,11 @@ class Gateway:
         self._servers: list[tuple[asyncio.Server, web.Server]] = []
         self.addresses: Addresses | None = None
 
+    def _count_rejected(self, status: int) -> None:
+        """Requests refused before routing (bad framing, slow heads) count as unmatched."""
+        labels = self.runtime.metrics.labels("", "", "")
+        self.runtime.metrics.requests.inc((*labels, ("code_class", f"{status // 100}xx")))
+
     def swap(self, config: model.GatewayConfig) -> plans.Plan:
         """Serve ``config`` from now on; requests already running keep the plan they started with."""
         return self.holder.swap(config)
@@ -67,8 +72,8 @@ class Gateway:
         listener = self.settings.listener
         bound = []
         handlers: list[web.Server] = [
-            server.GatewayServer(handling.Pipeline(self.runtime, "public"), listener),
-            server.GatewayServer(handling.Pipeline(self.runtime, "internal"), listener),
+            server.GatewayServer(handling.Pipeline(self.runtime, "public"), listener, self._count_rejected),
+            server.GatewayServer(handling.Pipeline(self.runtime, "internal"), listener, self._count_rejected),
             server.GatewayServer(admin.AdminHandler(self.runtime, self._admin_token), listener),
         ]
         loop = asyncio.get_running_loop()

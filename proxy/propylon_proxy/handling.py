@@ -144,6 +144,8 @@ class Pipeline:
     async def _send(self, exchange: _Exchange, response: web.StreamResponse, body: bytes = b"") -> web.StreamResponse:
         """Send a response the gateway made itself (error or MOCK) in full."""
         response.headers["x-request-id"] = exchange.request_id
+        # Otherwise aiohttp names itself and its version; proxied responses keep the backend's.
+        response.headers.setdefault("Server", "propylon")
         exchange.status = response.status
         if response.status in (204, 304):
             body = b""  # these never carry a body; a stray one would desync the connection

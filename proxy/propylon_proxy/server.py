@@ -17,6 +17,7 @@ from aiohttp import http_exceptions, web, web_protocol, web_server
 from propylon_proxy import gateway_responses, settings
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+OnRejected = Callable[[int], None]  # told the status of every error answered at this layer
 
 
 def _error_type_for(exc: BaseException | None, listener: settings.ListenerSettings) -> str:
@@ -34,9 +35,17 @@ def _error_type_for(exc: BaseException | None, listener: settings.ListenerSettin
 class GatewayRequestHandler(web_protocol.RequestHandler):
     """One client connection."""
 
-    def __init__(self, manager: web_server.Server, *, listener: settings.ListenerSettings, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        manager: web_server.Server,
+        *,
+        listener: settings.ListenerSettings,
+        on_rejected: OnRejected | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(manager, **kwargs)
         self._listener = listener
+        self._on_rejected = on_rejected
         self._head_deadline: asyncio.TimerHandle | None = None
         self._last_payload: Any = None
 
@@ -63,6 +72,8 @@ class GatewayRequestHandler(web_protocol.RequestHandler):
         if self._request_in_progress or self.transport is None or self._messages:
             return
         rendered = gateway_responses.render(gateway_responses.REQUEST_TIMEOUT, str(uuid.uuid4()))
+        if self._on_rejected is not None:
+            self._on_rejected(rendered.status)
         self.transport.write(gateway_responses.raw_bytes(rendered, "Request Timeout"))
         self.force_close()
 
@@ -87,7 +98,11 @@ class GatewayRequestHandler(web_protocol.RequestHandler):
             self.log_exception("Error handling request", exc_info=exc)
             error_type = gateway_responses.DEFAULT_5XX
         rendered = gateway_responses.render(error_type, str(uuid.uuid4()))
-        response = web.Response(status=rendered.status, body=rendered.body, headers=rendered.headers)
+        if self._on_rejected is not None:
+            self._on_rejected(rendered.status)
+        response = web.Response(
+            status=rendered.status, body=rendered.body, headers=(*rendered.headers, ("Server", "propylon"))
+        )
         response.force_close()
         return response
 
@@ -95,7 +110,9 @@ class GatewayRequestHandler(web_protocol.RequestHandler):
 class GatewayServer(web_server.Server):
     """``web.Server`` whose connections are ``GatewayRequestHandler``s."""
 
-    def __init__(self, handler: Handler, listener: settings.ListenerSettings) -> None:
+    def __init__(
+        self, handler: Handler, listener: settings.ListenerSettings, on_rejected: OnRejected | None = None
+    ) -> None:
         super().__init__(
             handler,
             keepalive_timeout=listener.keepalive_timeout,
@@ -107,6 +124,9 @@ class GatewayServer(web_server.Server):
             lingering_time=1.0,
         )
         self._listener = listener
+        self._on_rejected = on_rejected
 
     def __call__(self) -> GatewayRequestHandler:
-        return GatewayRequestHandler(self, listener=self._listener, loop=self._loop, **self._kwargs)
+        return GatewayRequestHandler(
+            self, listener=self._listener, on_rejected=self._on_rejected, loop=self._loop, **self._kwargs
+        )

@@ -145,3 +145,12 @@ async def test_access_log_line_per_request(start_gateway, backend):
     assert second["routeKey"] is None and second["integrationLatencyMs"] is None
     text = stream.getvalue()
     assert "do-not-log" not in text and "k" * 24 not in text
+
+
+async def test_requests_refused_by_the_parser_are_counted(start_gateway):
+    gw = await start_gateway(c.config(c.stage([("GET /x", c.mock())])))
+    response, _ = await c.raw_request(gw.addresses.port, b"GARBAGE\r\n\r\n")
+    assert response.status == 400
+    async with aiohttp.ClientSession() as session, session.get(gw.addresses.urls()["admin"] + "/metrics") as resp:
+        text = await resp.text()
+    assert 'propylon_requests_total{api="",stage="",route="",code_class="4xx"} 1' in text
