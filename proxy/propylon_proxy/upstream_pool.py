@@ -21,6 +21,10 @@ What it does:
 - a connection goes back to the pool only when its request body was fully sent, its response
   body fully read, and both sides allow keep-alive. Anything else closes it.
 
+What it leaves out on purpose: a limit on connections in use (the gateway bounds concurrency at
+its listeners; a second queue here would only hide overload), TLS, and protocol upgrades (a 101
+answer is a protocol error here; WebSocket proxying takes another path).
+
 It retries nothing: the pipeline decides. The one judgement it makes is how to report a reused
 connection that fails before any byte of a response arrived (the backend may have closed it while
 it sat idle, and we cannot know whether the request was processed):
