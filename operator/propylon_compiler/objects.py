@@ -98,8 +98,15 @@ class Reporter:
             self._broken.add(diagnostic.object_key)
 
     def add_schema_problem(self, diagnostic: diagnostics.Diagnostic) -> None:
-        """A CRD schema violation: breaks the object and silences the compiler on that field."""
-        self.add(diagnostic, breaks=True)
+        """A CRD schema violation: breaks the object and silences the compiler on that field.
+
+        Schema problems are never silenced by one another: ``schemas.validate`` already reports
+        each once, and a rule on a parent (``exactly one of service or url``) says nothing about
+        a bad child field (``timeoutMillis``)."""
+        if diagnostic not in self._seen:
+            self._seen.add(diagnostic)
+            self._diagnostics.append(diagnostic)
+        self._broken.add(diagnostic.object_key)
         if diagnostic.field:
             self._schema_fields.setdefault(diagnostic.object_key, []).append(diagnostic.field)
 

@@ -200,3 +200,30 @@ def test_secrets_never_reach_the_snapshot() -> None:
     result = compiler.compile(documents(text))
     assert "a-key-of-at-least-20-characters" not in codec.dumps(result.snapshot)
     assert "a-key-of-at-least-20-characters" not in yaml.safe_dump([str(d) for d in result.diagnostics])
+
+
+def test_a_url_may_start_with_a_stage_variable_and_is_checked_once_substituted() -> None:
+    text = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {name: users, namespace: shop}
+spec:
+  routes:
+    - routeKey: "GET /users/{id}"
+      integration: {type: HTTP_PROXY, url: "${stageVariables.backend}/v1/users/{id}"}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {name: prod, namespace: shop}
+spec: {apiRef: users, variables: {backend: "http://127.0.0.1:9000"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {name: beta, namespace: shop}
+spec: {apiRef: users, variables: {backend: "ftp://nowhere"}}
+"""
+    result = compiler.compile(documents(text))
+    (prod,) = [s for s in result.snapshot.stages if s.name == "prod"]
+    assert prod.routes[0].integration.url == "http://127.0.0.1:9000/v1/users/{id}"
+    messages = [str(d) for d in result.diagnostics]
+    assert len(messages) == 1 and "ftp://nowhere" in messages[0] and "Stage shop/beta" in messages[0], messages
