@@ -82,6 +82,15 @@ def _peer(request: web.BaseRequest) -> str:
     return ""
 
 
+def _as_written(value: str) -> str:
+    """A header value received as latin-1 text (one char per byte, the upstream interface's
+    convention), ready for aiohttp's writer, which encodes UTF-8: UTF-8 bytes pass through
+    unchanged, other bytes cannot be written by aiohttp and become U+FFFD."""
+    if value.isascii():
+        return value
+    return value.encode("latin-1", "replace").decode("utf-8", "replace")
+
+
 def _header_pairs(request: web.BaseRequest) -> list[tuple[str, str]]:
     return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in request.raw_headers]
 
@@ -296,7 +305,7 @@ class Pipeline:
             context = self._mapping_context(exchange, match, response.headers)
             headers = mappings.apply_response(blocks, response.status, context, headers)
         for name, value in headers:
-            out.headers.add(name, value)
+            out.headers.add(name, _as_written(value))
         out.headers["x-request-id"] = exchange.request_id
         exchange.status = response.status
         try:

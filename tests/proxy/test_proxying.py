@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from propylon_config import model
 from tests.proxy import conftest as c
@@ -331,3 +333,40 @@ async def test_head_and_no_content_responses_carry_no_body(start_gateway, backen
     for head in heads[:-1]:
         assert head.endswith(b"\r\n\r\n"), head
     assert heads[-1].endswith(b'\r\n\r\n{"a":1}')
+
+
+async def test_non_ascii_response_header_bytes_pass_unchanged(start_gateway):
+    async def handler(request):
+        response = web.StreamResponse(headers={"X-Name": "Zoë"})  # written as UTF-8 by aiohttp
+        response.content_length = 0
+        await response.prepare(request)
+        await response.write_eof()
+        return response
+
+    runner = web.ServerRunner(web.Server(handler))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        gw = await start_gateway(c.config(c.stage([("GET /n", c.http_proxy(f"http://127.0.0.1:{port}/"))])))
+        response, _ = await c.raw_request(
+            gw.addresses.port, b"GET /prod/n HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        )
+        assert response.status == 200
+        assert b"\r\nX-Name: Zo\xc3\xab\r\n" in response.data
+    finally:
+        await runner.cleanup()
+
+
+async def test_non_ascii_request_header_bytes_pass_unchanged(start_gateway, backend, request):
+    if os.environ.get("PROPYLON_TEST_UPSTREAM", "aiohttp") == "aiohttp":
+        # Header values cross the upstream interface as latin-1 text (one char per byte, as
+        # upstream_pool reads them); upstream_aiohttp hands them to aiohttp, which writes UTF-8.
+        request.applymarker(pytest.mark.xfail(reason="upstream_aiohttp re-encodes latin-1 header text as UTF-8"))
+    gw = await start_gateway(c.config(c.stage([("GET /x", c.http_proxy(backend.url + "/x"))])))
+    response, _ = await c.raw_request(
+        gw.addresses.port, b"GET /prod/x HTTP/1.1\r\nHost: a\r\nX-Name: Zo\xc3\xab\r\nConnection: close\r\n\r\n"
+    )
+    assert response.status == 200
+    assert ["X-Name", "Zo\xc3\xab"] in backend.received[-1]["headers"]  # latin-1 view of the raw bytes
