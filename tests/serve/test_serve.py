@@ -235,3 +235,26 @@ def test_bad_trusted_proxies_is_refused(folder: Path) -> None:
     done = _run("-f", str(folder), "--trusted-proxies", "10.0.0.0/8,not-an-ip")
     assert done.returncode == 2
     assert "not-an-ip" in done.stderr
+
+
+def _get_with(url: str, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def test_admin_token_file(folder: Path, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("a-long-admin-token\n")
+    served = Served(folder, tmp_path, "--admin-token-file", str(token_file))
+    try:
+        url = f"http://127.0.0.1:{served.admin}/admin/config"
+        assert _get_with(url, {}) == 401
+        assert _get_with(url, {"Authorization": "Bearer nope"}) == 401
+        assert _get_with(url, {"Authorization": "Bearer a-long-admin-token"}) == 200
+        assert _get_with(f"http://127.0.0.1:{served.admin}/healthz", {}) == 200
+    finally:
+        assert served.stop() == 0
