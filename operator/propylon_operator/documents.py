@@ -58,6 +58,21 @@ def to_document(body: dict[str, Any]) -> manifests.Document:
     return manifests.Document(origin=diagnostics.Origin(file=file, document=1), body=clean(body))
 
 
+def secret_references(body: dict[str, Any]) -> list[str]:
+    """Names of Secrets (in the object's namespace) an object needs besides labelled API keys.
+
+    Today an Authorizer's ``spec.jwt.secretRef`` (shared-secret JWTs). Such Secrets carry no
+    label to watch for, so the operator fetches exactly these by name.
+    """
+    spec = body.get("spec")
+    if body.get("kind") != "Authorizer" or not isinstance(spec, dict):
+        return []
+    jwt = spec.get("jwt")
+    ref = jwt.get("secretRef") if isinstance(jwt, dict) else None
+    name = ref.get("name") if isinstance(ref, dict) else None
+    return [name] if isinstance(name, str) and name else []
+
+
 def fingerprint(documents: Iterable[manifests.Document]) -> str:
     """A hash of the compiler's whole input: equal fingerprints compile to equal snapshots."""
     digest = hashlib.sha256()

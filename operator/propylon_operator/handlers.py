@@ -76,12 +76,7 @@ def build_registry(
         if key.namespace == settings.gateway_namespace and key.name == settings.snapshot_secret:
             reconciler.observe_snapshot_secret(None if event.get("type") == "DELETED" else data)
             return
-        labels = (data.get("metadata") or {}).get("labels") or {}
-        if (
-            event.get("type") == "DELETED"
-            or reconciling.USAGE_PLAN_LABEL not in labels
-            or not settings.watches(key.namespace)
-        ):
+        if event.get("type") == "DELETED" or not reconciler.wants_secret(data):
             inventory.discard(key)
         else:
             inventory.put(data, only_if_newer=True)

@@ -85,6 +85,7 @@ class Reconciler:
         self._applied_at = 0.0
         self._apply_failed_at: float | None = None
         self._cluster_objects = list(cluster_objects)
+        self._referenced: set[inventory_.Key] = set()  # unlabelled Secrets that Authorizers name
         inventory.subscribe(self.wakeup.set)
 
     # -- inputs from the watch handlers
@@ -95,6 +96,35 @@ class Reconciler:
         self._published = _Published(body=body, known=True)
         if publishing.stored_version(body) != before or body is None:
             self.wakeup.set()
+
+    def wants_secret(self, body: dict[str, Any]) -> bool:
+        """Whether a Secret is an input: a labelled API key, or one an Authorizer names."""
+        key = inventory_.Key.of(body)
+        if not self.settings.watches(key.namespace):
+            return False
+        labels = (body.get("metadata") or {}).get("labels") or {}
+        return USAGE_PLAN_LABEL in labels or key in self._referenced
+
+    async def _sync_referenced_secrets(self) -> None:
+        """Fetch Secrets that Authorizers newly name; forget those no longer named (level-based)."""
+        wanted = {
+            inventory_.Key("Secret", inventory_.Key.of(body).namespace, name)
+            for body in self.inventory.of_kind("Authorizer")
+            for name in documents.secret_references(body)
+        }
+        added, dropped = wanted - self._referenced, self._referenced - wanted
+        self._referenced = wanted
+        for key in sorted(dropped):
+            body = self.inventory.get(key)
+            if body is not None and not self.wants_secret(body):
+                self.inventory.discard(key)
+        for key in sorted(added):
+            if self.inventory.get(key) is None:
+                body = await self.client.get(kube.object_path("v1", "secrets", key.namespace, key.name))
+                if body is not None:
+                    body.setdefault("kind", "Secret")
+                    body.setdefault("apiVersion", "v1")
+                    self.inventory.put(body, only_if_newer=True)
 
     # -- the loop
 
@@ -196,6 +226,7 @@ class Reconciler:
 
     async def reconcile(self, *, now: float = 0.0) -> compiling.Outcome:
         self.passes += 1
+        await self._sync_referenced_secrets()
         inputs = {
             inventory_.Key.of(body): documents.to_document(body)
             for body in self.inventory.of_kind(*inventory_.INPUT_KINDS)

@@ -154,3 +154,50 @@ def test_operator_rides_out_an_api_server_outage(gateway: op.Env) -> None:
     secret = env.secret()
     assert secret["metadata"]["annotations"]["propylon.dev/config-version"] == after
     operator.alive()
+
+
+async def test_reconcile_fetches_secrets_that_authorizers_name(gateway: op.Env) -> None:
+    """Unlabelled Secrets are inputs only while an Authorizer names them (jwt.secretRef)."""
+    from propylon_operator import inventory, kube, reconciling, settings
+
+    env = gateway
+    env.plane.apply(f"""
+apiVersion: v1
+kind: Secret
+metadata: {{name: jwt-secret, namespace: {env.app_ns}}}
+stringData: {{secret: a-shared-secret-of-some-length}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: unrelated, namespace: {env.app_ns}}}
+stringData: {{note: "not a key"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Authorizer
+metadata: {{name: hs, namespace: {env.app_ns}}}
+spec:
+  type: JWT
+  identitySource: ["$request.header.Authorization"]
+  jwt:
+    issuer: https://issuer.example
+    algorithms: [HS256]
+    secretRef: {{name: jwt-secret, key: secret}}
+""")
+    configured = settings.Settings(gateway_name=op.GATEWAY, gateway_namespace=env.gw_ns, namespaces=(env.app_ns,))
+    client = kube.Client(kube.load_configuration(str(env.plane.kubeconfig)))
+    store = inventory.Inventory()
+    reconciler = reconciling.Reconciler(configured, client, store)
+    try:
+        await reconciler.prime()
+        await reconciler.reconcile()
+        named = inventory.Key("Secret", env.app_ns, "jwt-secret")
+        assert store.get(named) is not None
+        assert store.get(inventory.Key("Secret", env.app_ns, "unrelated")) is None
+        assert reconciler.wants_secret(store.get(named))
+
+        env.plane.kubectl("delete", "authorizer", "-n", env.app_ns, "hs")
+        store.discard(inventory.Key("Authorizer", env.app_ns, "hs"))  # what the watch would do
+        await reconciler.reconcile()
+        assert store.get(named) is None
+    finally:
+        await client.close()

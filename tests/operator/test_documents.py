@@ -42,3 +42,10 @@ def test_fingerprint_ignores_status_and_bookkeeping_but_not_spec() -> None:
     assert documents.fingerprint([documents.to_document(status_only)]) == base
     edited = {**LIVE_API, "spec": {"routes": [{"routeKey": "GET /x"}]}}
     assert documents.fingerprint([documents.to_document(edited)]) != base
+
+
+def test_authorizers_name_the_secrets_they_need() -> None:
+    authorizer = {"kind": "Authorizer", "spec": {"jwt": {"secretRef": {"name": "jwt", "key": "secret"}}}}
+    assert documents.secret_references(authorizer) == ["jwt"]
+    assert documents.secret_references({"kind": "Authorizer", "spec": {"jwt": {"issuer": "x"}}}) == []
+    assert documents.secret_references({"kind": "Api", "spec": {"jwt": {"secretRef": {"name": "x"}}}}) == []
