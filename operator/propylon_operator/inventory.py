@@ -52,7 +52,7 @@ class Inventory:
         one again, but the reconcile may have run in between).
         """
         key = Key.of(body)
-        if only_if_newer and _is_older(body, self._objects.get(key)):
+        if only_if_newer and is_older(body, self._objects.get(key)):
             return
         self._objects[key] = copy.deepcopy(dict(body))
         self._notify(key)
@@ -83,7 +83,8 @@ class Inventory:
             listener(key)
 
 
-def _is_older(body: dict[str, Any], stored: dict[str, Any] | None) -> bool:
+def is_older(body: dict[str, Any], stored: dict[str, Any] | None) -> bool:
+    """Whether ``body`` is an earlier version of the same object (same uid) than ``stored``."""
     if stored is None:
         return False
     new_meta, old_meta = body.get("metadata") or {}, stored.get("metadata") or {}

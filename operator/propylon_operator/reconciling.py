@@ -92,6 +92,8 @@ class Reconciler:
 
     def observe_snapshot_secret(self, body: dict[str, Any] | None) -> None:
         """The snapshot Secret as the watch sees it (None when deleted): republish if it drifted."""
+        if body is not None and inventory_.is_older(body, self._published.body):
+            return  # the watch echoing a write older than the one just made
         before = publishing.stored_version(self._published.body)
         self._published = _Published(body=body, known=True)
         if publishing.stored_version(body) != before or body is None:
