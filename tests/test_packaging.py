@@ -27,10 +27,16 @@ PACKAGES = ("propylon", "propylon_config", "propylon_proxy", "propylon_compiler"
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv with the wheel built from this checkout installed; returns the venv's bin folder."""
+    """A venv with the wheel installed; returns the venv's bin folder.
+
+    The wheel is built the way the Dockerfile's build stage builds it: from a folder holding only
+    what its COPY lines take from the checkout (minus .dockerignore), so a file the build needs
+    but the Dockerfile forgets fails here.
+    """
     work = tmp_path_factory.mktemp("packaging")
+    context = _docker_build_context(work / "context")
     wheels = work / "wheels"
-    build = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-w", str(wheels), "-q"]
+    build = [sys.executable, "-m", "pip", "wheel", str(context), "--no-deps", "-w", str(wheels), "-q"]
     if importlib.util.find_spec("hatchling") is not None:
         build.append("--no-build-isolation")  # no download needed when the backend is at hand
     done = subprocess.run(build, cwd=work, capture_output=True, text=True, timeout=300)
@@ -44,6 +50,29 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     done = subprocess.run(install, cwd=work, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return bin_dir
+
+
+def _docker_build_context(target: Path) -> Path:
+    """The files the Dockerfile's first stage copies into its WORKDIR, laid out as it lays them."""
+    patterns = _dockerignore_patterns()
+    target.mkdir(parents=True)
+    for word, rest in _instructions():
+        if word != "COPY" or "--from" in rest:
+            continue
+        *sources, dest = rest.split()
+        for source in sources:
+            origin = ROOT / source
+            into = target / dest / origin.name if dest.endswith("/") else target / dest
+            if origin.is_dir():
+                for file in sorted(origin.rglob("*")):
+                    relative = file.relative_to(ROOT)
+                    if file.is_file() and not _ignored(str(relative), patterns):
+                        (into / file.relative_to(origin)).parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(file, into / file.relative_to(origin))
+            else:
+                into.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, into)
+    return target
 
 
 def _run(bin_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
