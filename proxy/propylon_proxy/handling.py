@@ -143,6 +143,14 @@ class Pipeline:
             return await self._error(exchange, gateway_responses.RESOURCE_NOT_FOUND)
         exchange.route = match.route
         chain = plan.chains[match.route.id]
+        if chain.steps:
+            step_input = plans.StepInput(
+                request=request, match=match, request_id=exchange.request_id, source_ip=exchange.source_ip
+            )
+            for step in chain.steps:
+                refused = await step(step_input)
+                if refused is not None:
+                    return await self._error(exchange, refused)
         if chain.integration is model.IntegrationType.MOCK:
             return await self._mock(exchange, match)
         if chain.integration is model.IntegrationType.HTTP_PROXY:

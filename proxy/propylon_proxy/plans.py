@@ -8,21 +8,40 @@ so a swap in the middle of a request cannot mix two configurations.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
 
 from propylon_config import model
 from propylon_proxy import routing
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class StepInput:
+    """What a chain step may look at: the request as checked and routed, never raw bytes again."""
+
+    request: web.BaseRequest
+    match: routing.Match
+    request_id: str
+    source_ip: str
+
+
+# A step answers with a section-3 response type to stop the chain ("UNAUTHORIZED",
+# "THROTTLED", ...), or None to let the request go on.
+Step = Callable[[StepInput], Awaitable[str | None]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Chain:
     """What runs for one route, decided once per plan.
 
-    ``steps`` is where authorizers, API keys, throttling, validation and caching will slot in,
-    in that order, each a name the pipeline knows; today every chain is just its integration.
+    ``steps`` run in order before the integration; authorizers, API keys, throttling,
+    validation and caching slot in here as they are built (today every chain is empty), each
+    prepared once per plan with the route's settings rather than looked up per request.
     """
 
     route: model.Route
-    steps: tuple[str, ...]
+    steps: tuple[Step, ...]
     integration: model.IntegrationType
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import aiohttp
 
 from tests.proxy import conftest as c
@@ -34,3 +36,22 @@ async def test_mock_proxy_and_not_found(start_gateway, backend):
             assert await resp.json() == {"message": "Not Found"}
             assert resp.headers["x-propylon-error-type"] == "RESOURCE_NOT_FOUND"
             assert resp.headers["x-request-id"]
+
+
+async def test_a_chain_step_can_refuse_before_the_integration(start_gateway, backend):
+    """The slot later features (authorizers, keys, throttling, validation) plug into."""
+    gw = await start_gateway(c.config(c.stage([("GET /x", c.http_proxy(backend.url + "/x"))])))
+    seen = []
+
+    async def throttle(step_input):
+        seen.append((step_input.match.route.route_key, step_input.request_id))
+        return "THROTTLED"
+
+    plan = gw.holder.current
+    route_id = "shop/prod/GET /x"
+    plan.chains[route_id] = dataclasses.replace(plan.chains[route_id], steps=(throttle,))
+    async with aiohttp.ClientSession() as session, session.get(gw.addresses.urls()["public"] + "/prod/x") as resp:
+        assert resp.status == 429
+        assert await resp.json() == {"message": "Too Many Requests"}
+        assert seen == [("GET /x", resp.headers["x-request-id"])]
+    assert backend.received == []
