@@ -88,6 +88,8 @@ def render(
     response = resolve(overrides, error_type)
     headers = [("Content-Type", "application/json")]
     headers.extend(response.headers)
+    if response.status_code == 429 and not any(name.lower() == "retry-after" for name, _ in headers):
+        headers.append(("Retry-After", "1"))  # section 3: every 429 says when to come back
     headers.append(("x-propylon-error-type", error_type))
     headers.append(("x-request-id", request_id))
     return Rendered(response.status_code, tuple(headers), response.body.encode(), error_type)

@@ -53,5 +53,6 @@ async def test_a_chain_step_can_refuse_before_the_integration(start_gateway, bac
     async with aiohttp.ClientSession() as session, session.get(gw.addresses.urls()["public"] + "/prod/x") as resp:
         assert resp.status == 429
         assert await resp.json() == {"message": "Too Many Requests"}
+        assert resp.headers["Retry-After"] == "1"
         assert seen == [("GET /x", resp.headers["x-request-id"])]
     assert backend.received == []
