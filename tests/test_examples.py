@@ -10,6 +10,7 @@ so it never collides with anything else on the machine.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import shutil
 import socket
@@ -345,3 +346,37 @@ def test_kubernetes_example_health_is_a_mock(kubernetes_served: str) -> None:
     answer = _request(f"{kubernetes_served}/prod/health")
     assert answer.status == 200
     assert answer.json() == {"status": "ok", "requestId": answer.headers["x-request-id"]}
+
+
+# --- the README tells the truth ------------------------------------------------------------------
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    first, second = (line.strip() for line in (ROOT / "README.md").read_text().splitlines()[:2])
+    assert first == "pip install . && propylon serve -f examples/quickstart"
+    assert second == "bash .ci/run"
+    assert (ROOT / "examples" / "quickstart").is_dir()
+
+
+def _readme_answers() -> dict[str, str]:
+    """`$ curl URL` lines of the README, each with the JSON printed after it."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    out = {}
+    for line, after in itertools.pairwise(lines):
+        if line.startswith("$ curl http://127.0.0.1:8080/") and after[:1] in ("{", "["):
+            out[line.removeprefix("$ curl http://127.0.0.1:8080").split()[0]] = after
+    return out
+
+
+def test_readme_outputs_are_what_the_quickstart_answers(served: Served) -> None:
+    answers = _readme_answers()
+    assert {"/dev/hello", "/dev/pets"} <= set(answers)
+    for path, printed in answers.items():
+        answer = _request(f"{served.base}{path}")
+        assert answer.status == 200, path
+        expected = json.loads(printed.replace('"…"', '"<request id>"'))
+        actual = answer.json()
+        if isinstance(expected, dict) and expected.get("requestId") == "<request id>":
+            assert isinstance(actual, dict)
+            actual = {**actual, "requestId": "<request id>"}
+        assert actual == expected, path
