@@ -115,7 +115,7 @@ async def _serve(args: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         log.info("stopping")
-        source.stop()
+        await source.close()  # gives the Lease back first: this replica stops counting as serving
         await gw.stop()
         api_client.close()
     return 0

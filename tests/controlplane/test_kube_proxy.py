@@ -229,6 +229,11 @@ def test_proxy_serves_the_secret_and_follows_secret_and_endpoint_changes(
     assert (status, answer["backend"]) == (200, "green")
     assert _lease_version(kube_apiserver, namespace) == second.version
 
+    # A replica that shuts down gives its Lease back rather than letting it count for 30 s more.
+    proxy.stop()
+    assert proxy.process.returncode == 0, proxy.log()
+    assert _lease_version(kube_apiserver, namespace) is None
+
 
 def test_proxy_works_with_exactly_the_rbac_the_operator_grants_it(
     kube_apiserver, namespace, test_hosts, start_proxy

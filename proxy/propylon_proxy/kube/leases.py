@@ -73,12 +73,14 @@ class LeaseReporter:
         *,
         patch_fn: Callable[..., Any],
         namespace: str,
+        delete_fn: Callable[..., Any] | None = None,
         secret_name: str,
         replica: str | None = None,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         renew_seconds: float = RENEW_SECONDS,
     ) -> None:
         self._patch_fn = patch_fn  # CoordinationV1Api(client).patch_namespaced_lease
+        self._delete_fn = delete_fn  # CoordinationV1Api(client).delete_namespaced_lease
         self.namespace = namespace
         self.secret_name = secret_name
         self.holder = replica or replica_name()
@@ -101,6 +103,22 @@ class LeaseReporter:
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
+
+    def release(self, timeout: float = 5.0) -> None:
+        """Stop renewing and delete the Lease (best effort, blocking up to ``timeout``): a replica
+        shutting down should not count as serving for another ``DURATION_SECONDS``."""
+        self.stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout)  # a renew in flight must not recreate the Lease after the delete
+        if self._version is None or self._delete_fn is None:
+            return
+        try:
+            response = self._delete_fn(
+                self.name, self.namespace, _preload_content=False, _request_timeout=(timeout, timeout)
+            )
+            response.release_conn()
+        except Exception as error:  # the API server may be gone too; the Lease then just expires
+            log.warning("lease %s/%s: not deleted (%s)", self.namespace, self.name, _first_line(error))
 
     def set_version(self, version: str) -> None:
         with self._lock:
@@ -148,10 +166,15 @@ class LeaseReporter:
                     "lease %s/%s: cannot renew (%s); retrying",
                     self.namespace,
                     self.name,
-                    str(error).splitlines()[0] if str(error) else type(error).__name__,
+                    _first_line(error),
                 )
             self._failing = True
             return
         if self._failing:
             log.warning("lease %s/%s: renewed again", self.namespace, self.name)
         self._failing = False
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -114,15 +114,21 @@ class NamespaceView:
     synced: bool
 
 
-def with_live_endpoints(config: model.GatewayConfig, views: Mapping[str, NamespaceView]) -> model.GatewayConfig:
+def with_live_endpoints(
+    config: model.GatewayConfig,
+    views: Mapping[str, NamespaceView],
+    targets: Iterable[model.ServiceTarget] | None = None,
+) -> model.GatewayConfig:
     """``config`` with the endpoints of every synced namespace replaced by what the cluster says now.
 
     Targets in a namespace not yet synced keep whatever the snapshot carried, so a proxy that
     starts while the API server is slow still serves the operator's last view. The version is
     left alone: it names the snapshot the operator published, which is what status reports.
+    ``targets`` is ``service_targets(config)`` when the caller has it already (it walks the
+    whole snapshot, so callers reacting to every EndpointSlice event compute it once per snapshot).
     """
     by_key = {entry.key: entry for entry in config.endpoints}
-    for target in service_targets(config):
+    for target in service_targets(config) if targets is None else targets:
         view = views.get(target.namespace)
         if view is not None and view.synced:
             known = by_key.get(target.key)

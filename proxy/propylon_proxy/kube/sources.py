@@ -77,6 +77,7 @@ class SecretSource:
         self._secret_watch: watches.ListWatch | None = None
         self._namespaces: dict[str, _Namespace] = {}
         self._base: model.GatewayConfig | None = None  # the snapshot as published
+        self._targets: set[model.ServiceTarget] = set()  # the Service targets of _base
         self._served: model.GatewayConfig | None = None  # what the proxy runs (live endpoints)
         self._secret_version: str | None = None  # resourceVersion of the Secret last looked at
         self._first = asyncio.Event()
@@ -85,8 +86,10 @@ class SecretSource:
         self._endpoint_grace = endpoint_grace_seconds
         self._grace_timer: asyncio.TimerHandle | None = None
         self._grace_over = False
+        coordination = client.CoordinationV1Api(api_client)
         self.lease = leases.LeaseReporter(
-            patch_fn=client.CoordinationV1Api(api_client).patch_namespaced_lease,
+            patch_fn=coordination.patch_namespaced_lease,
+            delete_fn=coordination.delete_namespaced_lease,
             namespace=namespace,
             secret_name=name,
             replica=replica,
@@ -117,6 +120,11 @@ class SecretSource:
         )
         self._secret_watch.start()
         self.lease.start()
+
+    async def close(self) -> None:
+        """Stop watching and give the Lease back, so this replica stops counting at once."""
+        self.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.lease.release)
 
     def stop(self) -> None:
         if self._grace_timer is not None:
@@ -172,11 +180,12 @@ class SecretSource:
         if self._base is not None and config == self._base:
             return
         self._base = config
-        self._follow_namespaces(config)
+        self._targets = slices.service_targets(config)
+        self._follow_namespaces()
         self._publish()
 
-    def _follow_namespaces(self, config: model.GatewayConfig) -> None:
-        wanted = {target.namespace for target in slices.service_targets(config)}
+    def _follow_namespaces(self) -> None:
+        wanted = {target.namespace for target in self._targets}
         for namespace in set(self._namespaces) - wanted:
             self._namespaces.pop(namespace).stop()
         for namespace in wanted - set(self._namespaces):
@@ -234,7 +243,7 @@ class SecretSource:
             if self._grace_timer is None and self._loop is not None:
                 self._grace_timer = self._loop.call_later(self._endpoint_grace, self._end_grace)
             return
-        config = slices.with_live_endpoints(self._base, views)
+        config = slices.with_live_endpoints(self._base, views, self._targets)
         served = self._served
         if served is not None and served.version == config.version and served.endpoints == config.endpoints:
             return
