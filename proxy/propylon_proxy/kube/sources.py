@@ -86,6 +86,7 @@ class SecretSource:
         self._endpoint_grace = endpoint_grace_seconds
         self._grace_timer: asyncio.TimerHandle | None = None
         self._grace_over = False
+        self._closed = False  # set by stop(): callbacks already posted by the threads do nothing
         coordination = client.CoordinationV1Api(api_client)
         self.lease = leases.LeaseReporter(
             patch_fn=coordination.patch_namespaced_lease,
@@ -127,6 +128,7 @@ class SecretSource:
         await asyncio.get_running_loop().run_in_executor(None, self.lease.release)
 
     def stop(self) -> None:
+        self._closed = True
         if self._grace_timer is not None:
             self._grace_timer.cancel()
         if self._secret_watch is not None:
@@ -160,6 +162,8 @@ class SecretSource:
     # -- on the event loop
 
     def _on_secret(self, store: watches.Store) -> None:
+        if self._closed:
+            return
         secret = store.get(self.name)
         if secret is None:
             if self._served is None:
@@ -236,7 +240,7 @@ class SecretSource:
         self._publish()
 
     def _publish(self) -> None:
-        if self._base is None:
+        if self._base is None or self._closed:
             return
         views = {namespace: state.view() for namespace, state in self._namespaces.items()}
         if self._served is None and not self._grace_over and not all(v.synced for v in views.values()):
