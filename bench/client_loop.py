@@ -25,6 +25,14 @@ async def measure(kind: str, port: int, path: str, seconds: float, warmup: float
     stop = start + seconds
     latencies: list[float] = []
     errors = 0
+    cpu: list[float] = []
+
+    async def clock_cpu() -> None:
+        # CPU time of this process over the measured window only (warm-up excluded).
+        await asyncio.sleep(max(0.0, start - loop.time()))
+        cpu.append(time.process_time())
+        await asyncio.sleep(max(0.0, stop - loop.time()))
+        cpu.append(time.process_time())
 
     async def worker() -> None:
         nonlocal errors
@@ -45,7 +53,7 @@ async def measure(kind: str, port: int, path: str, seconds: float, warmup: float
                 errors += not ok
 
     try:
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(clock_cpu(), *(worker() for _ in range(concurrency)))
     finally:
         await client.close()
     latencies.sort()
@@ -57,6 +65,7 @@ async def measure(kind: str, port: int, path: str, seconds: float, warmup: float
         "p99_ms": latencies[min(count - 1, int(count * 0.99))] * 1000 if count else 0.0,
         "non_2xx": errors,
         "socket_errors": 0,
+        "cpu_us_per_request": (cpu[1] - cpu[0]) * 1e6 / count if count and len(cpu) == 2 else None,
     }
 
 

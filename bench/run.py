@@ -18,6 +18,11 @@ for client-*, the client loop is the target and wrk is not used). The
 backend is nginx rather than aiohttp because it is the cheapest server at hand: on the shared core
 it must take as little as possible from wrk, and it must never be what limits a proxy.
 
+Besides wrk's figures, each measurement records the CPU time the target's own processes used
+(from /proc), as CPU microseconds per request. The machine is shared with other work, which moves
+requests/s a lot from one round to the next; CPU per request moves much less, so "requests/s per
+core" (its inverse) is the figure to compare implementations by.
+
 Output: a table on stdout (req/s, p50, p99, ratios; medians over rounds), and in bench/out/ a JSON
 file of every raw measurement and a PNG chart. Processes are started in their own sessions and
 killed at the end, on error too. See bench/RESULTS.md for figures and how to read them.
@@ -74,6 +79,7 @@ class Measurement:
     requests: int
     non_2xx: int
     socket_errors: int
+    cpu_us_per_request: float | None = None  # CPU time of the target's processes per request
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -98,6 +104,23 @@ class Processes:
         )
         log.close()
         self.running.append((name, proc))
+
+    def cpu_seconds(self, name: str) -> float:
+        """User + system CPU time used so far by every live process of ``name``'s session
+        (nginx: master and worker), read from /proc."""
+        sessions = {p.pid for n, p in self.running if n == name and p.poll() is None}
+        ticks = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # the process ended meanwhile
+            # After the ")" that closes the command name: state is field 3, so field n is fields[n - 3].
+            if int(fields[6 - 3]) in sessions:
+                ticks += int(fields[14 - 3]) + int(fields[15 - 3])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def alive(self, name: str) -> bool:
         return any(n == name and p.poll() is None for n, p in self.running)
@@ -336,10 +359,17 @@ def summarize(measurements: list[Measurement], names: list[str]) -> dict[str, di
             "p99_ms": statistics.median(m.p99_ms for m in rows),
             "errors": sum(m.non_2xx + m.socket_errors for m in rows),
         }
+        cpu = [m.cpu_us_per_request for m in rows if m.cpu_us_per_request]
+        if cpu:
+            summary[name]["cpu_us_per_request"] = statistics.median(cpu)
+            # What one dedicated core would serve at that cost: robust to other load on the machine.
+            summary[name]["requests_per_core_s"] = 1e6 / statistics.median(cpu)
     for row in summary.values():
         for ref in REFERENCES:
             if ref in summary:
                 row[f"vs_{ref}"] = row["requests_per_s"] / summary[ref]["requests_per_s"]
+                if "requests_per_core_s" in row and "requests_per_core_s" in summary[ref]:
+                    row[f"per_core_vs_{ref}"] = row["requests_per_core_s"] / summary[ref]["requests_per_core_s"]
     return summary
 
 
@@ -358,6 +388,23 @@ def table(summary: dict[str, dict[str, float]]) -> str:
             *(f"{row[f'vs_{r}']:.2f}x" for r in refs),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "CPU cost of the target (its own processes only; on a shared machine this is the steadier figure):",
+        "",
+    ]
+    head = ["target", "CPU us/request", "req/s per core", *(f"per core vs {r}" for r in refs)]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in summary.items():
+        if "cpu_us_per_request" not in row:
+            continue
+        cells = [
+            name,
+            f"{row['cpu_us_per_request']:.1f}",
+            f"{row['requests_per_core_s']:,.0f}",
+            *(f"{row[f'per_core_vs_{r}']:.2f}x" if f"per_core_vs_{r}" in row else "-" for r in refs),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -373,14 +420,20 @@ def chart(summary: dict[str, dict[str, float]], path: Path, title: str) -> None:
     high = [summary[n]["requests_per_s_max"] - summary[n]["requests_per_s"] for n in names]
     # grey: references; blue: proxies under test; orange: an upstream client alone (no server).
     colors = ["#7f7f7f" if n in REFERENCES else "#ff7f0e" if n.startswith("client-") else "#1f77b4" for n in names]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.6 * len(names) + 2), sharey=True)
+    fig, (ax1, ax3, ax2) = plt.subplots(1, 3, figsize=(16, 0.6 * len(names) + 2), sharey=True)
     ax1.barh(names, rps, xerr=[low, high], color=colors, capsize=3)
     pad = max(rps) * 0.02
     for y, name in enumerate(names):
         ax1.text(summary[name]["requests_per_s_max"] + pad, y, f"{rps[y]:,.0f}", va="center", fontsize=8)
     ax1.set_xlim(0, max(summary[n]["requests_per_s_max"] for n in names) * 1.15)
-    ax1.set_xlabel("requests/s (median of rounds, whiskers min..max)")
+    ax1.set_xlabel("requests/s measured (median of rounds, whiskers min..max)")
     ax1.invert_yaxis()
+    per_core = [summary[n].get("requests_per_core_s", 0.0) for n in names]
+    ax3.barh(names, per_core, color=colors)
+    for y, value in enumerate(per_core):
+        ax3.text(value + max(per_core) * 0.02, y, f"{value:,.0f}", va="center", fontsize=8)
+    ax3.set_xlim(0, max(per_core) * 1.2 or 1)
+    ax3.set_xlabel("requests/s per core of CPU time (1 / CPU per request)")
     p50 = [summary[n]["p50_ms"] for n in names]
     p99 = [summary[n]["p99_ms"] for n in names]
     ys = range(len(names))
@@ -463,14 +516,18 @@ def main() -> int:
                 else:
                     if args.warmup > 0:
                         run_wrk(target.url, seconds=args.warmup, connections=args.connections, threads=args.threads)
+                    cpu_before = procs.cpu_seconds(target.name)
                     result = run_wrk(
                         target.url, seconds=args.seconds, connections=args.connections, threads=args.threads
                     )
+                    cpu = procs.cpu_seconds(target.name) - cpu_before
+                    result["cpu_us_per_request"] = cpu * 1e6 / result["requests"] if result["requests"] else None
                 m = Measurement(target=target.name, round=round_no, **result)  # type: ignore[arg-type]
                 measurements.append(m)
                 print(
                     f"  round {round_no} {target.name:17} {m.requests_per_s:10,.0f} req/s"
                     f"  p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms"
+                    f"  {m.cpu_us_per_request or 0:7.1f} CPU us/req"
                     + (f"  errors {m.non_2xx + m.socket_errors}" if m.non_2xx + m.socket_errors else ""),
                     file=sys.stderr,
                 )
