@@ -109,6 +109,7 @@ class Env:
         self.gw_ns = f"gw-{suffix}"
         for namespace in (self.app_ns, self.gw_ns):
             plane.kubectl("create", "namespace", namespace)
+        self.watched = self.app_ns  # the namespace the operator watches
         self.processes: list[_Process] = []
         self.webhook_port: int | None = None
 
@@ -118,7 +119,7 @@ class Env:
             "--kubeconfig",
             str(self.plane.kubeconfig),
             "--namespace",
-            self.app_ns,
+            self.watched,
             "--gateway-name",
             GATEWAY,
             "--gateway-namespace",
