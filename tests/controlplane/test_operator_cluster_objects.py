@@ -201,3 +201,33 @@ spec:
         assert store.get(named) is None
     finally:
         await client.close()
+
+
+def test_the_older_stage_keeps_a_contested_base_path(gateway: op.Env) -> None:
+    env = gateway
+    env.start_operator()
+    env.plane.apply(op._api(env.app_ns, "http://127.0.0.1:9") + "---" + op._stage(env.app_ns))
+    op._eventually(
+        lambda: _status(env, "stage", "dev").get("configVersion"), op.CHANGE_WITHIN * 2, "first Stage published"
+    )
+    time.sleep(1.1)  # creationTimestamp has one-second resolution
+    env.plane.apply(f"""
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {{name: dev-too, namespace: {env.app_ns}}}
+spec: {{apiRef: pets, basePath: /dev}}
+""")
+    ready = op._eventually(
+        lambda: (
+            (c := op._condition(env.get("stage", "-n", env.app_ns, "dev-too"), "Ready")).get("status") == "False" and c
+        ),
+        op.CHANGE_WITHIN,
+        "the newer Stage is refused",
+    )
+    assert ready["reason"] == "Conflict"
+    assert "configVersion" not in _status(env, "stage", "dev-too")
+    assert op._condition(env.get("stage", "-n", env.app_ns, "dev"), "Accepted")["status"] == "True"
+
+
+def _status(env: op.Env, kind: str, name: str) -> dict:
+    return (env.get(kind, "-n", env.app_ns, name) or {}).get("status") or {}
