@@ -45,5 +45,7 @@ class Settings:
         """Whether Propylon objects in ``namespace`` belong to this gateway."""
         return self.watches_all_namespaces or namespace in self.namespaces
 
-    def stage_url(self, base_path: str) -> str:
-        return f"http://{self.gateway_name}.{self.gateway_namespace}.svc{base_path or '/'}"
+    def stage_url(self, base_path: str, *, private: bool = False) -> str:
+        """Where a Stage answers in the cluster: PRIVATE stages only behind the internal Service."""
+        service = f"{self.gateway_name}-internal" if private else self.gateway_name
+        return f"http://{service}.{self.gateway_namespace}.svc{base_path or '/'}"

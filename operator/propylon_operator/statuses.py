@@ -76,7 +76,8 @@ def _stage(
     served = next((stage for stage in snapshot.stages if stage.id == stage_id), None)
     spec = mapping(body.get("spec"))
     base_path = served.base_path if served else str(spec.get("basePath") or f"/{meta.get('name')}")
-    status["url"] = settings.stage_url(base_path)
+    private = served.endpoint is model.Endpoint.PRIVATE if served else spec.get("endpoint") == "PRIVATE"
+    status["url"] = settings.stage_url(base_path, private=private)
     status["configVersion"] = snapshot.version if served else None
     status["replicas"] = replicas.expected
     status["readyReplicas"] = replicas.serving if served else 0

@@ -42,6 +42,22 @@ def test_stage_status_names_its_url_version_and_replicas() -> None:
     assert (ready["status"], ready["reason"]) == ("True", "Serving")
 
 
+def test_a_private_stage_is_reached_through_the_internal_service() -> None:
+    private = model.Stage(
+        id="demo/dev", namespace="demo", name="dev", api="demo/pets", base_path="/", endpoint=model.Endpoint.PRIVATE
+    )
+    status = statuses.desired(
+        STAGE,
+        compiling.OK,
+        snapshot=model.GatewayConfig(version="v2", stages=(private,)),
+        settings=SETTINGS,
+        replicas=statuses.Replicas(serving=2, expected=2),
+        secrets=(),
+        now="T",
+    )
+    assert status["url"] == "http://gw-internal.edge.svc/"
+
+
 def test_a_broken_object_says_why_in_both_conditions() -> None:
     verdict = compiling.Verdict(ready=False, accepted=False, reason="Conflict", message="host taken")
     ready, accepted = _status(STAGE, verdict, serving=2)["conditions"]
