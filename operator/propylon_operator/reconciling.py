@@ -75,6 +75,7 @@ class Reconciler:
         self.inventory = inventory
         self.wakeup = inventory_.Wakeup()
         self.passes = 0
+        self.settled = False  # a first whole pass has succeeded
         self._clock = clock
         self._compiler = compiling.LastGood(allow_cross_namespace=settings.allow_cross_namespace)
         self._fingerprint: str | None = None
@@ -241,7 +242,8 @@ class Reconciler:
         await self._publish(outcome.snapshot)
         await self._apply_workloads(now)
         await self._write_statuses(outcome)
-        if self.passes == 1:
+        if not self.settled:
+            self.settled = True
             logger.info("first pass done: config version %s, %d objects", outcome.snapshot.version, len(inputs))
         return outcome
 
