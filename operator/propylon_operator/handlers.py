@@ -41,6 +41,8 @@ def build_registry(
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         """kopf and our own client share one set of credentials (``kube.load_configuration``)."""
+        if configuration.refresh_api_key_hook is not None:
+            configuration.refresh_api_key_hook(configuration)  # kopf logs in again on 401: bring a fresh token
         header = configuration.get_api_key_with_prefix("authorization") or ""
         scheme, _space, value = header.partition(" ")
         return kopf.ConnectionInfo(
