@@ -19,6 +19,7 @@ from propylon_operator import settings as settings_
 
 logger = logging.getLogger("propylon.operator")
 
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 GROUP = "propylon.dev"
 VERSION = "v1alpha1"
 
@@ -87,8 +88,14 @@ def build_registry(
     kopf.on.event("", "v1", "services", registry=registry, id="track-services")(
         track("Service", "v1", lambda data: settings.watches(inventory_.Key.of(data).namespace))
     )
+
+    def slice_of_a_service(data: dict[str, Any]) -> bool:
+        # Slices not tied to a Service (no service-name label) can never back a route.
+        labels = (data.get("metadata") or {}).get("labels") or {}
+        return SERVICE_NAME_LABEL in labels and settings.watches(inventory_.Key.of(data).namespace)
+
     kopf.on.event("discovery.k8s.io", "v1", "endpointslices", registry=registry, id="track-endpointslices")(
-        track("EndpointSlice", "discovery.k8s.io/v1", lambda data: settings.watches(inventory_.Key.of(data).namespace))
+        track("EndpointSlice", "discovery.k8s.io/v1", slice_of_a_service)
     )
 
     def ours(data: dict[str, Any]) -> bool:

@@ -46,7 +46,7 @@ WATCHED: dict[str, tuple[str, str, str | None]] = {
     **{kind: (GROUP_VERSION, plural, None) for kind, plural in PLURALS.items()},
     "Secret": ("v1", "secrets", USAGE_PLAN_LABEL),
     "Service": ("v1", "services", None),
-    "EndpointSlice": ("discovery.k8s.io/v1", "endpointslices", None),
+    "EndpointSlice": ("discovery.k8s.io/v1", "endpointslices", "kubernetes.io/service-name"),
 }
 
 
