@@ -1,12 +1,13 @@
 """Gateway responses: an Api's overrides of DESIGN.md section 3's table, checked and compiled.
 
-Only the overrides travel in the snapshot (``Stage.gateway_responses``); the proxy keeps the
-built-in table and applies the fallback at request time: a type's own override, else the
-DEFAULT_4XX/DEFAULT_5XX override (its body and headers, with the status the type means), else
-the built-in response. An override that leaves out ``statusCode`` or ``body`` gets the type's
-own. Where the message is only known at request time (BAD_REQUEST_PARAMETERS lists names;
-DEFAULT_4XX/5XX stand for any error) the default body is Amazon API Gateway's template
-``{"message":$context.error.messageString}``, which users moving from AWS also write.
+Only the overrides travel in the snapshot (``Stage.gateway_responses``); the table itself is
+``propylon_config.gateway_responses``, shared with the proxy, which applies the fallback when it
+prepares a plan: a type's own override, else the DEFAULT_4XX/DEFAULT_5XX override (its body and
+headers, with the status the type means), else the built-in response. Shipping overrides only
+keeps snapshots and goldens small; the merge rule lives in one place. An override that leaves
+out ``statusCode`` or ``body`` gets the type's own. Where the message is only known at request
+time (BAD_REQUEST_PARAMETERS lists names; DEFAULT_4XX/5XX stand for any error) the default body
+is Amazon API Gateway's template ``{"message":$context.error.messageString}``.
 """
 
 from __future__ import annotations
@@ -15,38 +16,14 @@ import json
 from typing import Any
 
 from propylon_compiler import fields
+from propylon_config import gateway_responses as table
 from propylon_config import model
 
-TEMPLATE_BODY = '{"message":$context.error.messageString}'
-
-TABLE: dict[str, tuple[int, str]] = {
-    "RESOURCE_NOT_FOUND": (404, "Not Found"),
-    "UNAUTHORIZED": (401, "Unauthorized"),
-    "ACCESS_DENIED": (403, "Forbidden"),
-    "INVALID_API_KEY": (403, "Forbidden"),
-    "THROTTLED": (429, "Too Many Requests"),
-    "QUOTA_EXCEEDED": (429, "Limit Exceeded"),
-    "BAD_REQUEST_BODY": (400, "Invalid request body"),
-    "BAD_REQUEST_PARAMETERS": (400, ""),  # "Missing required request parameters: [a, b]", at request time
-    "REQUEST_TOO_LARGE": (413, "Request Too Long"),
-    "UNSUPPORTED_MEDIA_TYPE": (415, "Unsupported Media Type"),
-    "AUTHORIZER_FAILURE": (500, "Internal Server Error"),
-    "AUTHORIZER_CONFIGURATION_ERROR": (500, "Internal Server Error"),
-    "INTEGRATION_FAILURE": (502, "Internal server error"),
-    "INTEGRATION_TIMEOUT": (504, "Endpoint request timed out"),
-    "GONE": (410, "Gone"),
-    "BAD_REQUEST": (400, "Bad Request"),
-    "REQUEST_TIMEOUT": (408, "Request Timeout"),
-    "URI_TOO_LONG": (414, "Request-URI Too Long"),
-    "REQUEST_HEADERS_TOO_LARGE": (431, "Request Header Fields Too Large"),
-    "SERVICE_UNAVAILABLE": (503, "Service Unavailable"),
-}
-"""type -> (status, default message). The fallbacks below answer "as raised"."""
-
-DEFAULTS: dict[str, int] = {"DEFAULT_4XX": 400, "DEFAULT_5XX": 500}
-"""Fallback types; the status is only used for an error type missing from ``TABLE``."""
-
-TYPES = (*TABLE, *DEFAULTS)
+# One table for both planes: the statuses and messages live in the snapshot model's package.
+TABLE = table.TABLE
+TYPES = table.TYPES
+# Where the message is only known per request, an override without a body gets AWS's template.
+_PER_REQUEST_MESSAGE = frozenset({"BAD_REQUEST_PARAMETERS", *table.FALLBACKS})
 
 
 def parse_overrides(f: fields.Fields, spec: dict[str, Any], path: str) -> dict[str, dict[str, Any]]:
@@ -79,13 +56,13 @@ def compile_overrides(overrides: dict[str, dict[str, Any]]) -> tuple[tuple[str, 
     """The overrides as snapshot entries, sorted by type."""
     out: list[tuple[str, model.GatewayResponse]] = []
     for name, override in overrides.items():
-        status, text = TABLE.get(name, (DEFAULTS.get(name, 500), ""))
-        out.append((name, _response(status, text, override)))
+        status, text = table.status_and_message(name)
+        out.append((name, _response(status, "" if name in _PER_REQUEST_MESSAGE else text, override)))
     return tuple(sorted(out))
 
 
 def _response(status: int, text: str, override: dict[str, Any]) -> model.GatewayResponse:
-    default_body = json.dumps({"message": text}, separators=(",", ":")) if text else TEMPLATE_BODY
+    default_body = json.dumps({"message": text}, separators=(",", ":")) if text else table.MESSAGE_TEMPLATE
     return model.GatewayResponse(
         status_code=override.get("statusCode", status),
         headers=tuple(sorted(override.get("headers", ()))),

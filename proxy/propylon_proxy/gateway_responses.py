@@ -11,6 +11,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 
+from propylon_config import gateway_responses as table
 from propylon_config import model
 
 RESOURCE_NOT_FOUND = "RESOURCE_NOT_FOUND"
@@ -21,32 +22,9 @@ URI_TOO_LONG = "URI_TOO_LONG"
 REQUEST_HEADERS_TOO_LARGE = "REQUEST_HEADERS_TOO_LARGE"
 INTEGRATION_FAILURE = "INTEGRATION_FAILURE"
 INTEGRATION_TIMEOUT = "INTEGRATION_TIMEOUT"
-DEFAULT_4XX = "DEFAULT_4XX"
-DEFAULT_5XX = "DEFAULT_5XX"
+DEFAULT_4XX = table.DEFAULT_4XX
+DEFAULT_5XX = table.DEFAULT_5XX
 
-BUILTIN: dict[str, tuple[int, str]] = {
-    RESOURCE_NOT_FOUND: (404, "Not Found"),
-    "UNAUTHORIZED": (401, "Unauthorized"),
-    "ACCESS_DENIED": (403, "Forbidden"),
-    "INVALID_API_KEY": (403, "Forbidden"),
-    "THROTTLED": (429, "Too Many Requests"),
-    "QUOTA_EXCEEDED": (429, "Limit Exceeded"),
-    "BAD_REQUEST_BODY": (400, "Invalid request body"),
-    "BAD_REQUEST_PARAMETERS": (400, "Missing required request parameters"),
-    REQUEST_TOO_LARGE: (413, "Request Too Long"),
-    "UNSUPPORTED_MEDIA_TYPE": (415, "Unsupported Media Type"),
-    "AUTHORIZER_FAILURE": (500, "Internal Server Error"),
-    "AUTHORIZER_CONFIGURATION_ERROR": (500, "Internal Server Error"),
-    INTEGRATION_FAILURE: (502, "Internal server error"),
-    INTEGRATION_TIMEOUT: (504, "Endpoint request timed out"),
-    "GONE": (410, "Gone"),
-    BAD_REQUEST: (400, "Bad Request"),
-    REQUEST_TIMEOUT: (408, "Request Timeout"),
-    URI_TOO_LONG: (414, "Request-URI Too Long"),
-    REQUEST_HEADERS_TOO_LARGE: (431, "Request Header Fields Too Large"),
-    "SERVICE_UNAVAILABLE": (503, "Service Unavailable"),
-    DEFAULT_5XX: (500, "Internal Server Error"),
-}
 
 # Responses after which the connection must not be reused (section 8, "Odds and ends").
 CLOSING = frozenset({REQUEST_TIMEOUT, REQUEST_TOO_LARGE, URI_TOO_LONG, REQUEST_HEADERS_TOO_LARGE, BAD_REQUEST})
@@ -61,8 +39,9 @@ class Rendered:
 
 
 def _builtin(error_type: str) -> model.GatewayResponse:
-    status, message = BUILTIN.get(error_type, BUILTIN[DEFAULT_5XX])
-    return model.GatewayResponse(status_code=status, body=json.dumps({"message": message}))
+    status, _ = table.status_and_message(error_type)
+    # json.dumps' spacing, which clients of earlier versions have seen byte for byte
+    return model.GatewayResponse(status_code=status, body='{"message": $context.error.messageString}')
 
 
 def resolve(overrides: Mapping[str, model.GatewayResponse] | None, error_type: str) -> model.GatewayResponse:
@@ -72,7 +51,7 @@ def resolve(overrides: Mapping[str, model.GatewayResponse] | None, error_type: s
         if own is not None:
             return own
         builtin = _builtin(error_type)
-        fallback = overrides.get(DEFAULT_4XX if builtin.status_code < 500 else DEFAULT_5XX)
+        fallback = overrides.get(table.fallback_for(builtin.status_code))
         if fallback is not None:
             # A DEFAULT_* override changes body and headers, never the status the type means.
             return dataclasses.replace(fallback, status_code=builtin.status_code)
@@ -84,15 +63,40 @@ def render(
     error_type: str,
     request_id: str,
     overrides: Mapping[str, model.GatewayResponse] | None = None,
+    message: str | None = None,
 ) -> Rendered:
+    """The response for ``error_type``; ``message`` replaces the type's default message
+    (BAD_REQUEST_PARAMETERS names the missing parameters)."""
     response = resolve(overrides, error_type)
-    headers = [("Content-Type", "application/json")]
-    headers.extend(response.headers)
+    text = message if message is not None else table.status_and_message(error_type)[1]
+    headers = [(name, value) for name, value in response.headers if name.lower() not in _GATEWAY_OWNED]
+    if not any(name.lower() == "content-type" for name, _ in headers):
+        headers.insert(0, ("Content-Type", "application/json"))
     if response.status_code == 429 and not any(name.lower() == "retry-after" for name, _ in headers):
         headers.append(("Retry-After", "1"))  # section 3: every 429 says when to come back
     headers.append(("x-propylon-error-type", error_type))
     headers.append(("x-request-id", request_id))
-    return Rendered(response.status_code, tuple(headers), response.body.encode(), error_type)
+    body = _fill(response.body, error_type=error_type, message=text, request_id=request_id)
+    return Rendered(response.status_code, tuple(headers), body.encode(), error_type)
+
+
+# Headers that identify the error and the request: an override may not forge or drop them.
+_GATEWAY_OWNED = frozenset({"x-propylon-error-type", "x-request-id", "content-length"})
+
+
+def _fill(body: str, *, error_type: str, message: str, request_id: str) -> str:
+    """Substitute Amazon API Gateway's gateway-response variables in an (override) body.
+
+    ``messageString`` is the message as a JSON string literal, so ``{"message":$context.error.messageString}``
+    stays valid JSON whatever the message holds; the longer names are replaced first."""
+    if "$context" not in body:
+        return body
+    return (
+        body.replace("$context.error.messageString", json.dumps(message))
+        .replace("$context.error.message", message)
+        .replace("$context.error.responseType", error_type)
+        .replace("$context.requestId", request_id)
+    )
 
 
 def raw_bytes(rendered: Rendered, reason: str) -> bytes:

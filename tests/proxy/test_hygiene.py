@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from propylon_config import model
@@ -102,3 +104,37 @@ def test_stage_overrides_and_default_4xx():
     assert (not_found.status, not_found.body) == (404, b'{"message":"client problem"}')
     failure = gateway_responses.render("INTEGRATION_FAILURE", "r3", overrides)
     assert (failure.status, failure.body) == (502, b'{"message": "Internal server error"}')
+
+
+def test_override_content_type_is_not_doubled_and_gateway_headers_cannot_be_forged():
+    overrides = {
+        "RESOURCE_NOT_FOUND": model.GatewayResponse(
+            status_code=404,
+            headers=(("Content-Type", "text/plain"), ("x-request-id", "forged"), ("X-Propylon-Error-Type", "NOPE")),
+            body="nothing here",
+        )
+    }
+    rendered = gateway_responses.render("RESOURCE_NOT_FOUND", "r9", overrides)
+    names = [name.lower() for name, _ in rendered.headers]
+    assert names.count("content-type") == 1 and ("Content-Type", "text/plain") in rendered.headers
+    assert ("x-request-id", "r9") in rendered.headers and names.count("x-request-id") == 1
+    assert ("x-propylon-error-type", "RESOURCE_NOT_FOUND") in rendered.headers
+    assert names.count("x-propylon-error-type") == 1
+
+
+def test_aws_template_variables_are_filled_in_override_bodies():
+    overrides = {
+        "DEFAULT_4XX": model.GatewayResponse(
+            status_code=400,
+            body='{"message":$context.error.messageString,"type":"$context.error.responseType","id":"$context.requestId"}',
+        )
+    }
+    rendered = gateway_responses.render(
+        "BAD_REQUEST_PARAMETERS", "r7", overrides, message='Missing required request parameters: [limit, "x"]'
+    )
+    assert json.loads(rendered.body) == {
+        "message": 'Missing required request parameters: [limit, "x"]',
+        "type": "BAD_REQUEST_PARAMETERS",
+        "id": "r7",
+    }
+    assert gateway_responses.render("THROTTLED", "r8").body == b'{"message": "Too Many Requests"}'
