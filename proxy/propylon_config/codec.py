@@ -34,7 +34,8 @@ def to_data(value: Any) -> Any:
 
 def from_data(cls: type[T], data: Any) -> T:
     """Rebuild a model object of type ``cls`` from ``to_data`` output."""
-    return _decode(cls, data)
+    decoded: T = _decode(cls, data)
+    return decoded
 
 
 @functools.cache

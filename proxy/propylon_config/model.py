@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 SCHEMA_VERSION = 1
 """Bumped whenever a change to these types means an old proxy cannot read a new snapshot."""
 
-_model = dataclass(frozen=True, slots=True, kw_only=True)
 
 
 class IntegrationType(enum.Enum):
@@ -65,7 +64,7 @@ class MappingTarget(enum.Enum):
     PATH = "path"
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Source:
     """Where an element came from: enough to name it in a log line or a status condition."""
 
@@ -76,20 +75,20 @@ class Source:
     name: str
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Segment:
     kind: SegmentKind
     value: str  # the literal text, or the parameter name (without braces or plus)
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Mock:
     status_code: int = 200
     headers: tuple[tuple[str, str], ...] = ()
     body: str = ""
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceTarget:
     """An in-cluster Service port; resolved to endpoints through ``GatewayConfig.endpoints``."""
 
@@ -102,7 +101,7 @@ class ServiceTarget:
         return f"{self.namespace}/{self.name}:{self.port}"
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParameterMapping:
     """One ``requestParameters``/``responseParameters`` entry, e.g. ``overwrite:header.X-Id``."""
 
@@ -112,13 +111,13 @@ class ParameterMapping:
     value: str  # the raw value expression; empty for ``remove``
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ResponseMappings:
     status_code: str  # the status as written ("404"); matched against the backend status
     mappings: tuple[ParameterMapping, ...]
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Integration:
     type: IntegrationType
     url: str | None = None  # absolute URL template, stage variables already substituted
@@ -134,13 +133,13 @@ class Integration:
     mock: Mock | None = None
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Throttle:
     rate_limit: float  # tokens per second
     burst_limit: int  # bucket size
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CacheSettings:
     enabled: bool = False
     ttl_seconds: int = 300
@@ -149,13 +148,13 @@ class CacheSettings:
     unauthorized_cache_control_header_strategy: str = "SUCCEED_WITH_RESPONSE_HEADER"
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestValidation:
     body_model: str | None = None
     required_parameters: tuple[str, ...] = ()  # e.g. "querystring.limit", "header.X-Trace"
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
     """One route of one stage, with everything it needs decided at compile time."""
 
@@ -180,14 +179,14 @@ class Route:
         return self.method == "$default"
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GatewayResponse:
     status_code: int
     headers: tuple[tuple[str, str], ...] = ()
     body: str  # the JSON body as text
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Cors:
     allow_origins: tuple[str, ...] = ()
     allow_methods: tuple[str, ...] = ()
@@ -197,14 +196,14 @@ class Cors:
     allow_credentials: bool = False
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WebSocketLimits:
     max_message_bytes: int = 131072
     idle_timeout_seconds: int = 600
     max_connection_seconds: int = 7200
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Api:
     id: str  # "<ns>/<name>"
     namespace: str
@@ -220,7 +219,7 @@ class Api:
     source: Source | None = None
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Canary:
     percent_traffic: float
     api: str  # Api id serving canary requests
@@ -228,7 +227,7 @@ class Canary:
     routes: tuple[Route, ...] = ()  # compiled with the canary's variables, precedence order
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Stage:
     """A deployed Api: where it is served and the route table it serves, in precedence order."""
 
@@ -249,20 +248,20 @@ class Stage:
     source: Source | None = None
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EndpointAddress:
     address: str  # IP (or hostname in `serve`)
     port: int
     ready: bool = True
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceEndpoints:
     key: str  # ServiceTarget.key
     addresses: tuple[EndpointAddress, ...] = ()
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Gateway-wide knobs that are not per object."""
 
@@ -270,7 +269,7 @@ class Settings:
     gateway_throttle: Throttle = field(default_factory=lambda: Throttle(rate_limit=10000.0, burst_limit=5000))
 
 
-@_model
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GatewayConfig:
     """One immutable, versioned snapshot. ``version`` is a hash of everything else."""
 
