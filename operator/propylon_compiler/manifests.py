@@ -97,7 +97,7 @@ def parse_text(text: str, display: str) -> tuple[list[Document], list[diagnostic
     problems: list[diagnostics.Diagnostic] = []
     index = 0
     try:
-        for index, body in enumerate(yaml.safe_load_all(text), start=1):  # noqa: B007 - index used after loop
+        for index, body in enumerate(yaml.safe_load_all(text), start=1):
             if body is None:
                 continue
             if not isinstance(body, dict):
