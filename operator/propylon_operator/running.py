@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 import pathlib
+import sys
 import tempfile
 
 import kopf
+import kubernetes
 
 from propylon_operator import certificates, handlers, kube, reconciling, webhooks
 from propylon_operator import inventory as inventory_
@@ -17,8 +19,12 @@ from propylon_operator import settings as settings_
 logger = logging.getLogger("propylon.operator")
 
 
-async def operate(settings: settings_.Settings, *, stop_flag: asyncio.Event | None = None) -> None:
-    configuration = kube.load_configuration(settings.kubeconfig)
+async def operate(
+    settings: settings_.Settings,
+    *,
+    configuration: kubernetes.client.Configuration,
+    stop_flag: asyncio.Event | None = None,
+) -> None:
     client = kube.Client(configuration)
     inventory = inventory_.Inventory()
     with tempfile.TemporaryDirectory(prefix="propylon-webhook-") as cert_dir:
@@ -56,9 +62,14 @@ async def operate(settings: settings_.Settings, *, stop_flag: asyncio.Event | No
 
 
 def run(settings: settings_.Settings) -> int:
+    try:
+        configuration = kube.load_configuration(settings.kubeconfig)
+    except (kubernetes.config.ConfigException, OSError) as exc:
+        print(f"propylon operator: cannot load cluster credentials: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # kopf narrates every watch event at INFO ("Handler ... succeeded"); the operator logs what matters.
     for chatty in ("kopf.objects", "aiohttp.access"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    asyncio.run(operate(settings))
+    asyncio.run(operate(settings, configuration=configuration))
     return 0
