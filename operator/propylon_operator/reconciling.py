@@ -277,11 +277,13 @@ class Reconciler:
     async def _apply_workloads(self, now: float) -> None:
         manifests = workloads.build(self.settings, self._workload_owner())
         digest = hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
-        fresh = now - self._applied_at < self.settings.workload_resync_s
-        if digest == self._applied_digest and fresh:
-            return
-        if self._apply_failed_at is not None and now - self._apply_failed_at < 30.0 and digest == self._applied_digest:
-            return
+        if digest == self._applied_digest:
+            # Unchanged manifests: re-apply only on resync (someone may have edited or deleted an
+            # object), or 30 s after a failed attempt.
+            if self._apply_failed_at is None and now - self._applied_at < self.settings.workload_resync_s:
+                return
+            if self._apply_failed_at is not None and now - self._apply_failed_at < 30.0:
+                return
         failed = False
         for manifest in manifests:
             try:
