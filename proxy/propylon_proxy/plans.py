@@ -36,8 +36,9 @@ class Chain:
     """What runs for one route, decided once per plan.
 
     ``steps`` run in order before the integration; authorizers, API keys, throttling,
-    validation and caching slot in here as they are built (today every chain is empty), each
+    validation and caching slot in here as they are built, each
     prepared once per plan with the route's settings rather than looked up per request.
+    Until they are built, ``guards`` refuses routes whose security settings cannot be enforced.
     """
 
     route: model.Route
@@ -62,7 +63,10 @@ class Plan:
 
 
 def _chain(route: model.Route) -> Chain:
-    return Chain(route=route, steps=(), integration=route.integration.type)
+    # Imported here: guards builds on this module's Step type.
+    from propylon_proxy import guards
+
+    return Chain(route=route, steps=guards.steps_for(route), integration=route.integration.type)
 
 
 def build(config: model.GatewayConfig) -> Plan:
