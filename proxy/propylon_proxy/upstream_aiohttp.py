@@ -14,8 +14,12 @@ forwarder rather than a browser-like client:
 Known differences from ``upstream_pool`` (both are allowed by the interface):
 - aiohttp puts ``Host`` first among the request headers; the rest keep their order.
 - aiohttp merges headers whose names differ only in case (``Cookie`` then ``cookie``: the second
-  replaces the first); ``_same_case`` spells repeated names like their first occurrence to stop
+  replaces the first); ``_for_aiohttp`` spells repeated names like their first occurrence to stop
   that, so values and order survive but a repeated name's case may change.
+- header text crosses the interface as latin-1 (one character per byte); aiohttp writes headers
+  as UTF-8. ``_for_aiohttp`` turns non-ASCII text back into the bytes it came from when those
+  bytes are valid UTF-8 (the usual case), so they reach the backend unchanged; bytes that are not
+  UTF-8 cannot pass through aiohttp unchanged (``upstream_pool`` sends them as they are).
 - on a reused keep-alive connection that the backend had already closed, aiohttp itself replays
   an idempotent request once (RFC 9112 section 9.3.1) instead of reporting the failure.
 
@@ -41,15 +45,25 @@ _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 _READ_BUFSIZE = 2**16
 
 
-def _same_case(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def _for_aiohttp(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The headers as aiohttp must be given them to send the same bytes (see the module doc)."""
     seen: dict[str, str] = {}
     changed = False
-    for name, _ in headers:
+    for name, value in headers:
         first = seen.setdefault(name.lower(), name)
-        changed = changed or first != name
+        changed = changed or first != name or not value.isascii()
     if not changed:
         return headers
-    return [(seen[name.lower()], value) for name, value in headers]
+    return [(seen[name.lower()], _utf8_view(value)) for name, value in headers]
+
+
+def _utf8_view(value: str) -> str:
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 class AiohttpResponse:
@@ -128,7 +142,7 @@ class AiohttpUpstream:
                 response = await session.request(
                     request.method,
                     url,
-                    headers=_same_case(request.headers),
+                    headers=_for_aiohttp(request.headers),
                     data=request.body,
                     allow_redirects=False,
                     compress=None,

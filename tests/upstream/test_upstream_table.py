@@ -621,3 +621,22 @@ async def test_large_upload_is_paced_by_the_backend(client):
         resume.set()
         server.close()
         await server.wait_closed()
+
+
+async def test_non_ascii_header_bytes_reach_the_backend_unchanged(client, raw_backend):
+    """Header text crosses the interface as latin-1, one character per byte of the wire."""
+    raw = "Zo\xc3\xab"  # the UTF-8 bytes of "Zoë", seen through latin-1
+    await read_all(await client.send(make_request(raw_backend.port, headers=[("Host", "a"), ("X-Name", raw)])))
+    assert raw_backend.requests[0].header_values("X-Name") == [b"Zo\xc3\xab"]
+
+
+async def test_non_ascii_response_header_bytes_come_back_as_latin1(client, raw_backend):
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Name: Zo\xc3\xab\r\nX-Latin: caf\xe9\r\nContent-Length: 0\r\n\r\n")
+        return True
+
+    raw_backend.handler = handler
+    resp = await client.send(make_request(raw_backend.port))
+    assert ("X-Name", "Zo\xc3\xab") in resp.headers
+    assert ("X-Latin", "caf\xe9") in resp.headers
+    await resp.release()
