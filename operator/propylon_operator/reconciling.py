@@ -236,7 +236,8 @@ class Reconciler:
         }
         fingerprint = documents.fingerprint(inputs.values())
         if fingerprint != self._fingerprint or self._outcome is None:
-            self._outcome = self._compiler.compile(inputs)
+            # Pure but not instant (~0.5 s for 2,000 routes): off the loop, so watches keep flowing.
+            self._outcome = await asyncio.to_thread(self._compiler.compile, inputs)
             self._fingerprint = fingerprint
         outcome = self._outcome
         await self._publish(outcome.snapshot)
