@@ -137,8 +137,9 @@ class AiohttpUpstream:
     async def send(self, request: upstream.UpstreamRequest) -> AiohttpResponse:
         session = self._get_session()
         url = yarl.URL(f"{request.scheme}://{request.host}:{request.port}{request.target}", encoded=True)
+        deadline = asyncio.timeout(request.timeout)
         try:
-            async with asyncio.timeout(request.timeout):
+            async with deadline:
                 response = await session.request(
                     request.method,
                     url,
@@ -148,6 +149,8 @@ class AiohttpUpstream:
                     compress=None,
                 )
         except TimeoutError as exc:
+            if not deadline.expired():
+                raise  # from the body's source (the client's stall timer): not the backend's doing
             raise upstream.UpstreamTimeout(f"no response head within {request.timeout:g}s") from exc
         except aiohttp.ClientConnectorError as exc:
             raise upstream.UpstreamConnectError(f"cannot connect to {request.host}:{request.port}: {exc}") from exc

@@ -96,7 +96,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, pool: PooledUpstream, key: tuple[str, int]) -> None:
         self._pool = pool
-        self._loop = pool._loop_or_running()
+        self._loop = asyncio.get_running_loop()
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -130,6 +130,17 @@ class _Connection(asyncio.Protocol):
         self.request_close = False
         self.replayable = False
         self.body_task: asyncio.Task[None] | None = None
+
+    def finish_exchange(self) -> None:
+        """Back to idle; the next begin() resets the rest."""
+        self._active = False
+        self._parser = None
+        self._head_waiter = None
+        self.body_task = None
+
+    def head_timed_out(self, timeout: float) -> None:
+        if self._head_waiter is not None and not self._head_waiter.done():
+            self._head_waiter.set_exception(upstream.UpstreamTimeout(f"no response head within {timeout:g}s"))
 
     def begin(self, *, no_body: bool) -> asyncio.Future[None]:
         waiter: asyncio.Future[None] = self._loop.create_future()
@@ -387,16 +398,13 @@ class PooledUpstream:
         """Idle keep-alive connections currently pooled, over all backends."""
         return sum(len(idle) for idle in self._idle.values())
 
-    def _loop_or_running(self) -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()
-
     # -- pool ---------------------------------------------------------------------------------
 
-    def _take_idle(self, key: tuple[str, int]) -> _Connection | None:
+    def _take_idle(self, key: tuple[str, int], now: float) -> _Connection | None:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
-            if self._loop_or_running().time() - conn.idle_since > self.idle_timeout:
+            if now - conn.idle_since > self.idle_timeout:
                 conn.abort()  # expired, the sweeper just has not got to it yet
                 continue
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
@@ -420,7 +428,7 @@ class PooledUpstream:
         if self._closed or not conn.reusable():
             conn.abort()
             return
-        conn._reset_exchange(None)
+        conn.finish_exchange()
         idle = self._idle.setdefault(conn.key, [])
         if len(idle) >= self.max_idle_per_host:
             # Keep the hottest connections; the oldest idle one is the most likely to go stale.
@@ -474,38 +482,45 @@ class PooledUpstream:
         head = _encode_head(request, extra)
         replayable = request.method in IDEMPOTENT_METHODS and stream is None
 
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + request.timeout
         conn: _Connection | None = None
+        timer: asyncio.TimerHandle | None = None
         try:
-            async with asyncio.timeout(request.timeout):
-                conn = self._take_idle(key) or await self._connect(key)
-                self._busy.add(conn)
-                head_waiter = conn.begin(no_body=request.method == "HEAD")
-                conn.replayable = replayable
-                conn.request_close = request_close
-                transport = conn.transport
-                assert transport is not None
-                if body and len(body) <= _COALESCE_LIMIT:
-                    transport.write(head + body)
-                else:
-                    transport.write(head)
-                    if body:
-                        transport.write(body)
-                if stream is not None:
-                    conn.request_done = False
-                    conn.body_task = asyncio.get_running_loop().create_task(
-                        _send_body(conn, stream, chunked=chunked, length=length)
-                    )
-                await head_waiter
-        except TimeoutError as exc:
-            if conn is not None:
-                self._busy.discard(conn)
-                conn.abort()
-            raise upstream.UpstreamTimeout(f"no response head within {request.timeout:g}s") from exc
+            conn = self._take_idle(key, loop.time())
+            if conn is None:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        conn = await self._connect(key)
+                except TimeoutError as exc:
+                    raise upstream.UpstreamTimeout(f"no connection within {request.timeout:g}s") from exc
+            self._busy.add(conn)
+            head_waiter = conn.begin(no_body=request.method == "HEAD")
+            # A plain timer rather than asyncio.timeout(): it is on every request's path, and a
+            # TimeoutError raised by the body's source must stay that, not become a head timeout.
+            timer = loop.call_at(deadline, conn.head_timed_out, request.timeout)
+            conn.replayable = replayable
+            conn.request_close = request_close
+            transport = conn.transport
+            assert transport is not None
+            if body and len(body) <= _COALESCE_LIMIT:
+                transport.write(head + body)
+            else:
+                transport.write(head)
+                if body:
+                    transport.write(body)
+            if stream is not None:
+                conn.request_done = False
+                conn.body_task = loop.create_task(_send_body(conn, stream, chunked=chunked, length=length))
+            await head_waiter
         except BaseException:
             if conn is not None:
                 self._busy.discard(conn)
                 conn.abort()
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
         return PooledResponse(conn)
 
     async def close(self) -> None:

@@ -640,3 +640,37 @@ async def test_non_ascii_response_header_bytes_come_back_as_latin1(client, raw_b
     assert ("X-Name", "Zo\xc3\xab") in resp.headers
     assert ("X-Latin", "caf\xe9") in resp.headers
     await resp.release()
+
+
+async def test_slow_head_on_a_reused_connection_is_a_timeout(client, raw_backend):
+    release = asyncio.Event()
+
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        if req.connection == 1 and req.index_on_connection == 2:
+            await release.wait()
+            return False
+        writer.write(response(body=b"ok"))
+        return True
+
+    raw_backend.handler = handler
+    try:
+        assert await read_all(await client.send(make_request(raw_backend.port))) == b"ok"
+        with pytest.raises(upstream.UpstreamTimeout):
+            await client.send(make_request(raw_backend.port, timeout=0.3))
+        assert await read_all(await client.send(make_request(raw_backend.port))) == b"ok"
+    finally:
+        release.set()
+
+
+async def test_a_stalled_body_source_is_not_an_upstream_timeout(client, raw_backend):
+    """The pipeline's own body stall timer raises TimeoutError inside the source; that is the
+    client's fault (408), and must not come out as the backend's (504)."""
+
+    async def source() -> AsyncIterator[bytes]:
+        yield b"some"
+        raise TimeoutError("client body stalled")
+
+    with pytest.raises(Exception) as info:
+        resp = await client.send(make_request(raw_backend.port, method="POST", body=source(), timeout=5))
+        await read_all(resp)
+    assert not isinstance(info.value, upstream.UpstreamTimeout)
