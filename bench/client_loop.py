@@ -17,7 +17,9 @@ import time
 from propylon_proxy import upstream, upstream_aiohttp, upstream_pool
 
 
-async def measure(kind: str, port: int, path: str, seconds: float, warmup: float, concurrency: int) -> dict[str, float]:
+async def measure(
+    kind: str, port: int, path: str, seconds: float, warmup: float, concurrency: int
+) -> dict[str, float | None]:
     client: upstream.Upstream = upstream_pool.PooledUpstream() if kind == "pool" else upstream_aiohttp.AiohttpUpstream()
     headers = [("Host", f"127.0.0.1:{port}")]
     loop = asyncio.get_running_loop()

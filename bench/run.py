@@ -324,7 +324,7 @@ def start_targets(procs: Processes, work: Path, wanted: list[str]) -> list[Targe
     return targets
 
 
-def run_client_loop(target: Target, *, seconds: float, warmup: float, connections: int) -> dict[str, float]:
+def run_client_loop(target: Target, *, seconds: float, warmup: float, connections: int) -> dict[str, float | None]:
     port = target.url.split(":")[2].split("/")[0]
     argv = ["taskset", "-c", TARGET_CPU, sys.executable, str(BENCH / "client_loop.py"), "--upstream"]
     argv += [target.client_loop, "--port", port, "--seconds", str(seconds), "--warmup", str(warmup)]
@@ -517,11 +517,12 @@ def main() -> int:
                     if args.warmup > 0:
                         run_wrk(target.url, seconds=args.warmup, connections=args.connections, threads=args.threads)
                     cpu_before = procs.cpu_seconds(target.name)
-                    result = run_wrk(
-                        target.url, seconds=args.seconds, connections=args.connections, threads=args.threads
+                    result = dict[str, float | None](
+                        run_wrk(target.url, seconds=args.seconds, connections=args.connections, threads=args.threads)
                     )
                     cpu = procs.cpu_seconds(target.name) - cpu_before
-                    result["cpu_us_per_request"] = cpu * 1e6 / result["requests"] if result["requests"] else None
+                    requests = result["requests"]
+                    result["cpu_us_per_request"] = cpu * 1e6 / requests if requests else None
                 m = Measurement(target=target.name, round=round_no, **result)  # type: ignore[arg-type]
                 measurements.append(m)
                 print(
@@ -540,12 +541,13 @@ def main() -> int:
         f"Propylon bench {stamp}: {info['nproc']} cores, {info['cpu']}; wrk -t{args.threads} -c{args.connections} "
         f"{args.seconds:g}s x {args.rounds} rounds; target on core {TARGET_CPU}, wrk+backend on core {LOAD_CPU}"
     )
+    skipped = {t.name: t.skipped for t in targets if t.skipped}
     report = {
         "date": stamp,
         "command": command,
         "machine": info,
         "settings": vars(args),
-        "skipped": {t.name: t.skipped for t in targets if t.skipped},
+        "skipped": skipped,
         "summary": summary,
         "measurements": [dataclasses.asdict(m) for m in measurements],
         "elapsed_s": round(time.monotonic() - started, 1),
@@ -564,7 +566,7 @@ def main() -> int:
     print(title)
     print()
     print(table(summary))
-    for name, why in report["skipped"].items():
+    for name, why in skipped.items():
         print(f"\nskipped {name}: {why}")
     print(f"\nload average before/after (1, 5, 15 min): {load_before} / {report['loadavg_after']}")
     print(f"\nraw results: {json_path}\nchart: {png_path}\nelapsed: {report['elapsed_s']} s")
