@@ -47,20 +47,22 @@ async def stream(*parts: bytes) -> AsyncIterator[bytes]:
         ("PUT", "stream", upstream.UpstreamProtocolError),  # a consumed stream cannot be replayed
     ],
 )
-async def test_stale_connection_rule(raw_backend, method, body, expected):
+async def test_stale_connection_rule(
+    raw_backend: RawBackend, method: str, body: bytes | str | None, expected: type[Exception]
+) -> None:
     raw_backend.handler = drop_second_request
     client = upstream_pool.PooledUpstream()
     try:
         assert await read_all(await client.send(make_request(raw_backend.port))) == b"first"
-        if body == "stream":
-            body = stream(b"part one", b"part two")
+        payload = stream(b"part one", b"part two") if body == "stream" else body
+        assert not isinstance(payload, str)
         with pytest.raises(expected):
-            await client.send(make_request(raw_backend.port, method=method, body=body))
+            await client.send(make_request(raw_backend.port, method=method, body=payload))
     finally:
         await client.close()
 
 
-async def test_idle_connections_expire(raw_backend):
+async def test_idle_connections_expire(raw_backend: RawBackend) -> None:
     client = upstream_pool.PooledUpstream(idle_timeout=0.05)
     try:
         await read_all(await client.send(make_request(raw_backend.port)))
@@ -75,7 +77,7 @@ async def test_idle_connections_expire(raw_backend):
         await client.close()
 
 
-async def test_idle_pool_is_bounded(raw_backend):
+async def test_idle_pool_is_bounded(raw_backend: RawBackend) -> None:
     gate = asyncio.Event()
 
     async def slow(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
@@ -101,7 +103,7 @@ async def test_idle_pool_is_bounded(raw_backend):
         await client.close()
 
 
-async def test_oversized_response_head_is_refused(raw_backend):
+async def test_oversized_response_head_is_refused(raw_backend: RawBackend) -> None:
     async def huge(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\n")
         for i in range(2000):
@@ -129,7 +131,9 @@ async def test_oversized_response_head_is_refused(raw_backend):
         [("Host", "a"), ("X-Target", "set below")],
     ],
 )
-async def test_header_injection_is_refused_before_sending(raw_backend, headers):
+async def test_header_injection_is_refused_before_sending(
+    raw_backend: RawBackend, headers: list[tuple[str, str]]
+) -> None:
     client = upstream_pool.PooledUpstream()
     target = "/a HTTP/1.1\r\nX: y" if headers[-1][0] == "X-Target" else "/"
     try:
@@ -140,7 +144,7 @@ async def test_header_injection_is_refused_before_sending(raw_backend, headers):
         await client.close()
 
 
-async def test_streamed_body_longer_than_declared_is_cut_off(raw_backend):
+async def test_streamed_body_longer_than_declared_is_cut_off(raw_backend: RawBackend) -> None:
     headers = [("Host", "a"), ("Content-Length", "4")]
     client = upstream_pool.PooledUpstream()
     try:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import gc
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -19,10 +19,24 @@ from upstream_backends import RawBackend, RawRequest, chunked, free_port, ok_han
 from propylon_proxy import upstream, upstream_pool
 
 
-def make_request(port: int, target: str = "/", method: str = "GET", **kwargs: object) -> upstream.UpstreamRequest:
-    headers = kwargs.pop("headers", None) or [("Host", f"127.0.0.1:{port}")]
+def make_request(
+    port: int,
+    target: str = "/",
+    method: str = "GET",
+    *,
+    headers: list[tuple[str, str]] | None = None,
+    body: AsyncIterable[bytes] | bytes | None = None,
+    timeout: float = 29.0,
+) -> upstream.UpstreamRequest:
     return upstream.UpstreamRequest(
-        method=method, scheme="http", host="127.0.0.1", port=port, target=target, headers=headers, **kwargs
+        method=method,
+        scheme="http",
+        host="127.0.0.1",
+        port=port,
+        target=target,
+        headers=headers or [("Host", f"127.0.0.1:{port}")],
+        body=body,
+        timeout=timeout,
     )
 
 
@@ -57,7 +71,7 @@ async def start_aiohttp(app: web.Application) -> tuple[web.AppRunner, int]:
 # -- plain exchanges ---------------------------------------------------------------------------
 
 
-async def test_get_returns_status_reason_headers_and_body(client, raw_backend):
+async def test_get_returns_status_reason_headers_and_body(client: upstream.Upstream, raw_backend: RawBackend) -> None:
     async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(response("201 Made Here", [("Content-Type", "text/plain")], b"hello"))
         return True
@@ -70,12 +84,12 @@ async def test_get_returns_status_reason_headers_and_body(client, raw_backend):
     assert raw_backend.requests[0].method == "GET"
 
 
-async def test_get_adds_no_headers_of_its_own(client, raw_backend):
+async def test_get_adds_no_headers_of_its_own(client: upstream.Upstream, raw_backend: RawBackend) -> None:
     await read_all(await client.send(make_request(raw_backend.port)))
     assert raw_backend.requests[0].headers == [(b"Host", f"127.0.0.1:{raw_backend.port}".encode())]
 
 
-async def test_post_bytes_body_is_sent_with_its_length(client, raw_backend):
+async def test_post_bytes_body_is_sent_with_its_length(client: upstream.Upstream, raw_backend: RawBackend) -> None:
     body = b"x" * 100_000
     await read_all(await client.send(make_request(raw_backend.port, method="POST", body=body)))
     got = raw_backend.requests[0]
@@ -85,7 +99,7 @@ async def test_post_bytes_body_is_sent_with_its_length(client, raw_backend):
     assert got.header_values("Content-Type") == []
 
 
-async def test_streamed_body_without_length_goes_chunked(client, raw_backend):
+async def test_streamed_body_without_length_goes_chunked(client: upstream.Upstream, raw_backend: RawBackend) -> None:
     async def source() -> AsyncIterator[bytes]:
         for part in (b"one,", b"", b"two,", b"three" * 10_000):
             await asyncio.sleep(0)
@@ -98,7 +112,9 @@ async def test_streamed_body_without_length_goes_chunked(client, raw_backend):
     assert got.header_values("Content-Length") == []
 
 
-async def test_streamed_body_with_declared_length_goes_as_is(client, raw_backend):
+async def test_streamed_body_with_declared_length_goes_as_is(
+    client: upstream.Upstream, raw_backend: RawBackend
+) -> None:
     async def source() -> AsyncIterator[bytes]:
         yield b"abc"
         yield b"defg"
@@ -112,7 +128,7 @@ async def test_streamed_body_with_declared_length_goes_as_is(client, raw_backend
     assert got.header_values("Transfer-Encoding") == []
 
 
-async def test_chunked_response_is_decoded(client, raw_backend):
+async def test_chunked_response_is_decoded(client: upstream.Upstream, raw_backend: RawBackend) -> None:
     async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(response(headers=[("Transfer-Encoding", "chunked")]))
         for part in (b"alpha-", b"beta-", b"gamma" * 1000):
@@ -146,12 +162,16 @@ TARGETS = [
 
 
 @pytest.mark.parametrize("target", TARGETS)
-async def test_request_target_reaches_backend_byte_for_byte(client, raw_backend, target):
+async def test_request_target_reaches_backend_byte_for_byte(
+    client: upstream.Upstream, raw_backend: RawBackend, target: str
+) -> None:
     await read_all(await client.send(make_request(raw_backend.port, target)))
     assert raw_backend.requests[0].target == target.encode()
 
 
-async def test_request_header_order_case_and_duplicates_are_kept(client, raw_backend):
+async def test_request_header_order_case_and_duplicates_are_kept(
+    client: upstream.Upstream, raw_backend: RawBackend
+) -> None:
     headers = [
         ("Host", "api.example.com"),
         ("X-B", "1"),
@@ -171,7 +191,9 @@ async def test_request_header_order_case_and_duplicates_are_kept(client, raw_bac
         assert got == headers
 
 
-async def test_response_header_order_case_and_duplicates_are_kept(client, raw_backend):
+async def test_response_header_order_case_and_duplicates_are_kept(
+    client: upstream.Upstream, raw_backend: RawBackend
+) -> None:
     sent = [
         ("Set-Cookie", "a=1"),
         ("X-Dup", "1"),
@@ -190,7 +212,7 @@ async def test_response_header_order_case_and_duplicates_are_kept(client, raw_ba
     assert await read_all(resp) == b""
 
 
-async def test_content_encoding_is_not_decoded(client, raw_backend):
+async def test_content_encoding_is_not_decoded(client: upstream.Upstream, raw_backend: RawBackend) -> None:
     import gzip
 
     packed = gzip.compress(b"plain text" * 100)
@@ -206,14 +228,14 @@ async def test_content_encoding_is_not_decoded(client, raw_backend):
 # -- bodiless responses, keep-alive, Connection: close -----------------------------------------
 
 
-async def test_keep_alive_reuses_one_connection(client, raw_backend):
+async def test_keep_alive_reuses_one_connection(client: upstream.Upstream, raw_backend: RawBackend) -> None:
     for _ in range(5):
         assert await read_all(await client.send(make_request(raw_backend.port))) == b"ok"
     assert raw_backend.connections == 1
     assert [r.index_on_connection for r in raw_backend.requests] == [1, 2, 3, 4, 5]
 
 
-async def test_unread_body_is_not_reused(client, raw_backend):
+async def test_unread_body_is_not_reused(client: upstream.Upstream, raw_backend: RawBackend) -> None:
     async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(response(body=b"z" * 1_000_000))
         await writer.drain()
@@ -237,8 +259,13 @@ async def test_unread_body_is_not_reused(client, raw_backend):
     ],
 )
 async def test_bodiless_responses_end_at_the_head_and_keep_the_connection(
-    client, raw_backend, method, status, headers, request
-):
+    client: upstream.Upstream,
+    raw_backend: RawBackend,
+    method: str,
+    status: str,
+    headers: list[tuple[str, str]],
+    request: pytest.FixtureRequest,
+) -> None:
     if client_kind(client) == "aiohttp" and method == "HEAD" and not headers:
         # Found by this test (aiohttp 3.14): after a HEAD response with neither Content-Length nor
         # Transfer-Encoding, aiohttp hands the next request on that connection a phantom
@@ -262,7 +289,7 @@ async def test_bodiless_responses_end_at_the_head_and_keep_the_connection(
     assert raw_backend.connections == 1
 
 
-async def test_unasked_second_response_is_never_delivered(client, raw_backend):
+async def test_unasked_second_response_is_never_delivered(client: upstream.Upstream, raw_backend: RawBackend) -> None:
     """A backend that sends more than one response per request is out of step: its extra bytes
     must not become the answer to the next request (response desync)."""
 
@@ -282,7 +309,7 @@ async def test_unasked_second_response_is_never_delivered(client, raw_backend):
     assert (second.status, await read_all(second)) == (200, b"fresh")
 
 
-async def test_connection_close_response_is_not_reused(client, raw_backend):
+async def test_connection_close_response_is_not_reused(client: upstream.Upstream, raw_backend: RawBackend) -> None:
     async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(response(headers=[("Connection", "close")], body=b"bye"))
         await writer.drain()
@@ -294,7 +321,7 @@ async def test_connection_close_response_is_not_reused(client, raw_backend):
     assert raw_backend.connections == 2
 
 
-async def test_body_until_close(client, raw_backend):
+async def test_body_until_close(client: upstream.Upstream, raw_backend: RawBackend) -> None:
     async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
         for i in range(5):
@@ -308,7 +335,7 @@ async def test_body_until_close(client, raw_backend):
     assert raw_backend.connections == 2
 
 
-async def test_interim_100_continue_is_skipped(client, raw_backend):
+async def test_interim_100_continue_is_skipped(client: upstream.Upstream, raw_backend: RawBackend) -> None:
     async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + response("202 Accepted", body=b"done"))
         return True
@@ -327,7 +354,7 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-async def test_50mb_response_streams_with_bounded_memory(client):
+async def test_50mb_response_streams_with_bounded_memory(client: upstream.Upstream) -> None:
     total = 50 * 1024 * 1024
     block = b"\xab" * 65536
 
@@ -362,7 +389,7 @@ async def test_50mb_response_streams_with_bounded_memory(client):
         assert max_buffered < 2 * 1024 * 1024
 
 
-async def test_aiohttp_server_backend_chunked_stream(client):
+async def test_aiohttp_server_backend_chunked_stream(client: upstream.Upstream) -> None:
     async def stream(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse()
         resp.enable_chunked_encoding()
@@ -394,12 +421,14 @@ async def test_aiohttp_server_backend_chunked_stream(client):
 # -- failures ---------------------------------------------------------------------------------
 
 
-async def test_connection_refused_is_a_connect_error(client):
+async def test_connection_refused_is_a_connect_error(client: upstream.Upstream) -> None:
     with pytest.raises(upstream.UpstreamConnectError):
         await client.send(make_request(free_port()))
 
 
-async def test_slow_head_is_a_timeout_and_the_client_recovers(client, raw_backend):
+async def test_slow_head_is_a_timeout_and_the_client_recovers(
+    client: upstream.Upstream, raw_backend: RawBackend
+) -> None:
     release = asyncio.Event()
 
     async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
@@ -428,7 +457,9 @@ async def test_slow_head_is_a_timeout_and_the_client_recovers(client, raw_backen
         b"\x00\x01\x02\x03",
     ],
 )
-async def test_garbage_response_is_a_protocol_error(client, raw_backend, garbage):
+async def test_garbage_response_is_a_protocol_error(
+    client: upstream.Upstream, raw_backend: RawBackend, garbage: bytes
+) -> None:
     async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(garbage)
         await writer.drain()
@@ -440,7 +471,9 @@ async def test_garbage_response_is_a_protocol_error(client, raw_backend, garbage
         await read_all(resp)
 
 
-async def test_close_before_any_response_byte_on_a_new_connection_is_a_protocol_error(client, raw_backend):
+async def test_close_before_any_response_byte_on_a_new_connection_is_a_protocol_error(
+    client: upstream.Upstream, raw_backend: RawBackend
+) -> None:
     async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
         return False
 
@@ -459,7 +492,9 @@ async def test_close_before_any_response_byte_on_a_new_connection_is_a_protocol_
         (response(headers=[("Transfer-Encoding", "chunked")]) + b"3\r\nabc\r\nZZ\r\n", False),
     ],
 )
-async def test_backend_failing_mid_body_surfaces_as_protocol_error(client, raw_backend, tail, head_is_good):
+async def test_backend_failing_mid_body_surfaces_as_protocol_error(
+    client: upstream.Upstream, raw_backend: RawBackend, tail: bytes, head_is_good: bool
+) -> None:
     async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(tail if req.connection == 1 else response(body=b"fine"))
         await writer.drain()
@@ -480,7 +515,7 @@ async def test_backend_failing_mid_body_surfaces_as_protocol_error(client, raw_b
     assert raw_backend.connections == 2
 
 
-async def test_stale_pooled_connection(client, raw_backend):
+async def test_stale_pooled_connection(client: upstream.Upstream, raw_backend: RawBackend) -> None:
     """The backend silently drops the second request on each connection (an idle-timeout race).
 
     A replayable GET may be reported as a connect error (the pipeline may retry it) or replayed by
@@ -509,7 +544,9 @@ class SourceFailed(Exception):
     pass
 
 
-async def test_failing_body_source_fails_the_send_and_nothing_is_reused(client, raw_backend):
+async def test_failing_body_source_fails_the_send_and_nothing_is_reused(
+    client: upstream.Upstream, raw_backend: RawBackend
+) -> None:
     async def source() -> AsyncIterator[bytes]:
         yield b"first part,"
         await asyncio.sleep(0.01)
@@ -523,7 +560,7 @@ async def test_failing_body_source_fails_the_send_and_nothing_is_reused(client, 
     assert await read_all(await client.send(make_request(raw_backend.port))) == b"ok"
 
 
-async def test_early_response_while_uploading(client):
+async def test_early_response_while_uploading(client: upstream.Upstream) -> None:
     """A backend may refuse a body before reading it; the caller must still get its answer."""
 
     sent = asyncio.Event()
@@ -554,7 +591,7 @@ async def test_early_response_while_uploading(client):
         await server.wait_closed()
 
 
-async def test_concurrent_requests_are_not_mixed_up(client, raw_backend):
+async def test_concurrent_requests_are_not_mixed_up(client: upstream.Upstream, raw_backend: RawBackend) -> None:
     async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
         await asyncio.sleep(0.001 * (hash(req.target) % 5))
         writer.write(response(body=req.target))
@@ -571,7 +608,7 @@ async def test_concurrent_requests_are_not_mixed_up(client, raw_backend):
     assert raw_backend.connections <= 40
 
 
-async def test_large_upload_is_paced_by_the_backend(client):
+async def test_large_upload_is_paced_by_the_backend(client: upstream.Upstream) -> None:
     """A 50 MB streamed upload to a backend that stops reading must stop pulling from the source,
     or a slow backend would make the gateway hold the whole body in memory."""
     total = 50 * 1024 * 1024
@@ -623,14 +660,18 @@ async def test_large_upload_is_paced_by_the_backend(client):
         await server.wait_closed()
 
 
-async def test_non_ascii_header_bytes_reach_the_backend_unchanged(client, raw_backend):
+async def test_non_ascii_header_bytes_reach_the_backend_unchanged(
+    client: upstream.Upstream, raw_backend: RawBackend
+) -> None:
     """Header text crosses the interface as latin-1, one character per byte of the wire."""
     raw = "Zo\xc3\xab"  # the UTF-8 bytes of "Zoë", seen through latin-1
     await read_all(await client.send(make_request(raw_backend.port, headers=[("Host", "a"), ("X-Name", raw)])))
     assert raw_backend.requests[0].header_values("X-Name") == [b"Zo\xc3\xab"]
 
 
-async def test_non_ascii_response_header_bytes_come_back_as_latin1(client, raw_backend):
+async def test_non_ascii_response_header_bytes_come_back_as_latin1(
+    client: upstream.Upstream, raw_backend: RawBackend
+) -> None:
     async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nX-Name: Zo\xc3\xab\r\nX-Latin: caf\xe9\r\nContent-Length: 0\r\n\r\n")
         return True
@@ -642,7 +683,9 @@ async def test_non_ascii_response_header_bytes_come_back_as_latin1(client, raw_b
     await resp.release()
 
 
-async def test_slow_head_on_a_reused_connection_is_a_timeout(client, raw_backend):
+async def test_slow_head_on_a_reused_connection_is_a_timeout(
+    client: upstream.Upstream, raw_backend: RawBackend
+) -> None:
     release = asyncio.Event()
 
     async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
@@ -662,7 +705,9 @@ async def test_slow_head_on_a_reused_connection_is_a_timeout(client, raw_backend
         release.set()
 
 
-async def test_a_stalled_body_source_is_not_an_upstream_timeout(client, raw_backend):
+async def test_a_stalled_body_source_is_not_an_upstream_timeout(
+    client: upstream.Upstream, raw_backend: RawBackend
+) -> None:
     """The pipeline's own body stall timer raises TimeoutError inside the source; that is the
     client's fault (408), and must not come out as the backend's (504)."""
 
