@@ -263,9 +263,13 @@ def _ms(text: str) -> float:
 def run_wrk(url: str, *, seconds: float, connections: int, threads: int) -> dict[str, float]:
     argv = ["taskset", "-c", LOAD_CPU, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
-    out = done.stdout
-    if done.returncode != 0 or "Requests/sec" not in out:
+    if done.returncode != 0 or "Requests/sec" not in done.stdout:
         raise RuntimeError(f"wrk failed on {url}: {done.stdout}{done.stderr}")
+    return parse_wrk(done.stdout)
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    """The figures of one ``wrk --latency`` report."""
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
