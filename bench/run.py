@@ -498,6 +498,9 @@ def main() -> int:
     if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
         print("warning: fewer than 2 cores; core pinning cannot separate load from target", file=sys.stderr)
 
+    # Processes run in their own sessions, so a terminal's Ctrl-C does not reach them; turn SIGTERM
+    # into an exception too, so that the cleanup below runs however the run is stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     OUT.mkdir(exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     command = " ".join([Path(sys.executable).name, "bench/run.py", *sys.argv[1:]])
