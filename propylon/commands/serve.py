@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow routes to Services in other namespaces without their propylon.dev/allow-from label",
     )
-    parser.add_argument("--upstream", choices=upstreams.KINDS, default="aiohttp", help=argparse.SUPPRESS)
+    parser.add_argument("--upstream", choices=upstreams.KINDS, default="pool", help=argparse.SUPPRESS)
     parser.add_argument("--poll-interval", type=float, default=0.5, help=argparse.SUPPRESS)
 
 

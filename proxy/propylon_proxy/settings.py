@@ -26,7 +26,7 @@ class ListenerSettings:
 class ProxySettings:
     listener: ListenerSettings = dataclasses.field(default_factory=ListenerSettings)
     trusted_proxies: tuple[Network, ...] = ()
-    upstream_kind: str = "aiohttp"
+    upstream_kind: str = "pool"
     endpoint_failure_seconds: float = 10.0
 
 

@@ -11,8 +11,9 @@ from propylon_proxy import upstream, upstream_aiohttp, upstream_pool
 KINDS = ("aiohttp", "pool")
 
 
-def create(kind: str = "aiohttp") -> upstream.Upstream:
-    """``aiohttp``: one shared ClientSession (the default); ``pool``: the httptools pool."""
+def create(kind: str = "pool") -> upstream.Upstream:
+    """``pool``: the httptools pool (the default: 1.5x the requests/s behind Propylon, see
+    bench/RESULTS.md); ``aiohttp``: one shared ClientSession."""
     if kind == "aiohttp":
         return upstream_aiohttp.AiohttpUpstream()
     if kind == "pool":

@@ -190,7 +190,7 @@ async def start_gateway() -> AsyncIterator[GatewayFactory]:
             listener=listener or settings.ListenerSettings(),
             trusted_proxies=settings.parse_networks(trusted),
             # PROPYLON_TEST_UPSTREAM=pool runs the same tests over the pooled httptools client.
-            upstream_kind=os.environ.get("PROPYLON_TEST_UPSTREAM", "aiohttp"),
+            upstream_kind=os.environ.get("PROPYLON_TEST_UPSTREAM", "pool"),
         )
         gw = gateway.Gateway(proxy_settings, **kwargs)
         if snapshot is not None:
