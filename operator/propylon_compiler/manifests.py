@@ -82,8 +82,11 @@ def load_paths(paths: Sequence[str]) -> LoadResult:
     for display, path in expand_paths(paths):
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             problems.append(_file_problem(display, 0, f"cannot read file: {exc.strerror or exc}"))
+            continue
+        except UnicodeDecodeError as exc:
+            problems.append(_file_problem(display, 0, f"cannot read file: not UTF-8 ({exc.reason})"))
             continue
         docs, parse_problems = parse_text(text, display)
         documents.extend(docs)

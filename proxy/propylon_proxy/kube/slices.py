@@ -44,7 +44,8 @@ def _service_port(services: Mapping[str, Object], target: model.ServiceTarget) -
     service = services.get(target.name)
     for port in ((service or {}).get("spec") or {}).get("ports") or ():
         if port.get("port") == target.port:
-            return port
+            found: Object = port
+            return found
     return None
 
 

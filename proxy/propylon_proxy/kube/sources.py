@@ -35,7 +35,7 @@ class _Namespace:
     services_watch: watches.ListWatch
     slices_watch: watches.ListWatch
     services: dict[str, Any] | None = None
-    slices: dict[str, Any] | None = None
+    endpoint_slices: dict[str, Any] | None = None
     services_failed: bool = False  # e.g. RBAC lets the proxy read EndpointSlices but not Services
 
     def view(self) -> slices.NamespaceView:
@@ -43,8 +43,8 @@ class _Namespace:
         services_settled = self.services is not None or self.services_failed
         return slices.NamespaceView(
             services=self.services,
-            slices=self.slices or {},
-            synced=self.slices is not None and services_settled,
+            slices=self.endpoint_slices or {},
+            synced=self.endpoint_slices is not None and services_settled,
         )
 
     def stop(self) -> None:
@@ -210,7 +210,7 @@ class SecretSource:
 
         def on_slices(store: watches.Store) -> None:
             if self._namespaces.get(namespace) is state:
-                state.slices = store
+                state.endpoint_slices = store
                 self._publish()
 
         state = _Namespace(
