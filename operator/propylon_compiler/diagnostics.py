@@ -20,7 +20,7 @@ class Origin:
     """Where a document came from: the path as given and its 1-based index in that file."""
 
     file: str
-    document: int
+    document: int  # 1-based, as diagnostics print it; 0 = the file as a whole
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +44,8 @@ class Diagnostic:
             ident = f"{self.namespace}/{self.name}" if self.namespace else self.name
             who = f" ({self.kind} {ident})" if ident else f" ({self.kind})"
         where = f"{self.field}: " if self.field else ""
+        if self.origin.document == 0:  # the file as a whole (unreadable): there is no document to name
+            return f"{self.origin.file}: {where}{self.message}"
         return f"{self.origin.file}: document {self.origin.document}{who}: {where}{self.message}"
 
 

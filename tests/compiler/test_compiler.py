@@ -227,3 +227,14 @@ spec: {apiRef: users, variables: {backend: "ftp://nowhere"}}
     assert prod.routes[0].integration.url == "http://127.0.0.1:9000/v1/users/{id}"
     messages = [str(d) for d in result.diagnostics]
     assert len(messages) == 1 and "ftp://nowhere" in messages[0] and "Stage shop/beta" in messages[0], messages
+
+
+def test_unreadable_files_are_diagnostics_naming_the_file(tmp_path) -> None:
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"kind: Api\nmetadata: {name: caf\xe9}\n")
+    missing = tmp_path / "missing.yaml"
+    loaded = manifests.load_paths([str(latin), str(missing)])
+    assert loaded.documents == ()
+    messages = [str(d) for d in loaded.diagnostics]
+    assert messages[0].startswith(f"{latin}: cannot read file: not UTF-8")
+    assert messages[1].startswith(f"{missing}: cannot read file: No such file or directory")
