@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import secrets
 from collections.abc import Iterable, Sequence
 
-from propylon_proxy import settings
+from propylon_proxy import ids, settings
 
 Headers = list[tuple[str, str]]
 
@@ -82,8 +81,8 @@ def traceparent(incoming: str | None) -> str:
         if found:
             version, trace_id, parent_id, flags = found.groups()
             if version != "ff" and trace_id != "0" * 32 and parent_id != "0" * 16:
-                return f"00-{trace_id}-{secrets.token_hex(8)}-{flags}"
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+                return f"00-{trace_id}-{ids.span_id()}-{flags}"
+    return f"00-{ids.trace_id()}-{ids.span_id()}-01"
 
 
 def upstream_request_headers(

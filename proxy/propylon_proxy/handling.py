@@ -11,7 +11,6 @@ import dataclasses
 import datetime
 import logging
 import time
-import uuid
 from typing import Any, TextIO
 
 from aiohttp import web
@@ -23,6 +22,7 @@ from propylon_proxy import (
     forwarding,
     gateway_responses,
     hygiene,
+    ids,
     mappings,
     metrics,
     mocks,
@@ -91,6 +91,19 @@ def _as_written(value: str) -> str:
     return value.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
+class _HeldHead(web.StreamResponse):
+    """A response whose head waits for the first body bytes, so both leave in one ``send()``.
+
+    aiohttp's ``web.Response`` does this; ``StreamResponse`` sends the head at ``prepare()``,
+    which costs a system call per response. ``_send_headers_immediately`` is aiohttp's own
+    switch (a class attribute, not public API): if a later aiohttp drops it, responses simply go
+    back to two writes. Where the body may be slow to come, the caller sends the head itself
+    (``writer.send_headers()``) so a client never waits for a head the gateway already has.
+    """
+
+    _send_headers_immediately = False
+
+
 def _header_pairs(request: web.BaseRequest) -> list[tuple[str, str]]:
     return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in request.raw_headers]
 
@@ -108,7 +121,7 @@ class Pipeline:
         exchange = _Exchange(
             request=request,
             plan=runtime.holder.current,
-            request_id=str(uuid.uuid4()),
+            request_id=ids.request_id(),
             peer=peer,
             source_ip=forwarding.source_ip(peer, request.headers.items(), runtime.settings.trusted_proxies),
             started=time.monotonic(),
@@ -168,7 +181,7 @@ class Pipeline:
             body = b""  # these never carry a body; a stray one would desync the connection
         else:
             response.content_length = len(body)
-        await response.prepare(exchange.request)
+        await response.prepare(exchange.request)  # a _HeldHead: the head goes with the body
         if body and exchange.request.method != "HEAD":
             # HEAD: same headers (Content-Length included), no body.
             await response.write(body)
@@ -179,7 +192,7 @@ class Pipeline:
     async def _error(self, exchange: _Exchange, error_type: str) -> web.StreamResponse:
         rendered = gateway_responses.render(error_type, exchange.request_id, exchange.overrides)
         exchange.error_type = error_type
-        response = web.StreamResponse(status=rendered.status)
+        response = _HeldHead(status=rendered.status)
         for name, value in rendered.headers:
             response.headers.add(name, value)
         if error_type in gateway_responses.CLOSING:
@@ -194,7 +207,7 @@ class Pipeline:
             variables=exchange.plan.variables.get(match.stage.id, {}),
             request_id=exchange.request_id,
         ).encode()
-        response = web.StreamResponse(status=mock.status_code)
+        response = _HeldHead(status=mock.status_code)
         for name, value in mock.headers:
             response.headers.add(name, value)
         return await self._send(exchange, response, body)
@@ -305,8 +318,13 @@ class Pipeline:
     async def _relay(
         self, exchange: _Exchange, match: routing.Match, response: upstream.UpstreamResponse
     ) -> web.StreamResponse:
-        """Stream the backend's response to the client, chunk by chunk."""
-        out = web.StreamResponse(status=response.status, reason=response.reason or None)
+        """Stream the backend's response to the client, chunk by chunk.
+
+        The head is held back until the first chunk when that chunk is already here (a small
+        response usually arrives whole), so head and body go out in one write; when the body
+        has still to come, the head is sent at once, as it would be without the hold.
+        """
+        out = _HeldHead(status=response.status, reason=response.reason or None)
         headers = forwarding.client_response_headers(response.headers)
         blocks = match.route.integration.response_parameters
         if blocks:
@@ -316,14 +334,19 @@ class Pipeline:
             out.headers.add(name, _as_written(value))
         out.headers["x-request-id"] = exchange.request_id
         exchange.status = response.status
+        writer = None
         try:
-            await out.prepare(exchange.request)
+            writer = await out.prepare(exchange.request)
+            if writer is not None and not response.body_ready():
+                writer.send_headers()
             async for chunk in response.iter_chunks():
                 await out.write(chunk)
                 exchange.response_length += len(chunk)
         except upstream.UpstreamError:
             # The head is already sent: the only honest signal left is to cut the connection.
             log.warning("backend hung up mid-response (request %s)", exchange.request_id)
+            if writer is not None:
+                writer.send_headers()  # if still held: the client gets the head, then the cut
             transport = exchange.request.transport
             if transport is not None:
                 transport.close()

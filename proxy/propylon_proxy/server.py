@@ -8,13 +8,12 @@ the request head (slowloris -> 408). Routing and everything after it live in ``h
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import http_exceptions, web, web_protocol, web_server
 
-from propylon_proxy import gateway_responses, settings
+from propylon_proxy import gateway_responses, ids, settings
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 OnRejected = Callable[[int], None]  # told the status of every error answered at this layer
@@ -71,7 +70,7 @@ class GatewayRequestHandler(web_protocol.RequestHandler):
         self._head_deadline = None
         if self._request_in_progress or self.transport is None or self._messages:
             return
-        rendered = gateway_responses.render(gateway_responses.REQUEST_TIMEOUT, str(uuid.uuid4()))
+        rendered = gateway_responses.render(gateway_responses.REQUEST_TIMEOUT, ids.request_id())
         if self._on_rejected is not None:
             self._on_rejected(rendered.status)
         self.transport.write(gateway_responses.raw_bytes(rendered, "Request Timeout"))
@@ -97,7 +96,7 @@ class GatewayRequestHandler(web_protocol.RequestHandler):
         else:
             self.log_exception("Error handling request", exc_info=exc)
             error_type = gateway_responses.DEFAULT_5XX
-        rendered = gateway_responses.render(error_type, str(uuid.uuid4()))
+        rendered = gateway_responses.render(error_type, ids.request_id())
         if self._on_rejected is not None:
             self._on_rejected(rendered.status)
         response = web.Response(

@@ -51,6 +51,12 @@ class UpstreamResponse(Protocol):
         """The body, decoded from its transfer coding (never content-decoded), as it arrives."""
         ...
 
+    def body_ready(self) -> bool:
+        """True when ``iter_chunks()`` would give its first chunk (or end) without waiting for
+        the backend. The pipeline then sends the response head together with that chunk;
+        ``False`` is always a safe answer (the head goes out on its own, at once)."""
+        ...
+
     async def release(self) -> None:
         """Return the connection to the pool if the body was read fully, else close it."""
         ...

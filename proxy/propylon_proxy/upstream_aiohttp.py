@@ -78,6 +78,10 @@ class AiohttpResponse:
         self.reason = response.reason or ""
         self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers]
 
+    def body_ready(self) -> bool:
+        # aiohttp's stream reader has no public "bytes buffered" check; the head goes out alone.
+        return False
+
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         content = self._response.content
         try:

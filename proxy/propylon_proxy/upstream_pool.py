@@ -324,6 +324,9 @@ class _Connection(asyncio.Protocol):
             self._drain_waiter = self._loop.create_future()
             await self._drain_waiter
 
+    def has_body_bytes(self) -> bool:
+        return bool(self._buffer)
+
     async def next_chunk(self) -> bytes | None:
         while True:
             if self._buffer:
@@ -352,6 +355,10 @@ class PooledResponse:
         self.status = conn.status
         self.reason = conn.reason
         self.headers = conn.headers
+
+    def body_ready(self) -> bool:
+        conn = self._conn
+        return bool(conn.has_body_bytes() or conn.message_done or conn.error is not None)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         conn = self._conn
