@@ -36,21 +36,32 @@ _GATEWAY_OWNED = frozenset({"host", "x-request-id", "traceparent", "expect"})
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
-def _canonical(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
-
-
 def _is_forwarding(name: str) -> bool:
     return name in ("forwarded", "x-real-ip") or name.startswith("x-forwarded-")
+
+
+def _connection_named(pairs: Sequence[tuple[str, str]], lowered: Sequence[str]) -> frozenset[str]:
+    """The header names listed in ``Connection`` headers (lower case)."""
+    if "connection" not in lowered:
+        return frozenset()
+    return frozenset(
+        token.strip().lower()
+        for (_, value), lower in zip(pairs, lowered, strict=True)
+        if lower == "connection"
+        for token in value.split(",")
+    )
 
 
 def strip_hop_by_hop(headers: Iterable[tuple[str, str]]) -> Headers:
     """Drop hop-by-hop headers and every header the ``Connection`` header names."""
     pairs = list(headers)
-    named = {
-        token.strip().lower() for name, value in pairs if name.lower() == "connection" for token in value.split(",")
-    }
-    return [(n, v) for n, v in pairs if n.lower() not in HOP_BY_HOP and n.lower() not in named]
+    lowered = [n.lower() for n, _ in pairs]
+    named = _connection_named(pairs, lowered)
+    return [
+        pair
+        for pair, lower in zip(pairs, lowered, strict=True)
+        if lower not in HOP_BY_HOP and lower not in named
+    ]
 
 
 def is_trusted(peer: str | None, trusted: Sequence[settings.Network]) -> bool:
@@ -94,19 +105,30 @@ def upstream_request_headers(
     upstream_host: str,
     request_id: str,
 ) -> Headers:
-    """The headers the backend receives for a proxied request."""
+    """The headers the backend receives for a proxied request.
+
+    On every proxied request's path, so each name is lower-cased once and reused.
+    """
     pairs = list(client_headers)
-    client_host = next((v for n, v in pairs if n.lower() == "host"), "")
-    incoming_trace = next((v for n, v in pairs if n.lower() == "traceparent"), None)
+    lowered = [n.lower() for n, _ in pairs]
+    client_host = ""
+    incoming_trace = None
+    if "host" in lowered:
+        client_host = pairs[lowered.index("host")][1]
+    if "traceparent" in lowered:
+        incoming_trace = pairs[lowered.index("traceparent")][1]
+    named = _connection_named(pairs, lowered)
     trusted_peer = is_trusted(peer, trusted)
     out: Headers = []
     prior_hops: list[str] = []
-    for name, value in strip_hop_by_hop(pairs):
-        canonical = _canonical(name)
+    for (name, value), lower in zip(pairs, lowered, strict=True):
+        if lower in HOP_BY_HOP or lower in named:
+            continue
+        canonical = lower.strip().replace("_", "-")
         if canonical in _GATEWAY_OWNED:
             continue
         if _is_forwarding(canonical):
-            if not trusted_peer or canonical != name.lower():
+            if not trusted_peer or canonical != lower:
                 continue  # spoofable, or an underscore twin: never forwarded as is
             if canonical == "x-forwarded-for":
                 prior_hops.append(value)
@@ -126,4 +148,11 @@ def upstream_request_headers(
 
 def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> Headers:
     """Backend response headers a client may see: hop-by-hop removed, our request id wins."""
-    return [(n, v) for n, v in strip_hop_by_hop(upstream_headers) if n.lower() != "x-request-id"]
+    pairs = list(upstream_headers)
+    lowered = [n.lower() for n, _ in pairs]
+    named = _connection_named(pairs, lowered)
+    return [
+        pair
+        for pair, lower in zip(pairs, lowered, strict=True)
+        if lower not in HOP_BY_HOP and lower not in named and lower != "x-request-id"
+    ]

@@ -57,10 +57,11 @@ class _Exchange:
     request_id: str
     peer: str
     source_ip: str
-    started: float
-    started_at: datetime.datetime
+    started: float  # monotonic, for durations
+    started_wall: float  # time.time(), turned into requestTime only when the access log is on
     stage: model.Stage | None = None
     route: model.Route | None = None
+    labels: metrics.Labels | None = None  # the matched route's, from its chain
     status: int = 0
     response_length: int = 0
     integration_latency: float | None = None
@@ -125,7 +126,7 @@ class Pipeline:
             peer=peer,
             source_ip=forwarding.source_ip(peer, request.headers.items(), runtime.settings.trusted_proxies),
             started=time.monotonic(),
-            started_at=datetime.datetime.now(datetime.UTC),
+            started_wall=time.time(),
         )
         try:
             return await self._serve(exchange)
@@ -156,6 +157,7 @@ class Pipeline:
             return await self._error(exchange, gateway_responses.RESOURCE_NOT_FOUND)
         exchange.route = match.route
         chain = plan.chains[match.route.id]
+        exchange.labels = chain.labels
         if chain.steps:
             step_input = plans.StepInput(
                 request=request, match=match, request_id=exchange.request_id, source_ip=exchange.source_ip
@@ -359,9 +361,11 @@ class Pipeline:
     def _record(self, exchange: _Exchange) -> None:
         duration = time.monotonic() - exchange.started
         stage, route = exchange.stage, exchange.route
-        labels = metrics.GatewayMetrics.labels(
-            stage.api if stage else "", stage.id if stage else "", route.route_key if route else ""
-        )
+        labels = exchange.labels
+        if labels is None:
+            labels = metrics.GatewayMetrics.labels(
+                stage.api if stage else "", stage.id if stage else "", route.route_key if route else ""
+            )
         status = exchange.status or 500
         self._runtime.metrics.record(labels, status, duration, exchange.integration_latency)
         if stage is None or not stage.access_log:
@@ -371,7 +375,9 @@ class Pipeline:
         values: dict[str, Any] = {
             "requestId": exchange.request_id,
             "ip": exchange.source_ip,
-            "requestTime": access_log.rfc3339_millis(exchange.started_at),
+            "requestTime": access_log.rfc3339_millis(
+                datetime.datetime.fromtimestamp(exchange.started_wall, datetime.UTC)
+            ),
             "httpMethod": request.method,
             "routeKey": route.route_key if route else None,
             "path": request.raw_path.partition("?")[0],

@@ -9,6 +9,7 @@ upstream path can be rebuilt from exactly what was matched.
 from __future__ import annotations
 
 import dataclasses
+import re
 import string
 
 from propylon_proxy import gateway_responses
@@ -35,6 +36,10 @@ class Target:
 _HEX = frozenset(string.hexdigits)
 # Characters that may stay literal when a decoded value is written back as one path segment.
 _SEGMENT_SAFE = frozenset(string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@")
+# A value made only of these needs no escaping: the usual case, answered by one regex match.
+_ALL_SEGMENT_SAFE = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@]*")
+# Not allowed anywhere in a request target: controls, space, DEL and a fragment.
+_BAD_TARGET_CHAR = re.compile(r"[\x00-\x20\x7f#]")
 
 
 def decode_segment(raw: str) -> str:
@@ -63,6 +68,8 @@ def decode_segment(raw: str) -> str:
 
 def encode_segment(value: str) -> str:
     """Write a decoded value back as exactly one segment (``/`` and ``%`` always escaped)."""
+    if _ALL_SEGMENT_SAFE.fullmatch(value):
+        return value
     parts = []
     for byte in value.encode("utf-8", "surrogateescape"):
         char = chr(byte)
@@ -82,11 +89,12 @@ def _check_segment(decoded: str) -> None:
 
 def split_target(target: str, *, max_bytes: int = 8192) -> Target:
     """Check and split a request target as it came off the wire."""
-    if len(target.encode("utf-8", "surrogateescape")) > max_bytes:
+    size = len(target) if target.isascii() else len(target.encode("utf-8", "surrogateescape"))
+    if size > max_bytes:
         raise Rejected(gateway_responses.URI_TOO_LONG, "request target too long")
     if not target.startswith("/"):
         raise Rejected(gateway_responses.BAD_REQUEST, "request target is not origin-form")
-    if "#" in target or any(ord(c) < 0x21 or ord(c) == 0x7F for c in target):
+    if _BAD_TARGET_CHAR.search(target):
         raise Rejected(gateway_responses.BAD_REQUEST, "invalid character in request target")
     raw_path, _, query = target.partition("?")
     rest = raw_path[1:]
@@ -98,7 +106,7 @@ def split_target(target: str, *, max_bytes: int = 8192) -> Target:
 
 
 _SINGLE = (b"host", b"authorization", b"x-api-key")
-_FORBIDDEN_IN_VALUE = (b"\r", b"\n", b"\x00")
+_FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
 
 
 def check_headers(
@@ -118,7 +126,7 @@ def check_headers(
     for name, value in raw_headers:
         lower = name.lower()
         counts[lower] = counts.get(lower, 0) + 1
-        if any(bad in value for bad in _FORBIDDEN_IN_VALUE):
+        if _FORBIDDEN_IN_VALUE.search(value):
             raise Rejected(gateway_responses.BAD_REQUEST, "control character in a header value")
     for name in _SINGLE:
         if counts.get(name, 0) > 1:

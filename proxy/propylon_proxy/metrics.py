@@ -59,7 +59,11 @@ class Histogram:
 
     def observe(self, labels: Labels, value: float) -> None:
         with self._lock:
-            counts, total = self._series.setdefault(labels, ([0] * (len(self._buckets) + 1), [0.0]))
+            series = self._series.get(labels)
+            if series is None:
+                # Built only for a new series: this runs on every request.
+                series = self._series[labels] = ([0] * (len(self._buckets) + 1), [0.0])
+            counts, total = series
             counts[bisect.bisect_left(self._buckets, value)] += 1
             total[0] += value
 
@@ -89,13 +93,19 @@ class GatewayMetrics:
             "propylon_integration_duration_seconds", "Time the integration took to produce a response head."
         )
         self._families: list[Counter | Histogram] = [self.requests, self.request_duration, self.integration_duration]
+        # (labels, status // 100) -> the counter's labels: a tuple per request saved. Bounded like
+        # the label sets themselves (routes of the snapshots served, times ten status classes).
+        self._request_keys: dict[tuple[Labels, int], Labels] = {}
 
     @staticmethod
     def labels(api: str, stage: str, route: str) -> Labels:
         return (("api", api), ("stage", stage), ("route", route))
 
     def record(self, labels: Labels, status: int, duration: float, integration: float | None) -> None:
-        self.requests.inc((*labels, ("code_class", f"{status // 100}xx")))
+        key = self._request_keys.get((labels, status // 100))
+        if key is None:
+            key = self._request_keys[(labels, status // 100)] = (*labels, ("code_class", f"{status // 100}xx"))
+        self.requests.inc(key)
         self.request_duration.observe(labels, duration)
         if integration is not None:
             self.integration_duration.observe(labels, integration)

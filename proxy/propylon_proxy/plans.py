@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from propylon_config import model
-from propylon_proxy import routing
+from propylon_proxy import metrics, routing
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,6 +44,7 @@ class Chain:
     route: model.Route
     steps: tuple[Step, ...]
     integration: model.IntegrationType
+    labels: metrics.Labels  # the route's metric labels, built once rather than per request
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,11 +63,16 @@ class Plan:
         return self.config.version
 
 
-def _chain(route: model.Route) -> Chain:
+def _chain(stage: model.Stage, route: model.Route) -> Chain:
     # Imported here: guards builds on this module's Step type.
     from propylon_proxy import guards
 
-    return Chain(route=route, steps=guards.steps_for(route), integration=route.integration.type)
+    return Chain(
+        route=route,
+        steps=guards.steps_for(route),
+        integration=route.integration.type,
+        labels=metrics.GatewayMetrics.labels(stage.api, stage.id, route.route_key),
+    )
 
 
 def build(config: model.GatewayConfig) -> Plan:
@@ -74,7 +80,7 @@ def build(config: model.GatewayConfig) -> Plan:
     chains: dict[str, Chain] = {}
     for stage in http_stages:
         for route in stage.routes:
-            chains[route.id] = _chain(route)
+            chains[route.id] = _chain(stage, route)
     return Plan(
         config=config,
         public=routing.StageTable(s for s in http_stages if s.endpoint is model.Endpoint.PUBLIC),

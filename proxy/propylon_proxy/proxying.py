@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import re
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -47,8 +48,33 @@ def _parameter_values(match: routing.Match) -> dict[str, str]:
     return {name: value if name in greedy else hygiene.encode_segment(value) for name, value in match.params}
 
 
-def _fill(template: str, values: dict[str, str]) -> str:
+def _fill(template: str, match: routing.Match) -> str:
+    if "{" not in template:
+        return template
+    values = _parameter_values(match)
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1).rstrip("+"), ""), template)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Url:
+    scheme: str
+    host: str
+    port: int
+    path: str  # may hold {placeholders}
+    query: str
+    netloc: str
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(url: str) -> _Url:
+    """An integration URL taken apart once, not on every request (bounded: URLs come from
+    snapshots, and an evicted one is only parsed again)."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme or "http"
+    port = parts.port or (443 if scheme == "https" else 80)
+    return _Url(
+        scheme=scheme, host=parts.hostname or "", port=port, path=parts.path, query=parts.query, netloc=parts.netloc
+    )
 
 
 def _join_query(template_query: str, client_query: str) -> str:
@@ -63,19 +89,15 @@ def destination(
     balancer: endpoints.Balancer,
     exclude: tuple[str, int] | None = None,
 ) -> Destination:
-    values = _parameter_values(match)
     if integration.url:
-        parts = urllib.parse.urlsplit(integration.url)
-        scheme = parts.scheme or "http"
-        port = parts.port or (443 if scheme == "https" else 80)
-        path = _fill(parts.path, values) or "/"
+        url = _parse(integration.url)
         return Destination(
-            scheme=scheme,
-            host=parts.hostname or "",
-            port=port,
-            path=path,
-            query=_join_query(parts.query, query),
-            host_header=parts.netloc,
+            scheme=url.scheme,
+            host=url.host,
+            port=url.port,
+            path=_fill(url.path, match) or "/",
+            query=_join_query(url.query, query),
+            host_header=url.netloc,
         )
     service = integration.service
     if service is None:
@@ -83,7 +105,7 @@ def destination(
     picked = balancer.pick(service.key, addresses.get(service.key, ()), exclude)
     if picked is None:
         raise NoEndpoint(f"no ready endpoint for {service.key}")
-    path = _fill(integration.path, values) if integration.path else match.upstream_path
+    path = _fill(integration.path, match) if integration.path else match.upstream_path
     host = f"[{picked.address}]" if ":" in picked.address else picked.address
     return Destination(
         scheme="http",
