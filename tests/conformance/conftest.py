@@ -1,0 +1,86 @@
+"""Fixtures of the conformance tables: one target per kind for the whole session.
+
+``serve_target`` needs nothing but this checkout. ``operator_target`` needs the control-plane
+tier (etcd + kube-apiserver from tools/controlplane/build.sh, root for the network namespace);
+it reuses that tier's ``cluster`` and ``netns`` helpers and skips, saying why, where they
+cannot run. Items that play the operator target carry the ``controlplane`` marker.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+from collections.abc import Iterator
+
+import conformance_cases as cases
+import conformance_echo as echo
+import conformance_targets as targets
+import pytest
+
+CONTROLPLANE_TESTS = pathlib.Path(__file__).resolve().parents[1] / "controlplane"
+
+
+@pytest.fixture(scope="session")
+def serve_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[targets.ServeTarget]:
+    backend = echo.EchoBackend("127.0.0.1").start()
+    target = targets.ServeTarget(backend, tmp_path_factory.mktemp("conformance-serve"))
+    try:
+        yield target
+    finally:
+        target.close()
+        backend.close()
+
+
+def _controlplane_helpers():  # -> (cluster, netns) modules of tests/controlplane
+    if str(CONTROLPLANE_TESTS) not in sys.path:
+        sys.path.append(str(CONTROLPLANE_TESTS))
+    import cluster
+    import netns
+
+    return cluster, netns
+
+
+@pytest.fixture(scope="session")
+def operator_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[targets.OperatorTarget]:
+    cluster, netns = _controlplane_helpers()
+    missing = cluster.binaries_missing()
+    if missing:
+        pytest.skip(f"control-plane binaries missing in {cluster.binaries_dir()}: {', '.join(missing)}")
+    reason = netns.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with _closing(cluster.ControlPlane()) as plane:
+        plane.start()
+        plane.install_crds()
+        # Only the host end of the veth pair is used: an address of this run that the API server
+        # accepts in an EndpointSlice, where the in-process echo backend can listen.
+        with _closing(netns.TestHost("conformance")) as host:
+            host.start()
+            backend = echo.EchoBackend(host.gateway_address).start()
+            target = targets.OperatorTarget(
+                backend,
+                tmp_path_factory.mktemp("conformance-operator"),
+                plane.kubectl,
+                plane.kubeconfig,
+                [case.name for case in cases.load_all()],
+            )
+            try:
+                yield target.start()
+            finally:
+                target.close()
+                target.stop()
+                backend.close()
+
+
+class _closing:
+    """``with _closing(x)``: ``x.stop()`` or ``x.close()`` on the way out, whatever happened."""
+
+    def __init__(self, thing: object) -> None:
+        self.thing = thing
+
+    def __enter__(self):  # noqa: ANN204 - returns whatever was given
+        return self.thing
+
+    def __exit__(self, *exc: object) -> None:
+        closer = getattr(self.thing, "stop", None) or self.thing.close  # type: ignore[attr-defined]
+        closer()
