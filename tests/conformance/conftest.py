@@ -8,6 +8,7 @@ cannot run. Items that play the operator target carry the ``controlplane`` marke
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import sys
 from collections.abc import Iterator
@@ -49,38 +50,24 @@ def operator_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[target
     reason = netns.unavailable_reason()
     if reason:
         pytest.skip(reason)
-    with _closing(cluster.ControlPlane()) as plane:
+    with contextlib.ExitStack() as cleanup:
+        plane = cluster.ControlPlane()
+        cleanup.callback(plane.stop)
         plane.start()
         plane.install_crds()
         # Only the host end of the veth pair is used: an address of this run that the API server
         # accepts in an EndpointSlice, where the in-process echo backend can listen.
-        with _closing(netns.TestHost("conformance")) as host:
-            host.start()
-            backend = echo.EchoBackend(host.gateway_address).start()
-            target = targets.OperatorTarget(
-                backend,
-                tmp_path_factory.mktemp("conformance-operator"),
-                plane.kubectl,
-                plane.kubeconfig,
-                [case.name for case in cases.load_all()],
-            )
-            try:
-                yield target.start()
-            finally:
-                target.close()
-                target.stop()
-                backend.close()
-
-
-class _closing:
-    """``with _closing(x)``: ``x.stop()`` or ``x.close()`` on the way out, whatever happened."""
-
-    def __init__(self, thing: object) -> None:
-        self.thing = thing
-
-    def __enter__(self):  # noqa: ANN204 - returns whatever was given
-        return self.thing
-
-    def __exit__(self, *exc: object) -> None:
-        closer = getattr(self.thing, "stop", None) or self.thing.close  # type: ignore[attr-defined]
-        closer()
+        host = netns.TestHost("conformance")
+        cleanup.callback(host.close)
+        host.start()
+        backend = echo.EchoBackend(host.gateway_address).start()
+        cleanup.callback(backend.close)
+        target = targets.OperatorTarget(
+            backend,
+            tmp_path_factory.mktemp("conformance-operator"),
+            plane.kubectl,
+            plane.kubeconfig,
+            [case.name for case in cases.load_all()],
+        )
+        cleanup.callback(target.stop)
+        yield target.start()
