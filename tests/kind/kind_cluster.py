@@ -77,8 +77,8 @@ class Kubectl:
         return json.loads(self(*args, "-o", "json").stdout)
 
     def get(self, *args: str) -> dict[str, Any] | None:
-        """One object as JSON, or None when it does not exist."""
-        done = self(*args, "-o", "json", "--ignore-not-found", check=True)
+        """``kubectl get ARGS``: one object as JSON, or None when it does not exist."""
+        done = self("get", *args, "-o", "json", "--ignore-not-found")
         return json.loads(done.stdout) if done.stdout.strip() else None
 
     def apply(self, manifest: str) -> None:

@@ -249,6 +249,14 @@ def test_a_failed_step_prints_diagnostics_and_still_deletes_the_cluster(tmp_path
     assert "failed" in stderr
 
 
+def test_a_refused_image_load_falls_back_to_a_single_platform_archive(tmp_path: Path) -> None:
+    rc, calls, stderr = _run_with_stand_ins(tmp_path, fail_on="docker-image")
+    assert rc == 0, stderr
+    saved = _index(calls, "docker image save --platform linux/")
+    assert "propylon:e2e" in calls[saved]
+    assert _index(calls, "kind load image-archive") > saved
+
+
 def test_keep_cluster_keeps_it(tmp_path: Path) -> None:
     rc, calls, stderr = _run_with_stand_ins(tmp_path, fail_on="no-such-argument", keep=True)
     assert rc == 0, stderr

@@ -116,6 +116,23 @@ find_kind() {
   log "kind: ${KIND} ($("$KIND" version))"
 }
 
+# kind load docker-image fails with "content digest ... not found" when Docker's containerd image
+# store holds one platform of a multi-platform image (kubernetes-sigs/kind#3795); saving only the
+# engine's own platform and loading that archive works there.
+load_image() {
+  local image=$1 archive rc
+  if "$KIND" load docker-image "$image" --name "$CLUSTER"; then
+    return 0
+  fi
+  log "kind load docker-image ${image} failed; retrying with docker image save --platform + kind load image-archive"
+  archive="${WORK}/image.tar"
+  rc=0
+  docker image save --platform "linux/$(docker version --format '{{.Server.Arch}}')" -o "$archive" "$image" &&
+    "$KIND" load image-archive "$archive" --name "$CLUSTER" || rc=$?
+  rm -f "$archive"
+  return "$rc"
+}
+
 # --- preflight --------------------------------------------------------------------------------
 log "preflight"
 need docker "https://docs.docker.com/engine/install/"
@@ -145,7 +162,7 @@ CLUSTER_MADE=1
 "$KUBECTL" version
 
 log "kind load docker-image ${IMAGE}"
-"$KIND" load docker-image "$IMAGE" --name "$CLUSTER"
+load_image "$IMAGE"
 
 # The example's echo backend runs on a stock image. Loading it spares the node a pull from Docker
 # Hub (rate limits); when that fails the node pulls it itself, so failure here is only a warning.
@@ -153,7 +170,7 @@ ECHO_IMAGE="$(sed -n 's/^ *image: *//p' examples/kubernetes/echo-backend.yaml | 
 if [ -n "$ECHO_IMAGE" ]; then
   log "preloading the echo backend's image ${ECHO_IMAGE}"
   if ! { docker image inspect "$ECHO_IMAGE" >/dev/null 2>&1 || docker pull -q "$ECHO_IMAGE"; } ||
-    ! "$KIND" load docker-image "$ECHO_IMAGE" --name "$CLUSTER"; then
+    ! load_image "$ECHO_IMAGE"; then
     log "warning: could not preload ${ECHO_IMAGE}; the node will pull it"
   fi
 fi
