@@ -54,12 +54,12 @@ diagnose() {
   local ns
   "$KUBECTL" get nodes -o wide || true
   "$KUBECTL" get pods -A -o wide || true
-  "$KUBECTL" get apis,stages -A -o wide || true
+  "$KUBECTL" get apis.propylon.dev,stages.propylon.dev -A -o wide || true
   for ns in "$NAMESPACE" "$EXAMPLE_NAMESPACE"; do
     "$KUBECTL" -n "$ns" get deployments,services,endpointslices,secrets,leases -o wide || true
     "$KUBECTL" -n "$ns" get events --sort-by=.lastTimestamp || true
   done
-  "$KUBECTL" -n "$EXAMPLE_NAMESPACE" get stages -o yaml || true
+  "$KUBECTL" -n "$EXAMPLE_NAMESPACE" get stages.propylon.dev -o yaml || true
   log "operator logs"
   "$KUBECTL" -n "$NAMESPACE" logs "deployment/${RELEASE}-operator" --tail=200 || true
   log "proxy logs"
