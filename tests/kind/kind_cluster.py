@@ -60,7 +60,9 @@ class Kubectl:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def __call__(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120):
+    def __call__(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [self.settings.kubectl, *args],
             input=input,

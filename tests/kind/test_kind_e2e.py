@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import kind_cluster
@@ -55,8 +56,18 @@ print(json.dumps({"status": answer.status, "body": answer.read().decode()}))
 def _condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     for condition in ((obj or {}).get("status") or {}).get("conditions") or ():
         if condition.get("type") == kind:
-            return condition
+            return dict(condition)
     return {}
+
+
+def _answers(forward: kind_cluster.PortForward, path: str, status: int) -> Callable[[], kind_cluster.Response | None]:
+    """A probe for ``eventually``: the answer to GET ``path`` once it has ``status``."""
+
+    def probe() -> kind_cluster.Response | None:
+        answer = forward.get(path)
+        return answer if answer.status == status else None
+
+    return probe
 
 
 def _stage(kubectl: kind_cluster.Kubectl, name: str = "prod") -> dict[str, Any] | None:
@@ -210,7 +221,7 @@ spec:
         internal_url = f"http://{kind_settings.release}-internal.{kind_settings.namespace}.svc/backoffice"
         assert stage["status"]["url"] == internal_url
         answer = kind_cluster.eventually(
-            lambda: (a := internal.get("/backoffice/health")).status == 200 and a,
+            _answers(internal, "/backoffice/health", 200),
             CHANGE_WITHIN,
             "the PRIVATE Stage answers on the internal Service",
         )
@@ -262,7 +273,7 @@ def test_editing_the_api_changes_routing_within_ten_seconds(
     )
     try:
         answer = kind_cluster.eventually(
-            lambda: (a := public.get("/prod/version")).status == 200 and a,
+            _answers(public, "/prod/version", 200),
             CHANGE_WITHIN,
             "the added route answers",
             interval=0.2,
@@ -293,9 +304,7 @@ def test_editing_the_api_changes_routing_within_ten_seconds(
                 ]
             ),
         )
-    gone = kind_cluster.eventually(
-        lambda: (a := public.get("/prod/version")).status == 404 and a, CHANGE_WITHIN, "the removed route is gone"
-    )
+    gone = kind_cluster.eventually(_answers(public, "/prod/version", 404), CHANGE_WITHIN, "the removed route is gone")
     _assert_gateway_error(gone, 404, "RESOURCE_NOT_FOUND", "Not Found")
 
 
@@ -342,7 +351,7 @@ def test_deleting_the_api_unpublishes_its_stage(
     kubectl("-n", DEMO, "delete", APIS, "echo")
     try:
         answer = kind_cluster.eventually(
-            lambda: (a := public.get("/prod/health")).status == 404 and a,
+            _answers(public, "/prod/health", 404),
             CHANGE_WITHIN,
             "the deleted Api's routes are gone",
         )
@@ -380,7 +389,7 @@ def test_helm_uninstall_removes_the_data_plane(
         kinds = "deployments,services,poddisruptionbudgets,horizontalpodautoscalers,pods"
         found = kubectl("-n", namespace, "get", kinds, "-o", "name").stdout.split()
         snapshot = kubectl.get("-n", namespace, "secret", f"{kind_settings.release}-snapshot")
-        return found + (["secret/" + snapshot["metadata"]["name"]] if snapshot else [])
+        return [str(name) for name in found] + ([f"secret/{snapshot['metadata']['name']}"] if snapshot else [])
 
     try:
         kind_cluster.eventually(

@@ -101,7 +101,8 @@ def test_kind_config_is_a_v1alpha4_cluster() -> None:
 
 
 def _values() -> dict[str, Any]:
-    return yaml.safe_load(VALUES.read_text())
+    values: dict[str, Any] = yaml.safe_load(VALUES.read_text())
+    return values
 
 
 def test_values_validate_against_the_chart_schema() -> None:
