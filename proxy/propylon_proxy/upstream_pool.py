@@ -105,6 +105,12 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        # The head deadline (see arm_head_deadline): when the current exchange's head is due,
+        # and the one timer that watches it, with the time it was set for.
+        self._head_due: float | None = None
+        self._head_timeout = 0.0
+        self._due_timer: asyncio.TimerHandle | None = None
+        self._due_timer_at = 0.0
         self._reset_exchange(None)
 
     # -- exchange state ---------------------------------------------------------------------
@@ -142,6 +148,44 @@ class _Connection(asyncio.Protocol):
     def head_timed_out(self, timeout: float) -> None:
         if self._head_waiter is not None and not self._head_waiter.done():
             self._head_waiter.set_exception(upstream.UpstreamTimeout(f"no response head within {timeout:g}s"))
+
+    # A timer per request (call_at, then cancel) cost a heap push of a Python-compared handle
+    # and left a cancelled handle in the loop's heap, on every request. Instead each connection
+    # keeps one timer that is moved only when it fires: exchanges on a connection follow one
+    # another, heads usually arrive in milliseconds, and deadlines are seconds away, so the
+    # timer fires about once per timeout per busy connection, finds a later deadline (or none)
+    # and moves there. A head that is late still times out exactly at its deadline.
+
+    def arm_head_deadline(self, due: float, timeout: float) -> None:
+        self._head_due = due
+        self._head_timeout = timeout
+        if self._due_timer is not None and self._due_timer_at <= due:
+            return  # fires first, then moves to ``due``
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+        self._due_timer = self._loop.call_at(due, self._head_due_check)
+        self._due_timer_at = due
+
+    def disarm_head_deadline(self) -> None:
+        self._head_due = None
+
+    def _head_due_check(self) -> None:
+        self._due_timer = None
+        due = self._head_due
+        if due is None or self.closed:
+            return
+        if due > self._due_timer_at:
+            self._due_timer = self._loop.call_at(due, self._head_due_check)
+            self._due_timer_at = due
+            return
+        self._head_due = None
+        self.head_timed_out(self._head_timeout)
+
+    def _drop_due_timer(self) -> None:
+        self._head_due = None
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+            self._due_timer = None
 
     def begin(self, *, no_body: bool) -> asyncio.Future[None]:
         waiter: asyncio.Future[None] = self._loop.create_future()
@@ -187,6 +231,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._drop_due_timer()
         self._pool._forget(self)
         if self._active and not self.message_done:
             if self.head_done and self.until_close and exc is None:
@@ -494,7 +539,6 @@ class PooledUpstream:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.timeout
         conn: _Connection | None = None
-        timer: asyncio.TimerHandle | None = None
         try:
             conn = self._take_idle(key, loop.time())
             if conn is None:
@@ -505,9 +549,9 @@ class PooledUpstream:
                     raise upstream.UpstreamTimeout(f"no connection within {request.timeout:g}s") from exc
             self._busy.add(conn)
             head_waiter = conn.begin(no_body=request.method == "HEAD")
-            # A plain timer rather than asyncio.timeout(): it is on every request's path, and a
+            # A timer rather than asyncio.timeout(): it is on every request's path, and a
             # TimeoutError raised by the body's source must stay that, not become a head timeout.
-            timer = loop.call_at(deadline, conn.head_timed_out, request.timeout)
+            conn.arm_head_deadline(deadline, request.timeout)
             conn.replayable = replayable
             conn.request_close = request_close
             transport = conn.transport
@@ -528,8 +572,8 @@ class PooledUpstream:
                 conn.abort()
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
+            if conn is not None:
+                conn.disarm_head_deadline()
         return PooledResponse(conn)
 
     async def close(self) -> None:

@@ -705,6 +705,36 @@ async def test_slow_head_on_a_reused_connection_is_a_timeout(
         release.set()
 
 
+async def test_an_earlier_short_deadline_does_not_cut_a_later_slow_head_on_the_same_connection(
+    client: upstream.Upstream, raw_backend: RawBackend
+) -> None:
+    async def handler(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        if req.index_on_connection == 2:
+            await asyncio.sleep(0.8)  # well past the first request's deadline
+        writer.write(response(body=b"ok"))
+        return True
+
+    raw_backend.handler = handler
+    assert await read_all(await client.send(make_request(raw_backend.port, timeout=0.3))) == b"ok"
+    assert await read_all(await client.send(make_request(raw_backend.port, timeout=5))) == b"ok"
+    # And the deadline still works after being moved: a third, short one on the same connection.
+    release = asyncio.Event()
+
+    async def stall_third(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        if req.index_on_connection == 3:
+            await release.wait()
+            return False
+        writer.write(response(body=b"ok"))
+        return True
+
+    raw_backend.handler = stall_third
+    try:
+        with pytest.raises(upstream.UpstreamTimeout):
+            await client.send(make_request(raw_backend.port, timeout=0.3))
+    finally:
+        release.set()
+
+
 async def test_a_stalled_body_source_is_not_an_upstream_timeout(
     client: upstream.Upstream, raw_backend: RawBackend
 ) -> None:
