@@ -99,9 +99,12 @@ def split_target(target: str, *, max_bytes: int = 8192) -> Target:
     raw_path, _, query = target.partition("?")
     rest = raw_path[1:]
     raw_segments = tuple(rest.split("/")) if rest else ()
-    segments = tuple(decode_segment(raw) for raw in raw_segments)
-    for decoded in segments:
-        _check_segment(decoded)
+    # Without an escape, each segment is its own decoded form.
+    segments = tuple(decode_segment(raw) for raw in raw_segments) if "%" in raw_path else raw_segments
+    if "%" in raw_path or "." in raw_path or "\\" in raw_path:
+        # Without an escape, a dot or a backslash no segment can fail (NUL was refused above).
+        for decoded in segments:
+            _check_segment(decoded)
     return Target(raw_path=raw_path, query=query, raw_segments=raw_segments, segments=segments)
 
 

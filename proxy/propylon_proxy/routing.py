@@ -42,7 +42,11 @@ class RouteTable:
     def __init__(self, routes: Iterable[model.Route]) -> None:
         self._root = _Node()
         self._default: model.Route | None = None
+        # Upstream paths of routes made only of literal segments: the same for every request.
+        self._fixed_paths: dict[str, str] = {}
         for route in routes:
+            if not route.is_default and all(s.kind is model.SegmentKind.LITERAL for s in route.segments):
+                self._fixed_paths[route.id] = "/" + "/".join(hygiene.encode_segment(s.value) for s in route.segments)
             if route.is_default:
                 self._default = self._default or route
                 continue
@@ -59,6 +63,13 @@ class RouteTable:
                     break
             else:
                 node.routes.setdefault(route.method, route)
+
+    def bind(self, route: model.Route, raw: tuple[str, ...], decoded: tuple[str, ...]) -> tuple[Params, str]:
+        """Parameter values and the upstream path of a route this table matched."""
+        fixed = self._fixed_paths.get(route.id)
+        if fixed is not None:
+            return (), fixed
+        return _bind(route, raw, decoded)
 
     def match(self, method: str, decoded: tuple[str, ...]) -> model.Route | None:
         """The most specific route for these (basePath-relative) segments; None when none."""
@@ -166,5 +177,5 @@ class StageTable:
         route = table.match(method, decoded)
         if route is None:
             return stage, None
-        params, upstream_path = _bind(route, raw, decoded)
+        params, upstream_path = table.bind(route, raw, decoded)
         return stage, Match(stage=stage, route=route, params=params, upstream_path=upstream_path)

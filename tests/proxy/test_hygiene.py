@@ -138,3 +138,23 @@ def test_aws_template_variables_are_filled_in_override_bodies():
         "id": "r7",
     }
     assert gateway_responses.render("THROTTLED", "r8").body == b'{"message": "Too Many Requests"}'
+
+
+@pytest.mark.parametrize("target", ["/a/../b", "/a/./b", "/..", "/a/..;x/b", "/a\\b", "/a/b\\"])
+def test_unescaped_dot_segments_and_backslashes_are_rejected(target):
+    with pytest.raises(hygiene.Rejected) as caught:
+        hygiene.split_target(target)
+    assert caught.value.error_type == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize(
+    ("target", "segments"),
+    [
+        ("/shop/items/42", ("shop", "items", "42")),
+        ("/a.b/c..d/.e", ("a.b", "c..d", ".e")),  # dots inside a segment are data
+        ("/a//b/", ("a", "", "b", "")),
+        ("/a%41b/c", ("aAb", "c")),
+    ],
+)
+def test_segments_decode_the_same_with_or_without_escapes(target, segments):
+    assert hygiene.split_target(target).segments == segments
