@@ -15,6 +15,7 @@ namespace: the runner puts each case in its own) and ``requests``, a table of ro
         headers: {content-type: application/json, x-propylon-error-type: null}   # null: absent
         body: {"message": "Not Found"}   # JSON (exact) or a string (exact text)
         bodySubset: {stage: prod}        # JSON: these keys with these values, others allowed
+        closes: true                     # the server closes the connection after this response
       upstream:                    # what the backend received; "none": it was never reached
         method: GET
         target: /pets/mine?x=1     # the raw request target, query included
@@ -47,7 +48,7 @@ DEFAULT_HOST = "gateway.test"
 ANY = "$(ANY)"
 _PLACEHOLDER = re.compile(r"\$\(([A-Z_]+)\)")
 _ROW_KEYS = {"name", "method", "path", "host", "listener", "headers", "body", "json", "expect", "upstream", "xfail"}
-_EXPECT_KEYS = {"status", "headers", "body", "bodySubset"}
+_EXPECT_KEYS = {"status", "headers", "body", "bodySubset", "closes"}
 _UPSTREAM_KEYS = {"method", "target", "headers", "body"}
 _TARGETS = ("serve", "operator")
 
@@ -295,6 +296,9 @@ def check(row: Row, response: Any, received: Any, reached_backend: bool, values:
     if response.status != expect["status"]:
         problems.append(f"response status: expected {expect['status']}, got {response.status}")
     problems += _header_problems("response", expect.get("headers") or {}, response.values)
+    if "closes" in expect and response.closed_after is not expect["closes"]:
+        state = "closed" if response.closed_after else "kept open"
+        problems.append(f"connection: expected {'closed' if expect['closes'] else 'kept open'}, was {state}")
     problems += _body_problems("response", expect, response.body)
 
     if row.upstream == "none":

@@ -7,7 +7,8 @@ wire: the raw request target (query included), header pairs in order with their 
 duplicates, and the body.
 
 A request may ask for a status with ``x-echo-status: <code>``, to show that a backend's own
-error passes through the gateway untouched.
+error passes through the gateway untouched, and for response headers with
+``x-echo-headers: [["Name", "value"], ...]`` (JSON), to show which of them reach the client.
 """
 
 from __future__ import annotations
@@ -99,9 +100,8 @@ class EchoBackend:
                 self._unlabelled.append(received)
         status = int(request.headers.get("x-echo-status", "200"))
         description = {"echo": True, "method": received.method, "target": received.target}
-        return web.Response(
-            status=status,
-            body=json.dumps(description).encode(),
-            content_type="application/json",
-            headers={"x-echo": "conformance"},
-        )
+        response = web.Response(status=status, body=json.dumps(description).encode(), content_type="application/json")
+        response.headers["x-echo"] = "conformance"
+        for name, value in json.loads(request.headers.get("x-echo-headers", "[]")):
+            response.headers.add(name, value)
+        return response

@@ -19,6 +19,7 @@ class Response:
     reason: str
     headers: tuple[tuple[str, str], ...]
     body: bytes
+    closed_after: bool | None = None  # with ``probe_close``: did the server close the connection?
 
     def values(self, name: str) -> list[str]:
         return [value for key, value in self.headers if key.lower() == name.lower()]
@@ -92,19 +93,22 @@ def exchange(
     body: bytes | None = None,
     *,
     host: str = "127.0.0.1",
+    probe_close: bool = False,
 ) -> Response:
     """Send one request on a fresh connection and read one response.
 
     ``target`` is written as latin-1, so a case can put any byte in a path (``"\\xff"``).
     ``Content-Length`` is added for a body, and ``Connection: close`` unless a header says
-    otherwise; nothing else is added: the caller gives the Host.
+    otherwise (``keep-alive`` with ``probe_close``); nothing else is added: the caller gives
+    the Host. ``probe_close`` then sends a second request on the same connection: a server
+    that closed it cannot answer, one that kept it open does.
     """
     lines = [f"{method} {target} HTTP/1.1", *(f"{name}: {value}" for name, value in headers)]
     names = {name.lower() for name, _ in headers}
     if body is not None and "content-length" not in names and "transfer-encoding" not in names:
         lines.append(f"Content-Length: {len(body)}")
     if "connection" not in names:
-        lines.append("Connection: close")
+        lines.append("Connection: keep-alive" if probe_close else "Connection: close")
     raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
     with socket.create_connection((host, port), timeout=TIMEOUT) as sock:
         sock.settimeout(TIMEOUT)
@@ -113,4 +117,16 @@ def exchange(
         status, reason, response_headers = _head(reader)
         while 100 <= status < 200:
             status, reason, response_headers = _head(reader)
-        return Response(status, reason, tuple(response_headers), _body(reader, method, status, response_headers))
+        body_bytes = _body(reader, method, status, response_headers)
+        closed_after = None
+        if probe_close:
+            closed_after = _closed(sock, reader)
+        return Response(status, reason, tuple(response_headers), body_bytes, closed_after)
+
+
+def _closed(sock: socket.socket, reader: _Reader) -> bool:
+    try:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+        return not reader.rest()
+    except (ConnectionError, TimeoutError):
+        return True

@@ -101,16 +101,23 @@ class Target:
     def __init__(self, backend: echo.EchoBackend) -> None:
         self.backend = backend
         self.current: cases.Case | None = None
+        self.broken: str | None = None
         self.namespace = ""
 
     def ensure(self, case: cases.Case) -> None:
-        if self.current is not None and self.current.name == case.name:
-            return
-        if self.current is not None:
-            self._undeploy(self.current)
-            self.current = None
-        self._deploy(case)
-        self.current = case
+        """Put ``case`` in place; a case that could not be deployed fails each of its rows at once."""
+        if self.current is None or self.current.name != case.name:
+            if self.current is not None:
+                self._undeploy(self.current)
+                self.current = None
+            self.broken = None
+            self.current = case  # before deploying: what was applied is removed even on failure
+            try:
+                self._deploy(case)
+            except AssertionError as failure:
+                self.broken = str(failure)
+        if self.broken is not None:
+            raise AssertionError(f"case {case.name} was not deployed:\n{self.broken}")
 
     def close(self) -> None:
         if self.current is not None:
@@ -158,6 +165,15 @@ class ServeTarget(Target):
         folder = self.workdir / case.name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "manifests.yaml").write_text(self.manifests(case))
+        # As strict as the operator target, which waits for every object to be Ready: a case
+        # whose manifests draw a diagnostic would otherwise play against part of itself.
+        checked = subprocess.run(
+            [sys.executable, "-m", "propylon", "validate", "-f", str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert checked.returncode == 0, f"propylon validate:\n{checked.stdout}{checked.stderr}"
         self.ports = {"public": free_port(), "internal": free_port(), "admin": free_port()}
         argv = ["serve", "-f", str(folder), "--port", str(self.ports["public"])]
         argv += ["--internal-port", str(self.ports["internal"]), "--admin-port", str(self.ports["admin"])]

@@ -36,7 +36,8 @@ def test_row(target_name: str, case: cases.Case, row: cases.Row, request: pytest
     headers = [("Host", row.host)] if row.host is not None else []
     headers += list(row.headers)
     before = target.backend.count()
-    response = http.exchange(target.port(row.listener), row.method, row.path, headers, row.body)
+    probe = "closes" in row.expect
+    response = http.exchange(target.port(row.listener), row.method, row.path, headers, row.body, probe_close=probe)
     request_ids = response.values("x-request-id")
     received = target.backend.received(request_ids[0]) if request_ids else None
     reached = target.backend.count() != before
