@@ -116,8 +116,11 @@ def load_all(directory: pathlib.Path = CASES_DIR) -> list[Case]:
 
 
 def load(path: pathlib.Path) -> Case:
-    data = yaml.load(path.read_text(), Loader=_Loader)  # a SafeLoader plus two tags
     where = path.name
+    try:
+        data = yaml.load(path.read_text(), Loader=_Loader)  # a SafeLoader plus two tags
+    except yaml.YAMLError as error:
+        raise CaseError(f"{where}: {error}") from None
     if not isinstance(data, dict) or set(data) - {"description", "manifests", "requests"}:
         raise CaseError(f"{where}: a case has description, manifests and requests, nothing else")
     manifests = data.get("manifests")

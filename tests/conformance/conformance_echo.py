@@ -8,7 +8,8 @@ duplicates, and the body.
 
 A request may ask for a status with ``x-echo-status: <code>``, to show that a backend's own
 error passes through the gateway untouched, and for response headers with
-``x-echo-headers: [["Name", "value"], ...]`` (JSON), to show which of them reach the client.
+``x-echo-headers: [["Name", "value"], ...]`` (JSON), to show which of them reach the client,
+and for a late answer with ``x-echo-delay-ms: <ms>``, to make an integration time out.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class EchoBackend:
                 self._records[request_id] = received
             else:
                 self._unlabelled.append(received)
+        await asyncio.sleep(int(request.headers.get("x-echo-delay-ms", "0")) / 1000)
         status = int(request.headers.get("x-echo-status", "200"))
         description = {"echo": True, "method": received.method, "target": received.target}
         response = web.Response(status=status, body=json.dumps(description).encode(), content_type="application/json")

@@ -32,7 +32,10 @@ def _params() -> list[object]:
 @pytest.mark.parametrize(("target_name", "case", "row"), _params())
 def test_row(target_name: str, case: cases.Case, row: cases.Row, request: pytest.FixtureRequest) -> None:
     target: targets.Target = request.getfixturevalue(f"{target_name}_target")
-    target.ensure(case)
+    try:
+        target.ensure(case)
+    except AssertionError as failure:
+        pytest.fail(str(failure), pytrace=False)
     headers = [("Host", row.host)] if row.host is not None else []
     headers += list(row.headers)
     before = target.backend.count()
