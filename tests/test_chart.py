@@ -129,10 +129,43 @@ def _render(helm: str, tmp: Path, values: dict[str, Any] | None = None) -> list[
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
-def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+def _one(docs: list[dict[str, Any]], kind: str, component: str | None = None) -> dict[str, Any]:
+    """The one ``kind`` of the chart; ClusterRoles and their bindings by component (operator, proxy)."""
     found = [d for d in docs if d["kind"] == kind]
+    if component is not None:
+        found = [d for d in found if _component(d) == component]
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
+
+
+def _component(doc: dict[str, Any]) -> str:
+    return doc["metadata"].get("labels", {}).get("app.kubernetes.io/component", "operator")
+
+
+def _operator_args(docs: list[dict[str, Any]]) -> list[str]:
+    args: list[str] = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args
+
+
+def _flag(args: list[str], name: str) -> str:
+    return next(a.split("=", 1)[1] for a in args if a.startswith(f"--{name}="))
+
+
+def _settings_from(docs: list[dict[str, Any]]) -> Any:
+    """The operator's Settings as the chart's Deployment configures it."""
+    from propylon import cli
+    from propylon_operator import settings as operator_settings
+
+    args = cli.build_parser().parse_args(_operator_args(docs))
+    return operator_settings.Settings(
+        gateway_name=args.gateway_name,
+        gateway_namespace=args.gateway_namespace,
+        namespaces=tuple(args.namespace),
+        replicas=args.replicas,
+        hpa_max=args.hpa_max,
+        owner_deployment=args.owner_deployment,
+        proxy_cluster_role=args.proxy_cluster_role,
+    )
 
 
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
@@ -163,7 +196,9 @@ def test_helm_lint(helm: str, tmp_path: Path) -> None:
 def test_default_render_has_the_operator_and_least_privilege_rbac(helm: str, tmp_path: Path) -> None:
     docs = _render(helm, tmp_path)
     kinds = sorted(d["kind"] for d in docs if d["kind"] != "CustomResourceDefinition")
-    assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment"])
+    assert kinds == sorted(
+        ["ServiceAccount", "Role", "RoleBinding", "Deployment"] + ["ClusterRole", "ClusterRoleBinding"] * 2
+    )
     rendered = {d["spec"]["names"]["kind"] for d in docs if d["kind"] == "CustomResourceDefinition"}
     assert rendered == _repository_crd_kinds()
 
@@ -177,22 +212,48 @@ def test_default_render_has_the_operator_and_least_privilege_rbac(helm: str, tmp
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["serviceAccountName"] == _one(docs, "ServiceAccount")["metadata"]["name"]
 
-    # Cluster-wide, the operator reads; it writes only status, Events, and (by name) the proxy's
-    # own ClusterRole and binding. Creation cannot be limited by name, so it stands alone.
-    for rule in _one(docs, "ClusterRole")["rules"]:
+    # Cluster-wide, the operator reads; it writes only status and Events. No RBAC object at all,
+    # so no right to grant anything: the proxies' cluster-wide grant is the chart's.
+    for rule in _one(docs, "ClusterRole", "operator")["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+        assert "rbac.authorization.k8s.io" not in rule["apiGroups"], rule
+        assert not {"bind", "escalate", "impersonate"} & set(rule["verbs"]), rule
         written = WRITES & set(rule["verbs"])
-        if not written or set(rule["resources"]) <= {"events"} | {
-            r for r in rule["resources"] if r.endswith("/status")
-        }:
-            continue
-        if rule.get("resourceNames"):
-            continue
-        assert written == {"create"}, rule
-        assert set(rule["resources"]) <= {"clusterroles", "clusterrolebindings", "validatingwebhookconfigurations"}
+        if written:
+            assert set(rule["resources"]) <= {"events"} | {r for r in rule["resources"] if r.endswith("/status")}
     role = _one(docs, "Role")
     assert role["metadata"]["namespace"] == RELEASE_NAMESPACE
     assert not any(d["kind"] == "ValidatingWebhookConfiguration" for d in docs)
+
+
+@pytest.mark.parametrize("values", [None, ALL_ON], ids=["defaults", "all-on"])
+def test_the_chart_owns_the_proxies_cluster_wide_rbac(helm: str, tmp_path: Path, values: Any) -> None:
+    """What the operator would otherwise create cluster-wide, the chart renders (and uninstalls)."""
+    from propylon_operator import workloads
+
+    docs = _render(helm, tmp_path, values)
+    settings = _settings_from(docs)
+    proxy_role = _one(docs, "ClusterRole", "proxy")
+    binding = _one(docs, "ClusterRoleBinding", "proxy")
+    # The operator is told the name, and so builds nothing cluster-scoped itself.
+    assert settings.proxy_cluster_role == proxy_role["metadata"]["name"]
+    assert not [m for m in workloads.build(settings, owner=None) if not workloads.PLURALS[m["kind"]][1]]
+    # The same grant the operator would make, to the ServiceAccount it creates for the proxies.
+    assert proxy_role["rules"] == workloads.cluster_role(settings)["rules"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": proxy_role["metadata"]["name"],
+    }
+    (service_account,) = [m for m in workloads.build(settings, owner=None) if m["kind"] == "ServiceAccount"]
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": service_account["metadata"]["name"],
+            "namespace": service_account["metadata"]["namespace"],
+        }
+    ]
+    assert proxy_role["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
 
 
 def test_all_options_render(helm: str, tmp_path: Path) -> None:
@@ -208,7 +269,7 @@ def test_all_options_render(helm: str, tmp_path: Path) -> None:
     # The password never appears in the Deployment itself.
     assert "secret@" not in json.dumps(_one(docs, "Deployment"))
     webhook_rules = [
-        r for r in _one(docs, "ClusterRole")["rules"] if "validatingwebhookconfigurations" in r["resources"]
+        r for r in _one(docs, "ClusterRole", "operator")["rules"] if "validatingwebhookconfigurations" in r["resources"]
     ]
     assert webhook_rules
 
@@ -226,21 +287,17 @@ def test_helm_refuses_values_outside_the_schema(helm: str, tmp_path: Path) -> No
 def test_operator_rbac_covers_what_the_operator_writes(helm: str, tmp_path: Path) -> None:
     """Every object the operator applies, and every grant it hands the proxy, is within its RBAC.
 
-    Kubernetes refuses to let the operator create a Role or ClusterRole granting more than it
-    holds itself, so the proxy's rules are checked against the operator's too.
+    Kubernetes refuses to let the operator create a Role granting more than it holds itself, so
+    the proxy's rules are checked against the operator's too. The settings are the ones the
+    chart's flags give (``--proxy-cluster-role`` among them).
     """
-    from propylon_operator import settings as operator_settings
     from propylon_operator import workloads
 
     docs = _render(helm, tmp_path, ALL_ON)
-    cluster_rules = _one(docs, "ClusterRole")["rules"]
+    cluster_rules = _one(docs, "ClusterRole", "operator")["rules"]
     namespace_rules = _one(docs, "Role")["rules"] + cluster_rules
-    args = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    settings = operator_settings.Settings(
-        gateway_name=next(a.split("=", 1)[1] for a in args if a.startswith("--gateway-name=")),
-        gateway_namespace=RELEASE_NAMESPACE,
-        hpa_max=7,
-    )
+    settings = _settings_from(docs)
+    assert (settings.gateway_name, settings.gateway_namespace, settings.hpa_max) == ("edge", RELEASE_NAMESPACE, 7)
     for manifest in workloads.build(settings, owner=None):
         group = manifest["apiVersion"].rpartition("/")[0]
         plural, namespaced = workloads.PLURALS[manifest["kind"]]
@@ -298,7 +355,6 @@ def api_server(helm: str) -> Any:
 
 @pytest.mark.controlplane
 def test_rendered_chart_installs_and_its_rbac_is_enforced(helm: str, api_server: Any, tmp_path: Path) -> None:
-    from propylon_operator import settings as operator_settings
     from propylon_operator import workloads
 
     rendered = _helm(
@@ -319,7 +375,8 @@ def test_rendered_chart_installs_and_its_rbac_is_enforced(helm: str, api_server:
     def can(*args: str) -> bool:
         return as_operator("auth", "can-i", *args).stdout.strip() == "yes"
 
-    settings = operator_settings.Settings(gateway_name="edge", gateway_namespace=RELEASE_NAMESPACE, hpa_max=7)
+    settings = _settings_from([doc for doc in yaml.safe_load_all(rendered) if doc])
+    assert settings.proxy_cluster_role
     for manifest in workloads.build(settings, owner=None):
         done = as_operator(
             "apply", "--server-side", "--field-manager=propylon-operator", "-f", "-", input=json.dumps(manifest)
@@ -349,3 +406,22 @@ def test_rendered_chart_installs_and_its_rbac_is_enforced(helm: str, api_server:
     assert not can("delete", "clusterroles/cluster-admin")
     assert not can("patch", "clusterrolebindings/cluster-admin")
     assert not can("create", "pods", "-n", RELEASE_NAMESPACE)
+    # No RBAC object cluster-wide, hence no way to grant itself or anyone more.
+    for resource in ("clusterroles", "clusterrolebindings"):
+        assert not can("create", resource)
+        assert not can("patch", f"{resource}/{settings.proxy_cluster_role}")
+    assert not can("bind", "clusterroles/cluster-admin")
+    assert not can("escalate", "clusterroles/cluster-admin")
+    # The proxies, under the ServiceAccount the operator made, read EndpointSlices everywhere
+    # through the chart's binding, and write nothing outside their own Leases.
+    proxy = f"system:serviceaccount:{RELEASE_NAMESPACE}:{workloads.proxy_name(settings)}"
+
+    def proxy_can(*args: str) -> bool:
+        return api_server.kubectl(f"--as={proxy}", "auth", "can-i", *args, check=False).stdout.strip() == "yes"
+
+    assert proxy_can("watch", "endpointslices.discovery.k8s.io", "-n", "shop")
+    assert proxy_can("list", "endpointslices.discovery.k8s.io", "--all-namespaces")
+    assert proxy_can("get", f"secrets/{settings.snapshot_secret}", "-n", RELEASE_NAMESPACE)
+    assert proxy_can("patch", "leases.coordination.k8s.io", "-n", RELEASE_NAMESPACE)
+    assert not proxy_can("get", "secrets", "-n", "shop")
+    assert not proxy_can("patch", "endpointslices.discovery.k8s.io", "-n", "shop")

@@ -87,6 +87,7 @@ class Reconciler:
         self._apply_failed_at: float | None = None
         self._cluster_objects = list(cluster_objects)
         self._referenced: set[inventory_.Key] = set()  # unlabelled Secrets that Authorizers name
+        self._lease_failures: set[tuple[str, str]] = set()  # (name, resourceVersion) a delete failed on
         inventory.subscribe(self.wakeup.set)
 
     # -- inputs from the watch handlers
@@ -243,6 +244,7 @@ class Reconciler:
         await self._publish(outcome.snapshot)
         await self._apply_workloads(now)
         await self._write_statuses(outcome)
+        await self._delete_expired_leases()
         if not self.settled:
             self.settled = True
             logger.info("first pass done: config version %s, %d objects", outcome.snapshot.version, len(inputs))
@@ -311,6 +313,40 @@ class Reconciler:
         except kube.KubeError as exc:
             if exc.status not in (404, 403):
                 logger.warning("cannot delete %s: %s", path, exc)
+
+    # -- Leases left behind
+
+    async def _delete_expired_leases(self) -> None:
+        """Delete the Leases of proxies gone for good (killed before they could delete their own).
+
+        They would never count (they are not fresh), but they pile up with every pod that dies.
+        The garbage collector removes them with the snapshot Secret (their owner); this keeps
+        the gateway namespace clean while the gateway lives. The delete is conditional on the
+        resourceVersion seen, so a replica that renewed meanwhile keeps its Lease.
+        """
+        found = leases.expired(
+            self.inventory.of_kind("Lease"),
+            self.settings.snapshot_secret,
+            self._clock(),
+            factor=self.settings.lease_expiry_factor,
+        )
+        for lease in found:
+            meta = lease.get("metadata") or {}
+            name, version = str(meta.get("name")), str(meta.get("resourceVersion") or "")
+            if (name, version) in self._lease_failures:
+                continue  # already refused once; not worth a warning every pass
+            path = kube.object_path("coordination.k8s.io/v1", "leases", self.settings.gateway_namespace, name)
+            preconditions = {k: v for k, v in (("uid", meta.get("uid")), ("resourceVersion", version)) if v}
+            try:
+                await self.client.request("DELETE", path, body={"preconditions": preconditions})
+            except kube.KubeError as exc:
+                if exc.status not in (404, 409):  # gone already, or renewed since we looked
+                    logger.warning("cannot delete the expired Lease %s: %s", name, exc)
+                    self._lease_failures.add((name, version))
+                continue
+            renewed = (lease.get("spec") or {}).get("renewTime")
+            logger.info("deleted the expired Lease %s (last renewed %s)", name, renewed)
+            self.inventory.discard(inventory_.Key.of(lease))
 
     # -- status
 

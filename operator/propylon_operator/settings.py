@@ -19,6 +19,9 @@ class Settings:
     hpa_max: int = 0  # 0 = no HorizontalPodAutoscaler
     allow_cross_namespace: bool = False
     owner_deployment: str | None = None  # the operator's own Deployment in the gateway namespace
+    # A ClusterRole, bound to the proxy ServiceAccount by whoever installed the operator (the Helm
+    # chart), that lets proxies read EndpointSlices everywhere. None: the operator makes its own.
+    proxy_cluster_role: str | None = None
     kubeconfig: str | None = None
     webhook_port: int | None = None  # None = no admission webhook
     webhook_host: str = "127.0.0.1"
@@ -32,6 +35,7 @@ class Settings:
     resync_s: float = 10.0  # status resync (Lease freshness), and the floor for re-applying workloads
     workload_resync_s: float = 300.0
     lease_stale_s: float = 30.0
+    lease_expiry_factor: float = 5.0  # a Lease unrenewed for this many durations is deleted
 
     @property
     def snapshot_secret(self) -> str:

@@ -2,9 +2,11 @@
 
 Pure builders: settings and an owner in, manifests out, applied by the reconcile with
 server-side apply. Everything namespaced hangs off one owner (the snapshot Secret, see
-``owner_reference``) so that deleting it removes the whole data plane; the ClusterRole that
-lets proxies read EndpointSlices in other namespaces cannot have a namespaced owner and is
-labelled instead.
+``owner_reference``) so that deleting it removes the whole data plane. The ClusterRole that
+lets proxies read EndpointSlices in other namespaces cannot have a namespaced owner: when the
+installer provides one (``Settings.proxy_cluster_role``, the Helm chart does, and removes it on
+uninstall) the operator builds nothing cluster-scoped; otherwise it builds its own, labelled
+(``cluster_labels``) so that ``kubectl delete clusterroles,clusterrolebindings -l ...`` finds it.
 """
 
 from __future__ import annotations
@@ -17,12 +19,18 @@ PUBLIC_PORT = 8080
 INTERNAL_PORT = 8081
 ADMIN_PORT = 9090
 MANAGED_BY = {"app.kubernetes.io/managed-by": "propylon"}
+GATEWAY_NAMESPACE_LABEL = "propylon.dev/gateway-namespace"
 
 Manifest = dict[str, Any]
 
 
 def labels(settings: settings_.Settings) -> dict[str, str]:
     return {**selector(settings), **MANAGED_BY, "app.kubernetes.io/component": "proxy"}
+
+
+def cluster_labels(settings: settings_.Settings) -> dict[str, str]:
+    """Labels of the cluster-scoped objects: the gateway namespace too, as their only owner."""
+    return {**labels(settings), GATEWAY_NAMESPACE_LABEL: settings.gateway_namespace}
 
 
 def selector(settings: settings_.Settings) -> dict[str, str]:
@@ -53,7 +61,8 @@ def service_account(settings: settings_.Settings, owner: dict[str, Any] | None) 
 
 
 def role(settings: settings_.Settings, owner: dict[str, Any] | None) -> Manifest:
-    """What a proxy does in its own namespace: read its snapshot Secret, keep its Lease."""
+    """What a proxy does in its own namespace: read its snapshot Secret, keep its Lease (and
+    delete it when it shuts down, so it stops counting at once and leaves nothing behind)."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -68,7 +77,7 @@ def role(settings: settings_.Settings, owner: dict[str, Any] | None) -> Manifest
             {
                 "apiGroups": ["coordination.k8s.io"],
                 "resources": ["leases"],
-                "verbs": ["get", "list", "watch", "create", "update", "patch"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
             },
         ],
     }
@@ -89,7 +98,7 @@ def cluster_role(settings: settings_.Settings) -> Manifest:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
-        "metadata": {"name": cluster_role_name(settings), "labels": labels(settings)},
+        "metadata": {"name": cluster_role_name(settings), "labels": cluster_labels(settings)},
         "rules": [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]}],
     }
 
@@ -98,7 +107,7 @@ def cluster_role_binding(settings: settings_.Settings) -> Manifest:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
-        "metadata": {"name": cluster_role_name(settings), "labels": labels(settings)},
+        "metadata": {"name": cluster_role_name(settings), "labels": cluster_labels(settings)},
         "roleRef": {
             "apiGroup": "rbac.authorization.k8s.io",
             "kind": "ClusterRole",
@@ -228,13 +237,17 @@ def autoscaler(settings: settings_.Settings, owner: dict[str, Any] | None) -> Ma
 
 
 def build(settings: settings_.Settings, owner: dict[str, Any] | None) -> list[Manifest]:
-    """Every object of the data plane, in the order they should be applied."""
+    """Every object of the data plane, in the order they should be applied.
+
+    Nothing cluster-scoped when the installer binds ``settings.proxy_cluster_role`` itself: the
+    operator then needs no right to create ClusterRoles or to grant what it holds.
+    """
+    cluster_scoped = [] if settings.proxy_cluster_role else [cluster_role(settings), cluster_role_binding(settings)]
     out = [
         service_account(settings, owner),
         role(settings, owner),
         role_binding(settings, owner),
-        cluster_role(settings),
-        cluster_role_binding(settings),
+        *cluster_scoped,
         *services(settings, owner),
         deployment(settings, owner),
         pod_disruption_budget(settings, owner),

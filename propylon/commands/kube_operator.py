@@ -42,6 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the operator's own Deployment in the gateway namespace: owns the snapshot Secret, so deleting "
         "the operator deletes the data plane too",
     )
+    parser.add_argument(
+        "--proxy-cluster-role",
+        default=None,
+        metavar="NAME",
+        help="a ClusterRole that lets the proxies list and watch EndpointSlices, already bound to the proxy "
+        "ServiceAccount (<gateway>-proxy) by the installer: the operator then creates nothing cluster-scoped "
+        "(the Helm chart passes this); default: the operator creates and binds its own",
+    )
     parser.add_argument("--webhook-port", type=int, default=None, help="serve a validating admission webhook")
     parser.add_argument("--webhook-host", default="127.0.0.1", help="host name the API server dials for the webhook")
     parser.add_argument("--webhook-addr", default="0.0.0.0", help="address the webhook listens on")
@@ -91,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         hpa_max=max(0, args.hpa_max),
         allow_cross_namespace=args.allow_cross_namespace,
         owner_deployment=args.owner_deployment,
+        proxy_cluster_role=args.proxy_cluster_role or None,
         kubeconfig=args.kubeconfig,
         webhook_port=args.webhook_port,
         webhook_host=args.webhook_host,

@@ -13,6 +13,12 @@ def test_flags_parse_as_documented() -> None:
     assert (args.gateway_name, args.hpa_max, args.webhook_port) == ("edge", 5, 9443)
     assert args.webhook_configuration == "propylon.dev"
     assert args.peering is None  # standalone unless told otherwise
+    assert args.proxy_cluster_role is None  # the operator binds the proxies' ClusterRole itself
+
+
+def test_proxy_cluster_role_names_the_installers_cluster_role() -> None:
+    args = cli.build_parser().parse_args(["operator", "--proxy-cluster-role", "propylon-proxy-edge"])
+    assert args.proxy_cluster_role == "propylon-proxy-edge"
 
 
 def test_namespaces_and_all_namespaces_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:

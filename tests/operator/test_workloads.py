@@ -79,7 +79,7 @@ def test_proxy_permissions_are_least_privilege() -> None:
     assert secret_rule["resourceNames"] == ["gw-snapshot"]
     assert "create" not in secret_rule["verbs"] and "list" in secret_rule["verbs"]
     assert lease_rule["apiGroups"] == ["coordination.k8s.io"]
-    assert {"create", "update"} <= set(lease_rule["verbs"])
+    assert {"create", "update", "delete"} <= set(lease_rule["verbs"])  # delete: given back on shutdown
     cluster_role = workloads.cluster_role(s)
     assert cluster_role["rules"] == [
         {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]}
@@ -108,3 +108,24 @@ def test_everything_namespaced_hangs_off_the_owner_and_cluster_objects_do_not() 
             assert ("ownerReferences" in manifest["metadata"]) is namespaced, kind
             assert manifest["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "propylon"
     assert "HorizontalPodAutoscaler" not in _by_kind(workloads.build(settings.Settings(), OWNER))
+
+
+def test_cluster_scoped_objects_are_labelled_with_their_gateway() -> None:
+    """Nothing owns them, so labels are how a person (or a script) finds what to delete."""
+    s = settings.Settings(gateway_name="gw", gateway_namespace="edge")
+    for manifest in (workloads.cluster_role(s), workloads.cluster_role_binding(s)):
+        labels = manifest["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "propylon"
+        assert labels["app.kubernetes.io/instance"] == "gw"
+        assert labels["propylon.dev/gateway-namespace"] == "edge"
+        assert "namespace" not in manifest["metadata"]
+
+
+def test_with_an_installer_provided_cluster_role_nothing_cluster_scoped_is_built() -> None:
+    s = settings.Settings(gateway_name="gw", gateway_namespace="edge", proxy_cluster_role="propylon-proxy-edge")
+    kinds = _by_kind(workloads.build(s, OWNER))
+    assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds
+    assert all(workloads.PLURALS[kind][1] for kind in kinds)
+    # The proxy's namespaced grants and its ServiceAccount (the binding's subject) stay.
+    assert {"ServiceAccount", "Role", "RoleBinding", "Deployment"} <= set(kinds)
+    assert kinds["ServiceAccount"][0]["metadata"]["name"] == "gw-proxy"

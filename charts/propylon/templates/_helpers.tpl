@@ -13,6 +13,19 @@
 {{- default .Release.Name .Values.gateway.name | trunc 52 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The proxy pods' ServiceAccount: the operator creates it as "<gateway>-proxy" in the release namespace. */}}
+{{- define "propylon.proxyServiceAccountName" -}}
+{{- printf "%s-proxy" (include "propylon.gatewayName" .) -}}
+{{- end -}}
+
+{{/*
+The proxies' cluster-wide ClusterRole and its binding. The namespace is in the name because
+cluster-scoped names are shared by every release in the cluster.
+*/}}
+{{- define "propylon.proxyClusterRoleName" -}}
+{{- printf "%s-proxy-%s" (include "propylon.fullname" .) .Release.Namespace | trunc 253 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "propylon.operatorName" -}}
 {{- printf "%s-operator" (include "propylon.fullname" .) -}}
 {{- end -}}

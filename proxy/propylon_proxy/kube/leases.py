@@ -8,6 +8,10 @@ lost the API server simply stops renewing and drops out of the count.
 
 Written with server-side apply: one idempotent request that creates or updates, owned by the
 field manager ``propylon-proxy``, in a background thread (the client is synchronous).
+
+Each Lease names the snapshot Secret as its owner (``set_owner``, from the Secret's uid): the
+Secret belongs to the operator, so the garbage collector removes a killed replica's Lease along
+with the rest of the data plane when the gateway is uninstalled.
 """
 
 from __future__ import annotations
@@ -42,17 +46,29 @@ def lease_name(secret_name: str, replica: str) -> str:
 
 
 def lease_body(
-    *, namespace: str, name: str, secret_name: str, holder: str, version: str, now: datetime.datetime
+    *,
+    namespace: str,
+    name: str,
+    secret_name: str,
+    holder: str,
+    version: str,
+    now: datetime.datetime,
+    owner_uid: str | None = None,
 ) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {SECRET_LABEL: secret_name},
+        "annotations": {VERSION_ANNOTATION: version},
+    }
+    if owner_uid:
+        # Not a controller reference and no blockOwnerDeletion: the Lease only follows the
+        # Secret away, and setting it needs no right on the Secret beyond reading it.
+        metadata["ownerReferences"] = [{"apiVersion": "v1", "kind": "Secret", "name": secret_name, "uid": owner_uid}]
     return {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {SECRET_LABEL: secret_name},
-            "annotations": {VERSION_ANNOTATION: version},
-        },
+        "metadata": metadata,
         "spec": {
             "holderIdentity": holder,
             "leaseDurationSeconds": DURATION_SECONDS,
@@ -88,6 +104,7 @@ class LeaseReporter:
         self._clock = clock
         self._renew_seconds = renew_seconds
         self._version: str | None = None
+        self._owner_uid: str | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -127,16 +144,25 @@ class LeaseReporter:
         if changed:
             self._wake.set()
 
+    def set_owner(self, uid: str | None) -> None:
+        """The snapshot Secret's uid: the Lease's owner from the next renewal on (at once if it changed)."""
+        with self._lock:
+            changed = bool(uid) and uid != self._owner_uid
+            if uid:
+                self._owner_uid = uid
+        if changed and self._version is not None:
+            self._wake.set()
+
     def _run(self) -> None:
         while not self._stopped.is_set():
             with self._lock:
-                version = self._version
+                version, owner_uid = self._version, self._owner_uid
             if version is not None:
-                self._renew(version)
+                self._renew(version, owner_uid)
             self._wake.wait(self._renew_seconds)
             self._wake.clear()
 
-    def _renew(self, version: str) -> None:
+    def _renew(self, version: str, owner_uid: str | None = None) -> None:
         body = lease_body(
             namespace=self.namespace,
             name=self.name,
@@ -144,6 +170,7 @@ class LeaseReporter:
             holder=self.holder,
             version=version,
             now=self._clock(),
+            owner_uid=owner_uid,
         )
         try:
             response = self._patch_fn(

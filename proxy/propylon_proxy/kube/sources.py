@@ -171,6 +171,7 @@ class SecretSource:
             else:
                 log.warning("Secret %s/%s is gone; keeping version %s", self.namespace, self.name, self._served.version)
             return
+        self.lease.set_owner(secret["metadata"].get("uid"))  # the Lease goes when the Secret goes
         resource_version = secret["metadata"].get("resourceVersion")
         if resource_version == self._secret_version:
             return  # a relist after a reconnect: nothing new
