@@ -77,8 +77,18 @@ class _Loader(yaml.SafeLoader):
     pass
 
 
-_Loader.add_constructor("!regex", lambda loader, node: Regex(loader.construct_scalar(node)))
-_Loader.add_constructor("!not", lambda loader, node: Not(loader.construct_scalar(node)))
+def _regex(loader: yaml.SafeLoader, node: yaml.Node) -> Regex:
+    assert isinstance(node, yaml.ScalarNode)
+    return Regex(str(loader.construct_scalar(node)))
+
+
+def _not(loader: yaml.SafeLoader, node: yaml.Node) -> Not:
+    assert isinstance(node, yaml.ScalarNode)
+    return Not(str(loader.construct_scalar(node)))
+
+
+_Loader.add_constructor("!regex", _regex)
+_Loader.add_constructor("!not", _not)
 
 
 class CaseError(Exception):
@@ -188,7 +198,9 @@ def substitute(value: Any, values: Mapping[str, str]) -> Any:
     return value
 
 
-def manifests_for(case: Case, namespace: str, values: Mapping[str, str], backend: tuple[str, int]) -> list[dict]:
+def manifests_for(
+    case: Case, namespace: str, values: Mapping[str, str], backend: tuple[str, int]
+) -> list[dict[str, Any]]:
     """The case's objects in ``namespace``, placeholders filled, plus the ``echo`` Service and its slice."""
     address, port = backend
     extra: list[dict[str, Any]] = [
@@ -308,7 +320,7 @@ def check(row: Row, response: Any, received: Any, reached_backend: bool, values:
         if reached_backend:
             problems.append(f"upstream: expected never reached, but the backend got {received!r}")
         return problems
-    if row.upstream is None:
+    if not isinstance(row.upstream, Mapping):
         return problems
     if received is None:
         problems.append("upstream: the backend received nothing with this request's id")

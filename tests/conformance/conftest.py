@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import pathlib
 import sys
+import types
 from collections.abc import Iterator
 
 import conformance_cases as cases
@@ -32,7 +33,8 @@ def serve_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[targets.S
         backend.close()
 
 
-def _controlplane_helpers():  # -> (cluster, netns) modules of tests/controlplane
+def _controlplane_helpers() -> tuple[types.ModuleType, types.ModuleType]:
+    """The ``cluster`` and ``netns`` modules of tests/controlplane, shared rather than copied."""
     if str(CONTROLPLANE_TESTS) not in sys.path:
         sys.path.append(str(CONTROLPLANE_TESTS))
     import cluster

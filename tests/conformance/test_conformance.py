@@ -8,6 +8,8 @@ their case file are strict: a row that starts to pass must lose its mark.
 
 from __future__ import annotations
 
+from typing import Any
+
 import conformance_cases as cases
 import conformance_http as http
 import conformance_targets as targets
@@ -16,8 +18,8 @@ import pytest
 CASES = cases.load_all()
 
 
-def _params() -> list[object]:
-    params = []
+def _params() -> list[Any]:
+    params: list[Any] = []
     for target in ("serve", "operator"):
         for case in CASES:
             for row in case.rows:
@@ -40,7 +42,11 @@ def test_row(target_name: str, case: cases.Case, row: cases.Row, request: pytest
     headers += list(row.headers)
     before = target.backend.count()
     probe = "closes" in row.expect
-    response = http.exchange(target.port(row.listener), row.method, row.path, headers, row.body, probe_close=probe)
+    try:
+        response = http.exchange(target.port(row.listener), row.method, row.path, headers, row.body, probe_close=probe)
+    except (OSError, ValueError) as error:  # ValueError: a response whose framing cannot be read
+        shown = f"{case.name}: {row.name}: no readable response: {error!r}"
+        pytest.fail(f"{shown}\n\n{target.log()[-3000:]}", pytrace=False)
     request_ids = response.values("x-request-id")
     received = target.backend.received(request_ids[0]) if request_ids else None
     reached = target.backend.count() != before
