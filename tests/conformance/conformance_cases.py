@@ -87,6 +87,14 @@ def _not(loader: yaml.SafeLoader, node: yaml.Node) -> Not:
     return Not(str(loader.construct_scalar(node)))
 
 
+def _times(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    """``!times [prefix, unit, count]``: a long value written short (prefix + unit * count)."""
+    assert isinstance(node, yaml.SequenceNode)
+    prefix, unit, count = loader.construct_sequence(node)
+    return f"{prefix}{unit * int(count)}"
+
+
+_Loader.add_constructor("!times", _times)
 _Loader.add_constructor("!regex", _regex)
 _Loader.add_constructor("!not", _not)
 
