@@ -216,8 +216,11 @@ def test_default_render_has_the_operator_and_least_privilege_rbac(helm: str, tmp
     # so no right to grant anything: the proxies' cluster-wide grant is the chart's.
     for rule in _one(docs, "ClusterRole", "operator")["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
-        assert "rbac.authorization.k8s.io" not in rule["apiGroups"], rule
         assert not {"bind", "escalate", "impersonate"} & set(rule["verbs"]), rule
+        if "rbac.authorization.k8s.io" in rule["apiGroups"]:  # only the webhook's owner, by name, read
+            assert rule["verbs"] == ["get"] and rule["resourceNames"] == [
+                _flag(_operator_args(docs), "proxy-cluster-role")
+            ]
         written = WRITES & set(rule["verbs"])
         if written:
             assert set(rule["resources"]) <= {"events"} | {r for r in rule["resources"] if r.endswith("/status")}
@@ -272,6 +275,18 @@ def test_all_options_render(helm: str, tmp_path: Path) -> None:
         r for r in _one(docs, "ClusterRole", "operator")["rules"] if "validatingwebhookconfigurations" in r["resources"]
     ]
     assert webhook_rules
+    # The webhook configuration's owner (the proxies' ClusterRole) may be read, by name only, nothing else of RBAC.
+    rbac_rules = [
+        r for r in _one(docs, "ClusterRole", "operator")["rules"] if "rbac.authorization.k8s.io" in r["apiGroups"]
+    ]
+    assert rbac_rules == [
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterroles"],
+            "resourceNames": [_flag(args, "proxy-cluster-role")],
+            "verbs": ["get"],
+        }
+    ]
 
 
 def test_helm_refuses_values_outside_the_schema(helm: str, tmp_path: Path) -> None:
@@ -410,6 +425,8 @@ def test_rendered_chart_installs_and_its_rbac_is_enforced(helm: str, api_server:
     for resource in ("clusterroles", "clusterrolebindings"):
         assert not can("create", resource)
         assert not can("patch", f"{resource}/{settings.proxy_cluster_role}")
+    assert can("get", f"clusterroles/{settings.proxy_cluster_role}")  # the webhook configuration's owner
+    assert not can("get", "clusterroles/cluster-admin")
     assert not can("bind", "clusterroles/cluster-admin")
     assert not can("escalate", "clusterroles/cluster-admin")
     # The proxies, under the ServiceAccount the operator made, read EndpointSlices everywhere

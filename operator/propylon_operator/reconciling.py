@@ -192,8 +192,11 @@ class Reconciler:
             self.inventory.put(item, only_if_newer=True)
         if not self._published.known:
             self._published = _Published(body=await self.client.get(self._secret_path()), known=True)
+        cluster_owner = await self._cluster_owner() if self._cluster_objects else None
         for manifest in self._cluster_objects:
             # The webhook configuration carries this process's fresh CA: (re)apply it once per start.
+            if cluster_owner is not None:
+                manifest = {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [cluster_owner]}}
             try:
                 await self.client.apply(_manifest_path(manifest), manifest)
             except kube.KubeError as exc:
@@ -207,6 +210,26 @@ class Reconciler:
                 self._operator_owner = workloads.owner_reference(
                     "apps/v1", "Deployment", self.settings.owner_deployment, owner["metadata"]["uid"]
                 )
+
+    async def _cluster_owner(self) -> dict[str, Any] | None:
+        """The installer's proxy ClusterRole, as the owner of what this operator makes cluster-wide.
+
+        A cluster-scoped object (the webhook configuration) cannot be owned by the operator's
+        Deployment; owned by the ClusterRole the chart installs and removes, it goes with the
+        release instead of outliving it. None when there is no such ClusterRole or it cannot be read.
+        """
+        name = self.settings.proxy_cluster_role
+        if not name:
+            return None
+        try:
+            found = await self.client.get(kube.object_path("rbac.authorization.k8s.io/v1", "clusterroles", None, name))
+        except kube.KubeError as exc:
+            logger.warning("cannot read the ClusterRole %s (%s): cluster-wide objects get no owner", name, exc)
+            return None
+        if found is None:
+            logger.warning("ClusterRole %s not found: cluster-wide objects get no owner", name)
+            return None
+        return workloads.owner_reference("rbac.authorization.k8s.io/v1", "ClusterRole", name, found["metadata"]["uid"])
 
     async def _list_patiently(self, path: str, selector: str | None) -> list[dict[str, Any]]:
         """List ``path``, retrying while the API server cannot answer (starting up, overloaded).

@@ -65,13 +65,17 @@ def _kubeconfig_as(env: op.Env, namespace: str, account: str) -> pathlib.Path:
 class Release:
     """The chart rendered into the gateway namespace of an ``op.Env`` and applied as is."""
 
-    def __init__(self, env: op.Env) -> None:
+    def __init__(self, env: op.Env, *, webhook_port: int | None = None) -> None:
         self.env = env
         self.name = "r" + env.gw_ns.removeprefix("gw-")  # unique: cluster-scoped names include it
-        values = {
+        values: dict[str, Any] = {
             "gateway": {"name": op.GATEWAY, "watchNamespaces": [env.app_ns]},
             "proxy": {"replicas": 1},
         }
+        if webhook_port is not None:
+            # The API server dials the operator process on loopback instead of the chart's Service.
+            values["webhook"] = {"enabled": True, "port": webhook_port}
+            values["operator"] = {"extraArgs": ["--webhook-host=127.0.0.1", "--webhook-addr=127.0.0.1"]}
         values_file = env.workdir / "values.yaml"
         values_file.write_text(yaml.safe_dump(values))
         done = subprocess.run(
@@ -211,11 +215,51 @@ def _cluster_rbac_naming(plane: cluster.ControlPlane, namespace: str) -> list[st
     )
 
 
-def test_the_chart_runs_the_operator_with_least_privilege_and_leaves_nothing_cluster_wide(env: op.Env) -> None:
-    release = Release(env)
+@pytest.fixture
+def webhook_configuration(control_plane: cluster.ControlPlane) -> Iterator[str]:
+    """The chart's fixed webhook configuration name; deleted afterwards (no garbage collector here)."""
+    name = "propylon.dev"
+    try:
+        yield name
+    finally:
+        control_plane.kubectl("delete", "validatingwebhookconfiguration", name, "--ignore-not-found", check=False)
+
+
+def test_the_chart_runs_the_operator_with_least_privilege_and_leaves_nothing_cluster_wide(
+    env: op.Env, webhook_configuration: str
+) -> None:
+    release = Release(env, webhook_port=cluster.free_port())
     settings = release.settings()
     release.install()
     operator = release.start_operator()
+    proxy_role = env.get("clusterrole", settings.proxy_cluster_role)
+
+    # The one cluster-scoped object the operator makes, owned by the chart's ClusterRole so that it
+    # goes with the release; and it works under the chart's RBAC: a broken Api is refused.
+    configuration = op._eventually(
+        lambda: env.get("validatingwebhookconfiguration", webhook_configuration), op.START_WITHIN, "webhook"
+    )
+    assert configuration["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "name": settings.proxy_cluster_role,
+            "uid": proxy_role["metadata"]["uid"],
+            "controller": True,
+        }
+    ]
+    refused = env.plane.apply(
+        f"""
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: broken, namespace: {env.app_ns}}}
+spec:
+  routes: [{{routeKey: "GET /x/{{id", integration: {{type: MOCK, mock: {{statusCode: 200, body: ok}}}}}}]
+""",
+        check=False,
+    )
+    assert refused.returncode != 0 and "denied the request" in refused.stderr, refused.stderr
+
     env.plane.apply(_objects(env.app_ns))
     op._eventually(
         lambda: ((env.get("stage", "-n", env.app_ns, "dev") or {}).get("status") or {}).get("configVersion"),
