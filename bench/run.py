@@ -10,6 +10,7 @@ rotates each round, so drift in the machine spreads over all targets instead of 
   mini-pool        bench/mini_proxy.py over upstream_pool (aiohttp server + httptools pool)
   propylon-aiohttp ``propylon serve -f bench/manifests`` with PROPYLON_UPSTREAM=aiohttp
   propylon-pool    the same with PROPYLON_UPSTREAM=pool
+  propylon-*@REV   with ``--baseline REV``: the same, running the data plane (proxy/) of git revision REV
   client-aiohttp   no server at all: bench/client_loop.py drives upstream_aiohttp against the backend
   client-pool      the same for upstream_pool: the client's own cost, without any server in front
 
@@ -36,6 +37,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import io
 import json
 import os
 import platform
@@ -46,6 +48,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.error
@@ -230,14 +233,37 @@ def propylon_manifests(work: Path, backend_port: int) -> Path:
     return folder
 
 
-def start_propylon(procs: Processes, name: str, work: Path, port: int, backend_port: int) -> None:
+def baseline_tree(work: Path, rev: str) -> Path:
+    """The data plane (``proxy/``) as it was at git revision ``rev``, extracted under ``work``;
+    the returned folder goes first on PYTHONPATH, so its packages shadow the working tree's."""
+    archive = subprocess.run(
+        ["git", "-C", str(BENCH.parent), "archive", "--format=tar", rev, "proxy"], capture_output=True, check=True
+    ).stdout
+    folder = work / f"baseline-{re.sub(r'[^A-Za-z0-9._-]', '_', rev)}"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder / "proxy"
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """``propylon-pool@HEAD~3`` -> (``propylon-pool``, ``HEAD~3``); no ``@``: no revision."""
+    base, _, rev = name.partition("@")
+    return base, rev or None
+
+
+def start_propylon(
+    procs: Processes, name: str, work: Path, port: int, backend_port: int, proxy_code: Path | None = None
+) -> None:
     """``propylon serve`` with the upstream client chosen by PROPYLON_UPSTREAM and, while serve
-    has it, its (hidden) ``--upstream`` flag; without the flag if this serve does not know it."""
-    kind = name.removeprefix("propylon-")
+    has it, its (hidden) ``--upstream`` flag; without the flag if this serve does not know it.
+    ``proxy_code``: a ``baseline_tree`` to run the data plane from instead of the working tree."""
+    kind = split_name(name)[0].removeprefix("propylon-")
     manifests = propylon_manifests(work, backend_port)
     argv = [sys.executable, "-m", "propylon", "serve", "-f", str(manifests), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--internal-port", str(free_port()), "--admin-port", str(free_port())]
     env = {"PROPYLON_UPSTREAM": kind}
+    if proxy_code is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(proxy_code), os.environ.get("PYTHONPATH")) if p)
     procs.start(name, [*argv, "--upstream", kind], cpu=TARGET_CPU, env=env)
     deadline = time.monotonic() + 10
     while procs.alive(name) and time.monotonic() < deadline:
@@ -313,7 +339,8 @@ def start_targets(procs: Processes, work: Path, wanted: list[str]) -> list[Targe
             )
             continue
         elif name.startswith("propylon-"):
-            start_propylon(procs, name, work, port, backend_port)
+            rev = split_name(name)[1]
+            start_propylon(procs, name, work, port, backend_port, baseline_tree(work, rev) if rev else None)
             path = "/bench/hello"
         else:
             raise SystemExit(f"unknown target {name}")
@@ -493,8 +520,21 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before each measurement")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure each propylon-* target with the data plane (proxy/) of git revision REV, "
+        "as propylon-<kind>@REV, in the same interleaved rounds: a before/after that machine load cannot skew",
+    )
     args = parser.parse_args()
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if args.baseline:
+        # Each baseline twin right after its target, so the tables read as before/after pairs.
+        wanted = [
+            twin
+            for t in wanted
+            for twin in ([t, f"{t}@{args.baseline}"] if t.startswith("propylon-") and "@" not in t else [t])
+        ]
     if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
         print("warning: fewer than 2 cores; core pinning cannot separate load from target", file=sys.stderr)
 

@@ -96,3 +96,25 @@ def test_generated_nginx_config_is_accepted(bench: ModuleType, tmp_path: Path, p
         [nginx, "-t", "-p", str(tmp_path / "n"), "-c", str(conf)], capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_baseline_tree_holds_the_data_plane_of_a_revision(bench: ModuleType, tmp_path: Path) -> None:
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs git and a checkout")
+    folder = bench.baseline_tree(tmp_path, "HEAD")
+    assert (folder / "propylon_proxy" / "handling.py").is_file()
+    assert (folder / "propylon_config" / "model.py").is_file()
+    # Run from that folder, the data plane is the extracted one, not the working tree's.
+    done = subprocess.run(
+        [sys.executable, "-c", "import propylon_proxy; print(propylon_proxy.__file__)"],
+        env={"PYTHONPATH": str(folder), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == str(folder / "propylon_proxy" / "__init__.py")
+
+
+def test_target_names_carry_an_optional_revision(bench: ModuleType) -> None:
+    assert bench.split_name("propylon-pool") == ("propylon-pool", None)
+    assert bench.split_name("propylon-pool@HEAD~3") == ("propylon-pool", "HEAD~3")
