@@ -324,6 +324,23 @@ spec:
     )
     assert f"EndpointSlices in {env.app_ns}:" not in proxy.log(), proxy.log()[-4000:]
 
+    # A snapshot Secret deleted and published anew has a new uid: the Lease follows it, or the
+    # garbage collector would take the Lease for an orphan.
+    env.plane.kubectl("delete", "secret", "-n", env.gw_ns, settings.snapshot_secret)
+    renewed = op._eventually(
+        lambda: (new := env.secret()) and new["metadata"]["uid"] != secret["metadata"]["uid"] and new,
+        op.CHANGE_WITHIN * 2,
+        "the snapshot Secret published again",
+    )
+    op._eventually(
+        lambda: (
+            [r["uid"] for r in env.get("lease", "-n", env.gw_ns, lease_name)["metadata"]["ownerReferences"]]
+            == [renewed["metadata"]["uid"]]
+        ),
+        op.CHANGE_WITHIN * 2,
+        "the Lease owned by the new Secret",
+    )
+
     # A Lease left by a replica killed an hour ago goes; a fresh one and another gateway's stay.
     now = datetime.datetime.now(datetime.UTC)
     an_hour_ago = now - datetime.timedelta(hours=1)
