@@ -1,10 +1,12 @@
 """The conformance backend: an aiohttp server that answers with what it received, and remembers it.
 
-It runs in the test process (its own thread and event loop), so the runner can ask what the
-backend received for a given ``X-Request-Id`` without parsing anything the gateway relayed, and
-can tell that a refused request never reached it. It records the request as it arrived on the
-wire: the raw request target (query included), header pairs in order with their case and
-duplicates, and the body.
+``EchoBackend`` runs in the test process (its own thread and event loop), so the runner can ask
+what the backend received for a given ``X-Request-Id`` without parsing anything the gateway
+relayed, and can tell that a refused request never reached it. It records the request as it
+arrived on the wire: the raw request target (query included), header pairs in order with their
+case and duplicates, and the body. ``RemoteEcho`` runs the same server as a script inside a test
+network namespace (a backend address the API server accepts in an EndpointSlice) and asks it
+the same questions over a second, control port.
 
 A request may ask for a status with ``x-echo-status: <code>``, to show that a backend's own
 error passes through the gateway untouched, and for response headers with
@@ -14,11 +16,22 @@ and for a late answer with ``x-echo-delay-ms: <ms>``, to make an integration tim
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import base64
 import dataclasses
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.parse
+import urllib.request
+from http import server
+from typing import Protocol
 
 from aiohttp import web
 
@@ -36,12 +49,25 @@ class Received:
         return [value for key, value in self.headers if key.lower() == name.lower()]
 
 
+class Backend(Protocol):
+    """What the runner asks of a backend, wherever it runs."""
+
+    host: str
+    port: int
+
+    def count(self) -> int: ...
+
+    def received(self, request_id: str) -> Received | None: ...
+
+    def close(self) -> None: ...
+
+
 class EchoBackend:
     """``start()`` binds ``host`` on an ephemeral port; ``received(request_id)`` looks a request up."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
-        self.port = 0
+        self.port = port
         self._records: dict[str, Received] = {}
         self._unlabelled: list[Received] = []
         self._lock = threading.Lock()
@@ -82,7 +108,7 @@ class EchoBackend:
         # reaching into the site.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
+        sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock).start()
 
@@ -107,3 +133,129 @@ class EchoBackend:
         for name, value in json.loads(request.headers.get("x-echo-headers", "[]")):
             response.headers.add(name, value)
         return response
+
+
+# ---------------------------------------------------------------- in a network namespace
+
+
+def _as_json(received: Received) -> dict[str, object]:
+    return {
+        "method": received.method,
+        "target": received.target,
+        "headers": [list(pair) for pair in received.headers],
+        "body": base64.b64encode(received.body).decode(),
+    }
+
+
+def _from_json(data: dict[str, object]) -> Received:
+    headers = data["headers"]
+    assert isinstance(headers, list)
+    return Received(
+        method=str(data["method"]),
+        target=str(data["target"]),
+        headers=tuple((str(n), str(v)) for n, v in headers),
+        body=base64.b64decode(str(data["body"])),
+    )
+
+
+def _serve_control(backend: EchoBackend, host: str, port: int) -> server.ThreadingHTTPServer:
+    """``GET /count`` and ``GET /received/<request id>`` on a port no case ever routes to."""
+
+    class Control(server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/count":
+                answer: object = backend.count()
+            elif self.path.startswith("/received/"):
+                found = backend.received(self.path.removeprefix("/received/"))
+                answer = _as_json(found) if found is not None else None
+            else:
+                self.send_error(404)
+                return
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    control = server.ThreadingHTTPServer((host, port), Control)
+    threading.Thread(target=control.serve_forever, name="conformance-echo-control", daemon=True).start()
+    return control
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="the conformance echo backend, standalone")
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--control-port", type=int, required=True)
+    args = parser.parse_args()
+    backend = EchoBackend(args.host, args.port).start()
+    _serve_control(backend, args.host, args.control_port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    backend.close()
+
+
+class RemoteEcho:
+    """The echo backend as a process in network namespace ``namespace``, listening on ``host``."""
+
+    READY_TIMEOUT = 20.0
+
+    def __init__(self, namespace: str, host: str, port: int = 8090, control_port: int = 8091) -> None:
+        self.namespace = namespace
+        self.host = host
+        self.port = port
+        self.control_port = control_port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RemoteEcho:
+        argv = ["ip", "netns", "exec", self.namespace, sys.executable, __file__, "--host", self.host]
+        argv += ["--port", str(self.port), "--control-port", str(self.control_port)]
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + self.READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"echo backend in {self.namespace} exited with {self.process.returncode}")
+            try:
+                self.count()
+                with socket.create_connection((self.host, self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.close()
+        raise RuntimeError(f"echo backend {self.host}:{self.port} in {self.namespace} not ready")
+
+    def _ask(self, path: str) -> object:
+        url = f"http://{self.host}:{self.control_port}{path}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.loads(response.read())
+
+    def count(self) -> int:
+        answer = self._ask("/count")
+        assert isinstance(answer, int)
+        return answer
+
+    def received(self, request_id: str) -> Received | None:
+        answer = self._ask(f"/received/{urllib.parse.quote(request_id, safe='')}")
+        return _from_json(answer) if isinstance(answer, dict) else None
+
+    def close(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+                self.process.wait(timeout=10)
+                return
+            except ProcessLookupError:
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ the same echo server for every case of a target; only its address differs:
   --config-secret`` for the whole session (no kubelet runs, so the proxy runs here, as a pod
   would). Cases are applied with kubectl one after the other, each in its own namespace, and
   deleted before the next. The API server refuses loopback endpoints, so the echo backend
-  listens on the host end of a test network namespace's veth pair: an address this run owns.
+  runs inside a test network namespace, at the address its veth pair gives it.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class Target:
 
     name = ""
 
-    def __init__(self, backend: echo.EchoBackend) -> None:
+    def __init__(self, backend: echo.Backend) -> None:
         self.backend = backend
         self.current: cases.Case | None = None
         self.broken: str | None = None
@@ -148,7 +148,7 @@ class Target:
 class ServeTarget(Target):
     name = "serve"
 
-    def __init__(self, backend: echo.EchoBackend, workdir: pathlib.Path) -> None:
+    def __init__(self, backend: echo.Backend, workdir: pathlib.Path) -> None:
         super().__init__(backend)
         self.workdir = workdir
         self.process: Process | None = None
@@ -198,7 +198,7 @@ class OperatorTarget(Target):
 
     def __init__(
         self,
-        backend: echo.EchoBackend,
+        backend: echo.Backend,
         workdir: pathlib.Path,
         kubectl: Callable[..., subprocess.CompletedProcess[str]],
         kubeconfig: pathlib.Path,

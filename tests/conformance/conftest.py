@@ -57,13 +57,14 @@ def operator_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[target
         cleanup.callback(plane.stop)
         plane.start()
         plane.install_crds()
-        # Only the host end of the veth pair is used: an address of this run that the API server
-        # accepts in an EndpointSlice, where the in-process echo backend can listen.
+        # The namespace's address is one the API server accepts in an EndpointSlice. (The tier's
+        # own echo server answers on port 8080 there; this one, which keeps records, on 8090.)
         host = netns.TestHost("conformance")
         cleanup.callback(host.close)
         host.start()
-        backend = echo.EchoBackend(host.gateway_address).start()
+        backend = echo.RemoteEcho(host.namespace, host.address)
         cleanup.callback(backend.close)
+        backend.start()
         target = targets.OperatorTarget(
             backend,
             tmp_path_factory.mktemp("conformance-operator"),
