@@ -33,6 +33,7 @@ HOP_BY_HOP = frozenset(
 # Set by the gateway itself; whatever the client sent under these names is never forwarded.
 # (Expect is answered by the gateway, which has already invited the body.)
 _GATEWAY_OWNED = frozenset({"host", "x-request-id", "traceparent", "expect"})
+_NOT_TO_CLIENT = HOP_BY_HOP | {"x-request-id"}
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
@@ -147,12 +148,20 @@ def upstream_request_headers(
 
 
 def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> Headers:
-    """Backend response headers a client may see: hop-by-hop removed, our request id wins."""
-    pairs = list(upstream_headers)
-    lowered = [n.lower() for n, _ in pairs]
-    named = _connection_named(pairs, lowered)
-    return [
-        pair
-        for pair, lower in zip(pairs, lowered, strict=True)
-        if lower not in HOP_BY_HOP and lower not in named and lower != "x-request-id"
-    ]
+    """Backend response headers a client may see: hop-by-hop removed, our request id wins.
+
+    One pass on every proxied response: names listed in Connection are only known at the end,
+    so they are filtered out afterwards, and only when there are any.
+    """
+    kept: list[tuple[str, tuple[str, str]]] = []
+    named: set[str] = set()
+    for pair in upstream_headers:
+        lower = pair[0].lower()
+        if lower in _NOT_TO_CLIENT:
+            if lower == "connection":
+                named.update(token.strip().lower() for token in pair[1].split(","))
+            continue
+        kept.append((lower, pair))
+    if named:
+        return [pair for lower, pair in kept if lower not in named]
+    return [pair for _, pair in kept]

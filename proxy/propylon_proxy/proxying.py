@@ -63,6 +63,8 @@ class _Url:
     path: str  # may hold {placeholders}
     query: str
     netloc: str
+    # The destination itself when it cannot vary: no placeholders, and a request without a query.
+    fixed: Destination | None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -72,8 +74,14 @@ def _parse(url: str) -> _Url:
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme or "http"
     port = parts.port or (443 if scheme == "https" else 80)
+    host = parts.hostname or ""
+    fixed = None
+    if "{" not in parts.path:
+        fixed = Destination(
+            scheme=scheme, host=host, port=port, path=parts.path or "/", query=parts.query, host_header=parts.netloc
+        )
     return _Url(
-        scheme=scheme, host=parts.hostname or "", port=port, path=parts.path, query=parts.query, netloc=parts.netloc
+        scheme=scheme, host=host, port=port, path=parts.path, query=parts.query, netloc=parts.netloc, fixed=fixed
     )
 
 
@@ -91,6 +99,8 @@ def destination(
 ) -> Destination:
     if integration.url:
         url = _parse(integration.url)
+        if url.fixed is not None and not query:
+            return url.fixed
         return Destination(
             scheme=url.scheme,
             host=url.host,
