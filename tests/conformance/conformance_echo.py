@@ -11,7 +11,8 @@ the same questions over a second, control port.
 A request may ask for a status with ``x-echo-status: <code>``, to show that a backend's own
 error passes through the gateway untouched, and for response headers with
 ``x-echo-headers: [["Name", "value"], ...]`` (JSON), to show which of them reach the client,
-and for a late answer with ``x-echo-delay-ms: <ms>``, to make an integration time out.
+for a late answer with ``x-echo-delay-ms: <ms>``, to make an integration time out, and for no
+answer at all with ``x-echo-drop: 1`` (the connection is closed), to make it fail.
 """
 
 from __future__ import annotations
@@ -126,6 +127,9 @@ class EchoBackend:
             else:
                 self._unlabelled.append(received)
         await asyncio.sleep(int(request.headers.get("x-echo-delay-ms", "0")) / 1000)
+        if request.headers.get("x-echo-drop") and request.transport is not None:
+            request.transport.abort()
+            raise web.HTTPInternalServerError  # never sent: the connection is already gone
         status = int(request.headers.get("x-echo-status", "200"))
         description = {"echo": True, "method": received.method, "target": received.target}
         response = web.Response(status=status, body=json.dumps(description).encode(), content_type="application/json")
