@@ -26,6 +26,10 @@ _MAPPING_KEY = re.compile(r"^(append|overwrite|remove):(?:(header|querystring)\.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _QUERY_NAME = re.compile(r"^[^\s&=#]+$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# What may stand in an upstream request target as written: visible ASCII, no fragment. Anything
+# else (a space from a stage variable, a control character) could not be sent as a request
+# line, so it is refused here rather than failing every request at run time.
+_TARGET_TEXT = re.compile(r"^[\x21-\x22\x24-\x7e]*$")
 _STATUS = re.compile(r"^[1-5][0-9][0-9]$")
 TEMPLATE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -65,6 +69,8 @@ def parse(f: fields.Fields, raw: dict[str, Any], path: str, api_namespace: str) 
             f.error(fields.join(path, "path"), "path applies only with service (put the path in the url)")
         elif not upstream_path.startswith("/") and not upstream_path.startswith("${"):
             f.error(fields.join(path, "path"), f"path {upstream_path!r} must start with '/'")
+        elif not stage_variables.references(upstream_path) and (problem := path_problem(upstream_path)):
+            f.error(fields.join(path, "path"), problem)
 
     method = f.string(raw, "method", path)
     if method is not None and method not in routes.HTTP_METHODS:
@@ -148,6 +154,8 @@ def resolve(
         changes["path"] = sub(integration.path, "path")
         if not changes["path"].startswith("/") and not problems:
             problems.append(("path", f"path {changes['path']!r} must start with '/'"))
+        elif not problems and (problem := path_problem(changes["path"])):
+            problems.append(("path", problem))
     if integration.service is not None and stage_variables.references(integration.service.name):
         name = sub(integration.service.name, "service.name")
         if not any(w == "service.name" for w, _ in problems) and not _DNS_LABEL.match(name):
@@ -176,6 +184,15 @@ def url_problem(url: str) -> str | None:
         return f"invalid url {url!r}: {exc}"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"invalid url {url!r}: expected an absolute http:// or https:// URL"
+    if not _TARGET_TEXT.match(url):
+        return f"invalid url {url!r}: only visible ASCII without '#' can be sent; percent-encode the rest"
+    return None
+
+
+def path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be an upstream path template, or None."""
+    if not _TARGET_TEXT.match(path):
+        return f"path {path!r} can hold only visible ASCII without '#'; percent-encode the rest"
     return None
 
 

@@ -238,3 +238,48 @@ def test_unreadable_files_are_diagnostics_naming_the_file(tmp_path) -> None:
     messages = [str(d) for d in loaded.diagnostics]
     assert messages[0].startswith(f"{latin}: cannot read file: not UTF-8")
     assert messages[1].startswith(f"{missing}: cannot read file: No such file or directory")
+
+
+def test_a_stage_variable_that_cannot_be_sent_in_a_request_line_drops_the_route_in_that_stage() -> None:
+    text = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {name: versions, namespace: shop}
+spec:
+  routes:
+    - routeKey: "GET /items/{id}"
+      integration: {type: HTTP_PROXY, url: "http://127.0.0.1:9000/${stageVariables.version}/items/{id}"}
+    - routeKey: "GET /svc/{id}"
+      integration: {type: HTTP_PROXY, service: {name: echo, port: 80}, path: "/${stageVariables.version}/svc/{id}"}
+    - routeKey: "GET /label"
+      integration: {type: MOCK, mock: {body: "version ${stageVariables.version}"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {name: spaced, namespace: shop}
+spec: {apiRef: versions, variables: {version: "v 1"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {name: plain, namespace: shop}
+spec: {apiRef: versions, variables: {version: "v1"}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: shop}
+spec: {ports: [{port: 80}]}
+"""
+    result = compiler.compile(documents(text))
+    routes_by_stage = {s.name: [r.route_key for r in s.routes] for s in result.snapshot.stages}
+    assert routes_by_stage == {
+        "plain": ["GET /items/{id}", "GET /label", "GET /svc/{id}"],
+        "spaced": ["GET /label"],
+    }
+    messages = [str(d) for d in result.diagnostics]
+    assert messages == [
+        "in.yaml: document 2 (Stage shop/spaced): spec.variables: invalid url 'http://127.0.0.1:9000/v 1/items/{id}':"
+        " only visible ASCII without '#' can be sent; percent-encode the rest"
+        " (Api shop/versions spec.routes[0].integration.url)",
+        "in.yaml: document 2 (Stage shop/spaced): spec.variables: path '/v 1/svc/{id}' can hold only visible ASCII"
+        " without '#'; percent-encode the rest (Api shop/versions spec.routes[1].integration.path)",
+    ]
