@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from propylon_config import gateway_responses as table
 from propylon_config import model
+from propylon_proxy import forwarding
 
 RESOURCE_NOT_FOUND = "RESOURCE_NOT_FOUND"
 BAD_REQUEST = "BAD_REQUEST"
@@ -80,8 +81,9 @@ def render(
     return Rendered(response.status_code, tuple(headers), body.encode(), error_type)
 
 
-# Headers that identify the error and the request: an override may not forge or drop them.
-_GATEWAY_OWNED = frozenset({"x-propylon-error-type", "x-request-id", "content-length"})
+# Headers that identify the error and the request, and the framing of the body the gateway
+# sends: an override may not forge or contradict them.
+_GATEWAY_OWNED = forwarding.HOP_BY_HOP | {"x-propylon-error-type", "x-request-id", "content-length"}
 
 
 def _fill(body: str, *, error_type: str, message: str, request_id: str) -> str:

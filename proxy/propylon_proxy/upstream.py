@@ -30,6 +30,12 @@ class UpstreamProtocolError(UpstreamError):
     """The backend answered with something that is not valid HTTP/1.1, or hung up mid-response (-> 502)."""
 
 
+class UpstreamRequestError(UpstreamError, ValueError):
+    """The request itself cannot be written as HTTP/1.1 (CR/LF in a header, a space in the
+    target); nothing was sent (-> 502). The pipeline should never build one: this is the last
+    line of defence against header injection, not a validation step."""
+
+
 @dataclasses.dataclass(slots=True, kw_only=True)
 class UpstreamRequest:
     method: str

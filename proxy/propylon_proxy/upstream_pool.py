@@ -70,9 +70,9 @@ def _encode_head(request: upstream.UpstreamRequest, extra: str) -> bytes:
     # The pipeline validates headers; this is the last line of defence against header injection.
     lines = len(request.headers) + 2 + extra.count("\n")
     if head.count("\n") != lines or head.count("\r") != lines or "\0" in head:
-        raise ValueError("CR, LF or NUL in request line or header")
+        raise upstream.UpstreamRequestError("CR, LF or NUL in request line or header")
     if " " in request.target or " " in request.method or not request.target:
-        raise ValueError("space in request target or method, or empty target")
+        raise upstream.UpstreamRequestError("space in request target or method, or empty target")
     return head.encode("latin-1")
 
 

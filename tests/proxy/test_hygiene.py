@@ -158,3 +158,17 @@ def test_unescaped_dot_segments_and_backslashes_are_rejected(target):
 )
 def test_segments_decode_the_same_with_or_without_escapes(target, segments):
     assert hygiene.split_target(target).segments == segments
+
+
+def test_override_cannot_reframe_the_body():
+    overrides = {
+        "RESOURCE_NOT_FOUND": model.GatewayResponse(
+            status_code=404,
+            headers=(("Transfer-Encoding", "chunked"), ("Connection", "keep-alive"), ("X-Kept", "yes")),
+            body='{"message":"gone fishing"}',
+        )
+    }
+    rendered = gateway_responses.render("RESOURCE_NOT_FOUND", "r1", overrides)
+    names = [name.lower() for name, _ in rendered.headers]
+    assert "transfer-encoding" not in names and "connection" not in names
+    assert ("X-Kept", "yes") in rendered.headers
