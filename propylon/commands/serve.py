@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from propylon.commands import validate
 from propylon_compiler import compiler, diagnostics, manifests
 from propylon_config import model
 from propylon_proxy import gateway, settings, upstreams
@@ -31,15 +32,7 @@ ObjectKey = tuple[str, str, str]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-f",
-        "--filename",
-        dest="paths",
-        action="append",
-        required=True,
-        metavar="PATH",
-        help="a manifest file or a folder of them (YAML, many documents); repeatable",
-    )
+    validate.add_file_arguments(parser)  # -f and --allow-cross-namespace, as validate and render take them
     parser.add_argument("--host", default="127.0.0.1", help="address all listeners bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="public listener (default 8080)")
     parser.add_argument("--internal-port", type=int, default=8081, help="in-cluster listener, PRIVATE stages too")
@@ -53,11 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch", action="store_true", help="reload when the files change")
     parser.add_argument(
         "--admin-token-file", metavar="FILE", help="bearer token for /admin/* (or PROPYLON_ADMIN_TOKEN)"
-    )
-    parser.add_argument(
-        "--allow-cross-namespace",
-        action="store_true",
-        help="allow routes to Services in other namespaces without their propylon.dev/allow-from label",
     )
     parser.add_argument("--upstream", choices=upstreams.KINDS, default="pool", help=argparse.SUPPRESS)
     parser.add_argument("--poll-interval", type=float, default=0.5, help=argparse.SUPPRESS)
