@@ -86,16 +86,8 @@ class Reporter:
     def add(self, diagnostic: diagnostics.Diagnostic, *, breaks: bool = False) -> None:
         # The compiler still reads an object the schema refused, to report everything in one
         # run; but where the schema already spoke about a field, its word is enough.
-        if any(_overlap(diagnostic.field, f) for f in self._schema_fields.get(diagnostic.object_key, ())):
-            if breaks:
-                self._broken.add(diagnostic.object_key)
-            return
-        # Stages share their Api's routes, so the same finding can come up once per Stage.
-        if diagnostic not in self._seen:
-            self._seen.add(diagnostic)
-            self._diagnostics.append(diagnostic)
-        if breaks:
-            self._broken.add(diagnostic.object_key)
+        silenced = any(_overlap(diagnostic.field, f) for f in self._schema_fields.get(diagnostic.object_key, ()))
+        self._record(diagnostic, breaks=breaks, report=not silenced)
 
     def add_schema_problem(self, diagnostic: diagnostics.Diagnostic) -> None:
         """A CRD schema violation: breaks the object and silences the compiler on that field.
@@ -103,12 +95,17 @@ class Reporter:
         Schema problems are never silenced by one another: ``schemas.validate`` already reports
         each once, and a rule on a parent (``exactly one of service or url``) says nothing about
         a bad child field (``timeoutMillis``)."""
-        if diagnostic not in self._seen:
-            self._seen.add(diagnostic)
-            self._diagnostics.append(diagnostic)
-        self._broken.add(diagnostic.object_key)
+        self._record(diagnostic, breaks=True, report=True)
         if diagnostic.field:
             self._schema_fields.setdefault(diagnostic.object_key, []).append(diagnostic.field)
+
+    def _record(self, diagnostic: diagnostics.Diagnostic, *, breaks: bool, report: bool) -> None:
+        # Stages share their Api's routes, so the same finding can come up once per Stage.
+        if report and diagnostic not in self._seen:
+            self._seen.add(diagnostic)
+            self._diagnostics.append(diagnostic)
+        if breaks:
+            self._broken.add(diagnostic.object_key)
 
     def error(self, obj: Object, field: str, message: str, *, reason: str = "Invalid", breaks: bool = True) -> None:
         """Report a problem with ``obj``; by default the object is unusable (``breaks``)."""
