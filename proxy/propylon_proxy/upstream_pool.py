@@ -22,8 +22,9 @@ What it does:
   body fully read, and both sides allow keep-alive. Anything else closes it.
 
 What it leaves out on purpose: a limit on connections in use (the gateway bounds concurrency at
-its listeners; a second queue here would only hide overload), TLS, and protocol upgrades (a 101
-answer is a protocol error here; WebSocket proxying takes another path).
+its listeners; a second queue here would only hide overload) and protocol upgrades (a 101
+answer is a protocol error here; WebSocket proxying takes another path). ``https://`` backends get
+TLS with certificate and host-name verification (system CAs unless a context is given).
 
 It retries nothing: the pipeline decides. The one judgement it makes is how to report a reused
 connection that fails before any byte of a response arrived (the backend may have closed it while
@@ -45,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ssl
 import typing
 from collections.abc import AsyncIterable, AsyncIterator
 
@@ -57,6 +59,9 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELET
 #: Request bodies up to this size are written together with the head, in one send().
 _COALESCE_LIMIT = 64 * 1024
 #: A response head larger than this is refused: an unbounded head is a memory attack vector.
+# (host, port, TLS): connections are only ever reused for the same backend and the same security.
+PoolKey = tuple[str, int, bool]
+
 _MAX_HEAD_BYTES = 64 * 1024
 
 
@@ -95,7 +100,7 @@ def _framing(headers: list[tuple[str, str]]) -> tuple[int | None, bool, bool]:
 class _Connection(asyncio.Protocol):
     """One TCP connection to a backend, carrying one exchange at a time."""
 
-    def __init__(self, pool: PooledUpstream, key: tuple[str, int]) -> None:
+    def __init__(self, pool: PooledUpstream, key: PoolKey) -> None:
         self._pool = pool
         self._loop = asyncio.get_running_loop()
         self.key = key
@@ -434,8 +439,12 @@ class PooledUpstream:
         idle_timeout: float = 30.0,
         high_water: int = 256 * 1024,
         low_water: int = 64 * 1024,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.max_idle_per_host = max_idle_per_host
+        # https:// backends: certificates verified against the system's CAs unless a context is
+        # given (tests pass one that trusts their own CA). Made lazily: most gateways never need it.
+        self._tls_context = tls_context
         self.idle_timeout = idle_timeout
         self.high_water = high_water
         self.low_water = low_water
@@ -443,7 +452,7 @@ class PooledUpstream:
         self.max_buffered = 0
         #: Connections opened so far (for tests and bench).
         self.connections_opened = 0
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._idle: dict[PoolKey, list[_Connection]] = {}
         self._busy: set[_Connection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
@@ -454,7 +463,7 @@ class PooledUpstream:
 
     # -- pool ---------------------------------------------------------------------------------
 
-    def _take_idle(self, key: tuple[str, int], now: float) -> _Connection | None:
+    def _take_idle(self, key: PoolKey, now: float) -> _Connection | None:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
@@ -466,11 +475,19 @@ class PooledUpstream:
                 return conn
         return None
 
-    async def _connect(self, key: tuple[str, int]) -> _Connection:
+    async def _connect(self, key: PoolKey) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await loop.create_connection(lambda: _Connection(self, key), key[0], key[1])
-        except OSError as exc:
+            host, port, tls = key
+            if tls:
+                if self._tls_context is None:
+                    self._tls_context = ssl.create_default_context()
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self, key), host, port, ssl=self._tls_context, server_hostname=host
+                )
+            else:
+                _, conn = await loop.create_connection(lambda: _Connection(self, key), host, port)
+        except OSError as exc:  # ssl.SSLError (a refused certificate) is one too
             raise upstream.UpstreamConnectError(f"cannot connect to {key[0]}:{key[1]}: {exc}") from exc
         self.connections_opened += 1
         return conn
@@ -516,7 +533,9 @@ class PooledUpstream:
     async def send(self, request: upstream.UpstreamRequest) -> PooledResponse:
         if self._closed:
             raise RuntimeError("PooledUpstream is closed")
-        key = (request.host, request.port)
+        if request.scheme not in ("http", "https"):
+            raise upstream.UpstreamRequestError(f"unsupported scheme {request.scheme!r}")
+        key = (request.host, request.port, request.scheme == "https")
         body = request.body
         length, has_te, request_close = _framing(request.headers)
         extra = ""
