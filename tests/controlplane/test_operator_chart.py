@@ -216,19 +216,24 @@ def _cluster_rbac_naming(plane: cluster.ControlPlane, namespace: str) -> list[st
 
 
 @pytest.fixture
-def webhook_configuration(control_plane: cluster.ControlPlane) -> Iterator[str]:
-    """The chart's fixed webhook configuration name; deleted afterwards (no garbage collector here)."""
-    name = "propylon.dev"
+def webhook_configurations(control_plane: cluster.ControlPlane) -> Iterator[list[str]]:
+    """Names of webhook configurations a test makes; deleted afterwards (no garbage collector here)."""
+    names: list[str] = []
     try:
-        yield name
+        yield names
     finally:
-        control_plane.kubectl("delete", "validatingwebhookconfiguration", name, "--ignore-not-found", check=False)
+        for name in names:
+            control_plane.kubectl("delete", "validatingwebhookconfiguration", name, "--ignore-not-found", check=False)
 
 
 def test_the_chart_runs_the_operator_with_least_privilege_and_leaves_nothing_cluster_wide(
-    env: op.Env, webhook_configuration: str
+    env: op.Env, webhook_configurations: list[str]
 ) -> None:
     release = Release(env, webhook_port=cluster.free_port())
+    # Cluster-scoped, so named per release and namespace: two releases never share it.
+    webhook_configuration = release.flag("webhook-configuration")
+    assert webhook_configuration == f"{release.name}-propylon.{env.gw_ns}.propylon.dev"
+    webhook_configurations.append(webhook_configuration)
     settings = release.settings()
     release.install()
     operator = release.start_operator()

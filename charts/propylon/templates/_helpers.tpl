@@ -26,6 +26,14 @@ cluster-scoped names are shared by every release in the cluster.
 {{- printf "%s-proxy-%s" (include "propylon.fullname" .) .Release.Namespace | trunc 253 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/*
+The operator's ValidatingWebhookConfiguration: cluster-scoped, so named per release and namespace
+(two releases with the webhook on must not fight over one object).
+*/}}
+{{- define "propylon.webhookConfigurationName" -}}
+{{- printf "%s.%s.propylon.dev" (include "propylon.fullname" .) .Release.Namespace | trunc 253 | trimSuffix "." -}}
+{{- end -}}
+
 {{- define "propylon.operatorName" -}}
 {{- printf "%s-operator" (include "propylon.fullname" .) -}}
 {{- end -}}
