@@ -16,7 +16,6 @@ the same echo server for every case of a target; only its address differs:
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import socket
 import subprocess
@@ -31,6 +30,8 @@ from typing import Any
 import conformance_cases as cases
 import conformance_echo as echo
 import yaml
+
+from tests import processes
 
 READY_WITHIN = 60.0  # seconds for a process to listen, or for a case to be served
 
@@ -62,35 +63,7 @@ def eventually(check: Callable[[], Any], within: float, what: str, log: Callable
     raise AssertionError(f"not within {within:.0f} s: {what} (last: {last!r})\n{log()[-4000:]}")
 
 
-class Process:
-    """``python -m propylon ARGS``, its output in a file a failure can show."""
-
-    def __init__(self, argv: Sequence[str], log_path: pathlib.Path, env: dict[str, str] | None = None) -> None:
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "propylon", *argv],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})},
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        assert self.process.poll() is None, f"exited with {self.process.returncode}:\n{self.log()[-4000:]}"
-        return True
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=20)
+Process = processes.PropylonProcess
 
 
 class Target:

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import pathlib
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -24,6 +21,8 @@ from collections.abc import Callable, Iterator
 
 import cluster
 import pytest
+
+from tests import processes
 
 CHANGE_WITHIN = 5.0  # seconds an edit may take to reach the proxy (operator debounce + proxy watch)
 START_WITHIN = 40.0
@@ -67,35 +66,8 @@ def _condition(obj: dict | None, type_: str) -> dict:
     return {}
 
 
-class _Process:
-    """A ``python -m propylon ...`` child whose output goes to a file the test can show."""
-
-    def __init__(self, argv: list[str], log_path: pathlib.Path, env: dict[str, str] | None = None) -> None:
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "propylon", *argv],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})},
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        assert self.process.poll() is None, f"process exited:\n{self.log()[-4000:]}"
-        return True
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=20)
+# The other tests of this tier use it under this name.
+_Process = processes.PropylonProcess
 
 
 class Env:
