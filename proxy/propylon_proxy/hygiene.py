@@ -108,6 +108,15 @@ def split_target(target: str, *, max_bytes: int = 8192) -> Target:
     return Target(raw_path=raw_path, query=query, raw_segments=raw_segments, segments=segments)
 
 
+SUPPORTED_VERSIONS = frozenset({(1, 0), (1, 1)})
+
+
+def check_version(version: tuple[int, int]) -> None:
+    """Only HTTP/1.0 and HTTP/1.1 are spoken here; ``HTTP/2.0`` in HTTP/1 syntax is malformed."""
+    if version not in SUPPORTED_VERSIONS:
+        raise Rejected(gateway_responses.BAD_REQUEST, "unsupported HTTP version")
+
+
 _SINGLE = (b"host", b"authorization", b"x-api-key")
 _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
 

@@ -183,3 +183,17 @@ def test_framing_holds_with_the_pure_python_parser():
         cwd=Path(__file__).resolve().parents[2],
     )
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9", b"HTTP/3.0"])
+async def test_other_http_versions_are_refused_in_http_1_1(proxied, version):
+    gw, backend = proxied
+    raw = b"GET /prod/echo/x " + version + b"\r\nHost: gw.test\r\n\r\n"
+    response, closed = await c.raw_request(gw.addresses.port, raw, timeout=3)
+    # HTTP/1.x either way (aiohttp's own parser refuses some versions and answers as HTTP/1.0),
+    # never in the version the client claimed.
+    assert response.data.startswith((b"HTTP/1.1 400 ", b"HTTP/1.0 400 ")), response.data[:100]
+    assert response.json() == {"message": "Bad Request"}
+    assert response.headers["x-propylon-error-type"] == "BAD_REQUEST"
+    assert closed
+    assert backend.received == []
