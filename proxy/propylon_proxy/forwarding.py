@@ -30,6 +30,9 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+# Headers of a response the gateway makes itself (MOCK, gateway responses) that it always sets
+# from the body it sends: configuration can never set them and so contradict that body.
+GATEWAY_FRAMED = HOP_BY_HOP | {"content-length"}
 # Set by the gateway itself; whatever the client sent under these names is never forwarded.
 # (Expect is answered by the gateway, which has already invited the body.)
 _GATEWAY_OWNED = frozenset({"host", "x-request-id", "traceparent", "expect"})

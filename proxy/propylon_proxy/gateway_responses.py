@@ -83,7 +83,7 @@ def render(
 
 # Headers that identify the error and the request, and the framing of the body the gateway
 # sends: an override may not forge or contradict them.
-_GATEWAY_OWNED = forwarding.HOP_BY_HOP | {"x-propylon-error-type", "x-request-id", "content-length"}
+_GATEWAY_OWNED = forwarding.GATEWAY_FRAMED | {"x-propylon-error-type", "x-request-id"}
 
 
 def _fill(body: str, *, error_type: str, message: str, request_id: str) -> str:

@@ -9,8 +9,12 @@ response DESIGN.md gives for "cannot be verified": no key can be valid without u
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from propylon_config import model
-from propylon_proxy import plans
+
+if TYPE_CHECKING:  # plans builds its chains from these guards; only the types flow back
+    from propylon_proxy import plans
 
 
 async def _refuse_unverifiable_authorizer(_: plans.StepInput) -> str:

@@ -110,10 +110,6 @@ def _header_pairs(request: web.BaseRequest) -> list[tuple[str, str]]:
     return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in request.raw_headers]
 
 
-# Headers of a configured response (MOCK) that the gateway sets itself from the body it sends.
-_GATEWAY_FRAMING = forwarding.HOP_BY_HOP | {"content-length"}
-
-
 class Pipeline:
     """Serves one listener: ``public`` (PUBLIC stages) or ``internal`` (every stage)."""
 
@@ -222,9 +218,7 @@ class Pipeline:
         ).encode()
         response = _HeldHead(status=mock.status_code)
         for name, value in mock.headers:
-            # Framing and connection handling are the gateway's: a configured Transfer-Encoding
-            # or Content-Length would contradict the body actually sent.
-            if name.lower() not in _GATEWAY_FRAMING:
+            if name.lower() not in forwarding.GATEWAY_FRAMED:
                 response.headers.add(name, value)
         return await self._send(exchange, response, body)
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from propylon_config import model
-from propylon_proxy import metrics, routing
+from propylon_proxy import guards, metrics, routing
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,9 +64,6 @@ class Plan:
 
 
 def _chain(stage: model.Stage, route: model.Route) -> Chain:
-    # Imported here: guards builds on this module's Step type.
-    from propylon_proxy import guards
-
     return Chain(
         route=route,
         steps=guards.steps_for(route),
