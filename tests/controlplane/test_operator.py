@@ -108,14 +108,17 @@ class Env:
         )
         return process
 
-    def start_proxy(self) -> tuple[_Process, int]:
+    def start_proxy(
+        self, *, secret: str = f"{GATEWAY}-snapshot", kubeconfig: pathlib.Path | None = None
+    ) -> tuple[_Process, int]:
+        """A local ``propylon proxy`` reading ``secret`` (as ``kubeconfig``'s user: admin by default)."""
         port, internal, admin = cluster.free_port(), cluster.free_port(), cluster.free_port()
         argv = [
             "proxy",
             "--config-secret",
-            f"{self.gw_ns}/{GATEWAY}-snapshot",
+            f"{self.gw_ns}/{secret}",
             "--kubeconfig",
-            str(self.plane.kubeconfig),
+            str(kubeconfig or self.plane.kubeconfig),
             "--host",
             "127.0.0.1",
             "--port",

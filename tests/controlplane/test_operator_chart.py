@@ -130,30 +130,7 @@ class Release:
         """``propylon proxy`` as a pod of the proxy Deployment would run, as its ServiceAccount."""
         settings = self.settings()
         kubeconfig = _kubeconfig_as(self.env, self.env.gw_ns, workloads.proxy_name(settings))
-        port, internal, admin = cluster.free_port(), cluster.free_port(), cluster.free_port()
-        argv = [
-            "proxy",
-            "--config-secret",
-            f"{self.env.gw_ns}/{settings.snapshot_secret}",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--internal-port",
-            str(internal),
-            "--admin-port",
-            str(admin),
-        ]
-        process = op._Process(argv, self.env.workdir / "proxy.log", env={"POD_NAME": op.REPLICA})
-        self.env.processes.append(process)
-        op._eventually(
-            lambda: process.alive() and op._get(f"http://127.0.0.1:{admin}/readyz")[0] == 200,
-            op.START_WITHIN,
-            "proxy ready",
-        )
-        return process, port
+        return self.env.start_proxy(secret=settings.snapshot_secret, kubeconfig=kubeconfig)
 
 
 @pytest.fixture
