@@ -14,7 +14,7 @@ import json
 
 from aiohttp import web
 
-from propylon_proxy import handling
+from propylon_proxy import plans, runtime
 
 
 def _json(status: int, payload: object) -> web.Response:
@@ -29,13 +29,14 @@ def _is_loopback(peer: str) -> bool:
 
 
 class AdminHandler:
-    def __init__(self, runtime: handling.Runtime, token: str | None) -> None:
-        self._runtime = runtime
+    def __init__(self, run: runtime.Runtime, holder: plans.PlanHolder, token: str | None) -> None:
+        self._runtime = run
+        self._holder = holder
         self._token = token or None
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.raw_path.partition("?")[0]
-        plan = self._runtime.holder.current
+        plan = self._holder.current
         if path == "/healthz":
             return _json(200, {"status": "ok"})
         if path == "/readyz":

@@ -15,7 +15,7 @@ from typing import TextIO
 from aiohttp import web
 
 from propylon_config import model
-from propylon_proxy import admin, endpoints, handling, plans, server, settings, upstreams
+from propylon_proxy import admin, endpoints, handling, plans, runtime, server, settings, upstreams
 
 log = logging.getLogger("propylon.proxy")
 
@@ -45,14 +45,13 @@ class Gateway:
         log_stream: TextIO | None = None,
     ) -> None:
         self.settings = proxy_settings or settings.ProxySettings()
-        self.holder = plans.PlanHolder()
-        self.runtime = handling.Runtime(
-            holder=self.holder,
+        self.runtime = runtime.Runtime(
             upstream=upstreams.create(self.settings.upstream_kind),
             settings=self.settings,
             balancer=endpoints.Balancer(failure_seconds=self.settings.endpoint_failure_seconds),
             log_stream=log_stream,
         )
+        self.holder = plans.PlanHolder(self.runtime)
         self._admin_token = admin_token
         self._servers: list[tuple[asyncio.Server, web.Server]] = []
         self.addresses: Addresses | None = None
@@ -71,10 +70,12 @@ class Gateway:
     ) -> Addresses:
         listener = self.settings.listener
         bound = []
+        public = handling.Pipeline(self.runtime, self.holder, "public")
+        internal = handling.Pipeline(self.runtime, self.holder, "internal")
         handlers: list[web.Server] = [
-            server.GatewayServer(handling.Pipeline(self.runtime, "public"), listener, self._count_rejected),
-            server.GatewayServer(handling.Pipeline(self.runtime, "internal"), listener, self._count_rejected),
-            server.GatewayServer(admin.AdminHandler(self.runtime, self._admin_token), listener),
+            server.GatewayServer(public, listener, self._count_rejected),
+            server.GatewayServer(internal, listener, self._count_rejected),
+            server.GatewayServer(admin.AdminHandler(self.runtime, self.holder, self._admin_token), listener),
         ]
         loop = asyncio.get_running_loop()
         try:
@@ -89,11 +90,12 @@ class Gateway:
         return self.addresses
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop listening, let running requests finish (up to ``grace`` seconds), close the client."""
+        """Stop listening, let running requests finish (up to ``grace`` seconds), then close the
+        runtime (resources, state store, upstream client)."""
         servers, self._servers = self._servers, []
         for tcp, _ in servers:
             tcp.close()
         for tcp, web_server in servers:
             await web_server.shutdown(grace)
             await tcp.wait_closed()
-        await self.runtime.upstream.close()
+        await self.runtime.close()

@@ -1,35 +1,35 @@
-"""Fail-closed guards for route security settings this version of the proxy does not enforce yet.
+"""Fail-closed steps for route security settings this version of the proxy does not enforce yet.
 
 A route that names an Authorizer or requires an API key must never be served as if it were
 open. Until authorizers and usage plans are built, such routes refuse every request with the
 response DESIGN.md gives for "cannot be verified": no key can be valid without usage plans
 (403 INVALID_API_KEY), and an authorizer the gateway cannot run is a configuration error
-(500 AUTHORIZER_CONFIGURATION_ERROR). Each guard is replaced by the real step when it lands.
+(500 AUTHORIZER_CONFIGURATION_ERROR). Each guard is replaced by the real step when it lands:
+the step factory in ``chains.STEP_FACTORIES`` changes, nothing else.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from propylon_proxy import context, gateway_responses, replies, steps
 
-from propylon_config import model
-
-if TYPE_CHECKING:  # plans builds its chains from these guards; only the types flow back
-    from propylon_proxy import plans
+_UNVERIFIABLE_AUTHORIZER = replies.refuse(gateway_responses.AUTHORIZER_CONFIGURATION_ERROR)
+_UNVERIFIABLE_API_KEY = replies.refuse(gateway_responses.INVALID_API_KEY)
 
 
-async def _refuse_unverifiable_authorizer(_: plans.StepInput) -> str:
-    return "AUTHORIZER_CONFIGURATION_ERROR"
+def _refusing(name: str, refusal: replies.Refusal) -> steps.Step:
+    async def check(_: context.RequestContext) -> replies.Refusal:
+        return refusal
+
+    return steps.BeforeOnly(name=name, check=check)
 
 
-async def _refuse_unverifiable_api_key(_: plans.StepInput) -> str:
-    return "INVALID_API_KEY"
+def authorizer_guard(setup: steps.RouteSetup) -> steps.Step | None:
+    if setup.route.authorizer is None:
+        return None
+    return _refusing("authorizer (not built: fails closed)", _UNVERIFIABLE_AUTHORIZER)
 
 
-def steps_for(route: model.Route) -> tuple[plans.Step, ...]:
-    """The guards a route needs, in the order the real checks will run (authorizer first)."""
-    steps: list[plans.Step] = []
-    if route.authorizer is not None:
-        steps.append(_refuse_unverifiable_authorizer)
-    if route.api_key_required:
-        steps.append(_refuse_unverifiable_api_key)
-    return tuple(steps)
+def api_key_guard(setup: steps.RouteSetup) -> steps.Step | None:
+    if not setup.route.api_key_required:
+        return None
+    return _refusing("api key (not built: fails closed)", _UNVERIFIABLE_API_KEY)

@@ -11,19 +11,21 @@ into a header is dropped, so a mapping can never be turned into header injection
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from propylon_config import model
-from propylon_proxy import hygiene
+from propylon_proxy import context, hygiene
 
 Headers = list[tuple[str, str]]
 
 _EXPRESSION = re.compile(
     r"\$\{stageVariables\.(?P<braced>[A-Za-z0-9_]+)\}"
     r"|\$(?P<source>request\.(?:header|querystring|path)|response\.header|stageVariables)\.(?P<name>[A-Za-z0-9_-]+)"
-    r"|\$context\.(?P<context>identity\.sourceIp|requestId|stage|authorizer(?:\.[A-Za-z0-9_]+)+)"
+    r"|\$context\.(?P<context>identity\.sourceIp|requestId|stage|authorizer(?:\.[A-Za-z0-9_:]+)+)"
 )
 _PROTECTED = frozenset(
     {
@@ -49,7 +51,8 @@ _UNSAFE = re.compile(r"[\r\n\x00]")
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Context:
-    """Everything an expression may read for one request."""
+    """Everything an expression may read for one request: a view of ``context.RequestContext``
+    (``from_request``), kept as its own small type so expressions can be tested without a server."""
 
     headers: Sequence[tuple[str, str]]  # the client's request headers
     query: str  # raw query string as sent
@@ -60,6 +63,59 @@ class Context:
     source_ip: str
     stage_variables: Mapping[str, str]
     response_headers: Sequence[tuple[str, str]] = ()
+    principal_id: str | None = None
+    claims: Mapping[str, Any] | None = None
+    authorizer_context: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_request(
+        cls,
+        ctx: context.RequestContext,
+        *,
+        greedy: frozenset[str],
+        response_headers: Sequence[tuple[str, str]] = (),
+    ) -> Context:
+        match = ctx.match
+        return cls(
+            headers=ctx.headers,
+            query=ctx.query,
+            path_params=dict(match.params) if match is not None else {},
+            greedy=greedy,
+            request_id=ctx.request_id,
+            stage=ctx.stage.name if ctx.stage is not None else "",
+            source_ip=ctx.source_ip,
+            stage_variables=ctx.stage_variables,
+            response_headers=response_headers,
+            principal_id=ctx.principal_id,
+            claims=ctx.claims,
+            authorizer_context=ctx.authorizer_context,
+        )
+
+
+def _as_text(value: Any) -> str:
+    """A claim or context value as a header/query value: strings as they are, others as JSON
+    would write them (AWS passes numbers and booleans as their text)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"))
+
+
+def authorizer_value(ctx: Context, path: str) -> str:
+    """``$context.authorizer.<path>``: ``principalId``, ``claims.<name>`` (a JWT's verified
+    claims) or ``<name>`` (an authorizer function's context); unknown names are empty."""
+    if path == "principalId":
+        return ctx.principal_id or ""
+    if path.startswith("claims."):
+        claims = ctx.claims or {}
+        return _as_text(claims.get(path[len("claims.") :]))
+    values = ctx.authorizer_context or {}
+    return _as_text(values.get(path))
 
 
 def _first(headers: Sequence[tuple[str, str]], name: str) -> str:
@@ -90,7 +146,8 @@ def evaluate(expression: str, ctx: Context, *, for_path: bool = False) -> str:
         if context == "identity.sourceIp":
             return ctx.source_ip
         if context:
-            return ""  # $context.authorizer.*: no authorizers yet
+            text = authorizer_value(ctx, context[len("authorizer.") :])
+            return hygiene.encode_segment(text) if for_path else text
         source, name = found.group("source"), found.group("name")
         if source == "stageVariables":
             text = ctx.stage_variables.get(name, "")

@@ -6,6 +6,7 @@ import dataclasses
 
 import aiohttp
 
+from propylon_proxy import replies, steps
 from tests.proxy import conftest as c
 
 
@@ -43,13 +44,15 @@ async def test_a_chain_step_can_refuse_before_the_integration(start_gateway, bac
     gw = await start_gateway(c.config(c.stage([("GET /x", c.http_proxy(backend.url + "/x"))])))
     seen = []
 
-    async def throttle(step_input):
-        seen.append((step_input.match.route.route_key, step_input.request_id))
-        return "THROTTLED"
+    async def throttle(ctx):
+        seen.append((ctx.match.route.route_key, ctx.request_id))
+        return replies.refuse("THROTTLED")
 
     plan = gw.holder.current
-    route_id = "shop/prod/GET /x"
-    plan.chains[route_id] = dataclasses.replace(plan.chains[route_id], steps=(throttle,))
+    route_plan = plan.routes["shop/prod/GET /x"]
+    plan.routes[route_plan.route.id] = dataclasses.replace(
+        route_plan, chain=dataclasses.replace(route_plan.chain, steps=(steps.BeforeOnly(name="t", check=throttle),))
+    )
     async with aiohttp.ClientSession() as session, session.get(gw.addresses.urls()["public"] + "/prod/x") as resp:
         assert resp.status == 429
         assert await resp.json() == {"message": "Too Many Requests"}

@@ -1,0 +1,29 @@
+"""Building each route's chain once per plan, in the order ``steps`` documents.
+
+``STEP_FACTORIES`` is that order as code: each factory looks at one route (and the runtime,
+for resources that outlive the plan) and returns its step, or ``None`` when the route does not
+need it. A feature lands as a factory in its own module and one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from propylon_proxy import guards, integrations, response_parameters, steps
+
+StepFactory = Callable[[steps.RouteSetup], steps.Step | None]
+
+STEP_FACTORIES: tuple[StepFactory, ...] = (
+    # 1. fail-closed refusal of broken routes, 2. CORS preflight: later issues
+    guards.authorizer_guard,  # 3. authorizer (fails closed until authorizers are built)
+    guards.api_key_guard,  # 4. API key (fails closed until usage plans are built)
+    # 5. throttles, 6. quota, 7. request validation: later issues
+    response_parameters.step_for,  # only after: so it sees cache hits and misses alike
+    # 8. cache lookup (its after, the store, runs before response parameters): a later issue
+)
+
+
+def build(setup: steps.RouteSetup) -> steps.Chain:
+    made = (factory(setup) for factory in STEP_FACTORIES)
+    chain_steps = tuple(step for step in made if step is not None)
+    return steps.Chain(steps=chain_steps, integration=integrations.for_route(setup))

@@ -1,0 +1,39 @@
+"""MOCK integrations (DESIGN.md §2.4): the configured response, with two substitutions.
+
+The status and headers are fixed per route, so they are prepared once per plan; only the body
+(``${stageVariables.x}`` and ``$context.requestId``) is rendered per request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from propylon_config import model
+from propylon_proxy import context, forwarding, replies, steps
+
+_STAGE_VARIABLE = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_.-]+)\}")
+
+
+def render_body(body: str, *, variables: Mapping[str, str], request_id: str) -> str:
+    """Substitute ``${stageVariables.x}`` (unknown -> empty) and ``$context.requestId``."""
+    if "$" not in body:
+        return body
+    body = _STAGE_VARIABLE.sub(lambda m: variables.get(m.group(1), ""), body)
+    return body.replace("$context.requestId", request_id)
+
+
+class MockIntegration:
+    def __init__(self, setup: steps.RouteSetup) -> None:
+        mock = setup.route.integration.mock or model.Mock()
+        self._status = mock.status_code
+        # Framing is the gateway's, set from the body it sends: configuration cannot contradict it.
+        self._headers = tuple((n, v) for n, v in mock.headers if n.lower() not in forwarding.GATEWAY_FRAMED)
+        self._body = mock.body
+        self._fixed = None if "$" in mock.body else mock.body.encode()
+
+    async def invoke(self, ctx: context.RequestContext) -> replies.Reply:
+        body = self._fixed
+        if body is None:
+            body = render_body(self._body, variables=ctx.stage_variables, request_id=ctx.request_id).encode()
+        return replies.Reply(status=self._status, headers=list(self._headers), body=body)
