@@ -72,7 +72,9 @@ async def test_a_step_that_answers_stops_the_chain_and_skips_the_integration(mon
 async def test_a_refusal_carries_its_headers_and_the_stages_override(monkeypatch, start_gateway, backend):
     refusal = replies.refuse("THROTTLED", ("Retry-After", "7"), ("X-Limit", "plan"))
     _install(monkeypatch, lambda setup: Recorder("limit", [], before=refusal))
-    override = model.GatewayResponse(status_code=429, body='{"message":"slow down","type":"$context.error.responseType"}')
+    override = model.GatewayResponse(
+        status_code=429, body='{"message":"slow down","type":"$context.error.responseType"}'
+    )
     snapshot = c.config(
         c.stage([("GET /x", c.http_proxy(backend.url + "/x"))], gateway_responses=(("THROTTLED", override),))
     )
