@@ -167,9 +167,10 @@ def _admin_token(args: argparse.Namespace) -> str | None:
 
 
 async def _watch(
-    args: argparse.Namespace, memory: LastGood, gw: gateway.Gateway, options: compiler.CompileOptions
+    args: argparse.Namespace, memory: LastGood, gw: gateway.Gateway, options: compiler.CompileOptions, seen: str
 ) -> None:
-    seen = await asyncio.to_thread(_fingerprint, args.paths)
+    """Poll the files; ``seen`` is the fingerprint taken before the first load, so a file that
+    appears (or changes) at any moment after that load started is picked up on the next poll."""
     while True:
         await asyncio.sleep(args.poll_interval)
         current = await asyncio.to_thread(_fingerprint, args.paths)
@@ -195,6 +196,7 @@ async def _serve(
     args: argparse.Namespace,
     memory: LastGood,
     first: Loaded,
+    seen: str,
     proxy_settings: settings.ProxySettings,
     token: str | None,
     options: compiler.CompileOptions,
@@ -218,7 +220,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    watcher = asyncio.create_task(_watch(args, memory, gw, options)) if args.watch else None
+    watcher = asyncio.create_task(_watch(args, memory, gw, options, seen)) if args.watch else None
     try:
         await stop.wait()
     finally:
@@ -258,6 +260,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     options = compiler.CompileOptions(allow_cross_namespace=args.allow_cross_namespace)
     memory = LastGood()
+    # Taken before the first load, never after: a file written while the gateway starts must
+    # count as a change, not as what was already served.
+    seen = _fingerprint(args.paths)
     first = memory.compile(args.paths, options)
     for diagnostic in first.diagnostics:
         _say(str(diagnostic))
@@ -268,4 +273,4 @@ def run(args: argparse.Namespace) -> int:
         _say("propylon: no valid object to serve; not starting")
         return EXIT_BAD_INPUT
     proxy_settings = settings.ProxySettings(trusted_proxies=trusted, upstream_kind=args.upstream)
-    return asyncio.run(_serve(args, memory, first, proxy_settings, token, options))
+    return asyncio.run(_serve(args, memory, first, seen, proxy_settings, token, options))

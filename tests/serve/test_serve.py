@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -157,6 +159,50 @@ class Hammer:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
+
+
+class FirstRead:
+    """Wakes when another process first closes ``path`` after reading it (Linux inotify via
+    libc), so a test can act in the instant between ``serve`` loading its files and anything
+    after that."""
+
+    IN_CLOSE_NOWRITE = 0x10
+
+    def __init__(self, path: Path) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(os.O_NONBLOCK)
+        assert self._fd >= 0, os.strerror(ctypes.get_errno())
+        wd = self._libc.inotify_add_watch(self._fd, str(path).encode(), self.IN_CLOSE_NOWRITE)
+        assert wd >= 0, os.strerror(ctypes.get_errno())
+
+    def wait(self, seconds: float) -> bool:
+        try:
+            ready, _, _ = select.select([self._fd], [], [], seconds)
+            return bool(ready)
+        finally:
+            os.close(self._fd)
+
+
+def test_watch_serves_a_file_written_the_moment_serve_starts(folder: Path, tmp_path: Path) -> None:
+    """The watcher's baseline is taken before the first load: a manifest written right after
+    serve has read its files (before it listens, before the watcher's first poll) is served."""
+    extra = folder / "extra.yaml"
+    first_read = FirstRead(folder / "stage.yaml")  # the last file of the folder to be read
+    late_api = API.replace("shop", "late").format(hello_type="MOCK", version="late")
+    late_stage = STAGE.replace("live", "late").replace("apiRef: shop", "apiRef: late").format(color="red")
+    holder: list[Served] = []
+    starting = threading.Thread(target=lambda: holder.append(Served(folder, tmp_path, "--watch")), daemon=True)
+    starting.start()
+    assert first_read.wait(30), "serve never read its files"
+    _write(extra, late_api + "---\n" + late_stage)
+    starting.join(35)
+    served = holder[0]
+    try:
+        late = served.url("/late/hello")
+        assert _wait_for(lambda: _get(late)[0] == 200, 3.0), served.stderr()
+        assert _get(late)[1] == b'{"v": "late", "color": "red"}'
+    finally:
+        served.stop()
 
 
 def test_watch_applies_edits_and_keeps_last_good_config(watched: Served, folder: Path) -> None:
