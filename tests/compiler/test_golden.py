@@ -2,11 +2,14 @@
 
 An output holds the diagnostics as printed, each object's status, and the snapshot as
 ``codec.to_data`` gives it. The input is read with its file name as the display path, so the
-sources and diagnostics in a golden do not depend on where the checkout lives.
+sources and diagnostics in a golden do not depend on where the checkout lives. An input whose
+first line is ``# base: NAME`` is compiled together with ``testdata/base/NAME.yaml``, the shared
+objects (Services, EndpointSlices, Secrets) that scenarios would otherwise each repeat.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +21,28 @@ from propylon_config import codec
 
 TESTDATA = Path(__file__).parent / "testdata"
 INPUTS = sorted(TESTDATA.glob("*.in.yaml"))
+_BASE = re.compile(r"^# base: ([a-z0-9-]+)\s*$")
 
 
 def _output_path(input_path: Path) -> Path:
     return input_path.with_name(input_path.name.removesuffix(".in.yaml") + ".out.yaml")
 
 
+def _load(input_path: Path) -> tuple[list[manifests.Document], list[Any]]:
+    text = input_path.read_text(encoding="utf-8")
+    documents, problems = manifests.parse_text(text, input_path.name)
+    documents, problems = list(documents), list(problems)
+    found = _BASE.match(text.partition("\n")[0])
+    if found:
+        base = TESTDATA / "base" / f"{found.group(1)}.yaml"
+        more, more_problems = manifests.parse_text(base.read_text(encoding="utf-8"), f"base/{base.name}")
+        documents.extend(more)
+        problems.extend(more_problems)
+    return documents, problems
+
+
 def render(input_path: Path) -> str:
-    documents, problems = manifests.parse_text(input_path.read_text(encoding="utf-8"), input_path.name)
+    documents, problems = _load(input_path)
     result = compiler.compile(documents)
     data: dict[str, Any] = {
         "diagnostics": [str(d) for d in (*problems, *result.diagnostics)],
