@@ -39,7 +39,7 @@ def problems(body: dict[str, Any]) -> list[diagnostics.Diagnostic]:
     key = (document.kind, document.namespace, document.name)
     return [
         d
-        for d in getattr(result, "diagnostics", ())
+        for d in result.diagnostics
         if d.severity is diagnostics.Severity.ERROR and _own(d) and d.object_key in (key, ("", "", ""))
     ]
 

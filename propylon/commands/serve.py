@@ -3,7 +3,8 @@
 This is the only place that wires the compiler to the data plane: manifests are loaded and
 compiled here, and the proxy only ever sees the resulting snapshot. With ``--watch`` the files
 are polled (no extra dependency) and recompiled; a broken edit is reported on stderr and never
-replaces what was serving (see ``LastGood`` for the granularity).
+replaces what was serving (the compiler's ``last_good`` rule, per object; ``LastGood`` here adds
+the per-file part).
 
 stdout carries only the access log (one JSON line per request); everything for humans —
 diagnostics, the startup line, reload notices — goes to stderr.
@@ -23,12 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from propylon.commands import validate
-from propylon_compiler import compiler, diagnostics, manifests
+from propylon_compiler import compiler, diagnostics, last_good, manifests
 from propylon_config import model
 from propylon_proxy import gateway, settings, upstreams
 
 EXIT_BAD_INPUT = 2
-ObjectKey = tuple[str, str, str]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,26 +69,16 @@ class Loaded:
     kept: tuple[str, ...]  # objects served from their last good version, for the reload notice
 
 
-def _key(document: manifests.Document) -> ObjectKey:
-    return (document.kind, document.namespace, document.name)
-
-
-def _is_consequence(diagnostic: diagnostics.Diagnostic) -> bool:
-    """A diagnostic about something this object points at, rather than about its own content."""
-    return diagnostic.reason == "MissingReference" or diagnostic.reason.endswith("NotReady")
-
-
 class LastGood:
-    """Per-object memory of the last version that compiled cleanly (DESIGN.md §8 "Broken objects").
+    """``serve``'s memory between reloads (DESIGN.md §8 "Broken objects").
 
-    After a compile, every object with a diagnostic that had a good version before gets that
-    version back and the set is compiled again, so one broken object keeps serving as it was
-    while every other object takes its edit. A file that no longer parses keeps all the
+    Per object, the compiler's ``last_good`` rule decides (the same function the operator
+    calls). Per file, one thing only ``serve`` has: a file that no longer parses keeps all the
     documents it had. At startup nothing is remembered, so broken objects are simply left out.
     """
 
     def __init__(self) -> None:
-        self._documents: dict[ObjectKey, manifests.Document] = {}
+        self._memory = last_good.Memory()
         self._files: dict[str, tuple[manifests.Document, ...]] = {}
 
     def compile(self, paths: Sequence[str], options: compiler.CompileOptions) -> Loaded:
@@ -100,35 +90,17 @@ class LastGood:
             previous = self._files.get(file, ())
             documents.extend(previous)
             kept.extend(f"{d.kind} {d.namespace}/{d.name}" for d in previous)
-        result = compiler.compile(documents, options=options)
-        # An object broken by its own edit gets its last good version back first; an object
-        # that only misses a reference usually heals once the broken one is back, so it is
-        # only put back if it is still broken after that.
-        substituted: set[ObjectKey] = set()
-        reported: list[diagnostics.Diagnostic] = []
-        for _ in range(4):
-            candidates = self._documents.keys() - substituted
-            own = {d.object_key for d in result.diagnostics if not _is_consequence(d)} & candidates
-            replace = own or ({d.object_key for d in result.diagnostics} & candidates)
-            if not replace:
-                break
-            reported.extend(d for d in result.diagnostics if d.object_key in replace)
-            documents = [d for d in documents if _key(d) not in replace]
-            documents.extend(self._documents[k] for k in sorted(replace))
-            kept.extend(f"{k[0]} {k[1]}/{k[2]}" for k in sorted(replace))
-            substituted |= replace
-            result = compiler.compile(documents, options=options)
-        clean = {(s.kind, s.namespace, s.name) for s in result.objects if s.ready}
-        for document in documents:
-            if _key(document) in clean:
-                self._documents[_key(document)] = document
+        outcome = last_good.compile_keeping_last_good(documents, self._memory, options=options)
+        self._memory = outcome.memory
+        kept.extend(f"{k[0]} {k[1]}/{k[2]}" for k in sorted(outcome.substituted))
         for file in {d.origin.file for d in loaded.documents} - unreadable_files:
             self._files[file] = tuple(d for d in loaded.documents if d.origin.file == file)
+        result = outcome.result
         return Loaded(
             snapshot=result.snapshot,
-            diagnostics=tuple(dict.fromkeys((*loaded.diagnostics, *reported, *result.diagnostics))),
+            diagnostics=tuple(dict.fromkeys((*loaded.diagnostics, *outcome.reported()))),
             unreadable=bool(loaded.diagnostics),
-            any_valid=bool(clean),
+            any_valid=any(s.ready for s in result.objects),
             kept=tuple(dict.fromkeys(kept)),
         )
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from propylon_compiler import diagnostics
+from propylon_compiler import compiler, diagnostics
+from propylon_config import model
 from propylon_operator import compiling, documents, inventory
 
 
@@ -78,17 +79,20 @@ def test_a_deleted_object_is_forgotten_not_resurrected() -> None:
 
 
 def test_verdicts_come_from_diagnostics_when_no_object_is_reported() -> None:
-    class Result:
-        diagnostics = (
+    result = compiler.CompileResult(
+        snapshot=model.GatewayConfig(version="v"),
+        diagnostics=(
             diagnostics.Diagnostic(
                 origin=diagnostics.Origin(file="Api/demo/pets", document=1),
                 field="spec.routes[0]",
                 message="bad",
                 reason="Invalid",
             ),
-        )
+        ),
+        objects=(),
+    )
 
-    verdicts = compiling.verdicts_of(Result())
+    verdicts = compiling.verdicts_of(result)
     assert verdicts == {
         inventory.Key("Api", "demo", "pets"): compiling.Verdict(
             ready=False, accepted=False, reason="Invalid", message="spec.routes[0]: bad"
