@@ -14,7 +14,7 @@ from propylon_proxy import guards, integrations, response_parameters, steps
 StepFactory = Callable[[steps.RouteSetup], steps.Step | None]
 
 STEP_FACTORIES: tuple[StepFactory, ...] = (
-    # 1. fail-closed refusal of broken routes, 2. CORS preflight: later issues
+    # 1. fail-closed refusal of broken routes: see build(); 2. CORS preflight: a later issue
     guards.authorizer_guard,  # 3. authorizer (fails closed until authorizers are built)
     guards.api_key_guard,  # 4. API key (fails closed until usage plans are built)
     # 5. throttles, 6. quota, 7. request validation: later issues
@@ -24,6 +24,11 @@ STEP_FACTORIES: tuple[StepFactory, ...] = (
 
 
 def build(setup: steps.RouteSetup) -> steps.Chain:
+    refusing = guards.refusing_route(setup)
+    if refusing is not None:
+        # 1. A route that fails closed runs nothing else and claims nothing (no upstream, no
+        # key set): its one step refuses every request, so its integration is never reached.
+        return steps.Chain(steps=(refusing,), integration=integrations.unbuilt.Unbuilt(setup.route.integration.type))
     made = (factory(setup) for factory in STEP_FACTORIES)
     chain_steps = tuple(step for step in made if step is not None)
     return steps.Chain(steps=chain_steps, integration=integrations.for_route(setup))

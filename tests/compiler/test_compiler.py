@@ -123,7 +123,9 @@ def test_cross_namespace_option() -> None:
     )
     refused = compiler.compile(documents(text))
     assert [d.reason for d in refused.diagnostics] == ["RefNotPermitted"]
-    assert "GET /users/{id}" not in [r.route_key for r in refused.snapshot.stages[0].routes]
+    refusing = {r.route_key: r.refusal for r in refused.snapshot.stages[0].routes}
+    assert refusing["GET /users/{id}"] == "API_CONFIGURATION_ERROR"  # fails closed, stays in the table
+    assert not refused.snapshot.endpoints  # and resolves no backend
     allowed = compiler.compile(documents(text), options=compiler.CompileOptions(allow_cross_namespace=True))
     assert not allowed.diagnostics
     assert [e.key for e in allowed.snapshot.endpoints] == ["other/users:80"]
@@ -240,7 +242,7 @@ def test_unreadable_files_are_diagnostics_naming_the_file(tmp_path) -> None:
     assert messages[1].startswith(f"{missing}: cannot read file: No such file or directory")
 
 
-def test_a_stage_variable_that_cannot_be_sent_in_a_request_line_drops_the_route_in_that_stage() -> None:
+def test_a_stage_variable_that_cannot_be_sent_in_a_request_line_makes_the_route_refuse_in_that_stage() -> None:
     text = """\
 apiVersion: propylon.dev/v1alpha1
 kind: Api
@@ -270,16 +272,22 @@ metadata: {name: echo, namespace: shop}
 spec: {ports: [{port: 80}]}
 """
     result = compiler.compile(documents(text))
-    routes_by_stage = {s.name: [r.route_key for r in s.routes] for s in result.snapshot.stages}
+    routes_by_stage = {s.name: [(r.route_key, r.refusal) for r in s.routes] for s in result.snapshot.stages}
     assert routes_by_stage == {
-        "plain": ["GET /items/{id}", "GET /label", "GET /svc/{id}"],
-        "spaced": ["GET /label"],
+        "plain": [("GET /items/{id}", None), ("GET /label", None), ("GET /svc/{id}", None)],
+        "spaced": [
+            ("GET /items/{id}", "API_CONFIGURATION_ERROR"),
+            ("GET /label", None),
+            ("GET /svc/{id}", "API_CONFIGURATION_ERROR"),
+        ],
     }
     messages = [str(d) for d in result.diagnostics]
     assert messages == [
         "in.yaml: document 2 (Stage shop/spaced): spec.variables: invalid url 'http://127.0.0.1:9000/v 1/items/{id}':"
         " only visible ASCII without '#' can be sent; percent-encode the rest"
-        " (Api shop/versions spec.routes[0].integration.url)",
+        " (Api shop/versions spec.routes[0].integration.url);"
+        " route 'GET /items/{id}' refuses every request (500 API_CONFIGURATION_ERROR)",
         "in.yaml: document 2 (Stage shop/spaced): spec.variables: path '/v 1/svc/{id}' can hold only visible ASCII"
-        " without '#'; percent-encode the rest (Api shop/versions spec.routes[1].integration.path)",
+        " without '#'; percent-encode the rest (Api shop/versions spec.routes[1].integration.path);"
+        " route 'GET /svc/{id}' refuses every request (500 API_CONFIGURATION_ERROR)",
     ]
