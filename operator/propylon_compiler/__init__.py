@@ -6,6 +6,7 @@ outside ``manifests``, no clock, no randomness, and no kopf, aiohttp or kubernet
 
 __all__ = [
     "apis",
+    "authorizers",
     "backends",
     "compiler",
     "diagnostics",
@@ -17,6 +18,7 @@ __all__ = [
     "routes",
     "schema_rules",
     "schemas",
+    "sealing",
     "stage_variables",
     "stages",
     "statuses",

@@ -6,10 +6,11 @@ in its own module:
 
 1. ``objects``   index the documents, schema-check them, set aside duplicates and unknowns;
 2. ``backends``  Services and EndpointSlices;
-3. ``apis``      each Api into a stage-independent plan (routes, integrations, responses);
-4. ``stages``    host + basePath conflicts, then each Stage's routes, limits and cache;
-5. endpoints     the addresses of every Service target a served route uses;
-6. ``statuses``  one status per object, from the diagnostics.
+3. ``authorizers`` each Authorizer (before the Apis: a route naming a broken one refuses);
+4. ``apis``      each Api into a stage-independent plan (routes, integrations, responses);
+5. ``stages``    host + basePath conflicts, then each Stage's routes, limits and cache;
+6. endpoints     the addresses of every Service target a served route or authorizer uses;
+7. ``statuses``  one status per object, from the diagnostics.
 
 Errors are data: a broken object is dropped with a diagnostic and everything else compiles.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from propylon_compiler import apis, backends, diagnostics, manifests, objects, stages, statuses
+from propylon_compiler import apis, authorizers, backends, diagnostics, manifests, objects, stages, statuses
 from propylon_config import codec, model
 
 ObjectStatus = statuses.ObjectStatus
@@ -29,6 +30,9 @@ ObjectStatus = statuses.ObjectStatus
 class CompileOptions:
     allow_cross_namespace: bool = False
     """Let any Api route to Services in any namespace (the operator's --allow-cross-namespace)."""
+    sealing_secret: bytes | None = dataclasses.field(default=None, repr=False)
+    """The install's sealing secret (``sealing``); never in the snapshot. None (``render``,
+    ``validate``): HS* Authorizer secrets are left out, and such Authorizers refuse requests."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,16 +52,25 @@ def compile(
     options = options or CompileOptions()
     reporter = objects.Reporter()
     index = objects.index(documents, reporter)
+    known = backends.Backends(index)
+    compiled_authorizers = authorizers.compile_all(
+        index,
+        reporter,
+        known,
+        sealing_secret=options.sealing_secret,
+        allow_cross_namespace=options.allow_cross_namespace,
+    )
     plans = apis.compile_all(index, reporter)
     ctx = stages.Context(
         index=index,
         reporter=reporter,
-        backends=backends.Backends(index),
+        backends=known,
         plans=plans,
         allow_cross_namespace=options.allow_cross_namespace,
         targets=set(),
     )
     compiled_stages = stages.compile_all(ctx)
+    ctx.targets.update(compiled_authorizers.targets)
     endpoints = tuple(sorted((ctx.backends.endpoints(t) for t in ctx.targets), key=lambda e: e.key))
     snapshot = codec.with_version(
         model.GatewayConfig(
@@ -65,6 +78,7 @@ def compile(
             apis=tuple(sorted((plan.api for plan in plans.values()), key=lambda a: a.id)),
             stages=compiled_stages,
             endpoints=endpoints,
+            authorizers=compiled_authorizers.authorizers,
         )
     )
     found = _sorted(reporter.diagnostics, documents)

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Sequence
@@ -230,7 +231,10 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         _say(f"propylon: --admin-token-file: {exc}")
         return EXIT_BAD_INPUT
-    options = compiler.CompileOptions(allow_cross_namespace=args.allow_cross_namespace)
+    # serve compiles and serves in one process, so the secret that seals HS* JWT secrets into
+    # the snapshot can be made here, fresh, and never leave this process.
+    sealing_secret = secrets.token_bytes(32)
+    options = compiler.CompileOptions(allow_cross_namespace=args.allow_cross_namespace, sealing_secret=sealing_secret)
     memory = LastGood()
     # Taken before the first load, never after: a file written while the gateway starts must
     # count as a change, not as what was already served.
@@ -244,5 +248,7 @@ def run(args: argparse.Namespace) -> int:
     if not first.any_valid:
         _say("propylon: no valid object to serve; not starting")
         return EXIT_BAD_INPUT
-    proxy_settings = settings.ProxySettings(trusted_proxies=trusted, upstream_kind=args.upstream)
+    proxy_settings = settings.ProxySettings(
+        trusted_proxies=trusted, upstream_kind=args.upstream, sealing_secret=sealing_secret
+    )
     return asyncio.run(_serve(args, memory, first, seen, proxy_settings, token, options))

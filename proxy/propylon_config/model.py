@@ -6,7 +6,8 @@ on each element pointing back at the manifest it came from. The proxy owns this 
 way Envoy owns xDS; the compiler only produces it.
 
 Rules for this module: standard library only, no I/O, no behaviour beyond small derived
-properties. Secrets never appear here in plain text (API keys are stored as SHA-256 hashes).
+properties. Secrets never appear here in plain text (API keys are stored as SHA-256 hashes; a
+JWT Authorizer's shared HS* secret travels only sealed, see ``JwtSettings.sealed_secret``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ class Endpoint(enum.Enum):
 
     PUBLIC = "PUBLIC"
     PRIVATE = "PRIVATE"
+
+
+class AuthorizerType(enum.Enum):
+    JWT = "JWT"
+    REQUEST = "REQUEST"
+    TOKEN = "TOKEN"
 
 
 class SegmentKind(enum.Enum):
@@ -253,6 +260,62 @@ class Stage:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SecretRef:
+    """Where a secret lives (a key of a Secret in the object's namespace), never what it is."""
+
+    namespace: str
+    name: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JwtSettings:
+    """How a JWT Authorizer verifies tokens (DESIGN.md section 1 and 8, "JWT").
+
+    Keys come from ``jwks_uri``, or, when it is None, from the ``jwks_uri`` of the issuer's
+    ``/.well-known/openid-configuration``. With ``secret_ref`` the tokens are HS* and the shared
+    secret travels as ``sealed_secret``: ``"aes-siv:" + base64url(AES-SIV(secret))`` under a key
+    derived from the install's sealing secret, with the Authorizer id as associated data (so a
+    sealed value cannot be moved to another Authorizer). The sealing secret is never in the
+    snapshot; a compile without one (``render``, ``validate``) leaves ``sealed_secret`` empty,
+    and an empty or unopenable value makes the Authorizer refuse every request.
+    """
+
+    issuer: str
+    audience: tuple[str, ...] = ()  # empty: any audience
+    jwks_uri: str | None = None  # None: discovered from the issuer
+    algorithms: tuple[str, ...] = ()  # never "none"; only HS* with secret_ref, and then only HS*
+    secret_ref: SecretRef | None = None
+    sealed_secret: str = ""
+    clock_skew_seconds: int = 60
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthorizerFunction:
+    """A REQUEST or TOKEN Authorizer's function: invoked like a FUNCTION integration."""
+
+    service: ServiceTarget | None = None
+    url: str | None = None  # base URL; the invocation path is appended
+    payload_format_version: str = "1.0"
+    enable_simple_responses: bool = False
+    result_ttl_seconds: int = 300
+    identity_validation_expression: str | None = None  # TOKEN only
+    timeout_ms: int = 10000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Authorizer:
+    id: str  # "<ns>/<name>": what ``Route.authorizer`` names, and the stable id of its runtime state
+    namespace: str
+    name: str
+    type: AuthorizerType
+    identity_source: tuple[str, ...] = ("$request.header.Authorization",)
+    jwt: JwtSettings | None = None  # JWT only
+    function: AuthorizerFunction | None = None  # REQUEST and TOKEN only
+    source: Source | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EndpointAddress:
     address: str  # IP (or hostname in `serve`)
     port: int
@@ -283,4 +346,5 @@ class GatewayConfig:
     stages: tuple[Stage, ...] = ()  # sorted by id; conflict losers are absent
     endpoints: tuple[ServiceEndpoints, ...] = ()  # sorted by key
     settings: Settings = field(default_factory=Settings)
-    # Later issues add authorizers, usage plans and hashed API keys here.
+    authorizers: tuple[Authorizer, ...] = ()  # sorted by id; only usable ones (a route naming another refuses)
+    # Later issues add usage plans and hashed API keys here.

@@ -28,6 +28,9 @@ class ProxySettings:
     trusted_proxies: tuple[Network, ...] = ()
     upstream_kind: str = "pool"
     endpoint_failure_seconds: float = 10.0
+    # Opens the secrets the compiler sealed into the snapshot (HS* JWT secrets); never logged.
+    # ``serve`` makes one per process; without one, HS* Authorizers refuse every request.
+    sealing_secret: bytes | None = dataclasses.field(default=None, repr=False)
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:
