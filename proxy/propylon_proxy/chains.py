@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from propylon_proxy import guards, integrations, response_parameters, steps
+from propylon_proxy import authorizers, guards, integrations, response_parameters, steps
 
 StepFactory = Callable[[steps.RouteSetup], steps.Step | None]
 
 STEP_FACTORIES: tuple[StepFactory, ...] = (
     # 1. fail-closed refusal of broken routes: see build(); 2. CORS preflight: a later issue
-    guards.authorizer_guard,  # 3. authorizer (fails closed until authorizers are built)
+    authorizers.steps.step_for,  # 3. authorizer: JWT; REQUEST/TOKEN fail closed until functions land
     guards.api_key_guard,  # 4. API key (fails closed until usage plans are built)
     # 5. throttles, 6. quota, 7. request validation: later issues
     response_parameters.step_for,  # only after: so it sees cache hits and misses alike

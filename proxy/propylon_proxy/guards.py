@@ -5,11 +5,13 @@ A route whose Authorizer, model, Service or stage variable is missing or broken 
 to a less specific route) and ``refusing_route`` answers every request with that type.
 
 A route that names an Authorizer or requires an API key must never be served as if it were
-open. Until authorizers and usage plans are built, such routes refuse every request with the
-response DESIGN.md gives for "cannot be verified": no key can be valid without usage plans
-(403 INVALID_API_KEY), and an authorizer the gateway cannot run is a configuration error
-(500 AUTHORIZER_CONFIGURATION_ERROR). Each guard is replaced by the real step when it lands:
-the step factory in ``chains.STEP_FACTORIES`` changes, nothing else.
+open. Where the gateway cannot enforce it, such routes refuse every request with the response
+DESIGN.md gives for "cannot be verified": no key can be valid without usage plans (403
+INVALID_API_KEY), and an authorizer the gateway cannot run (REQUEST and TOKEN until the
+function client lands, a JWT one whose HS* secret does not open) is a configuration error (500
+AUTHORIZER_CONFIGURATION_ERROR); ``authorizers.steps`` falls back on that guard. Each guard
+is replaced by the real step when it lands: the step factory in ``chains.STEP_FACTORIES``
+changes, nothing else.
 """
 
 from __future__ import annotations

@@ -1,0 +1,246 @@
+"""An issuer's JSON Web Key Set: fetched off the request path's critical section, cached, refreshed.
+
+One ``KeySet`` per key source (issuer + jwksUri, or issuer + discovery), claimed from the
+runtime's resources by that stable id, so it survives plan swaps and is shared by every
+Authorizer that trusts the same keys. The rules (DESIGN.md sections 1 and 8, issue 9):
+
+- fetched with aiohttp (never blocking the loop) from ``jwksUri``, or from the ``jwks_uri`` of
+  ``<issuer>/.well-known/openid-configuration`` (whose ``issuer`` must match); every fetch,
+  discovery included, times out after 1,500 ms;
+- refreshed when ``Cache-Control: max-age`` says so (clamped to ``MIN_AGE``..``MAX_AGE``,
+  ``DEFAULT_AGE`` without one), in the background: requests keep using the current keys;
+- an unknown ``kid`` refetches at once, then at most once per ``KID_REFETCH_SECONDS``; the
+  first fetch does not count; concurrent misses share one fetch;
+- a failed fetch keeps the last good keys; with none ever fetched, ``KeysUnavailable`` (the
+  authorizer answers 500 AUTHORIZER_FAILURE), and fetches are retried at most every
+  ``RETRY_WITHOUT_KEYS`` seconds so a dead JWKS is not hammered by every request.
+
+Keys come only from here: a token's own ``jku``, ``x5u`` and ``jwk`` headers are never read.
+Symmetric (``oct``) keys in a JWKS are ignored: HS* needs a ``secretRef``. Time is the
+runtime's injected clock, so tests move it instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import jwt
+
+log = logging.getLogger("propylon.proxy.jwks")
+
+FETCH_TIMEOUT_SECONDS = 1.5
+KID_REFETCH_SECONDS = 30.0
+MIN_AGE = 60.0
+MAX_AGE = 86400.0
+DEFAULT_AGE = 300.0
+RETRY_WITH_KEYS = 30.0  # a failed refresh, while the last good keys keep serving
+RETRY_WITHOUT_KEYS = 2.0
+MAX_DOCUMENT_BYTES = 1024 * 1024
+_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)")
+# Which JWK key type can verify which algorithm family.
+_FAMILY = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+
+
+class KeysUnavailable(Exception):
+    """No key set has ever been fetched for this source."""
+
+
+class FetchError(Exception):
+    """A fetch that produced no usable key set (the message names the URL, never a key)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Key:
+    kid: str | None
+    kty: str
+    alg: str | None  # the JWK's own "alg", when it declares one
+    key: Any  # the cryptography public key object pyjwt verifies with
+
+    def fits(self, alg: str) -> bool:
+        if self.alg is not None and self.alg != alg:
+            return False
+        return _FAMILY.get(alg[:2]) == self.kty
+
+
+def parse_keys(document: Any) -> tuple[Key, ...]:
+    """The usable signature keys of a JWKS document; unusable members are skipped."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise FetchError("not a JWKS document (no keys list)")
+    out: list[Key] = []
+    for member in document["keys"]:
+        if not isinstance(member, dict) or member.get("use", "sig") != "sig":
+            continue
+        kty = member.get("kty")
+        if kty not in ("RSA", "EC", "OKP"):
+            continue
+        kid = member.get("kid")
+        alg = member.get("alg")
+        try:
+            parsed = jwt.PyJWK(member)
+        except (jwt.PyJWTError, ValueError, TypeError):
+            continue
+        out.append(
+            Key(
+                kid=kid if isinstance(kid, str) else None,
+                kty=str(kty),
+                alg=alg if isinstance(alg, str) else None,
+                key=parsed.key,
+            )
+        )
+    return tuple(out)
+
+
+def max_age(cache_control: str | None) -> float:
+    if not cache_control:
+        return DEFAULT_AGE
+    lowered = cache_control.lower()
+    if "no-store" in lowered or "no-cache" in lowered:
+        return MIN_AGE
+    found = _MAX_AGE.search(lowered)
+    if found is None:
+        return DEFAULT_AGE
+    return min(MAX_AGE, max(MIN_AGE, float(found.group(1))))
+
+
+class KeySet:
+    """The keys of one source, and the fetches that keep them current."""
+
+    def __init__(self, *, issuer: str, jwks_uri: str | None, clock: Callable[[], float]) -> None:
+        self.issuer = issuer
+        self._jwks_uri = jwks_uri  # None until discovered
+        self._discovering = jwks_uri is None
+        self._clock = clock
+        self._keys: tuple[Key, ...] | None = None
+        self._expires_at = 0.0
+        self._last_kid_refetch = -math.inf
+        self._retry_at = -math.inf
+        self._inflight: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.fetch_count = 0  # attempts, discovery not counted: for tests and logs
+
+    @property
+    def fetched(self) -> bool:
+        return self._keys is not None
+
+    def prefetch(self) -> None:
+        """Start the first fetch now (when a plan is built), so early requests find keys."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._keys is None and self._inflight is None:
+            self._start()
+
+    async def keys_for(self, kid: str | None, alg: str) -> tuple[Key, ...]:
+        """Keys that may have signed a token with this ``kid`` and ``alg``; empty means none
+        does (the token is refused). Raises ``KeysUnavailable`` when no set was ever fetched."""
+        now = self._clock()
+        if self._keys is None:
+            if self._inflight is None and now >= self._retry_at:
+                self._start()
+            if self._inflight is not None:
+                await asyncio.shield(self._inflight)
+            if self._keys is None:
+                raise KeysUnavailable(self.issuer)
+        elif now >= self._expires_at and self._inflight is None and now >= self._retry_at:
+            self._start()  # a background refresh; this request uses the keys it has
+        found = self._select(kid, alg)
+        if found or kid is None:
+            return found
+        if self._inflight is None and now - self._last_kid_refetch >= KID_REFETCH_SECONDS:
+            self._last_kid_refetch = now
+            self._start()
+        if self._inflight is not None:
+            # A fetch is under way (ours, or one another unknown kid or an expiry started): share it.
+            await asyncio.shield(self._inflight)
+            found = self._select(kid, alg)
+        return found
+
+    def _select(self, kid: str | None, alg: str) -> tuple[Key, ...]:
+        keys = self._keys or ()
+        if kid is None:
+            return tuple(k for k in keys if k.fits(alg))[:4]
+        return tuple(k for k in keys if k.kid == kid and k.fits(alg))
+
+    def _start(self) -> None:
+        self._inflight = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        try:
+            self.fetch_count += 1
+            keys, age = await self._fetch()
+        except Exception as exc:  # an outage: keep what we have, retry later
+            now = self._clock()
+            self._retry_at = now + (RETRY_WITH_KEYS if self._keys is not None else RETRY_WITHOUT_KEYS)
+            kept = "keeping the last good keys" if self._keys is not None else "no keys yet"
+            log.warning("JWKS fetch for issuer %s failed (%s); %s", self.issuer, _describe(exc), kept)
+        else:
+            self._keys = keys
+            self._expires_at = self._clock() + age
+            self._retry_at = -math.inf
+        finally:
+            self._inflight = None
+
+    async def _fetch(self) -> tuple[tuple[Key, ...], float]:
+        session = self._session
+        if session is None or session.closed:
+            session = self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_SECONDS), auto_decompress=True
+            )
+        uri = self._jwks_uri
+        if uri is None:
+            uri = self._jwks_uri = await self._discover(session)
+        document, cache_control = await _get_json(session, uri)
+        keys = parse_keys(document)
+        if not keys:
+            raise FetchError(f"{uri} has no usable signature keys")
+        return keys, max_age(cache_control)
+
+    async def _discover(self, session: aiohttp.ClientSession) -> str:
+        url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        document, _ = await _get_json(session, url)
+        if not isinstance(document, dict):
+            raise FetchError(f"{url} is not a discovery document")
+        if document.get("issuer") != self.issuer:
+            raise FetchError(f"{url} names another issuer")
+        found = document.get("jwks_uri")
+        if not isinstance(found, str) or not found.startswith(("https://", "http://")):
+            raise FetchError(f"{url} has no jwks_uri")
+        return found
+
+    async def close(self) -> None:
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._session is not None:
+            await self._session.close()
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str) -> tuple[Any, str | None]:
+    async with session.get(url, headers={"Accept": "application/json"}) as response:
+        if response.status != 200:
+            raise FetchError(f"{url} answered {response.status}")
+        body = await response.content.read(MAX_DOCUMENT_BYTES + 1)
+        if len(body) > MAX_DOCUMENT_BYTES:
+            raise FetchError(f"{url} sent more than {MAX_DOCUMENT_BYTES} bytes")
+        try:
+            return json.loads(body), response.headers.get("Cache-Control")
+        except ValueError as exc:
+            raise FetchError(f"{url} did not send JSON") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return f"timed out after {FETCH_TIMEOUT_SECONDS} s"
+    return str(exc) or type(exc).__name__
