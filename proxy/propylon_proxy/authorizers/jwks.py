@@ -11,7 +11,8 @@ Authorizer that trusts the same keys. The rules (DESIGN.md sections 1 and 8, iss
   ``DEFAULT_AGE`` without one), in the background: requests keep using the current keys;
 - an unknown ``kid`` refetches at once, then at most once per ``KID_REFETCH_SECONDS``; the
   first fetch does not count; concurrent misses share one fetch;
-- a failed fetch keeps the last good keys; with none ever fetched, ``KeysUnavailable`` (the
+- a failed fetch (or one that suddenly has no usable key) keeps the last good keys; an empty
+  first set counts as fetched (tokens are refused with 401); with none ever fetched, ``KeysUnavailable`` (the
   authorizer answers 500 AUTHORIZER_FAILURE), and fetches are retried at most every
   ``RETRY_WITHOUT_KEYS`` seconds so a dead JWKS is not hammered by every request.
 
@@ -201,7 +202,9 @@ class KeySet:
             uri = self._jwks_uri = await self._discover(session)
         document, cache_control = await _get_json(session, uri)
         keys = parse_keys(document)
-        if not keys:
+        if not keys and self._keys:
+            # A set that suddenly has no usable key looks like a broken publish, not a rotation:
+            # keep the last good keys, as for any other outage.
             raise FetchError(f"{uri} has no usable signature keys")
         return keys, max_age(cache_control)
 

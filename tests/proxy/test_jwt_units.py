@@ -1,0 +1,63 @@
+"""The JWT verifier on its own: limits no network request can reach (a token over 16 KiB does
+not fit the 16 KiB header block, so the listener answers 431 first) and claim shapes."""
+
+from __future__ import annotations
+
+import time
+
+from propylon_config import model
+from propylon_proxy.authorizers import jwt as verifying
+from tests import issuers
+
+SECRET = b"unit-test-shared-secret-32-bytes"
+
+
+def _verifier(**overrides: object) -> verifying.Verifier:
+    settings = model.JwtSettings(issuer="internal", algorithms=("HS256",), **overrides)  # type: ignore[arg-type]
+    return verifying.Verifier(settings, keys=None, secret=SECRET, clock=time.time)
+
+
+def _claims(**extra: object) -> dict[str, object]:
+    return {"iss": "internal", "sub": "s", "exp": int(time.time()) + 60, **extra}
+
+
+def _padded(size: int) -> str:
+    """A correctly signed token of exactly ``size`` characters."""
+    base = len(issuers.hs_token(SECRET, _claims(pad="")))
+    pad = "x" * (size - base)
+    while True:  # base64 grows in steps of four: adjust until the length is exact
+        token = issuers.hs_token(SECRET, _claims(pad=pad))
+        if len(token) == size:
+            return token
+        pad = pad[:-1] if len(token) > size else pad + "x"
+
+
+async def test_a_token_over_16_kib_is_refused_before_parsing_and_one_at_the_limit_is_not() -> None:
+    verifier = _verifier()
+    at_limit = _padded(verifying.MAX_TOKEN_BYTES)
+    assert isinstance(await verifier.verify(at_limit), verifying.Verified)
+    assert await verifier.verify(_padded(verifying.MAX_TOKEN_BYTES + 4)) == "UNAUTHORIZED"
+
+
+async def test_claim_shapes() -> None:
+    verifier = _verifier(audience=("a",))
+    ok = await verifier.verify(issuers.hs_token(SECRET, _claims(aud="a", scp="x y")))
+    assert isinstance(ok, verifying.Verified) and ok.scopes == ("x", "y") and ok.principal == "s"
+    for bad in (
+        _claims(aud="a", exp="tomorrow"),  # exp must be a number
+        _claims(aud="a", exp=True),
+        _claims(aud="a", sub=42),  # a principal is a string
+        _claims(aud="a", scope=7),  # scopes are a string or a list of strings
+        _claims(aud=["b", 3]),
+        _claims(aud="a", iss="internal/"),  # iss must match exactly
+    ):
+        assert await verifier.verify(issuers.hs_token(SECRET, bad)) == "UNAUTHORIZED", bad
+    crit = issuers.hs_token(SECRET, _claims(aud="a"), headers={"crit": ["b64"], "b64": False})
+    assert await verifier.verify(crit) == "UNAUTHORIZED"
+    assert await verifier.verify(issuers.hs_token(SECRET, _claims(aud="a"), alg="HS512")) == "UNAUTHORIZED"
+
+
+def test_bearer_prefix() -> None:
+    assert verifying.bearer_token("Bearer abc") == "abc"
+    assert verifying.bearer_token("bearer  abc ") == "abc"
+    assert verifying.bearer_token("abc") == "abc"
