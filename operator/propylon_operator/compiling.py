@@ -80,6 +80,27 @@ def _verdict(status: statuses.ObjectStatus) -> Verdict:
     return Verdict(ready=status.ready, accepted=status.accepted, reason=status.reason, message=status.message)
 
 
+UNSEALED = Verdict(
+    ready=False,
+    accepted=True,
+    reason="SecretNotDelivered",
+    message="spec.jwt.secretRef: this install has no sealing secret, so the shared secret cannot reach the "
+    "proxies; routes using this Authorizer refuse every request (500 AUTHORIZER_CONFIGURATION_ERROR)",
+)
+
+
+def unsealed_verdicts(snapshot: model.GatewayConfig, verdicts: Mapping[Key, Verdict]) -> dict[Key, Verdict]:
+    """HS* Authorizers whose secret the snapshot could not carry (compiled without a sealing
+    secret): the compiler accepts them, but proxies cannot verify with them, so Ready says so."""
+    out: dict[Key, Verdict] = {}
+    for authorizer in snapshot.authorizers:
+        jwt = authorizer.jwt
+        key = Key("Authorizer", authorizer.namespace, authorizer.name)
+        if jwt is not None and jwt.secret_ref is not None and not jwt.sealed_secret and verdicts.get(key, OK).ready:
+            out[key] = UNSEALED
+    return out
+
+
 def run_compiler(
     documents: Sequence[manifests.Document], *, allow_cross_namespace: bool
 ) -> compiler.CompileResult:
@@ -102,6 +123,7 @@ class LastGood:
         written = verdicts_of(kept.written)
         for key in substituted:
             verdicts[key] = written[key]  # status tells what is wrong with what the user wrote
+        verdicts.update(unsealed_verdicts(kept.result.snapshot, verdicts))
         return Outcome(
             snapshot=kept.result.snapshot,
             verdicts=verdicts,

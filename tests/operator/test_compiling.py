@@ -131,3 +131,31 @@ def test_verdicts_come_from_diagnostics_when_no_object_is_reported() -> None:
             ready=False, accepted=False, reason="Invalid", message="spec.routes[0]: bad"
         )
     }
+
+
+def test_an_hs_authorizer_the_install_cannot_seal_is_not_ready_and_says_why() -> None:
+    """The operator compiles without a sealing secret (not built yet): the HS* secret cannot
+    reach the proxies, whose routes then refuse, so Ready must not claim the Authorizer works."""
+    hs = {
+        "apiVersion": "propylon.dev/v1alpha1",
+        "kind": "Authorizer",
+        "metadata": {"name": "shared", "namespace": "demo"},
+        "spec": {"jwt": {"issuer": "internal", "algorithms": ["HS256"], "secretRef": {"name": "s", "key": "k"}}},
+    }
+    rs = {
+        "apiVersion": "propylon.dev/v1alpha1",
+        "kind": "Authorizer",
+        "metadata": {"name": "idp", "namespace": "demo"},
+        "spec": {"jwt": {"issuer": "https://issuer.example.com"}},
+    }
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s", "namespace": "demo"},
+        "stringData": {"k": "a-shared-secret-value-of-32-bytes"},
+    }
+    outcome = compiling.LastGood().compile(_inputs(hs, rs, secret, _api(authorizer="shared"), STAGE))
+    verdict = outcome.verdict(inventory.Key("Authorizer", "demo", "shared"))
+    assert (verdict.ready, verdict.accepted, verdict.reason) == (False, True, "SecretNotDelivered")
+    assert "AUTHORIZER_CONFIGURATION_ERROR" in verdict.message
+    assert outcome.verdict(inventory.Key("Authorizer", "demo", "idp")).ready
