@@ -10,6 +10,10 @@ rotates each round, so drift in the machine spreads over all targets instead of 
   mini-pool        bench/mini_proxy.py over upstream_pool (aiohttp server + httptools pool)
   propylon-aiohttp ``propylon serve -f bench/manifests`` with PROPYLON_UPSTREAM=aiohttp
   propylon-pool    the same with PROPYLON_UPSTREAM=pool
+  propylon-jwt     propylon-pool's server, on a route with a JWT authorizer (RS256), one token
+                   sent again and again: warm, answered from the verified-token cache
+  propylon-jwt-cold  the same route with a new token on every request (bench/jwt_tokens.py):
+                   every request pays a full signature check
   propylon-*@REV   with ``--baseline REV``: the same, running the data plane (proxy/) of git revision REV
   client-aiohttp   no server at all: bench/client_loop.py drives upstream_aiohttp against the backend
   client-pool      the same for upstream_pool: the client's own cost, without any server in front
@@ -55,6 +59,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 OUT = BENCH / "out"
@@ -70,6 +75,9 @@ class Target:
     url: str = ""
     skipped: str = ""  # why it could not be measured
     client_loop: str = ""  # for client-*: the upstream kind bench/client_loop.py drives
+    wrk_args: list[str] = dataclasses.field(default_factory=list)  # before the URL (-H, -s)
+    cold_tokens: Path | None = None  # propylon-jwt-cold: the token file its wrk script reads
+    ready_url: str = ""  # where readiness is polled, when the target URL itself needs credentials
 
 
 @dataclasses.dataclass
@@ -223,12 +231,15 @@ def start_nginx(procs: Processes, name: str, work: Path, port: int, cpu: str, pr
 # -- propylon ---------------------------------------------------------------------------------
 
 
-def propylon_manifests(work: Path, backend_port: int) -> Path:
-    """bench/manifests with the backend's port put into the Stage variable."""
+def propylon_manifests(work: Path, backend_port: int, jwks_port: int | None = None) -> Path:
+    """bench/manifests with the backend's port put into the Stage variable (and the bench JWKS
+    server's port into the Authorizer's jwksUri)."""
     folder = work / "manifests"
     folder.mkdir(exist_ok=True)
     for source in sorted((BENCH / "manifests").glob("*.yaml")):
         text = re.sub(r'backendPort: "\d+"', f'backendPort: "{backend_port}"', source.read_text())
+        if jwks_port is not None:
+            text = text.replace("127.0.0.1:8082/", f"127.0.0.1:{jwks_port}/")
         (folder / source.name).write_text(text)
     return folder
 
@@ -252,13 +263,21 @@ def split_name(name: str) -> tuple[str, str | None]:
 
 
 def start_propylon(
-    procs: Processes, name: str, work: Path, port: int, backend_port: int, proxy_code: Path | None = None
+    procs: Processes,
+    name: str,
+    work: Path,
+    port: int,
+    backend_port: int,
+    proxy_code: Path | None = None,
+    jwks_port: int | None = None,
 ) -> None:
     """``propylon serve`` with the upstream client chosen by PROPYLON_UPSTREAM and, while serve
     has it, its (hidden) ``--upstream`` flag; without the flag if this serve does not know it.
     ``proxy_code``: a ``baseline_tree`` to run the data plane from instead of the working tree."""
     kind = split_name(name)[0].removeprefix("propylon-")
-    manifests = propylon_manifests(work, backend_port)
+    if kind.startswith("jwt"):
+        kind = "pool"  # the JWT targets run the default server; only the route differs
+    manifests = propylon_manifests(work, backend_port, jwks_port)
     argv = [sys.executable, "-m", "propylon", "serve", "-f", str(manifests), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--internal-port", str(free_port()), "--admin-port", str(free_port())]
     env = {"PROPYLON_UPSTREAM": kind}
@@ -286,11 +305,25 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS_MS[match.group(2)]
 
 
-def run_wrk(url: str, *, seconds: float, connections: int, threads: int) -> dict[str, float]:
-    argv = ["taskset", "-c", LOAD_CPU, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
+def run_wrk(
+    url: str,
+    *,
+    seconds: float,
+    connections: int,
+    threads: int,
+    extra: list[str] | None = None,
+    script_args: list[str] | None = None,
+    raw: list[str] | None = None,
+) -> dict[str, float]:
+    """One wrk run. ``extra`` goes before the URL (``-H``, ``-s``), ``script_args`` after it (a
+    script's arguments); ``raw``, when given, receives wrk's whole output."""
+    argv = ["taskset", "-c", LOAD_CPU, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
+    argv += [*(extra or []), url, *(script_args or [])]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
     if done.returncode != 0 or "Requests/sec" not in done.stdout:
         raise RuntimeError(f"wrk failed on {url}: {done.stdout}{done.stderr}")
+    if raw is not None:
+        raw.append(done.stdout)
     return parse_wrk(done.stdout)
 
 
@@ -312,7 +345,7 @@ def parse_wrk(out: str) -> dict[str, float]:
 # -- the run ----------------------------------------------------------------------------------
 
 
-def start_targets(procs: Processes, work: Path, wanted: list[str]) -> list[Target]:
+def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: int = 1) -> list[Target]:
     backend_port = free_port()  # the proxied backend, on the load core
     start_nginx(procs, "upstream-backend", work, backend_port, LOAD_CPU)
     problem = wait_ready(f"http://127.0.0.1:{backend_port}/hello", procs, "upstream-backend")
@@ -321,6 +354,19 @@ def start_targets(procs: Processes, work: Path, wanted: list[str]) -> list[Targe
 
     python = sys.executable
     targets: list[Target] = []
+    jwt: dict[str, Any] | None = None
+    jwks_port: int | None = None
+    if any(split_name(n)[0].startswith("propylon-jwt") for n in wanted):
+        import jwt_tokens  # bench/ is on sys.path when run as a script
+
+        print(f"  signing {cold_tokens:,} RS256 tokens for the JWT targets", file=sys.stderr)
+        jwt = jwt_tokens.make(work / "jwt", cold_tokens if "propylon-jwt-cold" in wanted else 1)
+        jwks_port = free_port()
+        argv = [python, "-m", "http.server", str(jwks_port), "--bind", "127.0.0.1", "--directory", str(work / "jwt")]
+        procs.start("jwks", argv, cpu=LOAD_CPU)
+        problem = wait_ready(f"http://127.0.0.1:{jwks_port}/jwks.json", procs, "jwks")
+        if problem:
+            raise RuntimeError(f"the bench JWKS server did not start: {problem}")
     for name in wanted:
         port = free_port()
         path = "/hello"
@@ -340,16 +386,23 @@ def start_targets(procs: Processes, work: Path, wanted: list[str]) -> list[Targe
             continue
         elif name.startswith("propylon-"):
             rev = split_name(name)[1]
-            start_propylon(procs, name, work, port, backend_port, baseline_tree(work, rev) if rev else None)
+            code = baseline_tree(work, rev) if rev else None
+            start_propylon(procs, name, work, port, backend_port, code, jwks_port)
             path = "/bench/hello"
         else:
             raise SystemExit(f"unknown target {name}")
         target = Target(name, f"http://127.0.0.1:{port}{path}")
+        if split_name(name)[0].startswith("propylon-jwt") and jwt is not None:
+            target.ready_url, target.url = target.url, f"http://127.0.0.1:{port}/bench/jwt"
+            if split_name(name)[0] == "propylon-jwt-cold":
+                target.wrk_args, target.cold_tokens = ["-s", str(jwt["script"])], jwt["tokens"]
+            else:
+                target.wrk_args = ["-H", f"Authorization: Bearer {jwt['warm']}"]
         targets.append(target)
     for target in targets:
         if target.client_loop:
             continue
-        target.skipped = wait_ready(target.url, procs, target.name)
+        target.skipped = wait_ready(target.ready_url or target.url, procs, target.name)
         if target.skipped:
             print(f"  {target.name}: skipped ({target.skipped})", file=sys.stderr)
     return targets
@@ -507,6 +560,8 @@ ALL_TARGETS = [
     "mini-pool",
     "propylon-aiohttp",
     "propylon-pool",
+    "propylon-jwt",
+    "propylon-jwt-cold",
     "client-aiohttp",
     "client-pool",
 ]
@@ -533,7 +588,11 @@ def main() -> int:
         wanted = [
             twin
             for t in wanted
-            for twin in ([t, f"{t}@{args.baseline}"] if t.startswith("propylon-") and "@" not in t else [t])
+            for twin in (
+                [t, f"{t}@{args.baseline}"]
+                if t.startswith("propylon-") and not t.startswith("propylon-jwt") and "@" not in t
+                else [t]
+            )
         ]
     if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
         print("warning: fewer than 2 cores; core pinning cannot separate load from target", file=sys.stderr)
@@ -547,13 +606,17 @@ def main() -> int:
     started = time.monotonic()
     load_before = os.getloadavg()
     measurements: list[Measurement] = []
+    tokens_reused = 0  # propylon-jwt-cold requests that had to resend a token (then partly warm)
     with tempfile.TemporaryDirectory(prefix="propylon-bench-") as tmp:
         work = Path(tmp)
         (work / "logs").mkdir()
         procs = Processes(work / "logs")
         try:
             print(f"starting targets: {', '.join(wanted)}", file=sys.stderr)
-            targets = start_targets(procs, work, wanted)
+            # A cold token is never sent twice: enough for ~4,000 requests/s through every run.
+            cold_tokens = 4000 * (args.seconds + args.warmup) * args.rounds
+            targets = start_targets(procs, work, wanted, cold_tokens)
+            token_cursor = 0
             live = [t for t in targets if not t.skipped]
             for round_no, target in rotations(live, args.rounds):
                 if target.client_loop:
@@ -561,12 +624,34 @@ def main() -> int:
                         target, seconds=args.seconds, warmup=args.warmup, connections=args.connections
                     )
                 else:
+
+                    def wrk(seconds: float, target: Target = target) -> dict[str, float]:
+                        nonlocal token_cursor, tokens_reused
+                        raw: list[str] = []
+                        script_args = None
+                        if target.cold_tokens is not None:
+                            script_args = [str(target.cold_tokens), str(token_cursor), str(args.threads)]
+                        figures = run_wrk(
+                            target.url,
+                            seconds=seconds,
+                            connections=args.connections,
+                            threads=args.threads,
+                            extra=target.wrk_args,
+                            script_args=script_args,
+                            raw=raw,
+                        )
+                        if target.cold_tokens is not None:
+                            import jwt_tokens
+
+                            used, reused = jwt_tokens.parse_used(raw[0])
+                            token_cursor += used * args.threads
+                            tokens_reused += reused
+                        return figures
+
                     if args.warmup > 0:
-                        run_wrk(target.url, seconds=args.warmup, connections=args.connections, threads=args.threads)
+                        wrk(args.warmup)
                     cpu_before = procs.cpu_seconds(target.name)
-                    result = dict[str, float | None](
-                        run_wrk(target.url, seconds=args.seconds, connections=args.connections, threads=args.threads)
-                    )
+                    result = dict[str, float | None](wrk(args.seconds))
                     cpu = procs.cpu_seconds(target.name) - cpu_before
                     requests = result["requests"]
                     result["cpu_us_per_request"] = cpu * 1e6 / requests if requests else None
@@ -598,6 +683,7 @@ def main() -> int:
         "summary": summary,
         "measurements": [dataclasses.asdict(m) for m in measurements],
         "elapsed_s": round(time.monotonic() - started, 1),
+        "jwt_cold_tokens_reused": tokens_reused,
         # The machine is shared: a high load average before the run means noisy figures.
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
@@ -615,6 +701,8 @@ def main() -> int:
     print(table(summary))
     for name, why in skipped.items():
         print(f"\nskipped {name}: {why}")
+    if tokens_reused:
+        print(f"\nwarning: propylon-jwt-cold resent {tokens_reused} tokens (those requests were warm)")
     print(f"\nload average before/after (1, 5, 15 min): {load_before} / {report['loadavg_after']}")
     print(f"\nraw results: {json_path}\nchart: {png_path}\nelapsed: {report['elapsed_s']} s")
     return 0

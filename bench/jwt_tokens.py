@@ -1,0 +1,119 @@
+"""Material for the JWT targets of bench/run.py: a key, its JWKS, and tokens.
+
+``propylon-jwt`` sends one token again and again (warm: after the first request the gateway
+answers from its verified-token cache); ``propylon-jwt-cold`` sends a different token on every
+request (cold: every request is a full RS256 verification), read by the wrk script below from a
+file of pre-signed tokens. Each wrk run is given its own slice of that file (``offset``), and
+reports how many tokens its busiest thread used, so no token is sent twice; if the file runs out,
+the script wraps and says how many it reused, and run.py reports that with the figures.
+
+Signing is the slow part (about 0.4 ms per RS256 token), so it uses every core, once, before any
+target is measured.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt import algorithms
+
+ISSUER = "https://bench.propylon.invalid"
+AUDIENCE = "bench"
+KID = "bench-1"
+
+COLD_SCRIPT = """\
+-- One token per request, from the slice [offset, offset + per_thread * threads) of the file;
+-- thread i sends the tokens offset + i, offset + i + threads, ...
+local threads = {}
+local counter = 0
+
+function setup(thread)
+  thread:set("id", counter)
+  table.insert(threads, thread)
+  counter = counter + 1
+end
+
+function init(args)
+  local path, offset, nthreads = args[1], tonumber(args[2]), tonumber(args[3])
+  tokens = {}
+  local i = 0
+  for line in io.lines(path) do
+    if i >= offset and (i - offset) % nthreads == id then
+      table.insert(tokens, line)
+    end
+    i = i + 1
+  end
+  used = 0
+  reused = 0
+end
+
+function request()
+  used = used + 1
+  local k = used
+  if k > #tokens then
+    reused = reused + 1
+    k = ((k - 1) % #tokens) + 1
+  end
+  return wrk.format("GET", nil, {["Authorization"] = "Bearer " .. tokens[k]})
+end
+
+function done(summary, latency, requests)
+  local most, again = 0, 0
+  for _, thread in ipairs(threads) do
+    local u = thread:get("used")
+    if u > most then most = u end
+    again = again + thread:get("reused")
+  end
+  io.write(string.format("jwt-cold used %d reused %d\\n", most, again))
+end
+"""
+_USED = re.compile(r"jwt-cold used (\d+) reused (\d+)")
+
+
+def _pem(key: rsa.RSAPrivateKey) -> bytes:
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    return key.private_bytes(serialization.Encoding.PEM, pkcs8, serialization.NoEncryption())
+
+
+def _sign(job: tuple[bytes, int, int, int]) -> list[str]:
+    pem, start, count, exp = job
+    key = serialization.load_pem_private_key(pem, password=None)
+    base = {"iss": ISSUER, "aud": AUDIENCE, "sub": "bench-user", "scope": "bench/read", "exp": exp}
+    return [
+        jwt.encode({**base, "jti": str(i)}, key, algorithm="RS256", headers={"kid": KID})  # type: ignore[arg-type]
+        for i in range(start, start + count)
+    ]
+
+
+def make(folder: Path, cold_tokens: int, *, valid_seconds: int = 6 * 3600) -> dict[str, Any]:
+    """Write ``jwks.json`` (served to the gateway) and ``cold-tokens.txt`` under ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = {**algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": KID, "use": "sig", "alg": "RS256"}
+    (folder / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    exp = int(time.time()) + valid_seconds
+    warm = _sign((_pem(key), -1, 1, exp))[0]
+    workers = max(1, multiprocessing.cpu_count())
+    step = -(-cold_tokens // workers)
+    jobs = [(_pem(key), i, min(step, cold_tokens - i), exp) for i in range(0, cold_tokens, step)]
+    with multiprocessing.Pool(workers) as pool:
+        lines = [token for chunk in pool.map(_sign, jobs) for token in chunk]
+    tokens_path = folder / "cold-tokens.txt"
+    tokens_path.write_text("\n".join(lines) + "\n")
+    script = folder / "cold.lua"
+    script.write_text(COLD_SCRIPT)
+    return {"warm": warm, "tokens": tokens_path, "count": len(lines), "script": script}
+
+
+def parse_used(out: str) -> tuple[int, int]:
+    """(tokens the busiest thread used, tokens sent a second time) from a cold run's output."""
+    found = _USED.search(out)
+    return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
