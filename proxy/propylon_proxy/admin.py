@@ -35,6 +35,12 @@ class AdminHandler:
         self._token = token or None
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        response = await self._answer(request)
+        # aiohttp would say "Python/3.x aiohttp/3.x": no listener advertises versions.
+        response.headers["Server"] = "propylon"
+        return response
+
+    async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.raw_path.partition("?")[0]
         plan = self._holder.current
         if path == "/healthz":

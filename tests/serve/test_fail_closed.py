@@ -137,6 +137,7 @@ def test_a_service_deleted_under_watch_makes_its_route_refuse(tmp_path: Path, ba
 
         assert _wait_for(refused, 15), served.stderr()
         status, headers, body = _request("GET", served.url("/prod/orders/9"))
+        assert status == 500
         assert headers["x-propylon-error-type"] == "API_CONFIGURATION_ERROR"
         assert json.loads(body) == {"message": "Internal server error"}
         assert not [line for line in backend.seen if "/open/orders" in line]  # no fall-through to ANY /{proxy+}
