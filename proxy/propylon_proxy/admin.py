@@ -46,6 +46,8 @@ class AdminHandler:
         if path == "/healthz":
             return _json(200, {"status": "ok"})
         if path == "/readyz":
+            if self._runtime.draining:
+                return _json(503, {"status": "draining"})
             if plan is None:
                 return _json(503, {"status": "not ready"})
             return _json(200, {"status": "ready", "version": plan.version})
