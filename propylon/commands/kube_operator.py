@@ -100,7 +100,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from propylon_operator import running, settings
-
     from propylon_proxy import settings as proxy_settings
 
     if args.replicas < 1:
