@@ -69,7 +69,7 @@ def _see_running_site_packages(bin_dir: Path) -> None:
         check=True,
         timeout=60,
     ).stdout.strip()
-    outer = [path for path in site.getsitepackages() + [site.getusersitepackages()] if Path(path).is_dir()]
+    outer = [path for path in [*site.getsitepackages(), site.getusersitepackages()] if Path(path).is_dir()]
     (Path(inner) / "_propylon_test_deps.pth").write_text("".join(f"{path}\n" for path in outer))
 
 
