@@ -15,14 +15,16 @@ def test_a_skipped_control_plane_test_fails_only_in_ci(
 ) -> None:
     monkeypatch.setenv("CI", ci)
     pytester.makeconftest(RULES.replace('pytest_plugins = ["pytester"]', ""))
-    folder = pytester.mkpydir("tests").joinpath("controlplane")
-    folder.mkdir()
+    # Subprocesses, so the inner runs never meet this run's own imported tests.* modules.
+    folder = pytester.path / "tests" / "controlplane"
+    folder.mkdir(parents=True)
     folder.joinpath("test_needs_binaries.py").write_text(
         "import pytest\n\ndef test_cluster():\n    pytest.skip('no kube-apiserver binary')\n"
     )
-    pytester.mkpydir("tests/kind").joinpath("test_docker.py").write_text(
+    (pytester.path / "tests" / "kind").mkdir()
+    (pytester.path / "tests" / "kind" / "test_docker.py").write_text(
         "import pytest\n\ndef test_kind():\n    pytest.skip('no Docker')\n"
     )
-    result = pytester.runpytest("tests/controlplane")
+    result = pytester.runpytest_subprocess("tests/controlplane")
     result.assert_outcomes(**expected)
-    assert pytester.runpytest("tests/kind").parseoutcomes() == {"skipped": 1}  # kind stays a skip
+    assert pytester.runpytest_subprocess("tests/kind").parseoutcomes() == {"skipped": 1}  # kind stays a skip
