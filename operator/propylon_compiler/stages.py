@@ -305,6 +305,9 @@ def _base_path(f: fields.Fields, spec: dict[str, Any], name: str) -> str:
     value = value.rstrip("/") or "/"
     if value != "/":
         for segment in value[1:].split("/"):
+            if "%" in segment:
+                f.error("spec.basePath", f"basePath {raw!r}: {routes.PERCENT_PROBLEM}")
+                break
             if segment == "" or "{" in segment or "}" in segment or not routes.LITERAL.match(segment):
                 f.error("spec.basePath", f"basePath {raw!r} must be '/' or literal path segments such as '/prod'")
                 break

@@ -27,6 +27,10 @@ def propylon(*args: str) -> subprocess.CompletedProcess[str]:
 
 # file -> the diagnostic line that must appear (the Stage of a broken Api says so too).
 CASES = {
+    "percent-escape-in-route.yaml": "document 1 (Api shop/users): spec.routes[0].routeKey: a route key must not "
+    "contain percent-escapes: write the character itself (requests are matched after decoding)",
+    "percent-escape-in-base-path.yaml": "document 2 (Stage shop/prod): spec.basePath: basePath must not contain "
+    "percent-escapes: write the character itself (requests are matched after decoding)",
     "unknown-field.yaml": 'document 1 (Api shop/users): spec.routes[0].integration.retries: unknown field "retries"',
     "wrong-enum.yaml": 'document 1 (Api shop/users): spec.protocol: Unsupported value: "GRPC": supported values: '
     '"HTTP", "WEBSOCKET"',
