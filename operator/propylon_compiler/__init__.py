@@ -5,6 +5,7 @@ outside ``manifests``, no clock, no randomness, and no kopf, aiohttp or kubernet
 """
 
 __all__ = [
+    "api_keys",
     "apis",
     "backends",
     "compiler",
@@ -12,6 +13,7 @@ __all__ = [
     "fields",
     "gateway_responses",
     "integrations",
+    "label_selectors",
     "manifests",
     "objects",
     "routes",
@@ -20,4 +22,5 @@ __all__ = [
     "stage_variables",
     "stages",
     "statuses",
+    "usage_plans",
 ]

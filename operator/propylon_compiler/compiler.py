@@ -8,8 +8,10 @@ in its own module:
 2. ``backends``  Services and EndpointSlices;
 3. ``apis``      each Api into a stage-independent plan (routes, integrations, responses);
 4. ``stages``    host + basePath conflicts, then each Stage's routes, limits and cache;
-5. endpoints     the addresses of every Service target a served route uses;
-6. ``statuses``  one status per object, from the diagnostics.
+5. ``usage_plans`` each UsagePlan's Stages, limits and quota;
+6. ``api_keys``  the Secrets the plans select, as keyed hashes only;
+7. endpoints     the addresses of every Service target a served route uses;
+8. ``statuses``  one status per object, from the diagnostics.
 
 Errors are data: a broken object is dropped with a diagnostic and everything else compiles.
 """
@@ -19,8 +21,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from propylon_compiler import apis, backends, diagnostics, manifests, objects, stages, statuses
-from propylon_config import codec, model
+from propylon_compiler import (
+    api_keys,
+    apis,
+    backends,
+    diagnostics,
+    manifests,
+    objects,
+    stages,
+    statuses,
+    usage_plans,
+)
+from propylon_config import codec, key_hashing, model
 
 ObjectStatus = statuses.ObjectStatus
 
@@ -29,6 +41,9 @@ ObjectStatus = statuses.ObjectStatus
 class CompileOptions:
     allow_cross_namespace: bool = False
     """Let any Api route to Services in any namespace (the operator's --allow-cross-namespace)."""
+    api_key_secret: bytes | None = dataclasses.field(default=None, repr=False)
+    """The install's key-hashing secret (``propylon_config.key_hashing``); never in the snapshot.
+    None (``render``, ``validate``): API keys are compiled with empty digests, matching nothing."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,9 +57,7 @@ class CompileResult:
         return not self.diagnostics
 
 
-def compile(
-    documents: Sequence[manifests.Document], *, options: CompileOptions | None = None
-) -> CompileResult:
+def compile(documents: Sequence[manifests.Document], *, options: CompileOptions | None = None) -> CompileResult:
     options = options or CompileOptions()
     reporter = objects.Reporter()
     index = objects.index(documents, reporter)
@@ -58,6 +71,9 @@ def compile(
         targets=set(),
     )
     compiled_stages = stages.compile_all(ctx)
+    plan_objects = usage_plans.compile_all(index, reporter, compiled_stages, plans)
+    keys = api_keys.compile_all(index, reporter, plan_objects, options.api_key_secret)
+    secret = options.api_key_secret
     endpoints = tuple(sorted((ctx.backends.endpoints(t) for t in ctx.targets), key=lambda e: e.key))
     snapshot = codec.with_version(
         model.GatewayConfig(
@@ -65,6 +81,11 @@ def compile(
             apis=tuple(sorted((plan.api for plan in plans.values()), key=lambda a: a.id)),
             stages=compiled_stages,
             endpoints=endpoints,
+            usage_plans=tuple(plan for _, (_, plan) in sorted(plan_objects.items())),
+            api_keys=keys,
+            key_hashing=model.KeyHashing(algorithm=key_hashing.ALGORITHM, key_id=key_hashing.key_id(secret))
+            if secret is not None
+            else None,
         )
     )
     found = _sorted(reporter.diagnostics, documents)

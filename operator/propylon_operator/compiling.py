@@ -80,9 +80,7 @@ def _verdict(status: statuses.ObjectStatus) -> Verdict:
     return Verdict(ready=status.ready, accepted=status.accepted, reason=status.reason, message=status.message)
 
 
-def run_compiler(
-    documents: Sequence[manifests.Document], *, allow_cross_namespace: bool
-) -> compiler.CompileResult:
+def run_compiler(documents: Sequence[manifests.Document], *, allow_cross_namespace: bool) -> compiler.CompileResult:
     return compiler.compile(documents, options=compiler.CompileOptions(allow_cross_namespace=allow_cross_namespace))
 
 

@@ -380,7 +380,6 @@ class Reconciler:
     async def _write_statuses(self, outcome: compiling.Outcome) -> None:
         now = conditions.rfc3339(self._clock())
         replicas = self._replicas(outcome.snapshot)
-        secrets = list(self.inventory.of_kind("Secret"))
         for body in list(self.inventory.of_kind(*inventory_.PROPYLON_KINDS)):
             key = inventory_.Key.of(body)
             verdict = outcome.verdict(key)
@@ -390,7 +389,6 @@ class Reconciler:
                 snapshot=outcome.snapshot,
                 settings=self.settings,
                 replicas=replicas,
-                secrets=secrets,
                 now=now,
             )
             current = statuses.mapping(body.get("status"))

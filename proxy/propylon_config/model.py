@@ -6,7 +6,8 @@ on each element pointing back at the manifest it came from. The proxy owns this 
 way Envoy owns xDS; the compiler only produces it.
 
 Rules for this module: standard library only, no I/O, no behaviour beyond small derived
-properties. Secrets never appear here in plain text (API keys are stored as SHA-256 hashes).
+properties. Secrets never appear here in plain text: an API key is only its id and a keyed hash
+(HMAC-SHA256 under a secret that is never in the snapshot, see ``KeyHashing``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dataclasses import dataclass, field
 
 SCHEMA_VERSION = 1
 """Bumped whenever a change to these types means an old proxy cannot read a new snapshot."""
-
 
 
 class IntegrationType(enum.Enum):
@@ -56,6 +56,12 @@ class MappingAction(enum.Enum):
     APPEND = "append"
     OVERWRITE = "overwrite"
     REMOVE = "remove"
+
+
+class QuotaPeriod(enum.Enum):
+    DAY = "DAY"
+    WEEK = "WEEK"
+    MONTH = "MONTH"
 
 
 class MappingTarget(enum.Enum):
@@ -170,6 +176,7 @@ class Route:
     request_validation: RequestValidation | None = None
     cache_key_parameters: tuple[str, ...] = ()
     throttle: Throttle | None = None  # effective stage limit for this route (routeSettings or stage default)
+    throttle_from_route_settings: bool = False  # ``throttle`` is the route's own (reason "route", not "stage")
     cache: CacheSettings | None = None  # effective cache setting; None = not cached
     route_response_selection_expression: str | None = None
     source: Source | None = None
@@ -262,6 +269,63 @@ class ServiceEndpoints:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Quota:
+    limit: int  # admitted requests per key per period
+    period: QuotaPeriod
+    offset: int = 0  # the day the period starts: WEEK 0 = Sunday .. 6; MONTH 0 .. 27 = day minus one
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanStage:
+    """One Stage a usage plan covers, with its per-route, per-key limits."""
+
+    stage: str  # Stage id "<ns>/<name>"
+    route_throttles: tuple[tuple[str, Throttle], ...] = ()  # (route key, limit), sorted by route key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsagePlan:
+    id: str  # "<ns>/<name>"
+    namespace: str
+    name: str
+    stages: tuple[PlanStage, ...] = ()  # sorted by stage id
+    throttle: Throttle | None = None  # per key, across the plan's stages
+    quota: Quota | None = None  # per key
+    allow_cache_invalidation: bool = False
+    source: Source | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiKey:
+    """One API key (a labelled Secret): its id and a keyed hash of its value, never the value.
+
+    ``digest`` is the hex HMAC-SHA256 of the value under the install's key-hashing secret, or
+    "" when the compile had no such secret (``propylon render``) or the key is disabled: an
+    empty digest matches nothing.
+    """
+
+    id: str  # "<ns>/<Secret name>"
+    namespace: str
+    name: str  # the key id clients and logs see
+    plans: tuple[str, ...] = ()  # UsagePlan ids that select it, sorted
+    enabled: bool = True
+    digest: str = ""
+    source: Source | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyHashing:
+    """Which secret the snapshot's key digests were made with, never the secret itself.
+
+    ``key_id`` is a fingerprint of the secret (HMAC of a fixed label under it), so a proxy can
+    tell whether the secret it holds is the one the compiler used before trusting any lookup.
+    """
+
+    algorithm: str = "HMAC-SHA256"
+    key_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Gateway-wide knobs that are not per object."""
 
@@ -279,4 +343,7 @@ class GatewayConfig:
     stages: tuple[Stage, ...] = ()  # sorted by id; conflict losers are absent
     endpoints: tuple[ServiceEndpoints, ...] = ()  # sorted by key
     settings: Settings = field(default_factory=Settings)
-    # Later issues add authorizers, usage plans and hashed API keys here.
+    usage_plans: tuple[UsagePlan, ...] = ()  # sorted by id
+    api_keys: tuple[ApiKey, ...] = ()  # sorted by id
+    key_hashing: KeyHashing | None = None  # None: digests are empty, no key can match
+    # Later issues add authorizers here.
