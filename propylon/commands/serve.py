@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Sequence
@@ -173,7 +174,7 @@ async def _serve(
     token: str | None,
     options: compiler.CompileOptions,
 ) -> int:
-    gw = gateway.Gateway(proxy_settings, admin_token=token)
+    gw = gateway.Gateway(proxy_settings, admin_token=token, api_key_secret=options.api_key_secret)
     gw.swap(first.snapshot)
     try:
         addresses = await gw.start(args.host, args.port, args.internal_port, args.admin_port)
@@ -230,7 +231,11 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         _say(f"propylon: --admin-token-file: {exc}")
         return EXIT_BAD_INPUT
-    options = compiler.CompileOptions(allow_cross_namespace=args.allow_cross_namespace)
+    # serve compiles and serves in one process, so its key-hashing secret never leaves it: a
+    # fresh random one per run (a snapshot from another run matches no key, by design).
+    options = compiler.CompileOptions(
+        allow_cross_namespace=args.allow_cross_namespace, api_key_secret=secrets.token_bytes(32)
+    )
     memory = LastGood()
     # Taken before the first load, never after: a file written while the gateway starts must
     # count as a change, not as what was already served.

@@ -1,11 +1,11 @@
 """Fail-closed steps for route security settings this version of the proxy does not enforce yet.
 
-A route that names an Authorizer or requires an API key must never be served as if it were
-open. Until authorizers and usage plans are built, such routes refuse every request with the
-response DESIGN.md gives for "cannot be verified": no key can be valid without usage plans
-(403 INVALID_API_KEY), and an authorizer the gateway cannot run is a configuration error
-(500 AUTHORIZER_CONFIGURATION_ERROR). Each guard is replaced by the real step when it lands:
-the step factory in ``chains.STEP_FACTORIES`` changes, nothing else.
+A route that names an Authorizer must never be served as if it were open. Until authorizers
+are built, such routes refuse every request with the response DESIGN.md gives for "cannot be
+verified": an authorizer the gateway cannot run is a configuration error (500
+AUTHORIZER_CONFIGURATION_ERROR). The guard is replaced by the real step when it lands: the
+step factory in ``chains.STEP_FACTORIES`` changes, nothing else. (API keys have their real
+step, ``api_keys``.)
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 from propylon_proxy import context, gateway_responses, replies, steps
 
 _UNVERIFIABLE_AUTHORIZER = replies.refuse(gateway_responses.AUTHORIZER_CONFIGURATION_ERROR)
-_UNVERIFIABLE_API_KEY = replies.refuse(gateway_responses.INVALID_API_KEY)
 
 
 def _refusing(name: str, refusal: replies.Refusal) -> steps.Step:
@@ -27,9 +26,3 @@ def authorizer_guard(setup: steps.RouteSetup) -> steps.Step | None:
     if setup.route.authorizer is None:
         return None
     return _refusing("authorizer (not built: fails closed)", _UNVERIFIABLE_AUTHORIZER)
-
-
-def api_key_guard(setup: steps.RouteSetup) -> steps.Step | None:
-    if not setup.route.api_key_required:
-        return None
-    return _refusing("api key (not built: fails closed)", _UNVERIFIABLE_API_KEY)

@@ -28,6 +28,7 @@ class ProxySettings:
     trusted_proxies: tuple[Network, ...] = ()
     upstream_kind: str = "pool"
     endpoint_failure_seconds: float = 10.0
+    redis_failure: str = "open"  # what limits do while the shared store is down: "open" | "closed"
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:

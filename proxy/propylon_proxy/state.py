@@ -52,6 +52,11 @@ class Decision:
 ADMITTED = Decision(admitted=True)
 
 
+class StoreUnavailable(Exception):
+    """The store could not decide in time (Redis down, slow, or refusing): the caller falls
+    back (``--redis-failure open``) or refuses (``closed``). Never raised by ``MemoryStore``."""
+
+
 class StateStore(Protocol):
     async def admit(self, buckets: Sequence[Bucket], quota: Quota | None, now: float) -> Decision:
         """Check every bucket in order, then the quota; consume one token from each bucket and
@@ -118,6 +123,12 @@ class MemoryStore:
         for level in levels:
             level.tokens -= 1.0
         return Decision(admitted=True, quota_remaining=remaining) if remaining is not None else ADMITTED
+
+    def refund(self, bucket: Bucket) -> None:
+        """Give back the token a request took from ``bucket`` when a later check refused it."""
+        level = self._levels.get(bucket.key)
+        if level is not None:
+            level.tokens = min(float(bucket.burst), level.tokens + 1.0)
 
     async def used(self, quota_keys: Sequence[str], period_start: float) -> dict[str, int]:
         found = {key: self._counts.get(key, (period_start, 0)) for key in quota_keys}
