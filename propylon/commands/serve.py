@@ -27,7 +27,7 @@ from pathlib import Path
 from propylon.commands import validate
 from propylon_compiler import compiler, diagnostics, last_good, manifests
 from propylon_config import model
-from propylon_proxy import gateway, settings, upstreams
+from propylon_proxy import gateway, limit_stores, settings, upstreams
 
 EXIT_BAD_INPUT = 2
 
@@ -38,8 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="public listener (default 8080)")
     parser.add_argument("--internal-port", type=int, default=8081, help="in-cluster listener, PRIVATE stages too")
     parser.add_argument("--admin-port", type=int, default=9090, help="/healthz, /readyz, /metrics, /admin/*")
-    parser.add_argument("--redis", metavar="URL", help="shared limit store (limits are a later feature)")
-    parser.add_argument("--redis-failure", choices=("open", "closed"), default="open")
+    parser.add_argument(
+        "--redis", metavar="URL", help="shared store for limits and quotas (redis://, rediss:// or unix://)"
+    )
+    parser.add_argument("--redis-cluster", action="store_true", help="--redis names any node of a Redis Cluster")
+    parser.add_argument(
+        "--redis-failure",
+        choices=("open", "closed"),
+        default="open",
+        help="while Redis is down: open = local limits (default), closed = 503 on routes with limits",
+    )
     parser.add_argument(
         "--trusted-proxies", default="", metavar="CIDR,...", help="peers whose X-Forwarded-* headers are kept"
     )
@@ -174,7 +182,8 @@ async def _serve(
     token: str | None,
     options: compiler.CompileOptions,
 ) -> int:
-    gw = gateway.Gateway(proxy_settings, admin_token=token, api_key_secret=options.api_key_secret)
+    store = await limit_stores.open_store(args.redis, cluster=args.redis_cluster, say=_say)
+    gw = gateway.Gateway(proxy_settings, admin_token=token, api_key_secret=options.api_key_secret, store=store)
     gw.swap(first.snapshot)
     try:
         addresses = await gw.start(args.host, args.port, args.internal_port, args.admin_port)
@@ -219,8 +228,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             _say("propylon: --workers above 1 is not supported yet; run one worker per process")
         return EXIT_BAD_INPUT
-    if args.redis:
-        _say("propylon: note: --redis is accepted but unused until throttling and quotas land")
+    if args.redis_cluster and not args.redis:
+        _say("propylon: --redis-cluster needs --redis URL (any node of the cluster)")
+        return EXIT_BAD_INPUT
     try:
         trusted = settings.parse_networks(args.trusted_proxies)
     except ValueError as exc:
@@ -249,5 +259,7 @@ def run(args: argparse.Namespace) -> int:
     if not first.any_valid:
         _say("propylon: no valid object to serve; not starting")
         return EXIT_BAD_INPUT
-    proxy_settings = settings.ProxySettings(trusted_proxies=trusted, upstream_kind=args.upstream)
+    proxy_settings = settings.ProxySettings(
+        trusted_proxies=trusted, upstream_kind=args.upstream, redis_failure=args.redis_failure
+    )
     return asyncio.run(_serve(args, memory, first, seen, proxy_settings, token, options))

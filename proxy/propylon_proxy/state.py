@@ -104,7 +104,7 @@ class MemoryStore:
                 level.updated = now
             if level.tokens < 1.0:
                 wait = (1.0 - level.tokens) / bucket.rate if bucket.rate > 0 else math.inf
-                return Decision(admitted=False, reason=bucket.reason, retry_after=_whole_seconds(wait))
+                return Decision(admitted=False, reason=bucket.reason, retry_after=whole_seconds(wait))
             levels.append(level)
         remaining = None
         if quota is not None:
@@ -115,7 +115,7 @@ class MemoryStore:
                 return Decision(
                     admitted=False,
                     reason="quota",
-                    retry_after=_whole_seconds(quota.period_end - now),
+                    retry_after=whole_seconds(quota.period_end - now),
                     quota_remaining=0,
                 )
             self._counts[quota.key] = (quota.period_start, used + 1)
@@ -145,7 +145,7 @@ class MemoryStore:
         self._next_sweep = now + self.IDLE_SECONDS
 
 
-def _whole_seconds(seconds: float) -> int:
+def whole_seconds(seconds: float) -> int:
     """``Retry-After`` is whole seconds: round up, and never say 0 to a refused client."""
     if math.isinf(seconds):
         return 3600
