@@ -154,9 +154,9 @@ class RedisCluster:
 @contextlib.contextmanager
 def redis_server(folder: pathlib.Path) -> Iterator[RedisServer]:
     require_redis()
-    server = RedisServer(folder).start()
+    server = RedisServer(folder)
     try:
-        yield server
+        yield server.start()
     finally:
         server.stop()
 
@@ -164,8 +164,8 @@ def redis_server(folder: pathlib.Path) -> Iterator[RedisServer]:
 @contextlib.contextmanager
 def redis_cluster(folder: pathlib.Path, size: int = 3) -> Iterator[RedisCluster]:
     require_redis()
-    cluster = RedisCluster(folder, size).start()
+    cluster = RedisCluster(folder, size)
     try:
-        yield cluster
+        yield cluster.start()
     finally:
-        cluster.stop()
+        cluster.stop()  # also the nodes that started when a later one did not

@@ -9,10 +9,12 @@ admitted requests consume it.
 
 When the shared store cannot decide (``state.StoreUnavailable``: down, or slower than its
 50 ms budget), ``--redis-failure open`` decides with a local ``MemoryStore`` (quotas too,
-counted locally meanwhile), logs the outage once and counts every failed call; ``closed``
-answers 503 on routes that have shared limits. Either way the next attempt waits for a
-backoff that doubles up to ``MAX_BACKOFF`` seconds, and only one request at a time probes,
-so a dead Redis costs at most one 50 ms wait per backoff period, never a hang.
+counted locally meanwhile), ``closed`` answers 503 on routes that have shared limits; every
+failed call is counted. One slow call affects only its request. An outage (the store says
+so: connections fail, or calls keep going unanswered) is logged once, and until it ends
+every request is decided that way without asking: the next attempt waits for a backoff that
+doubles up to ``MAX_BACKOFF`` seconds, and only one request at a time probes, so a dead
+Redis costs at most one 50 ms wait per backoff period, never a hang.
 """
 
 from __future__ import annotations
@@ -74,9 +76,9 @@ class Limiter:
         return decision
 
     async def used(self, quota_keys: Sequence[str], period_start: float) -> dict[str, int]:
-        """Quota use as requests are decided now: the shared store's, or the local counts while
-        it is down (raises ``state.StoreUnavailable`` only in ``closed`` mode)."""
-        if self.shared and not self._down:
+        """Quota use: the shared store's (asked even during an outage: reports are rare), or the
+        local counts when it cannot answer (raises ``state.StoreUnavailable`` in ``closed`` mode)."""
+        if self.shared:
             try:
                 return await self.store.used(quota_keys, period_start)
             except state.StoreUnavailable as exc:
@@ -102,9 +104,11 @@ class Limiter:
             self._backoff = FIRST_BACKOFF
         return decision
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: state.StoreUnavailable) -> None:
         if self._failures is not None:
             self._failures.inc(())
+        if not exc.outage and not self._down:
+            return  # one slow call: this request is decided without the store, the next one asks
         if not self._down:
             mode = "refusing limited routes with 503" if self._closed else "limits and quotas are local meanwhile"
             log.error("limit store unavailable (%s): %s", exc, mode)

@@ -16,7 +16,12 @@ refusal is a token briefly held, which can refuse, never admit, a request too ma
 
 Every call is bounded by ``timeout`` (50 ms by default, DESIGN.md §8): a Redis that is down,
 refuses, or accepts connections and never answers raises ``state.StoreUnavailable``, and the
-``limiter`` decides what that means. The client reconnects by itself on the next call. A
+``limiter`` decides what that means (for one slow call: that request alone; for an outage,
+a connection that fails or ``SLOW_CALLS_FOR_OUTAGE`` unanswered calls in a row: every request
+until Redis answers again). At most ``IN_FLIGHT`` decisions per process are on the
+wire at once and the budget starts when a call is sent, not while it waits its turn: a burst
+of requests must not open hundreds of connections, nor make a healthy Redis look down
+because this process was busy. A call still waiting when another one fails gives up at once. The client reconnects by itself on the next call. A
 call that timed out may still run once Redis gets to it: it can only have taken tokens, so
 the error leans toward refusing, never toward admitting too many.
 """
@@ -26,8 +31,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -36,8 +42,15 @@ from redis.crc import key_slot
 
 from propylon_proxy import state
 
+T = TypeVar("T")
+
 PREFIX = "propylon:"
 DEFAULT_TIMEOUT = 0.05
+IN_FLIGHT = 16
+BUSY_LATENESS = 0.005  # a deadline noticed later than this means the event loop was busy
+BUSY_SHARE = 0.2  # or this share of the window spent on this process's CPU
+SLOW_CALLS_FOR_OUTAGE = 3  # unanswered calls in a row that make Redis count as down
+MAX_BUSY_EXTENSION = 0.5
 QUOTA_GRACE_SECONDS = 86400  # a period's count outlives its end by a day, for usage reports
 
 # KEYS: the buckets in order, then the quota (when ARGV says there is one).
@@ -146,6 +159,7 @@ class RedisStore:
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
             "decode_responses": True,
+            "max_connections": IN_FLIGHT * 2,
         }
         client: Any
         if cluster:
@@ -155,19 +169,27 @@ class RedisStore:
         self._client = client
         self._admit = client.register_script(ADMIT)
         self._refund = client.register_script(REFUND)
+        self._turns = asyncio.Semaphore(IN_FLIGHT)
+        self._outages = 0  # outages seen so far: a call waiting its turn that sees it move gives up
+        self._slow = 0  # calls in a row that went unanswered within the budget
 
     async def admit(self, buckets: Sequence[state.Bucket], quota: state.Quota | None, now: float) -> state.Decision:
         if not buckets and quota is None:
             return state.ADMITTED
         groups = self._groups(buckets, quota)
-        try:
-            async with asyncio.timeout(self._timeout):
+        outages = self._outages
+        async with self._turns:
+            if self._outages != outages:
+                raise state.StoreUnavailable("the store went down while this call waited")
+            try:
                 if len(groups) == 1:
-                    results = [await self._run(groups[0], quota, now)]
+                    results = [await self._bounded(self._run(groups[0], quota, now))]
                 else:
-                    results = list(await asyncio.gather(*(self._run(g, quota, now) for g in groups)))
-        except _FAILURES as exc:
-            raise state.StoreUnavailable(_describe(exc)) from exc
+                    calls = asyncio.gather(*(self._run(g, quota, now) for g in groups))
+                    results = list(await self._bounded(calls))
+            except _FAILURES as exc:
+                raise self._failure(exc) from exc
+            self._slow = 0
         refused = [(g, r) for g, r in zip(groups, results, strict=True) if int(r[0]) != 1]
         if not refused:
             remaining = next((int(r[3]) for g, r in zip(groups, results, strict=True) if g.quota), None)
@@ -176,6 +198,45 @@ class RedisStore:
         if admitted:
             await self._give_back(admitted, quota)
         return min((self._refusal(g, r, buckets, quota, now) for g, r in refused), key=lambda pair: pair[0])[1]
+
+    def _failure(self, exc: BaseException) -> state.StoreUnavailable:
+        """One failed call: an outage if the connection failed or ``SLOW_CALLS_FOR_OUTAGE``
+        calls in a row went unanswered; otherwise one slow call, decided without Redis."""
+        slow = isinstance(exc, TimeoutError | redis.exceptions.TimeoutError)
+        self._slow = self._slow + 1 if slow else 0
+        outage = not slow or self._slow >= SLOW_CALLS_FOR_OUTAGE
+        if outage:
+            self._outages += 1
+        return state.StoreUnavailable(_describe(exc), outage=outage)
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        """``call`` within the time budget, counted in time this process could look at it.
+
+        A budget overrun is Redis's fault only if this process was free to read the answer.
+        When the budget runs out while the process was busy (most of the window spent on CPU
+        serving other requests, or the deadline itself noticed late), an answer may be waiting
+        unread, so the window is extended, up to ``MAX_BUSY_EXTENSION`` in all. A Redis that
+        does not answer an idle process is given exactly ``timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(call)
+        try:
+            started, cpu = loop.time(), time.process_time()
+            deadline = started + self._timeout
+            last = deadline + MAX_BUSY_EXTENSION
+            while True:
+                done, _ = await asyncio.wait((task,), timeout=max(0.0, deadline - loop.time()))
+                if done:
+                    return task.result()
+                now, cpu_now = loop.time(), time.process_time()
+                busy = (cpu_now - cpu) / max(now - started, 1e-6)
+                if now >= last or (busy < BUSY_SHARE and now - deadline < BUSY_LATENESS):
+                    raise TimeoutError
+                started, cpu = now, cpu_now
+                deadline = min(last, now + self._timeout)
+        finally:
+            if not task.done():
+                task.cancel()
 
     def _groups(self, buckets: Sequence[state.Bucket], quota: state.Quota | None) -> list[_Group]:
         if not self._cluster:
@@ -248,9 +309,12 @@ class RedisStore:
         return {key: int(value or 0) for key, value in zip(quota_keys, values, strict=True)}
 
     async def ping(self) -> None:
+        """Check Redis answers and load the scripts, so the first decisions are one round trip."""
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(max(self._timeout, 0.5)):
                 await self._client.ping()
+                for script in (self._admit, self._refund):
+                    script.sha = await self._client.script_load(script.script)
         except _FAILURES as exc:
             raise state.StoreUnavailable(_describe(exc)) from exc
 

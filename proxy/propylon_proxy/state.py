@@ -54,7 +54,14 @@ ADMITTED = Decision(admitted=True)
 
 class StoreUnavailable(Exception):
     """The store could not decide in time (Redis down, slow, or refusing): the caller falls
-    back (``--redis-failure open``) or refuses (``closed``). Never raised by ``MemoryStore``."""
+    back (``--redis-failure open``) or refuses (``closed``). Never raised by ``MemoryStore``.
+
+    ``outage`` says whether the store looks down (connections fail, or several calls in a row
+    went unanswered) rather than one call being slow: only an outage stops the caller asking."""
+
+    def __init__(self, message: str, *, outage: bool = True) -> None:
+        super().__init__(message)
+        self.outage = outage
 
 
 class StateStore(Protocol):
