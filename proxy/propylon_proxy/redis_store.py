@@ -18,12 +18,13 @@ Every call is bounded by ``timeout`` (50 ms by default, DESIGN.md §8): a Redis 
 refuses, or accepts connections and never answers raises ``state.StoreUnavailable``, and the
 ``limiter`` decides what that means (for one slow call: that request alone; for an outage,
 a connection that fails or ``SLOW_CALLS_FOR_OUTAGE`` unanswered calls in a row: every request
-until Redis answers again). At most ``IN_FLIGHT`` decisions per process are on the
-wire at once and the budget starts when a call is sent, not while it waits its turn: a burst
-of requests must not open hundreds of connections, nor make a healthy Redis look down
-because this process was busy. A call still waiting when another one fails gives up at once. The client reconnects by itself on the next call. A
-call that timed out may still run once Redis gets to it: it can only have taken tokens, so
-the error leans toward refusing, never toward admitting too many.
+until Redis answers again). At most ``IN_FLIGHT`` decisions per process are on the wire at
+once and the budget starts when a call is sent, not while it waits its turn, and stretches
+while this process was too busy to read an answer (``_bounded``): a burst of requests must
+neither open hundreds of connections nor make a healthy Redis look down. A call still
+waiting its turn when an outage begins gives up at once. The client reconnects by itself on
+the next call. A call that timed out may still run once Redis gets to it: it can only have
+taken tokens, so the error leans toward refusing, never toward admitting too many.
 """
 
 from __future__ import annotations
