@@ -10,7 +10,10 @@ rotates each round, so drift in the machine spreads over all targets instead of 
   mini-pool        bench/mini_proxy.py over upstream_pool (aiohttp server + httptools pool)
   propylon-aiohttp ``propylon serve -f bench/manifests`` with PROPYLON_UPSTREAM=aiohttp
   propylon-pool    the same with PROPYLON_UPSTREAM=pool
-  propylon-*@REV   with ``--baseline REV``: the same, running the data plane (proxy/) of git revision REV
+  propylon-*@REV   with ``--baseline REV``: the same, running the code (proxy/, operator/, propylon/) of REV
+  propylon-keyed   the pool serve's "full policy" route: API key, plan per-route and per-key throttles,
+                   stage throttle and quota (bench/manifests/keyed.yaml), limits in memory
+  propylon-keyed-redis  the same with ``--redis``: a redis-server on the load core decides every request
   client-aiohttp   no server at all: bench/client_loop.py drives upstream_aiohttp against the backend
   client-pool      the same for upstream_pool: the client's own cost, without any server in front
 
@@ -62,6 +65,7 @@ TARGET_CPU = "0"
 LOAD_CPU = "1"
 
 REFERENCES = ("backend", "nginx-proxy", "aiohttp-hello")
+KEY_HEADER = "x-api-key: bench-api-key-0123456789abcdef"  # bench/manifests/keyed.yaml
 
 
 @dataclasses.dataclass
@@ -70,6 +74,7 @@ class Target:
     url: str = ""
     skipped: str = ""  # why it could not be measured
     client_loop: str = ""  # for client-*: the upstream kind bench/client_loop.py drives
+    headers: tuple[str, ...] = ()  # extra request headers for wrk ("Name: value")
 
 
 @dataclasses.dataclass
@@ -156,15 +161,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(url: str, procs: Processes, name: str, timeout: float = 20.0) -> str:
+def wait_ready(url: str, procs: Processes, name: str, timeout: float = 20.0, headers: tuple[str, ...] = ()) -> str:
     """Poll until ``url`` answers 200; return "" when ready, else why not."""
+    request = urllib.request.Request(url, headers=dict(h.split(": ", 1) for h in headers))
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
         if not procs.alive(name):
             return f"exited: {procs.log_tail(name) or 'no output'}"
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
+            with urllib.request.urlopen(request, timeout=1) as resp:
                 if resp.status == 200:
                     return ""
                 last = f"status {resp.status}"
@@ -233,16 +239,19 @@ def propylon_manifests(work: Path, backend_port: int) -> Path:
     return folder
 
 
-def baseline_tree(work: Path, rev: str) -> Path:
-    """The data plane (``proxy/``) as it was at git revision ``rev``, extracted under ``work``;
-    the returned folder goes first on PYTHONPATH, so its packages shadow the working tree's."""
+def baseline_tree(work: Path, rev: str) -> str:
+    """The code (``proxy/``, ``operator/``, ``propylon/``) as it was at git revision ``rev``,
+    extracted under ``work``; the returned PYTHONPATH entries go first, so its packages shadow
+    the working tree's (the whole program, since ``serve`` and the data plane change together)."""
     archive = subprocess.run(
-        ["git", "-C", str(BENCH.parent), "archive", "--format=tar", rev, "proxy"], capture_output=True, check=True
+        ["git", "-C", str(BENCH.parent), "archive", "--format=tar", rev, "proxy", "operator", "propylon"],
+        capture_output=True,
+        check=True,
     ).stdout
     folder = work / f"baseline-{re.sub(r'[^A-Za-z0-9._-]', '_', rev)}"
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
-    return folder / "proxy"
+    return os.pathsep.join(str(p) for p in (folder / "proxy", folder / "operator", folder))
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -252,18 +261,26 @@ def split_name(name: str) -> tuple[str, str | None]:
 
 
 def start_propylon(
-    procs: Processes, name: str, work: Path, port: int, backend_port: int, proxy_code: Path | None = None
+    procs: Processes,
+    name: str,
+    work: Path,
+    port: int,
+    backend_port: int,
+    proxy_code: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> None:
     """``propylon serve`` with the upstream client chosen by PROPYLON_UPSTREAM and, while serve
     has it, its (hidden) ``--upstream`` flag; without the flag if this serve does not know it.
     ``proxy_code``: a ``baseline_tree`` to run the data plane from instead of the working tree."""
     kind = split_name(name)[0].removeprefix("propylon-")
+    if kind.startswith("keyed"):
+        kind = "pool"
     manifests = propylon_manifests(work, backend_port)
     argv = [sys.executable, "-m", "propylon", "serve", "-f", str(manifests), "--host", "127.0.0.1"]
-    argv += ["--port", str(port), "--internal-port", str(free_port()), "--admin-port", str(free_port())]
+    argv += ["--port", str(port), "--internal-port", str(free_port()), "--admin-port", str(free_port()), *extra]
     env = {"PROPYLON_UPSTREAM": kind}
     if proxy_code is not None:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(proxy_code), os.environ.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (proxy_code, os.environ.get("PYTHONPATH")) if p)
     procs.start(name, [*argv, "--upstream", kind], cpu=TARGET_CPU, env=env)
     deadline = time.monotonic() + 10
     while procs.alive(name) and time.monotonic() < deadline:
@@ -286,8 +303,13 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS_MS[match.group(2)]
 
 
-def run_wrk(url: str, *, seconds: float, connections: int, threads: int) -> dict[str, float]:
-    argv = ["taskset", "-c", LOAD_CPU, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
+def run_wrk(
+    url: str, *, seconds: float, connections: int, threads: int, headers: tuple[str, ...] = ()
+) -> dict[str, float]:
+    argv = ["taskset", "-c", LOAD_CPU, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
+    for header in headers:
+        argv += ["-H", header]
+    argv.append(url)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
     if done.returncode != 0 or "Requests/sec" not in done.stdout:
         raise RuntimeError(f"wrk failed on {url}: {done.stdout}{done.stderr}")
@@ -338,6 +360,18 @@ def start_targets(procs: Processes, work: Path, wanted: list[str]) -> list[Targe
                 Target(name, f"http://127.0.0.1:{backend_port}/hello", client_loop=name.removeprefix("client-"))
             )
             continue
+        elif name in ("propylon-keyed", "propylon-keyed-redis"):
+            extra: tuple[str, ...] = ()
+            if name == "propylon-keyed-redis":
+                redis_port = free_port()
+                redis_argv = ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
+                procs.start("redis", [*redis_argv, "--appendonly", "no"], cpu=LOAD_CPU)
+                time.sleep(0.5)
+                extra = ("--redis", f"redis://127.0.0.1:{redis_port}/0")
+            start_propylon(procs, name, work, port, backend_port, extra=extra)
+            target = Target(name, f"http://127.0.0.1:{port}/keyed/hello", headers=(KEY_HEADER,))
+            targets.append(target)
+            continue
         elif name.startswith("propylon-"):
             rev = split_name(name)[1]
             start_propylon(procs, name, work, port, backend_port, baseline_tree(work, rev) if rev else None)
@@ -349,7 +383,7 @@ def start_targets(procs: Processes, work: Path, wanted: list[str]) -> list[Targe
     for target in targets:
         if target.client_loop:
             continue
-        target.skipped = wait_ready(target.url, procs, target.name)
+        target.skipped = wait_ready(target.url, procs, target.name, headers=target.headers)
         if target.skipped:
             print(f"  {target.name}: skipped ({target.skipped})", file=sys.stderr)
     return targets
@@ -533,7 +567,9 @@ def main() -> int:
         wanted = [
             twin
             for t in wanted
-            for twin in ([t, f"{t}@{args.baseline}"] if t.startswith("propylon-") and "@" not in t else [t])
+            for twin in (
+                [t, f"{t}@{args.baseline}"] if t.startswith("propylon-") and "@" not in t and "keyed" not in t else [t]
+            )
         ]
     if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
         print("warning: fewer than 2 cores; core pinning cannot separate load from target", file=sys.stderr)
@@ -562,10 +598,22 @@ def main() -> int:
                     )
                 else:
                     if args.warmup > 0:
-                        run_wrk(target.url, seconds=args.warmup, connections=args.connections, threads=args.threads)
+                        run_wrk(
+                            target.url,
+                            seconds=args.warmup,
+                            connections=args.connections,
+                            threads=args.threads,
+                            headers=target.headers,
+                        )
                     cpu_before = procs.cpu_seconds(target.name)
                     result = dict[str, float | None](
-                        run_wrk(target.url, seconds=args.seconds, connections=args.connections, threads=args.threads)
+                        run_wrk(
+                            target.url,
+                            seconds=args.seconds,
+                            connections=args.connections,
+                            threads=args.threads,
+                            headers=target.headers,
+                        )
                     )
                     cpu = procs.cpu_seconds(target.name) - cpu_before
                     requests = result["requests"]

@@ -62,18 +62,26 @@ class Limiter:
     async def admit(
         self, buckets: Sequence[state.Bucket], quota: state.Quota | None, gateway: state.Bucket | None, now: float
     ) -> state.Decision:
+        if not buckets and quota is None:  # most routes: only the gateway-wide limit
+            return self._gateway_only(gateway, now)
         if not self.shared:
             return self.local.admit_now((*buckets, gateway) if gateway is not None else buckets, quota, now)
         if gateway is not None:
-            decided = self.local.admit_now((gateway,), None, now)
+            decided = self._gateway_only(gateway, now)
             if not decided.admitted:
                 return decided
-        if not buckets and quota is None:
-            return state.ADMITTED
         decision = await self._shared(buckets, quota, now)
         if not decision.admitted and gateway is not None:
             self.local.refund(gateway)
         return decision
+
+    def _gateway_only(self, gateway: state.Bucket | None, now: float) -> state.Decision:
+        if gateway is None:
+            return state.ADMITTED
+        wait = self.local.take(gateway, now)
+        if wait == 0.0:
+            return state.ADMITTED
+        return state.Decision(admitted=False, reason=gateway.reason, retry_after=state.whole_seconds(wait))
 
     async def used(self, quota_keys: Sequence[str], period_start: float) -> dict[str, int]:
         """Quota use: the shared store's (asked even during an outage: reports are rare), or the

@@ -131,6 +131,20 @@ class MemoryStore:
             level.tokens -= 1.0
         return Decision(admitted=True, quota_remaining=remaining) if remaining is not None else ADMITTED
 
+    def take(self, bucket: Bucket, now: float) -> float:
+        """One bucket alone, the hot path of every request (the gateway-wide limit): 0.0 when a
+        token was taken, else the seconds until there is one. No objects made per call."""
+        level = self._levels.get(bucket.key)
+        if level is None:
+            level = self._levels[bucket.key] = _Level(tokens=float(bucket.burst), updated=now)
+        elif now > level.updated:
+            level.tokens = min(float(bucket.burst), level.tokens + (now - level.updated) * bucket.rate)
+            level.updated = now
+        if level.tokens < 1.0:
+            return (1.0 - level.tokens) / bucket.rate if bucket.rate > 0 else math.inf
+        level.tokens -= 1.0
+        return 0.0
+
     def refund(self, bucket: Bucket) -> None:
         """Give back the token a request took from ``bucket`` when a later check refused it."""
         level = self._levels.get(bucket.key)

@@ -186,3 +186,15 @@ async def test_the_limiter_falls_back_to_local_limits_open_or_refuses_closed(tmp
             finally:
                 server.thaw()
                 await store.close()
+
+
+async def test_rate_accuracy_a_50_per_second_limit_driven_at_200_per_second_for_5_seconds(make_store):
+    """The clock is moved 5 ms per request (200 req/s) for 5 s: the bucket admits its burst
+    plus 50 per second, 250, not a request more (a token is only whole once fully refilled)."""
+    store = make_store()
+    bucket = per_key(_unique("rate"), "plan", 50.0, 20, "plan")
+    start = 10_000.0
+    admitted = 0
+    for i in range(1000):
+        admitted += (await store.admit([bucket], None, start + i * 0.005)).admitted
+    assert admitted == 20 + 250 - 1  # the last refill (at t = 5 s) lands after the last request
