@@ -276,7 +276,8 @@ def start_propylon(
     if kind.startswith("keyed"):
         kind = "pool"
     manifests = propylon_manifests(work, backend_port)
-    argv = [sys.executable, "-m", "propylon", "serve", "-f", str(manifests), "--host", "127.0.0.1"]
+    # -P: never the working directory first on sys.path, so a baseline tree really shadows this one.
+    argv = [sys.executable, "-P", "-m", "propylon", "serve", "-f", str(manifests), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--internal-port", str(free_port()), "--admin-port", str(free_port()), *extra]
     env = {"PROPYLON_UPSTREAM": kind}
     if proxy_code is not None:

@@ -41,7 +41,7 @@ import redis.exceptions
 from redis.asyncio import cluster as aiocluster
 from redis.crc import key_slot
 
-from propylon_proxy import state
+from propylon_proxy import redis_pipe, state
 
 T = TypeVar("T")
 
@@ -125,7 +125,13 @@ end
 return 1
 """
 
-_FAILURES = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError, TimeoutError)
+_FAILURES = (
+    redis.exceptions.RedisError,
+    redis.exceptions.RedisClusterException,
+    redis_pipe.ReplyError,
+    OSError,
+    TimeoutError,
+)
 
 
 def quota_key(quota_name: str, period_start: float) -> str:
@@ -170,6 +176,8 @@ class RedisStore:
         self._client = client
         self._admit = client.register_script(ADMIT)
         self._refund = client.register_script(REFUND)
+        # One pipelined connection for a single server (``redis_pipe``); redis-py for the rest.
+        self._pipe = redis_pipe.Pipe(url) if not cluster and redis_pipe.supports(url) else None
         self._turns = asyncio.Semaphore(IN_FLIGHT)
         self._outages = 0  # outages seen so far: a call waiting its turn that sees it move gives up
         self._slow = 0  # calls in a row that went unanswered within the budget
@@ -179,6 +187,13 @@ class RedisStore:
             return state.ADMITTED
         groups = self._groups(buckets, quota)
         outages = self._outages
+        if self._pipe is not None:
+            try:
+                results = [await self._bounded(self._run(groups[0], quota, now))]
+            except _FAILURES as exc:
+                raise self._failure(exc) from exc
+            self._slow = 0
+            return await self._decide(groups, results, buckets, quota, now)
         async with self._turns:
             if self._outages != outages:
                 raise state.StoreUnavailable("the store went down while this call waited")
@@ -191,6 +206,16 @@ class RedisStore:
             except _FAILURES as exc:
                 raise self._failure(exc) from exc
             self._slow = 0
+        return await self._decide(groups, results, buckets, quota, now)
+
+    async def _decide(
+        self,
+        groups: list[_Group],
+        results: list[Any],
+        buckets: Sequence[state.Bucket],
+        quota: state.Quota | None,
+        now: float,
+    ) -> state.Decision:
         refused = [(g, r) for g, r in zip(groups, results, strict=True) if int(r[0]) != 1]
         if not refused:
             remaining = next((int(r[3]) for g, r in zip(groups, results, strict=True) if g.quota), None)
@@ -261,8 +286,20 @@ class RedisStore:
         if group.quota and quota is not None:
             keys.append(quota_key(quota.key, quota.period_start))
             args.extend((quota.limit, max(1, math.ceil(quota.period_end - now)) + QUOTA_GRACE_SECONDS))
-        result: list[Any] = await self._admit(keys=keys, args=args)
+        result: list[Any] = await self._script(self._admit, keys, args)
         return result
+
+    async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA, loading the script the first time a server does not know it."""
+        if self._pipe is None:
+            return await script(keys=keys, args=args)
+        try:
+            return await self._pipe.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except redis_pipe.ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            script.sha = await self._pipe.call("SCRIPT", "LOAD", script.script)
+            return await self._pipe.call("EVALSHA", script.sha, len(keys), *keys, *args)
 
     def _refusal(
         self,
@@ -292,7 +329,7 @@ class RedisStore:
             args: list[Any] = [len(group.buckets), *(b.burst for b in group.buckets)]
             if group.quota and quota is not None:
                 keys.append(quota_key(quota.key, quota.period_start))
-            await self._refund(keys=keys, args=args)
+            await self._script(self._refund, keys, args)
 
         try:
             async with asyncio.timeout(self._timeout):
@@ -304,7 +341,10 @@ class RedisStore:
         names = [quota_key(key, period_start) for key in quota_keys]
         try:
             async with asyncio.timeout(max(self._timeout, 0.5)):
-                values = await asyncio.gather(*(self._client.get(name) for name in names))
+                if self._pipe is not None:
+                    values = await self._pipe.call("MGET", *names) if names else []
+                else:
+                    values = await asyncio.gather(*(self._client.get(name) for name in names))
         except _FAILURES as exc:
             raise state.StoreUnavailable(_describe(exc)) from exc
         return {key: int(value or 0) for key, value in zip(quota_keys, values, strict=True)}
@@ -313,13 +353,17 @@ class RedisStore:
         """Check Redis answers and load the scripts, so the first decisions are one round trip."""
         try:
             async with asyncio.timeout(max(self._timeout, 0.5)):
-                await self._client.ping()
                 for script in (self._admit, self._refund):
-                    script.sha = await self._client.script_load(script.script)
+                    if self._pipe is not None:
+                        script.sha = await self._pipe.call("SCRIPT", "LOAD", script.script)
+                    else:
+                        script.sha = await self._client.script_load(script.script)
         except _FAILURES as exc:
             raise state.StoreUnavailable(_describe(exc)) from exc
 
     async def close(self) -> None:
+        if self._pipe is not None:
+            await self._pipe.close()
         with contextlib.suppress(*_FAILURES):
             await self._client.aclose()
 
