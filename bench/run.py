@@ -244,7 +244,7 @@ def baseline_tree(work: Path, rev: str) -> str:
     extracted under ``work``; the returned PYTHONPATH entries go first, so its packages shadow
     the working tree's (the whole program, since ``serve`` and the data plane change together)."""
     archive = subprocess.run(
-        ["git", "-C", str(BENCH.parent), "archive", "--format=tar", rev, "proxy", "operator", "propylon"],
+        ["git", "-C", str(BENCH.parent), "archive", "--format=tar", rev, "proxy", "operator", "propylon", "crds"],
         capture_output=True,
         check=True,
     ).stdout
