@@ -3,8 +3,9 @@
 What can be decided without a Stage is decided here, once per Api: route keys and their
 precedence, integrations (with stage-variable templates left in), models, CORS, gateway
 responses, and references to Authorizers and models. A structural mistake anywhere breaks the
-whole Api (it is dropped, so a half-valid edit is never served); a missing reference only
-drops the route that makes it, and the Api reports ``Ready=False`` naming the reference.
+whole Api (it is dropped, so a half-valid edit is never served); a missing reference keeps the
+route that makes it but makes it refuse every request (``Route.refusal``: it fails closed, its
+traffic never reaches a less specific route), and the Api reports ``Ready=False`` naming it.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from typing import Any
 import jsonschema
 
 from propylon_compiler import fields, gateway_responses, integrations, objects, routes
+from propylon_config import gateway_responses as table
 from propylon_config import model
 
 _PARAMETER = re.compile(r"^(querystring|header|path)\.(.+)$")
 API_KEY_SOURCES = ("HEADER", "AUTHORIZER")
+# How diagnostics say that a route fails closed (the words users grep for).
+REFUSES_AUTHORIZER = "refuses every request (500 AUTHORIZER_CONFIGURATION_ERROR)"
+REFUSES_API = "refuses every request (500 API_CONFIGURATION_ERROR)"
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,8 +40,8 @@ class RouteTemplate:
 class ApiPlan:
     obj: objects.Object
     api: model.Api
-    routes: tuple[RouteTemplate, ...]  # the routes that may be served, precedence order
-    route_keys: frozenset[str]  # every declared route key, dropped routes included
+    routes: tuple[RouteTemplate, ...]  # every well-formed route (refusing ones included), precedence order
+    route_keys: frozenset[str]  # every declared route key, malformed ones included
     gateway_responses: tuple[tuple[str, model.GatewayResponse], ...]
 
 
@@ -179,31 +184,31 @@ def _route(
     authorizer = f.string(raw, "authorizer", path)
     if integration is None:
         return None
-    # Missing references drop only this route; the Api stays accepted but not Ready.
-    usable = True
+    # A missing reference never drops the route: it stays in the table and refuses every
+    # request, so its traffic cannot fall through to a less specific route (DESIGN.md section 1).
+    # The Api stays accepted but not Ready, naming the reference.
+    refusal: str | None = None
     if authorizer is not None:
         target = index.get("Authorizer", f.obj.namespace, authorizer)
         if target is None or f.reporter.is_broken(target):
             state = "not found" if target is None else "not valid"
             f.error(
                 fields.join(path, "authorizer"),
-                f"Authorizer {f.obj.namespace}/{authorizer} {state}; route {key!r} is not served",
+                f"Authorizer {f.obj.namespace}/{authorizer} {state}; route {key!r} {REFUSES_AUTHORIZER}",
                 reason="MissingReference",
                 breaks=False,
             )
-            usable = False
+            refusal = table.AUTHORIZER_CONFIGURATION_ERROR
     # An invalid model is reported at the model itself; only an undeclared one is missing here.
     declared = models.keys() | set((f.mapping(f.obj.spec, "models", "spec") or {}).keys())
     if validation is not None and validation.body_model is not None and validation.body_model not in declared:
         f.error(
             fields.join(fields.join(path, "requestValidation"), "body"),
-            f"model {validation.body_model!r} is not defined in spec.models; route {key!r} is not served",
+            f"model {validation.body_model!r} is not defined in spec.models; route {key!r} {REFUSES_API}",
             reason="MissingReference",
             breaks=False,
         )
-        usable = False
-    if not usable:
-        return None
+        refusal = refusal or table.API_CONFIGURATION_ERROR
     return model.Route(
         id="",
         route_key=key,
@@ -217,6 +222,7 @@ def _route(
         request_validation=validation,
         cache_key_parameters=cache_keys,
         route_response_selection_expression=selection,
+        refusal=refusal,
         source=source(f.obj),
     )
 

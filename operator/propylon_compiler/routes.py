@@ -22,9 +22,16 @@ DEFAULT = "$default"
 WEBSOCKET_SPECIAL = ("$connect", "$disconnect", DEFAULT)
 
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(\+?)\}$")
-# RFC 3986 pchar without "%" escapes' second half: unreserved, sub-delims, ":" and "@".
-LITERAL = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})+$")
+# RFC 3986 pchar without percent-escapes: unreserved, sub-delims, ":" and "@". The router
+# compares *decoded* request segments, so a literal written "%2D" could never be reached by its
+# natural spelling while a greedy route served it: a "%" is refused instead (issue 8, item 2).
+LITERAL = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,;=:@]+$")
 _ACTION = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+
+
+PERCENT_PROBLEM = (
+    "percent-escapes are not allowed: write the character itself (requests are matched after decoding)"
+)
 
 
 class RouteKeyError(ValueError):
@@ -77,6 +84,10 @@ def parse_path(path: str) -> tuple[model.Segment, ...]:
                 raise RouteKeyError(f"greedy parameter {{{segment.value}+}} must be the last segment of {path!r}")
             names.add(segment.value)
             segments.append(segment)
+        elif "%" in raw:
+            raise RouteKeyError(f"path segment {raw!r} of {path!r}: {PERCENT_PROBLEM}")
+        elif raw in (".", ".."):
+            raise RouteKeyError(f"path segment {raw!r} of {path!r}: '.' and '..' segments can never be requested")
         elif LITERAL.match(raw):
             segments.append(model.Segment(kind=model.SegmentKind.LITERAL, value=raw))
         else:

@@ -106,6 +106,9 @@ TWINS: dict[str, Twin] = {
         _cors_credentials,
     ),
     # Api: spec.routes[]
+    "a route key must not contain percent-escapes: write the character itself (requests are matched after decoding)": (
+        Twin("!self.contains('%')", lambda key: "%" not in key)
+    ),
     "authorizationScopes need an authorizer": Twin(
         "!has(self.authorizationScopes) || has(self.authorizer)",
         lambda r: not _has(r, "authorizationScopes") or _has(r, "authorizer"),
@@ -144,6 +147,9 @@ TWINS: dict[str, Twin] = {
         lambda i: i["type"] == "HTTP" or not _has(i, "requestTemplates"),
     ),
     # Stage: spec.basePath
+    "basePath must not contain percent-escapes: write the character itself (requests are matched after decoding)": (
+        Twin("!self.contains('%')", lambda path: "%" not in path)
+    ),
     'basePath must start with "/"': Twin(
         "self.startsWith('/')",
         lambda p: p.startswith("/"),

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from propylon_compiler import apis, backends, fields, integrations, objects, routes, stage_variables
+from propylon_config import gateway_responses as table
 from propylon_config import model
 
 _HOST_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -207,7 +208,7 @@ def _routes(
                     "spec.canary.variables" if canary else "spec.variables",
                     f"stage variable {name!r} is not in spec.{which} (used by Api {plan.api.id} at "
                     f"{integration_path}.{where}); "
-                    f"route {route.route_key!r} is not served",
+                    f"route {route.route_key!r} {apis.REFUSES_API}",
                     reason="MissingReference",
                     breaks=False,
                 )
@@ -215,12 +216,15 @@ def _routes(
                 ctx.reporter.error(
                     spec.obj,
                     "spec.variables",
-                    f"{problem} (Api {plan.api.id} {integration_path}.{where})",
+                    f"{problem} (Api {plan.api.id} {integration_path}.{where}); "
+                    f"route {route.route_key!r} {apis.REFUSES_API}",
                     breaks=False,
                 )
+        # A route that cannot be served as written stays in the table and refuses everything.
+        refusal = route.refusal
         if unusable or not _service_usable(integration, route, plan, integration_path, spec, ctx):
-            continue
-        if integration.service is not None:
+            refusal = refusal or table.API_CONFIGURATION_ERROR
+        elif refusal is None and integration.service is not None:
             ctx.targets.add(integration.service)
         settings = spec.route_settings.get(route.route_key, {})
         out.append(
@@ -231,6 +235,7 @@ def _routes(
                 throttle=settings.get("throttle") or spec.throttle,
                 throttle_from_route_settings=settings.get("throttle") is not None,
                 cache=_route_cache(route, spec.cache, settings),
+                refusal=refusal,
             )
         )
     return routes.sort(out)
@@ -247,12 +252,13 @@ def _service_usable(
     # A name built from stage variables is only wrong for some Stages: say which.
     templated = template.integration.service is not None and template.integration.service.name != target.name
     in_stage = f" (Stage {spec.obj.id})" if templated else ""
+    refuses = f"route {template.route_key!r} {apis.REFUSES_API}"
     if not (ctx.allow_cross_namespace or ctx.backends.allows(api_namespace, target.namespace)):
         ctx.reporter.error(
             plan.obj,
             f"{path}.service.namespace",
             f"routing to namespace {target.namespace} is not allowed: it has no Service labelled "
-            f"{backends.ALLOW_FROM_LABEL}: {api_namespace}",
+            f"{backends.ALLOW_FROM_LABEL}: {api_namespace}; {refuses}",
             reason="RefNotPermitted",
             breaks=False,
         )
@@ -262,7 +268,7 @@ def _service_usable(
             plan.obj,
             f"{path}.service.name",
             f"Service {target.namespace}/{target.name} not found{in_stage} (no Service and no EndpointSlice "
-            f"labelled {backends.SERVICE_NAME_LABEL}: {target.name})",
+            f"labelled {backends.SERVICE_NAME_LABEL}: {target.name}); {refuses}",
             reason="MissingReference",
             breaks=False,
         )
@@ -271,7 +277,7 @@ def _service_usable(
         ctx.reporter.error(
             plan.obj,
             f"{path}.service.port",
-            f"Service {target.namespace}/{target.name} has no port {target.port}{in_stage}",
+            f"Service {target.namespace}/{target.name} has no port {target.port}{in_stage}; {refuses}",
             reason="MissingReference",
             breaks=False,
         )
@@ -300,6 +306,9 @@ def _base_path(f: fields.Fields, spec: dict[str, Any], name: str) -> str:
     value = value.rstrip("/") or "/"
     if value != "/":
         for segment in value[1:].split("/"):
+            if "%" in segment:
+                f.error("spec.basePath", f"basePath {raw!r}: {routes.PERCENT_PROBLEM}")
+                break
             if segment == "" or "{" in segment or "}" in segment or not routes.LITERAL.match(segment):
                 f.error("spec.basePath", f"basePath {raw!r} must be '/' or literal path segments such as '/prod'")
                 break

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 DEFAULT_4XX = "DEFAULT_4XX"
 DEFAULT_5XX = "DEFAULT_5XX"
+# The two types a route that fails closed refuses with (the compiler sets ``Route.refusal``).
+AUTHORIZER_CONFIGURATION_ERROR = "AUTHORIZER_CONFIGURATION_ERROR"
+API_CONFIGURATION_ERROR = "API_CONFIGURATION_ERROR"
 
 TABLE: dict[str, tuple[int, str]] = {
     "RESOURCE_NOT_FOUND": (404, "Not Found"),
@@ -26,6 +29,7 @@ TABLE: dict[str, tuple[int, str]] = {
     "AUTHORIZER_CONFIGURATION_ERROR": (500, "Internal Server Error"),
     "INTEGRATION_FAILURE": (502, "Internal server error"),
     "INTEGRATION_TIMEOUT": (504, "Endpoint request timed out"),
+    "API_CONFIGURATION_ERROR": (500, "Internal server error"),
     "GONE": (410, "Gone"),
     "BAD_REQUEST": (400, "Bad Request"),
     "REQUEST_TIMEOUT": (408, "Request Timeout"),

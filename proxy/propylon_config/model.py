@@ -179,6 +179,10 @@ class Route:
     throttle_from_route_settings: bool = False  # ``throttle`` is the route's own (reason "route", not "stage")
     cache: CacheSettings | None = None  # effective cache setting; None = not cached
     route_response_selection_expression: str | None = None
+    # A route whose Authorizer, model, Service or stage variable is missing or broken stays in
+    # the table (so its traffic never falls through to a less specific route) and refuses every
+    # request with this gateway response type (DESIGN.md section 1, "fails closed").
+    refusal: str | None = None
     source: Source | None = None
 
     @property

@@ -14,7 +14,7 @@ from propylon_proxy import api_keys, guards, integrations, limits, response_para
 StepFactory = Callable[[steps.RouteSetup], steps.Step | None]
 
 STEP_FACTORIES: tuple[StepFactory, ...] = (
-    # 1. fail-closed refusal of broken routes, 2. CORS preflight: later issues
+    # 1. fail-closed refusal of broken routes: see build(); 2. CORS preflight: a later issue
     guards.authorizer_guard,  # 3. authorizer (fails closed until authorizers are built)
     api_keys.step_for,  # 4. API key: learns the key id and its usage plan
     limits.step_for,  # 5. throttles and 6. quota: one state-store decision
@@ -25,6 +25,11 @@ STEP_FACTORIES: tuple[StepFactory, ...] = (
 
 
 def build(setup: steps.RouteSetup) -> steps.Chain:
+    refusing = guards.refusing_route(setup)
+    if refusing is not None:
+        # 1. A route that fails closed runs nothing else and claims nothing (no upstream, no
+        # key set): its one step refuses every request, so its integration is never reached.
+        return steps.Chain(steps=(refusing,), integration=integrations.unbuilt.Unbuilt(setup.route.integration.type))
     made = (factory(setup) for factory in STEP_FACTORIES)
     chain_steps = tuple(step for step in made if step is not None)
     return steps.Chain(steps=chain_steps, integration=integrations.for_route(setup))

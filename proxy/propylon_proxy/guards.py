@@ -1,4 +1,8 @@
-"""Fail-closed steps for route security settings this version of the proxy does not enforce yet.
+"""Fail-closed steps: routes the compiler marked broken, and security settings not enforced yet.
+
+A route whose Authorizer, model, Service or stage variable is missing or broken comes with a
+``refusal`` from the compiler: it stays in the route table (so its requests never fall through
+to a less specific route) and ``refusing_route`` answers every request with that type.
 
 A route that names an Authorizer must never be served as if it were open. Until authorizers
 are built, such routes refuse every request with the response DESIGN.md gives for "cannot be
@@ -20,6 +24,12 @@ def _refusing(name: str, refusal: replies.Refusal) -> steps.Step:
         return refusal
 
     return steps.BeforeOnly(name=name, check=check)
+
+
+def refusing_route(setup: steps.RouteSetup) -> steps.Step | None:
+    if setup.route.refusal is None:
+        return None
+    return _refusing("fails closed (broken reference)", replies.refuse(setup.route.refusal))
 
 
 def authorizer_guard(setup: steps.RouteSetup) -> steps.Step | None:

@@ -77,10 +77,15 @@ def encode_segment(value: str) -> str:
     return "".join(parts)
 
 
+_DOTS = (".", "..")
+
+
 def _check_segment(decoded: str) -> None:
-    head = decoded.split(";", 1)[0]
-    if decoded in (".", "..") or head in (".", ".."):
-        raise Rejected(gateway_responses.BAD_REQUEST, "dot segment")
+    # A backend that decodes "%2F" before normalising sees "..%2F..%2Fadmin" as "../../admin":
+    # every part of the decoded value split on "/" must be free of dot segments (issue 8, item 3).
+    for part in decoded.split("/") if "/" in decoded else (decoded,):
+        if part in _DOTS or part.split(";", 1)[0] in _DOTS:
+            raise Rejected(gateway_responses.BAD_REQUEST, "dot segment")
     if "\x00" in decoded:
         raise Rejected(gateway_responses.BAD_REQUEST, "NUL in path")
     if "\\" in decoded:
@@ -89,8 +94,14 @@ def _check_segment(decoded: str) -> None:
 
 def split_target(target: str, *, max_bytes: int = 8192) -> Target:
     """Check and split a request target as it came off the wire."""
-    size = len(target) if target.isascii() else len(target.encode("utf-8", "surrogateescape"))
-    if size > max_bytes:
+    if not target.isascii():
+        size = len(target.encode("utf-8", "surrogateescape"))
+        if size > max_bytes:
+            raise Rejected(gateway_responses.URI_TOO_LONG, "request target too long")
+        # RFC 3986 allows only ASCII; raw UTF-8 (or Latin-1) bytes are read differently by
+        # different backends, so they are refused rather than guessed at (issue 8, item 3).
+        raise Rejected(gateway_responses.BAD_REQUEST, "raw non-ASCII byte in request target")
+    if len(target) > max_bytes:
         raise Rejected(gateway_responses.URI_TOO_LONG, "request target too long")
     if not target.startswith("/"):
         raise Rejected(gateway_responses.BAD_REQUEST, "request target is not origin-form")

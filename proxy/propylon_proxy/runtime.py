@@ -132,6 +132,10 @@ class Runtime:
                 self.store, failure=self.settings.redis_failure, failures=self.metrics.store_failures
             )
 
+    # Set when shutdown begins: /readyz answers 503 from then on, so load balancers that still
+    # probe take this replica out before its listeners close.
+    draining: bool = False
+
     async def close(self) -> None:
         await self.resources.close()
         await self.store.close()

@@ -27,11 +27,15 @@ def propylon(*args: str) -> subprocess.CompletedProcess[str]:
 
 # file -> the diagnostic line that must appear (the Stage of a broken Api says so too).
 CASES = {
+    "percent-escape-in-route.yaml": "document 1 (Api shop/users): spec.routes[0].routeKey: a route key must not "
+    "contain percent-escapes: write the character itself (requests are matched after decoding)",
+    "percent-escape-in-base-path.yaml": "document 2 (Stage shop/prod): spec.basePath: basePath must not contain "
+    "percent-escapes: write the character itself (requests are matched after decoding)",
     "unknown-field.yaml": 'document 1 (Api shop/users): spec.routes[0].integration.retries: unknown field "retries"',
     "wrong-enum.yaml": 'document 1 (Api shop/users): spec.protocol: Unsupported value: "GRPC": supported values: '
     '"HTTP", "WEBSOCKET"',
     "missing-authorizer.yaml": "document 1 (Api shop/users): spec.routes[0].authorizer: Authorizer shop/cognito "
-    "not found; route 'GET /users' is not served",
+    "not found; route 'GET /users' refuses every request (500 AUTHORIZER_CONFIGURATION_ERROR)",
     "stage-conflict.yaml": "document 3 (Stage shop/live): spec.basePath: basePath /prod is already served by "
     f"Stage shop/prod ({BROKEN}/stage-conflict.yaml document 2)",
     "bad-path-template.yaml": "document 1 (Api shop/users): spec.routes[0].routeKey: path segment '{id' of "
@@ -45,7 +49,8 @@ CASES = {
     "mock-without-mock.yaml": "document 1 (Api shop/users): spec.routes[0].integration.mock: a MOCK integration "
     "needs mock",
     "unknown-stage-variable.yaml": "document 2 (Stage shop/prod): spec.variables: stage variable 'usersHost' is not "
-    "in spec.variables (used by Api shop/users at spec.routes[0].integration.url); route 'GET /users' is not served",
+    "in spec.variables (used by Api shop/users at spec.routes[0].integration.url); "
+    "route 'GET /users' refuses every request (500 API_CONFIGURATION_ERROR)",
     "invalid-model.yaml": "document 1 (Api shop/users): spec.models.User.properties.name.type: invalid JSON Schema: "
     "'text' is not valid under any of the given schemas",
     "route-settings-unknown-route.yaml": 'document 2 (Stage shop/prod): spec.routeSettings["GET /user"]: no route '
@@ -54,9 +59,11 @@ CASES = {
     "request-templates-on-http-proxy.yaml": "document 1 (Api shop/users): spec.routes[0].integration.requestTemplates: "
     "requestTemplates apply only to HTTP integrations",
     "missing-service.yaml": "document 1 (Api shop/users): spec.routes[0].integration.service.name: Service "
-    "shop/users not found (no Service and no EndpointSlice labelled kubernetes.io/service-name: users)",
+    "shop/users not found (no Service and no EndpointSlice labelled kubernetes.io/service-name: users); "
+    "route 'GET /users' refuses every request (500 API_CONFIGURATION_ERROR)",
     "cross-namespace.yaml": "document 1 (Api shop/users): spec.routes[0].integration.service.namespace: routing to "
-    "namespace accounts is not allowed: it has no Service labelled propylon.dev/allow-from: shop",
+    "namespace accounts is not allowed: it has no Service labelled propylon.dev/allow-from: shop; "
+    "route 'GET /users' refuses every request (500 API_CONFIGURATION_ERROR)",
     "mappings-on-function.yaml": "document 1 (Api shop/users): spec.routes[0].integration: requestParameters and "
     "responseParameters apply only to HTTP_PROXY and HTTP integrations",
 }

@@ -457,6 +457,19 @@ BROKEN: list[tuple[str, manifests.Document, str, str]] = [
         "requestParameters and responseParameters apply only to HTTP_PROXY and HTTP integrations",
     ),
     (
+        "basePath with a percent-escape",
+        _edit(STAGE, "spec.basePath", "/pr%6Fd"),
+        "spec.basePath",
+        "basePath must not contain percent-escapes: write the character itself (requests are matched after decoding)",
+    ),
+    (
+        "route key with a percent-escape",
+        _edit(API, "spec.routes[0].routeKey", "GET /admin%2Dpanel"),
+        "spec.routes[0].routeKey",
+        "a route key must not contain percent-escapes: write the character itself (requests are matched after "
+        "decoding)",
+    ),
+    (
         "basePath with a trailing slash",
         _edit(STAGE, "spec.basePath", "/prod/"),
         "spec.basePath",

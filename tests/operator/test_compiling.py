@@ -34,7 +34,17 @@ def _inputs(*bodies: dict) -> dict:
 
 
 def _mock_bodies(outcome: compiling.Outcome) -> list[str]:
-    return [route.integration.mock.body for stage in outcome.snapshot.stages for route in stage.routes]
+    """The bodies of the routes that serve (a route that fails closed is listed by ``_refusals``)."""
+    return [
+        route.integration.mock.body
+        for stage in outcome.snapshot.stages
+        for route in stage.routes
+        if route.refusal is None
+    ]
+
+
+def _refusals(outcome: compiling.Outcome) -> list[tuple[str, str | None]]:
+    return [(route.route_key, route.refusal) for stage in outcome.snapshot.stages for route in stage.routes]
 
 
 def test_a_clean_compile_is_ready_everywhere() -> None:
@@ -66,6 +76,8 @@ def test_a_broken_edit_keeps_serving_the_last_good_version_and_says_why() -> Non
 def test_an_object_broken_from_the_start_has_no_last_good_version() -> None:
     outcome = compiling.LastGood().compile(_inputs(_api(authorizer="nosuch"), STAGE))
     assert _mock_bodies(outcome) == []
+    # the route fails closed rather than vanishing (issue 8, item 1)
+    assert _refusals(outcome) == [("GET /hello", "AUTHORIZER_CONFIGURATION_ERROR")]
     assert not outcome.verdict(inventory.Key("Api", "demo", "pets")).ready
 
 
@@ -76,6 +88,27 @@ def test_a_deleted_object_is_forgotten_not_resurrected() -> None:
     assert _mock_bodies(gone) == []
     again = compiler.compile(_inputs(_api(authorizer="nosuch"), STAGE))
     assert _mock_bodies(again) == []  # the old body went with the deletion
+    assert _refusals(again) == [("GET /hello", "AUTHORIZER_CONFIGURATION_ERROR")]
+
+
+def test_deleting_an_authorizer_makes_its_routes_refuse_not_fall_through() -> None:
+    """Issue 8, item 1: the route stays and refuses; the catch-all never gets its requests."""
+    authorizer = {
+        "apiVersion": "propylon.dev/v1alpha1",
+        "kind": "Authorizer",
+        "metadata": {"name": "cognito", "namespace": "demo"},
+        "spec": {"type": "JWT", "jwt": {"issuer": "https://issuer.example.com", "audience": ["app"]}},
+    }
+    api = _api(authorizer="cognito")
+    api["spec"]["routes"].append(
+        {"routeKey": "ANY /{proxy+}", "integration": {"type": "MOCK", "mock": {"body": "open"}}}
+    )
+    compiler = compiling.LastGood()
+    before = compiler.compile(_inputs(api, authorizer, STAGE))
+    assert _refusals(before) == [("GET /hello", None), ("ANY /{proxy+}", None)]
+    after = compiler.compile(_inputs(api, STAGE))
+    assert _refusals(after) == [("GET /hello", "AUTHORIZER_CONFIGURATION_ERROR"), ("ANY /{proxy+}", None)]
+    assert not after.verdict(inventory.Key("Api", "demo", "pets")).ready
 
 
 def test_verdicts_come_from_diagnostics_when_no_object_is_reported() -> None:
