@@ -5,6 +5,7 @@ outside ``manifests``, no clock, no randomness, and no kopf, aiohttp or kubernet
 """
 
 __all__ = [
+    "api_keys",
     "apis",
     "authorizers",
     "backends",
@@ -13,6 +14,7 @@ __all__ = [
     "fields",
     "gateway_responses",
     "integrations",
+    "label_selectors",
     "manifests",
     "objects",
     "routes",
@@ -22,4 +24,5 @@ __all__ = [
     "stage_variables",
     "stages",
     "statuses",
+    "usage_plans",
 ]

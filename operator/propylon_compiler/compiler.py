@@ -9,8 +9,10 @@ in its own module:
 3. ``authorizers`` each Authorizer (before the Apis: a route naming a broken one refuses);
 4. ``apis``      each Api into a stage-independent plan (routes, integrations, responses);
 5. ``stages``    host + basePath conflicts, then each Stage's routes, limits and cache;
-6. endpoints     the addresses of every Service target a served route or authorizer uses;
-7. ``statuses``  one status per object, from the diagnostics.
+6. ``usage_plans`` each UsagePlan's Stages, limits and quota;
+7. ``api_keys``  the Secrets the plans select, as keyed hashes only;
+8. endpoints     the addresses of every Service target a served route or authorizer uses;
+9. ``statuses``  one status per object, from the diagnostics.
 
 Errors are data: a broken object is dropped with a diagnostic and everything else compiles.
 """
@@ -20,8 +22,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from propylon_compiler import apis, authorizers, backends, diagnostics, manifests, objects, stages, statuses
-from propylon_config import codec, model
+from propylon_compiler import (
+    api_keys,
+    apis,
+    authorizers,
+    backends,
+    diagnostics,
+    manifests,
+    objects,
+    stages,
+    statuses,
+    usage_plans,
+)
+from propylon_config import codec, key_hashing, model
 
 ObjectStatus = statuses.ObjectStatus
 
@@ -33,6 +46,9 @@ class CompileOptions:
     sealing_secret: bytes | None = dataclasses.field(default=None, repr=False)
     """The install's sealing secret (``sealing``); never in the snapshot. None (``render``,
     ``validate``): HS* Authorizer secrets are left out, and such Authorizers refuse requests."""
+    api_key_secret: bytes | None = dataclasses.field(default=None, repr=False)
+    """The install's key-hashing secret (``propylon_config.key_hashing``); never in the snapshot.
+    None (``render``, ``validate``): API keys are compiled with empty digests, matching nothing."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,9 +62,7 @@ class CompileResult:
         return not self.diagnostics
 
 
-def compile(
-    documents: Sequence[manifests.Document], *, options: CompileOptions | None = None
-) -> CompileResult:
+def compile(documents: Sequence[manifests.Document], *, options: CompileOptions | None = None) -> CompileResult:
     options = options or CompileOptions()
     reporter = objects.Reporter()
     index = objects.index(documents, reporter)
@@ -71,6 +85,9 @@ def compile(
     )
     compiled_stages = stages.compile_all(ctx)
     ctx.targets.update(compiled_authorizers.targets)
+    plan_objects = usage_plans.compile_all(index, reporter, compiled_stages, plans)
+    keys = api_keys.compile_all(index, reporter, plan_objects, options.api_key_secret)
+    secret = options.api_key_secret
     endpoints = tuple(sorted((ctx.backends.endpoints(t) for t in ctx.targets), key=lambda e: e.key))
     snapshot = codec.with_version(
         model.GatewayConfig(
@@ -79,6 +96,11 @@ def compile(
             stages=compiled_stages,
             endpoints=endpoints,
             authorizers=compiled_authorizers.authorizers,
+            usage_plans=tuple(plan for _, (_, plan) in sorted(plan_objects.items())),
+            api_keys=keys,
+            key_hashing=model.KeyHashing(algorithm=key_hashing.ALGORITHM, key_id=key_hashing.key_id(secret))
+            if secret is not None
+            else None,
         )
     )
     found = _sorted(reporter.diagnostics, documents)

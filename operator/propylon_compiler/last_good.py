@@ -67,9 +67,7 @@ def compile_keeping_last_good(
     present = {key_of(d): d for d in documents}
     written = result = compiler.compile(documents, options=options)
     # Only a remembered version that differs from the current one can help.
-    candidates = {
-        key for key, good in memory.good.items() if key in present and good.body != present[key].body
-    }
+    candidates = {key for key, good in memory.good.items() if key in present and good.body != present[key].body}
     served = list(documents)
     substituted: set[ObjectKey] = set()
     for _ in range(_ROUNDS):

@@ -233,6 +233,7 @@ def _routes(
                 id=f"{spec.obj.namespace}/{plan.api.name}/{spec.obj.name}/{route.route_key}",
                 integration=integration,
                 throttle=settings.get("throttle") or spec.throttle,
+                throttle_from_route_settings=settings.get("throttle") is not None,
                 cache=_route_cache(route, spec.cache, settings),
                 refusal=refusal,
             )
@@ -350,7 +351,11 @@ def _throttle(f: fields.Fields, spec: dict[str, Any], path: str) -> model.Thrott
     raw = f.mapping(spec, "throttle", path)
     if raw is None:
         return None
-    where = fields.join(path, "throttle")
+    return read_throttle(f, raw, fields.join(path, "throttle"))
+
+
+def read_throttle(f: fields.Fields, raw: dict[str, Any], where: str) -> model.Throttle | None:
+    """One ``{rateLimit, burstLimit}`` block at ``where`` (Stages and UsagePlans share it)."""
     rate = f.number(raw, "rateLimit", where)
     burst = f.integer(raw, "burstLimit", where)
     if rate is None or burst is None:

@@ -115,6 +115,14 @@ class LastGood:
         self._options = compiler.CompileOptions(allow_cross_namespace=allow_cross_namespace)
         self._memory = last_good.Memory()
 
+    def use_key_secret(self, secret: bytes) -> None:
+        """Hash API keys with the install's secret from now on (``publishing.key_secret``)."""
+        self._options = dataclasses.replace(self._options, api_key_secret=secret)
+
+    @property
+    def key_secret(self) -> bytes | None:
+        return self._options.api_key_secret
+
     def compile(self, documents: Mapping[Key, manifests.Document]) -> Outcome:
         kept = last_good.compile_keeping_last_good(list(documents.values()), self._memory, options=self._options)
         self._memory = kept.memory

@@ -1,7 +1,11 @@
 """The snapshot Secret: how a compiled snapshot reaches the proxies.
 
 The Secret holds ``snapshot.json`` (``codec.dumps``) and repeats the version in an annotation,
-so the operator can tell whether a write is needed without decoding the payload. Writing only
+so the operator can tell whether a write is needed without decoding the payload. Beside the
+snapshot, under ``api-key-hashing``, it keeps the install's key-hashing secret: API keys are in
+the snapshot only as HMACs under it, and proxies need it to hash the keys clients send. It is
+made once (random) and read back from this Secret on every operator start, so digests, and
+therefore versions, stay the same across restarts. Writing only
 when the version differs is what keeps restarts churn-free: same inputs, same version, no write,
 no resourceVersion bump, no reload in any proxy. Pure builders; the reconcile does the I/O.
 """
@@ -18,9 +22,15 @@ from propylon_operator import leases, workloads
 from propylon_operator import settings as settings_
 
 DATA_KEY = "snapshot.json"
+HASHING_KEY = "api-key-hashing"
 
 
-def secret(snapshot: model.GatewayConfig, settings: settings_.Settings, owner: dict[str, Any] | None) -> dict[str, Any]:
+def secret(
+    snapshot: model.GatewayConfig,
+    settings: settings_.Settings,
+    owner: dict[str, Any] | None,
+    key_secret: bytes | None = None,
+) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "name": settings.snapshot_secret,
         "namespace": settings.gateway_namespace,
@@ -35,8 +45,22 @@ def secret(snapshot: model.GatewayConfig, settings: settings_.Settings, owner: d
         "kind": "Secret",
         "type": "Opaque",
         "metadata": meta,
-        "data": {DATA_KEY: base64.b64encode(payload).decode()},
+        "data": {
+            DATA_KEY: base64.b64encode(payload).decode(),
+            **({HASHING_KEY: base64.b64encode(key_secret).decode()} if key_secret else {}),
+        },
     }
+
+
+def key_secret(body: dict[str, Any] | None) -> bytes | None:
+    """The key-hashing secret a snapshot Secret holds (None when it has none)."""
+    encoded = ((body or {}).get("data") or {}).get(HASHING_KEY)
+    if not encoded:
+        return None
+    try:
+        return base64.b64decode(encoded, validate=True) or None
+    except (binascii.Error, ValueError):
+        return None
 
 
 def stored_version(body: dict[str, Any] | None) -> str | None:

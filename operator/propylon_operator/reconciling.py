@@ -16,6 +16,7 @@ import datetime
 import hashlib
 import json
 import logging
+import secrets
 import socket
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -259,6 +260,10 @@ class Reconciler:
             for body in self.inventory.of_kind(*inventory_.INPUT_KINDS)
         }
         fingerprint = documents.fingerprint(inputs.values())
+        if self._compiler.key_secret is None:
+            # Read back from the published Secret, so a restart hashes keys (and versions) as before.
+            self._compiler.use_key_secret(publishing.key_secret(self._published.body) or secrets.token_bytes(32))
+            self._outcome = None
         if fingerprint != self._fingerprint or self._outcome is None:
             # Pure but not instant (~0.5 s for 2,000 routes): off the loop, so watches keep flowing.
             self._outcome = await asyncio.to_thread(self._compiler.compile, inputs)
@@ -281,7 +286,7 @@ class Reconciler:
     async def _publish(self, snapshot: model.GatewayConfig) -> None:
         if publishing.stored_version(self._published.body) == snapshot.version:
             return
-        body = publishing.secret(snapshot, self.settings, self._operator_owner)
+        body = publishing.secret(snapshot, self.settings, self._operator_owner, self._compiler.key_secret)
         answer = await self.client.apply(self._secret_path(), body)
         self._published = _Published(body=answer, known=True)
         logger.info("published snapshot %s (%d stages)", snapshot.version, len(snapshot.stages))
@@ -380,7 +385,6 @@ class Reconciler:
     async def _write_statuses(self, outcome: compiling.Outcome) -> None:
         now = conditions.rfc3339(self._clock())
         replicas = self._replicas(outcome.snapshot)
-        secrets = list(self.inventory.of_kind("Secret"))
         for body in list(self.inventory.of_kind(*inventory_.PROPYLON_KINDS)):
             key = inventory_.Key.of(body)
             verdict = outcome.verdict(key)
@@ -390,7 +394,6 @@ class Reconciler:
                 snapshot=outcome.snapshot,
                 settings=self.settings,
                 replicas=replicas,
-                secrets=secrets,
                 now=now,
             )
             current = statuses.mapping(body.get("status"))

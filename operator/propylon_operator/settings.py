@@ -41,6 +41,11 @@ class Settings:
     workload_resync_s: float = 300.0
     lease_stale_s: float = 30.0
     lease_expiry_factor: float = 5.0  # a Lease unrenewed for this many durations is deleted
+    # A Secret in the gateway namespace whose key "url" is the Redis URL proxies share limits
+    # through (the chart makes it from redis.url); None: each proxy limits in memory.
+    redis_secret: str | None = None
+    redis_cluster: bool = False
+    redis_failure: str = "open"
 
     @property
     def snapshot_secret(self) -> str:

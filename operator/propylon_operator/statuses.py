@@ -8,14 +8,12 @@ the operator avoids write loops: a status is only written when it would change.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from typing import Any
 
+from propylon_compiler import label_selectors
 from propylon_config import model
 from propylon_operator import compiling, conditions
 from propylon_operator import settings as settings_
-
-ENABLED_ANNOTATION = "propylon.dev/enabled"
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,7 +29,6 @@ def desired(
     snapshot: model.GatewayConfig,
     settings: settings_.Settings,
     replicas: Replicas,
-    secrets: Iterable[dict[str, Any]],
     now: str,
 ) -> dict[str, Any]:
     kind = str(body.get("kind") or "")
@@ -55,7 +52,7 @@ def desired(
     if kind == "Stage":
         ready = _stage(status, body, ready, snapshot=snapshot, settings=settings, replicas=replicas)
     elif kind == "UsagePlan":
-        status["keyCount"] = key_count(body, secrets)
+        status["keyCount"] = key_count(body, snapshot)
     status["conditions"] = conditions.merge(
         current.get("conditions"), [ready, accepted], generation=generation, now=now
     )
@@ -107,43 +104,18 @@ def mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def key_count(plan: dict[str, Any], secrets: Iterable[dict[str, Any]]) -> int:
-    """Enabled API keys the plan selects: labelled Secrets in its namespace."""
-    namespace = (plan.get("metadata") or {}).get("namespace")
-    spec = mapping(plan.get("spec"))
-    selector = spec.get("apiKeySelector")
-    if not isinstance(selector, dict):
-        return 0
-    count = 0
-    for secret in secrets:
-        meta = secret.get("metadata") or {}
-        if meta.get("namespace") != namespace or not matches(selector, meta.get("labels") or {}):
-            continue
-        if str((meta.get("annotations") or {}).get(ENABLED_ANNOTATION, "true")).lower() == "false":
-            continue
-        count += 1
-    return count
+def key_count(plan: dict[str, Any], snapshot: model.GatewayConfig) -> int:
+    """The plan's usable API keys: selected, enabled, and with a value that compiled (at least
+    20 characters), as the snapshot the proxies serve holds them, so the count never includes
+    a key that a request could not use."""
+    meta = plan.get("metadata") or {}
+    plan_id = f"{meta.get('namespace')}/{meta.get('name')}"
+    return sum(1 for key in snapshot.api_keys if key.enabled and plan_id in key.plans)
 
 
 def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """A Kubernetes label selector (matchLabels and matchExpressions) against ``labels``."""
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expression in selector.get("matchExpressions") or ():
-        key = expression.get("key")
-        operator = expression.get("operator")
-        values = expression.get("values") or ()
-        if operator == "In" and labels.get(key) not in values:
-            return False
-        if operator == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if operator == "Exists" and key not in labels:
-            return False
-        if operator == "DoesNotExist" and key in labels:
-            return False
-    # An empty selector selects nothing here: a plan must say which keys are its own.
-    return bool(selector.get("matchLabels") or selector.get("matchExpressions"))
+    """A Kubernetes label selector against ``labels`` (the compiler's reading of the rules)."""
+    return label_selectors.matches(selector, labels)
 
 
 def needs_write(current: dict[str, Any] | None, desired_status: dict[str, Any]) -> bool:

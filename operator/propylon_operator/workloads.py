@@ -131,6 +131,10 @@ def termination_grace_seconds(settings: settings_.Settings) -> int:
 
 def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Manifest:
     probe: dict[str, Any] = {"httpGet": {"port": "admin"}, "periodSeconds": 5, "timeoutSeconds": 2}
+    env: list[dict[str, Any]] = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
     container = {
         "name": "proxy",
         "image": settings.proxy_image,
@@ -141,10 +145,7 @@ def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Ma
             {"name": "internal", "containerPort": INTERNAL_PORT, "protocol": "TCP"},
             {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
         ],
-        "env": [
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        ],
+        "env": env,
         "readinessProbe": {**probe, "httpGet": {**probe["httpGet"], "path": "/readyz"}},
         "livenessProbe": {
             **probe,
@@ -164,6 +165,18 @@ def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Ma
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    if settings.redis_secret:
+        # The URL may hold a password: it reaches the proxy from the Secret, never in the Pod spec.
+        env.extend(
+            [
+                {
+                    "name": "PROPYLON_REDIS_URL",
+                    "valueFrom": {"secretKeyRef": {"name": settings.redis_secret, "key": "url"}},
+                },
+                {"name": "PROPYLON_REDIS_CLUSTER", "value": "true" if settings.redis_cluster else "false"},
+                {"name": "PROPYLON_REDIS_FAILURE", "value": settings.redis_failure},
+            ]
+        )
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(settings)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},

@@ -91,6 +91,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="coordinate with other operator replicas through this kopf peering object (must exist)",
     )
     parser.add_argument(
+        "--redis-secret",
+        default=os.environ.get("PROPYLON_REDIS_SECRET") or None,
+        metavar="NAME",
+        help="Secret in the gateway namespace whose 'url' proxies share limits through (default: "
+        "$PROPYLON_REDIS_SECRET; none: limits in memory per proxy)",
+    )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=os.environ.get("PROPYLON_REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),
+        help="the Redis URL names a node of a Redis Cluster",
+    )
+    parser.add_argument(
+        "--redis-failure",
+        choices=("open", "closed"),
+        default=os.environ.get("PROPYLON_REDIS_FAILURE") or "open",
+        help="what proxies do while Redis is down (default: $PROPYLON_REDIS_FAILURE, then open)",
+    )
+    parser.add_argument(
         "--liveness",
         default=None,
         metavar="URL",
@@ -130,5 +149,8 @@ def run(args: argparse.Namespace) -> int:
         webhook_configuration=args.webhook_configuration,
         peering=None if args.standalone else args.peering,
         liveness_endpoint=args.liveness,
+        redis_secret=args.redis_secret,
+        redis_cluster=args.redis_cluster,
+        redis_failure=args.redis_failure,
     )
     return running.run(configured)

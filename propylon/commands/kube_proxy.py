@@ -46,6 +46,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="name in this replica's status Lease (default: $POD_NAME, then the hostname)",
     )
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("PROPYLON_REDIS_URL") or None,
+        metavar="URL",
+        help="shared store for limits and quotas (default: $PROPYLON_REDIS_URL; none: in memory)",
+    )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=os.environ.get("PROPYLON_REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),
+        help="--redis names any node of a Redis Cluster (default: $PROPYLON_REDIS_CLUSTER)",
+    )
+    parser.add_argument(
+        "--redis-failure",
+        choices=("open", "closed"),
+        default=os.environ.get("PROPYLON_REDIS_FAILURE") or "open",
+        help="while Redis is down: open = local limits, closed = 503 on limited routes",
+    )
     parser.add_argument("--log-level", default=os.environ.get("PROPYLON_LOG_LEVEL", "INFO"))
 
 
@@ -78,7 +96,7 @@ async def _serve(args: argparse.Namespace) -> int:
     import signal
     import sys
 
-    from propylon_proxy import gateway, settings
+    from propylon_proxy import gateway, limit_stores, settings
     from propylon_proxy.kube import clients, sources
 
     log = logging.getLogger("propylon.proxy")
@@ -94,9 +112,23 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"propylon proxy: cannot configure the Kubernetes client: {error}", file=sys.stderr)
         return 2
 
-    gw = gateway.Gateway(settings.ProxySettings(trusted_proxies=trusted), admin_token=_admin_token(args))
+    store = await limit_stores.open_store(args.redis, cluster=args.redis_cluster, say=log.info)
+    gw = gateway.Gateway(
+        settings.ProxySettings(trusted_proxies=trusted, redis_failure=args.redis_failure),
+        admin_token=_admin_token(args),
+        store=store,
+    )
+
+    def use_key_secret(secret: bytes | None) -> None:
+        gw.runtime.api_key_secret = secret
+
     source = sources.SecretSource(
-        api_client=api_client, namespace=namespace, name=name, apply=gw.swap, replica=args.replica_name
+        api_client=api_client,
+        namespace=namespace,
+        name=name,
+        apply=gw.swap,
+        replica=args.replica_name,
+        key_secret=use_key_secret,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -3,8 +3,9 @@
 The output is what the operator ships to proxies (canonical JSON), so a user can diff two
 renders to see what an edit changes. Diagnostics go to stderr and make the exit status 1, but
 the snapshot is still printed: it is what would be served, broken objects left out. Nothing
-from a Secret's data is ever in a snapshot (API keys appear only as hashes), so nothing needs
-redacting here.
+from a Secret's data is ever in a snapshot: API keys are keyed hashes under the install's
+secret, and ``render`` has no such secret, so it prints keys with empty digests (their ids,
+plans and whether they are enabled) and ``key_hashing: null``.
 """
 
 from __future__ import annotations

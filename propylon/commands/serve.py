@@ -27,7 +27,7 @@ from pathlib import Path
 from propylon.commands import validate
 from propylon_compiler import compiler, diagnostics, last_good, manifests
 from propylon_config import model
-from propylon_proxy import gateway, settings, upstreams
+from propylon_proxy import gateway, limit_stores, settings, upstreams
 
 EXIT_BAD_INPUT = 2
 
@@ -38,8 +38,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="public listener (default 8080)")
     parser.add_argument("--internal-port", type=int, default=8081, help="in-cluster listener, PRIVATE stages too")
     parser.add_argument("--admin-port", type=int, default=9090, help="/healthz, /readyz, /metrics, /admin/*")
-    parser.add_argument("--redis", metavar="URL", help="shared limit store (limits are a later feature)")
-    parser.add_argument("--redis-failure", choices=("open", "closed"), default="open")
+    parser.add_argument(
+        "--redis", metavar="URL", help="shared store for limits and quotas (redis://, rediss:// or unix://)"
+    )
+    parser.add_argument("--redis-cluster", action="store_true", help="--redis names any node of a Redis Cluster")
+    parser.add_argument(
+        "--redis-failure",
+        choices=("open", "closed"),
+        default="open",
+        help="while Redis is down: open = local limits (default), closed = 503 on routes with limits",
+    )
     parser.add_argument(
         "--trusted-proxies", default="", metavar="CIDR,...", help="peers whose X-Forwarded-* headers are kept"
     )
@@ -181,7 +189,8 @@ async def _serve(
     token: str | None,
     options: compiler.CompileOptions,
 ) -> int:
-    gw = gateway.Gateway(proxy_settings, admin_token=token)
+    store = await limit_stores.open_store(args.redis, cluster=args.redis_cluster, say=_say)
+    gw = gateway.Gateway(proxy_settings, admin_token=token, api_key_secret=options.api_key_secret, store=store)
     gw.swap(first.snapshot)
     try:
         addresses = await gw.start(args.host, args.port, args.internal_port, args.admin_port)
@@ -227,8 +236,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             _say("propylon: --workers above 1 is not supported yet; run one worker per process")
         return EXIT_BAD_INPUT
-    if args.redis:
-        _say("propylon: note: --redis is accepted but unused until throttling and quotas land")
+    if args.redis_cluster and not args.redis:
+        _say("propylon: --redis-cluster needs --redis URL (any node of the cluster)")
+        return EXIT_BAD_INPUT
     try:
         trusted = settings.parse_networks(args.trusted_proxies)
     except ValueError as exc:
@@ -240,9 +250,14 @@ def run(args: argparse.Namespace) -> int:
         _say(f"propylon: --admin-token-file: {exc}")
         return EXIT_BAD_INPUT
     # serve compiles and serves in one process, so the secret that seals HS* JWT secrets into
-    # the snapshot can be made here, fresh, and never leave this process.
+    # the snapshot and the key-hashing secret can be made here, fresh, and never leave this
+    # process (a snapshot from another run matches no key and opens no secret, by design).
     sealing_secret = secrets.token_bytes(32)
-    options = compiler.CompileOptions(allow_cross_namespace=args.allow_cross_namespace, sealing_secret=sealing_secret)
+    options = compiler.CompileOptions(
+        allow_cross_namespace=args.allow_cross_namespace,
+        sealing_secret=sealing_secret,
+        api_key_secret=secrets.token_bytes(32),
+    )
     memory = LastGood()
     # Taken before the first load, never after: a file written while the gateway starts must
     # count as a change, not as what was already served.
@@ -257,6 +272,9 @@ def run(args: argparse.Namespace) -> int:
         _say("propylon: no valid object to serve; not starting")
         return EXIT_BAD_INPUT
     proxy_settings = settings.ProxySettings(
-        trusted_proxies=trusted, upstream_kind=args.upstream, sealing_secret=sealing_secret
+        trusted_proxies=trusted,
+        upstream_kind=args.upstream,
+        sealing_secret=sealing_secret,
+        redis_failure=args.redis_failure,
     )
     return asyncio.run(_serve(args, memory, first, seen, proxy_settings, token, options))

@@ -3,6 +3,6 @@
 Standard library only: the data plane owns this schema and must not pull in the control plane.
 """
 
-from propylon_config import codec, gateway_responses, model
+from propylon_config import codec, gateway_responses, key_hashing, model
 
-__all__ = ["codec", "gateway_responses", "model"]
+__all__ = ["codec", "gateway_responses", "key_hashing", "model"]

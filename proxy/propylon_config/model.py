@@ -6,8 +6,9 @@ on each element pointing back at the manifest it came from. The proxy owns this 
 way Envoy owns xDS; the compiler only produces it.
 
 Rules for this module: standard library only, no I/O, no behaviour beyond small derived
-properties. Secrets never appear here in plain text (API keys are stored as SHA-256 hashes; a
-JWT Authorizer's shared HS* secret travels only sealed, see ``JwtSettings.sealed_secret``).
+properties. Secrets never appear here in plain text: an API key is only its id and a keyed hash
+(HMAC-SHA256 under a secret that is never in the snapshot, see ``KeyHashing``); a JWT
+Authorizer's shared HS* secret travels only sealed, see ``JwtSettings.sealed_secret``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from dataclasses import dataclass, field
 
 SCHEMA_VERSION = 1
 """Bumped whenever a change to these types means an old proxy cannot read a new snapshot."""
-
 
 
 class IntegrationType(enum.Enum):
@@ -63,6 +63,12 @@ class MappingAction(enum.Enum):
     APPEND = "append"
     OVERWRITE = "overwrite"
     REMOVE = "remove"
+
+
+class QuotaPeriod(enum.Enum):
+    DAY = "DAY"
+    WEEK = "WEEK"
+    MONTH = "MONTH"
 
 
 class MappingTarget(enum.Enum):
@@ -177,6 +183,7 @@ class Route:
     request_validation: RequestValidation | None = None
     cache_key_parameters: tuple[str, ...] = ()
     throttle: Throttle | None = None  # effective stage limit for this route (routeSettings or stage default)
+    throttle_from_route_settings: bool = False  # ``throttle`` is the route's own (reason "route", not "stage")
     cache: CacheSettings | None = None  # effective cache setting; None = not cached
     route_response_selection_expression: str | None = None
     # A route whose Authorizer, model, Service or stage variable is missing or broken stays in
@@ -329,6 +336,63 @@ class ServiceEndpoints:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Quota:
+    limit: int  # admitted requests per key per period
+    period: QuotaPeriod
+    offset: int = 0  # the day the period starts: WEEK 0 = Sunday .. 6; MONTH 0 .. 27 = day minus one
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanStage:
+    """One Stage a usage plan covers, with its per-route, per-key limits."""
+
+    stage: str  # Stage id "<ns>/<name>"
+    route_throttles: tuple[tuple[str, Throttle], ...] = ()  # (route key, limit), sorted by route key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsagePlan:
+    id: str  # "<ns>/<name>"
+    namespace: str
+    name: str
+    stages: tuple[PlanStage, ...] = ()  # sorted by stage id
+    throttle: Throttle | None = None  # per key, across the plan's stages
+    quota: Quota | None = None  # per key
+    allow_cache_invalidation: bool = False
+    source: Source | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiKey:
+    """One API key (a labelled Secret): its id and a keyed hash of its value, never the value.
+
+    ``digest`` is the hex HMAC-SHA256 of the value under the install's key-hashing secret, or
+    "" when the compile had no such secret (``propylon render``) or the key is disabled: an
+    empty digest matches nothing.
+    """
+
+    id: str  # "<ns>/<Secret name>"
+    namespace: str
+    name: str  # the key id clients and logs see
+    plans: tuple[str, ...] = ()  # UsagePlan ids that select it, sorted
+    enabled: bool = True
+    digest: str = ""
+    source: Source | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyHashing:
+    """Which secret the snapshot's key digests were made with, never the secret itself.
+
+    ``key_id`` is a fingerprint of the secret (HMAC of a fixed label under it), so a proxy can
+    tell whether the secret it holds is the one the compiler used before trusting any lookup.
+    """
+
+    algorithm: str = "HMAC-SHA256"
+    key_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Gateway-wide knobs that are not per object."""
 
@@ -347,4 +411,6 @@ class GatewayConfig:
     endpoints: tuple[ServiceEndpoints, ...] = ()  # sorted by key
     settings: Settings = field(default_factory=Settings)
     authorizers: tuple[Authorizer, ...] = ()  # sorted by id; only usable ones (a route naming another refuses)
-    # Later issues add usage plans and hashed API keys here.
+    usage_plans: tuple[UsagePlan, ...] = ()  # sorted by id
+    api_keys: tuple[ApiKey, ...] = ()  # sorted by id
+    key_hashing: KeyHashing | None = None  # None: digests are empty, no key can match

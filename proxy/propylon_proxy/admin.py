@@ -14,7 +14,7 @@ import json
 
 from aiohttp import web
 
-from propylon_proxy import plans, runtime
+from propylon_proxy import plans, runtime, state, usage
 
 
 def _json(status: int, payload: object) -> web.Response:
@@ -68,7 +68,21 @@ class AdminHandler:
                     for s in plan.config.stages
                 ]
                 return _json(200, {"version": plan.version, "stages": stages})
+            if path.startswith("/admin/usage/") and request.method == "GET":
+                return await self._usage(plan, path.removeprefix("/admin/usage/"))
         return _json(404, {"message": "Not Found"})
+
+    async def _usage(self, plan: plans.Plan | None, plan_id: str) -> web.Response:
+        limiter = self._runtime.limiter
+        if plan is None or limiter is None:
+            return _json(503, {"message": "Service Unavailable"})
+        try:
+            found = await usage.report(plan.config, plan_id, self._runtime.clock(), limiter)
+        except state.StoreUnavailable:
+            return _json(503, {"message": "Service Unavailable"})
+        if found is None:
+            return _json(404, {"message": "Not Found"})
+        return _json(200, found)
 
     def _refuse(self, request: web.BaseRequest) -> web.Response | None:
         if self._token is not None:

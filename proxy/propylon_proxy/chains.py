@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from propylon_proxy import authorizers, guards, integrations, response_parameters, steps
+from propylon_proxy import api_keys, authorizers, guards, integrations, limits, response_parameters, steps
 
 StepFactory = Callable[[steps.RouteSetup], steps.Step | None]
 
 STEP_FACTORIES: tuple[StepFactory, ...] = (
     # 1. fail-closed refusal of broken routes: see build(); 2. CORS preflight: a later issue
     authorizers.steps.step_for,  # 3. authorizer: JWT; REQUEST/TOKEN fail closed until functions land
-    guards.api_key_guard,  # 4. API key (fails closed until usage plans are built)
-    # 5. throttles, 6. quota, 7. request validation: later issues
+    api_keys.step_for,  # 4. API key: learns the key id and its usage plan
+    limits.step_for,  # 5. throttles and 6. quota: one state-store decision
+    # 7. request validation: a later issue
     response_parameters.step_for,  # only after: so it sees cache hits and misses alike
     # 8. cache lookup (its after, the store, runs before response parameters): a later issue
 )

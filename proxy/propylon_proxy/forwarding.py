@@ -63,11 +63,7 @@ def strip_hop_by_hop(headers: Iterable[tuple[str, str]]) -> Headers:
     pairs = list(headers)
     lowered = [n.lower() for n, _ in pairs]
     named = _connection_named(pairs, lowered)
-    return [
-        pair
-        for pair, lower in zip(pairs, lowered, strict=True)
-        if lower not in HOP_BY_HOP and lower not in named
-    ]
+    return [pair for pair, lower in zip(pairs, lowered, strict=True) if lower not in HOP_BY_HOP and lower not in named]
 
 
 def is_trusted(peer: str | None, trusted: Sequence[settings.Network]) -> bool:

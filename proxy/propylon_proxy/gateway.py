@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
+from collections.abc import Callable
 from typing import TextIO
 
 from aiohttp import web
 
 from propylon_config import model
-from propylon_proxy import admin, endpoints, handling, plans, runtime, server, settings, upstreams
+from propylon_proxy import admin, endpoints, handling, plans, runtime, server, settings, state, upstreams
 
 log = logging.getLogger("propylon.proxy")
 
@@ -43,13 +45,22 @@ class Gateway:
         *,
         admin_token: str | None = None,
         log_stream: TextIO | None = None,
+        store: state.StateStore | None = None,
+        clock: Callable[[], float] = time.time,
+        api_key_secret: bytes | None = None,
     ) -> None:
+        """``store`` is the limit store (default in memory); ``clock`` the wall clock limits and
+        quotas read (tests move it); ``api_key_secret`` the key-hashing secret the snapshots'
+        API keys were compiled with (``propylon_config.key_hashing``)."""
         self.settings = proxy_settings or settings.ProxySettings()
         self.runtime = runtime.Runtime(
             upstream=upstreams.create(self.settings.upstream_kind),
             settings=self.settings,
             balancer=endpoints.Balancer(failure_seconds=self.settings.endpoint_failure_seconds),
+            store=store if store is not None else state.MemoryStore(),
+            clock=clock,
             log_stream=log_stream,
+            api_key_secret=api_key_secret,
         )
         self.holder = plans.PlanHolder(self.runtime)
         self._admin_token = admin_token

@@ -4,14 +4,11 @@ A route whose Authorizer, model, Service or stage variable is missing or broken 
 ``refusal`` from the compiler: it stays in the route table (so its requests never fall through
 to a less specific route) and ``refusing_route`` answers every request with that type.
 
-A route that names an Authorizer or requires an API key must never be served as if it were
-open. Where the gateway cannot enforce it, such routes refuse every request with the response
-DESIGN.md gives for "cannot be verified": no key can be valid without usage plans (403
-INVALID_API_KEY), and an authorizer the gateway cannot run (REQUEST and TOKEN until the
-function client lands, a JWT one whose HS* secret does not open) is a configuration error (500
-AUTHORIZER_CONFIGURATION_ERROR); ``authorizers.steps`` falls back on that guard. Each guard
-is replaced by the real step when it lands: the step factory in ``chains.STEP_FACTORIES``
-changes, nothing else.
+A route that names an Authorizer must never be served as if it were open. Where the gateway
+cannot enforce it (REQUEST and TOKEN until the function client lands, a JWT one whose HS*
+secret does not open) the route refuses every request with the response DESIGN.md gives for
+"cannot be verified": 500 AUTHORIZER_CONFIGURATION_ERROR; ``authorizers.steps`` falls back on
+that guard. API keys have their real step, ``api_keys``.
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ from __future__ import annotations
 from propylon_proxy import context, gateway_responses, replies, steps
 
 _UNVERIFIABLE_AUTHORIZER = replies.refuse(gateway_responses.AUTHORIZER_CONFIGURATION_ERROR)
-_UNVERIFIABLE_API_KEY = replies.refuse(gateway_responses.INVALID_API_KEY)
 
 
 def _refusing(name: str, refusal: replies.Refusal) -> steps.Step:
@@ -39,9 +35,3 @@ def authorizer_guard(setup: steps.RouteSetup) -> steps.Step | None:
     if setup.route.authorizer is None:
         return None
     return _refusing("authorizer (not built: fails closed)", _UNVERIFIABLE_AUTHORIZER)
-
-
-def api_key_guard(setup: steps.RouteSetup) -> steps.Step | None:
-    if not setup.route.api_key_required:
-        return None
-    return _refusing("api key (not built: fails closed)", _UNVERIFIABLE_API_KEY)

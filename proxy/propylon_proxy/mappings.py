@@ -240,9 +240,7 @@ def apply_request(
     return Upstream(headers=headers, path=path, query=query)
 
 
-def apply_response(
-    blocks: Sequence[model.ResponseMappings], status: int, ctx: Context, headers: Headers
-) -> Headers:
+def apply_response(blocks: Sequence[model.ResponseMappings], status: int, ctx: Context, headers: Headers) -> Headers:
     for block in blocks:
         if block.status_code != str(status):
             continue

@@ -100,7 +100,20 @@ class GatewayMetrics:
         self.integration_duration = Histogram(
             "propylon_integration_duration_seconds", "Time the integration took to produce a response head."
         )
-        self._families: list[Counter | Histogram] = [self.requests, self.request_duration, self.integration_duration]
+        self.throttled = Counter(
+            "propylon_throttled_total", "Requests refused by a limit, by route and the limit that refused (reason)."
+        )
+        self.store_failures = Counter(
+            "propylon_limit_store_failures_total",
+            "Calls to the shared limit store (Redis) that failed or timed out; local limits applied.",
+        )
+        self._families: list[Counter | Histogram] = [
+            self.requests,
+            self.request_duration,
+            self.integration_duration,
+            self.throttled,
+            self.store_failures,
+        ]
         # (labels, status // 100) -> the counter's labels: a tuple per request saved. Bounded like
         # the label sets themselves (routes of the snapshots served, times ten status classes).
         self._request_keys: dict[tuple[Labels, int], Labels] = {}

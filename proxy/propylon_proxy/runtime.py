@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO, TypeVar
 
-from propylon_proxy import endpoints, metrics, settings, state, upstream
+from propylon_proxy import endpoints, limiter, metrics, settings, state, upstream
 
 log = logging.getLogger("propylon.proxy")
 
@@ -123,6 +123,15 @@ class Runtime:
     resources: Resources = dataclasses.field(default_factory=Resources)
     clock: Callable[[], float] = time.time  # wall clock, injected by tests (quotas, TTLs)
     log_stream: TextIO | None = None  # None = stdout
+    api_key_secret: bytes | None = dataclasses.field(default=None, repr=False)  # key_hashing's secret
+    limiter: limiter.Limiter | None = None  # made from ``store`` when not given
+
+    def __post_init__(self) -> None:
+        if self.limiter is None:
+            self.limiter = limiter.Limiter(
+                self.store, failure=self.settings.redis_failure, failures=self.metrics.store_failures
+            )
+
     # Set when shutdown begins: /readyz answers 503 from then on, so load balancers that still
     # probe take this replica out before its listeners close.
     draining: bool = False

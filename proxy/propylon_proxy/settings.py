@@ -33,6 +33,7 @@ class ProxySettings:
     # Opens the secrets the compiler sealed into the snapshot (HS* JWT secrets); never logged.
     # ``serve`` makes one per process; without one, HS* Authorizers refuse every request.
     sealing_secret: bytes | None = dataclasses.field(default=None, repr=False)
+    redis_failure: str = "open"  # what limits do while the shared store is down: "open" | "closed"
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:

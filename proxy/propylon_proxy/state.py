@@ -52,6 +52,18 @@ class Decision:
 ADMITTED = Decision(admitted=True)
 
 
+class StoreUnavailable(Exception):
+    """The store could not decide in time (Redis down, slow, or refusing): the caller falls
+    back (``--redis-failure open``) or refuses (``closed``). Never raised by ``MemoryStore``.
+
+    ``outage`` says whether the store looks down (connections fail, or several calls in a row
+    went unanswered) rather than one call being slow: only an outage stops the caller asking."""
+
+    def __init__(self, message: str, *, outage: bool = True) -> None:
+        super().__init__(message)
+        self.outage = outage
+
+
 class StateStore(Protocol):
     async def admit(self, buckets: Sequence[Bucket], quota: Quota | None, now: float) -> Decision:
         """Check every bucket in order, then the quota; consume one token from each bucket and
@@ -99,7 +111,7 @@ class MemoryStore:
                 level.updated = now
             if level.tokens < 1.0:
                 wait = (1.0 - level.tokens) / bucket.rate if bucket.rate > 0 else math.inf
-                return Decision(admitted=False, reason=bucket.reason, retry_after=_whole_seconds(wait))
+                return Decision(admitted=False, reason=bucket.reason, retry_after=whole_seconds(wait))
             levels.append(level)
         remaining = None
         if quota is not None:
@@ -110,7 +122,7 @@ class MemoryStore:
                 return Decision(
                     admitted=False,
                     reason="quota",
-                    retry_after=_whole_seconds(quota.period_end - now),
+                    retry_after=whole_seconds(quota.period_end - now),
                     quota_remaining=0,
                 )
             self._counts[quota.key] = (quota.period_start, used + 1)
@@ -118,6 +130,26 @@ class MemoryStore:
         for level in levels:
             level.tokens -= 1.0
         return Decision(admitted=True, quota_remaining=remaining) if remaining is not None else ADMITTED
+
+    def take(self, bucket: Bucket, now: float) -> float:
+        """One bucket alone, the hot path of every request (the gateway-wide limit): 0.0 when a
+        token was taken, else the seconds until there is one. No objects made per call."""
+        level = self._levels.get(bucket.key)
+        if level is None:
+            level = self._levels[bucket.key] = _Level(tokens=float(bucket.burst), updated=now)
+        elif now > level.updated:
+            level.tokens = min(float(bucket.burst), level.tokens + (now - level.updated) * bucket.rate)
+            level.updated = now
+        if level.tokens < 1.0:
+            return (1.0 - level.tokens) / bucket.rate if bucket.rate > 0 else math.inf
+        level.tokens -= 1.0
+        return 0.0
+
+    def refund(self, bucket: Bucket) -> None:
+        """Give back the token a request took from ``bucket`` when a later check refused it."""
+        level = self._levels.get(bucket.key)
+        if level is not None:
+            level.tokens = min(float(bucket.burst), level.tokens + 1.0)
 
     async def used(self, quota_keys: Sequence[str], period_start: float) -> dict[str, int]:
         found = {key: self._counts.get(key, (period_start, 0)) for key in quota_keys}
@@ -134,7 +166,7 @@ class MemoryStore:
         self._next_sweep = now + self.IDLE_SECONDS
 
 
-def _whole_seconds(seconds: float) -> int:
+def whole_seconds(seconds: float) -> int:
     """``Retry-After`` is whole seconds: round up, and never say 0 to a refused client."""
     if math.isinf(seconds):
         return 3600

@@ -9,7 +9,8 @@ one place it is written down):
     3. authorizer                    JWT or function; learns principal, claims, context
     4. API key                       learns key id and usage plan
     5. throttles                     plan per route, plan, stage per route, stage, gateway
-    6. quota                         only admitted requests count
+    6. quota                         only admitted requests count (5 and 6 are one step,
+                                     ``limits``: one state-store decision for both)
     7. request validation
        response parameters           acts only on the way out
     8. cache lookup                  a hit answers from here

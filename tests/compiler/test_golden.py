@@ -21,6 +21,8 @@ from propylon_config import codec
 
 TESTDATA = Path(__file__).parent / "testdata"
 INPUTS = sorted(TESTDATA.glob("*.in.yaml"))
+# A fixed key-hashing secret, so API-key digests in goldens are stable (an install's is random).
+GOLDEN_KEY_SECRET = b"golden-files-key-hashing-secret"
 _BASE = re.compile(r"^# base: ([a-z0-9-]+)\s*$")
 
 
@@ -43,12 +45,11 @@ def _load(input_path: Path) -> tuple[list[manifests.Document], list[Any]]:
 
 def render(input_path: Path) -> str:
     documents, problems = _load(input_path)
-    result = compiler.compile(documents)
+    result = compiler.compile(documents, options=compiler.CompileOptions(api_key_secret=GOLDEN_KEY_SECRET))
     data: dict[str, Any] = {
         "diagnostics": [str(d) for d in (*problems, *result.diagnostics)],
         "objects": [
-            f"{s.kind} {s.namespace}/{s.name}: accepted={s.accepted} ready={s.ready} {s.reason}"
-            for s in result.objects
+            f"{s.kind} {s.namespace}/{s.name}: accepted={s.accepted} ready={s.ready} {s.reason}" for s in result.objects
         ],
         "snapshot": codec.to_data(result.snapshot),
     }

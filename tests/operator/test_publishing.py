@@ -26,3 +26,12 @@ def test_a_tampered_secret_has_no_trusted_version() -> None:
     assert publishing.stored_version(body) is None
     assert publishing.stored_version(None) is None
     assert json.loads(base64.b64decode(publishing.secret(SNAPSHOT, settings.Settings(), None)["data"]["snapshot.json"]))
+
+
+def test_the_key_hashing_secret_travels_beside_the_snapshot_never_inside_it() -> None:
+    secret = b"install-secret-0123456789abcdef!"
+    body = publishing.secret(SNAPSHOT, settings.Settings(), None, secret)
+    assert publishing.key_secret(body) == secret
+    assert base64.b64encode(secret).decode() not in body["data"]["snapshot.json"]
+    assert secret not in base64.b64decode(body["data"]["snapshot.json"])
+    assert publishing.key_secret(publishing.secret(SNAPSHOT, settings.Settings(), None)) is None

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime
 
+from propylon_compiler import compiler, diagnostics, manifests
 from propylon_config import model
 from propylon_operator import compiling, leases, settings, statuses
 
@@ -17,14 +18,13 @@ STAGE = {
 }
 
 
-def _status(body, verdict=compiling.OK, serving=0, secrets=()):
+def _status(body, verdict=compiling.OK, serving=0, snapshot=SNAPSHOT):
     return statuses.desired(
         body,
         verdict,
-        snapshot=SNAPSHOT,
+        snapshot=snapshot,
         settings=SETTINGS,
         replicas=statuses.Replicas(serving=serving, expected=2),
-        secrets=secrets,
         now="T",
     )
 
@@ -52,7 +52,6 @@ def test_a_private_stage_is_reached_through_the_internal_service() -> None:
         snapshot=model.GatewayConfig(version="v2", stages=(private,)),
         settings=SETTINGS,
         replicas=statuses.Replicas(serving=2, expected=2),
-        secrets=(),
         now="T",
     )
     assert status["url"] == "http://gw-internal.edge.svc/"
@@ -73,27 +72,36 @@ def test_a_stage_missing_from_the_snapshot_has_no_version() -> None:
     assert status["conditions"][0]["reason"] == "NotServed"
 
 
-def test_usage_plan_counts_its_enabled_keys() -> None:
+def test_usage_plan_counts_the_keys_a_request_could_use() -> None:
+    """keyCount comes from the compiled snapshot: disabled keys, keys too short to accept, other
+    namespaces' and other plans' Secrets are not counted."""
     plan = {
+        "apiVersion": "propylon.dev/v1alpha1",
         "kind": "UsagePlan",
         "metadata": {"name": "basic", "namespace": "demo", "generation": 1},
         "spec": {"apiKeySelector": {"matchLabels": {"propylon.dev/usage-plan": "basic"}}},
     }
 
-    def secret(name, ns="demo", plan_name="basic", enabled=None):
+    def secret(name, ns="demo", plan_name="basic", enabled=None, value="v" * 24):
         meta = {"name": name, "namespace": ns, "labels": {"propylon.dev/usage-plan": plan_name}}
         if enabled is not None:
             meta["annotations"] = {"propylon.dev/enabled": enabled}
-        return {"kind": "Secret", "metadata": meta}
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "stringData": {"value": value}}
 
-    keys = [
+    bodies = [
+        plan,
         secret("a"),
         secret("b"),
         secret("c", enabled="false"),
         secret("d", ns="other"),
         secret("e", plan_name="pro"),
+        secret("f", value="short"),
     ]
-    assert _status(plan, secrets=keys)["keyCount"] == 2
+    documents = [
+        manifests.Document(origin=diagnostics.Origin(file="t", document=i + 1), body=b) for i, b in enumerate(bodies)
+    ]
+    snapshot = compiler.compile(documents).snapshot
+    assert _status(plan, snapshot=snapshot)["keyCount"] == 2
 
 
 def test_label_selectors() -> None:

@@ -147,3 +147,15 @@ def test_with_an_installer_provided_cluster_role_nothing_cluster_scoped_is_built
     # The proxy's namespaced grants and its ServiceAccount (the binding's subject) stay.
     assert {"ServiceAccount", "Role", "RoleBinding", "Deployment"} <= set(kinds)
     assert kinds["ServiceAccount"][0]["metadata"]["name"] == "gw-proxy"
+
+
+def test_with_a_redis_secret_proxies_read_the_url_from_it_never_from_the_pod_spec() -> None:
+    s = settings.Settings(gateway_name="gw", redis_secret="gw-redis", redis_cluster=True, redis_failure="closed")
+    (container,) = workloads.deployment(s, OWNER)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PROPYLON_REDIS_URL"]["valueFrom"] == {"secretKeyRef": {"name": "gw-redis", "key": "url"}}
+    assert (env["PROPYLON_REDIS_CLUSTER"]["value"], env["PROPYLON_REDIS_FAILURE"]["value"]) == ("true", "closed")
+    (plain,) = workloads.deployment(settings.Settings(gateway_name="gw"), OWNER)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert "PROPYLON_REDIS_URL" not in {e["name"] for e in plain["env"]}

@@ -88,9 +88,7 @@ async def test_a_refusal_carries_its_headers_and_the_stages_override(monkeypatch
     assert backend.received == []
 
 
-async def test_after_hooks_run_in_reverse_order_and_see_the_integrations_response(
-    monkeypatch, start_gateway, backend
-):
+async def test_after_hooks_run_in_reverse_order_and_see_the_integrations_response(monkeypatch, start_gateway, backend):
     log: list[str] = []
     _install(
         monkeypatch,

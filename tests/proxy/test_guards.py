@@ -1,4 +1,8 @@
-"""Routes whose security settings this version cannot enforce fail closed, never open."""
+"""Routes whose security settings this version cannot enforce fail closed, never open.
+
+An Authorizer (not built yet) answers 500; a route that requires an API key in a snapshot
+with no usage plans has no key that could be valid: 403 whatever is sent. The authorizer
+check comes first."""
 
 from __future__ import annotations
 

@@ -103,9 +103,7 @@ async def test_the_head_is_not_held_back_while_the_body_is_still_coming(start_ga
         writer.close()
 
 
-async def test_a_backend_that_hangs_up_after_the_head_gives_the_client_that_head_then_a_cut(
-    start_gateway, head_only
-):
+async def test_a_backend_that_hangs_up_after_the_head_gives_the_client_that_head_then_a_cut(start_gateway, head_only):
     gw = await start_gateway(
         c.config(c.stage([("GET /gone", c.http_proxy(f"http://127.0.0.1:{head_only.port}/gone"))]))
     )

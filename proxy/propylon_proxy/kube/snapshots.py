@@ -3,6 +3,9 @@
 The operator stores the canonical JSON of ``propylon_config.codec`` under ``snapshot.json``, or,
 when a snapshot grows past what a Secret holds comfortably, gzip-compressed under
 ``snapshot.json.gz``. Secret ``data`` values are base64 on the wire, so both arrive base64-encoded.
+Beside it, under ``api-key-hashing``, the install's key-hashing secret: the snapshot's API-key
+digests are HMACs under it (``propylon_config.key_hashing``). It is never part of the snapshot
+itself, and it arrives in the same object, so a proxy never holds a snapshot without its secret.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from propylon_config import codec, model
 
 SNAPSHOT_KEY = "snapshot.json"
 SNAPSHOT_GZIP_KEY = "snapshot.json.gz"
+HASHING_KEY = "api-key-hashing"
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -38,6 +42,17 @@ def decode(secret: Mapping[str, Any]) -> model.GatewayConfig:
         return codec.loads(raw)
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise SnapshotError(f"unparsable snapshot: {error}") from error
+
+
+def key_hashing_secret(secret: Mapping[str, Any]) -> bytes | None:
+    """The key-hashing secret stored beside the snapshot; None when absent or unreadable."""
+    value = (secret.get("data") or {}).get(HASHING_KEY)
+    if not value:
+        return None
+    try:
+        return _b64(value, HASHING_KEY) or None
+    except SnapshotError:
+        return None
 
 
 def _b64(value: str, key: str) -> bytes:

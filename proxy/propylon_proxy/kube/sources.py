@@ -63,6 +63,7 @@ class SecretSource:
         name: str,
         apply: Apply,
         replica: str | None = None,
+        key_secret: Callable[[bytes | None], object] | None = None,
         lease_renew_seconds: float = leases.RENEW_SECONDS,
         watch_seconds: int = 45,
         endpoint_grace_seconds: float = 5.0,
@@ -70,6 +71,7 @@ class SecretSource:
         self.namespace = namespace
         self.name = name
         self._apply = apply
+        self._key_secret = key_secret  # told the key-hashing secret before each snapshot is applied
         self._core = client.CoreV1Api(api_client)
         self._discovery = client.DiscoveryV1Api(api_client)
         self._watch_seconds = watch_seconds
@@ -182,6 +184,8 @@ class SecretSource:
             keeping = self._served.version if self._served else "nothing (no config yet)"
             log.error("Secret %s/%s: %s; keeping %s", self.namespace, self.name, error, keeping)
             return
+        if self._key_secret is not None:
+            self._key_secret(snapshots.key_hashing_secret(secret))
         if self._base is not None and config == self._base:
             return
         self._base = config

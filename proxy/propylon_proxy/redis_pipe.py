@@ -1,0 +1,135 @@
+"""One pipelined connection to one Redis server: the fast path of ``redis_store``.
+
+Every decision is one command, and there are thousands a second: a connection pool that
+lends a connection per command and waits for its answer spends more CPU on the lending than
+Redis spends on the script. Here commands from all requests go out on one connection as they
+come and answers are matched to them in order (Redis answers a connection's commands in the
+order it sent them), parsed by hiredis. A command whose caller gave up (its time budget ran
+out) keeps its place in the queue, so the answers after it still find their callers.
+
+A lost connection fails every command waiting on it; the next command connects again. Only
+plain ``redis://`` and ``unix://`` URLs (with an optional password and database) come here;
+TLS and Redis Cluster go through redis-py. No timeouts here: the caller bounds each call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import urllib.parse
+from typing import Any
+
+import hiredis
+
+_Queue = collections.deque[asyncio.Future[Any]]  # one connection's commands awaiting answers
+
+
+class ReplyError(Exception):
+    """An error answer from Redis (``NOSCRIPT``, ``WRONGTYPE``...): the server is fine."""
+
+
+class ConnectionLost(ConnectionError):
+    pass
+
+
+def supports(url: str) -> bool:
+    return urllib.parse.urlsplit(url).scheme in ("redis", "unix")
+
+
+def pack(args: tuple[Any, ...]) -> bytes:
+    """A command in RESP: an array of bulk strings."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class Pipe:
+    def __init__(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        query = urllib.parse.parse_qs(parts.query)
+        self._unix = parts.path if parts.scheme == "unix" else None
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or 6379
+        self._password = urllib.parse.unquote(parts.password) if parts.password else None
+        self._username = urllib.parse.unquote(parts.username) if parts.username and parts.password else None
+        db = query.get("db", [""])[0] if parts.scheme == "unix" else parts.path.strip("/")
+        self._db = int(db) if db else 0
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: _Queue = collections.deque()
+        self._reading: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Lock | None = None
+
+    async def call(self, *args: Any) -> Any:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            writer = await self._connect()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(future)
+        writer.write(pack(args))
+        return await future
+
+    async def _connect(self) -> asyncio.StreamWriter:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._writer is not None and not self._writer.is_closing():
+                return self._writer
+            if self._unix is not None:
+                reader, writer = await asyncio.open_unix_connection(self._unix)
+            else:
+                reader, writer = await asyncio.open_connection(self._host, self._port)
+            pending: _Queue = collections.deque()  # this connection's own queue
+            self._pending = pending
+            self._writer = writer
+            self._reading = asyncio.get_running_loop().create_task(self._read(reader, writer, pending))
+            hello: list[tuple[Any, ...]] = []
+            if self._password is not None:
+                hello.append(("AUTH", self._username, self._password) if self._username else ("AUTH", self._password))
+            if self._db:
+                hello.append(("SELECT", self._db))
+            for command in hello:
+                future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                pending.append(future)
+                writer.write(pack(command))
+                await future
+            return writer
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pending: _Queue) -> None:
+        parser = hiredis.Reader(replyError=ReplyError, encoding="utf-8")
+        error: BaseException = ConnectionLost("connection to Redis closed")
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                parser.feed(data)
+                while (reply := parser.gets()) is not False:
+                    future = pending.popleft()
+                    if future.done():
+                        continue  # its caller gave up; the answer still had to be read
+                    if isinstance(reply, ReplyError):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+        except (OSError, hiredis.ProtocolError, IndexError) as exc:
+            error = ConnectionLost(f"connection to Redis failed: {exc}")
+        finally:
+            if self._writer is writer:
+                self._writer = None
+            writer.close()
+            while pending:
+                future = pending.popleft()
+                if not future.done():
+                    future.set_exception(error)
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        if self._reading is not None:
+            self._reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await self._reading

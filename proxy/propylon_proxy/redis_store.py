@@ -1,0 +1,374 @@
+"""The Redis ``StateStore``: limits and quotas shared, and exact, across gateway replicas.
+
+One decision is one Lua script run (``EVALSHA``; the script is sent once per server, the first
+time it is missing): it refills and checks every bucket in order, then the quota, and takes a
+token from each bucket and one unit of quota only when all admit. Redis runs a script
+atomically, so N replicas deciding at once never admit more than the limits allow. Bucket time
+is the server's (``TIME`` inside the script), so replicas' clocks do not matter; tests pass
+``server_time=False`` and drive the buckets with the ``now`` they give instead of sleeping.
+
+Keys (``limits`` names them; this module adds ``propylon:`` and, for quotas, the period start)
+carry a hash tag, so in a Redis Cluster one API key's plan buckets and quota live in one slot
+and a route's stage bucket in another. A decision runs one script per slot it touches (at most
+two), concurrently; if one slot refuses after another admitted, the admitted slot's tokens and
+quota are given back. Each slot stays exact; across slots the only effect of a concurrent
+refusal is a token briefly held, which can refuse, never admit, a request too many.
+
+Every call is bounded by ``timeout`` (50 ms by default, DESIGN.md §8): a Redis that is down,
+refuses, or accepts connections and never answers raises ``state.StoreUnavailable``, and the
+``limiter`` decides what that means (for one slow call: that request alone; for an outage,
+a connection that fails or ``SLOW_CALLS_FOR_OUTAGE`` unanswered calls in a row: every request
+until Redis answers again). At most ``IN_FLIGHT`` decisions per process are on the wire at
+once and the budget starts when a call is sent, not while it waits its turn, and stretches
+while this process was too busy to read an answer (``_bounded``): a burst of requests must
+neither open hundreds of connections nor make a healthy Redis look down. A call still
+waiting its turn when an outage begins gives up at once. The client reconnects by itself on
+the next call. A call that timed out may still run once Redis gets to it: it can only have
+taken tokens, so the error leans toward refusing, never toward admitting too many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio import cluster as aiocluster
+from redis.crc import key_slot
+
+from propylon_proxy import redis_pipe, state
+
+T = TypeVar("T")
+
+PREFIX = "propylon:"
+DEFAULT_TIMEOUT = 0.05
+IN_FLIGHT = 16
+BUSY_LATENESS = 0.005  # a deadline noticed later than this means the event loop was busy
+BUSY_SHARE = 0.2  # or this share of the window spent on this process's CPU
+SLOW_CALLS_FOR_OUTAGE = 3  # unanswered calls in a row that make Redis count as down
+MAX_BUSY_EXTENSION = 0.5
+QUOTA_GRACE_SECONDS = 86400  # a period's count outlives its end by a day, for usage reports
+
+# KEYS: the buckets in order, then the quota (when ARGV says there is one).
+# ARGV: now (negative: use TIME), bucket count, then rate and burst per bucket, then
+# (quota) limit and seconds to keep the count.
+# Returns {admitted 0|1, 1-based index of the refusing bucket (count + 1: the quota), seconds
+# to wait as text, quota remaining (-1: no quota)}.
+ADMIT = """
+local now = tonumber(ARGV[1])
+if now < 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local n = tonumber(ARGV[2])
+local levels = {}
+for i = 1, n do
+  local rate = tonumber(ARGV[1 + 2 * i])
+  local burst = tonumber(ARGV[2 + 2 * i])
+  local state = redis.call('HMGET', KEYS[i], 't', 'u')
+  local tokens = tonumber(state[1])
+  local updated = tonumber(state[2])
+  if tokens == nil or updated == nil then
+    tokens = burst
+  elseif now > updated then
+    tokens = math.min(burst, tokens + (now - updated) * rate)
+  end
+  if tokens < 1 then
+    local wait = -1
+    if rate > 0 then wait = (1 - tokens) / rate end
+    return {0, i, tostring(wait), -1}
+  end
+  levels[i] = tokens
+end
+local remaining = -1
+if #KEYS > n then
+  local at = 3 + 2 * n
+  local limit = tonumber(ARGV[at])
+  local used = tonumber(redis.call('GET', KEYS[n + 1]) or '0')
+  if used >= limit then
+    return {0, n + 1, '0', 0}
+  end
+  redis.call('INCR', KEYS[n + 1])
+  redis.call('EXPIRE', KEYS[n + 1], tonumber(ARGV[at + 1]))
+  remaining = limit - used - 1
+end
+for i = 1, n do
+  local rate = tonumber(ARGV[1 + 2 * i])
+  local burst = tonumber(ARGV[2 + 2 * i])
+  redis.call('HSET', KEYS[i], 't', levels[i] - 1, 'u', now)
+  if rate > 0 then
+    redis.call('PEXPIRE', KEYS[i], math.ceil(burst / rate * 1000) + 1000)
+  end
+end
+return {1, 0, '0', remaining}
+"""
+
+# Give back what an admitted slot took when another slot refused the same request.
+# KEYS: buckets, then the quota (when there is one); ARGV: bucket count, then each burst.
+REFUND = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local tokens = tonumber(redis.call('HGET', KEYS[i], 't'))
+  if tokens ~= nil then
+    redis.call('HSET', KEYS[i], 't', math.min(tonumber(ARGV[1 + i]), tokens + 1))
+  end
+end
+if #KEYS > n then
+  local used = tonumber(redis.call('GET', KEYS[n + 1]) or '0')
+  if used > 0 then redis.call('DECR', KEYS[n + 1]) end
+end
+return 1
+"""
+
+_FAILURES = (
+    redis.exceptions.RedisError,
+    redis.exceptions.RedisClusterException,
+    redis_pipe.ReplyError,
+    OSError,
+    TimeoutError,
+)
+
+
+def quota_key(quota_name: str, period_start: float) -> str:
+    """A period's count has its own key, so a new period starts at zero and old ones expire."""
+    return f"{PREFIX}{quota_name}:{int(period_start)}"
+
+
+class _Group:
+    """The part of one decision that lives in one slot: some buckets, maybe the quota."""
+
+    __slots__ = ("buckets", "positions", "quota")
+
+    def __init__(self) -> None:
+        self.buckets: list[state.Bucket] = []
+        self.positions: list[int] = []  # each bucket's index in the whole decision
+        self.quota = False
+
+
+class RedisStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        cluster: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        server_time: bool = True,
+    ) -> None:
+        self._timeout = timeout
+        self._server_time = server_time
+        self._cluster = cluster
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "decode_responses": True,
+            "max_connections": IN_FLIGHT * 2,
+        }
+        client: Any
+        if cluster:
+            client = aiocluster.RedisCluster.from_url(url, **options)
+        else:
+            client = aioredis.Redis.from_url(url, health_check_interval=0, **options)
+        self._client = client
+        self._admit = client.register_script(ADMIT)
+        self._refund = client.register_script(REFUND)
+        # One pipelined connection for a single server (``redis_pipe``); redis-py for the rest.
+        self._pipe = redis_pipe.Pipe(url) if not cluster and redis_pipe.supports(url) else None
+        self._turns = asyncio.Semaphore(IN_FLIGHT)
+        self._outages = 0  # outages seen so far: a call waiting its turn that sees it move gives up
+        self._slow = 0  # calls in a row that went unanswered within the budget
+
+    async def admit(self, buckets: Sequence[state.Bucket], quota: state.Quota | None, now: float) -> state.Decision:
+        if not buckets and quota is None:
+            return state.ADMITTED
+        groups = self._groups(buckets, quota)
+        outages = self._outages
+        if self._pipe is not None:
+            try:
+                results = [await self._bounded(self._run(groups[0], quota, now))]
+            except _FAILURES as exc:
+                raise self._failure(exc) from exc
+            self._slow = 0
+            return await self._decide(groups, results, buckets, quota, now)
+        async with self._turns:
+            if self._outages != outages:
+                raise state.StoreUnavailable("the store went down while this call waited")
+            try:
+                if len(groups) == 1:
+                    results = [await self._bounded(self._run(groups[0], quota, now))]
+                else:
+                    calls = asyncio.gather(*(self._run(g, quota, now) for g in groups))
+                    results = list(await self._bounded(calls))
+            except _FAILURES as exc:
+                raise self._failure(exc) from exc
+            self._slow = 0
+        return await self._decide(groups, results, buckets, quota, now)
+
+    async def _decide(
+        self,
+        groups: list[_Group],
+        results: list[Any],
+        buckets: Sequence[state.Bucket],
+        quota: state.Quota | None,
+        now: float,
+    ) -> state.Decision:
+        refused = [(g, r) for g, r in zip(groups, results, strict=True) if int(r[0]) != 1]
+        if not refused:
+            remaining = next((int(r[3]) for g, r in zip(groups, results, strict=True) if g.quota), None)
+            return state.ADMITTED if remaining is None else state.Decision(admitted=True, quota_remaining=remaining)
+        admitted = [g for g, r in zip(groups, results, strict=True) if int(r[0]) == 1]
+        if admitted:
+            await self._give_back(admitted, quota)
+        return min((self._refusal(g, r, buckets, quota, now) for g, r in refused), key=lambda pair: pair[0])[1]
+
+    def _failure(self, exc: BaseException) -> state.StoreUnavailable:
+        """One failed call: an outage if the connection failed or ``SLOW_CALLS_FOR_OUTAGE``
+        calls in a row went unanswered; otherwise one slow call, decided without Redis."""
+        slow = isinstance(exc, TimeoutError | redis.exceptions.TimeoutError)
+        self._slow = self._slow + 1 if slow else 0
+        outage = not slow or self._slow >= SLOW_CALLS_FOR_OUTAGE
+        if outage:
+            self._outages += 1
+        return state.StoreUnavailable(_describe(exc), outage=outage)
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        """``call`` within the time budget, counted in time this process could look at it.
+
+        A budget overrun is Redis's fault only if this process was free to read the answer.
+        When the budget runs out while the process was busy (most of the window spent on CPU
+        serving other requests, or the deadline itself noticed late), an answer may be waiting
+        unread, so the window is extended, up to ``MAX_BUSY_EXTENSION`` in all. A Redis that
+        does not answer an idle process is given exactly ``timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(call)
+        try:
+            started, cpu = loop.time(), time.process_time()
+            deadline = started + self._timeout
+            last = deadline + MAX_BUSY_EXTENSION
+            while True:
+                done, _ = await asyncio.wait((task,), timeout=max(0.0, deadline - loop.time()))
+                if done:
+                    return task.result()
+                now, cpu_now = loop.time(), time.process_time()
+                busy = (cpu_now - cpu) / max(now - started, 1e-6)
+                if now >= last or (busy < BUSY_SHARE and now - deadline < BUSY_LATENESS):
+                    raise TimeoutError
+                started, cpu = now, cpu_now
+                deadline = min(last, now + self._timeout)
+        finally:
+            if not task.done():
+                task.cancel()
+
+    def _groups(self, buckets: Sequence[state.Bucket], quota: state.Quota | None) -> list[_Group]:
+        if not self._cluster:
+            group = _Group()
+            group.buckets, group.positions, group.quota = list(buckets), list(range(len(buckets))), quota is not None
+            return [group]
+        by_slot: dict[int, _Group] = {}
+        for position, bucket in enumerate(buckets):
+            group = by_slot.setdefault(key_slot((PREFIX + bucket.key).encode()), _Group())
+            group.buckets.append(bucket)
+            group.positions.append(position)
+        if quota is not None:
+            by_slot.setdefault(key_slot(quota_key(quota.key, quota.period_start).encode()), _Group()).quota = True
+        return list(by_slot.values())
+
+    async def _run(self, group: _Group, quota: state.Quota | None, now: float) -> list[Any]:
+        keys = [PREFIX + b.key for b in group.buckets]
+        args: list[Any] = [-1 if self._server_time else repr(now), len(group.buckets)]
+        for bucket in group.buckets:
+            args.extend((repr(float(bucket.rate)), bucket.burst))
+        if group.quota and quota is not None:
+            keys.append(quota_key(quota.key, quota.period_start))
+            args.extend((quota.limit, max(1, math.ceil(quota.period_end - now)) + QUOTA_GRACE_SECONDS))
+        result: list[Any] = await self._script(self._admit, keys, args)
+        return result
+
+    async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA, loading the script the first time a server does not know it."""
+        if self._pipe is None:
+            return await script(keys=keys, args=args)
+        try:
+            return await self._pipe.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except redis_pipe.ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            script.sha = await self._pipe.call("SCRIPT", "LOAD", script.script)
+            return await self._pipe.call("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    def _refusal(
+        self,
+        group: _Group,
+        result: list[Any],
+        buckets: Sequence[state.Bucket],
+        quota: state.Quota | None,
+        now: float,
+    ) -> tuple[int, state.Decision]:
+        """(position in the whole decision, the refusal): the earliest refusing limit speaks."""
+        index = int(result[1]) - 1
+        if index >= len(group.buckets):
+            assert quota is not None
+            wait = quota.period_end - now
+            return len(buckets), state.Decision(
+                admitted=False, reason="quota", retry_after=state.whole_seconds(wait), quota_remaining=0
+            )
+        bucket = group.buckets[index]
+        wait = float(result[2])
+        return group.positions[index], state.Decision(
+            admitted=False, reason=bucket.reason, retry_after=state.whole_seconds(math.inf if wait < 0 else wait)
+        )
+
+    async def _give_back(self, groups: list[_Group], quota: state.Quota | None) -> None:
+        async def one(group: _Group) -> None:
+            keys = [PREFIX + b.key for b in group.buckets]
+            args: list[Any] = [len(group.buckets), *(b.burst for b in group.buckets)]
+            if group.quota and quota is not None:
+                keys.append(quota_key(quota.key, quota.period_start))
+            await self._script(self._refund, keys, args)
+
+        try:
+            async with asyncio.timeout(self._timeout):
+                await asyncio.gather(*(one(g) for g in groups))
+        except _FAILURES:
+            pass  # a token not given back refuses a request too many later, never admits one
+
+    async def used(self, quota_keys: Sequence[str], period_start: float) -> dict[str, int]:
+        names = [quota_key(key, period_start) for key in quota_keys]
+        try:
+            async with asyncio.timeout(max(self._timeout, 0.5)):
+                if self._pipe is not None:
+                    values = await self._pipe.call("MGET", *names) if names else []
+                else:
+                    values = await asyncio.gather(*(self._client.get(name) for name in names))
+        except _FAILURES as exc:
+            raise state.StoreUnavailable(_describe(exc)) from exc
+        return {key: int(value or 0) for key, value in zip(quota_keys, values, strict=True)}
+
+    async def ping(self) -> None:
+        """Check Redis answers and load the scripts, so the first decisions are one round trip."""
+        try:
+            async with asyncio.timeout(max(self._timeout, 0.5)):
+                for script in (self._admit, self._refund):
+                    if self._pipe is not None:
+                        script.sha = await self._pipe.call("SCRIPT", "LOAD", script.script)
+                    else:
+                        script.sha = await self._client.script_load(script.script)
+        except _FAILURES as exc:
+            raise state.StoreUnavailable(_describe(exc)) from exc
+
+    async def close(self) -> None:
+        if self._pipe is not None:
+            await self._pipe.close()
+        with contextlib.suppress(*_FAILURES):
+            await self._client.aclose()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer within the time limit"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
