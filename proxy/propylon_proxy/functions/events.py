@@ -108,6 +108,10 @@ class EventShape:
     """What every event of one route shares, fixed when the plan is built."""
 
     version: str  # "1.0" | "2.0"
+    # 2.0's requestContext.stage: AWS serves a named stage under "/<stage>" and the root as the
+    # "$default" stage, and libraries (Powertools) strip "/<stage>" from rawPath on that basis,
+    # so a Stage served at "/" is "$default" in 2.0 events.
+    stage_v2: str
     resource: str  # the route's path template; "$default" for the $default route
     route_key: str
     stage: str
@@ -125,6 +129,7 @@ class EventShape:
             resource=route.path if not route.is_default else "/{proxy+}",
             route_key=route.route_key,
             stage=stage.name,
+            stage_v2="$default" if stage.base_path.rstrip("/") == "" else stage.name,
             base_path=stage.base_path.rstrip("/"),
             api_id=api_name,
             account_id=stage.namespace,
@@ -260,7 +265,7 @@ class EventShape:
             },
             "requestId": ctx.request_id,
             "routeKey": self.route_key,
-            "stage": self.stage,
+            "stage": self.stage_v2,
             "time": request_time(ctx.started_wall),
             "timeEpoch": int(ctx.started_wall * 1000),
         }
