@@ -10,6 +10,8 @@ rotates each round, so drift in the machine spreads over all targets instead of 
   mini-pool        bench/mini_proxy.py over upstream_pool (aiohttp server + httptools pool)
   propylon-aiohttp ``propylon serve -f bench/manifests`` with PROPYLON_UPSTREAM=aiohttp
   propylon-pool    the same with PROPYLON_UPSTREAM=pool
+  propylon-function the same server (pool), GET /bench/fn: a FUNCTION route to bench/function_handler.py
+                   under ``python -m propylon.function`` (on the load core, like the backend)
   propylon-*@REV   with ``--baseline REV``: the same, running the data plane (proxy/) of git revision REV
   client-aiohttp   no server at all: bench/client_loop.py drives upstream_aiohttp against the backend
   client-pool      the same for upstream_pool: the client's own cost, without any server in front
@@ -223,12 +225,13 @@ def start_nginx(procs: Processes, name: str, work: Path, port: int, cpu: str, pr
 # -- propylon ---------------------------------------------------------------------------------
 
 
-def propylon_manifests(work: Path, backend_port: int) -> Path:
-    """bench/manifests with the backend's port put into the Stage variable."""
+def propylon_manifests(work: Path, backend_port: int, function_port: int = 9000) -> Path:
+    """bench/manifests with the backend's (and function's) port put into the Stage variables."""
     folder = work / "manifests"
     folder.mkdir(exist_ok=True)
     for source in sorted((BENCH / "manifests").glob("*.yaml")):
         text = re.sub(r'backendPort: "\d+"', f'backendPort: "{backend_port}"', source.read_text())
+        text = re.sub(r'functionPort: "\d+"', f'functionPort: "{function_port}"', text)
         (folder / source.name).write_text(text)
     return folder
 
@@ -252,13 +255,20 @@ def split_name(name: str) -> tuple[str, str | None]:
 
 
 def start_propylon(
-    procs: Processes, name: str, work: Path, port: int, backend_port: int, proxy_code: Path | None = None
+    procs: Processes,
+    name: str,
+    work: Path,
+    port: int,
+    backend_port: int,
+    proxy_code: Path | None = None,
+    function_port: int = 9000,
 ) -> None:
     """``propylon serve`` with the upstream client chosen by PROPYLON_UPSTREAM and, while serve
     has it, its (hidden) ``--upstream`` flag; without the flag if this serve does not know it.
     ``proxy_code``: a ``baseline_tree`` to run the data plane from instead of the working tree."""
     kind = split_name(name)[0].removeprefix("propylon-")
-    manifests = propylon_manifests(work, backend_port)
+    kind = "pool" if kind == "function" else kind
+    manifests = propylon_manifests(work, backend_port, function_port)
     argv = [sys.executable, "-m", "propylon", "serve", "-f", str(manifests), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--internal-port", str(free_port()), "--admin-port", str(free_port())]
     env = {"PROPYLON_UPSTREAM": kind}
@@ -338,6 +348,12 @@ def start_targets(procs: Processes, work: Path, wanted: list[str]) -> list[Targe
                 Target(name, f"http://127.0.0.1:{backend_port}/hello", client_loop=name.removeprefix("client-"))
             )
             continue
+        elif name == "propylon-function":
+            function_port = free_port()
+            argv = [python, "-m", "propylon.function", "function_handler.handler", "--path", str(BENCH)]
+            procs.start("function", [*argv, "--host", "127.0.0.1", "--port", str(function_port)], cpu=LOAD_CPU)
+            start_propylon(procs, name, work, port, backend_port, function_port=function_port)
+            path = "/bench/fn"
         elif name.startswith("propylon-"):
             rev = split_name(name)[1]
             start_propylon(procs, name, work, port, backend_port, baseline_tree(work, rev) if rev else None)
@@ -507,6 +523,7 @@ ALL_TARGETS = [
     "mini-pool",
     "propylon-aiohttp",
     "propylon-pool",
+    "propylon-function",
     "client-aiohttp",
     "client-pool",
 ]
