@@ -165,6 +165,8 @@ def _settings_from(docs: list[dict[str, Any]]) -> Any:
         hpa_max=args.hpa_max,
         owner_deployment=args.owner_deployment,
         proxy_cluster_role=args.proxy_cluster_role,
+        trusted_proxies=args.trusted_proxies,
+        drain_seconds=args.drain_seconds,
     )
 
 
@@ -182,7 +184,12 @@ def _allows(rules: list[dict[str, Any]], group: str, resource: str, verb: str, n
 
 ALL_ON = {
     "gateway": {"name": "edge", "watchNamespaces": ["shop", "billing"], "allowCrossNamespace": True},
-    "proxy": {"autoscaling": {"enabled": True, "maxReplicas": 7}},
+    "proxy": {
+        "autoscaling": {"enabled": True, "maxReplicas": 7},
+        "trustedProxies": "10.0.0.0/8,35.191.0.0/16",
+        "drainSeconds": 40,
+    },
+    "networkPolicy": {"internalFrom": ["shop"], "adminFrom": ["monitoring"]},
     "redis": {"url": "redis://:secret@redis.propylon-system.svc:6379/0", "failure": "closed"},
     "webhook": {"enabled": True},
 }
@@ -197,7 +204,8 @@ def test_default_render_has_the_operator_and_least_privilege_rbac(helm: str, tmp
     docs = _render(helm, tmp_path)
     kinds = sorted(d["kind"] for d in docs if d["kind"] != "CustomResourceDefinition")
     assert kinds == sorted(
-        ["ServiceAccount", "Role", "RoleBinding", "Deployment"] + ["ClusterRole", "ClusterRoleBinding"] * 2
+        ["ServiceAccount", "Role", "RoleBinding", "Deployment", "NetworkPolicy"]
+        + ["ClusterRole", "ClusterRoleBinding"] * 2
     )
     rendered = {d["spec"]["names"]["kind"] for d in docs if d["kind"] == "CustomResourceDefinition"}
     assert rendered == _repository_crd_kinds()
@@ -267,6 +275,11 @@ def test_all_options_render(helm: str, tmp_path: Path) -> None:
     assert "--hpa-max=7" in args
     assert "--allow-cross-namespace" in args
     assert any(a.startswith("--webhook-port=") for a in args)
+    # Issue 8, items 5 and 7: the proxies learn whom to trust and how long to drain.
+    assert "--trusted-proxies=10.0.0.0/8,35.191.0.0/16" in args
+    assert "--drain-seconds=40" in args
+    operator_settings = _settings_from(docs)
+    assert (operator_settings.trusted_proxies, operator_settings.drain_seconds) == ("10.0.0.0/8,35.191.0.0/16", 40)
     secret = _one(docs, "Secret")
     assert secret["stringData"]["url"].startswith("redis://")
     # The password never appears in the Deployment itself.
@@ -287,6 +300,25 @@ def test_all_options_render(helm: str, tmp_path: Path) -> None:
             "verbs": ["get"],
         }
     ]
+
+
+def test_network_policy_keeps_internal_and_admin_ports_to_listed_namespaces(helm: str, tmp_path: Path) -> None:
+    """Issue 8, item 8: PRIVATE stages and /admin are private on the network, not only by port."""
+    policy = _one(_render(helm, tmp_path, ALL_ON), "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "propylon-proxy",
+        "app.kubernetes.io/instance": "edge",
+    }
+    by_port = {rule["ports"][0]["port"]: rule.get("from") for rule in policy["spec"]["ingress"]}
+    assert by_port[8080] is None  # the public listener is open
+
+    def namespaces(port: int) -> list[str]:
+        return [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in by_port[port]]
+
+    assert namespaces(8081) == [RELEASE_NAMESPACE, "shop"]
+    assert namespaces(9090) == [RELEASE_NAMESPACE, "monitoring"]
+    off = _render(helm, tmp_path, {"networkPolicy": {"enabled": False}})
+    assert not [d for d in off if d["kind"] == "NetworkPolicy"]
 
 
 def test_helm_refuses_values_outside_the_schema(helm: str, tmp_path: Path) -> None:

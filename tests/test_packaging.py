@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -44,12 +45,32 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wheel,) = wheels.glob("propylon-*.whl")
 
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     bin_dir = venv / "bin"
+    _see_running_site_packages(bin_dir)
     install = [str(bin_dir / "python"), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)]
     done = subprocess.run(install, cwd=work, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return bin_dir
+
+
+def _see_running_site_packages(bin_dir: Path) -> None:
+    """Let the new venv import the dependencies this interpreter has (aiohttp, kopf, ...).
+
+    ``--system-site-packages`` would only show the *base* interpreter's packages, which inside a
+    virtualenv (as the README advises on PEP 668 systems) lack them. Plain directory lines in a
+    .pth are appended after the venv's own site-packages, so the installed wheel still wins, and
+    the outer environment's own .pth files (an editable install of this checkout) are not run.
+    """
+    inner = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    outer = [path for path in [*site.getsitepackages(), site.getusersitepackages()] if Path(path).is_dir()]
+    (Path(inner) / "_propylon_test_deps.pth").write_text("".join(f"{path}\n" for path in outer))
 
 
 def _docker_build_context(target: Path) -> Path:

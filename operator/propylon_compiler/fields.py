@@ -76,6 +76,26 @@ class Fields:
         return tuple(out)
 
 
+    def header_map(self, mapping: dict[str, Any], key: str, path: str) -> tuple[tuple[str, str], ...]:
+        """Response headers written in configuration (MOCK, gateway responses): a name must be an
+        HTTP token and a value visible ASCII, space or tab, so a bad byte is a diagnostic here and
+        never a 500 (or a split header) at run time."""
+        out: list[tuple[str, str]] = []
+        for name, value in self.string_map(mapping, key, path):
+            here = join(join(path, key), name)
+            if not HEADER_NAME.match(name):
+                self.error(here, f"{name!r} is not a valid header name")
+            elif not HEADER_VALUE.match(value):
+                self.error(here, "a header value can hold only visible ASCII, spaces and tabs (no CR, LF or controls)")
+            else:
+                out.append((name, value))
+        return tuple(out)
+
+
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
+
+
 def join(path: str, key: str | int) -> str:
     """Extend a dotted field path: ``join("spec", "routes")``; ints become ``[i]``."""
     if isinstance(key, int):

@@ -42,7 +42,7 @@ def parse_overrides(f: fields.Fields, spec: dict[str, Any], path: str) -> dict[s
         status = f.integer(block, "statusCode", here)
         if status is not None and not 400 <= status <= 599:
             f.error(fields.join(here, "statusCode"), f"statusCode {status} must be an error status (400..599)")
-        override: dict[str, Any] = {"headers": f.string_map(block, "headers", here)}
+        override: dict[str, Any] = {"headers": f.header_map(block, "headers", here)}
         if status is not None:
             override["statusCode"] = status
         body = f.string(block, "body", here)

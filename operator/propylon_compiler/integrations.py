@@ -23,7 +23,7 @@ TARGETED = (model.IntegrationType.HTTP_PROXY, model.IntegrationType.HTTP, model.
 MAPPED = (model.IntegrationType.HTTP_PROXY, model.IntegrationType.HTTP)
 
 _MAPPING_KEY = re.compile(r"^(append|overwrite|remove):(?:(header|querystring)\.(.+)|(path))$")
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_NAME = fields.HEADER_NAME
 _QUERY_NAME = re.compile(r"^[^\s&=#]+$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # What may stand in an upstream request target as written: visible ASCII, no fragment. Anything
@@ -194,6 +194,9 @@ def url_problem(url: str) -> str | None:
         return f"invalid url {url!r}: {exc}"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"invalid url {url!r}: expected an absolute http:// or https:// URL"
+    if "@" in parts.netloc:
+        # It would go out as the Host header; credentials belong in requestParameters.
+        return "invalid url: it must not carry user information (user:password@); set an Authorization header instead"
     if not _TARGET_TEXT.match(url):
         return f"invalid url {url!r}: only visible ASCII without '#' can be sent; percent-encode the rest"
     return None
@@ -265,6 +268,11 @@ def _mapping(key: str, value: Any, *, response: bool) -> model.ParameterMapping 
         return f"invalid mapping key {key!r}: the path can only be overwritten"
     if target is model.MappingTarget.HEADER and not _HEADER_NAME.match(name):
         return f"invalid mapping key {key!r}: {name!r} is not a valid header name"
+    if target is model.MappingTarget.HEADER and _gateway_owned(name):
+        return (
+            f"invalid mapping key {key!r}: {name} is set only by the gateway (Host, X-Request-Id, traceparent, "
+            "Forwarded, X-Real-IP, every X-Forwarded-* and framing headers, under any spelling with '_' for '-')"
+        )
     if target is model.MappingTarget.QUERYSTRING and not _QUERY_NAME.match(name):
         return f"invalid mapping key {key!r}: {name!r} is not a valid query parameter name"
     if not isinstance(value, str):
@@ -274,6 +282,30 @@ def _mapping(key: str, value: Any, *, response: bool) -> model.ParameterMapping 
     if action is not model.MappingAction.REMOVE and value == "":
         return f"the value of {key!r} is empty (use a quoted literal such as \"'text'\" or an expression)"
     return model.ParameterMapping(action=action, target=target, name=name, value=value)
+
+
+_GATEWAY_OWNED_HEADERS = frozenset(
+    {
+        "host",
+        "x-request-id",
+        "traceparent",
+        "forwarded",
+        "x-real-ip",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "x-propylon-error-type",
+    }
+)
+
+
+def _gateway_owned(name: str) -> bool:
+    folded = name.lower().replace("_", "-")
+    return folded in _GATEWAY_OWNED_HEADERS or folded.startswith("x-forwarded-")
 
 
 def _response_mappings(f: fields.Fields, raw: dict[str, Any], path: str) -> tuple[model.ResponseMappings, ...]:
@@ -317,5 +349,5 @@ def _mock(f: fields.Fields, raw: dict[str, Any], path: str) -> model.Mock | None
     if status is not None and not 100 <= status <= 599:
         f.error(fields.join(where, "statusCode"), f"statusCode {status} is not an HTTP status code (100..599)")
     body = f.string(spec, "body", where)
-    headers = f.string_map(spec, "headers", where)
+    headers = f.header_map(spec, "headers", where)
     return model.Mock(status_code=status if status is not None else 200, headers=headers, body=body or "")

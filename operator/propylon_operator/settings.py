@@ -18,6 +18,11 @@ class Settings:
     replicas: int = 2
     hpa_max: int = 0  # 0 = no HorizontalPodAutoscaler
     allow_cross_namespace: bool = False
+    # Passed to every proxy: peers (an Ingress controller, a cloud load balancer) whose
+    # X-Forwarded-For/-Proto the proxies believe, so sourceIp and logs name the real client.
+    trusted_proxies: str = ""
+    drain_seconds: int = 25  # how long a stopping proxy lets running requests finish
+    pre_stop_seconds: int = 5  # how long a pod keeps serving after Kubernetes starts removing it
     owner_deployment: str | None = None  # the operator's own Deployment in the gateway namespace
     # A ClusterRole, bound to the proxy ServiceAccount by whoever installed the operator (the Helm
     # chart), that lets proxies read EndpointSlices everywhere. None: the operator makes its own.

@@ -117,13 +117,25 @@ def cluster_role_binding(settings: settings_.Settings) -> Manifest:
     }
 
 
+def proxy_args(settings: settings_.Settings) -> list[str]:
+    args = ["proxy", "--config-secret", f"{settings.gateway_namespace}/{settings.snapshot_secret}"]
+    args += ["--drain-seconds", str(settings.drain_seconds)]
+    if settings.trusted_proxies:
+        args += ["--trusted-proxies", settings.trusted_proxies]
+    return args
+
+
+def termination_grace_seconds(settings: settings_.Settings) -> int:
+    return settings.pre_stop_seconds + settings.drain_seconds + 5
+
+
 def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Manifest:
     probe: dict[str, Any] = {"httpGet": {"port": "admin"}, "periodSeconds": 5, "timeoutSeconds": 2}
     container = {
         "name": "proxy",
         "image": settings.proxy_image,
         "command": ["propylon"],
-        "args": ["proxy", "--config-secret", f"{settings.gateway_namespace}/{settings.snapshot_secret}"],
+        "args": proxy_args(settings),
         "ports": [
             {"name": "public", "containerPort": PUBLIC_PORT, "protocol": "TCP"},
             {"name": "internal", "containerPort": INTERNAL_PORT, "protocol": "TCP"},
@@ -140,6 +152,9 @@ def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Ma
             "initialDelaySeconds": 5,
             "failureThreshold": 6,
         },
+        # Kubernetes removes a stopping pod from its Services while it runs preStop, so the pod
+        # keeps serving through that window; SIGTERM then stops accepting and drains.
+        "lifecycle": {"preStop": {"sleep": {"seconds": settings.pre_stop_seconds}}},
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         "securityContext": {
             "runAsNonRoot": True,
@@ -163,8 +178,8 @@ def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Ma
                     "runAsGroup": 10001,
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
-                # Connections drain on SIGTERM; give in-flight requests time to finish.
-                "terminationGracePeriodSeconds": 30,
+                # preStop, then the drain, then a margin before SIGKILL.
+                "terminationGracePeriodSeconds": termination_grace_seconds(settings),
                 "containers": [container],
                 "volumes": [{"name": "tmp", "emptyDir": {}}],
             },

@@ -36,6 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="let any Api route to Services in any namespace, without the allow-from label",
     )
     parser.add_argument(
+        "--trusted-proxies",
+        default="",
+        metavar="CIDR,...",
+        help="passed to every proxy: peers whose X-Forwarded-For and X-Forwarded-Proto count (your Ingress "
+        "controller's or load balancer's addresses, e.g. the pod CIDR 10.0.0.0/8)",
+    )
+    parser.add_argument(
+        "--drain-seconds",
+        type=int,
+        default=25,
+        help="how long a stopping proxy lets running requests finish (its pods get this plus 10 s of grace)",
+    )
+    parser.add_argument(
         "--owner-deployment",
         default=None,
         metavar="NAME",
@@ -87,9 +100,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from propylon_operator import running, settings
+    from propylon_proxy import settings as proxy_settings
 
     if args.replicas < 1:
         raise SystemExit("propylon operator: --replicas must be at least 1")
+    if args.drain_seconds < 0:
+        raise SystemExit("propylon operator: --drain-seconds must not be negative")
+    try:
+        proxy_settings.parse_networks(args.trusted_proxies)
+    except ValueError as error:
+        raise SystemExit(f"propylon operator: --trusted-proxies: {error}") from None
     configured = settings.Settings(
         gateway_name=args.gateway_name,
         gateway_namespace=args.gateway_namespace,
@@ -98,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         replicas=args.replicas,
         hpa_max=max(0, args.hpa_max),
         allow_cross_namespace=args.allow_cross_namespace,
+        trusted_proxies=args.trusted_proxies,
+        drain_seconds=args.drain_seconds,
         owner_deployment=args.owner_deployment,
         proxy_cluster_role=args.proxy_cluster_role or None,
         kubeconfig=args.kubeconfig,

@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--admin-token-file", default=None, help="bearer token for /admin/* (or PROPYLON_ADMIN_TOKEN)")
     parser.add_argument("--trusted-proxies", default="", metavar="CIDR,...", help="peers whose X-Forwarded-* count")
     parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=25.0,
+        help="on SIGTERM, how long running requests may take to finish (default 25)",
+    )
+    parser.add_argument(
         "--replica-name",
         default=None,
         help="name in this replica's status Lease (default: $POD_NAME, then the hostname)",
@@ -114,8 +120,9 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         await stop.wait()
     finally:
-        log.info("stopping")
+        log.info("stopping: draining for up to %s s", args.drain_seconds)
+        gw.runtime.draining = True  # /readyz says so at once
         await source.close()  # gives the Lease back first: this replica stops counting as serving
-        await gw.stop()
+        await gw.stop(grace=args.drain_seconds)
         api_client.close()
     return 0

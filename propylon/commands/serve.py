@@ -42,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trusted-proxies", default="", metavar="CIDR,...", help="peers whose X-Forwarded-* headers are kept"
     )
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=25.0,
+        metavar="S",
+        help="on SIGTERM or Ctrl-C, how long running requests may take to finish (default 25)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (above 1 needs --redis)")
     parser.add_argument("--watch", action="store_true", help="reload when the files change")
     parser.add_argument(
@@ -196,12 +203,13 @@ async def _serve(
     try:
         await stop.wait()
     finally:
-        _say("propylon: stopping")
+        _say(f"propylon: stopping (running requests get up to {args.drain_seconds:g} s)")
+        gw.runtime.draining = True
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        await gw.stop()
+        await gw.stop(grace=args.drain_seconds)
     return 0
 
 

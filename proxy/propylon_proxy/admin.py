@@ -35,11 +35,19 @@ class AdminHandler:
         self._token = token or None
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        response = await self._answer(request)
+        # aiohttp would say "Python/3.x aiohttp/3.x": no listener advertises versions.
+        response.headers["Server"] = "propylon"
+        return response
+
+    async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.raw_path.partition("?")[0]
         plan = self._holder.current
         if path == "/healthz":
             return _json(200, {"status": "ok"})
         if path == "/readyz":
+            if self._runtime.draining:
+                return _json(503, {"status": "draining"})
             if plan is None:
                 return _json(503, {"status": "not ready"})
             return _json(200, {"status": "ready", "version": plan.version})

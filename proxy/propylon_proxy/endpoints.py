@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 
 from propylon_config import model
 
+_PRUNE_AT = 256
+
 
 class Balancer:
     def __init__(self, *, failure_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -36,4 +38,17 @@ class Balancer:
         return candidates[index % len(candidates)]
 
     def mark_failed(self, address: model.EndpointAddress) -> None:
-        self._failed_until[(address.address, address.port)] = self._clock() + self._failure_seconds
+        now = self._clock()
+        if len(self._failed_until) >= _PRUNE_AT:
+            # Expired marks mean nothing; dropping them keeps the map as large as the failures
+            # of the last ``failure_seconds``, not of the gateway's lifetime.
+            self._failed_until = {k: until for k, until in self._failed_until.items() if until > now}
+        self._failed_until[(address.address, address.port)] = now + self._failure_seconds
+
+    def retain(self, service_keys: set[str]) -> None:
+        """Forget the round-robin positions of Services the current plan no longer routes to."""
+        self._next = {key: index for key, index in self._next.items() if key in service_keys}
+
+    def __len__(self) -> int:
+        """How many entries the balancer holds (what must stay bounded)."""
+        return len(self._next) + len(self._failed_until)

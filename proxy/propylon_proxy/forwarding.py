@@ -36,7 +36,9 @@ GATEWAY_FRAMED = HOP_BY_HOP | {"content-length"}
 # Set by the gateway itself; whatever the client sent under these names is never forwarded.
 # (Expect is answered by the gateway, which has already invited the body.)
 _GATEWAY_OWNED = frozenset({"host", "x-request-id", "traceparent", "expect"})
-_NOT_TO_CLIENT = HOP_BY_HOP | {"x-request-id"}
+# A backend must not be able to make its own answer look like a gateway response (the access
+# log, metrics and clients read x-propylon-error-type as the gateway's word).
+_NOT_TO_CLIENT = HOP_BY_HOP | {"x-request-id", "x-propylon-error-type"}
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
@@ -125,6 +127,7 @@ def upstream_request_headers(
     trusted_peer = is_trusted(peer, trusted)
     out: Headers = []
     prior_hops: list[str] = []
+    forwarded_proto = scheme
     for (name, value), lower in zip(pairs, lowered, strict=True):
         if lower in HOP_BY_HOP or lower in named:
             continue
@@ -137,12 +140,18 @@ def upstream_request_headers(
             if canonical == "x-forwarded-for":
                 prior_hops.append(value)
                 continue
-            if canonical in ("x-forwarded-proto", "x-forwarded-host"):
+            if canonical == "x-forwarded-proto":
+                # A trusted TLS-terminating proxy knows the client's scheme; we only saw http.
+                proto = value.strip().lower()
+                if proto in ("http", "https"):
+                    forwarded_proto = proto
+                continue
+            if canonical == "x-forwarded-host":
                 continue  # replaced below
         out.append((name, value))
     out.append(("Host", upstream_host))
     out.append(("X-Forwarded-For", ", ".join([*prior_hops, peer])))
-    out.append(("X-Forwarded-Proto", scheme))
+    out.append(("X-Forwarded-Proto", forwarded_proto))
     if client_host:
         out.append(("X-Forwarded-Host", client_host))
     out.append(("X-Request-Id", request_id))

@@ -89,13 +89,24 @@ class Gateway:
         self.addresses = Addresses(host=host, port=bound[0], internal_port=bound[1], admin_port=bound[2])
         return self.addresses
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop listening, let running requests finish (up to ``grace`` seconds), then close the
-        runtime (resources, state store, upstream client)."""
+    async def stop(self, grace: float = 25.0) -> None:
+        """Shut down without failing a request that was accepted (DESIGN.md section 8, shutdown).
+
+        Not ready first (``/readyz`` 503), then the public and internal listeners stop accepting
+        while the requests they are running finish, up to ``grace`` seconds (``--drain-seconds``);
+        the admin listener closes last so probes and metrics see the drain; then the runtime
+        (resources, state store, upstream client) closes.
+        """
+        self.runtime.draining = True
         servers, self._servers = self._servers, []
-        for tcp, _ in servers:
+        traffic, admin_side = servers[:2], servers[2:]
+        for tcp, _ in traffic:
             tcp.close()
-        for tcp, web_server in servers:
-            await web_server.shutdown(grace)
+        await asyncio.gather(*(web_server.shutdown(grace) for _, web_server in traffic))
+        for tcp, _ in traffic:
+            await tcp.wait_closed()
+        for tcp, web_server in admin_side:
+            tcp.close()
+            await web_server.shutdown(1.0)
             await tcp.wait_closed()
         await self.runtime.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 Labels = tuple[tuple[str, str], ...]
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -43,6 +43,10 @@ class Counter:
     def value(self, labels: Labels) -> float:
         return self._values.get(labels, 0.0)
 
+    def retain(self, keep: Callable[[Labels], bool]) -> None:
+        with self._lock:
+            self._values = {labels: v for labels, v in self._values.items() if keep(labels)}
+
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
         for labels, value in sorted(self._values.items()):
@@ -66,6 +70,10 @@ class Histogram:
             counts, total = series
             counts[bisect.bisect_left(self._buckets, value)] += 1
             total[0] += value
+
+    def retain(self, keep: Callable[[Labels], bool]) -> None:
+        with self._lock:
+            self._series = {labels: series for labels, series in self._series.items() if keep(labels)}
 
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
@@ -109,6 +117,19 @@ class GatewayMetrics:
         self.request_duration.observe(labels, duration)
         if integration is not None:
             self.integration_duration.observe(labels, integration)
+
+    def retain_routes(self, live: set[Labels]) -> None:
+        """Forget the series of routes no plan serves any more (issue 8, item 9): without this a
+        gateway whose routes churn grows its /metrics forever. Unmatched requests keep theirs."""
+        unmatched = self.labels("", "", "")
+
+        def keep(labels: Labels) -> bool:
+            route = labels[:3]
+            return route == unmatched or route in live or not all(k in ("api", "stage", "route") for k, _ in route)
+
+        for family in self._families:
+            family.retain(keep)
+        self._request_keys = {key: value for key, value in self._request_keys.items() if keep(key[0])}
 
     def render(self) -> str:
         lines: list[str] = []

@@ -87,4 +87,8 @@ class PlanHolder:
         plan = build(config, self._runtime)
         self._current = plan
         resources.settle()
+        # Bounded state (issue 8, item 9): metric series and balancer entries of routes and
+        # Services the new plan no longer has are dropped.
+        self._runtime.metrics.retain_routes({route.labels for route in plan.routes.values()})
+        self._runtime.balancer.retain({e.key for e in config.endpoints})
         return plan

@@ -123,6 +123,9 @@ class Runtime:
     resources: Resources = dataclasses.field(default_factory=Resources)
     clock: Callable[[], float] = time.time  # wall clock, injected by tests (quotas, TTLs)
     log_stream: TextIO | None = None  # None = stdout
+    # Set when shutdown begins: /readyz answers 503 from then on, so load balancers that still
+    # probe take this replica out before its listeners close.
+    draining: bool = False
 
     async def close(self) -> None:
         await self.resources.close()

@@ -291,3 +291,62 @@ spec: {ports: [{port: 80}]}
         " without '#'; percent-encode the rest (Api shop/versions spec.routes[1].integration.path);"
         " route 'GET /svc/{id}' refuses every request (500 API_CONFIGURATION_ERROR)",
     ]
+
+
+HEADER_CASES = [
+    (
+        'integration: {type: MOCK, mock: {headers: {X-Note: "a\\r\\nSet-Cookie: s=1"}}}',
+        "spec.routes[0].integration.mock.headers.X-Note",
+        "a header value can hold only visible ASCII, spaces and tabs (no CR, LF or controls)",
+    ),
+    (
+        'integration: {type: MOCK, mock: {headers: {"Bad Name": "x"}}}',
+        'spec.routes[0].integration.mock.headers["Bad Name"]',
+        "'Bad Name' is not a valid header name",
+    ),
+    (
+        'integration: {type: HTTP_PROXY, url: "http://user:secret@127.0.0.1:9000/x"}',
+        "spec.routes[0].integration.url",
+        "invalid url: it must not carry user information (user:password@); set an Authorization header instead",
+    ),
+    (
+        "integration: {type: HTTP_PROXY, url: \"http://127.0.0.1:9000/x\", "
+        "requestParameters: {\"overwrite:header.X_Real_IP\": \"'1.2.3.4'\"}}",
+        'spec.routes[0].integration.requestParameters["overwrite:header.X_Real_IP"]',
+        "invalid mapping key 'overwrite:header.X_Real_IP': X_Real_IP is set only by the gateway",
+    ),
+    (
+        "integration: {type: HTTP_PROXY, url: \"http://127.0.0.1:9000/x\", "
+        "requestParameters: {\"overwrite:header.X-Forwarded-Prefix\": \"'/admin'\"}}",
+        'spec.routes[0].integration.requestParameters["overwrite:header.X-Forwarded-Prefix"]',
+        "invalid mapping key 'overwrite:header.X-Forwarded-Prefix': X-Forwarded-Prefix is set only by the gateway",
+    ),
+]
+
+
+@pytest.mark.parametrize(("integration", "field", "message"), HEADER_CASES)
+def test_headers_a_response_or_request_cannot_carry_are_diagnostics(integration: str, field: str, message: str) -> None:
+    """Issue 8, item 4: caught when compiling, never a run-time 500, a split header or a leak."""
+    text = (
+        "apiVersion: propylon.dev/v1alpha1\nkind: Api\nmetadata: {name: h, namespace: shop}\n"
+        f"spec:\n  routes:\n    - routeKey: GET /x\n      {integration}\n"
+    )
+    result = compiler.compile(documents(text))
+    found = [(d.field, d.message) for d in result.diagnostics]
+    assert any(f == field and m.startswith(message) for f, m in found), found
+    assert "secret" not in " ".join(m for _, m in found)  # credentials are never echoed
+
+
+def test_a_gateway_response_header_with_a_line_break_is_a_diagnostic() -> None:
+    text = (
+        "apiVersion: propylon.dev/v1alpha1\nkind: Api\nmetadata: {name: h, namespace: shop}\n"
+        "spec:\n  gatewayResponses:\n    THROTTLED: {headers: {X-Why: \"slow\\ndown\"}}\n"
+        "  routes:\n    - routeKey: GET /x\n      integration: {type: MOCK, mock: {}}\n"
+    )
+    result = compiler.compile(documents(text))
+    assert [(d.field, d.message) for d in result.diagnostics] == [
+        (
+            "spec.gatewayResponses.THROTTLED.headers.X-Why",
+            "a header value can hold only visible ASCII, spaces and tabs (no CR, LF or controls)",
+        )
+    ]

@@ -24,7 +24,14 @@ def test_deployment_runs_the_proxy_on_the_snapshot_secret() -> None:
     assert deployment["metadata"]["ownerReferences"] == [OWNER]
     assert spec["replicas"] == 3
     assert container["image"] == "img:1"
-    assert container["command"] + container["args"] == ["propylon", "proxy", "--config-secret", "edge/gw-snapshot"]
+    assert container["command"] + container["args"] == [
+        "propylon",
+        "proxy",
+        "--config-secret",
+        "edge/gw-snapshot",
+        "--drain-seconds",
+        "25",
+    ]
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
         "public": 8080,
         "internal": 8081,
@@ -39,6 +46,17 @@ def test_deployment_runs_the_proxy_on_the_snapshot_secret() -> None:
     assert container["resources"]["requests"]
     assert pod["serviceAccountName"] == "gw-proxy"
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+
+
+def test_proxies_drain_on_rollouts_and_trust_the_configured_load_balancer() -> None:
+    """Issue 8, items 5 and 7: preStop keeps a stopping pod serving while Services forget it,
+    SIGTERM drains within the grace period, and --trusted-proxies reaches every proxy."""
+    s = settings.Settings(gateway_name="gw", trusted_proxies="10.0.0.0/8,192.168.0.0/16", drain_seconds=40)
+    pod = workloads.deployment(s, OWNER)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][-4:] == ["--drain-seconds", "40", "--trusted-proxies", "10.0.0.0/8,192.168.0.0/16"]
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    assert pod["terminationGracePeriodSeconds"] == 5 + 40 + 5
 
 
 def test_with_an_autoscaler_the_deployment_leaves_replicas_to_it() -> None:

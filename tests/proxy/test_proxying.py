@@ -156,10 +156,21 @@ async def test_request_body_streams_both_ways(gw):
     assert _headers(seen)["content-encoding"] == ["gzip"]
 
 
+_HELD: list[socket.socket] = []
+
+
 def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port that refuses connections for the rest of the run.
+
+    The socket stays bound but never listens: connecting is refused, and no other server (a
+    later test's backend, another process on a busy machine) can take the port. Releasing it
+    at once, as this helper used to, let a neighbour bind it, so a "dead" endpoint sometimes
+    answered 404 (issue 8, item 10).
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD.append(sock)
+    return int(sock.getsockname()[1])
 
 
 async def test_connection_refused_is_502(start_gateway):

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import http.server
 import json
+import signal
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -54,10 +57,10 @@ def backend() -> Iterator[_CountingBackend]:
     server.server_close()
 
 
-def _request(method: str, url: str) -> tuple[int, dict[str, str], bytes]:
+def _request(method: str, url: str, timeout: float = 5) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url, method=method)
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
@@ -137,8 +140,98 @@ def test_a_service_deleted_under_watch_makes_its_route_refuse(tmp_path: Path, ba
 
         assert _wait_for(refused, 15), served.stderr()
         status, headers, body = _request("GET", served.url("/prod/orders/9"))
+        assert status == 500
         assert headers["x-propylon-error-type"] == "API_CONFIGURATION_ERROR"
         assert json.loads(body) == {"message": "Internal server error"}
         assert not [line for line in backend.seen if "/open/orders" in line]  # no fall-through to ANY /{proxy+}
     finally:
         served.stop()
+
+
+class _SlowBackend(http.server.ThreadingHTTPServer):
+    """Answers after ``delay`` seconds, so requests are in flight when the gateway is told to stop."""
+
+    def __init__(self, delay: float) -> None:
+        self.arrived = threading.Semaphore(0)
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                server.arrived.release()
+                time.sleep(delay)
+                body = b"x" * 100_000
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+SLOW_API = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: slow, namespace: shop}}
+spec:
+  routes:
+    - routeKey: "GET /slow"
+      integration: {{type: HTTP_PROXY, url: "http://127.0.0.1:{port}/slow"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {{name: prod, namespace: shop}}
+spec: {{apiRef: slow}}
+"""
+
+
+def test_sigterm_drains_every_accepted_request_and_refuses_new_ones(tmp_path: Path) -> None:
+    """Issue 8, item 7: not ready, stop accepting, let what was accepted finish."""
+    backend = _SlowBackend(delay=6.5)  # longer than the 5 s the old shutdown allowed
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "api.yaml").write_text(SLOW_API.format(port=backend.server_address[1]))
+    served = Served(folder, tmp_path, "--drain-seconds", "20")
+    in_flight = 12
+    results: list[tuple[int, int] | str] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        try:
+            status, _, body = _request("GET", served.url("/prod/slow"), timeout=30)
+            outcome: tuple[int, int] | str = (status, len(body))
+        except Exception as error:  # a failed accepted request is what this test counts
+            outcome = repr(error)
+        with lock:
+            results.append(outcome)
+
+    try:
+        clients = [threading.Thread(target=one) for _ in range(in_flight)]
+        for client in clients:
+            client.start()
+        for _ in range(in_flight):  # every request has reached the backend: all were accepted
+            assert backend.arrived.acquire(timeout=10)
+        served.process.send_signal(signal.SIGTERM)
+        refused = _wait_for(lambda: not _connectable(served.port), 5)
+        assert refused, "the public listener still accepts after SIGTERM"
+        for client in clients:
+            client.join(timeout=30)
+        assert results == [(200, 100_000)] * in_flight
+        assert served.process.wait(timeout=30) == 0
+    finally:
+        served.stop()
+        backend.shutdown()
+        backend.server_close()
+
+
+def _connectable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
