@@ -69,6 +69,7 @@ def _manifests(ports: dict[str, int], not_json: int) -> str:
         ("GET /slow", fn("slow", "2.0", ", timeoutMillis: 300")),
         ("GET /notjson", f'{{type: FUNCTION, url: "http://127.0.0.1:{not_json}"}}'),
         ("GET /down", f'{{type: FUNCTION, url: "http://127.0.0.1:{harness.free_port()}"}}'),
+        ("GET /svc/{id}", '{type: FUNCTION, service: {name: echo-fn, port: 80}, payloadFormatVersion: "1.0"}'),
         ("ANY /users", fn("users", "1.0")),
         ("ANY /users/{id}", fn("users", "1.0")),
     ]
@@ -109,6 +110,21 @@ spec:
   routes:
     - routeKey: "$default"
       integration: {fn("fastapi", "2.0")}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: echo-fn, namespace: shop}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: echo-fn-1, namespace: shop, labels: {{kubernetes.io/service-name: echo-fn}}}}
+addressType: IPv4
+ports: [{{name: http, port: {ports["echo"]}}}]
+endpoints:
+  - addresses: [127.0.0.2]  # nothing listens there: refused, skipped, tried elsewhere
+  - addresses: [127.0.0.1]
 ---
 apiVersion: propylon.dev/v1alpha1
 kind: Stage
@@ -267,6 +283,13 @@ def test_a_function_slower_than_timeout_millis_is_504(gateway: int) -> None:
     status, got, body = harness.request(gateway, "GET", "/prod/slow?s=3")
     assert (status, _json(body)) == (504, {"message": "Endpoint request timed out"})
     assert harness.header(got, "x-propylon-error-type") == ["INTEGRATION_TIMEOUT"]
+
+
+def test_a_service_target_is_balanced_and_a_refusing_endpoint_skipped(gateway: int) -> None:
+    for n in range(4):
+        status, _, body = harness.request(gateway, "GET", f"/prod/svc/{n}")
+        assert status == 200, body
+        assert _json(body)["event"]["pathParameters"] == {"id": str(n)}  # type: ignore[index]
 
 
 def test_the_users_example_answers_with_its_cors_headers(gateway: int) -> None:

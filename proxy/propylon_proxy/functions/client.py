@@ -47,6 +47,14 @@ class FunctionError(InvokeError):
         self.payload = payload
 
 
+class _Refused(Exception):
+    """No connection could be made; nothing was sent, so another endpoint may be tried."""
+
+    def __init__(self, message: str, address: model.EndpointAddress | None) -> None:
+        super().__init__(message)
+        self.address = address
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Target:
     """Where a function runs: a base URL, or a Service with the endpoints the plan knows for it."""
@@ -96,7 +104,9 @@ class FunctionClient:
         self._balancer = balancer
         self._bases: dict[str, _Base] = {}
 
-    def _destination(self, target: Target) -> tuple[_Base, model.EndpointAddress | None]:
+    def _destination(
+        self, target: Target, exclude: tuple[str, int] | None = None
+    ) -> tuple[_Base, model.EndpointAddress | None]:
         if target.url is not None:
             base = self._bases.get(target.url)
             if base is None:
@@ -104,7 +114,7 @@ class FunctionClient:
             return base, None
         if target.service is None:
             raise InvokeError("a function target needs a url or a service")
-        picked = self._balancer.pick(target.service.key, target.addresses)
+        picked = self._balancer.pick(target.service.key, target.addresses, exclude)
         if picked is None:
             raise InvokeError(f"no ready endpoint for {target.service.key}")
         host = f"[{picked.address}]" if ":" in picked.address else picked.address
@@ -112,8 +122,27 @@ class FunctionClient:
 
     async def invoke(self, target: Target, event: bytes, timeout: float, *, request_id: str = "") -> Any:
         """The handler's return value (parsed JSON) for ``event``; raises ``InvokeTimeout``,
-        ``FunctionError`` (the handler raised) or ``InvokeError`` (anything else)."""
-        base, address = self._destination(target)
+        ``FunctionError`` (the handler raised) or ``InvokeError`` (anything else).
+
+        A Service endpoint that refuses the connection (nothing was sent) is marked failed and
+        the invocation tried once more on another endpoint, as HTTP_PROXY does."""
+        deadline = time.monotonic() + timeout
+        try:
+            return await self._invoke_once(target, event, deadline, request_id, None)
+        except _Refused as refused:
+            if refused.address is None:
+                raise InvokeError(str(refused)) from refused
+            exclude = (refused.address.address, refused.address.port)
+            try:
+                return await self._invoke_once(target, event, deadline, request_id, exclude)
+            except _Refused as again:
+                raise InvokeError(str(again)) from again
+
+    async def _invoke_once(
+        self, target: Target, event: bytes, deadline: float, request_id: str, exclude: tuple[str, int] | None
+    ) -> Any:
+        base, address = self._destination(target, exclude)
+        timeout = max(deadline - time.monotonic(), 0.001)
         headers = [
             ("Host", base.host_header),
             ("Content-Type", "application/json"),
@@ -131,7 +160,6 @@ class FunctionClient:
             body=event,
             timeout=timeout,
         )
-        deadline = time.monotonic() + timeout
         try:
             response = await self._pool.send(request)
         except upstream.UpstreamTimeout as exc:
@@ -139,7 +167,7 @@ class FunctionClient:
         except upstream.UpstreamConnectError as exc:
             if address is not None:
                 self._balancer.mark_failed(address)
-            raise InvokeError(str(exc)) from exc
+            raise _Refused(str(exc), address) from exc
         except (upstream.UpstreamError, OSError) as exc:
             raise InvokeError(str(exc)) from exc
         try:
