@@ -32,6 +32,7 @@ FIELDS = (
     "canary",
     "cache",
     "errorType",
+    "stalled",  # "backend" or "client": a relay cut for no progress (issue 8, item 6)
 )
 
 

@@ -56,6 +56,7 @@ class RequestContext:
     integration_latency: float | None = None  # seconds until the integration's response head
     integration_status: int | None = None
     error_type: str | None = None
+    stalled: str | None = None  # "backend" or "client" when a relay was cut for no progress
     # Headers as text pairs, decoded once on first use.
     _headers: list[tuple[str, str]] | None = None
 

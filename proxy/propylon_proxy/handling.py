@@ -90,7 +90,8 @@ class Pipeline:
             return await self._refuse(ctx, gateway_responses.RESOURCE_NOT_FOUND)
         route_plan = plan.routes[ctx.match.route.id]
         ctx.labels = route_plan.labels
-        return await responding.send(ctx, await route_plan.chain.run(ctx))
+        stall = self._runtime.settings.listener.response_stall_timeout
+        return await responding.send(ctx, await route_plan.chain.run(ctx), stall_seconds=stall)
 
     async def _refuse(self, ctx: context.RequestContext, error_type: str) -> web.StreamResponse:
         """Requests refused before any route's chain runs (hygiene, no plan, no route)."""

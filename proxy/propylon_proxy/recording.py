@@ -55,4 +55,5 @@ def _fields(ctx: context.RequestContext, status: int, duration: float) -> dict[s
         "canary": ctx.canary,
         "cache": ctx.cache,
         "errorType": ctx.error_type,
+        "stalled": ctx.stalled,
     }

@@ -8,6 +8,7 @@ in which case the head goes at once (a client never waits for a head the gateway
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -39,12 +40,12 @@ def as_written(value: str) -> str:
     return value.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
-async def send(ctx: context.RequestContext, reply: replies.Reply) -> web.StreamResponse:
+async def send(ctx: context.RequestContext, reply: replies.Reply, *, stall_seconds: float = 30.0) -> web.StreamResponse:
     ctx.status = reply.status
     if reply.error_type is not None:
         ctx.error_type = reply.error_type
     if reply.stream is not None:
-        return await _relay(ctx, reply, reply.stream)
+        return await _relay(ctx, reply, reply.stream, stall_seconds)
     return await _send_whole(ctx, reply)
 
 
@@ -73,11 +74,53 @@ async def _send_whole(ctx: context.RequestContext, reply: replies.Reply) -> web.
     return response
 
 
-async def _relay(ctx: context.RequestContext, reply: replies.Reply, stream: replies.BodyStream) -> web.StreamResponse:
+class _StallWatch:
+    """Ends a relay that makes no progress for ``seconds`` (issue 8, item 6).
+
+    One timer per relay, re-armed only when it fires: the per-chunk cost is two attribute
+    writes, not a timer per chunk. ``side`` says what the relay is waiting on ("backend" while
+    reading a chunk, "client" while the client drains one), so the access log can say who stalled.
+    """
+
+    __slots__ = ("_handle", "_loop", "_seconds", "_task", "fired", "progress", "side")
+
+    def __init__(self, seconds: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._seconds = seconds
+        self._task = asyncio.current_task()
+        self.progress = self._loop.time()
+        self.side = "backend"
+        self.fired = False
+        self._handle = self._loop.call_at(self.progress + seconds, self._check)
+
+    def _check(self) -> None:
+        due = self.progress + self._seconds
+        if self._loop.time() < due:
+            self._handle = self._loop.call_at(due, self._check)
+            return
+        self.fired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def moved(self, side: str) -> None:
+        """Progress was made; the relay now waits on ``side``."""
+        self.side = side
+        self.progress = self._loop.time()
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+async def _relay(
+    ctx: context.RequestContext, reply: replies.Reply, stream: replies.BodyStream, stall_seconds: float
+) -> web.StreamResponse:
     """Stream a backend's body to the client, chunk by chunk.
 
     Neither the backend's headers nor a mapping can carry x-request-id, so appending it is
     setting it. Headers are handed over whole (one C-level copy instead of an add() each).
+    ``stall_seconds`` without progress either way (the backend sends nothing, or the client
+    reads nothing) cuts both connections: the client sees a cut response, never a falsely
+    complete one.
     """
     written = [(name, value if value.isascii() else as_written(value)) for name, value in reply.headers]
     written.append(("x-request-id", ctx.request_id))
@@ -85,13 +128,28 @@ async def _relay(ctx: context.RequestContext, reply: replies.Reply, stream: repl
     if reply.close:
         out.force_close()
     writer = None
+    watch = _StallWatch(stall_seconds)
     try:
         writer = await out.prepare(ctx.request)
         if writer is not None and not stream.body_ready():
             writer.send_headers()
         async for chunk in stream.iter_chunks():
+            watch.moved("client")
             await out.write(chunk)
             ctx.response_length += len(chunk)
+            watch.moved("backend")
+    except asyncio.CancelledError:
+        if not watch.fired:
+            raise
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        ctx.stalled = watch.side
+        log.warning("%s stalled mid-response for %s s (request %s): cut", watch.side, stall_seconds, ctx.request_id)
+        if writer is not None:
+            writer.send_headers()
+        transport = ctx.request.transport
+        if transport is not None:
+            transport.close()
+        return out
     except upstream.UpstreamError:
         # The head is already sent: the only honest signal left is to cut the connection.
         log.warning("backend hung up mid-response (request %s)", ctx.request_id)
@@ -102,6 +160,7 @@ async def _relay(ctx: context.RequestContext, reply: replies.Reply, stream: repl
             transport.close()
         return out
     finally:
+        watch.cancel()
         await stream.release()
     await out.write_eof()
     return out

@@ -19,6 +19,8 @@ class ListenerSettings:
     max_headers: int = 100
     header_timeout: float = 10.0
     body_stall_timeout: float = 30.0
+    # A proxied response body that makes no progress this long, either way, is cut (issue 8.6).
+    response_stall_timeout: float = 30.0
     keepalive_timeout: float = 75.0
 
 

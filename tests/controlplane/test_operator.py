@@ -235,7 +235,11 @@ def test_operator_publishes_lays_out_the_data_plane_and_follows_edits(env: Env, 
 
     deployment = _eventually(lambda: env.get("deployment", "-n", env.gw_ns, GATEWAY), CHANGE_WITHIN, "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["proxy", "--config-secret", f"{env.gw_ns}/{GATEWAY}-snapshot"]
+    assert container["args"] == ["proxy", "--config-secret", f"{env.gw_ns}/{GATEWAY}-snapshot", "--drain-seconds", "25"]
+    # Issue 8, item 7, as the API server stored it: the pod keeps serving while Services forget
+    # it, then drains within its grace period.
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 35
     assert {p["containerPort"] for p in container["ports"]} == {8080, 8081, 9090}
     for kind, name in (
         ("deployment", GATEWAY),
