@@ -6,6 +6,10 @@
 #   docker run --rm -p 8080:8080 -v "$PWD/examples/quickstart:/config:ro" propylon:dev \
 #       serve -f /config --host 0.0.0.0
 #
+# It also runs Lambda handlers as function Services (examples/kubernetes/function.yaml):
+#   docker run --rm -p 9000:8080 -v "$PWD/examples/functions/users:/code:ro" --entrypoint python \
+#       propylon:dev -m propylon.function app.lambda_handler --path /code
+#
 # Two stages: the first builds a virtualenv with a normal (not editable) install, the second
 # copies only that virtualenv onto a clean base, so no compiler, pip cache or source tree ships.
 

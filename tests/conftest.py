@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-_MUST_RUN_IN_CI = ("tests/controlplane/", "tests/test_chart.py")
+_MUST_RUN_IN_CI = ("tests/controlplane/", "tests/test_chart.py", "tests/functions/test_rie.py")
 
 
 def _must_run(item: pytest.Item) -> bool:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine (run as root):
 # Debian packages, the project with its test extra, and the control-plane binaries
-# (kube-apiserver, etcd, kubectl, helm) cached under ~/.cache/propylon/<version>/.
+# (kube-apiserver, etcd, kubectl, helm) and aws-lambda-rie cached under ~/.cache/propylon/<version>/.
 # Safe to re-run: each step skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,4 +26,6 @@ if [ -x tools/controlplane/build.sh ] || [ -f tools/controlplane/build.sh ]; the
   step "control-plane binaries"
   bash tools/controlplane/build.sh
 fi
+step "aws-lambda-rie (the Lambda Runtime Interface Emulator, for tests/functions/test_rie.py)"
+bash tools/rie/build.sh
 step "setup done"

@@ -92,6 +92,15 @@ def parse(f: fields.Fields, raw: dict[str, Any], path: str, api_namespace: str) 
             fields.join(path, "payloadFormatVersion"), f'payloadFormatVersion must be "1.0" or "2.0", not {payload!r}'
         )
 
+    proxy = f.boolean(raw, "proxy", path)
+    if proxy is False and kind is not model.IntegrationType.FUNCTION:
+        f.error(fields.join(path, "proxy"), f"proxy: false applies only to FUNCTION integrations, not {kind.value}")
+    if payload is not None and kind is not model.IntegrationType.FUNCTION:
+        f.error(
+            fields.join(path, "payloadFormatVersion"),
+            f"payloadFormatVersion applies only to FUNCTION integrations, not {kind.value}",
+        )
+
     for name, allowed_types, applies in (
         ("requestParameters", MAPPED, "HTTP_PROXY and HTTP"),
         ("responseParameters", MAPPED, "HTTP_PROXY and HTTP"),
@@ -121,6 +130,7 @@ def parse(f: fields.Fields, raw: dict[str, Any], path: str, api_namespace: str) 
         method=method if kind in TARGETED else None,
         timeout_ms=timeout if timeout is not None else DEFAULT_TIMEOUT_MS,
         payload_format_version=payload or "2.0",
+        proxy=proxy if proxy is not None and kind is model.IntegrationType.FUNCTION else True,
         request_parameters=request_parameters if kind in MAPPED else (),
         response_parameters=response_parameters if kind in MAPPED else (),
         request_templates=templates if kind is model.IntegrationType.HTTP else (),

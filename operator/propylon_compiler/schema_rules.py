@@ -142,6 +142,14 @@ TWINS: dict[str, Twin] = {
             or (not _has(i, "requestParameters") and not _has(i, "responseParameters"))
         ),
     ),
+    "proxy: false applies only to FUNCTION integrations": Twin(
+        "self.type == 'FUNCTION' || !has(self.proxy) || self.proxy",
+        lambda i: i["type"] == "FUNCTION" or not _has(i, "proxy") or i["proxy"] is True,
+    ),
+    "payloadFormatVersion applies only to FUNCTION integrations": Twin(
+        "self.type == 'FUNCTION' || !has(self.payloadFormatVersion)",
+        lambda i: i["type"] == "FUNCTION" or not _has(i, "payloadFormatVersion"),
+    ),
     "requestTemplates apply only to HTTP integrations": Twin(
         "self.type == 'HTTP' || !has(self.requestTemplates)",
         lambda i: i["type"] == "HTTP" or not _has(i, "requestTemplates"),

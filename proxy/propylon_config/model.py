@@ -139,6 +139,7 @@ class Integration:
     method: str | None = None  # None = the request's method
     timeout_ms: int = 29000
     payload_format_version: str = "2.0"
+    proxy: bool = True  # FUNCTION: False is a custom (template) integration (DESIGN.md §2.5)
     request_parameters: tuple[ParameterMapping, ...] = ()
     response_parameters: tuple[ResponseMappings, ...] = ()
     request_templates: tuple[tuple[str, str], ...] = ()  # (content type, VTL template)

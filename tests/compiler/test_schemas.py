@@ -305,6 +305,18 @@ BROKEN: list[tuple[str, manifests.Document, str, str]] = [
         "requestTemplates apply only to HTTP integrations",
     ),
     (
+        "proxy: false on HTTP_PROXY",
+        _edit(API, "spec.routes[1].integration.proxy", False),
+        "spec.routes[1].integration.proxy",
+        "proxy: false applies only to FUNCTION integrations",
+    ),
+    (
+        "payloadFormatVersion on HTTP_PROXY",
+        _edit(API, "spec.routes[1].integration.payloadFormatVersion", "1.0"),
+        "spec.routes[1].integration.payloadFormatVersion",
+        "payloadFormatVersion applies only to FUNCTION integrations",
+    ),
+    (
         "CORS * with credentials",
         _edit(API, "spec.cors", {"allowOrigins": ["https://a.example", "*"], "allowCredentials": True}),
         "spec.cors.allowOrigins",

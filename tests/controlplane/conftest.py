@@ -75,14 +75,16 @@ def api_client(kube_apiserver: cluster.ControlPlane) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def test_hosts() -> Iterator[Callable[[str], netns.TestHost]]:
-    """A factory: ``test_hosts("blue")`` starts an echo backend named "blue" in a new namespace."""
+    """A factory: ``test_hosts("blue")`` starts an echo backend named "blue" in a new namespace;
+    ``test_hosts("fn", function="plain.echo", path=DIR)`` runs that Lambda handler under
+    ``python -m propylon.function`` instead."""
     reason = netns.unavailable_reason()
     if reason:
         pytest.skip(reason)
     made: list[netns.TestHost] = []
 
-    def make(name: str) -> netns.TestHost:
-        host = netns.TestHost(name)
+    def make(name: str, function: str | None = None, path: str | None = None) -> netns.TestHost:
+        host = netns.TestHost(name, function=function, path=path)
         made.append(host)
         return host.start()
 

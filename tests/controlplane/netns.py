@@ -70,7 +70,7 @@ class TestHost:
 
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, backend_name: str) -> None:
+    def __init__(self, backend_name: str, *, function: str | None = None, path: str | None = None) -> None:
         token = secrets.token_hex(4)
         self.namespace = f"propylon-test-{token}"
         self.host_veth = f"pth{token}"  # interface names are at most 15 characters
@@ -83,6 +83,14 @@ class TestHost:
         self.port = BACKEND_PORT
         self.prefix = subnet.prefixlen
         self.process: subprocess.Popen[bytes] | None = None
+        self.function, self.function_path = function, path
+
+    def _command(self) -> list[str]:
+        if self.function is not None:  # a Lambda handler as the function Service
+            argv = [sys.executable, "-m", "propylon.function", self.function, "--path", self.function_path or "."]
+            return [*argv, "--host", self.address, "--port", str(self.port)]
+        argv = [sys.executable, str(ECHO_BACKEND), "--host", self.address, "--port", str(self.port)]
+        return [*argv, "--name", self.backend_name]
 
     def start(self) -> TestHost:
         try:
@@ -95,20 +103,7 @@ class TestHost:
             _ip("-n", self.namespace, "link", "set", self.peer_veth, "up")
             _ip("-n", self.namespace, "link", "set", "lo", "up")
             self.process = subprocess.Popen(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    self.namespace,
-                    sys.executable,
-                    str(ECHO_BACKEND),
-                    "--host",
-                    self.address,
-                    "--port",
-                    str(self.port),
-                    "--name",
-                    self.backend_name,
-                ],
+                ["ip", "netns", "exec", self.namespace, *self._command()],
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )

@@ -290,3 +290,41 @@ def test_proxy_keeps_serving_while_the_api_server_is_down_and_catches_up_after(
     _store_config(kube_apiserver, namespace, later)
     _eventually(lambda: _get(proxy.url("/after/echo/y"))[0] == 200, 30, "the snapshot written after the outage")
     assert proxy.process.poll() is None
+
+
+def test_a_function_route_to_a_service_is_invoked_through_its_endpointslices(
+    kube_apiserver, namespace, test_hosts, start_proxy
+) -> None:
+    handlers = pathlib.Path(__file__).parents[1] / "functions" / "handlers"
+    function = test_hosts("fn", function="plain.echo", path=str(handlers))
+    kube_apiserver.apply(_backend_objects(namespace, function.address))
+    text = f"""
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: fn, namespace: {namespace}}}
+spec:
+  routes:
+    - routeKey: GET /fn/{{id}}
+      integration: {{type: FUNCTION, service: {{name: echo, port: 80}}, payloadFormatVersion: "1.0"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {{name: prod, namespace: {namespace}}}
+spec: {{apiRef: fn, basePath: /prod}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: echo, namespace: {namespace}}}
+spec:
+  ports: [{{name: http, port: 80, targetPort: 8080, protocol: TCP}}]
+"""
+    documents, problems = manifests.parse_text(text, "fn.yaml")
+    assert not problems
+    result = compiler.compile(documents)
+    assert result.ok, result.diagnostics
+    _store_config(kube_apiserver, namespace, result.snapshot)
+    proxy = start_proxy()
+    status, answer = _get(proxy.url("/prod/fn/42?q=1"))
+    assert status == 200, answer
+    assert answer["event"]["pathParameters"] == {"id": "42"}
+    assert answer["event"]["requestContext"]["accountId"] == namespace

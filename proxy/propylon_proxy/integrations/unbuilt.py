@@ -1,4 +1,5 @@
-"""Integration types whose module is not built yet: they fail closed with 502.
+"""Integrations whose module is not built yet (HTTP with templates, custom FUNCTION with
+``proxy: false``): they fail closed with 502.
 
 A route of such a type must never be served as if it worked; INTEGRATION_FAILURE is what a
 client of a broken integration sees, and the access log names the type's absence by the

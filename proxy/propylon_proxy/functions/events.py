@@ -1,0 +1,306 @@
+"""The Amazon API Gateway proxy events, payload 1.0 (REST-style) and 2.0 (HTTP-API-style).
+
+Handlers written for AWS read these events field by field, and frameworks (Powertools, Mangum)
+validate their shape, so the shapes follow AWS exactly: a field AWS sends as null is null here,
+a field AWS leaves out is left out here. What cannot come from AWS is mapped onto the closest
+Propylon fact, the same way as in ``methodArn`` (DESIGN.md section 8): ``accountId`` is the Api's
+namespace, ``apiId`` its name, ``stage`` the Stage's name.
+
+The per-route parts (resource, route key, ids) are fixed when the plan is built
+(``EventShape``); only what the request brings is read per request, from the RequestContext.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import time
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+from propylon_config import model
+from propylon_proxy import context
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# Payload 2.0 sends these content types as text; every other body is base64 (DESIGN.md §8).
+_TEXT_SUBTYPES = ("json", "xml", "javascript", "x-www-form-urlencoded")
+# identity fields AWS always sends, null when there is no IAM/Cognito caller.
+_NULL_IDENTITY = (
+    "accessKey",
+    "accountId",
+    "caller",
+    "cognitoAuthenticationProvider",
+    "cognitoAuthenticationType",
+    "cognitoIdentityId",
+    "cognitoIdentityPoolId",
+    "principalOrgId",
+    "user",
+    "userArn",
+)
+
+
+def request_time(wall: float) -> str:
+    """CLF time as AWS writes ``requestTime``: ``04/Mar/2020:19:15:17 +0000`` (always UTC)."""
+    t = time.gmtime(wall)
+    return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+
+
+def media_type(content_type: str | None) -> str:
+    """``Text/HTML; charset=x`` -> ``text/html``."""
+    return (content_type or "").partition(";")[0].strip().lower()
+
+
+def matches_media_types(content_type: str | None, patterns: Sequence[str]) -> bool:
+    """Does the type match one of ``binaryMediaTypes`` (``image/png``, ``image/*``, ``*/*``)?"""
+    kind = media_type(content_type)
+    if not kind:
+        return False
+    major, _, minor = kind.partition("/")
+    for pattern in patterns:
+        p_major, _, p_minor = pattern.strip().lower().partition("/")
+        if (p_major in ("*", major)) and (p_minor in ("*", minor)):
+            return True
+    return False
+
+
+def is_text_like(content_type: str | None) -> bool:
+    """Payload 2.0's text types: text/*, JSON, XML, JavaScript and form bodies (and +json/+xml)."""
+    kind = media_type(content_type)
+    if not kind:
+        return False
+    major, _, minor = kind.partition("/")
+    return major == "text" or any(minor == s or minor.endswith("+" + s) for s in _TEXT_SUBTYPES)
+
+
+def _text(value: str) -> str:
+    """A header value read as latin-1 (one char per byte), reread as UTF-8 when it is that."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
+def _query_pairs(raw: str) -> list[tuple[str, str]]:
+    """The query string as decoded (name, value) pairs, in order, blank values kept."""
+    if not raw:
+        return []
+    pairs = []
+    for part in raw.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        pairs.append((urllib.parse.unquote(name), urllib.parse.unquote(value)))
+    return pairs
+
+
+def _body_field(body: bytes, *, binary: bool) -> tuple[str, bool]:
+    if binary:
+        return base64.b64encode(body).decode("ascii"), True
+    return body.decode("utf-8", "replace"), False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventShape:
+    """What every event of one route shares, fixed when the plan is built."""
+
+    version: str  # "1.0" | "2.0"
+    # 2.0's requestContext.stage: AWS serves a named stage under "/<stage>" and the root as the
+    # "$default" stage, and libraries (Powertools) strip "/<stage>" from rawPath on that basis,
+    # so a Stage served at "/" is "$default" in 2.0 events.
+    stage_v2: str
+    resource: str  # the route's path template; "$default" for the $default route
+    route_key: str
+    stage: str
+    base_path: str  # "/" or "/prod"
+    api_id: str
+    account_id: str
+    resource_id: str
+    binary_media_types: tuple[str, ...]
+
+    @classmethod
+    def for_route(cls, route: model.Route, stage: model.Stage, api: model.Api | None) -> EventShape:
+        api_name = api.name if api is not None else stage.api.partition("/")[2]
+        return cls(
+            version=route.integration.payload_format_version,
+            resource=route.path if not route.is_default else "/{proxy+}",
+            route_key=route.route_key,
+            stage=stage.name,
+            stage_v2="$default" if stage.base_path.rstrip("/") == "" else stage.name,
+            base_path=stage.base_path.rstrip("/"),
+            api_id=api_name,
+            account_id=stage.namespace,
+            resource_id=hashlib.sha256(route.id.encode()).hexdigest()[:6],
+            binary_media_types=api.binary_media_types if api is not None else (),
+        )
+
+    def build(self, ctx: context.RequestContext, body: bytes | None) -> dict[str, Any]:
+        """The event for one request; ``body`` None when the request had none."""
+        if self.version == "1.0":
+            return self._v1(ctx, body)
+        return self._v2(ctx, body)
+
+    def _common(self, ctx: context.RequestContext) -> tuple[str, str, str]:
+        request = ctx.request
+        host = ""
+        agent = ""
+        for name, value in ctx.headers:
+            lower = name.lower()
+            if lower == "host" and not host:
+                host = value
+            elif lower == "user-agent" and not agent:
+                agent = _text(value)
+        domain = host.rpartition(":")[0] if host.count(":") == 1 else host
+        protocol = f"HTTP/{request.version.major}.{request.version.minor}"
+        return domain, agent, protocol
+
+    def _path_parameters(self, ctx: context.RequestContext) -> dict[str, str] | None:
+        match = ctx.match
+        if match is None or not match.params:
+            return None
+        return {name: urllib.parse.unquote(value) if "%" in value else value for name, value in match.params}
+
+    def _v1(self, ctx: context.RequestContext, body: bytes | None) -> dict[str, Any]:
+        domain, agent, protocol = self._common(ctx)
+        headers: dict[str, str] = {}
+        multi_headers: dict[str, list[str]] = {}
+        for name, value in ctx.headers:
+            text = _text(value)
+            headers[name] = text  # the last value, as REST APIs send it
+            multi_headers.setdefault(name, []).append(text)
+        query: dict[str, str] = {}
+        multi_query: dict[str, list[str]] = {}
+        for name, value in _query_pairs(ctx.query):
+            query[name] = value
+            multi_query.setdefault(name, []).append(value)
+        raw_path = ctx.target.raw_path if ctx.target is not None else ctx.request.raw_path.partition("?")[0]
+        path = (raw_path[len(self.base_path) :] or "/") if self.base_path else raw_path
+        method = ctx.request.method
+        authorizer = self._v1_authorizer(ctx)
+        identity: dict[str, Any] = dict.fromkeys(_NULL_IDENTITY)
+        identity["sourceIp"] = ctx.source_ip
+        identity["userAgent"] = agent or None
+        if ctx.api_key_id is not None:
+            identity["apiKeyId"] = ctx.api_key_id
+        request_context: dict[str, Any] = {
+            "accountId": self.account_id,
+            "apiId": self.api_id,
+            "domainName": domain,
+            "domainPrefix": domain.partition(".")[0],
+            "extendedRequestId": ctx.request_id,
+            "httpMethod": method,
+            "identity": identity,
+            "path": raw_path,
+            "protocol": protocol,
+            "requestId": ctx.request_id,
+            "requestTime": request_time(ctx.started_wall),
+            "requestTimeEpoch": int(ctx.started_wall * 1000),
+            "resourceId": self.resource_id,
+            "resourcePath": self.resource,
+            "stage": self.stage,
+        }
+        if authorizer is not None:
+            request_context["authorizer"] = authorizer
+        variables = ctx.stage_variables
+        event: dict[str, Any] = {
+            "resource": self.resource,
+            "path": path,
+            "httpMethod": method,
+            "headers": headers or None,
+            "multiValueHeaders": multi_headers or None,
+            "queryStringParameters": query or None,
+            "multiValueQueryStringParameters": multi_query or None,
+            "pathParameters": self._path_parameters(ctx),
+            "stageVariables": dict(variables) if variables else None,
+            "requestContext": request_context,
+            "body": None,
+            "isBase64Encoded": False,
+        }
+        if body is not None:
+            content_type = ctx.request.headers.get("Content-Type")
+            binary = matches_media_types(content_type, self.binary_media_types)
+            event["body"], event["isBase64Encoded"] = _body_field(body, binary=binary)
+        return event
+
+    @staticmethod
+    def _v1_authorizer(ctx: context.RequestContext) -> dict[str, Any] | None:
+        if ctx.claims is not None:
+            return {"claims": dict(ctx.claims), "scopes": list(ctx.scopes) if ctx.scopes else None}
+        if ctx.authorizer_context is not None or ctx.principal_id is not None:
+            found: dict[str, Any] = dict(ctx.authorizer_context or {})
+            found["principalId"] = ctx.principal_id
+            found["integrationLatency"] = 0
+            return found
+        return None
+
+    def _v2(self, ctx: context.RequestContext, body: bytes | None) -> dict[str, Any]:
+        domain, agent, protocol = self._common(ctx)
+        headers: dict[str, str] = {}
+        cookies: list[str] = []
+        for name, value in ctx.headers:
+            lower = name.lower()
+            text = _text(value)
+            if lower == "cookie":
+                cookies.extend(c.strip() for c in text.split(";") if c.strip())
+                continue
+            headers[lower] = f"{headers[lower]},{text}" if lower in headers else text
+        query: dict[str, str] = {}
+        for name, value in _query_pairs(ctx.query):
+            query[name] = f"{query[name]},{value}" if name in query else value
+        raw_path = ctx.target.raw_path if ctx.target is not None else ctx.request.raw_path.partition("?")[0]
+        request_context: dict[str, Any] = {
+            "accountId": self.account_id,
+            "apiId": self.api_id,
+            "domainName": domain,
+            "domainPrefix": domain.partition(".")[0],
+            "http": {
+                "method": ctx.request.method,
+                "path": raw_path,
+                "protocol": protocol,
+                "sourceIp": ctx.source_ip,
+                "userAgent": agent,
+            },
+            "requestId": ctx.request_id,
+            "routeKey": self.route_key,
+            "stage": self.stage_v2,
+            "time": request_time(ctx.started_wall),
+            "timeEpoch": int(ctx.started_wall * 1000),
+        }
+        authorizer = self._v2_authorizer(ctx)
+        if authorizer is not None:
+            request_context["authorizer"] = authorizer
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": self.route_key,
+            "rawPath": raw_path,
+            "rawQueryString": ctx.query,
+        }
+        if cookies:
+            event["cookies"] = cookies
+        event["headers"] = headers
+        if query:
+            event["queryStringParameters"] = query
+        parameters = self._path_parameters(ctx)
+        if parameters is not None:
+            event["pathParameters"] = parameters
+        variables = ctx.stage_variables
+        if variables:
+            event["stageVariables"] = dict(variables)
+        event["requestContext"] = request_context
+        if body is not None:
+            binary = not is_text_like(ctx.request.headers.get("Content-Type"))
+            event["body"], event["isBase64Encoded"] = _body_field(body, binary=binary)
+        else:
+            event["isBase64Encoded"] = False
+        return event
+
+    @staticmethod
+    def _v2_authorizer(ctx: context.RequestContext) -> dict[str, Any] | None:
+        if ctx.claims is not None:
+            return {"jwt": {"claims": dict(ctx.claims), "scopes": list(ctx.scopes) if ctx.scopes else None}}
+        if ctx.authorizer_context is not None:
+            return {"lambda": dict(ctx.authorizer_context)}
+        return None

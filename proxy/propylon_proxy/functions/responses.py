@@ -1,0 +1,114 @@
+"""A handler's return value mapped back onto an HTTP response, with the AWS proxy rules.
+
+Payload 1.0 needs ``statusCode``; ``headers`` and ``multiValueHeaders`` are merged (a name in
+both keeps the multi-value list, as AWS does); ``body`` is text, base64-decoded when
+``isBase64Encoded``. Payload 2.0 reads the same fields plus ``cookies`` (each its own
+``Set-Cookie``), and a return value without ``statusCode`` is a 200 JSON response: a string as
+is, anything else JSON-encoded. Anything that does not fit is ``Malformed`` (-> 502).
+
+The gateway frames the response itself, so framing and hop-by-hop headers a handler returns are
+dropped, and a header that could not be written safely (CR/LF, a bad name) makes it malformed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any
+
+from propylon_proxy import forwarding, replies
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class Malformed(ValueError):
+    """The return value is not a valid proxy response (-> 502)."""
+
+
+def _header_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        text = str(value)
+        if _BAD_VALUE.search(text):
+            raise Malformed("a header value holds a control character")
+        return text
+    raise Malformed(f"a header value must be a string, not {type(value).__name__}")
+
+
+def _headers(answer: dict[str, Any]) -> list[tuple[str, str]]:
+    single = answer.get("headers") or {}
+    multi = answer.get("multiValueHeaders") or {}
+    if not isinstance(single, dict) or not isinstance(multi, dict):
+        raise Malformed("headers and multiValueHeaders must be objects")
+    out: list[tuple[str, str]] = []
+    multi_names = {str(n).lower() for n in multi}
+    for name, value in single.items():
+        if str(name).lower() not in multi_names:
+            out.append((str(name), _header_value(value)))
+    for name, values in multi.items():
+        if not isinstance(values, list):
+            raise Malformed("multiValueHeaders values must be lists")
+        out.extend((str(name), _header_value(v)) for v in values)
+    for name, _ in out:
+        if not _HEADER_NAME.match(name):
+            raise Malformed(f"{name!r} is not a header name")
+    return [(n, v) for n, v in out if n.lower() not in forwarding.GATEWAY_FRAMED]
+
+
+def _status(value: Any) -> int:
+    if isinstance(value, bool):
+        raise Malformed("statusCode must be a number")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or not 100 <= value <= 599:
+        raise Malformed(f"statusCode {value!r} is not an HTTP status")
+    return value
+
+
+def _body(answer: dict[str, Any]) -> bytes:
+    body = answer.get("body")
+    if body is None:
+        return b""
+    if not isinstance(body, str):
+        raise Malformed("body must be a string")
+    encoded = answer.get("isBase64Encoded", False)
+    if encoded is True or encoded == "true":
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise Malformed("body is not valid base64") from exc
+    return body.encode("utf-8")
+
+
+def _with_content_type(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    if not any(n.lower() == "content-type" for n, _ in headers):
+        headers.append(("Content-Type", "application/json"))
+    return headers
+
+
+def _structured(answer: dict[str, Any], *, cookies: bool) -> replies.Reply:
+    status = _status(answer["statusCode"])
+    headers = _headers(answer)
+    if cookies:
+        jar = answer.get("cookies") or []
+        if not isinstance(jar, list) or not all(isinstance(c, str) for c in jar):
+            raise Malformed("cookies must be a list of strings")
+        for cookie in jar:
+            headers.append(("Set-Cookie", _header_value(cookie)))
+    return replies.Reply(status=status, headers=_with_content_type(headers), body=_body(answer))
+
+
+def reply(answer: Any, version: str) -> replies.Reply:
+    """The client's response for a handler's return value; raises ``Malformed``."""
+    if version == "1.0":
+        if not isinstance(answer, dict) or "statusCode" not in answer:
+            raise Malformed("a payload 1.0 response needs statusCode")
+        return _structured(answer, cookies=False)
+    if isinstance(answer, dict) and "statusCode" in answer:
+        return _structured(answer, cookies=True)
+    body = answer if isinstance(answer, str) else json.dumps(answer, separators=(",", ":"))
+    return replies.Reply(status=200, headers=[("Content-Type", "application/json")], body=body.encode("utf-8"))
