@@ -14,7 +14,13 @@ rotates each round, so drift in the machine spreads over all targets instead of 
                    sent again and again: warm, answered from the verified-token cache
   propylon-jwt-cold  the same route with a new token on every request (bench/jwt_tokens.py):
                    every request pays a full signature check
-  propylon-*@REV   with ``--baseline REV``: the same, running the data plane (proxy/) of git revision REV
+  propylon-keyed   the pool serve's "full policy" route: API key, plan per-route and per-key throttles,
+                   stage throttle and quota (bench/manifests/keyed.yaml), limits in memory
+  propylon-keyed-redis  the same with ``--redis``: a redis-server on the load core decides every request
+  propylon-function the same server (pool), GET /bench/fn: a FUNCTION route to bench/function_handler.py
+                   under ``python -m propylon.function`` (on the load core, like the backend)
+  propylon-*@REV   with ``--baseline REV``: the same, running the code (proxy/, operator/, propylon/) of REV;
+                   the JWT and keyed targets get no baseline twin
   client-aiohttp   no server at all: bench/client_loop.py drives upstream_aiohttp against the backend
   client-pool      the same for upstream_pool: the client's own cost, without any server in front
 
@@ -32,7 +38,8 @@ Output: a table on stdout (req/s, p50, p99, ratios; medians over rounds), and in
 file of every raw measurement and a PNG chart. Processes are started in their own sessions and
 killed at the end, on error too. See bench/RESULTS.md for figures and how to read them.
 
-Run: ``python bench/run.py`` (about 2.5 minutes with the defaults: 9 targets x 3 rounds x 5 s); ``--help`` for options.
+Run: ``python bench/run.py`` (about 3 minutes with the defaults: 12 targets x 3 rounds x 5 s; the keyed targets
+only when asked for); ``--help`` for options.
 """
 
 from __future__ import annotations
@@ -67,6 +74,8 @@ TARGET_CPU = "0"
 LOAD_CPU = "1"
 
 REFERENCES = ("backend", "nginx-proxy", "aiohttp-hello")
+KEY_HEADER = "x-api-key: bench-api-key-0123456789abcdef"  # bench/manifests/keyed.yaml
+KEYED = ("propylon-keyed", "propylon-keyed-redis")
 
 
 @dataclasses.dataclass
@@ -78,6 +87,7 @@ class Target:
     wrk_args: list[str] = dataclasses.field(default_factory=list)  # before the URL (-H, -s)
     cold_tokens: Path | None = None  # propylon-jwt-cold: the token file its wrk script reads
     ready_url: str = ""  # where readiness is polled, when the target URL itself needs credentials
+    headers: tuple[str, ...] = ()  # extra request headers for wrk and the readiness poll ("Name: value")
 
 
 @dataclasses.dataclass
@@ -164,15 +174,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(url: str, procs: Processes, name: str, timeout: float = 20.0) -> str:
+def wait_ready(url: str, procs: Processes, name: str, timeout: float = 20.0, headers: tuple[str, ...] = ()) -> str:
     """Poll until ``url`` answers 200; return "" when ready, else why not."""
+    request = urllib.request.Request(url, headers=dict(h.split(": ", 1) for h in headers))
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
         if not procs.alive(name):
             return f"exited: {procs.log_tail(name) or 'no output'}"
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
+            with urllib.request.urlopen(request, timeout=1) as resp:
                 if resp.status == 200:
                     return ""
                 last = f"status {resp.status}"
@@ -231,29 +242,40 @@ def start_nginx(procs: Processes, name: str, work: Path, port: int, cpu: str, pr
 # -- propylon ---------------------------------------------------------------------------------
 
 
-def propylon_manifests(work: Path, backend_port: int, jwks_port: int | None = None) -> Path:
-    """bench/manifests with the backend's port put into the Stage variable (and the bench JWKS
-    server's port into the Authorizer's jwksUri)."""
+def propylon_manifests(work: Path, backend_port: int, jwks_port: int | None = None, function_port: int = 9000) -> Path:
+    """bench/manifests with the backend's (and function's) port put into the Stage variables (and
+    the bench JWKS server's port into the Authorizer's jwksUri)."""
     folder = work / "manifests"
     folder.mkdir(exist_ok=True)
     for source in sorted((BENCH / "manifests").glob("*.yaml")):
         text = re.sub(r'backendPort: "\d+"', f'backendPort: "{backend_port}"', source.read_text())
+        text = re.sub(r'functionPort: "\d+"', f'functionPort: "{function_port}"', text)
         if jwks_port is not None:
             text = text.replace("127.0.0.1:8082/", f"127.0.0.1:{jwks_port}/")
         (folder / source.name).write_text(text)
     return folder
 
 
-def baseline_tree(work: Path, rev: str) -> Path:
-    """The data plane (``proxy/``) as it was at git revision ``rev``, extracted under ``work``;
-    the returned folder goes first on PYTHONPATH, so its packages shadow the working tree's."""
+def baseline_tree(work: Path, rev: str) -> str:
+    """The code (``proxy/``, ``operator/``, ``propylon/``) as it was at git revision ``rev``,
+    extracted under ``work``; the returned PYTHONPATH entries go first, so its packages shadow
+    the working tree's (the whole program, since ``serve`` and the data plane change together)."""
     archive = subprocess.run(
-        ["git", "-C", str(BENCH.parent), "archive", "--format=tar", rev, "proxy"], capture_output=True, check=True
+        ["git", "-C", str(BENCH.parent), "archive", "--format=tar", rev, "proxy", "operator", "propylon", "crds"],
+        capture_output=True,
+        check=True,
     ).stdout
     folder = work / f"baseline-{re.sub(r'[^A-Za-z0-9._-]', '_', rev)}"
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
-    return folder / "proxy"
+    return os.pathsep.join(str(p) for p in (folder / "proxy", folder / "operator", folder))
+
+
+def has_baseline_twin(name: str) -> bool:
+    """Which targets ``--baseline`` doubles: the propylon-* ones, but not the JWT and keyed targets."""
+    return (
+        name.startswith("propylon-") and "@" not in name and not name.startswith("propylon-jwt") and name not in KEYED
+    )
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -268,21 +290,25 @@ def start_propylon(
     work: Path,
     port: int,
     backend_port: int,
-    proxy_code: Path | None = None,
+    proxy_code: str | None = None,
     jwks_port: int | None = None,
+    function_port: int = 9000,
+    serve_args: tuple[str, ...] = (),
 ) -> None:
     """``propylon serve`` with the upstream client chosen by PROPYLON_UPSTREAM and, while serve
     has it, its (hidden) ``--upstream`` flag; without the flag if this serve does not know it.
-    ``proxy_code``: a ``baseline_tree`` to run the data plane from instead of the working tree."""
+    ``proxy_code``: a ``baseline_tree`` to run the code from instead of the working tree;
+    ``serve_args``: more ``serve`` options (``--redis`` for propylon-keyed-redis)."""
     kind = split_name(name)[0].removeprefix("propylon-")
-    if kind.startswith("jwt"):
-        kind = "pool"  # the JWT targets run the default server; only the route differs
-    manifests = propylon_manifests(work, backend_port, jwks_port)
-    argv = [sys.executable, "-m", "propylon", "serve", "-f", str(manifests), "--host", "127.0.0.1"]
-    argv += ["--port", str(port), "--internal-port", str(free_port()), "--admin-port", str(free_port())]
+    if kind.startswith(("jwt", "keyed")) or kind == "function":
+        kind = "pool"  # the JWT, keyed and function targets run the default server; only the route differs
+    manifests = propylon_manifests(work, backend_port, jwks_port, function_port)
+    # -P: never the working directory first on sys.path, so a baseline tree really shadows this one.
+    argv = [sys.executable, "-P", "-m", "propylon", "serve", "-f", str(manifests), "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--internal-port", str(free_port()), "--admin-port", str(free_port()), *serve_args]
     env = {"PROPYLON_UPSTREAM": kind}
     if proxy_code is not None:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(proxy_code), os.environ.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (proxy_code, os.environ.get("PYTHONPATH")) if p)
     procs.start(name, [*argv, "--upstream", kind], cpu=TARGET_CPU, env=env)
     deadline = time.monotonic() + 10
     while procs.alive(name) and time.monotonic() < deadline:
@@ -314,10 +340,14 @@ def run_wrk(
     extra: list[str] | None = None,
     script_args: list[str] | None = None,
     raw: list[str] | None = None,
+    headers: tuple[str, ...] = (),
 ) -> dict[str, float]:
     """One wrk run. ``extra`` goes before the URL (``-H``, ``-s``), ``script_args`` after it (a
-    script's arguments); ``raw``, when given, receives wrk's whole output."""
+    script's arguments); ``headers``: request headers (``-H`` each); ``raw``, when given, receives
+    wrk's whole output."""
     argv = ["taskset", "-c", LOAD_CPU, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
+    for header in headers:
+        argv += ["-H", header]
     argv += [*(extra or []), url, *(script_args or [])]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
     if done.returncode != 0 or "Requests/sec" not in done.stdout:
@@ -367,7 +397,20 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
         problem = wait_ready(f"http://127.0.0.1:{jwks_port}/jwks.json", procs, "jwks")
         if problem:
             raise RuntimeError(f"the bench JWKS server did not start: {problem}")
+    function_port = 9000  # the manifests' default: nothing listens there unless propylon-function is wanted
+    if any(split_name(n)[0] == "propylon-function" for n in wanted):
+        function_port = free_port()
+        argv = [python, "-m", "propylon.function", "function_handler.handler", "--path", str(BENCH)]
+        procs.start("function", [*argv, "--host", "127.0.0.1", "--port", str(function_port)], cpu=LOAD_CPU)
+    redis_args: tuple[str, ...] = ()
+    if any(split_name(n)[0] == "propylon-keyed-redis" for n in wanted):
+        redis_port = free_port()
+        redis_argv = ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
+        procs.start("redis", [*redis_argv, "--appendonly", "no"], cpu=LOAD_CPU)
+        time.sleep(0.5)
+        redis_args = ("--redis", f"redis://127.0.0.1:{redis_port}/0")
     for name in wanted:
+        base, rev = split_name(name)
         port = free_port()
         path = "/hello"
         if name == "backend":
@@ -385,16 +428,18 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
             )
             continue
         elif name.startswith("propylon-"):
-            rev = split_name(name)[1]
             code = baseline_tree(work, rev) if rev else None
-            start_propylon(procs, name, work, port, backend_port, code, jwks_port)
-            path = "/bench/hello"
+            serve_args = redis_args if base == "propylon-keyed-redis" else ()
+            start_propylon(procs, name, work, port, backend_port, code, jwks_port, function_port, serve_args)
+            path = "/keyed/hello" if base in KEYED else "/bench/fn" if base == "propylon-function" else "/bench/hello"
         else:
             raise SystemExit(f"unknown target {name}")
         target = Target(name, f"http://127.0.0.1:{port}{path}")
-        if split_name(name)[0].startswith("propylon-jwt") and jwt is not None:
+        if base in KEYED:
+            target.headers = (KEY_HEADER,)
+        if base.startswith("propylon-jwt") and jwt is not None:
             target.ready_url, target.url = target.url, f"http://127.0.0.1:{port}/bench/jwt"
-            if split_name(name)[0] == "propylon-jwt-cold":
+            if base == "propylon-jwt-cold":
                 target.wrk_args, target.cold_tokens = ["-s", str(jwt["script"])], jwt["tokens"]
             else:
                 target.wrk_args = ["-H", f"Authorization: Bearer {jwt['warm']}"]
@@ -402,7 +447,7 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
     for target in targets:
         if target.client_loop:
             continue
-        target.skipped = wait_ready(target.ready_url or target.url, procs, target.name)
+        target.skipped = wait_ready(target.ready_url or target.url, procs, target.name, headers=target.headers)
         if target.skipped:
             print(f"  {target.name}: skipped ({target.skipped})", file=sys.stderr)
     return targets
@@ -562,6 +607,7 @@ ALL_TARGETS = [
     "propylon-pool",
     "propylon-jwt",
     "propylon-jwt-cold",
+    "propylon-function",
     "client-aiohttp",
     "client-pool",
 ]
@@ -578,22 +624,15 @@ def main() -> int:
     parser.add_argument(
         "--baseline",
         metavar="REV",
-        help="also measure each propylon-* target with the data plane (proxy/) of git revision REV, "
-        "as propylon-<kind>@REV, in the same interleaved rounds: a before/after that machine load cannot skew",
+        help="also measure each propylon-* target (but the JWT and keyed ones) with the code (proxy/, operator/, "
+        "propylon/) of git revision REV, as propylon-<kind>@REV, in the same interleaved rounds: a before/after "
+        "that machine load cannot skew",
     )
     args = parser.parse_args()
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
     if args.baseline:
         # Each baseline twin right after its target, so the tables read as before/after pairs.
-        wanted = [
-            twin
-            for t in wanted
-            for twin in (
-                [t, f"{t}@{args.baseline}"]
-                if t.startswith("propylon-") and not t.startswith("propylon-jwt") and "@" not in t
-                else [t]
-            )
-        ]
+        wanted = [twin for t in wanted for twin in ([t, f"{t}@{args.baseline}"] if has_baseline_twin(t) else [t])]
     if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
         print("warning: fewer than 2 cores; core pinning cannot separate load from target", file=sys.stderr)
 
@@ -639,6 +678,7 @@ def main() -> int:
                             extra=target.wrk_args,
                             script_args=script_args,
                             raw=raw,
+                            headers=target.headers,
                         )
                         if target.cold_tokens is not None:
                             import jwt_tokens
