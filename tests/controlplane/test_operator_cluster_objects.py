@@ -118,9 +118,11 @@ stringData: {{value: another-key-of-at-least-20-characters}}
     managed = [m for m in deployment["metadata"]["managedFields"] if m["manager"] == "propylon-operator"]
     assert managed and "f:replicas" not in json.dumps(managed[0]["fieldsV1"].get("f:spec", {}))
 
-    # Someone deletes the snapshot Secret: the operator puts it back, same version.
-    version = stage["status"]["configVersion"]
-    old_uid = env.secret()["metadata"]["uid"]
+    # Someone deletes the snapshot Secret: the operator puts it back, same version (the key
+    # added above is in the snapshot now, so the version is read just before the delete).
+    before = env.secret()
+    version = before["metadata"]["annotations"]["propylon.dev/config-version"]
+    old_uid = before["metadata"]["uid"]
     env.plane.kubectl("delete", "secret", "-n", env.gw_ns, f"{op.GATEWAY}-snapshot")
     secret = op._eventually(
         lambda: (s := env.secret()) and s["metadata"]["uid"] != old_uid and s, op.CHANGE_WITHIN * 2, "Secret recreated"
