@@ -79,7 +79,7 @@ def test_service_routes_usage_plans_autoscaler_and_a_deleted_secret(gateway: op.
     env.start_operator("--hpa-max", "3")
     env.plane.apply(_objects(env.app_ns, host.address))
 
-    stage = op._eventually(
+    op._eventually(
         lambda: (
             (s := env.get("stage", "-n", env.app_ns, "prod")) and (s.get("status") or {}).get("configVersion") and s
         ),
