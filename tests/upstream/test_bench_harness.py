@@ -6,6 +6,7 @@ The harness is run by hand, so these keep it from rotting between runs.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -101,13 +102,14 @@ def test_generated_nginx_config_is_accepted(bench: ModuleType, tmp_path: Path, p
 def test_baseline_tree_holds_the_data_plane_of_a_revision(bench: ModuleType, tmp_path: Path) -> None:
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs git and a checkout")
-    folder = bench.baseline_tree(tmp_path, "HEAD")
+    path = bench.baseline_tree(tmp_path, "HEAD")  # PYTHONPATH entries: proxy, operator, the root
+    folder = Path(path.split(os.pathsep)[0])
     assert (folder / "propylon_proxy" / "handling.py").is_file()
     assert (folder / "propylon_config" / "model.py").is_file()
     # Run from that folder, the data plane is the extracted one, not the working tree's.
     done = subprocess.run(
-        [sys.executable, "-c", "import propylon_proxy; print(propylon_proxy.__file__)"],
-        env={"PYTHONPATH": str(folder), "PATH": "/usr/bin:/bin"},
+        [sys.executable, "-P", "-c", "import propylon_proxy; print(propylon_proxy.__file__)"],
+        env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         check=True,
