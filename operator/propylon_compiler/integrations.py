@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from propylon_compiler import fields, routes, stage_variables
+from propylon_config import headers as header_names
 from propylon_config import model
 
 DEFAULT_TIMEOUT_MS = 29000
@@ -268,7 +269,7 @@ def _mapping(key: str, value: Any, *, response: bool) -> model.ParameterMapping 
         return f"invalid mapping key {key!r}: the path can only be overwritten"
     if target is model.MappingTarget.HEADER and not _HEADER_NAME.match(name):
         return f"invalid mapping key {key!r}: {name!r} is not a valid header name"
-    if target is model.MappingTarget.HEADER and _gateway_owned(name):
+    if target is model.MappingTarget.HEADER and header_names.is_gateway_owned(name):
         return (
             f"invalid mapping key {key!r}: {name} is set only by the gateway (Host, X-Request-Id, traceparent, "
             "Forwarded, X-Real-IP, every X-Forwarded-* and framing headers, under any spelling with '_' for '-')"
@@ -282,30 +283,6 @@ def _mapping(key: str, value: Any, *, response: bool) -> model.ParameterMapping 
     if action is not model.MappingAction.REMOVE and value == "":
         return f"the value of {key!r} is empty (use a quoted literal such as \"'text'\" or an expression)"
     return model.ParameterMapping(action=action, target=target, name=name, value=value)
-
-
-_GATEWAY_OWNED_HEADERS = frozenset(
-    {
-        "host",
-        "x-request-id",
-        "traceparent",
-        "forwarded",
-        "x-real-ip",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "x-propylon-error-type",
-    }
-)
-
-
-def _gateway_owned(name: str) -> bool:
-    folded = name.lower().replace("_", "-")
-    return folded in _GATEWAY_OWNED_HEADERS or folded.startswith("x-forwarded-")
 
 
 def _response_mappings(f: fields.Fields, raw: dict[str, Any], path: str) -> tuple[model.ResponseMappings, ...]:

@@ -17,6 +17,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from propylon_config import headers as headers_
 from propylon_config import model
 from propylon_proxy import context, hygiene
 
@@ -26,26 +27,6 @@ _EXPRESSION = re.compile(
     r"\$\{stageVariables\.(?P<braced>[A-Za-z0-9_]+)\}"
     r"|\$(?P<source>request\.(?:header|querystring|path)|response\.header|stageVariables)\.(?P<name>[A-Za-z0-9_-]+)"
     r"|\$context\.(?P<context>identity\.sourceIp|requestId|stage|authorizer(?:\.[A-Za-z0-9_:]+)+)"
-)
-_PROTECTED = frozenset(
-    {
-        "host",
-        "x-request-id",
-        "traceparent",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "forwarded",
-        "x-real-ip",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "x-propylon-error-type",
-    }
 )
 _UNSAFE = re.compile(r"[\r\n\x00]")
 
@@ -167,28 +148,15 @@ def evaluate(expression: str, ctx: Context, *, for_path: bool = False) -> str:
     return _EXPRESSION.sub(value, expression)
 
 
-def canonical(name: str) -> str:
-    """The name a backend that folds ``_`` into ``-`` (nginx, CGI, WSGI) reads: ``X_Real_IP`` ->
-    ``x-real-ip``."""
-    return name.lower().replace("_", "-")
-
-
-def is_protected(name: str) -> bool:
-    """Names only the gateway sets: its own headers, every ``X-Forwarded-*`` and framing, under
-    any spelling a backend would fold into them."""
-    folded = canonical(name)
-    return folded in _PROTECTED or folded.startswith("x-forwarded-")
-
-
 def _set_header(headers: Headers, mapping: model.ParameterMapping, value: str | None) -> Headers:
     lower = mapping.name.lower()
-    if is_protected(lower):
+    if headers_.is_gateway_owned(lower):
         return headers
     if "_" in lower or "-" in lower:
         # The client's underscore (or dash) twin of a mapped name goes whatever the action, so a
         # backend that folds the two spellings never sees a client value beside the mapped one.
-        folded = canonical(lower)
-        headers = [(n, v) for n, v in headers if n.lower() == lower or canonical(n) != folded]
+        folded = headers_.folded(lower)
+        headers = [(n, v) for n, v in headers if n.lower() == lower or headers_.folded(n) != folded]
     if mapping.action is model.MappingAction.REMOVE:
         return [(n, v) for n, v in headers if n.lower() != lower]
     if value is None or _UNSAFE.search(value):
