@@ -392,3 +392,41 @@ spec:
         assert env.get("api", "-n", env.app_ns, "bad-model") is None
     finally:
         env.plane.kubectl("delete", "validatingwebhookconfiguration", name, "--ignore-not-found", check=False)
+
+
+def test_deleting_an_authorizer_makes_its_route_refuse_not_fall_through(env: Env, backend: str) -> None:
+    """Issue 8, item 1, in the cluster: the route of a deleted Authorizer stays and refuses; its
+    requests never reach the open greedy route beside it."""
+    authorizer = f"""
+apiVersion: propylon.dev/v1alpha1
+kind: Authorizer
+metadata: {{name: cognito, namespace: {env.app_ns}}}
+spec:
+  type: JWT
+  identitySource: ["$request.header.Authorization"]
+  jwt: {{issuer: "https://issuer.example.com", audience: [app], jwksUri: "http://127.0.0.1:1/jwks.json"}}
+"""
+    api = f"""
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: pets, namespace: {env.app_ns}}}
+spec:
+  routes:
+    - routeKey: GET /files/secret
+      authorizer: cognito
+      integration: {{type: HTTP_PROXY, url: "{backend}/secret"}}
+    - routeKey: GET /files/{{proxy+}}
+      integration: {{type: HTTP_PROXY, url: "{backend}/{{proxy}}"}}
+"""
+    env.start_operator()
+    env.plane.apply(authorizer + "---" + api + "---" + _stage(env.app_ns))
+    _, port = env.start_proxy()
+    url = f"http://127.0.0.1:{port}/dev/files/secret"
+    _eventually(lambda: _get(url)[0] == 401, CHANGE_WITHIN * 2, "the JWT route asks for a token")
+    env.plane.kubectl("delete", "authorizer", "-n", env.app_ns, "cognito")
+    _eventually(lambda: _get(url)[0] == 500, CHANGE_WITHIN, "the route refuses once its Authorizer is gone")
+    status, body = _get(url)
+    assert (status, json.loads(body)) == (500, {"message": "Internal Server Error"})
+    assert _get(f"http://127.0.0.1:{port}/dev/files/open.txt")[0] == 200  # the greedy route still serves
+    ready = _condition(env.get("api", "-n", env.app_ns, "pets"), "Ready")
+    assert ready["status"] == "False" and "cognito" in ready["message"]
