@@ -214,7 +214,6 @@ async def _serve(
         await stop.wait()
     finally:
         _say(f"propylon: stopping (running requests get up to {args.drain_seconds:g} s)")
-        gw.runtime.draining = True
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -43,6 +43,7 @@ class Pipeline:
         self._runtime = run
         self._holder = holder
         self._internal = listener == "internal"
+        self._stall_seconds = run.settings.listener.response_stall_timeout
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         run = self._runtime
@@ -90,8 +91,7 @@ class Pipeline:
             return await self._refuse(ctx, gateway_responses.RESOURCE_NOT_FOUND)
         route_plan = plan.routes[ctx.match.route.id]
         ctx.labels = route_plan.labels
-        stall = self._runtime.settings.listener.response_stall_timeout
-        return await responding.send(ctx, await route_plan.chain.run(ctx), stall_seconds=stall)
+        return await responding.send(ctx, await route_plan.chain.run(ctx), stall_seconds=self._stall_seconds)
 
     async def _refuse(self, ctx: context.RequestContext, error_type: str) -> web.StreamResponse:
         """Requests refused before any route's chain runs (hygiene, no plan, no route)."""
