@@ -480,7 +480,17 @@ def test_the_bundled_redis_is_values_gated_and_its_url_reaches_the_operator(helm
     """redis.bundled renders one Redis Deployment and Service whose in-cluster URL the operator hands on."""
     docs = _render(helm, tmp_path, {"redis": {"bundled": {"enabled": True}}})
     redis = [d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "redis"]
-    assert sorted(d["kind"] for d in redis) == ["Deployment", "Service"]
+    assert sorted(d["kind"] for d in redis) == ["Deployment", "NetworkPolicy", "Service"]
+    # It has no password: only the gateway's proxy pods may reach it.
+    policy = next(d for d in redis if d["kind"] == "NetworkPolicy")
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "propylon-proxy", "app.kubernetes.io/instance": "propylon"}
+            }
+        }
+    ]
     service = next(d for d in redis if d["kind"] == "Service")
     url = f"redis://{service['metadata']['name']}.{RELEASE_NAMESPACE}.svc:6379/0"
     assert _one(docs, "Secret")["stringData"]["url"] == url
