@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 import cachetools
 
 from propylon_config import model
-from propylon_proxy import context, replies, steps
+from propylon_proxy import context, replies, runtime, steps
 
 MAX_ENTRY_BYTES = 1024 * 1024
 HEADER = "x-propylon-cache"
@@ -58,7 +58,8 @@ class _Note:
 class StageCache:
     """One stage's entries: an LRU bounded by bytes, and the in-flight misses by key."""
 
-    def __init__(self, capacity_bytes: int) -> None:
+    def __init__(self, capacity_bytes: int, generation: str = "") -> None:
+        self.generation = generation  # the flush annotation's value this cache was last flushed for
         self.entries: cachetools.LRUCache[tuple[str, ...], Entry] = cachetools.LRUCache(
             maxsize=capacity_bytes, getsizeof=lambda e: e.size
         )
@@ -78,10 +79,30 @@ class StageCache:
         self.flush()
 
 
+def _ident(stage_id: str, settings: model.CacheSettings | None) -> str:
+    return f"cache:{stage_id}:{settings!r}"
+
+
 def stage_cache(setup: steps.RouteSetup, settings: model.CacheSettings) -> StageCache:
-    ident = f"cache:{setup.stage.id}:{setup.stage.cache!r}"
+    """The stage's cache: kept across plans while its settings are unchanged, flushed when the
+    Stage's flush annotation has a new value (the generation is remembered on the cache)."""
     capacity = (setup.stage.cache or settings).capacity_mib * 1024 * 1024
-    return setup.runtime.resources.claim(ident, lambda: StageCache(capacity))
+    found = setup.runtime.resources.claim(
+        _ident(setup.stage.id, setup.stage.cache), lambda: StageCache(capacity, setup.stage.cache_flush)
+    )
+    if found.generation != setup.stage.cache_flush:
+        found.flush()
+        found.generation = setup.stage.cache_flush
+    return found
+
+
+def flush(run: runtime.Runtime, stage: model.Stage) -> bool:
+    """Empty one stage's cache on this replica (the admin API); False when it has none."""
+    found = run.resources.peek(_ident(stage.id, stage.cache))
+    if not isinstance(found, StageCache):
+        return False
+    found.flush()
+    return True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

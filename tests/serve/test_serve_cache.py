@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.test_serve import Served
+from tests.serve.test_serve import Served, _wait_for
 
 MANIFESTS = """\
 apiVersion: propylon.dev/v1alpha1
@@ -259,3 +259,44 @@ def test_concurrent_misses_make_one_backend_call(served: Served, backend: Backen
     assert backend.calls["/slow"] == 1
     assert {r[0] for r in results} == {200}
     assert sorted(r[1] for r in results).count("miss") == 1
+
+
+def _admin_flush(served: Served, stage: str) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{served.admin}/admin/stages/{stage}/cache/flush", method="POST", data=b""
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def test_the_admin_api_flushes_one_stage(served: Served, backend: Backend) -> None:
+    _call(served, "/live/items?f=1")
+    assert _call(served, "/live/items?f=1")[1] == "hit"
+    assert _admin_flush(served, "demo/live") == 200
+    assert _call(served, "/live/items?f=1")[1] == "miss"
+    assert backend.calls["/items?f=1"] == 2
+    assert _admin_flush(served, "demo/absent") == 404
+
+
+def test_a_new_flush_annotation_flushes_under_watch(tmp_path: Path, backend: Backend) -> None:
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    text = MANIFESTS.format(backend=backend.url, strategy="FAIL_WITH_403")
+    (folder / "all.yaml").write_text(text)
+    gateway = Served(folder, tmp_path, "--watch")
+    try:
+        _call(gateway, "/live/items?w=1")
+        assert _call(gateway, "/live/items?w=1")[1] == "hit"
+        annotated = text.replace(
+            "metadata: {name: live, namespace: demo}",
+            "metadata: {name: live, namespace: demo, annotations: {propylon.dev/flush-cache: '1'}}",
+        )
+        assert annotated != text
+        (folder / "all.yaml").write_text(annotated)
+        assert _wait_for(lambda: _call(gateway, "/live/items?w=1")[1] == "miss", 20)
+        assert _call(gateway, "/live/items?w=1")[1] == "hit"  # the same value again flushes nothing
+    finally:
+        gateway.stop()
