@@ -300,3 +300,57 @@ def test_a_new_flush_annotation_flushes_under_watch(tmp_path: Path, backend: Bac
         assert _call(gateway, "/live/items?w=1")[1] == "hit"  # the same value again flushes nothing
     finally:
         gateway.stop()
+
+
+USERS = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Authorizer
+metadata: {{name: idp, namespace: demo}}
+spec:
+  jwt: {{issuer: "{issuer}", audience: [my-client], jwksUri: "{issuer}/jwks.json"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: users, namespace: demo}}
+spec:
+  routes:
+    - routeKey: GET /me
+      authorizer: idp
+      integration:
+        type: HTTP_PROXY
+        url: "{backend}/me"
+        requestParameters: {{"overwrite:header.Accept-Language": "$context.authorizer.principalId"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {{name: users, namespace: demo}}
+spec:
+  apiRef: users
+  cache: {{enabled: true}}
+"""
+
+
+def test_each_principal_has_its_own_entries(tmp_path: Path, backend: Backend) -> None:
+    from tests import issuers
+
+    issuer = issuers.Issuer()
+    gateway = None
+    try:
+        kid = issuer.add_key("RSA")
+        folder = tmp_path / "manifests"
+        folder.mkdir()
+        (folder / "all.yaml").write_text(USERS.format(issuer=issuer.issuer, backend=backend.url))
+        gateway = Served(folder, tmp_path)
+        ada = issuer.token(kid, claims=issuer.claims(sub="ada"))
+        bob = issuer.token(kid, claims=issuer.claims(sub="bob"))
+        _, first, ada_body, _ = _call(gateway, "/users/me", Authorization="Bearer " + ada)
+        _, second, bob_body, _ = _call(gateway, "/users/me", Authorization="Bearer " + bob)
+        assert (first, second) == ("miss", "miss")
+        assert b"lang=ada" in ada_body and b"lang=bob" in bob_body
+        _, again, body, _ = _call(gateway, "/users/me", Authorization="Bearer " + bob)
+        assert (again, body) == ("hit", bob_body)
+        assert _call(gateway, "/users/me")[0] == 401  # no token: never a cached answer
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        issuer.stop()
