@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 import cachetools
 
 from propylon_config import model
-from propylon_proxy import context, replies, runtime, steps
+from propylon_proxy import context, metrics, replies, runtime, steps
 
 MAX_ENTRY_BYTES = 1024 * 1024
 HEADER = "x-propylon-cache"
@@ -135,6 +135,9 @@ class CacheStep:
         self.cache = stage_cache(setup, settings)
         self.clock = setup.runtime.clock
         self.stage_id = setup.stage.id
+        counted = metrics.GatewayMetrics.labels(setup.stage.api, setup.stage.id, setup.route.route_key)
+        self.counter = setup.runtime.metrics.cache
+        self.counted = {r: (*counted, ("result", r)) for r in ("hit", "miss", "bypass")}
         self.method = setup.route.method
         self.authorized = setup.route.authorizer is not None
         self.query_keys: list[str] = []
@@ -241,6 +244,7 @@ class CacheStep:
     def _hit(self, ctx: context.RequestContext, entry: Entry) -> replies.Reply:
         """The stored reply; its headers were prebuilt at store time (x-propylon-cache: hit)."""
         ctx.cache = "hit"
+        self.counter.inc(self.counted["hit"])
         headers = list(entry.headers)
         if isinstance(ctx.cache_note, _Note) and ctx.cache_note.denied:
             headers.append(("x-propylon-cache-invalidation", "denied"))
@@ -272,7 +276,9 @@ class CacheStep:
                     del self.cache.inflight[base]
                 if not future.done():
                     future.set_result(entry)
-        reply.headers.append((HEADER, ctx.cache or "bypass"))
+        result = ctx.cache or "bypass"
+        self.counter.inc(self.counted[result])
+        reply.headers.append((HEADER, result))
         if note is not None and note.denied:
             reply.headers.append(("x-propylon-cache-invalidation", "denied"))
         return reply

@@ -39,6 +39,9 @@ async def test_entries_expire_at_the_ttl_by_the_injected_clock(start_gateway, ba
         assert await _state(session, url) == "hit"
         clock.advance(2)
         assert await _state(session, url) == "miss"
+    text = gw.runtime.metrics.render()
+    assert 'propylon_cache_total{api="shop/api-prod",stage="shop/prod",route="GET /open",result="hit"} 1' in text
+    assert 'propylon_cache_total{api="shop/api-prod",stage="shop/prod",route="GET /open",result="miss"} 2' in text
 
 
 async def test_the_cache_is_bounded_in_bytes(start_gateway, backend):
