@@ -107,7 +107,11 @@ class GatewayMetrics:
             "propylon_limit_store_failures_total",
             "Calls to the shared limit store (Redis) that failed or timed out; local limits applied.",
         )
+        self.cache = Counter(
+            "propylon_cache_total", "Responses of cache-enabled routes, by result (hit, miss, bypass)."
+        )
         self._families: list[Counter | Histogram] = [
+            self.cache,
             self.requests,
             self.request_duration,
             self.integration_duration,

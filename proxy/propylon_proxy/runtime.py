@@ -60,6 +60,10 @@ class Resources:
         item: T = self._items[key]
         return item
 
+    def peek(self, key: str) -> Any:
+        """The resource under ``key`` if one exists, without claiming it (admin actions)."""
+        return self._items.get(key)
+
     def keys(self) -> frozenset[str]:
         return frozenset(self._items)
 
