@@ -136,6 +136,12 @@ class GatewayMetrics:
             (),
             registry,
         )
+        self.access_log_dropped = Counter(
+            "propylon_access_log_dropped_total",
+            "Access-log lines dropped because stdout was too slow to take them (requests never wait).",
+            (),
+            registry,
+        )
         self._families: list[_Family] = [
             self.requests,
             self.request_duration,
