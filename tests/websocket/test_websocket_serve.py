@@ -236,3 +236,44 @@ async def test_a_reload_during_open_connections_drops_none(served: Served, backe
     finally:
         for client in clients:
             await client.close()
+
+
+FUNCTION_API = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: chat, namespace: talk}}
+spec:
+  protocol: WEBSOCKET
+  routeSelectionExpression: "$request.body.action"
+  routes:
+    - routeKey: "$connect"
+      integration: {{type: FUNCTION, url: "{fn}"}}
+    - routeKey: ask
+      routeResponseSelectionExpression: "$default"
+      integration: {{type: FUNCTION, url: "{fn}"}}
+"""
+
+
+async def test_function_integration_gets_aws_websocket_events(tmp_path: Path) -> None:
+    from tests.functions import harness
+
+    fn = harness.function("ws_chat.handler", tmp_path, path=Path(__file__).parent / "handlers").wait()
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "api.yaml").write_text(FUNCTION_API.format(fn=f"http://127.0.0.1:{fn.port}"))
+    (folder / "stage.yaml").write_text(STAGE)
+    served = Served(folder, tmp_path)
+    try:
+        async with connect(_ws(served)) as client:
+            await client.send(json.dumps({"action": "ask", "q": 1}))
+            seen = json.loads(await client.recv())
+        assert seen["routeKey"] == "ask" and seen["eventType"] == "MESSAGE" and seen["stage"] == "live"
+        assert seen["apiId"] == "talk/chat" and seen["hasMessageId"] and seen["connectionId"]
+        assert json.loads(seen["body"]) == {"action": "ask", "q": 1} and seen["isBase64Encoded"] is False
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            async with connect(_ws(served), user_agent_header="refuse-me"):
+                pass
+        assert refused.value.response.status_code == 403
+    finally:
+        served.stop()
+        fn.stop()

@@ -17,6 +17,7 @@ class Connection:
     last_active_at: float
     source_ip: str
     user_agent: str
+    domain_name: str = ""
     queue: asyncio.Queue[str | bytes] = dataclasses.field(default_factory=lambda: asyncio.Queue(maxsize=64))
 
 

@@ -18,7 +18,10 @@ import aiohttp
 from aiohttp import web
 
 from propylon_config import model
-from propylon_proxy.websocket import registry, tables
+from propylon_proxy import runtime
+from propylon_proxy.functions import client as function_client
+from propylon_proxy.integrations import function as function_integration
+from propylon_proxy.websocket import events, registry, tables
 
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
@@ -41,11 +44,19 @@ def select_route(ws: tables.WsStage, data: str | bytes) -> model.Route | None:
 class Integrations:
     """Calls a route's HTTP integration with the message body as is."""
 
-    def __init__(self) -> None:
+    def __init__(self, run: runtime.Runtime) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._functions = function_integration.shared_client(run)
 
-    async def call(self, route: model.Route, connection_id: str, event: str, body: bytes) -> tuple[int, bytes]:
+    async def call(
+        self, ws: tables.WsStage, connection: registry.Connection, route: model.Route, event: str, body: str | bytes
+    ) -> tuple[int, bytes]:
+        connection_id = connection.id
         integration = route.integration
+        if integration.type is model.IntegrationType.FUNCTION:
+            return await self._function(ws, connection, route, event, body)
+        if isinstance(body, str):
+            body = body.encode()
         if integration.type is model.IntegrationType.MOCK and integration.mock is not None:
             return integration.mock.status_code, integration.mock.body.encode()
         if integration.url is None:
@@ -66,27 +77,37 @@ class Integrations:
         except (aiohttp.ClientError, TimeoutError):
             return 502, b""
 
+    async def _function(
+        self, ws: tables.WsStage, connection: registry.Connection, route: model.Route, event: str, body: str | bytes
+    ) -> tuple[int, bytes]:
+        integration = route.integration
+        target = function_client.Target(url=integration.url, service=integration.service)
+        payload = events.build(ws, connection, route.route_key, event, body if event == "MESSAGE" else None)
+        try:
+            answer = await self._functions.invoke(target, payload, integration.timeout_ms / 1000)
+        except function_client.InvokeError:
+            return 502, b""
+        if isinstance(answer, dict):
+            status = answer.get("statusCode", 200)
+            text = answer.get("body")
+            return (status if isinstance(status, int) else 200), (text.encode() if isinstance(text, str) else b"")
+        return 200, (json.dumps(answer).encode() if answer is not None else b"")
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
 
 class Sessions:
-    def __init__(self) -> None:
+    def __init__(self, run: runtime.Runtime) -> None:
         self.registry = registry.Registry()
-        self.integrations = Integrations()
+        self.integrations = Integrations(run)
         self._closing: set[asyncio.Future[bool]] = set()
 
     async def serve(self, request: web.BaseRequest, ws: tables.WsStage, source_ip: str) -> web.StreamResponse:
         connection_id = secrets.token_urlsafe(12)
-        connect = ws.routes.get("$connect")
-        if connect is not None:
-            status, _ = await self.integrations.call(connect, connection_id, "CONNECT", b"")
-            if not 200 <= status < 300:
-                return web.json_response({"message": "Forbidden"}, status=403)
         limits = ws.limits
         socket = web.WebSocketResponse(max_msg_size=0, autoping=True)
-        await socket.prepare(request)
         now = time.time()
         connection = registry.Connection(
             id=connection_id,
@@ -96,7 +117,14 @@ class Sessions:
             last_active_at=now,
             source_ip=source_ip,
             user_agent=request.headers.get("User-Agent", ""),
+            domain_name=request.headers.get("Host", ""),
         )
+        connect = ws.routes.get("$connect")
+        if connect is not None:
+            status, _ = await self.integrations.call(ws, connection, connect, "CONNECT", b"")
+            if not 200 <= status < 300:
+                return web.json_response({"message": "Forbidden"}, status=403)
+        await socket.prepare(request)
         self.registry.add(connection)
         sender = asyncio.create_task(self._send_loop(connection))
         try:
@@ -110,7 +138,7 @@ class Sessions:
                 await socket.close()
             disconnect = ws.routes.get("$disconnect")
             if disconnect is not None:
-                await self.integrations.call(disconnect, connection_id, "DISCONNECT", b"")
+                await self.integrations.call(ws, connection, disconnect, "DISCONNECT", b"")
         return socket
 
     async def _receive(
@@ -133,7 +161,7 @@ class Sessions:
             route = select_route(ws, data)
             if route is None:
                 continue
-            _status, answer = await self.integrations.call(route, connection.id, "MESSAGE", raw)
+            _status, answer = await self.integrations.call(ws, connection, route, "MESSAGE", data)
             if route.route_response_selection_expression == "$default" and answer:
                 self.offer(connection, answer.decode("utf-8", "replace"))
 
