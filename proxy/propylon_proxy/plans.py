@@ -66,7 +66,7 @@ def build(config: model.GatewayConfig, run: runtime.Runtime) -> Plan:
         apis=apis,
         endpoints={e.key: e.addresses for e in config.endpoints},
         websocket=ws_tables.build(config),
-        sessions=run.resources.claim("websocket-sessions", lambda: ws_session.Sessions(run)),
+        sessions=ws_session.shared(run),
     )
 
 

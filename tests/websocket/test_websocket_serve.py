@@ -277,3 +277,14 @@ async def test_function_integration_gets_aws_websocket_events(tmp_path: Path) ->
     finally:
         served.stop()
         fn.stop()
+
+
+async def test_server_shutdown_closes_with_1001_and_runs_disconnect(served: Served, backend: Backend) -> None:
+    async with connect(_ws(served)) as client:
+        await client.send(json.dumps({"action": "join"}))
+        assert _wait_for(lambda: "/oneway" in backend.paths(), 10)
+        await asyncio.to_thread(served.stop)
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            await client.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert backend.paths().count("/disconnect") == 1

@@ -184,7 +184,26 @@ class Sessions:
             else:
                 await connection.socket.send_bytes(data)
 
+    async def going_away(self) -> None:
+        """Server shutdown: every connection closes with 1001 and its $disconnect runs."""
+        await asyncio.gather(
+            *(c.socket.close(code=1001, message=b"going away") for c in self.registry.all()),
+            return_exceptions=True,
+        )
+
     async def close(self) -> None:
-        for connection in self.registry.all():
-            await connection.socket.close(code=1001, message=b"going away")
+        await self.going_away()
         await self.integrations.close()
+
+
+RESOURCE = "websocket/sessions"
+
+
+def shared(run: runtime.Runtime) -> Sessions:
+    """The gateway's one set of open connections; it outlives every plan."""
+    return run.resources.claim(RESOURCE, lambda: Sessions(run))
+
+
+async def shutdown(run: runtime.Runtime) -> None:
+    if RESOURCE in run.resources.keys():  # noqa: SIM118 (Resources is not a dict)
+        await shared(run).going_away()
