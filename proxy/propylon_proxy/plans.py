@@ -65,7 +65,7 @@ def build(config: model.GatewayConfig, run: runtime.Runtime) -> Plan:
         variables={s.id: dict(s.variables) for s in config.stages},
         apis=apis,
         endpoints={e.key: e.addresses for e in config.endpoints},
-        websocket=ws_tables.build(config),
+        websocket=ws_tables.build(config, run),
         sessions=ws_session.shared(run),
     )
 

@@ -288,3 +288,54 @@ async def test_server_shutdown_closes_with_1001_and_runs_disconnect(served: Serv
             await client.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
     assert backend.paths().count("/disconnect") == 1
+
+
+JWT_API = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Authorizer
+metadata: {{name: idp, namespace: talk}}
+spec:
+  jwt: {{issuer: "{issuer}", audience: [chat], jwksUri: "{issuer}/jwks.json", algorithms: [RS256]}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: chat, namespace: talk}}
+spec:
+  protocol: WEBSOCKET
+  routes:
+    - routeKey: "$connect"
+      authorizer: idp
+      integration: {{type: HTTP, url: "{backend}/connect"}}
+    - routeKey: "$default"
+      integration: {{type: HTTP, url: "{backend}/default"}}
+"""
+
+
+async def test_connect_runs_the_routes_jwt_authorizer_before_its_integration(tmp_path: Path, backend: Backend) -> None:
+    from tests import issuers
+
+    issuer = issuers.Issuer()
+    kid = issuer.add_key("RSA")
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "api.yaml").write_text(JWT_API.format(issuer=issuer.url, backend=backend.url))
+    (folder / "stage.yaml").write_text(STAGE)
+    served = Served(folder, tmp_path)
+    try:
+        with pytest.raises(websockets.exceptions.InvalidStatus) as denied:
+            async with connect(_ws(served)):
+                pass
+        assert denied.value.response.status_code == 401
+        forged = issuer.token(kid, claims=issuer.claims(aud="someone-else"))
+        with pytest.raises(websockets.exceptions.InvalidStatus) as wrong:
+            async with connect(_ws(served), additional_headers={"Authorization": f"Bearer {forged}"}):
+                pass
+        assert wrong.value.response.status_code in (401, 403)
+        assert backend.paths() == []  # $connect's integration never ran
+        token = issuer.token(kid, claims=issuer.claims(aud="chat"))
+        async with connect(_ws(served), additional_headers={"Authorization": f"Bearer {token}"}):
+            pass
+        assert backend.paths() == ["/connect"]
+    finally:
+        served.stop()
+        issuer.stop()

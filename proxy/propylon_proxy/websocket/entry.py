@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from propylon_proxy import context
+from propylon_proxy import context, responding, routing
 from propylon_proxy.websocket import management, session, tables, upgrade
 
 
@@ -25,4 +25,11 @@ async def serve(
         return web.json_response({"message": "Bad Request"}, status=400)
     if upgrade.origin_refused(request, ws.api):
         return web.json_response({"message": "Forbidden"}, status=403)
+    if ws.connect_checks is not None:
+        connect = ws.routes["$connect"]
+        ctx.stage = ws.stage
+        ctx.match = routing.Match(stage=ws.stage, route=connect, params=(), upstream_path="/")
+        reply = await ws.connect_checks.run(ctx)
+        if not 200 <= reply.status < 300:
+            return await responding.send(ctx, reply)  # refused before $connect's integration
     return await sessions.serve(request, ws, ctx.source_ip)

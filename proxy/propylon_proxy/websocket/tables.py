@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 
 from propylon_config import model
+from propylon_proxy import runtime, steps
+from propylon_proxy.websocket import checks
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -16,6 +18,7 @@ class WsStage:
     stage: model.Stage
     api: model.Api
     routes: dict[str, model.Route]  # route key -> route
+    connect_checks: steps.Chain | None  # $connect's steps before its integration
 
     @property
     def limits(self) -> model.WebSocketLimits:
@@ -32,7 +35,7 @@ class Tables:
         return table.get(path.rstrip("/") or "/")
 
 
-def build(config: model.GatewayConfig) -> Tables:
+def build(config: model.GatewayConfig, run: runtime.Runtime) -> Tables:
     apis = {a.id: a for a in config.apis}
     public: dict[str, WsStage] = {}
     internal: dict[str, WsStage] = {}
@@ -40,7 +43,13 @@ def build(config: model.GatewayConfig) -> Tables:
         api = apis.get(stage.api)
         if api is None or api.protocol is not model.Protocol.WEBSOCKET:
             continue
-        ws = WsStage(stage=stage, api=api, routes={r.route_key: r for r in stage.routes})
+        routes = {r.route_key: r for r in stage.routes}
+        connect = routes.get("$connect")
+        chain = None
+        if connect is not None:
+            setup = steps.RouteSetup(route=connect, stage=stage, api=api, config=config, runtime=run)
+            chain = checks.connect_chain(setup)
+        ws = WsStage(stage=stage, api=api, routes=routes, connect_checks=chain)
         key = stage.base_path.rstrip("/") or "/"
         internal.setdefault(key, ws)
         if stage.endpoint is model.Endpoint.PUBLIC:
