@@ -339,3 +339,49 @@ async def test_connect_runs_the_routes_jwt_authorizer_before_its_integration(tmp
     finally:
         served.stop()
         issuer.stop()
+
+
+KEY_API = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: chat, namespace: talk}}
+spec:
+  protocol: WEBSOCKET
+  routes:
+    - routeKey: "$connect"
+      apiKeyRequired: true
+      integration: {{type: HTTP, url: "{backend}/connect"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: UsagePlan
+metadata: {{name: gold, namespace: talk}}
+spec:
+  stages: [{{stageRef: live}}]
+  apiKeySelector: {{matchLabels: {{propylon.dev/usage-plan: gold}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: k1, namespace: talk, labels: {{propylon.dev/usage-plan: gold}}}}
+stringData: {{value: "{key}"}}
+"""
+
+
+async def test_connect_refused_without_a_valid_api_key(tmp_path: Path, backend: Backend) -> None:
+    key = "ws-key-0123456789abcdefghij"
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "api.yaml").write_text(KEY_API.format(backend=backend.url, key=key))
+    (folder / "stage.yaml").write_text(STAGE)
+    served = Served(folder, tmp_path)
+    try:
+        for headers in ({}, {"x-api-key": "wrong-key-0123456789abcdefgh"}):
+            with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+                async with connect(_ws(served), additional_headers=headers):
+                    pass
+            assert refused.value.response.status_code == 403
+        assert backend.paths() == []
+        async with connect(_ws(served), additional_headers={"x-api-key": key}):
+            pass
+        assert backend.paths() == ["/connect"]
+    finally:
+        served.stop()
