@@ -8,7 +8,7 @@ import dataclasses
 import aiohttp
 
 from propylon_config import model
-from tests.proxy import keyed
+from tests.proxy import keyed, scrape
 
 
 def _cached(config: model.GatewayConfig, backend_url: str, **settings: object) -> model.GatewayConfig:
@@ -40,8 +40,9 @@ async def test_entries_expire_at_the_ttl_by_the_injected_clock(start_gateway, ba
         clock.advance(2)
         assert await _state(session, url) == "miss"
     text = gw.runtime.metrics.render()
-    assert 'propylon_cache_total{api="shop/api-prod",stage="shop/prod",route="GET /open",result="hit"} 1' in text
-    assert 'propylon_cache_total{api="shop/api-prod",stage="shop/prod",route="GET /open",result="miss"} 2' in text
+    route = {"api": "shop/api-prod", "stage": "shop/prod", "route": "GET /open"}
+    assert scrape.value(text, "propylon_cache_total", **route, result="hit") == 1
+    assert scrape.value(text, "propylon_cache_total", **route, result="miss") == 2
 
 
 async def test_the_cache_is_bounded_in_bytes(start_gateway, backend):
