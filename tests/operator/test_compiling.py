@@ -134,7 +134,7 @@ def test_verdicts_come_from_diagnostics_when_no_object_is_reported() -> None:
 
 
 def test_an_hs_authorizer_the_install_cannot_seal_is_not_ready_and_says_why() -> None:
-    """The operator compiles without a sealing secret (not built yet): the HS* secret cannot
+    """Compiled without a sealing secret (the reconcile always gives one): the HS* secret cannot
     reach the proxies, whose routes then refuse, so Ready must not claim the Authorizer works."""
     hs = {
         "apiVersion": "propylon.dev/v1alpha1",
@@ -159,3 +159,8 @@ def test_an_hs_authorizer_the_install_cannot_seal_is_not_ready_and_says_why() ->
     assert (verdict.ready, verdict.accepted, verdict.reason) == (False, True, "SecretNotDelivered")
     assert "AUTHORIZER_CONFIGURATION_ERROR" in verdict.message
     assert outcome.verdict(inventory.Key("Authorizer", "demo", "idp")).ready
+
+    sealed = compiling.LastGood()
+    sealed.use_sealing_secret(b"s" * 32)
+    outcome = sealed.compile(_inputs(hs, rs, secret, _api(authorizer="shared"), STAGE))
+    assert outcome.verdict(inventory.Key("Authorizer", "demo", "shared")).ready
