@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from propylon_compiler import compiler, diagnostics
 from propylon_config import model
 from propylon_operator import compiling, documents, inventory
@@ -164,3 +166,27 @@ def test_an_hs_authorizer_the_install_cannot_seal_is_not_ready_and_says_why() ->
     sealed.use_sealing_secret(b"s" * 32)
     outcome = sealed.compile(_inputs(hs, rs, secret, _api(authorizer="shared"), STAGE))
     assert outcome.verdict(inventory.Key("Authorizer", "demo", "shared")).ready
+
+
+@pytest.mark.parametrize(
+    "authorizers",
+    [
+        (),  # the route names an Authorizer that does not exist
+        (  # it exists, but cannot compile: HS256 without secretRef
+            {
+                "apiVersion": "propylon.dev/v1alpha1",
+                "kind": "Authorizer",
+                "metadata": {"name": "gone", "namespace": "demo"},
+                "spec": {"jwt": {"issuer": "internal", "algorithms": ["HS256"]}},
+            },
+        ),
+    ],
+    ids=["missing", "broken"],
+)
+def test_an_api_whose_authorizer_is_missing_or_broken_is_not_ready_and_names_it(
+    authorizers: tuple[dict, ...],
+) -> None:
+    outcome = compiling.LastGood().compile(_inputs(*authorizers, _api(authorizer="gone"), STAGE))
+    verdict = outcome.verdict(inventory.Key("Api", "demo", "pets"))
+    assert not verdict.ready
+    assert "gone" in verdict.message
