@@ -85,9 +85,10 @@ spec:
     assert _get(url, "not-a-token")[0] == 401
 
     ready = op._eventually(
-        lambda: (c := op._condition(env.get("authorizer", "-n", env.app_ns, "internal"), "Ready")).get("status")
-        == "True"
-        and c,
+        lambda: (
+            (c := op._condition(env.get("authorizer", "-n", env.app_ns, "internal"), "Ready")).get("status") == "True"
+            and c
+        ),
         op.CHANGE_WITHIN,
         "the Authorizer is Ready",
     )

@@ -1,4 +1,4 @@
-""""IAM for pods": a JWT Authorizer whose issuer is the cluster's service-account issuer.
+""" "IAM for pods": a JWT Authorizer whose issuer is the cluster's service-account issuer.
 
 The test API server signs ServiceAccount tokens (TokenRequest API, ``kubectl create token``) and
 publishes its keys at ``/.well-known/openid-configuration`` and ``/openid/v1/jwks`` over TLS.
