@@ -123,6 +123,14 @@ class LastGood:
     def key_secret(self) -> bytes | None:
         return self._options.api_key_secret
 
+    def use_sealing_secret(self, secret: bytes) -> None:
+        """Seal HS* Authorizer secrets under the install's secret (``publishing.sealing_secret``)."""
+        self._options = dataclasses.replace(self._options, sealing_secret=secret)
+
+    @property
+    def sealing_secret(self) -> bytes | None:
+        return self._options.sealing_secret
+
     def compile(self, documents: Mapping[Key, manifests.Document]) -> Outcome:
         kept = last_good.compile_keeping_last_good(list(documents.values()), self._memory, options=self._options)
         self._memory = kept.memory

@@ -3,9 +3,11 @@
 The Secret holds ``snapshot.json`` (``codec.dumps``) and repeats the version in an annotation,
 so the operator can tell whether a write is needed without decoding the payload. Beside the
 snapshot, under ``api-key-hashing``, it keeps the install's key-hashing secret: API keys are in
-the snapshot only as HMACs under it, and proxies need it to hash the keys clients send. It is
-made once (random) and read back from this Secret on every operator start, so digests, and
-therefore versions, stay the same across restarts. Writing only
+the snapshot only as HMACs under it, and proxies need it to hash the keys clients send; under
+``authorizer-sealing``, the sealing secret HS* Authorizer secrets are sealed under in the
+snapshot (proxies need it to open them). Both are made once (random) and read back from this
+Secret on every operator start, so digests, sealed values and therefore versions, stay the same
+across restarts. Writing only
 when the version differs is what keeps restarts churn-free: same inputs, same version, no write,
 no resourceVersion bump, no reload in any proxy. Pure builders; the reconcile does the I/O.
 """
@@ -23,6 +25,7 @@ from propylon_operator import settings as settings_
 
 DATA_KEY = "snapshot.json"
 HASHING_KEY = "api-key-hashing"
+SEALING_KEY = "authorizer-sealing"
 
 
 def secret(
@@ -30,6 +33,7 @@ def secret(
     settings: settings_.Settings,
     owner: dict[str, Any] | None,
     key_secret: bytes | None = None,
+    sealing_secret: bytes | None = None,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "name": settings.snapshot_secret,
@@ -48,13 +52,23 @@ def secret(
         "data": {
             DATA_KEY: base64.b64encode(payload).decode(),
             **({HASHING_KEY: base64.b64encode(key_secret).decode()} if key_secret else {}),
+            **({SEALING_KEY: base64.b64encode(sealing_secret).decode()} if sealing_secret else {}),
         },
     }
 
 
 def key_secret(body: dict[str, Any] | None) -> bytes | None:
     """The key-hashing secret a snapshot Secret holds (None when it has none)."""
-    encoded = ((body or {}).get("data") or {}).get(HASHING_KEY)
+    return _stored(body, HASHING_KEY)
+
+
+def sealing_secret(body: dict[str, Any] | None) -> bytes | None:
+    """The sealing secret a snapshot Secret holds (None when it has none)."""
+    return _stored(body, SEALING_KEY)
+
+
+def _stored(body: dict[str, Any] | None, data_key: str) -> bytes | None:
+    encoded = ((body or {}).get("data") or {}).get(data_key)
     if not encoded:
         return None
     try:

@@ -264,6 +264,11 @@ class Reconciler:
             # Read back from the published Secret, so a restart hashes keys (and versions) as before.
             self._compiler.use_key_secret(publishing.key_secret(self._published.body) or secrets.token_bytes(32))
             self._outcome = None
+        if self._compiler.sealing_secret is None:
+            self._compiler.use_sealing_secret(
+                publishing.sealing_secret(self._published.body) or secrets.token_bytes(32)
+            )
+            self._outcome = None
         if fingerprint != self._fingerprint or self._outcome is None:
             # Pure but not instant (~0.5 s for 2,000 routes): off the loop, so watches keep flowing.
             self._outcome = await asyncio.to_thread(self._compiler.compile, inputs)
@@ -286,7 +291,9 @@ class Reconciler:
     async def _publish(self, snapshot: model.GatewayConfig) -> None:
         if publishing.stored_version(self._published.body) == snapshot.version:
             return
-        body = publishing.secret(snapshot, self.settings, self._operator_owner, self._compiler.key_secret)
+        body = publishing.secret(
+            snapshot, self.settings, self._operator_owner, self._compiler.key_secret, self._compiler.sealing_secret
+        )
         answer = await self.client.apply(self._secret_path(), body)
         self._published = _Published(body=answer, known=True)
         logger.info("published snapshot %s (%d stages)", snapshot.version, len(snapshot.stages))

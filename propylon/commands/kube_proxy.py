@@ -10,6 +10,7 @@ stays fast.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
 
@@ -122,6 +123,10 @@ async def _serve(args: argparse.Namespace) -> int:
     def use_key_secret(secret: bytes | None) -> None:
         gw.runtime.api_key_secret = secret
 
+    def use_sealing_secret(secret: bytes | None) -> None:
+        # Plans read it when built, and the source tells it before the snapshot it came with.
+        gw.runtime.settings = dataclasses.replace(gw.runtime.settings, sealing_secret=secret)
+
     source = sources.SecretSource(
         api_client=api_client,
         namespace=namespace,
@@ -129,6 +134,7 @@ async def _serve(args: argparse.Namespace) -> int:
         apply=gw.swap,
         replica=args.replica_name,
         key_secret=use_key_secret,
+        sealing_secret=use_sealing_secret,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

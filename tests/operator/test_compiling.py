@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from propylon_compiler import compiler, diagnostics
 from propylon_config import model
 from propylon_operator import compiling, documents, inventory
@@ -134,7 +136,7 @@ def test_verdicts_come_from_diagnostics_when_no_object_is_reported() -> None:
 
 
 def test_an_hs_authorizer_the_install_cannot_seal_is_not_ready_and_says_why() -> None:
-    """The operator compiles without a sealing secret (not built yet): the HS* secret cannot
+    """Compiled without a sealing secret (the reconcile always gives one): the HS* secret cannot
     reach the proxies, whose routes then refuse, so Ready must not claim the Authorizer works."""
     hs = {
         "apiVersion": "propylon.dev/v1alpha1",
@@ -159,3 +161,32 @@ def test_an_hs_authorizer_the_install_cannot_seal_is_not_ready_and_says_why() ->
     assert (verdict.ready, verdict.accepted, verdict.reason) == (False, True, "SecretNotDelivered")
     assert "AUTHORIZER_CONFIGURATION_ERROR" in verdict.message
     assert outcome.verdict(inventory.Key("Authorizer", "demo", "idp")).ready
+
+    sealed = compiling.LastGood()
+    sealed.use_sealing_secret(b"s" * 32)
+    outcome = sealed.compile(_inputs(hs, rs, secret, _api(authorizer="shared"), STAGE))
+    assert outcome.verdict(inventory.Key("Authorizer", "demo", "shared")).ready
+
+
+@pytest.mark.parametrize(
+    "authorizers",
+    [
+        (),  # the route names an Authorizer that does not exist
+        (  # it exists, but cannot compile: HS256 without secretRef
+            {
+                "apiVersion": "propylon.dev/v1alpha1",
+                "kind": "Authorizer",
+                "metadata": {"name": "gone", "namespace": "demo"},
+                "spec": {"jwt": {"issuer": "internal", "algorithms": ["HS256"]}},
+            },
+        ),
+    ],
+    ids=["missing", "broken"],
+)
+def test_an_api_whose_authorizer_is_missing_or_broken_is_not_ready_and_names_it(
+    authorizers: tuple[dict, ...],
+) -> None:
+    outcome = compiling.LastGood().compile(_inputs(*authorizers, _api(authorizer="gone"), STAGE))
+    verdict = outcome.verdict(inventory.Key("Api", "demo", "pets"))
+    assert not verdict.ready
+    assert "gone" in verdict.message

@@ -35,3 +35,14 @@ def test_the_key_hashing_secret_travels_beside_the_snapshot_never_inside_it() ->
     assert base64.b64encode(secret).decode() not in body["data"]["snapshot.json"]
     assert secret not in base64.b64decode(body["data"]["snapshot.json"])
     assert publishing.key_secret(publishing.secret(SNAPSHOT, settings.Settings(), None)) is None
+
+
+def test_the_sealing_secret_travels_beside_the_snapshot_and_the_proxy_reads_it_back() -> None:
+    from propylon_proxy.kube import snapshots
+
+    sealing = b"sealing-secret-0123456789abcdef!"
+    body = publishing.secret(SNAPSHOT, settings.Settings(), None, b"k" * 32, sealing)
+    assert publishing.sealing_secret(body) == sealing
+    assert snapshots.sealing_secret(body) == sealing
+    assert sealing not in base64.b64decode(body["data"]["snapshot.json"])
+    assert publishing.sealing_secret(publishing.secret(SNAPSHOT, settings.Settings(), None)) is None

@@ -36,6 +36,8 @@ from typing import Any
 import aiohttp
 import jwt
 
+from propylon_proxy.authorizers import trust
+
 log = logging.getLogger("propylon.proxy.jwks")
 
 FETCH_TIMEOUT_SECONDS = 1.5
@@ -195,7 +197,9 @@ class KeySet:
         session = self._session
         if session is None or session.closed:
             session = self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_SECONDS), auto_decompress=True
+                timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_SECONDS),
+                auto_decompress=True,
+                connector=aiohttp.TCPConnector(ssl=trust.ssl_context()),
             )
         uri = self._jwks_uri
         if uri is None:
@@ -230,8 +234,13 @@ class KeySet:
             await self._session.close()
 
 
+_ACCEPT = "application/json, application/jwk-set+json"
+
+
 async def _get_json(session: aiohttp.ClientSession, url: str) -> tuple[Any, str | None]:
-    async with session.get(url, headers={"Accept": "application/json"}) as response:
+    # A JWKS is application/jwk-set+json (RFC 7517); the Kubernetes API server refuses (406)
+    # an Accept that does not allow it.
+    async with session.get(url, headers={"Accept": _ACCEPT}) as response:
         if response.status != 200:
             raise FetchError(f"{url} answered {response.status}")
         body = await response.content.read(MAX_DOCUMENT_BYTES + 1)

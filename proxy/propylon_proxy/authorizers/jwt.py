@@ -11,6 +11,9 @@ Signatures are pyjwt's (on ``cryptography``); this module decides everything aro
 - ``iss`` must equal the issuer; ``aud`` must contain one of ``audience`` (or, without
   ``aud``, ``client_id`` must be one); ``exp`` is required; ``exp``, ``nbf`` and ``iat`` are
   checked with ``clockSkewSeconds`` against the runtime's injected clock;
+- the token is split and decoded once here (header, payload, signature); pyjwt's algorithm
+  objects (on ``cryptography``) check the signature over the signing input, with each key
+  prepared once per algorithm, so a cold token costs one parse and one signature check;
 - a verified token is cached until its ``exp`` (bounded LRU), so a warm token costs a
   dictionary lookup, not a signature check. Scopes are checked per route, after the cache.
 
@@ -19,7 +22,9 @@ Outcomes are ``Verified`` or one of the refusal types; nothing here logs a token
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
+import json
 import math
 import types
 from collections.abc import Callable, Mapping
@@ -27,6 +32,8 @@ from typing import Any
 
 import cachetools
 import jwt
+from jwt import algorithms as jwt_algorithms
+from jwt import utils as jwt_utils
 
 from propylon_config import model
 from propylon_proxy import gateway_responses
@@ -35,16 +42,8 @@ from propylon_proxy.authorizers import jwks
 MAX_TOKEN_BYTES = 16 * 1024
 CACHE_ENTRIES = 10_000
 SHARED_SECRET = frozenset({"HS256", "HS384", "HS512"})
-# Time and audience are checked here (with the injected clock); pyjwt checks the signature only.
-_SIGNATURE_ONLY: dict[str, Any] = {
-    "verify_signature": True,
-    "verify_exp": False,
-    "verify_nbf": False,
-    "verify_iat": False,
-    "verify_aud": False,
-    "verify_iss": False,
-    "require": [],
-}
+# pyjwt's algorithm objects: verify(signing_input, prepared_key, signature) is the signature check.
+_ALGORITHMS: dict[str, jwt_algorithms.Algorithm] = jwt_algorithms.get_default_algorithms()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,6 +79,8 @@ class Verifier:
             self._algorithms = frozenset(a for a in settings.algorithms if a not in SHARED_SECRET and a != "none")
         self._clock = clock
         self._cache: cachetools.LRUCache[str, Verified] = cachetools.LRUCache(maxsize=CACHE_ENTRIES)
+        # (alg, id of the key object) -> (the key object, kept so its id stays its own; prepared key)
+        self._prepared: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def verify(self, token: str) -> Outcome:
         now = self._clock()
@@ -91,10 +92,10 @@ class Verifier:
             return gateway_responses.UNAUTHORIZED
         if len(token) > MAX_TOKEN_BYTES:
             return gateway_responses.UNAUTHORIZED
-        try:
-            header = jwt.get_unverified_header(token)
-        except (jwt.PyJWTError, ValueError, TypeError):
+        parsed = _parse(token)
+        if parsed is None:
             return gateway_responses.UNAUTHORIZED
+        header, payload, signing_input, signature = parsed
         alg = header.get("alg")
         kid = header.get("kid")
         if not isinstance(alg, str) or alg not in self._algorithms or "crit" in header:
@@ -110,7 +111,9 @@ class Verifier:
                 candidates = tuple(k.key for k in await self._keys.keys_for(kid, alg))
             except jwks.KeysUnavailable:
                 return gateway_responses.AUTHORIZER_FAILURE
-        claims = _signed_claims(token, candidates, alg)
+        if not self._signed(candidates, alg, signing_input, signature):
+            return gateway_responses.UNAUTHORIZED
+        claims = _claims(payload)
         if claims is None:
             return gateway_responses.UNAUTHORIZED
         verified = self._check(claims, self._clock())
@@ -118,6 +121,35 @@ class Verifier:
             return gateway_responses.UNAUTHORIZED
         self._cache[token] = verified
         return verified
+
+    def _signed(self, candidates: tuple[Any, ...], alg: str, signing_input: bytes, signature: bytes) -> bool:
+        """Whether one candidate key verifies the signature (pyjwt's algorithm, cryptography's maths)."""
+        algorithm = _ALGORITHMS[alg]
+        for key in candidates:
+            prepared = self._prepare(algorithm, alg, key)
+            if prepared is None:
+                continue
+            try:
+                if algorithm.verify(signing_input, prepared, signature):
+                    return True
+            except (jwt.PyJWTError, ValueError, TypeError):
+                continue
+        return False
+
+    def _prepare(self, algorithm: jwt_algorithms.Algorithm, alg: str, key: Any) -> Any:
+        """The key as ``algorithm`` wants it, prepared once per (alg, key object); None if unusable."""
+        slot = (alg, id(key))
+        entry = self._prepared.get(slot)
+        if entry is not None and entry[0] is key:
+            return entry[1]
+        try:
+            prepared = algorithm.prepare_key(key)
+        except (jwt.PyJWTError, ValueError, TypeError):
+            return None
+        if len(self._prepared) >= _PREPARED_ENTRIES:
+            self._prepared.clear()  # key sets rotate rarely; a full table is stale keys, not a hot set
+        self._prepared[slot] = (key, prepared)
+        return prepared
 
     def _check(self, claims: dict[str, Any], now: float) -> Verified | None:
         if claims.get("iss") != self._issuer:
@@ -152,17 +184,31 @@ class Verifier:
         return isinstance(client_id, str) and client_id in self._audience
 
 
-def _signed_claims(token: str, candidates: tuple[Any, ...], alg: str) -> dict[str, Any] | None:
-    """The payload if one candidate key verifies the signature, else None."""
-    for key in candidates:
-        try:
-            payload = jwt.decode(token, key, algorithms=[alg], options=_SIGNATURE_ONLY)  # type: ignore[arg-type]
-        except jwt.InvalidSignatureError:
-            continue
-        except (jwt.PyJWTError, ValueError, TypeError):
-            return None
-        return payload if isinstance(payload, dict) else None
-    return None
+_PREPARED_ENTRIES = 256
+
+
+def _parse(token: str) -> tuple[dict[str, Any], bytes, bytes, bytes] | None:
+    """(header, payload bytes, signing input, signature) of a compact JWS, or None if malformed."""
+    try:
+        raw = token.encode("ascii")
+        signing_input, signature_segment = raw.rsplit(b".", 1)
+        header_segment, payload_segment = signing_input.split(b".", 1)
+        header = json.loads(jwt_utils.base64url_decode(header_segment))
+        payload = jwt_utils.base64url_decode(payload_segment)
+        signature = jwt_utils.base64url_decode(signature_segment)
+    except (ValueError, binascii.Error, RecursionError):
+        return None
+    if not isinstance(header, dict):
+        return None
+    return header, payload, signing_input, signature
+
+
+def _claims(payload: bytes) -> dict[str, Any] | None:
+    try:
+        claims = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    return claims if isinstance(claims, dict) else None
 
 
 def _number(value: Any) -> float | None:

@@ -22,6 +22,7 @@ from propylon_config import codec, model
 SNAPSHOT_KEY = "snapshot.json"
 SNAPSHOT_GZIP_KEY = "snapshot.json.gz"
 HASHING_KEY = "api-key-hashing"
+SEALING_KEY = "authorizer-sealing"  # the install's sealing secret: opens HS* Authorizer secrets
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -73,3 +74,14 @@ def _gunzip(raw: bytes) -> bytes:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as error:
         raise SnapshotError(f"{SNAPSHOT_GZIP_KEY} is not gzip data: {error}") from error
+
+
+def sealing_secret(secret: Mapping[str, Any]) -> bytes | None:
+    """The sealing secret stored beside the snapshot; None when absent or unreadable."""
+    value = (secret.get("data") or {}).get(SEALING_KEY)
+    if not value:
+        return None
+    try:
+        return _b64(value, SEALING_KEY) or None
+    except SnapshotError:
+        return None

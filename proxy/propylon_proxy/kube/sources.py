@@ -64,6 +64,7 @@ class SecretSource:
         apply: Apply,
         replica: str | None = None,
         key_secret: Callable[[bytes | None], object] | None = None,
+        sealing_secret: Callable[[bytes | None], object] | None = None,
         lease_renew_seconds: float = leases.RENEW_SECONDS,
         watch_seconds: int = 45,
         endpoint_grace_seconds: float = 5.0,
@@ -72,6 +73,7 @@ class SecretSource:
         self.name = name
         self._apply = apply
         self._key_secret = key_secret  # told the key-hashing secret before each snapshot is applied
+        self._sealing_secret = sealing_secret  # likewise the sealing secret
         self._core = client.CoreV1Api(api_client)
         self._discovery = client.DiscoveryV1Api(api_client)
         self._watch_seconds = watch_seconds
@@ -186,6 +188,8 @@ class SecretSource:
             return
         if self._key_secret is not None:
             self._key_secret(snapshots.key_hashing_secret(secret))
+        if self._sealing_secret is not None:
+            self._sealing_secret(snapshots.sealing_secret(secret))
         if self._base is not None and config == self._base:
             return
         self._base = config
