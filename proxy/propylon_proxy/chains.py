@@ -15,7 +15,7 @@ StepFactory = Callable[[steps.RouteSetup], steps.Step | None]
 
 STEP_FACTORIES: tuple[StepFactory, ...] = (
     # 1. fail-closed refusal of broken routes: see build(); 2. CORS preflight: a later issue
-    authorizers.steps.step_for,  # 3. authorizer: JWT; REQUEST/TOKEN fail closed until functions land
+    authorizers.steps.step_for,  # 3. authorizer: JWT, REQUEST and TOKEN
     api_keys.step_for,  # 4. API key: learns the key id and its usage plan
     limits.step_for,  # 5. throttles and 6. quota: one state-store decision
     # 7. request validation: a later issue

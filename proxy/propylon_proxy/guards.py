@@ -5,9 +5,9 @@ A route whose Authorizer, model, Service or stage variable is missing or broken 
 to a less specific route) and ``refusing_route`` answers every request with that type.
 
 A route that names an Authorizer must never be served as if it were open. Where the gateway
-cannot enforce it (REQUEST and TOKEN until the function client lands, a JWT one whose HS*
-secret does not open) the route refuses every request with the response DESIGN.md gives for
-"cannot be verified": 500 AUTHORIZER_CONFIGURATION_ERROR; ``authorizers.steps`` falls back on
+cannot enforce it (a JWT one whose HS* secret does not open, a REQUEST or TOKEN one without a
+function) the route refuses every request with the response DESIGN.md gives for "cannot be
+verified": 500 AUTHORIZER_CONFIGURATION_ERROR; ``authorizers.steps`` falls back on
 that guard. API keys have their real step, ``api_keys``.
 """
 

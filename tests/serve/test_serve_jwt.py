@@ -311,8 +311,12 @@ def test_hs256_with_a_secret_ref_works_and_other_secrets_do_not(world: World) ->
     _refused(world, "/me", issuers.hs_token(HS_SECRET.encode(), {**world.issuer.claims()}))  # HS256 on RS: never
 
 
-def test_request_authorizers_still_fail_closed(world: World) -> None:
-    _refused(world, "/fn", world.issuer.token(world.rsa), status=500)
+def test_a_request_authorizer_whose_function_is_down_fails_closed(world: World) -> None:
+    before = len(world.backend.seen)
+    status, headers, body = world.get("/fn", world.issuer.token(world.rsa))
+    assert (status, headers.get("x-propylon-error-type")) == (500, "AUTHORIZER_FAILURE")
+    assert body == {"message": "Internal Server Error"}
+    assert len(world.backend.seen) == before
 
 
 def test_no_token_or_secret_is_written_to_the_logs(world: World) -> None:

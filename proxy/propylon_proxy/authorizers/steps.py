@@ -7,8 +7,8 @@ runtime resources claimed by stable ids, so a plan swap that keeps an Authorizer
 and its warm tokens; an edit to its settings gets a new verifier (the cache must not outlive the
 rules it was filled under) but the same key set when the issuer and jwksUri stay.
 
-REQUEST and TOKEN Authorizers are not built here: their routes keep failing closed (500
-AUTHORIZER_CONFIGURATION_ERROR, ``guards.authorizer_guard``) until the function client lands.
+REQUEST and TOKEN Authorizers are built by ``authorizers.functions``; one without a function
+(the compiler refuses such a manifest) fails closed through ``guards.authorizer_guard``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from propylon_config import model
 from propylon_proxy import context, gateway_responses, guards, replies, steps
-from propylon_proxy.authorizers import jwks, jwt, sealing
+from propylon_proxy.authorizers import functions, jwks, jwt, sealing
 
 log = logging.getLogger("propylon.proxy.authorizers")
 
@@ -44,6 +44,8 @@ def step_for(setup: steps.RouteSetup) -> steps.Step | None:
     if route.authorizer is None:
         return None
     authorizer = find(setup.config, route.authorizer)
+    if authorizer is not None and authorizer.type is not model.AuthorizerType.JWT and authorizer.function is not None:
+        return functions.step_for(authorizer, setup)
     if authorizer is None or authorizer.type is not model.AuthorizerType.JWT or authorizer.jwt is None:
         return guards.authorizer_guard(setup)
     verifier = _verifier(authorizer, authorizer.jwt, setup)

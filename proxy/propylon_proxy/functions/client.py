@@ -37,6 +37,10 @@ class InvokeTimeout(InvokeError):
     """No complete answer within the timeout (-> 504)."""
 
 
+class MalformedAnswer(InvokeError):
+    """The function answered, but not with JSON: a configuration error for an authorizer."""
+
+
 class FunctionError(InvokeError):
     """The handler raised: the RIE's error answer (``errorMessage``, ``errorType``)."""
 
@@ -200,7 +204,7 @@ def _parse(response: upstream.UpstreamResponse, answer: bytes) -> Any:
     try:
         value = json.loads(answer) if answer else None
     except ValueError as exc:
-        raise InvokeError("the answer is not JSON") from exc
+        raise MalformedAnswer("the answer is not JSON") from exc
     if flagged or _is_error_answer(value):
         message = value.get("errorMessage") if isinstance(value, dict) else None
         kind = value.get("errorType") if isinstance(value, dict) else None

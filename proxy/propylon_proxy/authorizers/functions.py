@@ -1,0 +1,184 @@
+"""REQUEST and TOKEN authorizers: the function is invoked with the AWS authorizer event and its
+answer (an IAM policy, or a 2.0 simple response) decides whether the route runs.
+
+Invocations go through the gateway's one ``FunctionClient`` (a runtime resource). Answers are
+cached for ``resultTtlSeconds`` by identity-source values (plus the route for REQUEST) in a
+bounded TTL cache on the runtime clock, claimed by a stable id that includes the settings'
+fingerprint, so a plan swap keeps warm answers and an outage of the function keeps serving them.
+TTL 0 invokes every time. The section-8 split: an empty, non-JSON or malformed answer is
+AUTHORIZER_CONFIGURATION_ERROR; a timeout, refused connection or crash is AUTHORIZER_FAILURE;
+a raised ``Exception("Unauthorized")`` is 401.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import cachetools
+
+from propylon_config import model
+from propylon_proxy import context, gateway_responses, replies, steps
+from propylon_proxy.authorizers import policy
+from propylon_proxy.functions import client, events
+from propylon_proxy.integrations import function as function_integration
+
+log = logging.getLogger("propylon.proxy.authorizers")
+
+_UNAUTHORIZED = replies.refuse(gateway_responses.UNAUTHORIZED)
+_FORBIDDEN = replies.refuse(gateway_responses.ACCESS_DENIED)
+_FAILURE = replies.refuse(gateway_responses.AUTHORIZER_FAILURE)
+_CONFIGURATION = replies.refuse(gateway_responses.AUTHORIZER_CONFIGURATION_ERROR)
+#: Distinct identities whose answers one authorizer keeps at most.
+CACHE_ENTRIES = 10_000
+
+
+def method_arn(ctx: context.RequestContext, namespace: str, api: str, stage: str, base_path: str) -> str:
+    """DESIGN.md section 8: the request path minus the basePath, with actual values."""
+    raw = ctx.target.raw_path if ctx.target is not None else ctx.request.raw_path.partition("?")[0]
+    base = base_path.rstrip("/")
+    path = (raw[len(base) :] or "/") if base and raw.startswith(base) else raw
+    return f"arn:aws:execute-api:propylon:{namespace}:{api}/{stage}/{ctx.request.method}/{path.removeprefix('/')}"
+
+
+def identity_value(ctx: context.RequestContext, source: str) -> str | None:
+    """One identity source's value; None (missing) when absent or empty."""
+    value: str | None = None
+    if source.startswith("$request.header."):
+        value = ctx.request.headers.get(source.removeprefix("$request.header."))
+    elif source.startswith("method.request.header."):
+        value = ctx.request.headers.get(source.removeprefix("method.request.header."))
+    elif source.startswith("$request.querystring.") or source.startswith("method.request.querystring."):
+        name = source.rpartition(".")[2]
+        value = next((v for k, v in urllib.parse.parse_qsl(ctx.query, keep_blank_values=True) if k == name), None)
+    elif source.startswith("$stageVariables.") or source.startswith("stageVariables."):
+        value = (ctx.stage_variables or {}).get(source.rpartition(".")[2])
+    return value or None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Setup:
+    authorizer: model.Authorizer
+    fn: model.AuthorizerFunction
+    shape: events.EventShape
+    namespace: str
+    api: str
+    stage: str
+    base_path: str
+    route_key: str
+
+
+def step_for(authorizer: model.Authorizer, setup: steps.RouteSetup) -> steps.Step:
+    fn = authorizer.function
+    assert fn is not None
+    shape = dataclasses.replace(
+        events.EventShape.for_route(setup.route, setup.stage, setup.api), version=fn.payload_format_version
+    )
+    run = setup.runtime
+    fingerprint = hashlib.sha256(repr((authorizer.identity_source, fn)).encode()).hexdigest()[:16]
+    cache: cachetools.TTLCache[tuple[str, ...], policy.Answer] | None = None
+    if fn.result_ttl_seconds > 0:
+        cache = run.resources.claim(
+            f"authorizer cache {authorizer.id} {fingerprint}",
+            lambda: cachetools.TTLCache(CACHE_ENTRIES, fn.result_ttl_seconds, timer=lambda: run.clock()),
+        )
+    prepared = _Setup(
+        authorizer=authorizer,
+        fn=fn,
+        shape=shape,
+        namespace=setup.stage.namespace,
+        api=shape.api_id,
+        stage=setup.stage.name,
+        base_path=setup.stage.base_path,
+        route_key=setup.route.route_key,
+    )
+    check = _check(prepared, function_integration.shared_client(run), cache)
+    return steps.BeforeOnly(name=f"authorizer {authorizer.id} ({authorizer.type.value})", check=check)
+
+
+def _event(p: _Setup, ctx: context.RequestContext, arn: str, values: list[str]) -> dict[str, Any]:
+    if p.authorizer.type is model.AuthorizerType.TOKEN:
+        return {"type": "TOKEN", "authorizationToken": values[0], "methodArn": arn}
+    event = p.shape.build(ctx, None)
+    event.pop("body", None)
+    event.pop("isBase64Encoded", None)
+    if p.fn.payload_format_version == "1.0":
+        return {"type": "REQUEST", "methodArn": arn, **event}
+    return {"version": "2.0", "type": "REQUEST", "routeArn": arn, "identitySource": values, **event}
+
+
+def _check(
+    p: _Setup, functions: client.FunctionClient, cache: cachetools.TTLCache[tuple[str, ...], policy.Answer] | None
+) -> Callable[[context.RequestContext], Awaitable[steps.Outcome]]:
+    is_token = p.authorizer.type is model.AuthorizerType.TOKEN
+    validation = p.fn.identity_validation_expression
+    expression = re.compile(validation) if is_token and validation else None
+    sources = p.authorizer.identity_source[:1] if is_token else p.authorizer.identity_source
+    target = client.Target(url=p.fn.url, service=p.fn.service)
+    timeout = p.fn.timeout_ms / 1000
+
+    async def check(ctx: context.RequestContext) -> replies.Refusal | None:
+        values = [identity_value(ctx, s) for s in sources]
+        present = [v for v in values if v is not None]
+        if len(present) != len(values) or not present:
+            return _UNAUTHORIZED  # a missing identity source: never invoked
+        if expression is not None and expression.fullmatch(present[0]) is None:
+            return _UNAUTHORIZED
+        arn = method_arn(ctx, p.namespace, p.api, p.stage, p.base_path)
+        key = tuple(present) if is_token else (*present, ctx.request.method, p.route_key)
+        answer = cache.get(key) if cache is not None else None
+        if answer is None:
+            found = await _invoke(p, functions, target, timeout, ctx, arn, present)
+            if isinstance(found, replies.Refusal):
+                return found
+            answer = found
+            if cache is not None:
+                cache[key] = answer
+        if not answer.permits(arn):
+            return _FORBIDDEN
+        ctx.principal_id = answer.principal_id
+        ctx.authorizer_context = answer.context
+        if answer.usage_identifier_key is not None:
+            ctx.usage_identifier_key = answer.usage_identifier_key
+        return None
+
+    return check
+
+
+async def _invoke(
+    p: _Setup,
+    functions: client.FunctionClient,
+    target: client.Target,
+    timeout: float,
+    ctx: context.RequestContext,
+    arn: str,
+    values: list[str],
+) -> policy.Answer | replies.Refusal:
+    if p.fn.service is not None and ctx.plan is not None:
+        target = dataclasses.replace(target, addresses=ctx.plan.endpoints.get(p.fn.service.key, ()))
+    event = json.dumps(_event(p, ctx, arn, values), separators=(",", ":"), ensure_ascii=False).encode()
+    simple = p.fn.payload_format_version == "2.0" and p.fn.enable_simple_responses
+    try:
+        raw = await functions.invoke(target, event, timeout, request_id=ctx.request_id)
+    except client.FunctionError as exc:
+        if exc.error_message == "Unauthorized":
+            return _UNAUTHORIZED
+        log.warning("authorizer %s raised %s: %s", p.authorizer.id, exc.error_type, exc.error_message)
+        return _FAILURE
+    except client.MalformedAnswer as exc:
+        log.warning("authorizer %s answered malformed: %s", p.authorizer.id, exc)
+        return _CONFIGURATION
+    except client.InvokeError as exc:
+        log.warning("authorizer %s failed: %s", p.authorizer.id, exc)
+        return _FAILURE
+    try:
+        return policy.parse(raw, simple=simple)
+    except policy.Malformed as exc:
+        log.warning("authorizer %s answered malformed: %s", p.authorizer.id, exc)
+        return _CONFIGURATION

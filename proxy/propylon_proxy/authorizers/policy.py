@@ -1,0 +1,122 @@
+"""Reading an authorizer function's answer: an IAM policy, or a 2.0 simple response.
+
+The answer is parsed once (and cached as parsed); whether it lets a request through is decided
+per request against that request's ARN, so a cached TOKEN policy is judged for every route it
+is used on. An explicit Deny covering the ARN wins over any Allow; an Allow that covers nothing
+the request asks for is a 403 like a Deny (DESIGN.md section 8).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from collections.abc import Mapping
+from typing import Any
+
+ACTION = "execute-api:Invoke"
+
+
+class Malformed(Exception):
+    """The answer is not a policy (nor a simple response): AUTHORIZER_CONFIGURATION_ERROR."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Statement:
+    allow: bool
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Answer:
+    """What one invocation said, parsed: judged against each request's ARN by ``permits``."""
+
+    principal_id: str | None
+    context: Mapping[str, Any] | None
+    usage_identifier_key: str | None
+    statements: tuple[Statement, ...] = ()
+    authorized: bool | None = None  # a simple response's isAuthorized; None for a policy
+
+    def permits(self, arn: str) -> bool:
+        if self.authorized is not None:
+            return self.authorized
+        covering = [s for s in self.statements if _covers(s, arn)]
+        return bool(covering) and all(s.allow for s in covering)
+
+
+@functools.lru_cache(maxsize=1024)
+def _pattern(glob: str) -> re.Pattern[str]:
+    """An IAM glob: ``*`` any run of characters, ``?`` one character, everything else literal."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob), re.DOTALL)
+
+
+def _matches(glob: str, value: str) -> bool:
+    return _pattern(glob).fullmatch(value) is not None
+
+
+def _covers(statement: Statement, arn: str) -> bool:
+    return any(_matches(a.lower(), ACTION.lower()) for a in statement.actions) and any(
+        _matches(r, arn) for r in statement.resources
+    )
+
+
+def _strings(value: Any, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise Malformed(f"{what} must be a string or a list of strings")
+
+
+def _context(answer: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    found = answer.get("context")
+    if found is None:
+        return None
+    if not isinstance(found, dict):
+        raise Malformed("context must be an object")
+    return found
+
+
+def parse(answer: Any, *, simple: bool) -> Answer:
+    """The parsed answer; ``simple`` for a 2.0 authorizer with enableSimpleResponses."""
+    if not isinstance(answer, dict):
+        raise Malformed("the answer is not a JSON object")
+    if simple:
+        authorized = answer.get("isAuthorized")
+        if not isinstance(authorized, bool):
+            raise Malformed("isAuthorized must be true or false")
+        return Answer(principal_id=None, context=_context(answer), usage_identifier_key=None, authorized=authorized)
+    principal = answer.get("principalId")
+    if principal is not None and not isinstance(principal, str):
+        raise Malformed("principalId must be a string")
+    document = answer.get("policyDocument")
+    if not isinstance(document, dict):
+        raise Malformed("policyDocument is missing or not an object")
+    raw = document.get("Statement")
+    raw_statements = [raw] if isinstance(raw, dict) else raw
+    if not isinstance(raw_statements, list) or not raw_statements:
+        raise Malformed("policyDocument.Statement must be a statement or a list of them")
+    statements = []
+    for item in raw_statements:
+        if not isinstance(item, dict):
+            raise Malformed("a Statement must be an object")
+        effect = item.get("Effect")
+        if effect not in ("Allow", "Deny"):
+            raise Malformed("a Statement's Effect must be Allow or Deny")
+        statements.append(
+            Statement(
+                allow=effect == "Allow",
+                actions=_strings(item.get("Action"), "Action"),
+                resources=_strings(item.get("Resource"), "Resource"),
+            )
+        )
+    key = answer.get("usageIdentifierKey")
+    if key is not None and not isinstance(key, str):
+        raise Malformed("usageIdentifierKey must be a string")
+    return Answer(
+        principal_id=principal,
+        context=_context(answer),
+        usage_identifier_key=key,
+        statements=tuple(statements),
+    )
