@@ -19,6 +19,8 @@ rotates each round, so drift in the machine spreads over all targets instead of 
   propylon-keyed-redis  the same with ``--redis``: a redis-server on the load core decides every request
   propylon-function the same server (pool), GET /bench/fn: a FUNCTION route to bench/function_handler.py
                    under ``python -m propylon.function`` (on the load core, like the backend)
+  propylon-cached  the same server (pool), GET /cached/hello: a stage-cached route, every request a hit
+                   (bench/manifests/cached.yaml)
   propylon-*@REV   with ``--baseline REV``: the same, running the code (proxy/, operator/, propylon/) of REV;
                    the JWT and keyed targets get no baseline twin
   client-aiohttp   no server at all: bench/client_loop.py drives upstream_aiohttp against the backend
@@ -300,7 +302,7 @@ def start_propylon(
     ``proxy_code``: a ``baseline_tree`` to run the code from instead of the working tree;
     ``serve_args``: more ``serve`` options (``--redis`` for propylon-keyed-redis)."""
     kind = split_name(name)[0].removeprefix("propylon-")
-    if kind.startswith(("jwt", "keyed")) or kind == "function":
+    if kind.startswith(("jwt", "keyed")) or kind in ("function", "cached"):
         kind = "pool"  # the JWT, keyed and function targets run the default server; only the route differs
     manifests = propylon_manifests(work, backend_port, jwks_port, function_port)
     # -P: never the working directory first on sys.path, so a baseline tree really shadows this one.
@@ -432,6 +434,7 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
             serve_args = redis_args if base == "propylon-keyed-redis" else ()
             start_propylon(procs, name, work, port, backend_port, code, jwks_port, function_port, serve_args)
             path = "/keyed/hello" if base in KEYED else "/bench/fn" if base == "propylon-function" else "/bench/hello"
+            path = "/cached/hello" if base == "propylon-cached" else path
         else:
             raise SystemExit(f"unknown target {name}")
         target = Target(name, f"http://127.0.0.1:{port}{path}")
@@ -608,6 +611,7 @@ ALL_TARGETS = [
     "propylon-jwt",
     "propylon-jwt-cold",
     "propylon-function",
+    "propylon-cached",
     "client-aiohttp",
     "client-pool",
 ]

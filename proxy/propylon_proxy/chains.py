@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from propylon_proxy import api_keys, authorizers, guards, integrations, limits, response_parameters, steps
+from propylon_proxy import api_keys, authorizers, cache, guards, integrations, limits, response_parameters, steps
 
 StepFactory = Callable[[steps.RouteSetup], steps.Step | None]
 
@@ -20,7 +20,7 @@ STEP_FACTORIES: tuple[StepFactory, ...] = (
     limits.step_for,  # 5. throttles and 6. quota: one state-store decision
     # 7. request validation: a later issue
     response_parameters.step_for,  # only after: so it sees cache hits and misses alike
-    # 8. cache lookup (its after, the store, runs before response parameters): a later issue
+    cache.step_for,  # 8. cache lookup; its after (the store) runs before response parameters
 )
 
 
