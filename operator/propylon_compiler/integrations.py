@@ -17,6 +17,7 @@ from typing import Any
 from propylon_compiler import fields, routes, stage_variables
 from propylon_config import headers as header_names
 from propylon_config import model
+from propylon_config.templates import template_error
 
 DEFAULT_TIMEOUT_MS = 29000
 TIMEOUT_RANGE = (50, 300000)
@@ -112,6 +113,10 @@ def parse(f: fields.Fields, raw: dict[str, Any], path: str, api_namespace: str) 
     request_parameters = _mappings(f, raw, "requestParameters", path, response=False)
     response_parameters = _response_mappings(f, raw, path)
     templates = f.string_map(raw, "requestTemplates", path)
+    for content_type, text in templates:
+        if (problem := template_error(text)) is not None:
+            where = fields.join(fields.join(path, "requestTemplates"), content_type)
+            f.error(where, f"template does not parse: {problem}")
     # passthroughBehavior is not checked against the type: the CRD defaults it on every integration.
     passthrough = _passthrough(f, raw, path)
 
