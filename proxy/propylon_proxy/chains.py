@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from propylon_proxy import api_keys, authorizers, guards, integrations, limits, response_parameters, steps
+from propylon_proxy import api_keys, authorizers, cors, guards, integrations, limits, response_parameters, steps
 
 StepFactory = Callable[[steps.RouteSetup], steps.Step | None]
 
 STEP_FACTORIES: tuple[StepFactory, ...] = (
-    # 1. fail-closed refusal of broken routes: see build(); 2. CORS preflight: a later issue
+    # 1. fail-closed refusal of broken routes: see build()
+    cors.step_for,  # 2. CORS preflight; its after decorates every later reply and refusal
     authorizers.steps.step_for,  # 3. authorizer: JWT; REQUEST/TOKEN fail closed until functions land
     api_keys.step_for,  # 4. API key: learns the key id and its usage plan
     limits.step_for,  # 5. throttles and 6. quota: one state-store decision
