@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from propylon_proxy import api_keys, authorizers, cors, guards, integrations, limits, response_parameters, steps
+from propylon_proxy import (
+    api_keys,
+    authorizers,
+    cors,
+    guards,
+    integrations,
+    limits,
+    response_parameters,
+    steps,
+    validation,
+)
 
 StepFactory = Callable[[steps.RouteSetup], steps.Step | None]
 
@@ -19,7 +29,7 @@ STEP_FACTORIES: tuple[StepFactory, ...] = (
     authorizers.steps.step_for,  # 3. authorizer: JWT; REQUEST/TOKEN fail closed until functions land
     api_keys.step_for,  # 4. API key: learns the key id and its usage plan
     limits.step_for,  # 5. throttles and 6. quota: one state-store decision
-    # 7. request validation: a later issue
+    validation.step_for,  # 7. request validation: required parameters, then the body's model
     response_parameters.step_for,  # only after: so it sees cache hits and misses alike
     # 8. cache lookup (its after, the store, runs before response parameters): a later issue
 )
