@@ -19,6 +19,7 @@ rotates each round, so drift in the machine spreads over all targets instead of 
   propylon-keyed-redis  the same with ``--redis``: a redis-server on the load core decides every request
   propylon-validated the pool server, POST /bench/validated: a JSON body (bench/validated.lua)
                    validated against a draft-4 model before it is proxied
+  propylon-posted  the same POST to POST /bench/posted, a route without validation
   propylon-function the same server (pool), GET /bench/fn: a FUNCTION route to bench/function_handler.py
                    under ``python -m propylon.function`` (on the load core, like the backend)
   propylon-*@REV   with ``--baseline REV``: the same, running the code (proxy/, operator/, propylon/) of REV;
@@ -302,7 +303,7 @@ def start_propylon(
     ``proxy_code``: a ``baseline_tree`` to run the code from instead of the working tree;
     ``serve_args``: more ``serve`` options (``--redis`` for propylon-keyed-redis)."""
     kind = split_name(name)[0].removeprefix("propylon-")
-    if kind.startswith(("jwt", "keyed")) or kind in ("function", "validated"):
+    if kind.startswith(("jwt", "keyed")) or kind in ("function", "validated", "posted"):
         kind = "pool"  # the JWT, keyed and function targets run the default server; only the route differs
     manifests = propylon_manifests(work, backend_port, jwks_port, function_port)
     # -P: never the working directory first on sys.path, so a baseline tree really shadows this one.
@@ -434,13 +435,13 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
             serve_args = redis_args if base == "propylon-keyed-redis" else ()
             start_propylon(procs, name, work, port, backend_port, code, jwks_port, function_port, serve_args)
             path = "/keyed/hello" if base in KEYED else "/bench/fn" if base == "propylon-function" else "/bench/hello"
-            path = "/bench/validated" if base == "propylon-validated" else path
+            path = {"propylon-validated": "/bench/validated", "propylon-posted": "/bench/posted"}.get(base, path)
         else:
             raise SystemExit(f"unknown target {name}")
         target = Target(name, f"http://127.0.0.1:{port}{path}")
         if base in KEYED:
             target.headers = (KEY_HEADER,)
-        if base == "propylon-validated":  # ready when the plain route answers; wrk POSTs the body
+        if base in ("propylon-validated", "propylon-posted"):  # ready when the plain route answers; wrk POSTs the body
             target.ready_url = f"http://127.0.0.1:{port}/bench/hello"
             target.wrk_args = ["-s", str(BENCH / "validated.lua")]
         if base.startswith("propylon-jwt") and jwt is not None:
@@ -614,6 +615,7 @@ ALL_TARGETS = [
     "propylon-jwt",
     "propylon-jwt-cold",
     "propylon-function",
+    "propylon-posted",
     "propylon-validated",
     "client-aiohttp",
     "client-pool",
