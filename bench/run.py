@@ -22,6 +22,8 @@ rotates each round, so drift in the machine spreads over all targets instead of 
   propylon-posted  the same POST to POST /bench/posted, a route without validation
   propylon-function the same server (pool), GET /bench/fn: a FUNCTION route to bench/function_handler.py
                    under ``python -m propylon.function`` (on the load core, like the backend)
+  propylon-cached  the same server (pool), GET /cached/hello: a stage-cached route, every request a hit
+                   (bench/manifests/cached.yaml)
   propylon-*@REV   with ``--baseline REV``: the same, running the code (proxy/, operator/, propylon/) of REV;
                    the JWT and keyed targets get no baseline twin
   client-aiohttp   no server at all: bench/client_loop.py drives upstream_aiohttp against the backend
@@ -303,7 +305,11 @@ def start_propylon(
     ``proxy_code``: a ``baseline_tree`` to run the code from instead of the working tree;
     ``serve_args``: more ``serve`` options (``--redis`` for propylon-keyed-redis)."""
     kind = split_name(name)[0].removeprefix("propylon-")
+<<<<<<< HEAD
     if kind.startswith(("jwt", "keyed")) or kind in ("function", "validated", "posted"):
+=======
+    if kind.startswith(("jwt", "keyed")) or kind in ("function", "cached"):
+>>>>>>> main
         kind = "pool"  # the JWT, keyed and function targets run the default server; only the route differs
     manifests = propylon_manifests(work, backend_port, jwks_port, function_port)
     # -P: never the working directory first on sys.path, so a baseline tree really shadows this one.
@@ -435,7 +441,11 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
             serve_args = redis_args if base == "propylon-keyed-redis" else ()
             start_propylon(procs, name, work, port, backend_port, code, jwks_port, function_port, serve_args)
             path = "/keyed/hello" if base in KEYED else "/bench/fn" if base == "propylon-function" else "/bench/hello"
+<<<<<<< HEAD
             path = {"propylon-validated": "/bench/validated", "propylon-posted": "/bench/posted"}.get(base, path)
+=======
+            path = "/cached/hello" if base == "propylon-cached" else path
+>>>>>>> main
         else:
             raise SystemExit(f"unknown target {name}")
         target = Target(name, f"http://127.0.0.1:{port}{path}")
@@ -615,8 +625,12 @@ ALL_TARGETS = [
     "propylon-jwt",
     "propylon-jwt-cold",
     "propylon-function",
+<<<<<<< HEAD
     "propylon-posted",
     "propylon-validated",
+=======
+    "propylon-cached",
+>>>>>>> main
     "client-aiohttp",
     "client-pool",
 ]

@@ -474,3 +474,29 @@ def test_rendered_chart_installs_and_its_rbac_is_enforced(helm: str, api_server:
     assert proxy_can("patch", "leases.coordination.k8s.io", "-n", RELEASE_NAMESPACE)
     assert not proxy_can("get", "secrets", "-n", "shop")
     assert not proxy_can("patch", "endpointslices.discovery.k8s.io", "-n", "shop")
+
+
+def test_the_bundled_redis_is_values_gated_and_its_url_reaches_the_operator(helm: str, tmp_path: Path) -> None:
+    """redis.bundled renders one Redis Deployment and Service whose in-cluster URL the operator hands on."""
+    docs = _render(helm, tmp_path, {"redis": {"bundled": {"enabled": True}}})
+    redis = [d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "redis"]
+    assert sorted(d["kind"] for d in redis) == ["Deployment", "NetworkPolicy", "Service"]
+    # It has no password: only the gateway's proxy pods may reach it.
+    policy = next(d for d in redis if d["kind"] == "NetworkPolicy")
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "propylon-proxy", "app.kubernetes.io/instance": "propylon"}
+            }
+        }
+    ]
+    service = next(d for d in redis if d["kind"] == "Service")
+    url = f"redis://{service['metadata']['name']}.{RELEASE_NAMESPACE}.svc:6379/0"
+    assert _one(docs, "Secret")["stringData"]["url"] == url
+    env = {e["name"] for e in _one(docs, "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "PROPYLON_REDIS_URL" in env
+    # An explicit URL wins: no bundled Redis is rendered beside it.
+    docs = _render(helm, tmp_path, {"redis": {"url": "redis://elsewhere:6379/0", "bundled": {"enabled": True}}})
+    assert not [d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "redis"]
+    assert _one(docs, "Secret")["stringData"]["url"] == "redis://elsewhere:6379/0"

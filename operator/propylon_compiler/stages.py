@@ -184,6 +184,7 @@ def _compile(spec: StageSpec, ctx: Context) -> model.Stage:
         throttle=spec.throttle,
         cache=spec.cache,
         canary=canary,
+        cache_flush=_flush_generation(spec.obj),
         source=apis.source(obj),
     )
 
@@ -283,6 +284,16 @@ def _service_usable(
         )
         return False
     return True
+
+
+FLUSH_ANNOTATION = "propylon.dev/flush-cache"
+
+
+def _flush_generation(obj: objects.Object) -> str:
+    """The Stage's flush annotation: the proxy flushes the stage's cache when it changes."""
+    found = obj.metadata.get("annotations")
+    value = found.get(FLUSH_ANNOTATION) if isinstance(found, dict) else None
+    return "" if value is None else str(value)
 
 
 def _route_cache(

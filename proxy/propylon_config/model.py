@@ -264,6 +264,7 @@ class Stage:
     throttle: Throttle | None = None
     cache: CacheSettings | None = None
     canary: Canary | None = None
+    cache_flush: str = ""  # the propylon.dev/flush-cache annotation: a new value flushes its cache
     source: Source | None = None
 
 

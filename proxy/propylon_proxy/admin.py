@@ -14,7 +14,7 @@ import json
 
 from aiohttp import web
 
-from propylon_proxy import plans, runtime, state, usage
+from propylon_proxy import cache, plans, runtime, state, usage
 
 
 def _json(status: int, payload: object) -> web.Response:
@@ -68,6 +68,8 @@ class AdminHandler:
                     for s in plan.config.stages
                 ]
                 return _json(200, {"version": plan.version, "stages": stages})
+            if path.startswith("/admin/stages/") and path.endswith("/cache/flush") and request.method == "POST":
+                return self._flush(plan, path.removeprefix("/admin/stages/").removesuffix("/cache/flush"))
             if path.startswith("/admin/usage/") and request.method == "GET":
                 return await self._usage(plan, path.removeprefix("/admin/usage/"))
         return _json(404, {"message": "Not Found"})
@@ -83,6 +85,15 @@ class AdminHandler:
         if found is None:
             return _json(404, {"message": "Not Found"})
         return _json(200, found)
+
+    def _flush(self, plan: plans.Plan | None, stage_id: str) -> web.Response:
+        if plan is None:
+            return _json(503, {"message": "Service Unavailable"})
+        stage = next((s for s in plan.config.stages if s.id == stage_id), None)
+        if stage is None:
+            return _json(404, {"message": "Not Found"})
+        flushed = cache.flush(self._runtime, stage)
+        return _json(200, {"stage": stage.id, "flushed": flushed})
 
     def _refuse(self, request: web.BaseRequest) -> web.Response | None:
         if self._token is not None:

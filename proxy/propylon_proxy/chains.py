@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+<<<<<<< HEAD
 from propylon_proxy import (
     api_keys,
     authorizers,
@@ -20,6 +21,9 @@ from propylon_proxy import (
     steps,
     validation,
 )
+=======
+from propylon_proxy import api_keys, authorizers, cache, guards, integrations, limits, response_parameters, steps
+>>>>>>> main
 
 StepFactory = Callable[[steps.RouteSetup], steps.Step | None]
 
@@ -31,7 +35,7 @@ STEP_FACTORIES: tuple[StepFactory, ...] = (
     limits.step_for,  # 5. throttles and 6. quota: one state-store decision
     validation.step_for,  # 7. request validation: required parameters, then the body's model
     response_parameters.step_for,  # only after: so it sees cache hits and misses alike
-    # 8. cache lookup (its after, the store, runs before response parameters): a later issue
+    cache.step_for,  # 8. cache lookup; its after (the store) runs before response parameters
 )
 
 

@@ -49,6 +49,7 @@ class RequestContext:
     api_key_id: str | None = None
     usage_plan: str | None = None  # "<ns>/<plan>"
     cache: str | None = None  # "hit" | "miss" | "bypass"; None on routes without a cache
+    cache_note: Any = None  # the cache step's own per-request state (its coalescing lead)
     canary: bool = False
     # What the response was.
     status: int = 0

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from propylon_config import model
 from propylon_proxy import admin, endpoints, handling, plans, runtime, server, settings, state, upstreams
+from propylon_proxy.websocket import session as ws_session
 
 log = logging.getLogger("propylon.proxy")
 
@@ -113,6 +114,7 @@ class Gateway:
         traffic, admin_side = servers[:2], servers[2:]
         for tcp, _ in traffic:
             tcp.close()
+        await ws_session.shutdown(self.runtime)  # WebSockets close (1001) and run $disconnect
         await asyncio.gather(*(web_server.shutdown(grace) for _, web_server in traffic))
         for tcp, _ in traffic:
             await tcp.wait_closed()

@@ -26,6 +26,7 @@ from propylon_proxy import (
     runtime,
     steps,
 )
+from propylon_proxy.websocket import entry as ws_entry
 
 
 def _peer(request: web.BaseRequest) -> str:
@@ -85,6 +86,10 @@ class Pipeline:
                 request._version = aiohttp.HttpVersion11
                 request._cache.pop("version", None)
             return await self._refuse(ctx, rejected.error_type)
+        if plan.websocket is not None and plan.sessions is not None:
+            served = await ws_entry.serve(ctx, plan.websocket, plan.sessions, internal=self._internal)
+            if served is not None:
+                return served
         table = plan.internal if self._internal else plan.public
         ctx.stage, ctx.match = table.match(request.method, request.headers.get("Host", ""), ctx.target)
         if ctx.match is None:

@@ -1,118 +1,153 @@
-"""A small Prometheus registry: counters and histograms with bounded label sets.
+"""The gateway's Prometheus metrics, on prometheus-client with a registry of their own.
 
-Labels come only from the snapshot (api, stage, route key) or from closed sets (status class),
-never from request data, so a client cannot grow the number of series. Rendering follows the
-Prometheus text exposition format, version 0.0.4.
+Labels come only from the snapshot (api, stage, route key) or from closed sets (status class,
+throttle reason, cache result), never from request data, so a client cannot grow the number of
+series. The module keeps the small API its callers had (``Counter.inc(labels)``,
+``Histogram.observe(labels, value)``, ``retain``, ``render``) so no caller changes.
+
+Hot path: ``family.labels(...)`` validates and hashes label values on every call; instead each
+label tuple is bound to its prometheus-client child once and kept in a dict, so a request costs
+one dict lookup and the child's own small lock per observation.
 """
 
 from __future__ import annotations
 
-import bisect
-import threading
 from collections.abc import Callable, Sequence
+from typing import Any
+
+import prometheus_client
+from prometheus_client import CollectorRegistry
 
 Labels = tuple[tuple[str, str], ...]
-DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# 0.25 ms … 30 s: a gateway's own overhead is sub-millisecond, backends reach seconds.
+DEFAULT_BUCKETS = (
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+ROUTE_LABELS = ("api", "stage", "route")
+CACHE_RESULTS = ("hit", "miss", "bypass")  # propylon_cache_total{result}: what the response cache records
+
+# `_created` series double the exposition for no use to a gateway's dashboards.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class _Family:
+    """One metric family with its label tuples bound to children once."""
+
+    def __init__(self, family: Any, labelnames: Sequence[str]) -> None:
+        self._family = family
+        self._labelnames = tuple(labelnames)
+        self._children: dict[Labels, Any] = {}
+
+    def _child(self, labels: Labels) -> Any:
+        child = self._children.get(labels)
+        if child is None:
+            if not self._labelnames:
+                child = self._family
+            else:
+                values = dict(labels)
+                child = self._family.labels(*(values[name] for name in self._labelnames))
+            self._children[labels] = child
+        return child
+
+    def retain(self, keep: Callable[[Labels], bool]) -> None:
+        for labels in [labels for labels in self._children if not keep(labels)]:
+            del self._children[labels]
+            if self._labelnames:
+                values = dict(labels)
+                self._family.remove(*(values[name] for name in self._labelnames))
 
 
-def _labels_text(labels: Labels, extra: tuple[str, str] | None = None) -> str:
-    pairs = list(labels) + ([extra] if extra else [])
-    if not pairs:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "}"
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(value)
-
-
-class Counter:
-    def __init__(self, name: str, help_text: str) -> None:
-        self.name, self.help = name, help_text
-        self._values: dict[Labels, float] = {}
-        self._lock = threading.Lock()
+class Counter(_Family):
+    def __init__(
+        self, name: str, help_text: str, labelnames: Sequence[str] = (), registry: CollectorRegistry | None = None
+    ) -> None:
+        self.name = name
+        super().__init__(
+            prometheus_client.Counter(name, help_text, labelnames, registry=registry or CollectorRegistry()),
+            labelnames,
+        )
 
     def inc(self, labels: Labels, amount: float = 1.0) -> None:
-        with self._lock:
-            self._values[labels] = self._values.get(labels, 0.0) + amount
+        self._child(labels).inc(amount)
 
     def value(self, labels: Labels) -> float:
-        return self._values.get(labels, 0.0)
-
-    def retain(self, keep: Callable[[Labels], bool]) -> None:
-        with self._lock:
-            self._values = {labels: v for labels, v in self._values.items() if keep(labels)}
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        for labels, value in sorted(self._values.items()):
-            lines.append(f"{self.name}{_labels_text(labels)} {_number(value)}")
-        return lines
+        child = self._children.get(labels)
+        return 0.0 if child is None else float(child._value.get())
 
 
-class Histogram:
-    def __init__(self, name: str, help_text: str, buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:
-        self.name, self.help = name, help_text
-        self._buckets = tuple(sorted(buckets))
-        self._series: dict[Labels, tuple[list[int], list[float]]] = {}
-        self._lock = threading.Lock()
+class Histogram(_Family):
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        labelnames: Sequence[str] = ROUTE_LABELS,
+        registry: CollectorRegistry | None = None,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+    ) -> None:
+        self.name = name
+        super().__init__(
+            prometheus_client.Histogram(
+                name, help_text, labelnames, registry=registry or CollectorRegistry(), buckets=tuple(buckets)
+            ),
+            labelnames,
+        )
 
     def observe(self, labels: Labels, value: float) -> None:
-        with self._lock:
-            series = self._series.get(labels)
-            if series is None:
-                # Built only for a new series: this runs on every request.
-                series = self._series[labels] = ([0] * (len(self._buckets) + 1), [0.0])
-            counts, total = series
-            counts[bisect.bisect_left(self._buckets, value)] += 1
-            total[0] += value
-
-    def retain(self, keep: Callable[[Labels], bool]) -> None:
-        with self._lock:
-            self._series = {labels: series for labels, series in self._series.items() if keep(labels)}
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        for labels, (counts, total) in sorted(self._series.items()):
-            running = 0
-            for bound, count in zip(self._buckets, counts, strict=False):
-                running += count
-                lines.append(f"{self.name}_bucket{_labels_text(labels, ('le', _number(bound)))} {running}")
-            running += counts[-1]
-            lines.append(f"{self.name}_bucket{_labels_text(labels, ('le', '+Inf'))} {running}")
-            lines.append(f"{self.name}_sum{_labels_text(labels)} {_number(total[0])}")
-            lines.append(f"{self.name}_count{_labels_text(labels)} {running}")
-        return lines
+        self._child(labels).observe(value)
 
 
 class GatewayMetrics:
-    """The metric families of section 8, plus the registry that renders them."""
+    """The metric families of DESIGN.md section 8, in a registry of this gateway's own."""
 
     def __init__(self) -> None:
-        self.requests = Counter("propylon_requests_total", "Requests answered, by route and status class.")
+        self.registry = registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter(
+            "propylon_requests_total",
+            "Requests answered, by route and status class.",
+            (*ROUTE_LABELS, "code_class"),
+            registry,
+        )
         self.request_duration = Histogram(
-            "propylon_request_duration_seconds", "Time from request head to the end of the response."
+            "propylon_request_duration_seconds",
+            "Time from request head to the end of the response.",
+            registry=registry,
         )
         self.integration_duration = Histogram(
-            "propylon_integration_duration_seconds", "Time the integration took to produce a response head."
+            "propylon_integration_duration_seconds",
+            "Time the integration took to produce a response head.",
+            registry=registry,
+        )
+        self.cache = Counter(
+            "propylon_cache_total",
+            "Response-cache lookups, by route and result (hit or miss).",
+            (*ROUTE_LABELS, "result"),
+            registry,
         )
         self.throttled = Counter(
-            "propylon_throttled_total", "Requests refused by a limit, by route and the limit that refused (reason)."
+            "propylon_throttled_total",
+            "Requests refused by a limit, by route and the limit that refused (reason).",
+            (*ROUTE_LABELS, "reason"),
+            registry,
         )
         self.store_failures = Counter(
             "propylon_limit_store_failures_total",
             "Calls to the shared limit store (Redis) that failed or timed out; local limits applied.",
+            (),
+            registry,
         )
-        self._families: list[Counter | Histogram] = [
+        self.access_log_dropped = Counter(
+            "propylon_access_log_dropped_total",
+            "Access-log lines dropped because stdout was too slow to take them (requests never wait).",
+            (),
+            registry,
+        )
+        self._families: list[_Family] = [
             self.requests,
             self.request_duration,
             self.integration_duration,
+            self.cache,
             self.throttled,
-            self.store_failures,
         ]
         # (labels, status // 100) -> the counter's labels: a tuple per request saved. Bounded like
         # the label sets themselves (routes of the snapshots served, times ten status classes).
@@ -131,6 +166,10 @@ class GatewayMetrics:
         if integration is not None:
             self.integration_duration.observe(labels, integration)
 
+    def record_cache(self, labels: Labels, hit: bool) -> None:
+        """The response cache's hook: one call per lookup on a caching stage."""
+        self.cache.inc((*labels, ("result", "hit" if hit else "miss")))
+
     def retain_routes(self, live: set[Labels]) -> None:
         """Forget the series of routes no plan serves any more (issue 8, item 9): without this a
         gateway whose routes churn grows its /metrics forever. Unmatched requests keep theirs."""
@@ -138,14 +177,12 @@ class GatewayMetrics:
 
         def keep(labels: Labels) -> bool:
             route = labels[:3]
-            return route == unmatched or route in live or not all(k in ("api", "stage", "route") for k, _ in route)
+            return route == unmatched or route in live or not all(k in ROUTE_LABELS for k, _ in route)
 
         for family in self._families:
             family.retain(keep)
         self._request_keys = {key: value for key, value in self._request_keys.items() if keep(key[0])}
 
     def render(self) -> str:
-        lines: list[str] = []
-        for family in self._families:
-            lines.extend(family.render())
-        return "\n".join(lines) + "\n"
+        page: bytes = prometheus_client.generate_latest(self.registry)
+        return page.decode()

@@ -12,6 +12,8 @@ import dataclasses
 
 from propylon_config import model
 from propylon_proxy import chains, metrics, routing, runtime, steps
+from propylon_proxy.websocket import session as ws_session
+from propylon_proxy.websocket import tables as ws_tables
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,6 +35,8 @@ class Plan:
     variables: dict[str, dict[str, str]]  # stage id -> stage variables
     apis: dict[str, model.Api]
     endpoints: dict[str, tuple[model.EndpointAddress, ...]]  # ServiceTarget.key -> addresses
+    websocket: ws_tables.Tables | None = None  # WebSocket stages by base path (issue 14)
+    sessions: ws_session.Sessions | None = None  # open connections; outlive plans
 
     @property
     def version(self) -> str:
@@ -61,6 +65,8 @@ def build(config: model.GatewayConfig, run: runtime.Runtime) -> Plan:
         variables={s.id: dict(s.variables) for s in config.stages},
         apis=apis,
         endpoints={e.key: e.addresses for e in config.endpoints},
+        websocket=ws_tables.build(config, run),
+        sessions=ws_session.shared(run),
     )
 
 

@@ -26,7 +26,10 @@ def record(run: runtime.Runtime, ctx: context.RequestContext) -> None:
     run.metrics.record(labels, status, duration, ctx.integration_latency)
     if stage is None or not stage.access_log:
         return
-    access_log.write(_fields(ctx, status, duration), run.log_stream)
+    if run.log_writer is not None:
+        run.log_writer.write(access_log.line(_fields(ctx, status, duration)))
+    else:
+        access_log.write(_fields(ctx, status, duration), run.log_stream)
 
 
 def _fields(ctx: context.RequestContext, status: int, duration: float) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO, TypeVar
 
-from propylon_proxy import endpoints, limiter, metrics, settings, state, upstream
+from propylon_proxy import endpoints, limiter, log_writer, metrics, settings, state, upstream
 
 log = logging.getLogger("propylon.proxy")
 
@@ -59,6 +59,10 @@ class Resources:
             self._items[key] = factory()
         item: T = self._items[key]
         return item
+
+    def peek(self, key: str) -> Any:
+        """The resource under ``key`` if one exists, without claiming it (admin actions)."""
+        return self._items.get(key)
 
     def keys(self) -> frozenset[str]:
         return frozenset(self._items)
@@ -125,8 +129,11 @@ class Runtime:
     log_stream: TextIO | None = None  # None = stdout
     api_key_secret: bytes | None = dataclasses.field(default=None, repr=False)  # key_hashing's secret
     limiter: limiter.Limiter | None = None  # made from ``store`` when not given
+    log_writer: log_writer.LineWriter | None = None  # stdout's access log, off the event loop
 
     def __post_init__(self) -> None:
+        if self.log_writer is None and self.log_stream is None:
+            self.log_writer = log_writer.LineWriter(dropped=self.metrics.access_log_dropped)
         if self.limiter is None:
             self.limiter = limiter.Limiter(
                 self.store, failure=self.settings.redis_failure, failures=self.metrics.store_failures
@@ -137,6 +144,8 @@ class Runtime:
     draining: bool = False
 
     async def close(self) -> None:
+        if self.log_writer is not None:
+            self.log_writer.close()
         await self.resources.close()
         await self.store.close()
         await self.upstream.close()

@@ -334,3 +334,18 @@ def test_fastapi_behind_mangum_answers_behind_the_gateway(gateway: int, prefix: 
     headers["Content-Type"] = "image/png"
     status, got, body = harness.request(gateway, "POST", f"{prefix}/png", PNG, headers)
     assert (status, body) == (200, PNG)
+
+
+def test_functions_get_the_trace_continued_or_a_new_one(gateway: int) -> None:
+    incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    for path in ("/prod/v1/echo/t", "/prod/v2/echo/t"):
+        status, _, body = harness.request(gateway, "GET", path, headers={"traceparent": incoming})
+        assert status == 200, body
+        event = _json(body)["event"]  # type: ignore[index]
+        sent = event["headers"]["traceparent"]
+        version, trace_id, span_id, flags = sent.split("-")
+        assert (version, trace_id, flags) == ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01")
+        assert span_id != "00f067aa0ba902b7" and len(span_id) == 16  # the gateway's own span
+        status, _, body = harness.request(gateway, "GET", path)
+        started = _json(body)["event"]["headers"]["traceparent"]  # type: ignore[index]
+        assert started.split("-")[1] not in ("4bf92f3577b34da6a3ce929d0e0e4736", "0" * 32)

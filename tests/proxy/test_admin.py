@@ -11,6 +11,7 @@ import aiohttp
 
 from propylon_config import model
 from tests.proxy import conftest as c
+from tests.proxy import scrape
 
 
 async def test_readyz_waits_for_a_snapshot(start_gateway):
@@ -38,13 +39,20 @@ async def test_metrics_count_requests_by_route_and_class(start_gateway):
             assert resp.status == 200
             assert resp.headers["Content-Type"].startswith("text/plain")
             text = await resp.text()
-    labels = 'api="shop/api-prod",stage="shop/prod"'
-    assert f'propylon_requests_total{{{labels},route="GET /x",code_class="2xx"}} 2' in text
-    assert f'propylon_requests_total{{{labels},route="GET /boom",code_class="5xx"}} 1' in text
-    assert f'propylon_requests_total{{{labels},route="",code_class="4xx"}} 1' in text
-    assert 'propylon_requests_total{api="",stage="",route="",code_class="4xx"} 1' in text
-    assert f'propylon_request_duration_seconds_count{{{labels},route="GET /x"}} 2' in text
-    assert "# TYPE propylon_integration_duration_seconds histogram" in text
+    shop = {"api": "shop/api-prod", "stage": "shop/prod"}
+    requests = "propylon_requests_total"
+    assert scrape.value(text, requests, **shop, route="GET /x", code_class="2xx") == 2
+    assert scrape.value(text, requests, **shop, route="GET /boom", code_class="5xx") == 1
+    assert scrape.value(text, requests, **shop, route="", code_class="4xx") == 1
+    assert scrape.value(text, requests, api="", stage="", route="", code_class="4xx") == 1
+    assert scrape.value(text, "propylon_request_duration_seconds_count", **shop, route="GET /x") == 2
+    # Buckets run 0.25 ms ... 30 s.
+    bounds = {dict(labels)["le"] for name, labels in scrape.samples(text) if name.endswith("_bucket")}
+    assert {"0.00025", "30.0", "+Inf"} <= bounds
+    types = scrape.families(text)
+    assert types["propylon_request_duration_seconds"] == types["propylon_integration_duration_seconds"] == "histogram"
+    counters = {name for name, kind in types.items() if kind == "counter"}
+    assert {"propylon_requests", "propylon_throttled", "propylon_cache"} <= counters
     # Request paths never become labels.
     assert "/prod/nope" not in text and "/elsewhere" not in text
 
@@ -153,4 +161,5 @@ async def test_requests_refused_by_the_parser_are_counted(start_gateway):
     assert response.status == 400
     async with aiohttp.ClientSession() as session, session.get(gw.addresses.urls()["admin"] + "/metrics") as resp:
         text = await resp.text()
-    assert 'propylon_requests_total{api="",stage="",route="",code_class="4xx"} 1' in text
+    unmatched = {"api": "", "stage": "", "route": "", "code_class": "4xx"}
+    assert scrape.value(text, "propylon_requests_total", **unmatched) == 1

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from propylon_config import model
-from tests.proxy import keyed
+from tests.proxy import keyed, scrape
 
 
 def T(rate: float, burst: int) -> model.Throttle:
@@ -35,11 +35,8 @@ async def _metrics(gw) -> str:
 
 
 def _throttled(text: str, route: str, reason: str) -> int:
-    wanted = f'propylon_throttled_total{{api="shop/api-prod",stage="shop/prod",route="{route}",reason="{reason}"}}'
-    for line in text.splitlines():
-        if line.startswith(wanted + " "):
-            return int(float(line.split()[-1]))
-    return 0
+    labels = {"api": "shop/api-prod", "stage": "shop/prod", "route": route, "reason": reason}
+    return int(scrape.value(text, "propylon_throttled_total", **labels))
 
 
 OK = (200, None, None)

@@ -64,3 +64,12 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: propylon
 {{- end -}}
+
+{{/* The Redis URL the proxies use: redis.url, else the bundled Redis's Service when it is enabled, else empty. */}}
+{{- define "propylon.redisURL" -}}
+{{- if .Values.redis.url -}}
+{{- .Values.redis.url -}}
+{{- else if .Values.redis.bundled.enabled -}}
+{{- printf "redis://%s-redis.%s.svc:6379/0" (include "propylon.fullname" .) .Release.Namespace -}}
+{{- end -}}
+{{- end -}}

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from propylon_config import model
-from propylon_proxy import context
+from propylon_proxy import context, forwarding
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Payload 2.0 sends these content types as text; every other body is base64 (DESIGN.md §8).
@@ -169,8 +169,12 @@ class EventShape:
         multi_headers: dict[str, list[str]] = {}
         for name, value in ctx.headers:
             text = _text(value)
+            if name.lower() == "traceparent":
+                continue  # replaced below by the gateway's own span
             headers[name] = text  # the last value, as REST APIs send it
             multi_headers.setdefault(name, []).append(text)
+        headers["traceparent"] = trace = _traceparent(ctx)
+        multi_headers["traceparent"] = [trace]
         query: dict[str, str] = {}
         multi_query: dict[str, list[str]] = {}
         for name, value in _query_pairs(ctx.query):
@@ -246,7 +250,10 @@ class EventShape:
             if lower == "cookie":
                 cookies.extend(c.strip() for c in text.split(";") if c.strip())
                 continue
+            if lower == "traceparent":
+                continue  # replaced below by the gateway's own span
             headers[lower] = f"{headers[lower]},{text}" if lower in headers else text
+        headers["traceparent"] = _traceparent(ctx)
         query: dict[str, str] = {}
         for name, value in _query_pairs(ctx.query):
             query[name] = f"{query[name]},{value}" if name in query else value
@@ -304,3 +311,10 @@ class EventShape:
         if ctx.authorizer_context is not None:
             return {"lambda": dict(ctx.authorizer_context)}
         return None
+
+
+def _traceparent(ctx: context.RequestContext) -> str:
+    """The W3C trace context a function sees, as an HTTP backend does: the client's trace
+    continued with a new span id, or a new trace when the client sent none (or a broken one)."""
+    incoming = next((value for name, value in ctx.headers if name.lower() == "traceparent"), None)
+    return forwarding.traceparent(incoming)

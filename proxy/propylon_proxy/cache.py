@@ -1,0 +1,335 @@
+"""Step 8: the response cache (DESIGN.md sections 4 and 8).
+
+One byte-bounded LRU per stage and proxy replica, claimed through ``runtime.resources`` under
+an id made of the stage id and its cache settings: a plan swap that leaves a stage's cache
+settings unchanged keeps its entries; a change of ``ttlSeconds``/``capacityMiB``/... starts an
+empty cache (the old one is retired with the old plan). Entries expire by ``runtime.clock``
+(injected in tests) at the route's effective TTL.
+
+The key is built from parts the dispatcher already parsed: stage, method, Host, path, the whole
+query (or only the ``cacheKeyParameters`` values), the listed headers, and the principal when the
+route has an authorizer. A stored reply's ``Vary`` headers are then keyed as a second level.
+
+Concurrent misses for one key are coalesced: the first request (the leader) goes to the
+backend; the others wait for its outcome and get its reply when it was cacheable, else (not
+cacheable, failed, cancelled) go to the backend themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import urllib.parse
+from collections.abc import AsyncIterator
+
+import cachetools
+
+from propylon_config import model
+from propylon_proxy import context, metrics, replies, runtime, steps
+
+MAX_ENTRY_BYTES = 1024 * 1024
+HEADER = "x-propylon-cache"
+_UNCACHED_CONTROL = ("no-store", "private")
+_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """A stored 200: its headers prebuilt (with ``x-propylon-cache: hit``) and its body."""
+
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    expires: float
+    vary: tuple[str, ...]  # lower-case header names the reply's Vary lists
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + sum(len(n) + len(v) for n, v in self.headers) + 64
+
+
+@dataclasses.dataclass(slots=True)
+class _Note:
+    """Per request: the miss this request leads (others wait on it), a denied refresh."""
+
+    lead: tuple[tuple[str, ...], asyncio.Future[Entry | None]] | None = None
+    denied: bool = False
+
+
+class StageCache:
+    """One stage's entries: an LRU bounded by bytes, and the in-flight misses by key."""
+
+    def __init__(self, capacity_bytes: int, generation: str = "") -> None:
+        self.generation = generation  # the flush annotation's value this cache was last flushed for
+        self.entries: cachetools.LRUCache[tuple[str, ...], Entry] = cachetools.LRUCache(
+            maxsize=capacity_bytes, getsizeof=lambda e: e.size
+        )
+        self.vary: dict[tuple[str, ...], tuple[str, ...]] = {}  # base key -> Vary names
+        self.inflight: dict[tuple[str, ...], asyncio.Future[Entry | None]] = {}
+
+    def flush(self) -> None:
+        self.entries.clear()
+        self.vary.clear()
+
+    def store(self, key: tuple[str, ...], entry: Entry) -> None:
+        if entry.size > self.entries.maxsize:
+            return
+        self.entries[key] = entry
+
+    async def close(self) -> None:
+        self.flush()
+
+
+def _ident(stage_id: str, settings: model.CacheSettings | None) -> str:
+    return f"cache:{stage_id}:{settings!r}"
+
+
+def stage_cache(setup: steps.RouteSetup, settings: model.CacheSettings) -> StageCache:
+    """The stage's cache: kept across plans while its settings are unchanged, flushed when the
+    Stage's flush annotation has a new value (the generation is remembered on the cache)."""
+    capacity = (setup.stage.cache or settings).capacity_mib * 1024 * 1024
+    found = setup.runtime.resources.claim(
+        _ident(setup.stage.id, setup.stage.cache), lambda: StageCache(capacity, setup.stage.cache_flush)
+    )
+    if found.generation != setup.stage.cache_flush:
+        found.flush()
+        found.generation = setup.stage.cache_flush
+    return found
+
+
+def flush(run: runtime.Runtime, stage: model.Stage) -> bool:
+    """Empty one stage's cache on this replica (the admin API); False when it has none."""
+    found = run.resources.peek(_ident(stage.id, stage.cache))
+    if not isinstance(found, StageCache):
+        return False
+    found.flush()
+    return True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Buffered:
+    """A streamed body whose first part was read while checking its size."""
+
+    head: bytes
+    rest: replies.BodyStream
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        if self.head:
+            yield self.head
+        async for chunk in self.rest.iter_chunks():
+            yield chunk
+
+    def body_ready(self) -> bool:
+        return True
+
+    async def release(self) -> None:
+        await self.rest.release()
+
+
+class CacheStep:
+    """The lookup (before) and the store (after) for one cache-enabled route."""
+
+    name = "cache"
+
+    def __init__(self, setup: steps.RouteSetup, settings: model.CacheSettings) -> None:
+        self.settings = settings
+        self.cache = stage_cache(setup, settings)
+        self.clock = setup.runtime.clock
+        self.stage_id = setup.stage.id
+        counted = metrics.GatewayMetrics.labels(setup.stage.api, setup.stage.id, setup.route.route_key)
+        self.counter = setup.runtime.metrics.cache
+        self.counted = {r: (*counted, ("result", r)) for r in ("hit", "miss", "bypass")}
+        self.method = setup.route.method
+        self.authorized = setup.route.authorizer is not None
+        self.query_keys: list[str] = []
+        self.header_keys: list[str] = []
+        self.path_keys: list[str] = []
+        for p in setup.route.cache_key_parameters:
+            kind, _, name = p.partition(".")
+            {"querystring": self.query_keys, "header": self.header_keys, "path": self.path_keys}[kind].append(name)
+        self.whole_query = not setup.route.cache_key_parameters
+        self.invalidating = frozenset(p.id for p in setup.config.usage_plans if p.allow_cache_invalidation)
+        fixed = setup.route.method
+        self.methods = frozenset({"GET", "HEAD"} if fixed in ("GET", "ANY", "$default") else {fixed})
+        self.after = self._after
+
+    def _key(self, ctx: context.RequestContext) -> tuple[str, ...]:
+        request = ctx.request
+        path = ctx.target.raw_path if ctx.target is not None else request.raw_path.partition("?")[0]
+        host = request.headers.get("Host", "").lower().rpartition(":")
+        parts = [self.stage_id, request.method, host[0] if host[1] and "]" not in host[2] else host[2], path]
+        if self.whole_query:
+            parts.append(ctx.query)
+        else:
+            pairs = urllib.parse.parse_qsl(ctx.query, keep_blank_values=True)
+            for name in self.query_keys:
+                parts.append("q:" + name + "=" + "\x00".join(v for k, v in pairs if k == name))
+            for name in self.path_keys:
+                parts.append("p:" + name)
+        for name in self.header_keys:
+            parts.append("h:" + name + "=" + "\x00".join(request.headers.getall(name, ())))
+        if self.authorized:
+            parts.append("u:" + (ctx.principal_id or ""))
+        return tuple(parts)
+
+    def _vary_key(self, base: tuple[str, ...], names: tuple[str, ...], ctx: context.RequestContext) -> tuple[str, ...]:
+        names = tuple(n for n in names if n != "origin")  # the gateway's own Vary: Origin (CORS)
+        if not names:
+            return base
+        return base + tuple("v:" + n + "=" + "\x00".join(ctx.request.headers.getall(n, ())) for n in names)
+
+    def _bypass(self, ctx: context.RequestContext) -> bool:
+        request = ctx.request
+        if request.method not in self.methods:
+            return True
+        if request.body_exists:
+            return True  # a GET with a body is never cached
+        return "Authorization" in request.headers and not self.authorized
+
+    def _refresh(self, ctx: context.RequestContext) -> replies.Refusal | bool | None:
+        """A ``Cache-Control: max-age=0`` request: True to refresh, a Refusal, or None (ignore)."""
+        control = ctx.request.headers.get("Cache-Control", "").replace(" ", "").lower()
+        if "max-age=0" not in control.split(","):
+            return None
+        allowed = not self.settings.require_authorization_for_cache_control or (
+            ctx.usage_plan is not None and ctx.usage_plan in self.invalidating
+        )
+        if allowed:
+            return True
+        strategy = self.settings.unauthorized_cache_control_header_strategy
+        if strategy == "FAIL_WITH_403":
+            return replies.refuse("ACCESS_DENIED", (HEADER, "bypass"), message="Unauthorized to invalidate the cache")
+        if strategy == "SUCCEED_WITH_RESPONSE_HEADER":
+            ctx.cache_note = _Note(denied=True)
+        return False
+
+    async def before(self, ctx: context.RequestContext) -> steps.Outcome:
+        if self._bypass(ctx):
+            ctx.cache = "bypass"
+            return None
+        refresh = self._refresh(ctx)
+        if isinstance(refresh, replies.Refusal):
+            ctx.cache = "bypass"
+            return refresh
+        base = self._key(ctx)
+        cache = self.cache
+        now = self.clock()
+        if refresh is not True:
+            vary = cache.vary.get(base, ())
+            key = self._vary_key(base, vary, ctx)
+            entry = cache.entries.get(key)
+            if entry is not None and entry.expires > now:
+                return self._hit(ctx, entry)
+            leader = cache.inflight.get(base)
+            if leader is not None:
+                try:
+                    got = await asyncio.shield(leader)
+                except BaseException:
+                    got = None
+                if got is not None and got.expires > self.clock():
+                    return self._hit(ctx, got)
+                ctx.cache = "miss"
+                return None
+        ctx.cache = "miss"
+        if base not in cache.inflight:
+            future: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
+            cache.inflight[base] = future
+            note = ctx.cache_note if isinstance(ctx.cache_note, _Note) else _Note()
+            note.lead = (base, future)
+            ctx.cache_note = note
+            task = asyncio.current_task()
+            if task is not None:  # a cancelled or failed leader never leaves its followers waiting
+                task.add_done_callback(lambda _: self._abandon(base, future))
+        return None
+
+    def _hit(self, ctx: context.RequestContext, entry: Entry) -> replies.Reply:
+        """The stored reply; its headers were prebuilt at store time (x-propylon-cache: hit)."""
+        ctx.cache = "hit"
+        self.counter.inc(self.counted["hit"])
+        headers = list(entry.headers)
+        if isinstance(ctx.cache_note, _Note) and ctx.cache_note.denied:
+            headers.append(("x-propylon-cache-invalidation", "denied"))
+        return replies.Reply(status=200, headers=headers, body=entry.body)
+
+    def _abandon(self, base: tuple[str, ...], future: asyncio.Future[Entry | None]) -> None:
+        if self.cache.inflight.get(base) is future:
+            del self.cache.inflight[base]
+        if not future.done():
+            future.set_result(None)
+
+    async def _after(self, ctx: context.RequestContext, reply: replies.Reply) -> replies.Reply:
+        note = ctx.cache_note if isinstance(ctx.cache_note, _Note) else None
+        lead = note.lead if note is not None else None
+        entry: Entry | None = None
+        try:
+            if ctx.cache == "miss":
+                reply, entry = await self._storable(ctx, reply)
+                if entry is None:
+                    ctx.cache = "bypass"  # a first response that cannot be cached
+                else:
+                    base = lead[0] if lead is not None else self._key(ctx)
+                    self.cache.vary[base] = entry.vary
+                    self.cache.store(self._vary_key(base, entry.vary, ctx), entry)
+        finally:
+            if lead is not None:
+                base, future = lead
+                if self.cache.inflight.get(base) is future:
+                    del self.cache.inflight[base]
+                if not future.done():
+                    future.set_result(entry)
+        result = ctx.cache or "bypass"
+        self.counter.inc(self.counted[result])
+        reply.headers.append((HEADER, result))
+        if note is not None and note.denied:
+            reply.headers.append(("x-propylon-cache-invalidation", "denied"))
+        return reply
+
+    async def _storable(self, ctx: context.RequestContext, reply: replies.Reply) -> tuple[replies.Reply, Entry | None]:
+        if reply.status != 200 or reply.error_type is not None:
+            return reply, None
+        vary: list[str] = []
+        for name, value in reply.headers:
+            lower = name.lower()
+            if lower == "set-cookie":
+                return reply, None
+            if lower == "cache-control" and any(d in value.lower() for d in _UNCACHED_CONTROL):
+                return reply, None
+            if lower == "vary":
+                for item in value.split(","):
+                    item = item.strip().lower()
+                    if item == "*":
+                        return reply, None
+                    if item:
+                        vary.append(item)
+        if reply.stream is not None:
+            stream = reply.stream
+            chunks: list[bytes] = []
+            size = 0
+            done = True
+            async for chunk in stream.iter_chunks():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_ENTRY_BYTES:
+                    done = False
+                    break
+            body = b"".join(chunks)
+            if not done:
+                reply.stream = _Buffered(body, stream)
+                return reply, None
+            await stream.release()
+            reply.stream = None
+            reply.body = body
+        if len(reply.body) > MAX_ENTRY_BYTES:
+            return reply, None
+        kept = [(n, v) for n, v in reply.headers if n.lower() not in _HOP]
+        headers = (*kept, (HEADER, "hit"))
+        entry = Entry(
+            headers=headers, body=reply.body, expires=self.clock() + self.settings.ttl_seconds, vary=tuple(vary)
+        )
+        return reply, entry
+
+
+def step_for(setup: steps.RouteSetup) -> steps.Step | None:
+    settings = setup.route.cache
+    if settings is None or not settings.enabled:
+        return None
+    return CacheStep(setup, settings)

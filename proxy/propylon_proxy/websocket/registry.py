@@ -1,0 +1,41 @@
+"""The connections this replica holds: id -> live connection, for @connections and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from aiohttp import web
+
+
+@dataclasses.dataclass(slots=True)
+class Connection:
+    id: str
+    stage_base_path: str
+    socket: web.WebSocketResponse
+    connected_at: float  # epoch seconds
+    last_active_at: float
+    source_ip: str
+    user_agent: str
+    domain_name: str = ""
+    queue: asyncio.Queue[str | bytes] = dataclasses.field(default_factory=lambda: asyncio.Queue(maxsize=64))
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._connections: dict[str, Connection] = {}
+
+    def add(self, connection: Connection) -> None:
+        self._connections[connection.id] = connection
+
+    def remove(self, connection_id: str) -> None:
+        self._connections.pop(connection_id, None)
+
+    def get(self, connection_id: str, base_path: str) -> Connection | None:
+        connection = self._connections.get(connection_id)
+        if connection is None or connection.stage_base_path != base_path or connection.socket.closed:
+            return None
+        return connection
+
+    def all(self) -> list[Connection]:
+        return list(self._connections.values())

@@ -1,0 +1,209 @@
+"""One WebSocket connection from $connect to $disconnect.
+
+$disconnect runs exactly once, in ``finally``, however the connection ends. Messages are
+routed by the Api's routeSelectionExpression (``$request.body.<path>``) over JSON bodies and
+fall to ``$default`` otherwise. Sends go through a bounded queue: a client that cannot keep
+up is closed with 1008 instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from propylon_config import model
+from propylon_proxy import runtime
+from propylon_proxy.functions import client as function_client
+from propylon_proxy.integrations import function as function_integration
+from propylon_proxy.websocket import events, registry, tables
+
+CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+
+
+def select_route(ws: tables.WsStage, data: str | bytes) -> model.Route | None:
+    expression = ws.api.route_selection_expression or ""
+    key: Any = None
+    if expression.startswith("$request.body.") and isinstance(data, str):
+        try:
+            key = json.loads(data)
+        except ValueError:
+            key = None
+        for part in expression.removeprefix("$request.body.").split("."):
+            key = key.get(part) if isinstance(key, dict) else None
+    route = ws.routes.get(key) if isinstance(key, str) and not key.startswith("$") else None
+    return route or ws.routes.get("$default")
+
+
+class Integrations:
+    """Calls a route's HTTP integration with the message body as is."""
+
+    def __init__(self, run: runtime.Runtime) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._functions = function_integration.shared_client(run)
+
+    async def call(
+        self, ws: tables.WsStage, connection: registry.Connection, route: model.Route, event: str, body: str | bytes
+    ) -> tuple[int, bytes]:
+        connection_id = connection.id
+        integration = route.integration
+        if integration.type is model.IntegrationType.FUNCTION:
+            return await self._function(ws, connection, route, event, body)
+        if isinstance(body, str):
+            body = body.encode()
+        if integration.type is model.IntegrationType.MOCK and integration.mock is not None:
+            return integration.mock.status_code, integration.mock.body.encode()
+        if integration.url is None:
+            return 500, b""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(auto_decompress=False)
+        headers = {
+            "x-propylon-connection-id": connection_id,
+            "x-propylon-route-key": route.route_key,
+            "x-propylon-event-type": event,
+        }
+        timeout = aiohttp.ClientTimeout(total=integration.timeout_ms / 1000)
+        try:
+            async with self._session.request(
+                integration.method or "POST", integration.url, data=body, headers=headers, timeout=timeout
+            ) as answer:
+                return answer.status, await answer.read()
+        except (aiohttp.ClientError, TimeoutError):
+            return 502, b""
+
+    async def _function(
+        self, ws: tables.WsStage, connection: registry.Connection, route: model.Route, event: str, body: str | bytes
+    ) -> tuple[int, bytes]:
+        integration = route.integration
+        target = function_client.Target(url=integration.url, service=integration.service)
+        payload = events.build(ws, connection, route.route_key, event, body if event == "MESSAGE" else None)
+        try:
+            answer = await self._functions.invoke(target, payload, integration.timeout_ms / 1000)
+        except function_client.InvokeError:
+            return 502, b""
+        if isinstance(answer, dict):
+            status = answer.get("statusCode", 200)
+            text = answer.get("body")
+            return (status if isinstance(status, int) else 200), (text.encode() if isinstance(text, str) else b"")
+        return 200, (json.dumps(answer).encode() if answer is not None else b"")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class Sessions:
+    def __init__(self, run: runtime.Runtime) -> None:
+        self.registry = registry.Registry()
+        self.integrations = Integrations(run)
+        self._closing: set[asyncio.Future[bool]] = set()
+
+    async def serve(self, request: web.BaseRequest, ws: tables.WsStage, source_ip: str) -> web.StreamResponse:
+        connection_id = secrets.token_urlsafe(12)
+        limits = ws.limits
+        socket = web.WebSocketResponse(max_msg_size=0, autoping=True)
+        now = time.time()
+        connection = registry.Connection(
+            id=connection_id,
+            stage_base_path=ws.stage.base_path.rstrip("/") or "/",
+            socket=socket,
+            connected_at=now,
+            last_active_at=now,
+            source_ip=source_ip,
+            user_agent=request.headers.get("User-Agent", ""),
+            domain_name=request.headers.get("Host", ""),
+        )
+        connect = ws.routes.get("$connect")
+        if connect is not None:
+            status, _ = await self.integrations.call(ws, connection, connect, "CONNECT", b"")
+            if not 200 <= status < 300:
+                return web.json_response({"message": "Forbidden"}, status=403)
+        await socket.prepare(request)
+        self.registry.add(connection)
+        sender = asyncio.create_task(self._send_loop(connection))
+        try:
+            await asyncio.wait_for(self._receive(ws, connection, limits), timeout=limits.max_connection_seconds)
+        except TimeoutError:
+            pass
+        finally:
+            self.registry.remove(connection_id)
+            sender.cancel()
+            if not socket.closed:
+                await socket.close()
+            disconnect = ws.routes.get("$disconnect")
+            if disconnect is not None:
+                await self.integrations.call(ws, connection, disconnect, "DISCONNECT", b"")
+        return socket
+
+    async def _receive(
+        self, ws: tables.WsStage, connection: registry.Connection, limits: model.WebSocketLimits
+    ) -> None:
+        socket = connection.socket
+        while True:
+            try:
+                message = await socket.receive(timeout=limits.idle_timeout_seconds)
+            except TimeoutError:
+                return
+            if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                return
+            data: str | bytes = message.data
+            raw = data.encode() if isinstance(data, str) else data
+            if len(raw) > limits.max_message_bytes:
+                await socket.close(code=CLOSE_TOO_BIG, message=b"message too big")
+                return
+            connection.last_active_at = time.time()
+            route = select_route(ws, data)
+            if route is None:
+                continue
+            _status, answer = await self.integrations.call(ws, connection, route, "MESSAGE", data)
+            if route.route_response_selection_expression == "$default" and answer:
+                self.offer(connection, answer.decode("utf-8", "replace"))
+
+    def offer(self, connection: registry.Connection, data: str | bytes) -> bool:
+        """Queues a message for the client; a full queue closes it with 1008 (backpressure)."""
+        try:
+            connection.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            closing = asyncio.ensure_future(connection.socket.close(code=CLOSE_POLICY, message=b"client too slow"))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            return False
+        return True
+
+    async def _send_loop(self, connection: registry.Connection) -> None:
+        while True:
+            data = await connection.queue.get()
+            if isinstance(data, str):
+                await connection.socket.send_str(data)
+            else:
+                await connection.socket.send_bytes(data)
+
+    async def going_away(self) -> None:
+        """Server shutdown: every connection closes with 1001 and its $disconnect runs."""
+        await asyncio.gather(
+            *(c.socket.close(code=1001, message=b"going away") for c in self.registry.all()),
+            return_exceptions=True,
+        )
+
+    async def close(self) -> None:
+        await self.going_away()
+        await self.integrations.close()
+
+
+RESOURCE = "websocket/sessions"
+
+
+def shared(run: runtime.Runtime) -> Sessions:
+    """The gateway's one set of open connections; it outlives every plan."""
+    return run.resources.claim(RESOURCE, lambda: Sessions(run))
+
+
+async def shutdown(run: runtime.Runtime) -> None:
+    if RESOURCE in run.resources.keys():  # noqa: SIM118 (Resources is not a dict)
+        await shared(run).going_away()

@@ -1,0 +1,57 @@
+"""WebSocket stages by base path, per listener, built once per plan.
+
+HTTP route tries never hold WebSocket stages; a WebSocket Api is served on its Stage's base
+path as a whole (route selection happens per message, not per URL).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from propylon_config import model
+from propylon_proxy import runtime, steps
+from propylon_proxy.websocket import checks
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WsStage:
+    stage: model.Stage
+    api: model.Api
+    routes: dict[str, model.Route]  # route key -> route
+    connect_checks: steps.Chain | None  # $connect's steps before its integration
+
+    @property
+    def limits(self) -> model.WebSocketLimits:
+        return self.api.websocket or model.WebSocketLimits()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tables:
+    public: dict[str, WsStage]  # base path -> stage
+    internal: dict[str, WsStage]
+
+    def match(self, path: str, *, internal: bool) -> WsStage | None:
+        table = self.internal if internal else self.public
+        return table.get(path.rstrip("/") or "/")
+
+
+def build(config: model.GatewayConfig, run: runtime.Runtime) -> Tables:
+    apis = {a.id: a for a in config.apis}
+    public: dict[str, WsStage] = {}
+    internal: dict[str, WsStage] = {}
+    for stage in config.stages:
+        api = apis.get(stage.api)
+        if api is None or api.protocol is not model.Protocol.WEBSOCKET:
+            continue
+        routes = {r.route_key: r for r in stage.routes}
+        connect = routes.get("$connect")
+        chain = None
+        if connect is not None:
+            setup = steps.RouteSetup(route=connect, stage=stage, api=api, config=config, runtime=run)
+            chain = checks.connect_chain(setup)
+        ws = WsStage(stage=stage, api=api, routes=routes, connect_checks=chain)
+        key = stage.base_path.rstrip("/") or "/"
+        internal.setdefault(key, ws)
+        if stage.endpoint is model.Endpoint.PUBLIC:
+            public.setdefault(key, ws)
+    return Tables(public=public, internal=internal)

@@ -1,0 +1,356 @@
+"""The response cache through `propylon serve`, against a loopback backend that counts calls."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import http.server
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.serve.test_serve import Served, _wait_for
+
+MANIFESTS = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: shop, namespace: demo}}
+spec:
+  routes:
+    - routeKey: GET /items
+      integration: {{type: HTTP_PROXY, url: "{backend}/items"}}
+    - routeKey: GET /paged
+      cacheKeyParameters: [querystring.page]
+      integration: {{type: HTTP_PROXY, url: "{backend}/paged"}}
+    - routeKey: POST /items
+      integration: {{type: HTTP_PROXY, url: "{backend}/items"}}
+    - routeKey: GET /cookie
+      integration: {{type: HTTP_PROXY, url: "{backend}/cookie"}}
+    - routeKey: GET /nostore
+      integration: {{type: HTTP_PROXY, url: "{backend}/nostore"}}
+    - routeKey: GET /private
+      integration: {{type: HTTP_PROXY, url: "{backend}/private"}}
+    - routeKey: GET /varystar
+      integration: {{type: HTTP_PROXY, url: "{backend}/varystar"}}
+    - routeKey: GET /vary
+      integration: {{type: HTTP_PROXY, url: "{backend}/vary"}}
+    - routeKey: GET /big
+      integration: {{type: HTTP_PROXY, url: "{backend}/big"}}
+    - routeKey: GET /error
+      integration: {{type: HTTP_PROXY, url: "{backend}/error"}}
+    - routeKey: GET /slow
+      integration: {{type: HTTP_PROXY, url: "{backend}/slow"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {{name: live, namespace: demo}}
+spec:
+  apiRef: shop
+  basePath: /live
+  cache: {{enabled: true, ttlSeconds: 300, capacityMiB: 8, requireAuthorizationForCacheControl: false}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {{name: strict, namespace: demo}}
+spec:
+  apiRef: shop
+  basePath: /strict
+  cache: {{enabled: true, unauthorizedCacheControlHeaderStrategy: {strategy}}}
+"""
+
+
+class Backend(http.server.ThreadingHTTPServer):
+    """Counts every call by path and query; answers per path with what the case needs."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        backend = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                path = self.path.split("?")[0]
+                with backend.lock:
+                    backend.calls[self.path] += 1
+                    n = backend.calls[self.path]
+                if path == "/slow":
+                    backend.release.wait(20)
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                body = f"{self.path} #{n} lang={self.headers.get('Accept-Language')}".encode()
+                status, extra = 200, []
+                if path == "/cookie":
+                    extra.append(("Set-Cookie", "s=1"))
+                elif path == "/nostore":
+                    extra.append(("Cache-Control", "no-store"))
+                elif path == "/private":
+                    extra.append(("Cache-Control", "private, max-age=60"))
+                elif path == "/varystar":
+                    extra.append(("Vary", "*"))
+                elif path == "/vary":
+                    extra.append(("Vary", "Accept-Language"))
+                elif path == "/big":
+                    body = body + b"x" * (1024 * 1024 + 10)
+                elif path == "/error":
+                    status = 500
+                self.send_response(status)
+                for name, value in extra:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[Backend]:
+    server = Backend()
+    yield server
+    server.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+def _serve(tmp: Path, backend: Backend, strategy: str = "FAIL_WITH_403") -> Served:
+    folder = tmp / "manifests"
+    folder.mkdir(exist_ok=True)
+    (folder / "all.yaml").write_text(MANIFESTS.format(backend=backend.url, strategy=strategy))
+    return Served(folder, tmp)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterator[Served]:
+    gateway = _serve(tmp_path_factory.mktemp("cache"), backend)
+    yield gateway
+    gateway.stop()
+
+
+def _call(
+    served: Served, path: str, method: str = "GET", data: bytes | None = None, **headers: str
+) -> tuple[int, str | None, bytes, dict[str, str]]:
+    request = urllib.request.Request(served.url(path), method=method, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, response.headers.get("x-propylon-cache"), response.read(), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("x-propylon-cache"), error.read(), dict(error.headers)
+
+
+def test_a_second_get_is_a_hit_that_never_reaches_the_backend(served: Served, backend: Backend) -> None:
+    status, first, body, _ = _call(served, "/live/items?a=1")
+    assert (status, first) == (200, "miss")
+    status, second, again, _ = _call(served, "/live/items?a=1")
+    assert (status, second, again) == (200, "hit", body)
+    assert backend.calls["/items?a=1"] == 1
+
+
+def test_the_whole_query_is_in_the_key_unless_cache_key_parameters_narrow_it(served: Served, backend: Backend) -> None:
+    assert _call(served, "/live/items?q=x")[1] == "miss"
+    assert _call(served, "/live/items?q=y")[1] == "miss"
+    assert _call(served, "/live/paged?page=1&utm=a")[1] == "miss"
+    assert _call(served, "/live/paged?page=1&utm=b")[1] == "hit"
+    assert _call(served, "/live/paged?page=2&utm=a")[1] == "miss"
+
+
+def test_post_is_not_cached(served: Served, backend: Backend) -> None:
+    for _ in range(2):  # not cache-enabled (only GET by default): no x-propylon-cache at all
+        assert _call(served, "/live/items?p=1", "POST", b"{}")[1] is None
+    assert backend.calls["/items?p=1"] == 2
+
+
+@pytest.mark.parametrize("path", ["/cookie", "/nostore", "/private", "/varystar", "/big", "/error"])
+def test_uncacheable_responses_are_never_stored(served: Served, backend: Backend, path: str) -> None:
+    for _ in range(2):
+        assert _call(served, f"/live{path}")[1] == "bypass"
+    assert backend.calls[path] == 2
+
+
+def test_a_large_body_still_reaches_the_client_whole(served: Served) -> None:
+    status, _, body, _ = _call(served, "/live/big?whole=1")
+    assert status == 200 and len(body) > 1024 * 1024 + 10
+
+
+def test_authorization_on_a_route_without_an_authorizer_bypasses(served: Served, backend: Backend) -> None:
+    for _ in range(2):
+        assert _call(served, "/live/items?auth=1", Authorization="Bearer x")[1] == "bypass"
+    assert backend.calls["/items?auth=1"] == 2
+
+
+def test_a_vary_header_is_keyed_and_an_unkeyed_header_cannot_poison(served: Served, backend: Backend) -> None:
+    _, _, english, _ = _call(served, "/live/vary", **{"Accept-Language": "en"})
+    _, hit, french, _ = _call(served, "/live/vary", **{"Accept-Language": "fr"})
+    assert hit == "miss" and b"lang=fr" in french and b"lang=en" in english
+    # An unkeyed header (X-Forwarded-Host) does not change the key: the stored reply is served
+    # as it was, and the attacker's header never reaches a stored entry another client gets.
+    _call(served, "/live/items?poison=1", **{"X-Forwarded-Host": "evil.example"})
+    _, state, body, _ = _call(served, "/live/items?poison=1")
+    assert state == "hit" and b"evil" not in body
+
+
+def test_a_path_suffix_is_another_key_and_another_route(served: Served) -> None:
+    _call(served, "/live/items?d=1")
+    status, _, _, _ = _call(served, "/live/items/x.css?d=1")
+    assert status in (403, 404)  # no route: nothing of /items is ever served for it
+    assert _call(served, "/live/items.css?d=1")[0] in (403, 404)
+
+
+def test_refresh_with_max_age_0_when_allowed(served: Served, backend: Backend) -> None:
+    _call(served, "/live/items?r=1")
+    assert _call(served, "/live/items?r=1", **{"Cache-Control": "max-age=0"})[1] == "miss"
+    assert backend.calls["/items?r=1"] == 2
+    _, state, body, _ = _call(served, "/live/items?r=1")
+    assert state == "hit" and b"#2" in body
+
+
+def test_refresh_refused_with_403(served: Served, backend: Backend) -> None:
+    _call(served, "/strict/items?r=2")
+    status, state, _, _ = _call(served, "/strict/items?r=2", **{"Cache-Control": "max-age=0"})
+    assert (status, state) == (403, "bypass")
+    assert backend.calls["/items?r=2"] == 1
+
+
+@pytest.mark.parametrize(
+    ("strategy", "header"),
+    [("SUCCEED_WITH_RESPONSE_HEADER", "denied"), ("SUCCEED_WITHOUT_RESPONSE_HEADER", None)],
+)
+def test_refresh_denied_serves_the_cached_reply(
+    tmp_path: Path, backend: Backend, strategy: str, header: str | None
+) -> None:
+    gateway = _serve(tmp_path, backend, strategy)
+    try:
+        path = f"/strict/items?s={strategy}"
+        _call(gateway, path)
+        status, state, _, headers = _call(gateway, path, **{"Cache-Control": "max-age=0"})
+        assert (status, state) == (200, "hit")
+        assert headers.get("x-propylon-cache-invalidation") == header
+        assert backend.calls[f"/items?s={strategy}"] == 1
+    finally:
+        gateway.stop()
+
+
+def test_concurrent_misses_make_one_backend_call(served: Served, backend: Backend) -> None:
+    backend.release.clear()
+    with concurrent.futures.ThreadPoolExecutor(100) as pool:
+        futures = [pool.submit(_call, served, "/live/slow") for _ in range(100)]
+        while backend.calls["/slow"] == 0:
+            threading.Event().wait(0.01)
+        threading.Event().wait(0.5)  # let the other 99 arrive and wait on the leader
+        backend.release.set()
+        results = [f.result() for f in futures]
+    assert backend.calls["/slow"] == 1
+    assert {r[0] for r in results} == {200}
+    assert sorted(r[1] for r in results).count("miss") == 1
+
+
+def _admin_flush(served: Served, stage: str) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{served.admin}/admin/stages/{stage}/cache/flush", method="POST", data=b""
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def test_the_admin_api_flushes_one_stage(served: Served, backend: Backend) -> None:
+    _call(served, "/live/items?f=1")
+    assert _call(served, "/live/items?f=1")[1] == "hit"
+    assert _admin_flush(served, "demo/live") == 200
+    assert _call(served, "/live/items?f=1")[1] == "miss"
+    assert backend.calls["/items?f=1"] == 2
+    assert _admin_flush(served, "demo/absent") == 404
+
+
+def test_a_new_flush_annotation_flushes_under_watch(tmp_path: Path, backend: Backend) -> None:
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    text = MANIFESTS.format(backend=backend.url, strategy="FAIL_WITH_403")
+    (folder / "all.yaml").write_text(text)
+    gateway = Served(folder, tmp_path, "--watch")
+    try:
+        _call(gateway, "/live/items?w=1")
+        assert _call(gateway, "/live/items?w=1")[1] == "hit"
+        annotated = text.replace(
+            "metadata: {name: live, namespace: demo}",
+            "metadata: {name: live, namespace: demo, annotations: {propylon.dev/flush-cache: '1'}}",
+        )
+        assert annotated != text
+        (folder / "all.yaml").write_text(annotated)
+        assert _wait_for(lambda: _call(gateway, "/live/items?w=1")[1] == "miss", 20)
+        assert _call(gateway, "/live/items?w=1")[1] == "hit"  # the same value again flushes nothing
+    finally:
+        gateway.stop()
+
+
+USERS = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Authorizer
+metadata: {{name: idp, namespace: demo}}
+spec:
+  jwt: {{issuer: "{issuer}", audience: [my-client], jwksUri: "{issuer}/jwks.json"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: users, namespace: demo}}
+spec:
+  routes:
+    - routeKey: GET /me
+      authorizer: idp
+      integration:
+        type: HTTP_PROXY
+        url: "{backend}/me"
+        requestParameters: {{"overwrite:header.Accept-Language": "$context.authorizer.principalId"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {{name: users, namespace: demo}}
+spec:
+  apiRef: users
+  cache: {{enabled: true}}
+"""
+
+
+def test_each_principal_has_its_own_entries(tmp_path: Path, backend: Backend) -> None:
+    from tests import issuers
+
+    issuer = issuers.Issuer()
+    gateway = None
+    try:
+        kid = issuer.add_key("RSA")
+        folder = tmp_path / "manifests"
+        folder.mkdir()
+        (folder / "all.yaml").write_text(USERS.format(issuer=issuer.issuer, backend=backend.url))
+        gateway = Served(folder, tmp_path)
+        ada = issuer.token(kid, claims=issuer.claims(sub="ada"))
+        bob = issuer.token(kid, claims=issuer.claims(sub="bob"))
+        _, first, ada_body, _ = _call(gateway, "/users/me", Authorization="Bearer " + ada)
+        _, second, bob_body, _ = _call(gateway, "/users/me", Authorization="Bearer " + bob)
+        assert (first, second) == ("miss", "miss")
+        assert b"lang=ada" in ada_body and b"lang=bob" in bob_body
+        _, again, body, _ = _call(gateway, "/users/me", Authorization="Bearer " + bob)
+        assert (again, body) == ("hit", bob_body)
+        assert _call(gateway, "/users/me")[0] == 401  # no token: never a cached answer
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        issuer.stop()

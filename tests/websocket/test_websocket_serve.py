@@ -1,0 +1,387 @@
+"""WebSocket Apis through `propylon serve` with the real `websockets` client (issue 14).
+
+The backend is a real HTTP server on loopback that records every call, so the tests see what
+a backend sees: $connect, each routed message, and $disconnect exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import websockets
+from websockets.asyncio.client import connect
+
+from tests.serve.test_serve import Served, _wait_for
+
+API = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: chat, namespace: talk}}
+spec:
+  protocol: WEBSOCKET
+  routeSelectionExpression: "$request.body.action"
+  websocket: {{maxMessageBytes: 64}}
+  cors: {{allowOrigins: ["https://ok.example"]}}
+  routes:
+    - routeKey: "$connect"
+      integration: {{type: HTTP, url: "{backend}/connect"}}
+    - routeKey: "$disconnect"
+      integration: {{type: HTTP, url: "{backend}/disconnect"}}
+    - routeKey: "$default"
+      routeResponseSelectionExpression: "$default"
+      integration: {{type: HTTP, url: "{backend}/default"}}
+    - routeKey: sendMessage
+      routeResponseSelectionExpression: "$default"
+      integration: {{type: HTTP, url: "{backend}/echo"}}
+    - routeKey: {extra}
+      integration: {{type: HTTP, url: "{backend}/oneway"}}
+"""
+
+STAGE = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {name: live, namespace: talk}
+spec: {apiRef: chat, basePath: /live}
+"""
+
+
+class Backend:
+    """Records (path, connection id, route key, event type, body); /connect may refuse."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str, str, bytes]] = []
+        self.refuse_connect = False
+        backend = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                h = self.headers
+                backend.calls.append(
+                    (
+                        self.path,
+                        h.get("x-propylon-connection-id", ""),
+                        h.get("x-propylon-route-key", ""),
+                        h.get("x-propylon-event-type", ""),
+                        body,
+                    )
+                )
+                status = 401 if self.path == "/connect" and backend.refuse_connect else 200
+                answer = {"/echo": b"echo:" + body, "/default": b"default:" + body}.get(self.path, b"")
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def paths(self) -> list[str]:
+        return [c[0] for c in self.calls]
+
+
+@pytest.fixture
+def backend() -> Iterator[Backend]:
+    b = Backend()
+    yield b
+    b.server.shutdown()
+    b.server.server_close()
+
+
+@pytest.fixture
+def served(backend: Backend, tmp_path: Path) -> Iterator[Served]:
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "api.yaml").write_text(API.format(backend=backend.url, extra="join"))
+    (folder / "stage.yaml").write_text(STAGE)
+    s = Served(folder, tmp_path, "--watch")
+    yield s
+    s.stop()
+
+
+def _ws(served: Served, port: int | None = None) -> str:
+    return f"ws://127.0.0.1:{port or served.port}/live"
+
+
+def _manage(served: Served, method: str, connection_id: str, body: bytes = b"") -> tuple[int, bytes]:
+    url = f"http://127.0.0.1:{served.internal}/live/@connections/{connection_id}"
+    request = urllib.request.Request(url, data=body if method == "POST" else None, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+async def test_routes_by_action_default_for_the_rest_and_disconnect_once(served: Served, backend: Backend) -> None:
+    async with connect(_ws(served)) as client:
+        await client.send(json.dumps({"action": "sendMessage", "text": "hi"}))
+        assert await client.recv() == 'echo:{"action": "sendMessage", "text": "hi"}'
+        await client.send("not json at all")
+        assert await client.recv() == "default:not json at all"
+        await client.send(json.dumps({"action": "nobody"}))
+        assert await client.recv() == 'default:{"action": "nobody"}'
+        await client.send(json.dumps({"action": "join"}))  # one-way: nothing comes back
+        await client.send(json.dumps({"action": "sendMessage"}))
+        assert await client.recv() == 'echo:{"action": "sendMessage"}'
+    assert _wait_for(lambda: "/disconnect" in backend.paths(), 10)
+    await asyncio.sleep(0)
+    paths = backend.paths()
+    assert paths[0] == "/connect" and paths.count("/disconnect") == 1
+    assert paths[1:-1] == ["/echo", "/default", "/default", "/oneway", "/echo"]
+    ids = {c[1] for c in backend.calls}
+    assert len(ids) == 1 and ids != {""}
+    assert [c[3] for c in backend.calls] == [
+        "CONNECT",
+        "MESSAGE",
+        "MESSAGE",
+        "MESSAGE",
+        "MESSAGE",
+        "MESSAGE",
+        "DISCONNECT",
+    ]
+    assert backend.calls[1][2] == "sendMessage" and backend.calls[2][2] == "$default"
+
+
+async def test_connect_refused_by_a_non_2xx_integration(served: Served, backend: Backend) -> None:
+    backend.refuse_connect = True
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+        async with connect(_ws(served)):
+            pass
+    assert refused.value.response.status_code == 403
+    assert backend.paths() == ["/connect"]
+
+
+async def test_a_message_over_max_message_bytes_closes_with_1009(served: Served, backend: Backend) -> None:
+    async with connect(_ws(served)) as client:
+        await client.send("x" * 65)
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            await client.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    assert _wait_for(lambda: backend.paths().count("/disconnect") == 1, 10)
+
+
+async def test_origin_refused_and_broken_handshakes_never_run_connect(served: Served, backend: Backend) -> None:
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+        async with connect(_ws(served), origin="https://evil.example"):  # type: ignore[arg-type]
+            pass
+    assert refused.value.response.status_code == 403
+    async with connect(_ws(served), origin="https://ok.example"):  # type: ignore[arg-type]
+        pass
+    request = urllib.request.Request(
+        served.url("/live"), headers={"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as broken:
+        urllib.request.urlopen(request, timeout=5)
+    assert broken.value.code == 400
+    assert backend.paths().count("/connect") == 1  # only the allowed Origin's
+
+
+async def test_management_post_get_delete_and_gone(served: Served, backend: Backend) -> None:
+    async with connect(_ws(served)) as client:
+        await client.send(json.dumps({"action": "join"}))
+        assert _wait_for(lambda: "/oneway" in backend.paths(), 10)
+        connection_id = backend.calls[0][1]
+        status, _ = await asyncio.to_thread(_manage, served, "POST", connection_id, b"pushed")
+        assert status == 200
+        assert await client.recv() == "pushed"
+        status, body = await asyncio.to_thread(_manage, served, "GET", connection_id)
+        described = json.loads(body)
+        assert status == 200 and described["identity"]["sourceIp"] == "127.0.0.1"
+        assert {"connectedAt", "lastActiveAt"} <= described.keys()
+        status, _ = await asyncio.to_thread(_manage, served, "DELETE", connection_id)
+        assert status == 204
+        with pytest.raises(websockets.exceptions.ConnectionClosed):
+            await client.recv()
+    assert _wait_for(lambda: backend.paths().count("/disconnect") == 1, 10)
+    assert (await asyncio.to_thread(_manage, served, "GET", connection_id))[0] == 410
+    assert (await asyncio.to_thread(_manage, served, "POST", "nosuchid", b"x"))[0] == 410
+    # @connections is internal only.
+    request = urllib.request.Request(served.url(f"/live/@connections/{connection_id}"))
+    with pytest.raises(urllib.error.HTTPError) as public:
+        urllib.request.urlopen(request, timeout=5)
+    assert public.value.code == 404
+
+
+async def test_a_reload_during_open_connections_drops_none(served: Served, backend: Backend, tmp_path: Path) -> None:
+    clients = [await connect(_ws(served)) for _ in range(5)]
+    try:
+        api = tmp_path / "manifests" / "api.yaml"
+        api.write_text(API.format(backend=backend.url, extra="leave"))
+        # the new plan is live once the new route answers on a fresh connection
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            async with connect(_ws(served)) as probe:
+                await probe.send(json.dumps({"action": "leave"}))
+                await probe.send(json.dumps({"action": "sendMessage"}))
+                await probe.recv()
+            if backend.calls[-3][0] == "/oneway" or any(c[2] == "leave" for c in backend.calls):
+                break
+        assert any(c[2] == "leave" for c in backend.calls)
+        for client in clients:
+            await client.send(json.dumps({"action": "sendMessage", "n": 1}))
+            assert await client.recv() == 'echo:{"action": "sendMessage", "n": 1}'
+    finally:
+        for client in clients:
+            await client.close()
+
+
+FUNCTION_API = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: chat, namespace: talk}}
+spec:
+  protocol: WEBSOCKET
+  routeSelectionExpression: "$request.body.action"
+  routes:
+    - routeKey: "$connect"
+      integration: {{type: FUNCTION, url: "{fn}"}}
+    - routeKey: ask
+      routeResponseSelectionExpression: "$default"
+      integration: {{type: FUNCTION, url: "{fn}"}}
+"""
+
+
+async def test_function_integration_gets_aws_websocket_events(tmp_path: Path) -> None:
+    from tests.functions import harness
+
+    fn = harness.function("ws_chat.handler", tmp_path, path=Path(__file__).parent / "handlers").wait()
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "api.yaml").write_text(FUNCTION_API.format(fn=f"http://127.0.0.1:{fn.port}"))
+    (folder / "stage.yaml").write_text(STAGE)
+    served = Served(folder, tmp_path)
+    try:
+        async with connect(_ws(served)) as client:
+            await client.send(json.dumps({"action": "ask", "q": 1}))
+            seen = json.loads(await client.recv())
+        assert seen["routeKey"] == "ask" and seen["eventType"] == "MESSAGE" and seen["stage"] == "live"
+        assert seen["apiId"] == "talk/chat" and seen["hasMessageId"] and seen["connectionId"]
+        assert json.loads(seen["body"]) == {"action": "ask", "q": 1} and seen["isBase64Encoded"] is False
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            async with connect(_ws(served), user_agent_header="refuse-me"):
+                pass
+        assert refused.value.response.status_code == 403
+    finally:
+        served.stop()
+        fn.stop()
+
+
+async def test_server_shutdown_closes_with_1001_and_runs_disconnect(served: Served, backend: Backend) -> None:
+    async with connect(_ws(served)) as client:
+        await client.send(json.dumps({"action": "join"}))
+        assert _wait_for(lambda: "/oneway" in backend.paths(), 10)
+        await asyncio.to_thread(served.stop)
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            await client.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert backend.paths().count("/disconnect") == 1
+
+
+JWT_API = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Authorizer
+metadata: {{name: idp, namespace: talk}}
+spec:
+  jwt: {{issuer: "{issuer}", audience: [chat], jwksUri: "{issuer}/jwks.json", algorithms: [RS256]}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: chat, namespace: talk}}
+spec:
+  protocol: WEBSOCKET
+  routes:
+    - routeKey: "$connect"
+      authorizer: idp
+      integration: {{type: HTTP, url: "{backend}/connect"}}
+    - routeKey: "$default"
+      integration: {{type: HTTP, url: "{backend}/default"}}
+"""
+
+
+async def test_connect_runs_the_routes_jwt_authorizer_before_its_integration(tmp_path: Path, backend: Backend) -> None:
+    from tests import issuers
+
+    issuer = issuers.Issuer()
+    kid = issuer.add_key("RSA")
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "api.yaml").write_text(JWT_API.format(issuer=issuer.url, backend=backend.url))
+    (folder / "stage.yaml").write_text(STAGE)
+    served = Served(folder, tmp_path)
+    try:
+        with pytest.raises(websockets.exceptions.InvalidStatus) as denied:
+            async with connect(_ws(served)):
+                pass
+        assert denied.value.response.status_code == 401
+        forged = issuer.token(kid, claims=issuer.claims(aud="someone-else"))
+        with pytest.raises(websockets.exceptions.InvalidStatus) as wrong:
+            async with connect(_ws(served), additional_headers={"Authorization": f"Bearer {forged}"}):
+                pass
+        assert wrong.value.response.status_code in (401, 403)
+        assert backend.paths() == []  # $connect's integration never ran
+        token = issuer.token(kid, claims=issuer.claims(aud="chat"))
+        async with connect(_ws(served), additional_headers={"Authorization": f"Bearer {token}"}):
+            pass
+        assert backend.paths() == ["/connect"]
+    finally:
+        served.stop()
+        issuer.stop()
+
+
+KEY_API = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: chat, namespace: talk}}
+spec:
+  protocol: WEBSOCKET
+  routes:
+    - routeKey: "$connect"
+      apiKeyRequired: true
+      integration: {{type: HTTP, url: "{backend}/connect"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: UsagePlan
+metadata: {{name: gold, namespace: talk}}
+spec:
+  stages: [{{stageRef: live}}]
+  apiKeySelector: {{matchLabels: {{propylon.dev/usage-plan: gold}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: k1, namespace: talk, labels: {{propylon.dev/usage-plan: gold}}}}
+stringData: {{value: "{key}"}}
+"""
+
+
+async def test_connect_refused_without_a_valid_api_key(tmp_path: Path, backend: Backend) -> None:
+    key = "ws-key-0123456789abcdefghij"
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "api.yaml").write_text(KEY_API.format(backend=backend.url, key=key))
+    (folder / "stage.yaml").write_text(STAGE)
+    served = Served(folder, tmp_path)
+    try:
+        for headers in ({}, {"x-api-key": "wrong-key-0123456789abcdefgh"}):
+            with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+                async with connect(_ws(served), additional_headers=headers):
+                    pass
+            assert refused.value.response.status_code == 403
+        assert backend.paths() == []
+        async with connect(_ws(served), additional_headers={"x-api-key": key}):
+            pass
+        assert backend.paths() == ["/connect"]
+    finally:
+        served.stop()
