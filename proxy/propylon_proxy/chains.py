@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-<<<<<<< HEAD
 from propylon_proxy import (
     api_keys,
     authorizers,
+    cache,
     cors,
     guards,
     integrations,
@@ -21,9 +21,6 @@ from propylon_proxy import (
     steps,
     validation,
 )
-=======
-from propylon_proxy import api_keys, authorizers, cache, guards, integrations, limits, response_parameters, steps
->>>>>>> main
 
 StepFactory = Callable[[steps.RouteSetup], steps.Step | None]
 
