@@ -305,11 +305,7 @@ def start_propylon(
     ``proxy_code``: a ``baseline_tree`` to run the code from instead of the working tree;
     ``serve_args``: more ``serve`` options (``--redis`` for propylon-keyed-redis)."""
     kind = split_name(name)[0].removeprefix("propylon-")
-<<<<<<< HEAD
-    if kind.startswith(("jwt", "keyed")) or kind in ("function", "validated", "posted"):
-=======
-    if kind.startswith(("jwt", "keyed")) or kind in ("function", "cached"):
->>>>>>> main
+    if kind.startswith(("jwt", "keyed")) or kind in ("function", "cached", "validated", "posted"):
         kind = "pool"  # the JWT, keyed and function targets run the default server; only the route differs
     manifests = propylon_manifests(work, backend_port, jwks_port, function_port)
     # -P: never the working directory first on sys.path, so a baseline tree really shadows this one.
@@ -441,11 +437,8 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
             serve_args = redis_args if base == "propylon-keyed-redis" else ()
             start_propylon(procs, name, work, port, backend_port, code, jwks_port, function_port, serve_args)
             path = "/keyed/hello" if base in KEYED else "/bench/fn" if base == "propylon-function" else "/bench/hello"
-<<<<<<< HEAD
-            path = {"propylon-validated": "/bench/validated", "propylon-posted": "/bench/posted"}.get(base, path)
-=======
             path = "/cached/hello" if base == "propylon-cached" else path
->>>>>>> main
+            path = {"propylon-validated": "/bench/validated", "propylon-posted": "/bench/posted"}.get(base, path)
         else:
             raise SystemExit(f"unknown target {name}")
         target = Target(name, f"http://127.0.0.1:{port}{path}")
@@ -625,12 +618,9 @@ ALL_TARGETS = [
     "propylon-jwt",
     "propylon-jwt-cold",
     "propylon-function",
-<<<<<<< HEAD
+    "propylon-cached",
     "propylon-posted",
     "propylon-validated",
-=======
-    "propylon-cached",
->>>>>>> main
     "client-aiohttp",
     "client-pool",
 ]
