@@ -17,6 +17,9 @@ rotates each round, so drift in the machine spreads over all targets instead of 
   propylon-keyed   the pool serve's "full policy" route: API key, plan per-route and per-key throttles,
                    stage throttle and quota (bench/manifests/keyed.yaml), limits in memory
   propylon-keyed-redis  the same with ``--redis``: a redis-server on the load core decides every request
+  propylon-validated the pool server, POST /bench/validated: a JSON body (bench/validated.lua)
+                   validated against a draft-4 model before it is proxied
+  propylon-posted  the same POST to POST /bench/posted, a route without validation
   propylon-function the same server (pool), GET /bench/fn: a FUNCTION route to bench/function_handler.py
                    under ``python -m propylon.function`` (on the load core, like the backend)
   propylon-cached  the same server (pool), GET /cached/hello: a stage-cached route, every request a hit
@@ -302,7 +305,7 @@ def start_propylon(
     ``proxy_code``: a ``baseline_tree`` to run the code from instead of the working tree;
     ``serve_args``: more ``serve`` options (``--redis`` for propylon-keyed-redis)."""
     kind = split_name(name)[0].removeprefix("propylon-")
-    if kind.startswith(("jwt", "keyed")) or kind in ("function", "cached"):
+    if kind.startswith(("jwt", "keyed")) or kind in ("function", "cached", "validated", "posted"):
         kind = "pool"  # the JWT, keyed and function targets run the default server; only the route differs
     manifests = propylon_manifests(work, backend_port, jwks_port, function_port)
     # -P: never the working directory first on sys.path, so a baseline tree really shadows this one.
@@ -435,11 +438,15 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
             start_propylon(procs, name, work, port, backend_port, code, jwks_port, function_port, serve_args)
             path = "/keyed/hello" if base in KEYED else "/bench/fn" if base == "propylon-function" else "/bench/hello"
             path = "/cached/hello" if base == "propylon-cached" else path
+            path = {"propylon-validated": "/bench/validated", "propylon-posted": "/bench/posted"}.get(base, path)
         else:
             raise SystemExit(f"unknown target {name}")
         target = Target(name, f"http://127.0.0.1:{port}{path}")
         if base in KEYED:
             target.headers = (KEY_HEADER,)
+        if base in ("propylon-validated", "propylon-posted"):  # ready when the plain route answers; wrk POSTs the body
+            target.ready_url = f"http://127.0.0.1:{port}/bench/hello"
+            target.wrk_args = ["-s", str(BENCH / "validated.lua")]
         if base.startswith("propylon-jwt") and jwt is not None:
             target.ready_url, target.url = target.url, f"http://127.0.0.1:{port}/bench/jwt"
             if base == "propylon-jwt-cold":
@@ -612,6 +619,8 @@ ALL_TARGETS = [
     "propylon-jwt-cold",
     "propylon-function",
     "propylon-cached",
+    "propylon-posted",
+    "propylon-validated",
     "client-aiohttp",
     "client-pool",
 ]

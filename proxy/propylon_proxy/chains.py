@@ -9,16 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from propylon_proxy import api_keys, authorizers, cache, guards, integrations, limits, response_parameters, steps
+from propylon_proxy import (
+    api_keys,
+    authorizers,
+    cache,
+    cors,
+    guards,
+    integrations,
+    limits,
+    response_parameters,
+    steps,
+    validation,
+)
 
 StepFactory = Callable[[steps.RouteSetup], steps.Step | None]
 
 STEP_FACTORIES: tuple[StepFactory, ...] = (
-    # 1. fail-closed refusal of broken routes: see build(); 2. CORS preflight: a later issue
+    # 1. fail-closed refusal of broken routes: see build()
+    cors.step_for,  # 2. CORS preflight; its after decorates every later reply and refusal
     authorizers.steps.step_for,  # 3. authorizer: JWT, REQUEST and TOKEN
     api_keys.step_for,  # 4. API key: learns the key id and its usage plan
     limits.step_for,  # 5. throttles and 6. quota: one state-store decision
-    # 7. request validation: a later issue
+    validation.step_for,  # 7. request validation: required parameters, then the body's model
     response_parameters.step_for,  # only after: so it sees cache hits and misses alike
     cache.step_for,  # 8. cache lookup; its after (the store) runs before response parameters
 )

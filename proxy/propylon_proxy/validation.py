@@ -1,0 +1,133 @@
+"""Request validation: step 7 of THE ORDER (DESIGN.md sections 1, 3 and 8).
+
+A route's ``requestValidation`` checks its ``requiredParameters`` (400 BAD_REQUEST_PARAMETERS,
+``Missing required request parameters: [a, b]``, bare names in declared order) and, when it
+names a ``body`` model, the JSON body against that model's JSON Schema (draft 4 semantics)
+-> 400 BAD_REQUEST_BODY ``Invalid request body``.
+
+The schema is compiled once per plan with jsonschema-rs (a Rust validator with a draft 4
+mode). Measured against fastjsonschema (which generates Python code per schema) on a
+realistic order body: 0.8 us vs 5.4 us per valid document, 0.16 us vs 6.0 us per invalid one
+(docs/validation.md), so jsonschema-rs. What is validated is what is forwarded: the
+body is read whole once, parsed with duplicate keys refused (a backend's parser could keep
+either value, so the validated document and the forwarded one could differ), and the same
+bytes are put back in front of the request stream for the integration, byte for byte. Deep
+nesting answers 400 (the parser's or validator's ``RecursionError``), never a crash. A
+compressed body (``Content-Encoding`` other than ``identity``) cannot be validated without
+inflating it, so a validating route answers 415 UNSUPPORTED_MEDIA_TYPE.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import jsonschema_rs
+
+from propylon_proxy import context, gateway_responses, proxying, replies, steps
+
+Validator = Callable[[Any], bool]
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Duplicate(key)
+        out[key] = value
+    return out
+
+
+def compile_model(schema_text: str) -> Validator:
+    """The model's validator with draft 4 semantics (DESIGN.md section 1), as ``is_valid``."""
+    validator = jsonschema_rs.Draft4Validator(json.loads(schema_text))
+    is_valid: Validator = validator.is_valid
+    return is_valid
+
+
+def body_valid(validate: Validator, body: bytes) -> bool:
+    try:
+        document = json.loads(body, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError):
+        return False  # not JSON, duplicate keys, or too deep to parse
+    try:
+        return validate(document)
+    except (ValueError, RecursionError):
+        return False
+
+
+def _missing(ctx: context.RequestContext, required: tuple[str, ...]) -> list[str]:
+    request = ctx.request
+    params = dict(ctx.match.params) if ctx.match is not None else {}
+    missing = []
+    for declared in required:
+        where, _, name = declared.partition(".")
+        if where == "querystring":
+            present = name in request.query
+        elif where == "header":
+            present = name in request.headers
+        else:
+            present = bool(params.get(name))
+        if not present:
+            missing.append(name)
+    return missing
+
+
+class ValidationStep:
+    name = "validation"
+    after = None
+
+    def __init__(self, required: tuple[str, ...], validate: Validator | None, max_body_bytes: int, stall: float):
+        self._required = required
+        self._validate = validate
+        self._max_body_bytes = max_body_bytes
+        self._stall = stall
+
+    async def before(self, ctx: context.RequestContext) -> steps.Outcome:
+        missing = _missing(ctx, self._required)
+        if missing:
+            message = f"Missing required request parameters: [{', '.join(missing)}]"
+            return replies.refuse(gateway_responses.BAD_REQUEST_PARAMETERS, message=message)
+        if self._validate is None:
+            return None
+        request = ctx.request
+        if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+            return replies.refuse(gateway_responses.UNSUPPORTED_MEDIA_TYPE)
+        body = b""
+        if request.body_exists:
+            reader = proxying.RequestBody(request.content, limit=self._max_body_bytes, stall_timeout=self._stall)
+            try:
+                body = b"".join([chunk async for chunk in reader])
+            except (proxying.BodyTooLarge, TimeoutError):
+                return replies.refuse(reader.failure or gateway_responses.REQUEST_TOO_LARGE)
+            except (OSError, ConnectionError):
+                return replies.refuse(gateway_responses.BAD_REQUEST)
+        if not body_valid(self._validate, body):
+            return replies.refuse(gateway_responses.BAD_REQUEST_BODY)
+        with warnings.catch_warnings():
+            # Put the validated bytes back for the integration: the forwarded body is the
+            # validated one. aiohttp marks unread_data deprecated; it is the one way to
+            # rewind its request stream without rebuilding the request.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            request.content.unread_data(body)
+        return None
+
+
+def step_for(setup: steps.RouteSetup) -> steps.Step | None:
+    spec = setup.route.request_validation
+    if spec is None:
+        return None
+    validate = None
+    if spec.body_model is not None:
+        models = dict(setup.api.models) if setup.api is not None else {}
+        validate = compile_model(models[spec.body_model])
+    settings = setup.runtime.settings
+    return ValidationStep(
+        spec.required_parameters, validate, setup.config.settings.max_body_bytes, settings.listener.body_stall_timeout
+    )

@@ -1,0 +1,180 @@
+"""Issue 12, CORS through `propylon serve`, as a browser sees it (DESIGN.md sections 1 and 8):
+preflights answered by the gateway (the backend never sees them), the actual request decorated,
+disallowed origin/method/header refused without CORS headers, credentials, wildcard, and a
+later step's refusal (API key 403) readable by an allowed origin."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.serve.test_fail_closed import _CountingBackend
+from tests.serve.test_serve import Served
+
+API = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: users, namespace: shop}}
+spec:
+  cors:
+    allowOrigins: ["https://myapp.example"]
+    allowMethods: [GET, POST]
+    allowHeaders: [Content-Type, Authorization]
+    exposeHeaders: [X-Total]
+    maxAge: 600
+    allowCredentials: true
+  routes:
+    - routeKey: "ANY /items"
+      integration: {{type: HTTP_PROXY, url: "http://127.0.0.1:{port}/items"}}
+    - routeKey: "ANY /keyed"
+      apiKeyRequired: true
+      integration: {{type: HTTP_PROXY, url: "http://127.0.0.1:{port}/keyed"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {{name: prod, namespace: shop}}
+spec: {{apiRef: users}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: public, namespace: shop}}
+spec:
+  cors:
+    allowOrigins: ["*"]
+    allowMethods: [GET]
+  routes:
+    - routeKey: "ANY /items"
+      integration: {{type: HTTP_PROXY, url: "http://127.0.0.1:{port}/public"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {{name: pub, namespace: shop}}
+spec: {{apiRef: public}}
+"""
+
+ORIGIN = "https://myapp.example"
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Served, _CountingBackend]]:
+    import threading
+
+    backend = _CountingBackend()
+    thread = threading.Thread(target=backend.serve_forever, daemon=True)
+    thread.start()
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "api.yaml").write_text(API.format(port=backend.port))
+    gateway = Served(folder, tmp_path)
+    try:
+        yield gateway, backend
+    finally:
+        gateway.stop()
+        backend.shutdown()
+        backend.server_close()
+
+
+def _send(method: str, url: str, **headers: str) -> tuple[int, dict[str, str]]:
+    request = urllib.request.Request(url, method=method, headers={k.replace("_", "-"): v for k, v in headers.items()})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+            return response.status, {k.lower(): v for k, v in response.headers.items()}
+    except urllib.error.HTTPError as error:
+        error.read()
+        return error.code, {k.lower(): v for k, v in error.headers.items()}
+
+
+def _cors_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.startswith("access-control-")}
+
+
+def test_preflight_is_answered_by_the_gateway(served: tuple[Served, _CountingBackend]) -> None:
+    gateway, backend = served
+    status, headers = _send(
+        "OPTIONS",
+        gateway.url("/prod/items"),
+        Origin=ORIGIN,
+        Access_Control_Request_Method="POST",
+        Access_Control_Request_Headers="content-type, authorization",
+    )
+    assert status == 204
+    assert _cors_headers(headers) == {
+        "access-control-allow-origin": ORIGIN,
+        "access-control-allow-credentials": "true",
+        "access-control-allow-methods": "GET, POST",
+        "access-control-allow-headers": "Content-Type, Authorization",
+        "access-control-max-age": "600",
+    }
+    assert headers["vary"] == "Origin"
+    assert backend.seen == []  # the backend never saw the preflight
+
+
+@pytest.mark.parametrize(
+    "origin, method, asked",
+    [
+        ("https://evil.example", "POST", ""),  # origin not listed (credentials: no "*" fallback)
+        (ORIGIN, "DELETE", ""),  # method not allowed
+        (ORIGIN, "POST", "X-Secret"),  # header not allowed
+    ],
+)
+def test_disallowed_preflight_is_403_without_cors_headers(
+    served: tuple[Served, _CountingBackend], origin: str, method: str, asked: str
+) -> None:
+    gateway, backend = served
+    extra = {"Access_Control_Request_Headers": asked} if asked else {}
+    status, headers = _send(
+        "OPTIONS", gateway.url("/prod/items"), Origin=origin, Access_Control_Request_Method=method, **extra
+    )
+    assert status == 403
+    assert headers["x-propylon-error-type"] == "ACCESS_DENIED"
+    assert _cors_headers(headers) == {}
+    assert backend.seen == []
+
+
+def test_actual_request_from_an_allowed_origin_is_decorated(served: tuple[Served, _CountingBackend]) -> None:
+    gateway, backend = served
+    status, headers = _send("GET", gateway.url("/prod/items"), Origin=ORIGIN)
+    assert status == 200
+    assert backend.seen == ["GET /items"]
+    assert _cors_headers(headers) == {
+        "access-control-allow-origin": ORIGIN,
+        "access-control-allow-credentials": "true",
+        "access-control-expose-headers": "X-Total",
+    }
+    assert headers["vary"] == "Origin"
+
+
+def test_actual_request_from_another_origin_gets_no_cors_headers(served: tuple[Served, _CountingBackend]) -> None:
+    gateway, _ = served
+    status, headers = _send("GET", gateway.url("/prod/items"), Origin="https://evil.example")
+    assert status == 200  # served, but the browser will not let the page read it
+    assert _cors_headers(headers) == {}
+    assert headers["vary"] == "Origin"
+
+
+def test_a_later_refusal_is_readable_by_an_allowed_origin(served: tuple[Served, _CountingBackend]) -> None:
+    gateway, backend = served
+    status, headers = _send("GET", gateway.url("/prod/keyed"), Origin=ORIGIN)
+    assert status == 403  # the API key step refused: no key
+    assert headers["access-control-allow-origin"] == ORIGIN
+    assert headers["access-control-allow-credentials"] == "true"
+    assert backend.seen == []
+
+
+def test_wildcard_without_credentials_answers_star(served: tuple[Served, _CountingBackend]) -> None:
+    gateway, backend = served
+    status, headers = _send(
+        "OPTIONS", gateway.url("/pub/items"), Origin="https://any.example", Access_Control_Request_Method="GET"
+    )
+    assert status == 204
+    assert headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-credentials" not in headers
+    status, headers = _send("GET", gateway.url("/pub/items"), Origin="https://any.example")
+    assert status == 200
+    assert headers["access-control-allow-origin"] == "*"
+    assert backend.seen == ["GET /public"]
