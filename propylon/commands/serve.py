@@ -21,10 +21,10 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from propylon.commands import validate
+from propylon.commands import private_redis, validate, workers
 from propylon_compiler import compiler, diagnostics, last_good, manifests
 from propylon_config import model
 from propylon_proxy import gateway, limit_stores, settings, upstreams
@@ -58,7 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="on SIGTERM or Ctrl-C, how long running requests may take to finish (default 25)",
     )
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (above 1 needs --redis)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the ports (above 1: --redis, or a private redis-server when installed)",
+    )
     parser.add_argument("--watch", action="store_true", help="reload when the files change")
     parser.add_argument(
         "--admin-token-file", metavar="FILE", help="bearer token for /admin/* (or PROPYLON_ADMIN_TOKEN)"
@@ -155,10 +160,16 @@ def _admin_token(args: argparse.Namespace) -> str | None:
 
 
 async def _watch(
-    args: argparse.Namespace, memory: LastGood, gw: gateway.Gateway, options: compiler.CompileOptions, seen: str
+    args: argparse.Namespace,
+    memory: LastGood,
+    gw: gateway.Gateway,
+    options: compiler.CompileOptions,
+    seen: str,
+    say: Callable[[str], None] = _say,
 ) -> None:
     """Poll the files; ``seen`` is the fingerprint taken before the first load, so a file that
-    appears (or changes) at any moment after that load started is picked up on the next poll."""
+    appears (or changes) at any moment after that load started is picked up on the next poll.
+    With ``--workers`` every worker watches (and compiles) for itself; only worker 0 ``say``s."""
     while True:
         await asyncio.sleep(args.poll_interval)
         current = await asyncio.to_thread(_fingerprint, args.paths)
@@ -167,17 +178,17 @@ async def _watch(
         seen = current
         loaded = await asyncio.to_thread(memory.compile, args.paths, options)
         for diagnostic in loaded.diagnostics:
-            _say(str(diagnostic))
+            say(str(diagnostic))
         if loaded.kept:
-            _say(f"propylon: kept the last good version of: {', '.join(loaded.kept)}")
+            say(f"propylon: kept the last good version of: {', '.join(loaded.kept)}")
         previous = gw.holder.current
         if previous is not None and previous.version == loaded.snapshot.version:
-            _say("propylon: files changed, served config unchanged")
+            say("propylon: files changed, served config unchanged")
             continue
         gw.swap(loaded.snapshot)
-        _say(f"propylon: reloaded, config {loaded.snapshot.version}")
+        say(f"propylon: reloaded, config {loaded.snapshot.version}")
         for line in _describe(loaded.snapshot):
-            _say(line)
+            say(line)
 
 
 async def _serve(
@@ -188,32 +199,38 @@ async def _serve(
     proxy_settings: settings.ProxySettings,
     token: str | None,
     options: compiler.CompileOptions,
+    store_url: str | None = None,
+    worker: int | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> int:
-    store = await limit_stores.open_store(args.redis, cluster=args.redis_cluster, say=_say)
+    """One gateway. ``worker`` is its index under ``--workers`` (None: the only process): it then
+    shares the traffic ports, only worker 0 has the admin listener and talks, and ``ready`` tells
+    the parent it listens (the parent prints the startup line)."""
+    say = _say if not worker else _quiet
+    store = await limit_stores.open_store(store_url, cluster=args.redis_cluster, say=say)
     gw = gateway.Gateway(proxy_settings, admin_token=token, api_key_secret=options.api_key_secret, store=store)
     gw.swap(first.snapshot)
+    admin_port = args.admin_port if not worker else None
     try:
-        addresses = await gw.start(args.host, args.port, args.internal_port, args.admin_port)
+        addresses = await gw.start(args.host, args.port, args.internal_port, admin_port, reuse_port=worker is not None)
     except OSError as exc:
         _say(f"propylon: cannot listen: {exc}")
         await gw.stop()
         return 1
-    urls = addresses.urls()
-    _say(
-        f"propylon serve: public {urls['public']}  internal {urls['internal']}  admin {urls['admin']}  "
-        f"(config {first.snapshot.version}{', watching files' if args.watch else ''})"
-    )
-    for line in _describe(first.snapshot) or ["  no stages"]:
-        _say(line)
+    if ready is not None:
+        ready()
+    else:
+        _say_started(args, addresses, first.snapshot)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    watcher = asyncio.create_task(_watch(args, memory, gw, options, seen)) if args.watch else None
+    watcher = asyncio.create_task(_watch(args, memory, gw, options, seen, say)) if args.watch else None
     try:
         await stop.wait()
     finally:
-        _say(f"propylon: stopping (running requests get up to {args.drain_seconds:g} s)")
+        if worker is None:
+            _say(f"propylon: stopping (running requests get up to {args.drain_seconds:g} s)")
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -222,18 +239,78 @@ async def _serve(
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
+def _quiet(message: str) -> None:
+    """Workers other than 0 keep quiet about what worker 0 already says."""
+
+
+def _say_started(args: argparse.Namespace, addresses: gateway.Addresses, snapshot: model.GatewayConfig) -> None:
+    urls = addresses.urls()
+    workers_note = f", {args.workers} workers" if args.workers > 1 else ""
+    _say(
+        f"propylon serve: public {urls['public']}  internal {urls['internal']}  admin {urls['admin']}  "
+        f"(config {snapshot.version}{workers_note}{', watching files' if args.watch else ''})"
+    )
+    for line in _describe(snapshot) or ["  no stages"]:
+        _say(line)
+
+
+def _check_workers(args: argparse.Namespace) -> str | None:
+    """Why ``--workers`` cannot work with these arguments, or None."""
     if args.workers < 1:
-        _say("propylon: --workers must be at least 1")
-        return EXIT_BAD_INPUT
-    if args.workers > 1:
-        if not args.redis:
-            _say(
-                "propylon: --workers above 1 needs --redis: limits, quotas and WebSocket connections must stay "
-                "exact across workers, and no shared store is configured"
-            )
-        else:
-            _say("propylon: --workers above 1 is not supported yet; run one worker per process")
+        return "--workers must be at least 1"
+    if args.workers == 1:
+        return None
+    if 0 in (args.port, args.internal_port, args.admin_port):
+        return "--workers above 1 needs fixed ports (0 would give every worker a port of its own)"
+    if not args.redis and private_redis.find() is None:
+        return (
+            "--workers above 1 needs a shared store so that limits and quotas stay exact across workers: "
+            "give --redis URL, or install redis-server (serve then starts a private one)"
+        )
+    return None
+
+
+def _serve_workers(
+    args: argparse.Namespace,
+    memory: LastGood,
+    first: Loaded,
+    seen: str,
+    proxy_settings: settings.ProxySettings,
+    token: str | None,
+    options: compiler.CompileOptions,
+) -> int:
+    """``--workers N``: a shared store (``--redis`` or a private redis-server), then N workers."""
+    private = None
+    store_url = args.redis
+    if not store_url:
+        executable = private_redis.find()
+        assert executable is not None  # _check_workers refused otherwise
+        private = private_redis.PrivateRedis(executable)
+        try:
+            private.wait_ready()
+        except RuntimeError as exc:
+            _say(f"propylon: cannot start the private {exc}")
+            private.stop()
+            return 1
+        _say(f"propylon: started a private redis-server on {private.socket_path} for {args.workers} workers")
+    try:
+        shared = store_url or (private.url if private is not None else None)
+
+        def run_worker(index: int, ready: Callable[[], None]) -> int:
+            return asyncio.run(_serve(args, memory, first, seen, proxy_settings, token, options, shared, index, ready))
+
+        addresses = gateway.Addresses(args.host, args.port, args.internal_port, args.admin_port)
+        supervisor = workers.Supervisor(args.workers, run_worker, args.drain_seconds, _say)
+        return supervisor.run(lambda: _say_started(args, addresses, first.snapshot))
+    finally:
+        if private is not None:
+            private.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    refusal = _check_workers(args)
+    if refusal is not None:
+        _say(f"propylon: {refusal}")
         return EXIT_BAD_INPUT
     if args.redis_cluster and not args.redis:
         _say("propylon: --redis-cluster needs --redis URL (any node of the cluster)")
@@ -276,4 +353,6 @@ def run(args: argparse.Namespace) -> int:
         sealing_secret=sealing_secret,
         redis_failure=args.redis_failure,
     )
-    return asyncio.run(_serve(args, memory, first, seen, proxy_settings, token, options))
+    if args.workers > 1:
+        return _serve_workers(args, memory, first, seen, proxy_settings, token, options)
+    return asyncio.run(_serve(args, memory, first, seen, proxy_settings, token, options, args.redis))

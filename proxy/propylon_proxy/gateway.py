@@ -78,8 +78,17 @@ class Gateway:
         return self.holder.swap(config)
 
     async def start(
-        self, host: str = "127.0.0.1", port: int = 8080, internal_port: int = 8081, admin_port: int = 9090
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        internal_port: int = 8081,
+        admin_port: int | None = 9090,
+        *,
+        reuse_port: bool = False,
     ) -> Addresses:
+        """``reuse_port`` lets several worker processes share the public and internal ports
+        (SO_REUSEPORT: the kernel spreads new connections); ``admin_port`` None starts no admin
+        listener (``serve --workers``: only worker 0 has one; ``Addresses.admin_port`` is then 0)."""
         listener = self.settings.listener
         bound = []
         public = handling.Pipeline(self.runtime, self.holder, "public")
@@ -91,8 +100,12 @@ class Gateway:
         ]
         loop = asyncio.get_running_loop()
         try:
-            for web_server, wanted in zip(handlers, (port, internal_port, admin_port), strict=True):
-                tcp = await loop.create_server(web_server, host, wanted, reuse_address=True)
+            for index, (web_server, wanted) in enumerate(zip(handlers, (port, internal_port, admin_port), strict=True)):
+                if wanted is None:
+                    bound.append(0)
+                    continue
+                shared = reuse_port and index < 2  # traffic listeners only
+                tcp = await loop.create_server(web_server, host, wanted, reuse_address=True, reuse_port=shared or None)
                 self._servers.append((tcp, web_server))
                 bound.append(tcp.sockets[0].getsockname()[1])
         except BaseException:
