@@ -200,3 +200,31 @@ def test_two_workers_without_any_redis_refuse_to_start(tmp_path):
     assert done.returncode == 2
     assert "--workers above 1 needs a shared store" in done.stderr
     assert "--redis URL" in done.stderr and "install redis-server" in done.stderr
+
+
+async def _bodies(url: str, n: int) -> list[bytes]:
+    connector = aiohttp.TCPConnector(limit=20, force_close=True)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), connector=connector) as session:
+
+        async def one() -> bytes:
+            async with session.get(url) as resp:
+                return await resp.read()
+
+        return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+def test_every_worker_reloads_with_watch(tmp_path):
+    redis_servers.require_redis()
+    folder = write_manifests(tmp_path / "manifests")
+    with workers(folder, tmp_path, "--watch", "--poll-interval", "0.1") as served:
+        url = f"http://127.0.0.1:{served.port}/live/open"
+        assert set(asyncio.run(_bodies(url, 40))) == {b"ok"}
+        manifest = folder / "shop.yaml"
+        old = "GET /open\n      integration: {type: MOCK, mock: {statusCode: 200, body: ok}}"
+        assert old in manifest.read_text()
+        manifest.write_text(manifest.read_text().replace(old, old.replace("body: ok", "body: changed")))
+        deadline = time.monotonic() + 60  # each worker polls the files itself
+        while set(bodies := asyncio.run(_bodies(url, 40))) != {b"changed"} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert set(bodies) == {b"changed"}
+        assert served.stderr().count("propylon: reloaded") == 1  # worker 0 alone reports it
