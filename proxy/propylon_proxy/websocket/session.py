@@ -128,11 +128,19 @@ class Sessions:
             status, _ = await self.integrations.call(ws, connection, connect, "CONNECT", b"")
             if not 200 <= status < 300:
                 return web.json_response({"message": "Forbidden"}, status=403)
-        await socket.prepare(request)
+        # Registered before the 101: a call made as soon as the client (or the backend that saw
+        # $connect) knows the id finds it, here and on every replica; messages wait in its queue.
         self.registry.add(connection)
-        if self.cluster is not None:
-            self.cluster.start(self.registry.all)
-            await self.cluster.register([connection])
+        try:
+            if self.cluster is not None:
+                self.cluster.start(self.registry.all)
+                await self.cluster.register([connection])
+            await socket.prepare(request)
+        except BaseException:
+            self.registry.remove(connection_id)
+            if self.cluster is not None:
+                await self.cluster.unregister(connection_id)
+            raise
         sender = asyncio.create_task(self._send_loop(connection))
         try:
             await asyncio.wait_for(self._receive(ws, connection, limits), timeout=limits.max_connection_seconds)
