@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 
 from tests import redis_servers
 from tests.serve.test_serve import Served, _wait_for
-from tests.websocket.test_websocket_serve import API, STAGE, Backend
+from tests.wsapi.test_websocket_serve import API, STAGE, Backend
 
 
 def _manage(replica: Served, method: str, connection_id: str, body: bytes = b"") -> tuple[int, bytes]:
