@@ -500,3 +500,112 @@ def test_the_bundled_redis_is_values_gated_and_its_url_reaches_the_operator(helm
     docs = _render(helm, tmp_path, {"redis": {"url": "redis://elsewhere:6379/0", "bundled": {"enabled": True}}})
     assert not [d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "redis"]
     assert _one(docs, "Secret")["stringData"]["url"] == "redis://elsewhere:6379/0"
+
+
+# --- Issue 13: the Grafana dashboard and the Prometheus operator's scrape objects ---------------
+
+DASHBOARD = CHART / "dashboards" / "propylon.json"
+MONITORING_ON = {
+    "gateway": {"name": "edge"},
+    "grafanaDashboard": {"enabled": True},
+    "metrics": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}, "scrapeTimeout": "10s"},
+        "podMonitor": {"enabled": True, "interval": "15s"},
+    },
+}
+MONITORING_KINDS = {"ServiceMonitor", "PodMonitor"}
+
+
+def _dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+def _proxy_pods(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The proxy Deployment exactly as the operator the chart configures would build it."""
+    from propylon_operator import workloads
+
+    return workloads.deployment(_settings_from(docs), None)
+
+
+def test_monitoring_values_lint_and_fail_closed_on_typos(helm: str, tmp_path: Path) -> None:
+    _helm(helm, "lint", str(CHART), "--strict", values=MONITORING_ON, tmp=tmp_path)
+    for bad in (
+        {"metrics": {"serviceMonitor": {"enable": True}}},
+        {"metrics": {"podMonitor": {"interval": "soon"}}},
+        {"grafanaDashboard": {"labelKey": "not a label"}},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(_merge(_default_values(), bad), _schema())
+
+
+def test_default_render_has_no_dashboard_and_no_monitors(helm: str, tmp_path: Path) -> None:
+    docs = _render(helm, tmp_path)
+    assert not [d for d in docs if d["kind"] in MONITORING_KINDS]
+    assert not [d for d in docs if d["kind"] == "ConfigMap"]
+    assert not [d for d in docs if d["kind"] == "Service" and _component(d) == "metrics"]
+
+
+def test_the_dashboard_configmap_carries_the_sidecar_label_and_the_dashboard(helm: str, tmp_path: Path) -> None:
+    config_map = _one(_render(helm, tmp_path, MONITORING_ON), "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["namespace"] == RELEASE_NAMESPACE
+    (name, body), *_ = config_map["data"].items()
+    assert name.endswith(".json")
+    assert json.loads(body) == _dashboard()  # valid JSON, and the chart's file unchanged
+    custom = {
+        "grafanaDashboard": {
+            "enabled": True,
+            "labelKey": "grafana.example/dashboard",
+            "labelValue": "propylon",
+            "namespace": "monitoring",
+            "annotations": {"grafana_folder": "Gateways"},
+        }
+    }
+    config_map = _one(_render(helm, tmp_path, custom), "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana.example/dashboard"] == "propylon"
+    assert "grafana_dashboard" not in config_map["metadata"]["labels"]
+    assert config_map["metadata"]["namespace"] == "monitoring"
+    assert config_map["metadata"]["annotations"] == {"grafana_folder": "Gateways"}
+
+
+def test_the_service_monitor_scrapes_the_proxies_admin_port(helm: str, tmp_path: Path) -> None:
+    values = _merge(MONITORING_ON, {"metrics": {"podMonitor": {"enabled": False}}})
+    docs = _render(helm, tmp_path, values)
+    assert not [d for d in docs if d["kind"] == "PodMonitor"]
+    monitor = _one(docs, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [RELEASE_NAMESPACE]}
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["scrapeTimeout"]) == ("admin", "/metrics", "10s")
+    # The monitor selects exactly the chart's metrics Service (not the operator's public ones) ...
+    selected = [
+        d
+        for d in docs
+        if d["kind"] == "Service"
+        and monitor["spec"]["selector"]["matchLabels"].items() <= d["metadata"]["labels"].items()
+    ]
+    assert [s["metadata"]["name"] for s in selected] == ["edge-metrics"]
+    [port] = selected[0]["spec"]["ports"]
+    assert port["name"] == "admin"
+    # ... and that Service reaches the proxy pods' admin container port, which serves /metrics.
+    pods = _proxy_pods(docs)["spec"]["template"]
+    assert selected[0]["spec"]["selector"].items() <= pods["metadata"]["labels"].items()
+    container_ports = {p["name"]: p["containerPort"] for p in pods["spec"]["containers"][0]["ports"]}
+    assert container_ports[port["targetPort"]] == 9090
+    assert port["port"] == container_ports["admin"]
+
+
+def test_the_pod_monitor_scrapes_the_proxy_pods_admin_port(helm: str, tmp_path: Path) -> None:
+    values = _merge(MONITORING_ON, {"metrics": {"serviceMonitor": {"enabled": False}}})
+    docs = _render(helm, tmp_path, values)
+    assert not [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert not [d for d in docs if d["kind"] == "Service" and _component(d) == "metrics"]
+    monitor = _one(docs, "PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == ("admin", "/metrics", "15s")
+    pods = _proxy_pods(docs)["spec"]["template"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pods["metadata"]["labels"].items()
+    assert "admin" in {p["name"] for p in pods["spec"]["containers"][0]["ports"]}
