@@ -8,11 +8,17 @@ tier builds into ~/.cache/propylon/<version>/bin; without one those tests skip a
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -609,3 +615,203 @@ def test_the_pod_monitor_scrapes_the_proxy_pods_admin_port(helm: str, tmp_path: 
     pods = _proxy_pods(docs)["spec"]["template"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= pods["metadata"]["labels"].items()
     assert "admin" in {p["name"] for p in pods["spec"]["containers"][0]["ports"]}
+
+
+GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__range"}
+# Labels Prometheus adds to every scraped series from its target (the PodMonitor's pod, ...).
+TARGET_LABELS = {"instance", "job", "namespace", "pod", "container", "service", "endpoint"}
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
+
+
+def _exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every target of every panel."""
+    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def _selectors(expr: str) -> list[tuple[str, dict[str, tuple[str, str]]]]:
+    """Each series selector of a PromQL expression: (metric name, {label: (operator, value)}).
+
+    Enough PromQL for the dashboard's own queries: string literals, range brackets and the
+    grouping clauses are cut out first, then a name not followed by "(" is a metric name (a
+    function name always is followed by one)."""
+    found: list[tuple[str, dict[str, tuple[str, str]]]] = []
+    text = re.sub(r"\[[^\]]*\]", "", expr)
+    text = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", " ", text)
+    for match in re.finditer(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^}]*\}|\()?", text):
+        name, after = match.group(1), match.group(2) or ""
+        if after.startswith("(") or name in PROMQL_WORDS:
+            continue
+        matchers = {
+            label: (op, value) for label, op, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"', after)
+        }
+        found.append((name, matchers))
+    return found
+
+
+def _grouping_labels(expr: str) -> set[str]:
+    labels: set[str] = set()
+    for group in re.findall(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", expr):
+        labels |= {label.strip() for label in group.split(",") if label.strip()}
+    return labels
+
+
+def _matches(labels: dict[str, str], matchers: dict[str, tuple[str, str]]) -> bool:
+    for label, (op, value) in matchers.items():
+        actual = labels.get(label, "")
+        hit = re.fullmatch(value, actual) is not None if op in ("=~", "!~") else actual == value
+        if hit == (op in ("!=", "!~")):
+            return False
+    return True
+
+
+def test_the_dashboard_has_what_grafana_needs_to_load_it() -> None:
+    dashboard = _dashboard()
+    assert dashboard["title"] and dashboard["uid"]
+    assert isinstance(dashboard["schemaVersion"], int) and dashboard["schemaVersion"] >= 36
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert {"datasource", "namespace", "route"} <= variables.keys()
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids)) and all(isinstance(i, int) for i in ids)
+    for panel in dashboard["panels"]:
+        assert panel["type"] == "timeseries" and panel["title"], panel
+        grid = panel["gridPos"]
+        assert grid["w"] > 0 and grid["h"] > 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        refs = [target["refId"] for target in panel["targets"]]
+        assert refs and len(refs) == len(set(refs)), panel["title"]
+        for target in panel["targets"]:
+            assert target["expr"].strip(), panel["title"]
+            used = set(re.findall(r"\$\{?(\w+)", target["expr"]))
+            assert used <= variables.keys() | GRAFANA_BUILTINS, (panel["title"], used)
+    # What the issue asks the dashboard to show, by the series each panel reads.
+    read = {name for _, expr in _exprs(dashboard) for name, _ in _selectors(expr)}
+    assert {
+        "propylon_requests_total",
+        "propylon_request_duration_seconds_bucket",
+        "propylon_integration_duration_seconds_bucket",
+        "propylon_cache_total",
+        "propylon_throttled_total",
+    } <= read
+    quantiles = {q for _, expr in _exprs(dashboard) for q in re.findall(r"histogram_quantile\(([0-9.]+)", expr)}
+    assert {"0.5", "0.9", "0.99"} <= quantiles
+
+
+SCRAPE_MANIFESTS = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: shop, namespace: demo}}
+spec:
+  routes:
+    - routeKey: GET /items
+      integration: {{type: HTTP_PROXY, url: "{backend}/items"}}
+    - routeKey: GET /limited
+      integration: {{type: HTTP_PROXY, url: "{backend}/limited"}}
+    - routeKey: GET /broken
+      integration: {{type: HTTP_PROXY, url: "{backend}/broken"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {{name: live, namespace: demo}}
+spec:
+  apiRef: shop
+  basePath: /live
+  routeSettings:
+    "GET /items": {{cache: {{enabled: true, ttlSeconds: 300}}}}
+    "GET /limited": {{throttle: {{rateLimit: 0.001, burstLimit: 1}}}}
+"""
+
+
+class _Backend(http.server.ThreadingHTTPServer):
+    """200 everywhere except /broken (500), so every status class and the integration histogram move."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = b"ok"
+                self.send_response(500 if self.path.startswith("/broken") else 200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        error.read()
+        return int(error.code)
+
+
+@pytest.fixture(scope="module")
+def gateway_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The admin /metrics page of a real `propylon serve` after traffic on a cached and a throttled route."""
+    from tests.serve.test_serve import Served
+
+    tmp = tmp_path_factory.mktemp("dashboard")
+    backend = _Backend()
+    folder = tmp / "manifests"
+    folder.mkdir()
+    (folder / "all.yaml").write_text(SCRAPE_MANIFESTS.format(backend=f"http://127.0.0.1:{backend.server_address[1]}"))
+    served = Served(folder, tmp)
+    try:
+        assert [_get(served.url("/live/items")) for _ in range(3)] == [200, 200, 200]  # a miss, then hits
+        assert [_get(served.url("/live/limited")) for _ in range(2)] == [200, 429]  # burst 1: throttled
+        assert _get(served.url("/live/broken")) == 500
+        assert _get(served.url("/nowhere")) == 404
+        with urllib.request.urlopen(f"http://127.0.0.1:{served.admin}/metrics", timeout=20) as response:
+            yield response.read().decode()
+    finally:
+        served.stop()
+        backend.shutdown()
+        backend.server_close()
+
+
+def test_every_dashboard_query_reads_series_a_running_gateway_exposes(gateway_scrape: str) -> None:
+    """The dashboard "renders": each panel's selectors name series of a real scrape, with labels
+    those series carry, and (with $namespace=demo and $route=All) select samples of it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    series: dict[str, list[dict[str, str]]] = {}
+    for family in text_string_to_metric_families(gateway_scrape):
+        for sample in family.samples:
+            series.setdefault(sample.name, []).append(dict(sample.labels))
+    dashboard = _dashboard()
+    variables = {"namespace": "demo", "route": ".*", "__rate_interval": "1m"}
+    queries = [(title, expr, None) for title, expr in _exprs(dashboard)]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":  # label_values(selector, label): the label must exist too
+            values_of = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", variable["query"]["query"])
+            assert values_of, variable
+            queries.append((variable["name"], values_of.group(1), values_of.group(2)))
+    for title, expr, wanted_label in queries:
+        selectors = _selectors(expr)
+        assert selectors, (title, expr)
+        known: set[str] = set(TARGET_LABELS)
+        for name, matchers in selectors:
+            assert name in series, f"{title}: {name} is not in a gateway's /metrics ({sorted(series)})"
+            labels = set().union(*(s.keys() for s in series[name]))
+            known |= labels
+            assert set(matchers) <= labels, (title, name, set(matchers) - labels)
+            bound = {
+                label: (op, re.sub(r"\$\{?(\w+)\}?", lambda m: variables[m.group(1)], value))
+                for label, (op, value) in matchers.items()
+            }
+            assert any(_matches(s, bound) for s in series[name]), f"{title}: {name}{bound} selects nothing"
+        assert _grouping_labels(expr) <= known, (title, _grouping_labels(expr) - known)
+        assert wanted_label is None or wanted_label in known, (title, wanted_label)
+    for name, labels in (
+        ("propylon_cache_total", {"result": "hit"}),
+        ("propylon_throttled_total", {"reason": "route"}),
+    ):
+        assert any(labels.items() <= s.items() for s in series[name]), (name, series.get(name))
