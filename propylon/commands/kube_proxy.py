@@ -115,7 +115,11 @@ async def _serve(args: argparse.Namespace) -> int:
 
     store = await limit_stores.open_store(args.redis, cluster=args.redis_cluster, say=log.info)
     gw = gateway.Gateway(
-        settings.ProxySettings(trusted_proxies=trusted, redis_failure=args.redis_failure),
+        settings.ProxySettings(
+            trusted_proxies=trusted,
+            redis_failure=args.redis_failure,
+            redis_url=None if args.redis_cluster else args.redis,  # WebSocket registry across Pods
+        ),
         admin_token=_admin_token(args),
         store=store,
     )

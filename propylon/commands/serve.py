@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="while Redis is down: open = local limits (default), closed = 503 on routes with limits",
     )
     parser.add_argument(
+        "--ws-registry-ttl",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="with --redis: seconds a dead replica's WebSocket connections stay in the registry (default 30)",
+    )
+    parser.add_argument(
         "--trusted-proxies", default="", metavar="CIDR,...", help="peers whose X-Forwarded-* headers are kept"
     )
     parser.add_argument(
@@ -352,6 +359,8 @@ def run(args: argparse.Namespace) -> int:
         upstream_kind=args.upstream,
         sealing_secret=sealing_secret,
         redis_failure=args.redis_failure,
+        redis_url=None if args.redis_cluster else args.redis,
+        ws_registry_ttl_seconds=args.ws_registry_ttl,
     )
     if args.workers > 1:
         return _serve_workers(args, memory, first, seen, proxy_settings, token, options)

@@ -37,7 +37,6 @@ from typing import Protocol
 
 from aiohttp import web
 
-
 # The public half of the key that signed the tokens in cases/jwt.yaml (the private half was
 # thrown away: the tokens are fixed, and expire in 2100, or earlier where a row needs them to).
 JWKS_PATH = "/.well-known/conformance-jwks.json"

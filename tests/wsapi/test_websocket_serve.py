@@ -7,8 +7,11 @@ a backend sees: $connect, each routed message, and $disconnect exactly once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.server
 import json
+import os
+import socket
 import threading
 import time
 import urllib.request
@@ -385,3 +388,86 @@ async def test_connect_refused_without_a_valid_api_key(tmp_path: Path, backend: 
         assert backend.paths() == ["/connect"]
     finally:
         served.stop()
+
+
+IDLE_API = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: chat, namespace: talk}}
+spec:
+  protocol: WEBSOCKET
+  websocket: {{idleTimeoutSeconds: 1}}
+  routes:
+    - routeKey: "$disconnect"
+      integration: {{type: HTTP, url: "{backend}/disconnect"}}
+    - routeKey: "$default"
+      integration: {{type: HTTP, url: "{backend}/default"}}
+"""
+
+
+async def test_idle_timeout_closes_and_runs_disconnect_once(tmp_path: Path, backend: Backend) -> None:
+    # idleTimeoutSeconds is whole seconds (minimum 1) and `serve` reads the wall clock, so this
+    # one waits for the real second: it asserts that the close happens, not how fast.
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "api.yaml").write_text(IDLE_API.format(backend=backend.url))
+    (folder / "stage.yaml").write_text(STAGE)
+    served = Served(folder, tmp_path)
+    try:
+        async with connect(_ws(served), ping_interval=None) as client:
+            await client.send("one")  # activity first: the timeout counts from the last message
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                await asyncio.wait_for(client.recv(), timeout=30)
+        assert _wait_for(lambda: "/disconnect" in backend.paths(), 10)
+        await asyncio.to_thread(served.stop)  # nothing more can come after the process ended
+        assert backend.paths() == ["/default", "/disconnect"]
+    finally:
+        served.stop()
+
+
+def _raw_client_that_never_reads(served: Served) -> socket.socket:
+    """A WebSocket handshake over a plain socket with a tiny receive buffer, then no reads at
+    all: the websockets package keeps reading into its own buffers, so it cannot play this."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", served.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    raw.sendall(
+        (
+            f"GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += raw.recv(1)
+    assert head.startswith(b"HTTP/1.1 101")
+    return raw
+
+
+async def test_a_client_that_never_reads_is_closed_1008_and_disconnect_runs(served: Served, backend: Backend) -> None:
+    # The kernel buffers and then the gateway's bounded send queue fill up; the POST that finds
+    # the queue full is refused (410) and the connection is closed with 1008: memory stays bounded.
+    raw = await asyncio.to_thread(_raw_client_that_never_reads, served)
+    try:
+        assert _wait_for(lambda: "/connect" in backend.paths(), 10)
+        connection_id = backend.calls[0][1]
+        chunk = b"x" * 262144
+        statuses = []
+        for _ in range(2000):
+            status, _ = await asyncio.to_thread(_manage, served, "POST", connection_id, chunk)
+            statuses.append(status)
+            if status != 200:
+                break
+        assert statuses[-1] == 410 and statuses.count(200) >= 64
+        # Now read everything: the queued messages, then the close frame (unmasked, code 1008).
+        raw.settimeout(30)
+        stream = bytearray()
+        close_1008 = bytes([0x88, len(b"client too slow") + 2]) + (1008).to_bytes(2, "big") + b"client too slow"
+        while close_1008 not in stream[-64:]:
+            data = await asyncio.to_thread(raw.recv, 1 << 20)
+            assert data, "the gateway hung up without a 1008 close frame"
+            stream += data
+    finally:
+        raw.close()
+    assert _wait_for(lambda: backend.paths().count("/disconnect") == 1, 10)

@@ -1,4 +1,8 @@
-"""@connections on the internal listener: POST sends, GET describes, DELETE closes; else 410."""
+"""@connections on the internal listener: POST sends, GET describes, DELETE closes; else 410.
+
+A connection this replica does not hold is looked up in the shared registry (``--redis``,
+``cluster``): GET answers from it, POST and DELETE are forwarded to the owner replica.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from propylon_proxy.websocket import session
+
+GONE = {"message": "GoneException"}
 
 MARK = "/@connections/"
 
@@ -28,14 +34,11 @@ async def handle(
 ) -> web.StreamResponse:
     connection = sessions.registry.get(connection_id, base)
     if connection is None:
-        return web.json_response({"message": "GoneException"}, status=410)
+        if sessions.cluster is not None and request.method in ("POST", "GET", "DELETE"):
+            return await _remote(request, sessions, base, connection_id)
+        return web.json_response(GONE, status=410)
     if request.method == "POST":
-        body = await request.read()
-        try:
-            data: str | bytes = body.decode("utf-8")
-        except UnicodeDecodeError:
-            data = body
-        if not sessions.offer(connection, data):
+        if not sessions.offer(connection, await _data(request)):
             return web.json_response({"message": "GoneException"}, status=410)
         return web.Response(status=200)
     if request.method == "GET":
@@ -50,3 +53,38 @@ async def handle(
         await connection.socket.close(code=1000, message=b"closed by @connections")
         return web.Response(status=204)
     return web.json_response({"message": "Method Not Allowed"}, status=405)
+
+
+async def _data(request: web.BaseRequest) -> str | bytes:
+    body = await request.read()
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body
+
+
+async def _remote(
+    request: web.BaseRequest, sessions: session.Sessions, base: str, connection_id: str
+) -> web.StreamResponse:
+    from propylon_proxy.websocket import cluster
+
+    shared = sessions.cluster
+    assert shared is not None
+    try:
+        entry = await shared.lookup(connection_id, base)
+        if entry is None:
+            return web.json_response(GONE, status=410)
+        if request.method == "GET":
+            return web.json_response(
+                {
+                    "connectedAt": _iso(float(entry["connectedAt"])),
+                    "lastActiveAt": _iso(float(entry["lastActiveAt"])),
+                    "identity": {"sourceIp": entry.get("sourceIp", ""), "userAgent": entry.get("userAgent", "")},
+                }
+            )
+        data = await _data(request) if request.method == "POST" else None
+        if not await shared.forward(entry, request.method, connection_id, data):
+            return web.json_response(GONE, status=410)
+    except cluster.Unavailable:
+        return web.json_response({"message": "Service Unavailable"}, status=503)
+    return web.Response(status=200 if request.method == "POST" else 204)

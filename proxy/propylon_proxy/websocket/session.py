@@ -12,7 +12,7 @@ import asyncio
 import json
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -22,6 +22,9 @@ from propylon_proxy import runtime
 from propylon_proxy.functions import client as function_client
 from propylon_proxy.integrations import function as function_integration
 from propylon_proxy.websocket import events, registry, tables
+
+if TYPE_CHECKING:
+    from propylon_proxy.websocket import cluster as ws_cluster
 
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
@@ -103,6 +106,7 @@ class Sessions:
         self.registry = registry.Registry()
         self.integrations = Integrations(run)
         self._closing: set[asyncio.Future[bool]] = set()
+        self.cluster = _cluster(run, self._act)  # None: this replica's registry is the only one
 
     async def serve(self, request: web.BaseRequest, ws: tables.WsStage, source_ip: str) -> web.StreamResponse:
         connection_id = secrets.token_urlsafe(12)
@@ -124,8 +128,19 @@ class Sessions:
             status, _ = await self.integrations.call(ws, connection, connect, "CONNECT", b"")
             if not 200 <= status < 300:
                 return web.json_response({"message": "Forbidden"}, status=403)
-        await socket.prepare(request)
+        # Registered before the 101: a call made as soon as the client (or the backend that saw
+        # $connect) knows the id finds it, here and on every replica; messages wait in its queue.
         self.registry.add(connection)
+        try:
+            if self.cluster is not None:
+                self.cluster.start(self.registry.all)
+                await self.cluster.register([connection])
+            await socket.prepare(request)
+        except BaseException:
+            self.registry.remove(connection_id)
+            if self.cluster is not None:
+                await self.cluster.unregister(connection_id)
+            raise
         sender = asyncio.create_task(self._send_loop(connection))
         try:
             await asyncio.wait_for(self._receive(ws, connection, limits), timeout=limits.max_connection_seconds)
@@ -133,6 +148,8 @@ class Sessions:
             pass
         finally:
             self.registry.remove(connection_id)
+            if self.cluster is not None:
+                await self.cluster.unregister(connection_id)
             sender.cancel()
             if not socket.closed:
                 await socket.close()
@@ -176,6 +193,18 @@ class Sessions:
             return False
         return True
 
+    def _act(self, op: str, connection_id: str, base: str, data: str | bytes | None) -> None:
+        """An @connections call another replica forwarded for a connection held here."""
+        connection = self.registry.get(connection_id, base)
+        if connection is None:
+            return
+        if op == "POST" and data is not None:
+            self.offer(connection, data)
+        elif op == "DELETE":
+            closing = asyncio.ensure_future(connection.socket.close(code=1000, message=b"closed by @connections"))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
     async def _send_loop(self, connection: registry.Connection) -> None:
         while True:
             data = await connection.queue.get()
@@ -194,6 +223,18 @@ class Sessions:
     async def close(self) -> None:
         await self.going_away()
         await self.integrations.close()
+        if self.cluster is not None:
+            await self.cluster.close()
+
+
+def _cluster(run: runtime.Runtime, act: ws_cluster.Act) -> ws_cluster.Cluster | None:
+    """The shared registry with ``--redis`` (plain Redis); ``redis`` is imported only then."""
+    url = run.settings.redis_url
+    if not url:
+        return None
+    from propylon_proxy.websocket import cluster as ws_cluster
+
+    return ws_cluster.Cluster(url, run.settings.ws_registry_ttl_seconds, act)
 
 
 RESOURCE = "websocket/sessions"
