@@ -25,6 +25,7 @@ import jsonpath_ng
 import jsonpath_ng.exceptions
 
 MAX_OUTPUT = 10 * 1024 * 1024
+MAX_ITERATIONS = 1000  # per #foreach loop, as AWS limits it
 
 
 class RenderError(Exception):
@@ -48,10 +49,38 @@ class _Bounded(io.StringIO):
         return super().write(s)
 
 
+class _CountedBody:
+    """Stands in for a ``#foreach`` body: airspeed sets ``$foreach.count`` before each pass, so
+    the body can refuse the pass past ``MAX_ITERATIONS`` without state of its own."""
+
+    def __init__(self, block: Any) -> None:
+        self._block = block
+
+    def evaluate(self, stream: Any, namespace: Any, loader: Any) -> None:
+        if namespace["foreach"]["count"] > MAX_ITERATIONS:
+            raise RenderError(f"#foreach past {MAX_ITERATIONS} iterations")
+        self._block.evaluate(stream, namespace, loader)
+
+
+def _limit_loops(element: Any, seen: set[int]) -> None:
+    """Wrap every ``#foreach`` body in the parsed tree (airspeed has no iteration limit)."""
+    if id(element) in seen:
+        return
+    seen.add(id(element))
+    for value in list(vars(element).values()) if hasattr(element, "__dict__") else ():
+        children = value if isinstance(value, list) else [value]
+        for child in children:
+            if isinstance(child, airspeed._Element):
+                _limit_loops(child, seen)
+    if isinstance(element, airspeed.ForeachDirective):
+        element.block = _CountedBody(element.block)
+
+
 def compile(text: str) -> airspeed.Template:
     """Parse once (per plan); the compiler has already refused templates that do not parse."""
     template = airspeed.Template(text)
     template.ensure_compiled()
+    _limit_loops(template.root_element, set())
     return template
 
 

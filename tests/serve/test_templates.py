@@ -63,6 +63,11 @@ spec:
         url: "http://127.0.0.1:{port}/strict"
         passthroughBehavior: NEVER
         requestTemplates: {{application/json: '{{"v": $input.json(''$.v'')}}'}}
+    - routeKey: "POST /loop"
+      integration:
+        type: HTTP
+        url: "http://127.0.0.1:{port}/loop"
+        requestTemplates: {{application/json: '#foreach($i in $input.path(''$''))#end$input.path(''$'').size()'}}
     - routeKey: "POST /no-templates"
       integration:
         type: HTTP
@@ -280,3 +285,12 @@ def test_the_put_items_example_sends_a_put_item_document(tmp_path: Path) -> None
         gateway.stop()
         backend.shutdown()
         backend.server_close()
+
+
+def test_foreach_stops_at_1000_iterations(served: tuple[Served, _Recorder]) -> None:
+    gateway, backend = served
+    headers = {"Content-Type": "application/json"}
+    assert _send(gateway, "/prod/loop", json.dumps(list(range(1000))).encode(), **headers)[0] == 200
+    assert backend.received[0].body == b"1000"
+    assert _send(gateway, "/prod/loop", json.dumps(list(range(1001))).encode(), **headers)[0] == 500
+    assert len(backend.received) == 1
