@@ -173,3 +173,15 @@ def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> Head
     if named:
         return [pair for lower, pair in kept if lower not in named]
     return [pair for _, pair in kept]
+
+
+def reframed(headers: list[tuple[str, str]], *, length: int, content_type: str) -> list[tuple[str, str]]:
+    """Headers for a body the gateway made (a rendered mapping template): the client's framing
+    and coding describe the client's body, not this one, so they are replaced; the client's
+    Content-Type stays, the template's media type stands in when none was sent."""
+    dropped = {"content-length", "transfer-encoding", "content-encoding"}
+    out = [(n, v) for n, v in headers if n.lower() not in dropped]
+    if not any(n.lower() == "content-type" for n, _ in out):
+        out.append(("Content-Type", content_type))
+    out.append(("Content-Length", str(length)))
+    return out

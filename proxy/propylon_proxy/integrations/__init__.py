@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from propylon_config import model
 from propylon_proxy import steps
-from propylon_proxy.integrations import function, http_proxy, mock, unbuilt
+from propylon_proxy.integrations import function, http, http_proxy, mock, unbuilt
 
-__all__ = ["for_route", "function", "http_proxy", "mock", "unbuilt"]
+__all__ = ["for_route", "function", "http", "http_proxy", "mock", "unbuilt"]
 
 
 def for_route(setup: steps.RouteSetup) -> steps.Integration:
@@ -19,7 +19,9 @@ def for_route(setup: steps.RouteSetup) -> steps.Integration:
         return mock.MockIntegration(setup)
     if kind is model.IntegrationType.HTTP_PROXY:
         return http_proxy.HttpProxyIntegration(setup)
+    if kind is model.IntegrationType.HTTP:
+        return http.HttpIntegration(setup)
     if kind is model.IntegrationType.FUNCTION and setup.route.integration.proxy:
         return function.FunctionIntegration(setup)
-    # HTTP (templates) and custom FUNCTION (proxy: false) are later issues: they fail closed.
+    # Custom FUNCTION (proxy: false) is a later issue: it fails closed.
     return unbuilt.Unbuilt(kind)

@@ -32,6 +32,13 @@ class HttpProxyIntegration:
         self._timeout = self._integration.timeout_ms / 1000
 
     async def invoke(self, ctx: context.RequestContext) -> replies.Reply | replies.Refusal:
+        return await self.forward(ctx)
+
+    async def forward(
+        self, ctx: context.RequestContext, rendered: tuple[bytes, str] | None = None
+    ) -> replies.Reply | replies.Refusal:
+        """Send the request upstream; ``rendered`` (body, content type) replaces the client's
+        body with a mapping template's output (the HTTP integration, ``integrations.http``)."""
         run = self._runtime
         request = ctx.request
         match, target, plan = ctx.match, ctx.target, ctx.plan
@@ -39,7 +46,7 @@ class HttpProxyIntegration:
         integration = self._integration
         method = integration.method or request.method
         body = None
-        if request.body_exists:
+        if rendered is None and request.body_exists:
             if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
                 # Every check that could refuse the request has passed: invite the body now.
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -77,6 +84,8 @@ class HttpProxyIntegration:
                 )
                 headers = mapped.headers
                 target_text = f"{mapped.path}?{mapped.query}" if mapped.query else mapped.path
+            if rendered is not None:
+                headers = forwarding.reframed(headers, length=len(rendered[0]), content_type=rendered[1])
             outgoing = upstream.UpstreamRequest(
                 method=method,
                 scheme=where.scheme,
@@ -84,7 +93,7 @@ class HttpProxyIntegration:
                 port=where.port,
                 target=target_text,
                 headers=headers,
-                body=body,
+                body=rendered[0] if rendered is not None else body,
                 timeout=self._timeout,
             )
             began = time.monotonic()

@@ -1,4 +1,4 @@
-"""Integrations whose module is not built yet (HTTP with templates, custom FUNCTION with
+"""Integrations whose module is not built yet (custom FUNCTION with
 ``proxy: false``): they fail closed with 502.
 
 A route of such a type must never be served as if it worked; INTEGRATION_FAILURE is what a
