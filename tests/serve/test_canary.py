@@ -13,7 +13,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
