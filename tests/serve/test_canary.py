@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from propylon_proxy import canary
 from tests.serve.test_serve import Served
 
 MANIFESTS = """\
@@ -71,6 +72,8 @@ def _stages() -> str:
     stages = [STAGE.format(name=n, api_ref="apiRef: users-v2\n    ", percent=p) for n, p in PERCENTS.items()]
     stages.append(STAGE.format(name="same", api_ref="", percent=50))  # the canary uses the same Api
     stages.append(STAGE.format(name="gone", api_ref="apiRef: users-v3\n    ", percent=100))  # no such Api
+    cached = STAGE.format(name="cached", api_ref="apiRef: users-v2\n    ", percent=50)
+    stages.append(cached.replace("  accessLog:", "  cache: {enabled: true, ttlSeconds: 300}\n  accessLog:"))
     return "".join(stages)
 
 
@@ -209,3 +212,15 @@ def test_access_log_marks_canary_requests(gateway: Served) -> None:
     marked = {(line["stage"], line["canary"]) for line in lines if line.get("path", "").startswith(("/p100/", "/p0/"))}
     assert ("p100", True) in marked and ("p0", False) in marked
     assert ("p100", False) not in marked and ("p0", True) not in marked
+
+
+def test_cache_keeps_the_sides_apart(gateway: Served) -> None:
+    keys = [uuid.uuid4().hex for _ in range(200)]
+    main_key = next(k for k in keys if canary.key_position(k) >= 50)
+    canary_key = next(k for k in keys if canary.key_position(k) < 50)
+    url = gateway.url("/cached/who")
+    first = asyncio.run(_ask(url, 1, [main_key]))  # stored for the main side
+    assert [a["side"] for a in first] == ["main"]
+    # A canary request for the same URL must not be answered from the main side's entry.
+    assert [a["side"] for a in asyncio.run(_ask(url, 1, [canary_key]))] == ["canary"]
+    assert [a["side"] for a in asyncio.run(_ask(url, 1, [main_key]))] == ["main"]
