@@ -92,8 +92,12 @@ class Pipeline:
             if served is not None:
                 return served
         table = plan.internal if self._internal else plan.public
+        method = request.method
+        preflight_for = None
+        if method == "OPTIONS" and "Origin" in request.headers:
+            preflight_for = request.headers.get("Access-Control-Request-Method")
         ctx.stage, ctx.match = table.match(
-            request.method, request.headers.get("Host", ""), ctx.target, request.headers.get(canary.KEY_HEADER)
+            method, request.headers.get("Host", ""), ctx.target, preflight_for, request.headers.get(canary.KEY_HEADER)
         )
         if ctx.match is None:
             return await self._refuse(ctx, gateway_responses.RESOURCE_NOT_FOUND)

@@ -56,10 +56,20 @@ def build(config: model.GatewayConfig, run: runtime.Runtime) -> Plan:
         _plan_routes(routes, stage, apis, stage.api, stage.routes, config, run)
         if stage.canary is not None:
             _plan_routes(canary_routes, stage, apis, stage.canary.api, stage.canary.routes, config, run)
+    # Stages whose Api has `cors`: there the gateway answers a preflight for any route's path,
+    # even when no OPTIONS (or ANY) route is declared (DESIGN.md section 8, CORS).
+    cors_stages = frozenset(s.id for s in http_stages if (api := apis.get(s.api)) is not None and api.cors is not None)
+    canary_cors = frozenset(
+        s.id
+        for s in http_stages
+        if s.canary is not None and (a := apis.get(s.canary.api)) is not None and a.cors is not None
+    )
     return Plan(
         config=config,
-        public=routing.StageTable(s for s in http_stages if s.endpoint is model.Endpoint.PUBLIC),
-        internal=routing.StageTable(http_stages),
+        public=routing.StageTable(
+            (s for s in http_stages if s.endpoint is model.Endpoint.PUBLIC), cors_stages, canary_cors
+        ),
+        internal=routing.StageTable(http_stages, cors_stages, canary_cors),
         routes=routes,
         gateway_responses={s.id: dict(s.gateway_responses) for s in config.stages},
         variables={s.id: dict(s.variables) for s in config.stages},

@@ -151,8 +151,17 @@ def host_matches(patterns: tuple[str, ...], host: str) -> int:
 class StageTable:
     """All stages one listener serves, with their route tables."""
 
-    def __init__(self, stages: Iterable[model.Stage], *, draw: canary.Draw = random.random) -> None:
+    def __init__(
+        self,
+        stages: Iterable[model.Stage],
+        cors_stages: frozenset[str] = frozenset(),
+        canary_cors_stages: frozenset[str] = frozenset(),
+        *,
+        draw: canary.Draw = random.random,
+    ) -> None:
         self._stages = [(stage, _segments_of(stage.base_path), RouteTable(stage.routes)) for stage in stages]
+        self._cors_stages = cors_stages
+        self._canary_cors_stages = canary_cors_stages  # stages whose canary Api has ``cors``
         self._canary_tables = {
             stage.id: RouteTable(stage.canary.routes) for stage, _, _ in self._stages if stage.canary is not None
         }
@@ -173,10 +182,19 @@ class StageTable:
         return found
 
     def match(
-        self, method: str, host: str, target: hygiene.Target, canary_key: str | None = None
+        self,
+        method: str,
+        host: str,
+        target: hygiene.Target,
+        preflight_for: str | None = None,
+        canary_key: str | None = None,
     ) -> tuple[model.Stage | None, Match | None]:
         """The stage (None: no stage claims the request) and the match (None: 404).
 
+        ``preflight_for`` is a CORS preflight's ``Access-Control-Request-Method``: on a stage whose
+        Api has ``cors``, a preflight with no OPTIONS/ANY route of its own matches the route the
+        browser asks about, whose chain starts with the CORS step that answers it (never the
+        integration: that step answers every preflight, allowed or not).
         ``canary_key`` is the client's ``x-propylon-canary-key`` (None: a random draw places it).
         """
         found = self.find_stage(host, target.segments)
@@ -191,6 +209,9 @@ class StageTable:
             # "/prod/" addresses the stage root just like "/prod".
             raw, decoded = (), ()
         route = table.match(method, decoded)
+        cors_stages = self._canary_cors_stages if on_canary else self._cors_stages
+        if route is None and preflight_for and stage.id in cors_stages:
+            route = table.match(preflight_for.upper(), decoded)
         if route is None:
             return stage, None
         params, upstream_path = table.bind(route, raw, decoded)
