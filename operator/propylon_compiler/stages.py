@@ -150,25 +150,7 @@ def _compile(spec: StageSpec, ctx: Context) -> model.Stage:
     obj = spec.obj
     plan = ctx.plans[(obj.namespace, spec.api_name)]
     stage_routes = _routes(spec, plan, spec.variables, ctx, canary=False)
-    canary = None
-    if spec.canary is not None:
-        canary_plan = ctx.plans.get((obj.namespace, spec.canary["api"]))
-        if canary_plan is None:
-            ctx.reporter.error(
-                obj,
-                "spec.canary.apiRef",
-                f"Api {obj.namespace}/{spec.canary['api']} not found or not valid; the canary is not served",
-                reason="MissingReference",
-                breaks=False,
-            )
-        else:
-            variables = {**spec.variables, **spec.canary["variables"]}
-            canary = model.Canary(
-                percent_traffic=spec.canary["percent"],
-                api=canary_plan.api.id,
-                variables=tuple(sorted(spec.canary["variables"].items())),
-                routes=_routes(spec, canary_plan, variables, ctx, canary=True),
-            )
+    canary = _compile_canary(spec, plan, ctx)
     return model.Stage(
         id=obj.id,
         namespace=obj.namespace,
@@ -186,6 +168,46 @@ def _compile(spec: StageSpec, ctx: Context) -> model.Stage:
         canary=canary,
         cache_flush=_flush_generation(spec.obj),
         source=apis.source(obj),
+    )
+
+
+def _compile_canary(spec: StageSpec, plan: apis.ApiPlan, ctx: Context) -> model.Canary | None:
+    """The canary side, or None when its Api cannot serve it: then every request goes to the main Api.
+
+    A canary that cannot be served is a problem the Stage's status shows (Ready=False) without
+    taking the main side down.
+    """
+    if spec.canary is None:
+        return None
+    obj = spec.obj
+    name = spec.canary["api"]
+    fallback = f"the canary is not served and every request goes to Api {plan.api.id}"
+    canary_plan = ctx.plans.get((obj.namespace, name))
+    if canary_plan is None:
+        exists = ctx.index.get("Api", obj.namespace, name) is not None
+        ctx.reporter.error(
+            obj,
+            "spec.canary.apiRef",
+            f"Api {obj.namespace}/{name} {'is not valid' if exists else 'not found'}; {fallback}",
+            reason="ApiNotReady" if exists else "MissingReference",
+            breaks=False,
+        )
+        return None
+    if plan.api.protocol is not model.Protocol.HTTP or canary_plan.api.protocol is not model.Protocol.HTTP:
+        ctx.reporter.error(
+            obj,
+            "spec.canary",
+            f"a canary needs HTTP Apis (Api {plan.api.id} is {plan.api.protocol.value}, "
+            f"Api {canary_plan.api.id} is {canary_plan.api.protocol.value}); {fallback}",
+            breaks=False,
+        )
+        return None
+    variables = {**spec.variables, **spec.canary["variables"]}
+    return model.Canary(
+        percent_traffic=spec.canary["percent"],
+        api=canary_plan.api.id,
+        variables=tuple(sorted(spec.canary["variables"].items())),
+        routes=_routes(spec, canary_plan, variables, ctx, canary=True),
     )
 
 

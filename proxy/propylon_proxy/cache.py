@@ -6,7 +6,7 @@ settings unchanged keeps its entries; a change of ``ttlSeconds``/``capacityMiB``
 empty cache (the old one is retired with the old plan). Entries expire by ``runtime.clock``
 (injected in tests) at the route's effective TTL.
 
-The key is built from parts the dispatcher already parsed: stage, method, Host, path, the whole
+The key is built from parts the dispatcher already parsed: stage (and canary side), method, Host, path, the whole
 query (or only the ``cacheKeyParameters`` values), the listed headers, and the principal when the
 route has an authorizer. A stored reply's ``Vary`` headers are then keyed as a second level.
 
@@ -156,7 +156,13 @@ class CacheStep:
         request = ctx.request
         path = ctx.target.raw_path if ctx.target is not None else request.raw_path.partition("?")[0]
         host = request.headers.get("Host", "").lower().rpartition(":")
-        parts = [self.stage_id, request.method, host[0] if host[1] and "]" not in host[2] else host[2], path]
+        # The two sides of a canary never answer for each other (docs/canary.md).
+        parts = [
+            self.stage_id + ("|canary" if ctx.canary else ""),
+            request.method,
+            host[0] if host[1] and "]" not in host[2] else host[2],
+            path,
+        ]
         if self.whole_query:
             parts.append(ctx.query)
         else:

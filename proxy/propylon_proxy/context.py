@@ -81,7 +81,7 @@ class RequestContext:
     def stage_variables(self) -> Mapping[str, str]:
         if self.plan is None or self.stage is None:
             return {}
-        return self.plan.variables.get(self.stage.id, {})
+        return (self.plan.canary_variables if self.canary else self.plan.variables).get(self.stage.id, {})
 
     @property
     def gateway_responses(self) -> Mapping[str, model.GatewayResponse] | None:

@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from propylon_proxy import (
+    canary,
     context,
     forwarding,
     gateway_responses,
@@ -95,10 +96,13 @@ class Pipeline:
         preflight_for = None
         if method == "OPTIONS" and "Origin" in request.headers:
             preflight_for = request.headers.get("Access-Control-Request-Method")
-        ctx.stage, ctx.match = table.match(method, request.headers.get("Host", ""), ctx.target, preflight_for)
+        ctx.stage, ctx.match = table.match(
+            method, request.headers.get("Host", ""), ctx.target, preflight_for, request.headers.get(canary.KEY_HEADER)
+        )
         if ctx.match is None:
             return await self._refuse(ctx, gateway_responses.RESOURCE_NOT_FOUND)
-        route_plan = plan.routes[ctx.match.route.id]
+        ctx.canary = ctx.match.canary
+        route_plan = (plan.canary_routes if ctx.canary else plan.routes)[ctx.match.route.id]
         ctx.labels = route_plan.labels
         return await responding.send(ctx, await route_plan.chain.run(ctx), stall_seconds=self._stall_seconds)
 

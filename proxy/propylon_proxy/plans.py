@@ -37,6 +37,10 @@ class Plan:
     endpoints: dict[str, tuple[model.EndpointAddress, ...]]  # ServiceTarget.key -> addresses
     websocket: ws_tables.Tables | None = None  # WebSocket stages by base path (issue 14)
     sessions: ws_session.Sessions | None = None  # open connections; outlive plans
+    # Canary sides (issue 13): route id -> plan, stage id -> the Stage's variables overlaid by
+    # the canary's. Canary routes keep their main route's id, so they have a table of their own.
+    canary_routes: dict[str, RoutePlan] = dataclasses.field(default_factory=dict)
+    canary_variables: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -47,22 +51,25 @@ def build(config: model.GatewayConfig, run: runtime.Runtime) -> Plan:
     apis = {a.id: a for a in config.apis}
     http_stages = [s for s in config.stages if _is_http(apis, s)]
     routes: dict[str, RoutePlan] = {}
+    canary_routes: dict[str, RoutePlan] = {}
     for stage in http_stages:
-        api = apis.get(stage.api)
-        for route in stage.routes:
-            setup = steps.RouteSetup(route=route, stage=stage, api=api, config=config, runtime=run)
-            routes[route.id] = RoutePlan(
-                route=route,
-                chain=chains.build(setup),
-                labels=metrics.GatewayMetrics.labels(stage.api, stage.id, route.route_key),
-            )
+        _plan_routes(routes, stage, apis, stage.api, stage.routes, config, run)
+        if stage.canary is not None:
+            _plan_routes(canary_routes, stage, apis, stage.canary.api, stage.canary.routes, config, run)
     # Stages whose Api has `cors`: there the gateway answers a preflight for any route's path,
     # even when no OPTIONS (or ANY) route is declared (DESIGN.md section 8, CORS).
     cors_stages = frozenset(s.id for s in http_stages if (api := apis.get(s.api)) is not None and api.cors is not None)
+    canary_cors = frozenset(
+        s.id
+        for s in http_stages
+        if s.canary is not None and (a := apis.get(s.canary.api)) is not None and a.cors is not None
+    )
     return Plan(
         config=config,
-        public=routing.StageTable((s for s in http_stages if s.endpoint is model.Endpoint.PUBLIC), cors_stages),
-        internal=routing.StageTable(http_stages, cors_stages),
+        public=routing.StageTable(
+            (s for s in http_stages if s.endpoint is model.Endpoint.PUBLIC), cors_stages, canary_cors
+        ),
+        internal=routing.StageTable(http_stages, cors_stages, canary_cors),
         routes=routes,
         gateway_responses={s.id: dict(s.gateway_responses) for s in config.stages},
         variables={s.id: dict(s.variables) for s in config.stages},
@@ -70,7 +77,30 @@ def build(config: model.GatewayConfig, run: runtime.Runtime) -> Plan:
         endpoints={e.key: e.addresses for e in config.endpoints},
         websocket=ws_tables.build(config, run),
         sessions=ws_session.shared(run),
+        canary_routes=canary_routes,
+        canary_variables={
+            s.id: {**dict(s.variables), **dict(s.canary.variables)} for s in http_stages if s.canary is not None
+        },
     )
+
+
+def _plan_routes(
+    into: dict[str, RoutePlan],
+    stage: model.Stage,
+    apis: dict[str, model.Api],
+    api_id: str,
+    stage_routes: tuple[model.Route, ...],
+    config: model.GatewayConfig,
+    run: runtime.Runtime,
+) -> None:
+    api = apis.get(api_id)
+    for route in stage_routes:
+        setup = steps.RouteSetup(route=route, stage=stage, api=api, config=config, runtime=run)
+        into[route.id] = RoutePlan(
+            route=route,
+            chain=chains.build(setup),
+            labels=metrics.GatewayMetrics.labels(api_id, stage.id, route.route_key),
+        )
 
 
 def _is_http(apis: dict[str, model.Api], stage: model.Stage) -> bool:
@@ -98,6 +128,7 @@ class PlanHolder:
         resources.settle()
         # Bounded state (issue 8, item 9): metric series and balancer entries of routes and
         # Services the new plan no longer has are dropped.
-        self._runtime.metrics.retain_routes({route.labels for route in plan.routes.values()})
+        kept = [*plan.routes.values(), *plan.canary_routes.values()]
+        self._runtime.metrics.retain_routes({route.labels for route in kept})
         self._runtime.balancer.retain({e.key for e in config.endpoints})
         return plan

@@ -5,15 +5,18 @@ segments from the left trying literal, then ``{param}``, then ``{param+}`` child
 backtracks when a branch ends without a route for the method (section 8 precedence): a literal
 beats a parameter segment by segment, a method route beats ``ANY`` on the same path, and
 ``$default`` comes last. Empty segments (``//``) match no literal and no ``{param}``.
+A Stage with a canary has a second trie for the canary routes; ``canary.chooses_canary``
+decides per request which one is walked.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Iterable
 
 from propylon_config import model
-from propylon_proxy import hygiene
+from propylon_proxy import canary, hygiene
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -22,6 +25,7 @@ class Match:
     route: model.Route
     params: tuple[tuple[str, str], ...]  # path parameter name -> decoded value (greedy: raw form)
     upstream_path: str  # rebuilt from what was matched, relative to the basePath, starting "/"
+    canary: bool = False  # matched in the Stage's canary routes
 
 
 @dataclasses.dataclass(slots=True)
@@ -147,9 +151,21 @@ def host_matches(patterns: tuple[str, ...], host: str) -> int:
 class StageTable:
     """All stages one listener serves, with their route tables."""
 
-    def __init__(self, stages: Iterable[model.Stage], cors_stages: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        stages: Iterable[model.Stage],
+        cors_stages: frozenset[str] = frozenset(),
+        canary_cors_stages: frozenset[str] = frozenset(),
+        *,
+        draw: canary.Draw = random.random,
+    ) -> None:
         self._stages = [(stage, _segments_of(stage.base_path), RouteTable(stage.routes)) for stage in stages]
         self._cors_stages = cors_stages
+        self._canary_cors_stages = canary_cors_stages  # stages whose canary Api has ``cors``
+        self._canary_tables = {
+            stage.id: RouteTable(stage.canary.routes) for stage, _, _ in self._stages if stage.canary is not None
+        }
+        self._draw = draw
 
     def find_stage(self, host: str, decoded: tuple[str, ...]) -> tuple[model.Stage, RouteTable, int] | None:
         best: tuple[int, int] | None = None
@@ -166,7 +182,12 @@ class StageTable:
         return found
 
     def match(
-        self, method: str, host: str, target: hygiene.Target, preflight_for: str | None = None
+        self,
+        method: str,
+        host: str,
+        target: hygiene.Target,
+        preflight_for: str | None = None,
+        canary_key: str | None = None,
     ) -> tuple[model.Stage | None, Match | None]:
         """The stage (None: no stage claims the request) and the match (None: 404).
 
@@ -174,19 +195,24 @@ class StageTable:
         Api has ``cors``, a preflight with no OPTIONS/ANY route of its own matches the route the
         browser asks about, whose chain starts with the CORS step that answers it (never the
         integration: that step answers every preflight, allowed or not).
+        ``canary_key`` is the client's ``x-propylon-canary-key`` (None: a random draw places it).
         """
         found = self.find_stage(host, target.segments)
         if found is None:
             return None, None
         stage, table, skip = found
+        on_canary = stage.canary is not None and canary.chooses_canary(stage.canary, canary_key, self._draw)
+        if on_canary:
+            table = self._canary_tables[stage.id]
         raw, decoded = target.raw_segments[skip:], target.segments[skip:]
         if decoded == ("",):
             # "/prod/" addresses the stage root just like "/prod".
             raw, decoded = (), ()
         route = table.match(method, decoded)
-        if route is None and preflight_for and stage.id in self._cors_stages:
+        cors_stages = self._canary_cors_stages if on_canary else self._cors_stages
+        if route is None and preflight_for and stage.id in cors_stages:
             route = table.match(preflight_for.upper(), decoded)
         if route is None:
             return stage, None
         params, upstream_path = table.bind(route, raw, decoded)
-        return stage, Match(stage=stage, route=route, params=params, upstream_path=upstream_path)
+        return stage, Match(stage=stage, route=route, params=params, upstream_path=upstream_path, canary=on_canary)
