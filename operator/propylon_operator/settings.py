@@ -46,6 +46,9 @@ class Settings:
     redis_secret: str | None = None
     redis_cluster: bool = False
     redis_failure: str = "open"
+    # Bearer token for the proxies' /admin/usage (PROPYLON_ADMIN_TOKEN); never logged.
+    admin_token: str | None = dataclasses.field(default=None, repr=False)
+    usage_interval_s: float = 30.0  # how often UsagePlan usage is read; never below 30 s
 
     @property
     def snapshot_secret(self) -> str:

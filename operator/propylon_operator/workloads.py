@@ -134,6 +134,7 @@ def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Ma
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},  # the Lease's admin URL
     ]
     container = {
         "name": "proxy",

@@ -152,5 +152,6 @@ def run(args: argparse.Namespace) -> int:
         redis_secret=args.redis_secret,
         redis_cluster=args.redis_cluster,
         redis_failure=args.redis_failure,
+        admin_token=os.environ.get("PROPYLON_ADMIN_TOKEN") or None,
     )
     return running.run(configured)
