@@ -141,8 +141,12 @@ class UsagePoller:
                     logger.exception("reading usage from the proxies failed")
                 await asyncio.sleep(self._interval if self._snapshot() is not None else 1.0)
         finally:
-            if self._session is not None:
-                await self._session.close()
+            await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def poll_once(self) -> None:
         snapshot = self._snapshot()
