@@ -28,9 +28,7 @@ class Combined:
     asked: int
 
 
-def combine(
-    answers: Sequence[dict[str, Any] | None], *, shared: bool, limit: int | None, read_at: str
-) -> Combined:
+def combine(answers: Sequence[dict[str, Any] | None], *, shared: bool, limit: int | None, read_at: str) -> Combined:
     """``answers``: each proxy's ``/admin/usage`` body, or None; ``limit``: the plan's quota."""
     good = [a for a in answers if isinstance(a, dict) and isinstance(a.get("keys"), dict)]
     if not good:

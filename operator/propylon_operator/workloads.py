@@ -166,6 +166,14 @@ def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Ma
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    if settings.admin_token_secret:
+        # Without a token a proxy answers /admin/* on loopback only, and the operator reads usage there.
+        env.append(
+            {
+                "name": "PROPYLON_ADMIN_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": settings.admin_token_secret, "key": "token"}},
+            }
+        )
     if settings.redis_secret:
         # The URL may hold a password: it reaches the proxy from the Secret, never in the Pod spec.
         env.extend(
