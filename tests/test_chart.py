@@ -9,11 +9,17 @@ tier builds into ~/.cache/propylon/<version>/bin; without one those tests skip a
 from __future__ import annotations
 
 import base64
+import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -518,3 +524,312 @@ def test_the_admin_token_reaches_the_operator_and_the_proxies_from_one_secret(he
     name = secret["metadata"]["name"]
     assert env["PROPYLON_ADMIN_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": name, "key": "token"}}
     assert env["PROPYLON_ADMIN_TOKEN_SECRET"]["value"] == name
+
+
+# --- Issue 13: the Grafana dashboard and the Prometheus operator's scrape objects ---------------
+
+DASHBOARD = CHART / "dashboards" / "propylon.json"
+MONITORING_ON = {
+    "gateway": {"name": "edge"},
+    "grafanaDashboard": {"enabled": True},
+    "metrics": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}, "scrapeTimeout": "10s"},
+        "podMonitor": {"enabled": True, "interval": "15s"},
+    },
+}
+MONITORING_KINDS = {"ServiceMonitor", "PodMonitor"}
+
+
+def _dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+def _proxy_pods(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The proxy Deployment exactly as the operator the chart configures would build it."""
+    from propylon_operator import workloads
+
+    return workloads.deployment(_settings_from(docs), None)
+
+
+def test_monitoring_values_lint_and_fail_closed_on_typos(helm: str, tmp_path: Path) -> None:
+    _helm(helm, "lint", str(CHART), "--strict", values=MONITORING_ON, tmp=tmp_path)
+    for bad in (
+        {"metrics": {"serviceMonitor": {"enable": True}}},
+        {"metrics": {"podMonitor": {"interval": "soon"}}},
+        {"grafanaDashboard": {"labelKey": "not a label"}},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(_merge(_default_values(), bad), _schema())
+
+
+def test_default_render_has_no_dashboard_and_no_monitors(helm: str, tmp_path: Path) -> None:
+    docs = _render(helm, tmp_path)
+    assert not [d for d in docs if d["kind"] in MONITORING_KINDS]
+    assert not [d for d in docs if d["kind"] == "ConfigMap"]
+    assert not [d for d in docs if d["kind"] == "Service" and _component(d) == "metrics"]
+
+
+def test_the_dashboard_configmap_carries_the_sidecar_label_and_the_dashboard(helm: str, tmp_path: Path) -> None:
+    config_map = _one(_render(helm, tmp_path, MONITORING_ON), "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["namespace"] == RELEASE_NAMESPACE
+    (name, body), *_ = config_map["data"].items()
+    assert name.endswith(".json")
+    assert json.loads(body) == _dashboard()  # valid JSON, and the chart's file unchanged
+    custom = {
+        "grafanaDashboard": {
+            "enabled": True,
+            "labelKey": "grafana.example/dashboard",
+            "labelValue": "propylon",
+            "namespace": "monitoring",
+            "annotations": {"grafana_folder": "Gateways"},
+        }
+    }
+    config_map = _one(_render(helm, tmp_path, custom), "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana.example/dashboard"] == "propylon"
+    assert "grafana_dashboard" not in config_map["metadata"]["labels"]
+    assert config_map["metadata"]["namespace"] == "monitoring"
+    assert config_map["metadata"]["annotations"] == {"grafana_folder": "Gateways"}
+
+
+def test_the_service_monitor_scrapes_the_proxies_admin_port(helm: str, tmp_path: Path) -> None:
+    values = _merge(MONITORING_ON, {"metrics": {"podMonitor": {"enabled": False}}})
+    docs = _render(helm, tmp_path, values)
+    assert not [d for d in docs if d["kind"] == "PodMonitor"]
+    monitor = _one(docs, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [RELEASE_NAMESPACE]}
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["scrapeTimeout"]) == ("admin", "/metrics", "10s")
+    # The monitor selects exactly the chart's metrics Service (not the operator's public ones) ...
+    selected = [
+        d
+        for d in docs
+        if d["kind"] == "Service"
+        and monitor["spec"]["selector"]["matchLabels"].items() <= d["metadata"]["labels"].items()
+    ]
+    assert [s["metadata"]["name"] for s in selected] == ["edge-metrics"]
+    [port] = selected[0]["spec"]["ports"]
+    assert port["name"] == "admin"
+    # ... and that Service reaches the proxy pods' admin container port, which serves /metrics.
+    pods = _proxy_pods(docs)["spec"]["template"]
+    assert selected[0]["spec"]["selector"].items() <= pods["metadata"]["labels"].items()
+    container_ports = {p["name"]: p["containerPort"] for p in pods["spec"]["containers"][0]["ports"]}
+    assert container_ports[port["targetPort"]] == 9090
+    assert port["port"] == container_ports["admin"]
+
+
+def test_the_pod_monitor_scrapes_the_proxy_pods_admin_port(helm: str, tmp_path: Path) -> None:
+    values = _merge(MONITORING_ON, {"metrics": {"serviceMonitor": {"enabled": False}}})
+    docs = _render(helm, tmp_path, values)
+    assert not [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert not [d for d in docs if d["kind"] == "Service" and _component(d) == "metrics"]
+    monitor = _one(docs, "PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == ("admin", "/metrics", "15s")
+    pods = _proxy_pods(docs)["spec"]["template"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pods["metadata"]["labels"].items()
+    assert "admin" in {p["name"] for p in pods["spec"]["containers"][0]["ports"]}
+
+
+GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__range"}
+# Labels Prometheus adds to every scraped series from its target (the PodMonitor's pod, ...).
+TARGET_LABELS = {"instance", "job", "namespace", "pod", "container", "service", "endpoint"}
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
+
+
+def _exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every target of every panel."""
+    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def _selectors(expr: str) -> list[tuple[str, dict[str, tuple[str, str]]]]:
+    """Each series selector of a PromQL expression: (metric name, {label: (operator, value)}).
+
+    Enough PromQL for the dashboard's own queries: string literals, range brackets and the
+    grouping clauses are cut out first, then a name not followed by "(" is a metric name (a
+    function name always is followed by one)."""
+    found: list[tuple[str, dict[str, tuple[str, str]]]] = []
+    text = re.sub(r"\[[^\]]*\]", "", expr)
+    text = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", " ", text)
+    for match in re.finditer(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^}]*\}|\()?", text):
+        name, after = match.group(1), match.group(2) or ""
+        if after.startswith("(") or name in PROMQL_WORDS:
+            continue
+        matchers = {
+            label: (op, value) for label, op, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"', after)
+        }
+        found.append((name, matchers))
+    return found
+
+
+def _grouping_labels(expr: str) -> set[str]:
+    labels: set[str] = set()
+    for group in re.findall(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", expr):
+        labels |= {label.strip() for label in group.split(",") if label.strip()}
+    return labels
+
+
+def _matches(labels: dict[str, str], matchers: dict[str, tuple[str, str]]) -> bool:
+    for label, (op, value) in matchers.items():
+        actual = labels.get(label, "")
+        hit = re.fullmatch(value, actual) is not None if op in ("=~", "!~") else actual == value
+        if hit == (op in ("!=", "!~")):
+            return False
+    return True
+
+
+def test_the_dashboard_has_what_grafana_needs_to_load_it() -> None:
+    dashboard = _dashboard()
+    assert dashboard["title"] and dashboard["uid"]
+    assert isinstance(dashboard["schemaVersion"], int) and dashboard["schemaVersion"] >= 36
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert {"datasource", "namespace", "route"} <= variables.keys()
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids)) and all(isinstance(i, int) for i in ids)
+    for panel in dashboard["panels"]:
+        assert panel["type"] == "timeseries" and panel["title"], panel
+        grid = panel["gridPos"]
+        assert grid["w"] > 0 and grid["h"] > 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        refs = [target["refId"] for target in panel["targets"]]
+        assert refs and len(refs) == len(set(refs)), panel["title"]
+        for target in panel["targets"]:
+            assert target["expr"].strip(), panel["title"]
+            used = set(re.findall(r"\$\{?(\w+)", target["expr"]))
+            assert used <= variables.keys() | GRAFANA_BUILTINS, (panel["title"], used)
+    # What the issue asks the dashboard to show, by the series each panel reads.
+    read = {name for _, expr in _exprs(dashboard) for name, _ in _selectors(expr)}
+    assert {
+        "propylon_requests_total",
+        "propylon_request_duration_seconds_bucket",
+        "propylon_integration_duration_seconds_bucket",
+        "propylon_cache_total",
+        "propylon_throttled_total",
+    } <= read
+    quantiles = {q for _, expr in _exprs(dashboard) for q in re.findall(r"histogram_quantile\(([0-9.]+)", expr)}
+    assert {"0.5", "0.9", "0.99"} <= quantiles
+
+
+SCRAPE_MANIFESTS = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: shop, namespace: demo}}
+spec:
+  routes:
+    - routeKey: GET /items
+      integration: {{type: HTTP_PROXY, url: "{backend}/items"}}
+    - routeKey: GET /limited
+      integration: {{type: HTTP_PROXY, url: "{backend}/limited"}}
+    - routeKey: GET /broken
+      integration: {{type: HTTP_PROXY, url: "{backend}/broken"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {{name: live, namespace: demo}}
+spec:
+  apiRef: shop
+  basePath: /live
+  routeSettings:
+    "GET /items": {{cache: {{enabled: true, ttlSeconds: 300}}}}
+    "GET /limited": {{throttle: {{rateLimit: 0.001, burstLimit: 1}}}}
+"""
+
+
+class _Backend(http.server.ThreadingHTTPServer):
+    """200 everywhere except /broken (500), so every status class and the integration histogram move."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = b"ok"
+                self.send_response(500 if self.path.startswith("/broken") else 200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        error.read()
+        return int(error.code)
+
+
+@pytest.fixture(scope="module")
+def gateway_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The admin /metrics page of a real `propylon serve` after traffic on a cached and a throttled route."""
+    from tests.serve.test_serve import Served
+
+    tmp = tmp_path_factory.mktemp("dashboard")
+    backend = _Backend()
+    folder = tmp / "manifests"
+    folder.mkdir()
+    (folder / "all.yaml").write_text(SCRAPE_MANIFESTS.format(backend=f"http://127.0.0.1:{backend.server_address[1]}"))
+    served = Served(folder, tmp)
+    try:
+        assert [_get(served.url("/live/items")) for _ in range(3)] == [200, 200, 200]  # a miss, then hits
+        assert [_get(served.url("/live/limited")) for _ in range(2)] == [200, 429]  # burst 1: throttled
+        assert _get(served.url("/live/broken")) == 500
+        assert _get(served.url("/nowhere")) == 404
+        with urllib.request.urlopen(f"http://127.0.0.1:{served.admin}/metrics", timeout=20) as response:
+            yield response.read().decode()
+    finally:
+        served.stop()
+        backend.shutdown()
+        backend.server_close()
+
+
+def test_every_dashboard_query_reads_series_a_running_gateway_exposes(gateway_scrape: str) -> None:
+    """The dashboard "renders": each panel's selectors name series of a real scrape, with labels
+    those series carry, and (with $namespace=demo and $route=All) select samples of it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    series: dict[str, list[dict[str, str]]] = {}
+    for family in text_string_to_metric_families(gateway_scrape):
+        for sample in family.samples:
+            series.setdefault(sample.name, []).append(dict(sample.labels))
+    dashboard = _dashboard()
+    variables = {"namespace": "demo", "route": ".*", "__rate_interval": "1m"}
+    queries = [(title, expr, None) for title, expr in _exprs(dashboard)]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":  # label_values(selector, label): the label must exist too
+            values_of = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", variable["query"]["query"])
+            assert values_of, variable
+            queries.append((variable["name"], values_of.group(1), values_of.group(2)))
+    for title, expr, wanted_label in queries:
+        selectors = _selectors(expr)
+        assert selectors, (title, expr)
+        known: set[str] = set(TARGET_LABELS)
+        for name, matchers in selectors:
+            assert name in series, f"{title}: {name} is not in a gateway's /metrics ({sorted(series)})"
+            labels = set().union(*(s.keys() for s in series[name]))
+            known |= labels
+            assert set(matchers) <= labels, (title, name, set(matchers) - labels)
+            bound = {
+                label: (op, re.sub(r"\$\{?(\w+)\}?", lambda m: variables[m.group(1)], value))
+                for label, (op, value) in matchers.items()
+            }
+            assert any(_matches(s, bound) for s in series[name]), f"{title}: {name}{bound} selects nothing"
+        assert _grouping_labels(expr) <= known, (title, _grouping_labels(expr) - known)
+        assert wanted_label is None or wanted_label in known, (title, wanted_label)
+    for name, labels in (
+        ("propylon_cache_total", {"result": "hit"}),
+        ("propylon_throttled_total", {"reason": "route"}),
+    ):
+        assert any(labels.items() <= s.items() for s in series[name]), (name, series.get(name))

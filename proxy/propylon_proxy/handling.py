@@ -91,7 +91,11 @@ class Pipeline:
             if served is not None:
                 return served
         table = plan.internal if self._internal else plan.public
-        ctx.stage, ctx.match = table.match(request.method, request.headers.get("Host", ""), ctx.target)
+        method = request.method
+        preflight_for = None
+        if method == "OPTIONS" and "Origin" in request.headers:
+            preflight_for = request.headers.get("Access-Control-Request-Method")
+        ctx.stage, ctx.match = table.match(method, request.headers.get("Host", ""), ctx.target, preflight_for)
         if ctx.match is None:
             return await self._refuse(ctx, gateway_responses.RESOURCE_NOT_FOUND)
         route_plan = plan.routes[ctx.match.route.id]

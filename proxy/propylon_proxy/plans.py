@@ -56,10 +56,13 @@ def build(config: model.GatewayConfig, run: runtime.Runtime) -> Plan:
                 chain=chains.build(setup),
                 labels=metrics.GatewayMetrics.labels(stage.api, stage.id, route.route_key),
             )
+    # Stages whose Api has `cors`: there the gateway answers a preflight for any route's path,
+    # even when no OPTIONS (or ANY) route is declared (DESIGN.md section 8, CORS).
+    cors_stages = frozenset(s.id for s in http_stages if (api := apis.get(s.api)) is not None and api.cors is not None)
     return Plan(
         config=config,
-        public=routing.StageTable(s for s in http_stages if s.endpoint is model.Endpoint.PUBLIC),
-        internal=routing.StageTable(http_stages),
+        public=routing.StageTable((s for s in http_stages if s.endpoint is model.Endpoint.PUBLIC), cors_stages),
+        internal=routing.StageTable(http_stages, cors_stages),
         routes=routes,
         gateway_responses={s.id: dict(s.gateway_responses) for s in config.stages},
         variables={s.id: dict(s.variables) for s in config.stages},

@@ -147,8 +147,9 @@ def host_matches(patterns: tuple[str, ...], host: str) -> int:
 class StageTable:
     """All stages one listener serves, with their route tables."""
 
-    def __init__(self, stages: Iterable[model.Stage]) -> None:
+    def __init__(self, stages: Iterable[model.Stage], cors_stages: frozenset[str] = frozenset()) -> None:
         self._stages = [(stage, _segments_of(stage.base_path), RouteTable(stage.routes)) for stage in stages]
+        self._cors_stages = cors_stages
 
     def find_stage(self, host: str, decoded: tuple[str, ...]) -> tuple[model.Stage, RouteTable, int] | None:
         best: tuple[int, int] | None = None
@@ -164,8 +165,16 @@ class StageTable:
                 best, found = rank, (stage, table, len(base))
         return found
 
-    def match(self, method: str, host: str, target: hygiene.Target) -> tuple[model.Stage | None, Match | None]:
-        """The stage (None: no stage claims the request) and the match (None: 404)."""
+    def match(
+        self, method: str, host: str, target: hygiene.Target, preflight_for: str | None = None
+    ) -> tuple[model.Stage | None, Match | None]:
+        """The stage (None: no stage claims the request) and the match (None: 404).
+
+        ``preflight_for`` is a CORS preflight's ``Access-Control-Request-Method``: on a stage whose
+        Api has ``cors``, a preflight with no OPTIONS/ANY route of its own matches the route the
+        browser asks about, whose chain starts with the CORS step that answers it (never the
+        integration: that step answers every preflight, allowed or not).
+        """
         found = self.find_stage(host, target.segments)
         if found is None:
             return None, None
@@ -175,6 +184,8 @@ class StageTable:
             # "/prod/" addresses the stage root just like "/prod".
             raw, decoded = (), ()
         route = table.match(method, decoded)
+        if route is None and preflight_for and stage.id in self._cors_stages:
+            route = table.match(preflight_for.upper(), decoded)
         if route is None:
             return stage, None
         params, upstream_path = table.bind(route, raw, decoded)

@@ -33,6 +33,8 @@ spec:
     - routeKey: "ANY /keyed"
       apiKeyRequired: true
       integration: {{type: HTTP_PROXY, url: "http://127.0.0.1:{port}/keyed"}}
+    - routeKey: "POST /orders"
+      integration: {{type: HTTP_PROXY, url: "http://127.0.0.1:{port}/orders"}}
 ---
 apiVersion: propylon.dev/v1alpha1
 kind: Stage
@@ -49,6 +51,19 @@ spec:
   routes:
     - routeKey: "ANY /items"
       integration: {{type: HTTP_PROXY, url: "http://127.0.0.1:{port}/public"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: plain, namespace: shop}}
+spec:
+  routes:
+    - routeKey: "POST /orders"
+      integration: {{type: HTTP_PROXY, url: "http://127.0.0.1:{port}/plain"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {{name: plain, namespace: shop}}
+spec: {{apiRef: plain}}
 ---
 apiVersion: propylon.dev/v1alpha1
 kind: Stage
@@ -178,3 +193,27 @@ def test_wildcard_without_credentials_answers_star(served: tuple[Served, _Counti
     assert status == 200
     assert headers["access-control-allow-origin"] == "*"
     assert backend.seen == ["GET /public"]
+
+
+def test_preflight_is_answered_for_a_path_with_no_options_route(served: tuple[Served, _CountingBackend]) -> None:
+    """A browser preflights `POST /orders` though only `POST /orders` is declared: AWS answers it,
+    and so does the gateway; the backend never sees an OPTIONS request."""
+    gateway, backend = served
+    status, headers = _send("OPTIONS", gateway.url("/prod/orders"), Origin=ORIGIN, Access_Control_Request_Method="POST")
+    assert status == 204
+    assert headers["access-control-allow-origin"] == ORIGIN
+    status, headers = _send("OPTIONS", gateway.url("/prod/orders"), Origin=ORIGIN, Access_Control_Request_Method="PUT")
+    assert status == 404  # no route for PUT /orders either: nothing to preflight
+    status, headers = _send("OPTIONS", gateway.url("/prod/orders"), Access_Control_Request_Method="POST")
+    assert status == 404  # not a preflight (no Origin): OPTIONS /orders has no route
+    assert backend.seen == []
+
+
+def test_an_api_without_cors_gets_no_preflight_answer(served: tuple[Served, _CountingBackend]) -> None:
+    gateway, backend = served
+    status, headers = _send(
+        "OPTIONS", gateway.url("/plain/orders"), Origin=ORIGIN, Access_Control_Request_Method="POST"
+    )
+    assert status == 404
+    assert _cors_headers(headers) == {}
+    assert backend.seen == []
