@@ -8,6 +8,7 @@ tier builds into ~/.cache/propylon/<version>/bin; without one those tests skip a
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import os
@@ -135,6 +136,11 @@ def _render(helm: str, tmp: Path, values: dict[str, Any] | None = None) -> list[
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
+def _redis_secret(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (found,) = [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-redis")]
+    return found
+
+
 def _one(docs: list[dict[str, Any]], kind: str, component: str | None = None) -> dict[str, Any]:
     """The one ``kind`` of the chart; ClusterRoles and their bindings by component (operator, proxy)."""
     found = [d for d in docs if d["kind"] == kind]
@@ -210,7 +216,7 @@ def test_default_render_has_the_operator_and_least_privilege_rbac(helm: str, tmp
     docs = _render(helm, tmp_path)
     kinds = sorted(d["kind"] for d in docs if d["kind"] != "CustomResourceDefinition")
     assert kinds == sorted(
-        ["ServiceAccount", "Role", "RoleBinding", "Deployment", "NetworkPolicy"]
+        ["ServiceAccount", "Role", "RoleBinding", "Deployment", "NetworkPolicy", "Secret"]
         + ["ClusterRole", "ClusterRoleBinding"] * 2
     )
     rendered = {d["spec"]["names"]["kind"] for d in docs if d["kind"] == "CustomResourceDefinition"}
@@ -286,7 +292,7 @@ def test_all_options_render(helm: str, tmp_path: Path) -> None:
     assert "--drain-seconds=40" in args
     operator_settings = _settings_from(docs)
     assert (operator_settings.trusted_proxies, operator_settings.drain_seconds) == ("10.0.0.0/8,35.191.0.0/16", 40)
-    secret = _one(docs, "Secret")
+    secret = _redis_secret(docs)
     assert secret["stringData"]["url"].startswith("redis://")
     # The password never appears in the Deployment itself.
     assert "secret@" not in json.dumps(_one(docs, "Deployment"))
@@ -499,13 +505,25 @@ def test_the_bundled_redis_is_values_gated_and_its_url_reaches_the_operator(helm
     ]
     service = next(d for d in redis if d["kind"] == "Service")
     url = f"redis://{service['metadata']['name']}.{RELEASE_NAMESPACE}.svc:6379/0"
-    assert _one(docs, "Secret")["stringData"]["url"] == url
+    assert _redis_secret(docs)["stringData"]["url"] == url
     env = {e["name"] for e in _one(docs, "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "PROPYLON_REDIS_URL" in env
     # An explicit URL wins: no bundled Redis is rendered beside it.
     docs = _render(helm, tmp_path, {"redis": {"url": "redis://elsewhere:6379/0", "bundled": {"enabled": True}}})
     assert not [d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "redis"]
-    assert _one(docs, "Secret")["stringData"]["url"] == "redis://elsewhere:6379/0"
+    assert _redis_secret(docs)["stringData"]["url"] == "redis://elsewhere:6379/0"
+
+
+def test_the_admin_token_reaches_the_operator_and_the_proxies_from_one_secret(helm: str, tmp_path: Path) -> None:
+    """The operator reads UsagePlan usage from the proxies' /admin/usage with the token they guard it with."""
+    docs = _render(helm, tmp_path)
+    (secret,) = [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-admin")]
+    assert len(base64.b64decode(secret["data"]["token"])) == 40
+    (container,) = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    name = secret["metadata"]["name"]
+    assert env["PROPYLON_ADMIN_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": name, "key": "token"}}
+    assert env["PROPYLON_ADMIN_TOKEN_SECRET"]["value"] == name
 
 
 # --- Issue 13: the Grafana dashboard and the Prometheus operator's scrape objects ---------------

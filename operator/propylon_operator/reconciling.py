@@ -31,6 +31,7 @@ from propylon_operator import (
     leases,
     publishing,
     statuses,
+    usage_polling,
     workloads,
 )
 from propylon_operator import inventory as inventory_
@@ -89,6 +90,7 @@ class Reconciler:
         self._cluster_objects = list(cluster_objects)
         self._referenced: set[inventory_.Key] = set()  # unlabelled Secrets that Authorizers name
         self._lease_failures: set[tuple[str, str]] = set()  # (name, resourceVersion) a delete failed on
+        self.usage = usage_polling.UsageBook()  # UsagePlan usage, filled by usage_polling.UsagePoller
         inventory.subscribe(self.wakeup.set)
 
     # -- inputs from the watch handlers
@@ -385,6 +387,10 @@ class Reconciler:
 
     # -- status
 
+    def served_snapshot(self) -> model.GatewayConfig | None:
+        """The snapshot of the last pass, or None before the first (what the poller reads plans from)."""
+        return self._outcome.snapshot if self._outcome is not None else None
+
     def _replicas(self, snapshot: model.GatewayConfig) -> statuses.Replicas:
         counts = leases.versions(self.inventory.of_kind("Lease"), self.settings.snapshot_secret, self._clock())
         return statuses.Replicas(serving=counts.get(snapshot.version, 0), expected=self.settings.replicas)
@@ -402,6 +408,7 @@ class Reconciler:
                 settings=self.settings,
                 replicas=replicas,
                 now=now,
+                usage=self.usage.entries,
             )
             current = statuses.mapping(body.get("status"))
             if not statuses.needs_write(current, status):

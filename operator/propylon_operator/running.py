@@ -12,7 +12,7 @@ import tempfile
 import kopf
 import kubernetes
 
-from propylon_operator import certificates, handlers, kube, reconciling, webhooks
+from propylon_operator import certificates, handlers, kube, reconciling, usage_polling, webhooks
 from propylon_operator import inventory as inventory_
 from propylon_operator import settings as settings_
 
@@ -44,6 +44,16 @@ async def operate(
             # Propylon objects there are ignored unless it is also one of the namespaces given.
             scope = {"namespaces": sorted({*settings.namespaces, settings.gateway_namespace})}
         task = asyncio.create_task(reconciler.run(), name="propylon-reconcile")
+        poller = usage_polling.UsagePoller(
+            settings,
+            book=reconciler.usage,
+            lease_bodies=lambda: inventory.of_kind("Lease"),
+            snapshot=reconciler.served_snapshot,
+            changed=reconciler.wakeup.set,
+            clock=reconciling.utcnow,
+            interval=settings.usage_interval_s,
+        )
+        usage_task = asyncio.create_task(poller.run(), name="propylon-usage")
         try:
             await kopf.operator(
                 registry=registry,
@@ -55,9 +65,10 @@ async def operate(
                 **scope,  # type: ignore[arg-type]
             )
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for running_task in (usage_task, task):
+                running_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running_task
             await client.close()
 
 

@@ -46,6 +46,12 @@ class Settings:
     redis_secret: str | None = None
     redis_cluster: bool = False
     redis_failure: str = "open"
+    # A Secret in the gateway namespace whose key "token" is the proxies' admin bearer token
+    # (passed to them as PROPYLON_ADMIN_TOKEN); the operator holds the same token to read usage.
+    admin_token_secret: str | None = None
+    # Bearer token for the proxies' /admin/usage (PROPYLON_ADMIN_TOKEN); never logged.
+    admin_token: str | None = dataclasses.field(default=None, repr=False)
+    usage_interval_s: float = 30.0  # how often UsagePlan usage is read; never below 30 s
 
     @property
     def snapshot_secret(self) -> str:

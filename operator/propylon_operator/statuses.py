@@ -8,11 +8,12 @@ the operator avoids write loops: a status is only written when it would change.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from propylon_compiler import label_selectors
 from propylon_config import model
-from propylon_operator import compiling, conditions
+from propylon_operator import compiling, conditions, usage_polling
 from propylon_operator import settings as settings_
 
 
@@ -30,12 +31,14 @@ def desired(
     settings: settings_.Settings,
     replicas: Replicas,
     now: str,
+    usage: Mapping[str, usage_polling.Entry] | None = None,
 ) -> dict[str, Any]:
     kind = str(body.get("kind") or "")
     meta = body.get("metadata") or {}
     generation = meta.get("generation")
     current = mapping(body.get("status"))
     status: dict[str, Any] = {"observedGeneration": generation}
+    extra: list[conditions.Condition] = []  # UsageReported, once usage was read
     accepted = (
         conditions.Condition(type="Accepted", status=conditions.TRUE, reason="Accepted")
         if verdict.accepted
@@ -53,8 +56,13 @@ def desired(
         ready = _stage(status, body, ready, snapshot=snapshot, settings=settings, replicas=replicas)
     elif kind == "UsagePlan":
         status["keyCount"] = key_count(body, snapshot)
+        entry = (usage or {}).get(f"{meta.get('namespace')}/{meta.get('name')}")
+        if entry is not None:
+            if entry.usage is not None:
+                status["usage"] = entry.usage
+            extra = [entry.reported]
     status["conditions"] = conditions.merge(
-        current.get("conditions"), [ready, accepted], generation=generation, now=now
+        current.get("conditions"), [ready, accepted, *extra], generation=generation, now=now
     )
     return status
 

@@ -134,6 +134,7 @@ def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Ma
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},  # the Lease's admin URL
     ]
     container = {
         "name": "proxy",
@@ -165,6 +166,14 @@ def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Ma
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    if settings.admin_token_secret:
+        # Without a token a proxy answers /admin/* on loopback only, and the operator reads usage there.
+        env.append(
+            {
+                "name": "PROPYLON_ADMIN_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": settings.admin_token_secret, "key": "token"}},
+            }
+        )
     if settings.redis_secret:
         # The URL may hold a password: it reaches the proxy from the Secret, never in the Pod spec.
         env.extend(

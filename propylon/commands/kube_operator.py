@@ -91,6 +91,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="coordinate with other operator replicas through this kopf peering object (must exist)",
     )
     parser.add_argument(
+        "--admin-token-secret",
+        default=os.environ.get("PROPYLON_ADMIN_TOKEN_SECRET") or None,
+        metavar="NAME",
+        help="Secret in the gateway namespace whose 'token' the proxies guard /admin/* with; the operator "
+        "reads UsagePlan usage with the same token from $PROPYLON_ADMIN_TOKEN (default: "
+        "$PROPYLON_ADMIN_TOKEN_SECRET)",
+    )
+    parser.add_argument(
         "--redis-secret",
         default=os.environ.get("PROPYLON_REDIS_SECRET") or None,
         metavar="NAME",
@@ -152,5 +160,7 @@ def run(args: argparse.Namespace) -> int:
         redis_secret=args.redis_secret,
         redis_cluster=args.redis_cluster,
         redis_failure=args.redis_failure,
+        admin_token_secret=args.admin_token_secret,
+        admin_token=os.environ.get("PROPYLON_ADMIN_TOKEN") or None,
     )
     return running.run(configured)

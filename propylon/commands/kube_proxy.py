@@ -84,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
 
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
 def _admin_token(args: argparse.Namespace) -> str | None:
     if args.admin_token_file:
         with open(args.admin_token_file, encoding="utf-8") as handle:
@@ -158,6 +162,8 @@ async def _serve(args: argparse.Namespace) -> int:
         namespace,
         name,
     )
+    # POD_IP comes from the downward API in a pod; a proxy run by hand is reached on loopback.
+    source.lease.admin_url = f"http://{_url_host(os.environ.get('POD_IP') or '127.0.0.1')}:{addresses.admin_port}"
     source.start()
     try:
         await stop.wait()

@@ -131,6 +131,11 @@ def test_lease_names_and_body() -> None:
         "leaseDurationSeconds": 30,
         "renewTime": "2026-01-02T03:04:05.600000Z",
     }
+    announced = leases.lease_body(
+        namespace="ns", name="n", secret_name="gw", holder="pod-1", version="abc", now=now, admin_url="http://10.1.2.3:9090"
+    )
+    # Where the operator reads this replica's /admin/usage for UsagePlan status.
+    assert announced["metadata"]["annotations"]["propylon.dev/admin-url"] == "http://10.1.2.3:9090"
 
 
 def test_a_410_in_the_watch_stream_or_as_a_status_means_list_again() -> None:

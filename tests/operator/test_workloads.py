@@ -159,3 +159,15 @@ def test_with_a_redis_secret_proxies_read_the_url_from_it_never_from_the_pod_spe
         "containers"
     ]
     assert "PROPYLON_REDIS_URL" not in {e["name"] for e in plain["env"]}
+
+
+def test_with_an_admin_token_secret_proxies_guard_admin_with_it() -> None:
+    s = settings.Settings(gateway_name="gw", admin_token_secret="gw-admin")
+    (container,) = workloads.deployment(s, OWNER)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PROPYLON_ADMIN_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "gw-admin", "key": "token"}}
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}  # the Lease's admin URL
+    (plain,) = workloads.deployment(settings.Settings(gateway_name="gw"), OWNER)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert "PROPYLON_ADMIN_TOKEN" not in {e["name"] for e in plain["env"]}

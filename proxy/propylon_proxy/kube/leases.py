@@ -29,6 +29,8 @@ log = logging.getLogger("propylon.kube")
 
 SECRET_LABEL = "propylon.dev/snapshot-secret"
 VERSION_ANNOTATION = "propylon.dev/config-version"
+# Where the operator reads this replica's /admin/usage (the data behind UsagePlan status).
+ADMIN_ANNOTATION = "propylon.dev/admin-url"
 RENEW_SECONDS = 10.0
 DURATION_SECONDS = 30
 FIELD_MANAGER = "propylon-proxy"
@@ -54,6 +56,7 @@ def lease_body(
     version: str,
     now: datetime.datetime,
     owner_uid: str | None = None,
+    admin_url: str | None = None,
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "name": name,
@@ -61,6 +64,8 @@ def lease_body(
         "labels": {SECRET_LABEL: secret_name},
         "annotations": {VERSION_ANNOTATION: version},
     }
+    if admin_url:
+        metadata["annotations"][ADMIN_ANNOTATION] = admin_url
     if owner_uid:
         # Not a controller reference and no blockOwnerDeletion: the Lease only follows the
         # Secret away, and setting it needs no right on the Secret beyond reading it.
@@ -105,6 +110,7 @@ class LeaseReporter:
         self._renew_seconds = renew_seconds
         self._version: str | None = None
         self._owner_uid: str | None = None
+        self.admin_url: str | None = None  # announced in the Lease; set before start()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -171,6 +177,7 @@ class LeaseReporter:
             version=version,
             now=self._clock(),
             owner_uid=owner_uid,
+            admin_url=self.admin_url,
         )
         try:
             response = self._patch_fn(
