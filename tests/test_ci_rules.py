@@ -28,3 +28,14 @@ def test_a_skipped_control_plane_test_fails_only_in_ci(
     result = pytester.runpytest_subprocess("tests/controlplane")
     result.assert_outcomes(**expected)
     assert pytester.runpytest_subprocess("tests/kind").parseoutcomes() == {"skipped": 1}  # kind stays a skip
+
+
+def test_test_module_basenames_are_unique() -> None:
+    """tests/ has no packages (rootdir-relative imports), so two test files with one basename make
+    pytest refuse to collect the second: the whole run stops before a single test."""
+    import collections
+    import pathlib
+
+    root = pathlib.Path(__file__).parent
+    names = collections.Counter(path.name for path in root.rglob("test_*.py"))
+    assert [name for name, count in names.items() if count > 1] == []

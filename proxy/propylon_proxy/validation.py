@@ -26,7 +26,7 @@ from typing import Any
 
 import jsonschema_rs
 
-from propylon_proxy import context, gateway_responses, proxying, replies, steps
+from propylon_proxy import context, gateway_responses, replies, steps, whole_body
 
 Validator = Callable[[Any], bool]
 
@@ -97,17 +97,9 @@ class ValidationStep:
         if self._validate is None:
             return None
         request = ctx.request
-        if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
-            return replies.refuse(gateway_responses.UNSUPPORTED_MEDIA_TYPE)
-        body = b""
-        if request.body_exists:
-            reader = proxying.RequestBody(request.content, limit=self._max_body_bytes, stall_timeout=self._stall)
-            try:
-                body = b"".join([chunk async for chunk in reader])
-            except (proxying.BodyTooLarge, TimeoutError):
-                return replies.refuse(reader.failure or gateway_responses.REQUEST_TOO_LARGE)
-            except (OSError, ConnectionError):
-                return replies.refuse(gateway_responses.BAD_REQUEST)
+        body = await whole_body.read(request, self._max_body_bytes, self._stall)
+        if isinstance(body, replies.Refusal):
+            return body
         if not body_valid(self._validate, body):
             return replies.refuse(gateway_responses.BAD_REQUEST_BODY)
         with warnings.catch_warnings():

@@ -17,7 +17,7 @@ from typing import Any
 import airspeed
 
 from propylon_config import model
-from propylon_proxy import context, gateway_responses, proxying, replies, steps, vtl
+from propylon_proxy import context, gateway_responses, replies, steps, vtl, whole_body
 from propylon_proxy.integrations import http_proxy
 
 _DEFAULT_TYPE = "application/json"
@@ -57,17 +57,9 @@ class HttpIntegration:
             if self._refuses():
                 return replies.refuse(gateway_responses.UNSUPPORTED_MEDIA_TYPE)
             return await self._proxy.forward(ctx)
-        if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
-            return replies.refuse(gateway_responses.UNSUPPORTED_MEDIA_TYPE)
-        body = b""
-        if request.body_exists:
-            reader = proxying.RequestBody(request.content, limit=self._max_body_bytes, stall_timeout=self._stall)
-            try:
-                body = b"".join([chunk async for chunk in reader])
-            except (proxying.BodyTooLarge, TimeoutError):
-                return replies.refuse(reader.failure or gateway_responses.REQUEST_TOO_LARGE)
-            except (OSError, ConnectionError):
-                return replies.refuse(gateway_responses.BAD_REQUEST)
+        body = await whole_body.read(request, self._max_body_bytes, self._stall)
+        if isinstance(body, replies.Refusal):
+            return body
         try:
             text = vtl.render(template, self._namespace(ctx, body))
         except vtl.RenderError:

@@ -1,0 +1,32 @@
+"""Reading a request body whole, for the steps that must see all of it before anything is sent
+(request validation, request templates), with the same size and stall limits as streaming.
+
+One place for the refusals: a compressed body cannot be checked or rendered (415), a body over
+the limit or stalled answers as the streaming path would, and a client that drops mid-body is a
+400.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web_request
+
+from propylon_proxy import gateway_responses, proxying, replies
+
+
+def compressed(request: web_request.BaseRequest) -> bool:
+    return request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+
+
+async def read(request: web_request.BaseRequest, limit: int, stall_timeout: float) -> bytes | replies.Refusal:
+    """The whole body (b"" when there is none), or the refusal to answer instead."""
+    if compressed(request):
+        return replies.refuse(gateway_responses.UNSUPPORTED_MEDIA_TYPE)
+    if not request.body_exists:
+        return b""
+    reader = proxying.RequestBody(request.content, limit=limit, stall_timeout=stall_timeout)
+    try:
+        return b"".join([chunk async for chunk in reader])
+    except (proxying.BodyTooLarge, TimeoutError):
+        return replies.refuse(reader.failure or gateway_responses.REQUEST_TOO_LARGE)
+    except (OSError, ConnectionError):
+        return replies.refuse(gateway_responses.BAD_REQUEST)
