@@ -84,10 +84,15 @@ def compile(text: str) -> airspeed.Template:
     return template
 
 
+# Looked up, not imported by name: some jsonpath-ng releases ship type hints that do not
+# re-export ``parse``, and mypy --strict would refuse the attribute there.
+_PARSE: Any = getattr(jsonpath_ng, "parse")  # noqa: B009
+
+
 @functools.lru_cache(maxsize=256)
 def _jsonpath(path: str) -> Any:
     try:
-        return jsonpath_ng.parse(path)
+        return _PARSE(path)
     except (jsonpath_ng.exceptions.JsonPathParserError, jsonpath_ng.exceptions.JsonPathLexerError, Exception) as exc:
         raise RenderError(f"bad JSONPath {path!r}") from exc
 
