@@ -97,18 +97,24 @@ class MemoryStore:
     async def admit(self, buckets: Sequence[Bucket], quota: Quota | None, now: float) -> Decision:
         return self.admit_now(buckets, quota, now)
 
+    def _refilled(self, bucket: Bucket, now: float) -> _Level:
+        """The bucket's level as of ``now``: full when first seen, else refilled at its rate up to
+        its burst (the one place the token-bucket arithmetic lives, for ``admit_now`` and ``take``)."""
+        level = self._levels.get(bucket.key)
+        if level is None:
+            level = self._levels[bucket.key] = _Level(tokens=float(bucket.burst), updated=now)
+        elif now > level.updated:
+            level.tokens = min(float(bucket.burst), level.tokens + (now - level.updated) * bucket.rate)
+            level.updated = now
+        return level
+
     def admit_now(self, buckets: Sequence[Bucket], quota: Quota | None, now: float) -> Decision:
         """``admit`` without the coroutine, for callers already on the loop's thread."""
         if now >= self._next_sweep:
             self._sweep(now)
         levels: list[_Level] = []
         for bucket in buckets:
-            level = self._levels.get(bucket.key)
-            if level is None:
-                level = self._levels[bucket.key] = _Level(tokens=float(bucket.burst), updated=now)
-            elif now > level.updated:
-                level.tokens = min(float(bucket.burst), level.tokens + (now - level.updated) * bucket.rate)
-                level.updated = now
+            level = self._refilled(bucket, now)
             if level.tokens < 1.0:
                 wait = (1.0 - level.tokens) / bucket.rate if bucket.rate > 0 else math.inf
                 return Decision(admitted=False, reason=bucket.reason, retry_after=whole_seconds(wait))
@@ -134,12 +140,7 @@ class MemoryStore:
     def take(self, bucket: Bucket, now: float) -> float:
         """One bucket alone, the hot path of every request (the gateway-wide limit): 0.0 when a
         token was taken, else the seconds until there is one. No objects made per call."""
-        level = self._levels.get(bucket.key)
-        if level is None:
-            level = self._levels[bucket.key] = _Level(tokens=float(bucket.burst), updated=now)
-        elif now > level.updated:
-            level.tokens = min(float(bucket.burst), level.tokens + (now - level.updated) * bucket.rate)
-            level.updated = now
+        level = self._refilled(bucket, now)
         if level.tokens < 1.0:
             return (1.0 - level.tokens) / bucket.rate if bucket.rate > 0 else math.inf
         level.tokens -= 1.0
