@@ -24,6 +24,8 @@ import airspeed
 import jsonpath_ng
 import jsonpath_ng.exceptions
 
+from propylon_proxy import vtl_java
+
 MAX_OUTPUT = 10 * 1024 * 1024
 MAX_ITERATIONS = 1000  # per #foreach loop, as AWS limits it
 
@@ -81,6 +83,7 @@ def compile(text: str) -> airspeed.Template:
     template = airspeed.Template(text)
     template.ensure_compiled()
     _limit_loops(template.root_element, set())
+    vtl_java.render_like_java(template.root_element)
     return template
 
 
