@@ -82,8 +82,8 @@ def compile(text: str) -> airspeed.Template:
     """Parse once (per plan); the compiler has already refused templates that do not parse."""
     template = airspeed.Template(text)
     template.ensure_compiled()
+    vtl_java.render_like_java(template.root_element)  # first: the loop wrappers below hide their bodies
     _limit_loops(template.root_element, set())
-    vtl_java.render_like_java(template.root_element)
     return template
 
 

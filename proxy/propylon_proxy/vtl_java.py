@@ -13,8 +13,8 @@ reference's ``$input.path('$.things').size()``) came out wrong. This module supp
 - The Java methods Python lacks are registered in airspeed's table of extra methods per type
   (``airspeed.__additional_methods__``, the library's extension point for exactly this), once,
   at import. Where Python has a method of the same name (``str.replace``, ``dict.get``),
-  airspeed calls that one, which behaves the same for what templates pass. They are pure functions of their arguments: no I/O, nothing mutable is exposed
-  beyond what airspeed already offers (``add``, ``put``).
+  airspeed calls that one, which behaves the same for what templates pass. The methods are
+  pure functions of their arguments (no I/O).
 """
 
 from __future__ import annotations
