@@ -307,7 +307,7 @@ def start_propylon(
     ``proxy_code``: a ``baseline_tree`` to run the code from instead of the working tree;
     ``serve_args``: more ``serve`` options (``--redis`` for propylon-keyed-redis)."""
     kind = split_name(name)[0].removeprefix("propylon-")
-    if kind.startswith(("jwt", "keyed")) or kind in ("function", "cached", "validated", "posted"):
+    if kind.startswith(("jwt", "keyed")) or kind in ("function", "cached", "validated", "posted", "templated"):
         kind = "pool"  # the JWT, keyed and function targets run the default server; only the route differs
     manifests = propylon_manifests(work, backend_port, jwks_port, function_port)
     # -P: never the working directory first on sys.path, so a baseline tree really shadows this one.
