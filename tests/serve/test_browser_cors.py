@@ -6,8 +6,9 @@ of them. The page's script runs the requests and Chromium itself decides what th
 read: a preflighted PUT with a custom header is allowed (and an exposed response header
 readable), a header or method the Api does not allow fails the preflight, a gateway error (API
 key 403) is readable by the allowed origin, and the other origin can read nothing. Results come
-back over the DevTools protocol (``Runtime.evaluate`` awaiting the page's promise). The backend
-records what reached it: preflights never do.
+back over the DevTools protocol (``Runtime.evaluate`` awaiting the page's promise, over the
+websockets client the suite already uses). The backend records what reached it: preflights
+never do.
 
 Skips (with the reason) when no Chromium is installed (Debian package ``chromium``).
 """
@@ -29,10 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.sync.client import connect
 
 from tests.serve.test_serve import Served
-
-websocket = pytest.importorskip("websocket", reason="websocket-client is needed to drive Chromium")
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
@@ -183,16 +183,10 @@ class _Chromium:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/json/new?{url}", method="PUT")
         with urllib.request.urlopen(request, timeout=10) as response:
             target = json.load(response)
-        connection = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=15)
-        try:
+        with connect(target["webSocketDebuggerUrl"], open_timeout=15, max_size=None) as connection:
             self._wait_loaded(connection)
-            result = self._call(
-                connection,
-                "Runtime.evaluate",
-                {"expression": expression, "awaitPromise": True, "returnByValue": True},
-            )
-        finally:
-            connection.close()
+            arguments = {"expression": expression, "awaitPromise": True, "returnByValue": True}
+            result = self._call(connection, "Runtime.evaluate", arguments)
         assert "exceptionDetails" not in result, result
         return result["result"]["value"]
 
@@ -211,7 +205,7 @@ class _Chromium:
         self._next_id += 1
         connection.send(json.dumps({"id": self._next_id, "method": method, "params": params}))
         while True:
-            message = json.loads(connection.recv())
+            message = json.loads(connection.recv(timeout=15))
             if message.get("id") == self._next_id:
                 assert "error" not in message, message
                 return dict(message["result"])
