@@ -28,15 +28,15 @@ import airspeed
 
 def java_str(value: Any) -> str:
     """``String.valueOf(value)`` for JSON-shaped values, as Java Velocity prints them."""
+    if isinstance(value, str):  # first: nearly every reference prints a string
+        return value
     if value is True:
         return "true"
     if value is False:
         return "false"
     if value is None:
         return "null"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):  # JSON objects are dicts; no abc check on the hot path
         return "{" + ", ".join(f"{java_str(k)}={java_str(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list | tuple | type({}.keys()) | type({}.values())):
         return "[" + ", ".join(java_str(v) for v in value) + "]"
