@@ -15,6 +15,7 @@ _MUST_RUN_IN_CI = (
     "tests/test_chart.py",
     "tests/functions/test_rie.py",
     "tests/serve/test_serve_otlp.py",  # needs the otel packages of the test extra
+    "tests/serve/test_browser_cors.py",  # tools/setup.sh installs chromium
 )
 
 
