@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import base64
 import http.client
-import http.server
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests import backends
 from tests.serve.test_serve import Served
 
 EVERYTHING = """\
@@ -87,62 +85,27 @@ spec: {{apiRef: shop, variables: {{env: production}}}}
 """
 
 
-@dataclass
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class _Recorder(http.server.ThreadingHTTPServer):
-    def __init__(self) -> None:
-        self.received: list[Received] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                server.received.append(Received(self.command, self.path, dict(self.headers.items()), body))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "8")
-                self.end_headers()
-                self.wfile.write(b'{"ok":1}')
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-
-def _start(tmp_path: Path, text: str) -> tuple[Served, _Recorder]:
-    backend = _Recorder()
-    threading.Thread(target=backend.serve_forever, daemon=True).start()
+def _start(tmp_path: Path, text: str) -> tuple[Served, backends.Backend]:
+    backend = backends.Backend(backends.fixed(b'{"ok":1}', content_type="application/json"))
     folder = tmp_path / "manifests"
     folder.mkdir()
-    (folder / "api.yaml").write_text(text.replace("{port}", str(backend.server_address[1])))
+    (folder / "api.yaml").write_text(text.replace("{port}", str(backend.port)))
     try:
         return Served(folder, tmp_path), backend
     except BaseException:
-        backend.shutdown()
-        backend.server_close()
+        backend.close()
         raise
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Served, _Recorder]]:
+def served(tmp_path: Path) -> Iterator[tuple[Served, backends.Backend]]:
     text = API.replace("{{", "\x00").replace("}}", "\x01").replace("{everything}", json.dumps(EVERYTHING))
     gateway, backend = _start(tmp_path, text.replace("\x00", "{").replace("\x01", "}"))
     try:
         yield gateway, backend
     finally:
         gateway.stop()
-        backend.shutdown()
-        backend.server_close()
+        backend.close()
 
 
 def _send(gateway: Served, path: str, body: bytes, method: str = "POST", **headers: str) -> tuple[int, bytes]:
@@ -154,7 +117,7 @@ def _send(gateway: Served, path: str, body: bytes, method: str = "POST", **heade
         return error.code, error.read()
 
 
-def test_every_input_util_and_context_function_renders(served: tuple[Served, _Recorder]) -> None:
+def test_every_input_util_and_context_function_renders(served: tuple[Served, backends.Backend]) -> None:
     gateway, backend = served
     body = json.dumps({"user": {"name": "Ada"}, "items": [1, 2, 3]}).encode()
     status, _ = _send(
@@ -202,7 +165,7 @@ def test_every_input_util_and_context_function_renders(served: tuple[Served, _Re
     }
 
 
-def test_a_missing_content_type_counts_as_json(served: tuple[Served, _Recorder]) -> None:
+def test_a_missing_content_type_counts_as_json(served: tuple[Served, backends.Backend]) -> None:
     gateway, backend = served
     # http.client, since urllib adds a form Content-Type of its own.
     connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=5)
@@ -218,14 +181,14 @@ def test_a_missing_content_type_counts_as_json(served: tuple[Served, _Recorder])
     assert json.loads(backend.received[0].body) == {"v": [1]}
 
 
-def test_the_template_is_chosen_by_content_type(served: tuple[Served, _Recorder]) -> None:
+def test_the_template_is_chosen_by_content_type(served: tuple[Served, backends.Backend]) -> None:
     gateway, backend = served
     assert _send(gateway, "/prod/things/1/2", b"hello", **{"Content-Type": "text/plain; charset=utf-8"})[0] == 200
     assert backend.received[0].body == b"plain:hello"
     assert backend.received[0].headers["Content-Type"] == "text/plain; charset=utf-8"
 
 
-def test_when_no_match_passes_an_unmapped_type_through(served: tuple[Served, _Recorder]) -> None:
+def test_when_no_match_passes_an_unmapped_type_through(served: tuple[Served, backends.Backend]) -> None:
     gateway, backend = served
     assert _send(gateway, "/prod/things/1/2", b"<x/>", **{"Content-Type": "application/xml"})[0] == 200
     assert backend.received[0].body == b"<x/>"
@@ -240,7 +203,9 @@ def test_when_no_match_passes_an_unmapped_type_through(served: tuple[Served, _Re
         ("/prod/no-templates", "application/xml", 200),  # WHEN_NO_TEMPLATES without any: passes
     ],
 )
-def test_passthrough_behavior(served: tuple[Served, _Recorder], path: str, content_type: str, expected: int) -> None:
+def test_passthrough_behavior(
+    served: tuple[Served, backends.Backend], path: str, content_type: str, expected: int
+) -> None:
     gateway, backend = served
     status, body = _send(gateway, path, b"<x/>", **{"Content-Type": content_type})
     assert status == expected
@@ -252,7 +217,9 @@ def test_passthrough_behavior(served: tuple[Served, _Recorder], path: str, conte
 
 
 @pytest.mark.parametrize("body", [b"not json", b'{"v": '])
-def test_a_render_failure_is_500_and_the_backend_is_untouched(served: tuple[Served, _Recorder], body: bytes) -> None:
+def test_a_render_failure_is_500_and_the_backend_is_untouched(
+    served: tuple[Served, backends.Backend], body: bytes
+) -> None:
     gateway, backend = served
     status, answer = _send(gateway, "/prod/strict", body, **{"Content-Type": "application/json"})
     assert status == 500
@@ -260,7 +227,7 @@ def test_a_render_failure_is_500_and_the_backend_is_untouched(served: tuple[Serv
     assert backend.received == []
 
 
-def test_a_compressed_body_cannot_be_templated(served: tuple[Served, _Recorder]) -> None:
+def test_a_compressed_body_cannot_be_templated(served: tuple[Served, backends.Backend]) -> None:
     gateway, backend = served
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
     assert _send(gateway, "/prod/strict", b"\x1f\x8b\x08\x00", **headers)[0] == 415
@@ -283,11 +250,10 @@ def test_the_put_items_example_sends_a_put_item_document(tmp_path: Path) -> None
         assert json.loads(got.body) == {"TableName": "Items", "Item": {"id": {"S": "42"}, "name": {"S": "tea"}}}
     finally:
         gateway.stop()
-        backend.shutdown()
-        backend.server_close()
+        backend.close()
 
 
-def test_foreach_stops_at_1000_iterations(served: tuple[Served, _Recorder]) -> None:
+def test_foreach_stops_at_1000_iterations(served: tuple[Served, backends.Backend]) -> None:
     gateway, backend = served
     headers = {"Content-Type": "application/json"}
     assert _send(gateway, "/prod/loop", json.dumps(list(range(1000))).encode(), **headers)[0] == 200
