@@ -32,6 +32,11 @@ class Received:
     headers: dict[str, str]
     body: bytes
 
+    def header(self, name: str, default: str = "") -> str:
+        """The value of header ``name``, matched without regard to case, as HTTP means it."""
+        wanted = name.lower()
+        return next((v for n, v in self.headers.items() if n.lower() == wanted), default)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Answer:

@@ -9,14 +9,12 @@ tier builds into ~/.cache/propylon/<version>/bin; without one those tests skip a
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +24,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+
+from tests import backends
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "propylon"
@@ -740,25 +740,9 @@ spec:
 """
 
 
-class _Backend(http.server.ThreadingHTTPServer):
+def _ok_but_broken(request: backends.Received) -> backends.Answer:
     """200 everywhere except /broken (500), so every status class and the integration histogram move."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = b"ok"
-                self.send_response(500 if self.path.startswith("/broken") else 200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+    return backends.Answer(status=500 if request.path.startswith("/broken") else 200, body=b"ok")
 
 
 def _get(url: str) -> int:
@@ -777,10 +761,10 @@ def gateway_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from tests.serve.test_serve import Served
 
     tmp = tmp_path_factory.mktemp("dashboard")
-    backend = _Backend()
+    backend = backends.Backend(_ok_but_broken)
     folder = tmp / "manifests"
     folder.mkdir()
-    (folder / "all.yaml").write_text(SCRAPE_MANIFESTS.format(backend=f"http://127.0.0.1:{backend.server_address[1]}"))
+    (folder / "all.yaml").write_text(SCRAPE_MANIFESTS.format(backend=backend.url))
     served = Served(folder, tmp)
     try:
         assert [_get(served.url("/live/items")) for _ in range(3)] == [200, 200, 200]  # a miss, then hits
@@ -791,8 +775,7 @@ def gateway_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield response.read().decode()
     finally:
         served.stop()
-        backend.shutdown()
-        backend.server_close()
+        backend.close()
 
 
 def test_every_dashboard_query_reads_series_a_running_gateway_exposes(gateway_scrape: str) -> None:
