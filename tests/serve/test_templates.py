@@ -85,7 +85,10 @@ spec: {{apiRef: shop, variables: {{env: production}}}}
 """
 
 
-def _start(tmp_path: Path, text: str) -> tuple[Served, backends.Backend]:
+_Recorder = backends.Backend  # the name these tests are annotated with
+
+
+def _start(tmp_path: Path, text: str) -> tuple[Served, _Recorder]:
     backend = backends.Backend(backends.fixed(b'{"ok":1}', content_type="application/json"))
     folder = tmp_path / "manifests"
     folder.mkdir()
@@ -98,7 +101,7 @@ def _start(tmp_path: Path, text: str) -> tuple[Served, backends.Backend]:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Served, backends.Backend]]:
+def served(tmp_path: Path) -> Iterator[tuple[Served, _Recorder]]:
     text = API.replace("{{", "\x00").replace("}}", "\x01").replace("{everything}", json.dumps(EVERYTHING))
     gateway, backend = _start(tmp_path, text.replace("\x00", "{").replace("\x01", "}"))
     try:
@@ -117,7 +120,7 @@ def _send(gateway: Served, path: str, body: bytes, method: str = "POST", **heade
         return error.code, error.read()
 
 
-def test_every_input_util_and_context_function_renders(served: tuple[Served, backends.Backend]) -> None:
+def test_every_input_util_and_context_function_renders(served: tuple[Served, _Recorder]) -> None:
     gateway, backend = served
     body = json.dumps({"user": {"name": "Ada"}, "items": [1, 2, 3]}).encode()
     status, _ = _send(
@@ -165,7 +168,7 @@ def test_every_input_util_and_context_function_renders(served: tuple[Served, bac
     }
 
 
-def test_a_missing_content_type_counts_as_json(served: tuple[Served, backends.Backend]) -> None:
+def test_a_missing_content_type_counts_as_json(served: tuple[Served, _Recorder]) -> None:
     gateway, backend = served
     # http.client, since urllib adds a form Content-Type of its own.
     connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=5)
@@ -181,14 +184,14 @@ def test_a_missing_content_type_counts_as_json(served: tuple[Served, backends.Ba
     assert json.loads(backend.received[0].body) == {"v": [1]}
 
 
-def test_the_template_is_chosen_by_content_type(served: tuple[Served, backends.Backend]) -> None:
+def test_the_template_is_chosen_by_content_type(served: tuple[Served, _Recorder]) -> None:
     gateway, backend = served
     assert _send(gateway, "/prod/things/1/2", b"hello", **{"Content-Type": "text/plain; charset=utf-8"})[0] == 200
     assert backend.received[0].body == b"plain:hello"
     assert backend.received[0].headers["Content-Type"] == "text/plain; charset=utf-8"
 
 
-def test_when_no_match_passes_an_unmapped_type_through(served: tuple[Served, backends.Backend]) -> None:
+def test_when_no_match_passes_an_unmapped_type_through(served: tuple[Served, _Recorder]) -> None:
     gateway, backend = served
     assert _send(gateway, "/prod/things/1/2", b"<x/>", **{"Content-Type": "application/xml"})[0] == 200
     assert backend.received[0].body == b"<x/>"
@@ -203,9 +206,7 @@ def test_when_no_match_passes_an_unmapped_type_through(served: tuple[Served, bac
         ("/prod/no-templates", "application/xml", 200),  # WHEN_NO_TEMPLATES without any: passes
     ],
 )
-def test_passthrough_behavior(
-    served: tuple[Served, backends.Backend], path: str, content_type: str, expected: int
-) -> None:
+def test_passthrough_behavior(served: tuple[Served, _Recorder], path: str, content_type: str, expected: int) -> None:
     gateway, backend = served
     status, body = _send(gateway, path, b"<x/>", **{"Content-Type": content_type})
     assert status == expected
@@ -217,9 +218,7 @@ def test_passthrough_behavior(
 
 
 @pytest.mark.parametrize("body", [b"not json", b'{"v": '])
-def test_a_render_failure_is_500_and_the_backend_is_untouched(
-    served: tuple[Served, backends.Backend], body: bytes
-) -> None:
+def test_a_render_failure_is_500_and_the_backend_is_untouched(served: tuple[Served, _Recorder], body: bytes) -> None:
     gateway, backend = served
     status, answer = _send(gateway, "/prod/strict", body, **{"Content-Type": "application/json"})
     assert status == 500
@@ -227,7 +226,7 @@ def test_a_render_failure_is_500_and_the_backend_is_untouched(
     assert backend.received == []
 
 
-def test_a_compressed_body_cannot_be_templated(served: tuple[Served, backends.Backend]) -> None:
+def test_a_compressed_body_cannot_be_templated(served: tuple[Served, _Recorder]) -> None:
     gateway, backend = served
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
     assert _send(gateway, "/prod/strict", b"\x1f\x8b\x08\x00", **headers)[0] == 415
@@ -253,7 +252,7 @@ def test_the_put_items_example_sends_a_put_item_document(tmp_path: Path) -> None
         backend.close()
 
 
-def test_foreach_stops_at_1000_iterations(served: tuple[Served, backends.Backend]) -> None:
+def test_foreach_stops_at_1000_iterations(served: tuple[Served, _Recorder]) -> None:
     gateway, backend = served
     headers = {"Content-Type": "application/json"}
     assert _send(gateway, "/prod/loop", json.dumps(list(range(1000))).encode(), **headers)[0] == 200
