@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         redis_secret=args.redis_secret,
         redis_cluster=args.redis_cluster,
         redis_failure=args.redis_failure,
+        redis_timeout_ms=args.redis_timeout_ms,
         admin_token_secret=args.admin_token_secret,
         admin_token=os.environ.get("PROPYLON_ADMIN_TOKEN") or None,
     )

@@ -98,7 +98,9 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"propylon proxy: cannot configure the Kubernetes client: {error}", file=sys.stderr)
         return 2
 
-    store = await limit_stores.open_store(args.redis, cluster=args.redis_cluster, say=log.info)
+    store = await limit_stores.open_store(
+        args.redis, cluster=args.redis_cluster, timeout=shared_flags.redis_timeout(args), say=log.info
+    )
     gw = gateway.Gateway(
         settings.ProxySettings(
             trusted_proxies=trusted,

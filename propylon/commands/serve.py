@@ -203,7 +203,9 @@ async def _serve(
     shares the traffic ports, only worker 0 has the admin listener and talks, and ``ready`` tells
     the parent it listens (the parent prints the startup line)."""
     say = _say if not worker else _quiet
-    store = await limit_stores.open_store(store_url, cluster=args.redis_cluster, say=say)
+    store = await limit_stores.open_store(
+        store_url, cluster=args.redis_cluster, timeout=shared_flags.redis_timeout(args), say=say
+    )
     gw = gateway.Gateway(proxy_settings, admin_token=token, api_key_secret=options.api_key_secret, store=store)
     gw.swap(first.snapshot)
     admin_port = args.admin_port if not worker else None

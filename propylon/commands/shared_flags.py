@@ -27,10 +27,11 @@ REDIS_URL_ENV = "PROPYLON_REDIS_URL"
 REDIS_SECRET_ENV = "PROPYLON_REDIS_SECRET"
 REDIS_CLUSTER_ENV = "PROPYLON_REDIS_CLUSTER"
 REDIS_FAILURE_ENV = "PROPYLON_REDIS_FAILURE"
+REDIS_TIMEOUT_ENV = "PROPYLON_REDIS_TIMEOUT_MS"
 FAILURE_MODES = ("open", "closed")
 
 # The names every one of the three commands takes (the store flag differs by ``store``).
-SHARED_FLAGS = ("--redis-cluster", "--redis-failure", "--trusted-proxies")
+SHARED_FLAGS = ("--redis-cluster", "--redis-failure", "--redis-timeout-ms", "--trusted-proxies")
 STORE_FLAGS = {"url": "--redis", "secret": "--redis-secret"}
 
 
@@ -41,6 +42,23 @@ def _trusted_proxies(text: str) -> str:
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text
+
+
+def _milliseconds(text: str) -> float:
+    """argparse type: a budget in milliseconds, above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0 ms, got {text!r}")
+    return value
+
+
+def redis_timeout(args: argparse.Namespace) -> float | None:
+    """``--redis-timeout-ms`` in seconds, as ``limit_stores.open_store`` takes it (None: its default)."""
+    milliseconds: float | None = args.redis_timeout_ms
+    return None if milliseconds is None else milliseconds / 1000
 
 
 def _env_note(environment: bool, variable: str) -> str:
@@ -92,4 +110,15 @@ def add_redis_arguments(parser: argparse.ArgumentParser, *, store: Literal["url"
         default=(os.environ.get(REDIS_FAILURE_ENV) or "open") if environment else "open",
         help="while Redis is down: open = local limits, closed = 503 on routes with limits"
         + (f" (default: ${REDIS_FAILURE_ENV}, then open)" if environment else " (default: open)"),
+    )
+    parser.add_argument(
+        "--redis-timeout-ms",
+        type=_milliseconds,
+        # A text default goes through ``type`` when this command is parsed: a bad variable is
+        # refused like a bad flag, and breaks no other command.
+        default=(os.environ.get(REDIS_TIMEOUT_ENV) or None) if environment else None,
+        metavar="MS",
+        help="how long one Redis call may take before it counts as unanswered: that request is then decided "
+        "locally, and three in a row are an outage"
+        + (f" (default: ${REDIS_TIMEOUT_ENV}, then 50)" if environment else " (default: 50)"),
     )

@@ -8,6 +8,7 @@ Deployment-run commands take defaults from the environment.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -16,12 +17,13 @@ from pathlib import Path
 import pytest
 
 from propylon import cli
+from propylon.commands import shared_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ("serve", "proxy", "operator")
 # What each command needs besides the flags under test to parse at all.
 REQUIRED = {"serve": ["-f", "x.yaml"], "proxy": ["--config-secret", "ns/name"], "operator": []}
-SHARED = {"--redis-cluster", "--redis-failure", "--trusted-proxies"}
+SHARED = {"--redis-cluster", "--redis-failure", "--redis-timeout-ms", "--trusted-proxies"}
 
 
 def _command(name: str) -> argparse.ArgumentParser:
@@ -44,8 +46,8 @@ def test_the_three_commands_accept_the_same_shared_flags() -> None:
 
 
 def test_the_shared_flags_have_one_help_text_and_the_same_choices(monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable in ("PROPYLON_REDIS_URL", "PROPYLON_REDIS_CLUSTER", "PROPYLON_REDIS_FAILURE"):
-        monkeypatch.delenv(variable, raising=False)
+    for variable in ("URL", "CLUSTER", "FAILURE", "TIMEOUT_MS"):
+        monkeypatch.delenv(f"PROPYLON_REDIS_{variable}", raising=False)
     per_command = {name: _actions(name) for name in COMMANDS}
     for flag in SHARED | {"--redis"}:
         having = [actions[flag] for actions in per_command.values() if flag in actions]
@@ -57,10 +59,10 @@ def test_the_shared_flags_have_one_help_text_and_the_same_choices(monkeypatch: p
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_command_parses_the_shared_flags(name: str) -> None:
     store = "--redis-secret" if name == "operator" else "--redis"
-    args = _command(name).parse_args(
-        [*REQUIRED[name], store, "x", "--redis-cluster", "--redis-failure", "closed", "--trusted-proxies", "10.0.0.0/8"]
-    )
+    flags = [store, "x", "--redis-cluster", "--redis-failure", "closed", "--redis-timeout-ms", "250"]
+    args = _command(name).parse_args([*REQUIRED[name], *flags, "--trusted-proxies", "10.0.0.0/8"])
     assert (args.redis_cluster, args.redis_failure, args.trusted_proxies) == (True, "closed", "10.0.0.0/8")
+    assert shared_flags.redis_timeout(args) == 0.25  # seconds, as limit_stores.open_store takes it
 
 
 def test_only_the_deployed_commands_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,25 +70,42 @@ def test_only_the_deployed_commands_read_the_environment(monkeypatch: pytest.Mon
     monkeypatch.setenv("PROPYLON_REDIS_SECRET", "shared-store")
     monkeypatch.setenv("PROPYLON_REDIS_CLUSTER", "true")
     monkeypatch.setenv("PROPYLON_REDIS_FAILURE", "closed")
+    monkeypatch.setenv("PROPYLON_REDIS_TIMEOUT_MS", "120")
     proxy = _command("proxy").parse_args(REQUIRED["proxy"])
     assert (proxy.redis, proxy.redis_cluster, proxy.redis_failure) == ("redis://store:6379/0", True, "closed")
     operator = _command("operator").parse_args([])
     assert (operator.redis_secret, operator.redis_cluster, operator.redis_failure) == ("shared-store", True, "closed")
+    assert proxy.redis_timeout_ms == operator.redis_timeout_ms == 120.0
     serve = _command("serve").parse_args(REQUIRED["serve"])
     assert (serve.redis, serve.redis_cluster, serve.redis_failure) == (None, False, "open")
+    assert shared_flags.redis_timeout(serve) is None  # the store's own 50 ms
+
+
+def _propylon(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real console script: a refusal while parsing comes before any file, cluster or port."""
+    script = shutil.which("propylon")
+    command = [script] if script else [sys.executable, "-m", "propylon"]
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=60, env=environment)
 
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_a_bad_trusted_proxy_is_refused_alike_by_every_command(name: str) -> None:
-    # The real console script: the refusal comes while parsing, before any file, cluster or port.
-    script = shutil.which("propylon")
-    command = [script] if script else [sys.executable, "-m", "propylon"]
-    done = subprocess.run(
-        [*command, name, *REQUIRED[name], "--trusted-proxies", "10.0.0.0/8,not-an-ip"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _propylon(name, *REQUIRED[name], "--trusted-proxies", "10.0.0.0/8,not-an-ip")
     assert done.returncode == 2
     assert "argument --trusted-proxies: not a CIDR: 'not-an-ip'" in done.stderr
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_redis_budget_must_be_a_positive_number_of_milliseconds(name: str) -> None:
+    for bad, said in (("0", "must be above 0 ms"), ("-5", "must be above 0 ms"), ("fast", "not a number")):
+        done = _propylon(name, *REQUIRED[name], "--redis-timeout-ms", bad)
+        assert done.returncode == 2, bad
+        assert f"argument --redis-timeout-ms: {said}" in done.stderr, done.stderr
+
+
+def test_a_bad_budget_in_the_environment_is_refused_by_the_command_that_reads_it_only() -> None:
+    done = _propylon("proxy", *REQUIRED["proxy"], env={"PROPYLON_REDIS_TIMEOUT_MS": "soon"})
+    assert done.returncode == 2
+    assert "argument --redis-timeout-ms: not a number of milliseconds: 'soon'" in done.stderr
+    assert _propylon("validate", "-f", "examples/kubernetes", env={"PROPYLON_REDIS_TIMEOUT_MS": "soon"}).returncode == 0
