@@ -52,6 +52,7 @@ def test_default_values_match_the_schema() -> None:
         ({"proxy": {"replica": 3}}, "a misspelt key"),
         ({"redis": {"failure": "maybe"}}, "a value outside the enum"),
         ({"redis": {"url": "localhost:6379"}}, "a Redis URL without a scheme"),
+        ({"redis": {"timeoutMs": 0}}, "a Redis budget of no time"),
         ({"operator": {"replicas": 2}}, "two operators would race"),
         ({"gateway": {"name": "Not_A_DNS_Name"}}, "a gateway name Kubernetes would refuse"),
     ],
@@ -202,7 +203,7 @@ ALL_ON = {
         "drainSeconds": 40,
     },
     "networkPolicy": {"internalFrom": ["shop"], "adminFrom": ["monitoring"]},
-    "redis": {"url": "redis://:secret@redis.propylon-system.svc:6379/0", "failure": "closed"},
+    "redis": {"url": "redis://:secret@redis.propylon-system.svc:6379/0", "failure": "closed", "timeoutMs": 120},
     "webhook": {"enabled": True},
 }
 
@@ -294,6 +295,9 @@ def test_all_options_render(helm: str, tmp_path: Path) -> None:
     assert (operator_settings.trusted_proxies, operator_settings.drain_seconds) == ("10.0.0.0/8,35.191.0.0/16", 40)
     secret = _redis_secret(docs)
     assert secret["stringData"]["url"].startswith("redis://")
+    # The Redis budget reaches the operator as the variable its --redis-timeout-ms defaults from.
+    (operator,) = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert {e["name"]: e.get("value") for e in operator["env"]}["PROPYLON_REDIS_TIMEOUT_MS"] == "120"
     # The password never appears in the Deployment itself.
     assert "secret@" not in json.dumps(_one(docs, "Deployment"))
     webhook_rules = [
