@@ -1,8 +1,8 @@
 """Flags that ``serve``, ``proxy`` and ``operator`` all take, defined once.
 
-The shared store (``--redis``/``--redis-secret``, ``--redis-cluster``, ``--redis-failure``) and
-``--trusted-proxies`` mean the same thing in all three commands, so they get one name, one
-default and one help text here; a command only says how it is run:
+The shared store (``--redis``/``--redis-secret``, ``--redis-cluster``, ``--redis-failure``,
+``--redis-timeout-ms``) and ``--trusted-proxies`` mean the same thing in all three commands, so
+they get one name, one default and one help text here; a command only says how it is run:
 
 - ``environment``: the commands a Deployment runs (``proxy``, ``operator``) take their defaults
   from ``PROPYLON_REDIS_*`` variables, which is how the chart and the operator hand the store to
@@ -29,10 +29,6 @@ REDIS_CLUSTER_ENV = "PROPYLON_REDIS_CLUSTER"
 REDIS_FAILURE_ENV = "PROPYLON_REDIS_FAILURE"
 REDIS_TIMEOUT_ENV = "PROPYLON_REDIS_TIMEOUT_MS"
 FAILURE_MODES = ("open", "closed")
-
-# The names every one of the three commands takes (the store flag differs by ``store``).
-SHARED_FLAGS = ("--redis-cluster", "--redis-failure", "--redis-timeout-ms", "--trusted-proxies")
-STORE_FLAGS = {"url": "--redis", "secret": "--redis-secret"}
 
 
 def _trusted_proxies(text: str) -> str:

@@ -151,6 +151,7 @@ class Env:
 
 
 def api(namespace: str, backend: str, *, greeting: str = "hello", authorizer: str | None = None) -> str:
+    """Api "pets": ``GET /hello`` (a MOCK answering ``greeting``) and ``GET /files/{proxy+}`` to ``backend``."""
     auth = f"\n      authorizer: {authorizer}" if authorizer else ""
     return f"""
 apiVersion: propylon.dev/v1alpha1
@@ -170,6 +171,7 @@ spec:
 
 
 def stage(namespace: str) -> str:
+    """Stage "dev" of Api "pets", at /dev."""
     return f"""
 apiVersion: propylon.dev/v1alpha1
 kind: Stage
