@@ -48,6 +48,7 @@ class Settings:
     redis_secret: str | None = None
     redis_cluster: bool = False
     redis_failure: str = "open"
+    redis_timeout_ms: float | None = None  # each Redis call's budget in the proxies (None: their 50 ms)
     # A Secret in the gateway namespace whose key "token" is the proxies' admin bearer token
     # (passed to them as PROPYLON_ADMIN_TOKEN); the operator holds the same token to read usage.
     admin_token_secret: str | None = None

@@ -10,6 +10,8 @@ import argparse
 import os
 import re
 
+from propylon.commands import shared_flags
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     scope = parser.add_mutually_exclusive_group()
@@ -36,13 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let any Api route to Services in any namespace, without the allow-from label",
     )
-    parser.add_argument(
-        "--trusted-proxies",
-        default="",
-        metavar="CIDR,...",
-        help="passed to every proxy: peers whose X-Forwarded-For and X-Forwarded-Proto count (your Ingress "
-        "controller's or load balancer's addresses, e.g. the pod CIDR 10.0.0.0/8)",
-    )
+    shared_flags.add_trusted_proxies(parser)
     parser.add_argument(
         "--drain-seconds",
         type=int,
@@ -107,25 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "reads UsagePlan usage with the same token from $PROPYLON_ADMIN_TOKEN (default: "
         "$PROPYLON_ADMIN_TOKEN_SECRET)",
     )
-    parser.add_argument(
-        "--redis-secret",
-        default=os.environ.get("PROPYLON_REDIS_SECRET") or None,
-        metavar="NAME",
-        help="Secret in the gateway namespace whose 'url' proxies share limits through (default: "
-        "$PROPYLON_REDIS_SECRET; none: limits in memory per proxy)",
-    )
-    parser.add_argument(
-        "--redis-cluster",
-        action="store_true",
-        default=os.environ.get("PROPYLON_REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),
-        help="the Redis URL names a node of a Redis Cluster",
-    )
-    parser.add_argument(
-        "--redis-failure",
-        choices=("open", "closed"),
-        default=os.environ.get("PROPYLON_REDIS_FAILURE") or "open",
-        help="what proxies do while Redis is down (default: $PROPYLON_REDIS_FAILURE, then open)",
-    )
+    shared_flags.add_redis_arguments(parser, store="secret", environment=True)
     parser.add_argument(
         "--liveness",
         default=None,
@@ -136,16 +114,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from propylon_operator import running, settings
-    from propylon_proxy import settings as proxy_settings
 
     if args.replicas < 1:
         raise SystemExit("propylon operator: --replicas must be at least 1")
     if args.drain_seconds < 0:
         raise SystemExit("propylon operator: --drain-seconds must not be negative")
-    try:
-        proxy_settings.parse_networks(args.trusted_proxies)
-    except ValueError as error:
-        raise SystemExit(f"propylon operator: --trusted-proxies: {error}") from None
     proxy_env = _proxy_env(args.proxy_env)
     configured = settings.Settings(
         gateway_name=args.gateway_name,
@@ -171,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         redis_secret=args.redis_secret,
         redis_cluster=args.redis_cluster,
         redis_failure=args.redis_failure,
+        redis_timeout_ms=args.redis_timeout_ms,
         admin_token_secret=args.admin_token_secret,
         admin_token=os.environ.get("PROPYLON_ADMIN_TOKEN") or None,
     )

@@ -16,13 +16,11 @@ Skips (with the reason) when no Chromium is installed (Debian package ``chromium
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -32,6 +30,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
+from tests import backends
 from tests.serve.test_serve import Served
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -93,65 +92,15 @@ def _browser() -> str | None:
     return None
 
 
-class _Backend(http.server.ThreadingHTTPServer):
-    """A loopback backend that records each request line and answers with an ``X-Total``."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
-                server.seen.append(f"{self.command} {self.path}")
-                body = f"backend saw {self.command}".encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("X-Total", "42")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_PUT = do_DELETE = do_OPTIONS = _answer
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
+def _backend_saw(request: backends.Received) -> backends.Answer:
+    """What the backend answers: the method it saw, and an ``X-Total`` a page may read if exposed."""
+    body = f"backend saw {request.method}".encode()
+    return backends.Answer(body=body, headers=(("Content-Type", "text/plain"), ("X-Total", "42")))
 
 
-class _Pages(http.server.ThreadingHTTPServer):
-    """Serves PAGE at ``/``: one instance is one origin."""
-
-    def __init__(self) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = PAGE.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-@contextlib.contextmanager
-def _running(server: http.server.ThreadingHTTPServer) -> Iterator[None]:
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
+def _pages() -> backends.Backend:
+    """Serves PAGE: one instance is one origin (its ``url``)."""
+    return backends.Backend(backends.fixed(PAGE.encode(), content_type="text/html; charset=utf-8"))
 
 
 class _Chromium:
@@ -228,22 +177,21 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str
     if binary is None:
         pytest.skip("no Chromium installed (apt-get install chromium) to drive a real fetch()")
     tmp = tmp_path_factory.mktemp("browser-cors")
-    backend, allowed, other = _Backend(), _Pages(), _Pages()
     with contextlib.ExitStack() as stack:
-        for server in (backend, allowed, other):
-            stack.enter_context(_running(server))
+        backend = stack.enter_context(backends.Backend(_backend_saw))
+        allowed, other = stack.enter_context(_pages()), stack.enter_context(_pages())
         folder = tmp / "manifests"
         folder.mkdir()
-        (folder / "api.yaml").write_text(API.format(origin=allowed.origin, port=backend.server_address[1]))
+        (folder / "api.yaml").write_text(API.format(origin=allowed.url, port=backend.port))
         gateway = Served(folder, tmp)
         stack.callback(gateway.stop)
         browser = _Chromium(binary, tmp / "profile")
         stack.callback(browser.close)
         base = gateway.url("")
         call = f"runAll({json.dumps(base)})"
-        from_allowed = browser.evaluate_in(f"{allowed.origin}/", call)
-        from_other = browser.evaluate_in(f"{other.origin}/", call)
-        yield from_allowed, from_other, list(backend.seen)
+        from_allowed = browser.evaluate_in(f"{allowed.url}/", call)
+        from_other = browser.evaluate_in(f"{other.url}/", call)
+        yield from_allowed, from_other, backend.lines()
 
 
 def test_a_preflighted_request_from_the_allowed_origin_is_readable(

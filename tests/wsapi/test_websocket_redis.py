@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,17 +18,7 @@ from websockets.asyncio.client import connect
 
 from tests import redis_servers
 from tests.serve.test_serve import Served, _wait_for
-from tests.wsapi.test_websocket_serve import API, STAGE, Backend
-
-
-def _manage(replica: Served, method: str, connection_id: str, body: bytes = b"") -> tuple[int, bytes]:
-    url = f"http://127.0.0.1:{replica.internal}/live/@connections/{connection_id}"
-    request = urllib.request.Request(url, data=body if method == "POST" else None, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+from tests.wsapi.test_websocket_serve import API, STAGE, Backend, _manage
 
 
 def _replica(folder: Path, logs: Path, redis_url: str) -> Served:
@@ -74,8 +62,7 @@ async def test_a_post_on_replica_a_reaches_a_client_on_b_and_b_killed_is_gone(tm
         finally:
             a.stop()
             b.stop()
-            backend.server.shutdown()
-            backend.server.server_close()
+            backend.close()
 
 
 async def test_a_delete_on_replica_a_closes_the_client_on_b_and_runs_disconnect(tmp_path: Path) -> None:
@@ -103,5 +90,4 @@ async def test_a_delete_on_replica_a_closes_the_client_on_b_and_runs_disconnect(
         finally:
             a.stop()
             b.stop()
-            backend.server.shutdown()
-            backend.server.server_close()
+            backend.close()
