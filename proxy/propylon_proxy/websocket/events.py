@@ -1,4 +1,10 @@
-"""AWS API Gateway's WebSocket event for FUNCTION integrations (CONNECT, MESSAGE, DISCONNECT)."""
+"""AWS API Gateway's WebSocket event for FUNCTION integrations (CONNECT, MESSAGE, DISCONNECT).
+
+``requestContext.authorizer`` is what $connect's authorizer learnt, captured once when the
+connection opens and sent with every later event of it, as AWS does: a REQUEST/TOKEN
+authorizer's ``context`` keys plus ``principalId`` (and ``integrationLatency``), or a JWT's
+``claims``/``scopes`` plus ``principalId`` (its ``sub``). Null without an authorizer.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,24 @@ import secrets
 import time
 from typing import Any
 
+from propylon_proxy import context as request_context
 from propylon_proxy.websocket import registry, tables
+
+
+def authorizer(ctx: request_context.RequestContext) -> dict[str, Any] | None:
+    """What $connect's checks learnt about the caller, in the event's shape (None: no authorizer)."""
+    if ctx.claims is not None:
+        return {
+            "principalId": ctx.principal_id,
+            "claims": dict(ctx.claims),
+            "scopes": list(ctx.scopes) if ctx.scopes else None,
+        }
+    if ctx.authorizer_context is None and ctx.principal_id is None:
+        return None
+    found: dict[str, Any] = dict(ctx.authorizer_context or {})
+    found["principalId"] = ctx.principal_id
+    found["integrationLatency"] = 0
+    return found
 
 
 def build(
@@ -27,7 +50,7 @@ def build(
         "domainName": connection.domain_name,
         "apiId": ws.api.id,
         "identity": {"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
-        "authorizer": None,
+        "authorizer": connection.authorizer,
     }
     event: dict[str, Any] = {"requestContext": context, "isBase64Encoded": isinstance(body, bytes)}
     if isinstance(body, bytes):
