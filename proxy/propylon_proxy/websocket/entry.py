@@ -23,8 +23,10 @@ async def serve(
     path = request.path
     if internal:
         parts = management.split(path)
-        if parts is not None and ws_tables.match(parts[0], internal=True) is not None:
-            return await management.handle(request, sessions, parts[0].rstrip("/") or "/", parts[1])
+        managed = ws_tables.match(parts[0], internal=True) if parts is not None else None
+        if parts is not None and managed is not None:
+            ctx.stage = managed.stage
+            return await management.handle(ctx, sessions, parts[0].rstrip("/") or "/", parts[1])
     ws = ws_tables.match(path, internal=internal)
     if ws is None:
         return None
