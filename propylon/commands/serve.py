@@ -359,7 +359,8 @@ def run(args: argparse.Namespace) -> int:
         upstream_kind=args.upstream,
         sealing_secret=sealing_secret,
         redis_failure=args.redis_failure,
-        redis_url=None if args.redis_cluster else args.redis,
+        redis_url=args.redis,
+        redis_cluster=args.redis_cluster,
         ws_registry_ttl_seconds=args.ws_registry_ttl,
     )
     if args.workers > 1:

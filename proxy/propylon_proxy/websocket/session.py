@@ -293,13 +293,13 @@ class Sessions:
 
 
 def _cluster(run: runtime.Runtime, act: ws_cluster.Act) -> ws_cluster.Cluster | None:
-    """The shared registry with ``--redis`` (plain Redis); ``redis`` is imported only then."""
+    """The shared registry with ``--redis`` (or a Redis Cluster); ``redis`` is imported only then."""
     url = run.settings.redis_url
     if not url:
         return None
     from propylon_proxy.websocket import cluster as ws_cluster
 
-    return ws_cluster.Cluster(url, run.settings.ws_registry_ttl_seconds, act)
+    return ws_cluster.Cluster(url, run.settings.ws_registry_ttl_seconds, act, redis_cluster=run.settings.redis_cluster)
 
 
 RESOURCE = "websocket/sessions"
