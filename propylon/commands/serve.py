@@ -302,6 +302,7 @@ def _serve_workers(
         _say(f"propylon: started a private redis-server on {private.socket_path} for {args.workers} workers")
     try:
         shared = store_url or (private.url if private is not None else None)
+        proxy_settings = dataclasses.replace(proxy_settings, redis_url=shared)  # WebSockets across workers too
 
         def run_worker(index: int, ready: Callable[[], None]) -> int:
             return asyncio.run(_serve(args, memory, first, seen, proxy_settings, token, options, shared, index, ready))
