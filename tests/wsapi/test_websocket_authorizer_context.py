@@ -131,7 +131,8 @@ async def _history(world: World, base: str, of: str | None = None, **options: An
 
 
 async def test_request_authorizer_context_in_connect_message_and_disconnect(world: World) -> None:
-    async with connect(world.ws("/req"), additional_headers={"X-User": "bob"}) as client:
+    headers = [("X-User", "bob"), ("X-Room", "a"), ("X-Room", "b")]
+    async with connect(world.ws("/req") + "?room=1&tag=x&tag=y", additional_headers=headers) as client:
         await client.send("{}")
         first = json.loads(await client.recv())
         await client.send("{}")
@@ -141,6 +142,13 @@ async def test_request_authorizer_context_in_connect_message_and_disconnect(worl
     expected = {"user": "bob", "calls": 1, "admin": False, "principalId": "bob", "integrationLatency": 0}
     assert [e["eventType"] for e in second["events"]] == ["CONNECT", "MESSAGE", "MESSAGE"]
     assert [e["authorizer"] for e in second["events"]] == [expected] * 3
+    # CONNECT also carries the upgrade's headers and query, as AWS's $connect event does
+    connected = second["events"][0]
+    assert connected["headers"] == {"X-User": "bob", "X-Room": "b"}
+    assert connected["multiValueHeaders"] == {"X-Room": ["a", "b"]}
+    assert connected["query"] == {"room": "1", "tag": "y"}
+    assert connected["multiQuery"] == {"room": ["1"], "tag": ["x", "y"]}
+    assert "headers" not in second["events"][1]  # a MESSAGE has none
     # the DISCONNECT came after the client closed; another connection (alice) asks for it
     seen: list[dict[str, Any]] = []
     for _ in range(100):

@@ -4,6 +4,8 @@
 connection opens and sent with every later event of it, as AWS does: a REQUEST/TOKEN
 authorizer's ``context`` keys plus ``principalId`` (and ``integrationLatency``), or a JWT's
 ``claims``/``scopes`` plus ``principalId`` (its ``sub``). Null without an authorizer.
+A CONNECT event also carries the upgrade's ``headers``/``multiValueHeaders`` and
+``queryStringParameters``/``multiValueQueryStringParameters`` (null when there are none).
 """
 
 from __future__ import annotations
@@ -53,8 +55,24 @@ def build(
         "authorizer": connection.authorizer,
     }
     event: dict[str, Any] = {"requestContext": context, "isBase64Encoded": isinstance(body, bytes)}
+    if event_type == "CONNECT" and connection.handshake is not None:
+        headers, query = connection.handshake
+        event["headers"], event["multiValueHeaders"] = _single_and_multi(headers)
+        event["queryStringParameters"], event["multiValueQueryStringParameters"] = _single_and_multi(query)
     if isinstance(body, bytes):
         event["body"] = base64.b64encode(body).decode()
     elif body is not None:
         event["body"] = body
     return json.dumps(event).encode()
+
+
+def _single_and_multi(
+    pairs: tuple[tuple[str, str], ...],
+) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+    """AWS's two views of repeated names: the last value, and every value in order."""
+    if not pairs:
+        return None, None
+    multi: dict[str, list[str]] = {}
+    for name, value in pairs:
+        multi.setdefault(name, []).append(value)
+    return {name: values[-1] for name, values in multi.items()}, multi

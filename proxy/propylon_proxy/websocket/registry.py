@@ -27,6 +27,8 @@ class Connection:
     internal: bool = False  # opened on the internal listener (which serves PRIVATE stages too)
     # requestContext.authorizer, captured at $connect and sent with every event (as AWS does).
     authorizer: dict[str, Any] | None = None
+    # The upgrade's headers and query pairs, for the CONNECT event only; dropped once $connect ran.
+    handshake: tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] | None = None
     queue: asyncio.Queue[str | bytes] = dataclasses.field(default_factory=lambda: asyncio.Queue(maxsize=64))
 
 

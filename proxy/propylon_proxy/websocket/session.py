@@ -161,6 +161,7 @@ class Sessions:
             ws=ws,
             internal=internal,
             authorizer=authorizer,
+            handshake=(tuple(request.headers.items()), tuple(request.query.items())),
         )
 
     async def connect(self, connection: registry.Connection) -> replies.Refusal | None:
@@ -168,8 +169,12 @@ class Sessions:
         ws = connection.ws
         connect = ws.routes.get("$connect") if ws is not None else None
         if ws is None or connect is None:
+            connection.handshake = None
             return None
-        answer = await self.integrations.call(ws, connection, connect, "CONNECT", b"")
+        try:
+            answer = await self.integrations.call(ws, connection, connect, "CONNECT", b"")
+        finally:
+            connection.handshake = None  # only the CONNECT event carries it
         if answer.failure is not None:
             return replies.refuse(answer.failure)
         if not 200 <= answer.status < 300:

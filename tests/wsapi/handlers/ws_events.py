@@ -11,9 +11,16 @@ SEEN = {}
 
 def handler(event, context):
     ctx = event["requestContext"]
-    SEEN.setdefault(ctx["connectionId"], []).append(
-        {"eventType": ctx["eventType"], "routeKey": ctx["routeKey"], "authorizer": ctx.get("authorizer", "absent")}
-    )
+    seen = {"eventType": ctx["eventType"], "routeKey": ctx["routeKey"], "authorizer": ctx.get("authorizer", "absent")}
+    if ctx["eventType"] == "CONNECT":
+        headers = event.get("headers") or {}
+        seen["headers"] = {k: v for k, v in headers.items() if k.lower() in ("x-user", "x-room")}
+        seen["multiValueHeaders"] = {
+            k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() == "x-room"
+        }
+        seen["query"] = event.get("queryStringParameters")
+        seen["multiQuery"] = event.get("multiValueQueryStringParameters")
+    SEEN.setdefault(ctx["connectionId"], []).append(seen)
     if ctx["eventType"] != "MESSAGE":
         return {"statusCode": 200}
     asked = json.loads(event.get("body") or "{}").get("of") or ctx["connectionId"]
