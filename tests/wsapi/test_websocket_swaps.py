@@ -122,3 +122,25 @@ async def test_moving_a_stages_base_path_closes_the_connections_on_the_old_one(
     finally:
         await old.close()
         await live.close()
+
+
+async def test_a_stage_made_private_closes_its_public_connections_only(
+    served: Served, folder: Path, backend: Backend
+) -> None:
+    public = await connect(f"ws://127.0.0.1:{served.port}/news")
+    internal = await connect(f"ws://127.0.0.1:{served.internal}/news")
+    try:
+        assert _wait_for(lambda: len(_ids(backend, "/news-connect")) == 2, 10)
+        private = NEWS.format(backend=backend.url, base="/news").replace(
+            "basePath: /news}", "basePath: /news, endpoint: PRIVATE}"
+        )
+        assert "PRIVATE" in private
+        (folder / "news.yaml").write_text(private)
+        assert await _closed_code(public) == 1001
+        assert _wait_for(lambda: len(_ids(backend, "/news-disconnect")) == 1, 10)
+        await internal.send("still here")  # the internal listener serves PRIVATE stages too
+        assert await internal.recv() == "default:still here"
+    finally:
+        await public.close()
+        await internal.close()
+    assert _wait_for(lambda: len(_ids(backend, "/news-disconnect")) == 2, 10)
