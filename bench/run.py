@@ -45,6 +45,8 @@ Output: a table on stdout (req/s, p50, p99, ratios; medians over rounds), and in
 file of every raw measurement and a PNG chart. Processes are started in their own sessions and
 killed at the end, on error too. See bench/RESULTS.md for figures and how to read them.
 
+WebSocket soak (idle connections, @connections broadcast): its own script, bench/ws_soak.py.
+
 Run: ``python bench/run.py`` (about 3 minutes with the defaults: 12 targets x 3 rounds x 5 s; the keyed targets
 only when asked for); ``--help`` for options.
 """

@@ -105,7 +105,8 @@ async def _serve(args: argparse.Namespace) -> int:
         settings.ProxySettings(
             trusted_proxies=trusted,
             redis_failure=args.redis_failure,
-            redis_url=None if args.redis_cluster else args.redis,  # WebSocket registry across Pods
+            redis_url=args.redis,  # WebSocket registry across Pods
+            redis_cluster=args.redis_cluster,
         ),
         admin_token=_admin_token(args),
         store=store,

@@ -293,6 +293,7 @@ def _serve_workers(
         _say(f"propylon: started a private redis-server on {private.socket_path} for {args.workers} workers")
     try:
         shared = store_url or (private.url if private is not None else None)
+        proxy_settings = dataclasses.replace(proxy_settings, redis_url=shared)  # WebSockets across workers too
 
         def run_worker(index: int, ready: Callable[[], None]) -> int:
             return asyncio.run(_serve(args, memory, first, seen, proxy_settings, token, options, shared, index, ready))
@@ -346,7 +347,8 @@ def run(args: argparse.Namespace) -> int:
         upstream_kind=args.upstream,
         sealing_secret=sealing_secret,
         redis_failure=args.redis_failure,
-        redis_url=None if args.redis_cluster else args.redis,
+        redis_url=args.redis,
+        redis_cluster=args.redis_cluster,
         ws_registry_ttl_seconds=args.ws_registry_ttl,
     )
     if args.workers > 1:
