@@ -14,6 +14,7 @@ import logging
 from aiohttp import web
 
 from propylon_proxy import context, replies, upstream
+from propylon_proxy.fast_server import FastRequest
 
 log = logging.getLogger("propylon.proxy")
 
@@ -44,9 +45,22 @@ async def send(ctx: context.RequestContext, reply: replies.Reply, *, stall_secon
     ctx.status = reply.status
     if reply.error_type is not None:
         ctx.error_type = reply.error_type
+    if type(ctx.request) is FastRequest:  # the httptools server writes its own way
+        from propylon_proxy import fast_responding  # it builds on this module
+
+        return await fast_responding.send(ctx, reply, stall_seconds)
     if reply.stream is not None:
         return await _relay(ctx, reply, reply.stream, stall_seconds)
     return await _send_whole(ctx, reply)
+
+
+async def adopt(ctx: context.RequestContext, response: web.StreamResponse) -> web.StreamResponse:
+    """A response made elsewhere as an aiohttp object (the WebSocket entry's), sent as made."""
+    if type(ctx.request) is FastRequest:
+        from propylon_proxy import fast_responding
+
+        return await fast_responding.adopt(ctx, response)
+    return response
 
 
 async def _send_whole(ctx: context.RequestContext, reply: replies.Reply) -> web.StreamResponse:
@@ -65,7 +79,7 @@ async def _send_whole(ctx: context.RequestContext, reply: replies.Reply) -> web.
         body = b""  # these never carry a body; a stray one would desync the connection
     else:
         response.content_length = len(body)
-    await response.prepare(ctx.request)  # a HeldHead: the head goes with the body
+    await response.prepare(_aiohttp(ctx))  # a HeldHead: the head goes with the body
     if body and ctx.request.method != "HEAD":
         # HEAD: same headers (Content-Length included), no body.
         await response.write(body)
@@ -74,7 +88,13 @@ async def _send_whole(ctx: context.RequestContext, reply: replies.Reply) -> web.
     return response
 
 
-class _StallWatch:
+def _aiohttp(ctx: context.RequestContext) -> web.BaseRequest:
+    request = ctx.request
+    assert isinstance(request, web.BaseRequest)
+    return request
+
+
+class StallWatch:
     """Ends a relay that makes no progress for ``seconds`` (issue 8, item 6).
 
     One timer per relay, re-armed only when it fires: the per-chunk cost is two attribute
@@ -128,9 +148,9 @@ async def _relay(
     if reply.close:
         out.force_close()
     writer = None
-    watch = _StallWatch(stall_seconds)
+    watch = StallWatch(stall_seconds)
     try:
-        writer = await out.prepare(ctx.request)
+        writer = await out.prepare(_aiohttp(ctx))
         if writer is not None and not stream.body_ready():
             writer.send_headers()
         async for chunk in stream.iter_chunks():

@@ -29,6 +29,7 @@ class ProxySettings:
     listener: ListenerSettings = dataclasses.field(default_factory=ListenerSettings)
     trusted_proxies: tuple[Network, ...] = ()
     upstream_kind: str = "pool"
+    http_server: str = "aiohttp"  # the public listener's: one of HTTP_SERVERS (fast_server.py)
     endpoint_failure_seconds: float = 10.0
     # Opens the secrets the compiler sealed into the snapshot (HS* JWT secrets); never logged.
     # ``serve`` makes one per process; without one, HS* Authorizers refuse every request.
@@ -37,6 +38,10 @@ class ProxySettings:
     # WebSocket connections shared across replicas (plain --redis only); the URL may hold a password.
     redis_url: str | None = dataclasses.field(default=None, repr=False)
     ws_registry_ttl_seconds: float = 30.0  # a dead replica's connections leave the registry within this
+
+
+# The public listener's server: aiohttp's web.Server, or fast_server on httptools.
+HTTP_SERVERS = ("aiohttp", "httptools")
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:

@@ -17,6 +17,7 @@ async def serve(
     if internal:
         parts = management.split(path)
         if parts is not None and ws_tables.match(parts[0], internal=True) is not None:
+            assert isinstance(request, web.BaseRequest)  # the internal listener is always aiohttp's
             return await management.handle(request, sessions, parts[0].rstrip("/") or "/", parts[1])
     ws = ws_tables.match(path, internal=internal)
     if ws is None:
@@ -32,4 +33,7 @@ async def serve(
         reply = await ws.connect_checks.run(ctx)
         if not 200 <= reply.status < 300:
             return await responding.send(ctx, reply)  # refused before $connect's integration
+    if not isinstance(request, web.BaseRequest):
+        # fast_server hands every upgrade (Connection: upgrade) to aiohttp before it parses it.
+        return web.json_response({"message": "Bad Request"}, status=400)
     return await sessions.serve(request, ws, ctx.source_ip)
