@@ -8,6 +8,7 @@ gateway runs on core 0 under ``py-spy record --native``, wrk and the backend on 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import time
@@ -41,19 +42,24 @@ def main() -> int:
             argv += ["--port", str(port), "--internal-port", str(run.free_port()), "--admin-port", str(run.free_port())]
             svg = HERE / f"{args.out}.{'txt' if args.raw else 'svg'}"
             fmt = ["-f", "raw"] if args.raw else []
-            spy = ["py-spy", "record", "--native", "-r", "200", "-d", str(args.seconds + 3), *fmt, "-o", str(svg), "--"]
+            spy = ["py-spy", "record", "--native", "-r", "200", *fmt, "-o", str(svg), "--"]
             procs.start("gateway", [*spy, *argv, *args.serve_args], cpu=run.TARGET_CPU)
             problem = run.wait_ready(f"http://127.0.0.1:{port}{args.path}", procs, "gateway")
             if problem:
                 raise RuntimeError(problem)
             url = f"http://127.0.0.1:{port}{args.path}"
-            figures = run.run_wrk(url, seconds=args.seconds, connections=32, threads=2)
-            print(figures)
+            raw: list[str] = []
+            run.run_wrk(url, seconds=args.seconds, connections=32, threads=2, raw=raw)
+            print(raw[0])
+            # Recording stops on SIGINT (taskset execs py-spy: the pid is py-spy's), not after a
+            # fixed time: a slow start on a loaded machine would end it before wrk does.
+            spied = next(p for n, p in procs.running if n == "gateway")
+            spied.send_signal(signal.SIGINT)
             for _ in range(100):
                 if not procs.alive("gateway"):
                     break
                 time.sleep(0.2)
-            print(procs.log_tail("gateway"))
+            print(procs.log_tail("gateway", 60))
         finally:
             procs.stop_all()
     return 0

@@ -39,11 +39,6 @@ def _now() -> str:
     return _date[1]
 
 
-def reusable(request: FastRequest) -> bool:
-    """The connection may carry another request: both sides agreed, and the body was read."""
-    return request.keep_alive and request.content.eof
-
-
 def _head(
     request: FastRequest,
     status: int,

@@ -13,7 +13,7 @@ import logging
 
 from aiohttp import web
 
-from propylon_proxy import context, replies, upstream
+from propylon_proxy import context, fast_responding, replies, upstream
 from propylon_proxy.fast_server import FastRequest
 
 log = logging.getLogger("propylon.proxy")
@@ -46,8 +46,6 @@ async def send(ctx: context.RequestContext, reply: replies.Reply, *, stall_secon
     if reply.error_type is not None:
         ctx.error_type = reply.error_type
     if type(ctx.request) is FastRequest:  # the httptools server writes its own way
-        from propylon_proxy import fast_responding  # it builds on this module
-
         return await fast_responding.send(ctx, reply, stall_seconds)
     if reply.stream is not None:
         return await _relay(ctx, reply, reply.stream, stall_seconds)
@@ -57,8 +55,6 @@ async def send(ctx: context.RequestContext, reply: replies.Reply, *, stall_secon
 async def adopt(ctx: context.RequestContext, response: web.StreamResponse) -> web.StreamResponse:
     """A response made elsewhere as an aiohttp object (the WebSocket entry's), sent as made."""
     if type(ctx.request) is FastRequest:
-        from propylon_proxy import fast_responding
-
         return await fast_responding.adopt(ctx, response)
     return response
 
