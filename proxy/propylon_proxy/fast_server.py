@@ -432,8 +432,9 @@ class HttpConnection(asyncio.Protocol):
             self.resume_body()
         if self._queue:
             self._next()
-        elif self._in_head:
-            self._head_deadline = self._loop.call_later(self._listener.header_timeout, self._head_timed_out)
+        elif self._in_head:  # a pipelined head is incomplete: its clock starts now
+            if self._head_deadline is None:
+                self._head_deadline = self._loop.call_later(self._listener.header_timeout, self._head_timed_out)
         else:
             self._arm_idle()
 
