@@ -13,7 +13,7 @@ import logging
 
 from aiohttp import web
 
-from propylon_proxy import context, fast_responding, replies, upstream
+from propylon_proxy import context, fast_responding, replies, stall_sweeper, upstream
 from propylon_proxy.fast_server import FastRequest
 
 log = logging.getLogger("propylon.proxy")
@@ -93,27 +93,25 @@ def _aiohttp(ctx: context.RequestContext) -> web.BaseRequest:
 class StallWatch:
     """Ends a relay that makes no progress for ``seconds`` (issue 8, item 6).
 
-    One timer per relay, re-armed only when it fires: the per-chunk cost is two attribute
-    writes, not a timer per chunk. ``side`` says what the relay is waiting on ("backend" while
-    reading a chunk, "client" while the client drains one), so the access log can say who stalled.
+    The loop's ``stall_sweeper`` checks it (no timer per relay): the per-chunk cost is two
+    attribute writes. ``side`` says what the relay is waiting on ("backend" while reading a
+    chunk, "client" while the client drains one), so the access log can say who stalled.
     """
 
-    __slots__ = ("_handle", "_loop", "_seconds", "_task", "fired", "progress", "side")
+    __slots__ = ("_loop", "_sweeper", "_task", "fired", "progress", "seconds", "side")
 
     def __init__(self, seconds: float) -> None:
         self._loop = asyncio.get_running_loop()
-        self._seconds = seconds
+        self.seconds = seconds
         self._task = asyncio.current_task()
         self.progress = self._loop.time()
         self.side = "backend"
         self.fired = False
-        self._handle = self._loop.call_at(self.progress + seconds, self._check)
+        self._sweeper = stall_sweeper.for_loop(self._loop)
+        self._sweeper.add(self)
 
-    def _check(self) -> None:
-        due = self.progress + self._seconds
-        if self._loop.time() < due:
-            self._handle = self._loop.call_at(due, self._check)
-            return
+    def fire(self) -> None:
+        """No progress for ``seconds``: the sweeper ends the relay."""
         self.fired = True
         if self._task is not None:
             self._task.cancel()
@@ -124,7 +122,7 @@ class StallWatch:
         self.progress = self._loop.time()
 
     def cancel(self) -> None:
-        self._handle.cancel()
+        self._sweeper.watched.discard(self)
 
 
 async def _relay(
