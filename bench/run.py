@@ -10,7 +10,8 @@ rotates each round, so drift in the machine spreads over all targets instead of 
   mini-pool        bench/mini_proxy.py over upstream_pool (aiohttp server + httptools pool)
   propylon-aiohttp ``propylon serve -f bench/manifests`` with PROPYLON_UPSTREAM=aiohttp
   propylon-pool    the same with PROPYLON_UPSTREAM=pool
-  propylon-httptools the same with ``--http-server httptools`` (fast_server.py on the public listener)
+  propylon-aiohttp-server the same with ``--http-server aiohttp`` (aiohttp's web.Server on the public
+                   listener instead of the default, fast_server.py on httptools)
   propylon-jwt     propylon-pool's server, on a route with a JWT authorizer (RS256), one token
                    sent again and again: warm, answered from the verified-token cache
   propylon-jwt-cold  the same route with a new token on every request (bench/jwt_tokens.py):
@@ -306,7 +307,7 @@ def start_propylon(
     ``proxy_code``: a ``baseline_tree`` to run the code from instead of the working tree;
     ``serve_args``: more ``serve`` options (``--redis`` for propylon-keyed-redis)."""
     kind = split_name(name)[0].removeprefix("propylon-")
-    if kind.startswith(("jwt", "keyed")) or kind in ("function", "cached", "validated", "posted", "httptools"):
+    if kind.startswith(("jwt", "keyed")) or kind in ("function", "cached", "validated", "posted", "aiohttp-server"):
         kind = "pool"  # the JWT, keyed and function targets run the default server; only the route differs
     manifests = propylon_manifests(work, backend_port, jwks_port, function_port)
     # -P: never the working directory first on sys.path, so a baseline tree really shadows this one.
@@ -436,7 +437,7 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
         elif name.startswith("propylon-"):
             code = baseline_tree(work, rev) if rev else None
             serve_args = redis_args if base == "propylon-keyed-redis" else ()
-            serve_args = ("--http-server", "httptools") if base == "propylon-httptools" else serve_args
+            serve_args = ("--http-server", "aiohttp") if base == "propylon-aiohttp-server" else serve_args
             start_propylon(procs, name, work, port, backend_port, code, jwks_port, function_port, serve_args)
             path = "/keyed/hello" if base in KEYED else "/bench/fn" if base == "propylon-function" else "/bench/hello"
             path = "/cached/hello" if base == "propylon-cached" else path
@@ -617,7 +618,7 @@ ALL_TARGETS = [
     "mini-pool",
     "propylon-aiohttp",
     "propylon-pool",
-    "propylon-httptools",
+    "propylon-aiohttp-server",
     "propylon-jwt",
     "propylon-jwt-cold",
     "propylon-function",

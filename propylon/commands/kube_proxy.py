@@ -13,6 +13,8 @@ import argparse
 import dataclasses
 import os
 
+from propylon_proxy import settings  # light: dataclasses and ipaddress only
+
 
 def _secret_ref(text: str) -> tuple[str, str]:
     namespace, _, name = text.partition("/")
@@ -65,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("PROPYLON_REDIS_FAILURE") or "open",
         help="while Redis is down: open = local limits, closed = 503 on limited routes",
     )
+    parser.add_argument(
+        "--http-server",
+        choices=settings.HTTP_SERVERS,
+        default=settings.http_server_from_env(),
+        help="the public listener's HTTP/1.1 server (or PROPYLON_HTTP_SERVER; default %(default)s)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("PROPYLON_LOG_LEVEL", "INFO"))
 
 
@@ -101,7 +109,7 @@ async def _serve(args: argparse.Namespace) -> int:
     import signal
     import sys
 
-    from propylon_proxy import gateway, limit_stores, settings
+    from propylon_proxy import gateway, limit_stores
     from propylon_proxy.kube import clients, sources
 
     log = logging.getLogger("propylon.proxy")
@@ -121,6 +129,7 @@ async def _serve(args: argparse.Namespace) -> int:
     gw = gateway.Gateway(
         settings.ProxySettings(
             trusted_proxies=trusted,
+            http_server=args.http_server,
             redis_failure=args.redis_failure,
             redis_url=None if args.redis_cluster else args.redis,  # WebSocket registry across Pods
         ),

@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--http-server",
         choices=settings.HTTP_SERVERS,
-        default=os.environ.get("PROPYLON_HTTP_SERVER") or settings.HTTP_SERVERS[0],
+        default=settings.http_server_from_env(),
         help="the public listener's HTTP/1.1 server (or PROPYLON_HTTP_SERVER; default %(default)s); "
         "WebSocket upgrades, the internal and admin listeners always run aiohttp",
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -29,7 +30,7 @@ class ProxySettings:
     listener: ListenerSettings = dataclasses.field(default_factory=ListenerSettings)
     trusted_proxies: tuple[Network, ...] = ()
     upstream_kind: str = "pool"
-    http_server: str = "aiohttp"  # the public listener's: one of HTTP_SERVERS (fast_server.py)
+    http_server: str = "httptools"  # the public listener's: one of HTTP_SERVERS (docs/performance.md)
     endpoint_failure_seconds: float = 10.0
     # Opens the secrets the compiler sealed into the snapshot (HS* JWT secrets); never logged.
     # ``serve`` makes one per process; without one, HS* Authorizers refuse every request.
@@ -40,8 +41,14 @@ class ProxySettings:
     ws_registry_ttl_seconds: float = 30.0  # a dead replica's connections leave the registry within this
 
 
-# The public listener's server: aiohttp's web.Server, or fast_server on httptools.
-HTTP_SERVERS = ("aiohttp", "httptools")
+# The public listener's server: fast_server on httptools (the default since issue 15: the same
+# section-8 tables pass on both, at less CPU per request), or aiohttp's web.Server.
+HTTP_SERVERS = ("httptools", "aiohttp")
+
+
+def http_server_from_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    """PROPYLON_HTTP_SERVER, the default of ``serve`` and ``proxy``'s ``--http-server``."""
+    return environ.get("PROPYLON_HTTP_SERVER") or HTTP_SERVERS[0]
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:

@@ -177,9 +177,10 @@ GatewayFactory = Callable[..., Awaitable[gateway.Gateway]]
 
 @pytest.fixture
 def http_server() -> str:
-    """The public listener's server (``settings.HTTP_SERVERS``); PROPYLON_TEST_HTTP_SERVER picks it
-    for a whole run, and the framing and hygiene modules parametrise it to run on both."""
-    return os.environ.get("PROPYLON_TEST_HTTP_SERVER", "aiohttp")
+    """The public listener's server (``settings.HTTP_SERVERS``, default the first);
+    PROPYLON_TEST_HTTP_SERVER=aiohttp picks the other for a whole run, and the modules that
+    import ``both_servers`` (framing, stalls, streaming, heads, paths) run on both."""
+    return os.environ.get("PROPYLON_TEST_HTTP_SERVER", settings.HTTP_SERVERS[0])
 
 
 @pytest.fixture(params=settings.HTTP_SERVERS, name="http_server")
