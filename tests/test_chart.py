@@ -54,6 +54,8 @@ def test_default_values_match_the_schema() -> None:
         ({"redis": {"url": "localhost:6379"}}, "a Redis URL without a scheme"),
         ({"operator": {"replicas": 2}}, "two operators would race"),
         ({"gateway": {"name": "Not_A_DNS_Name"}}, "a gateway name Kubernetes would refuse"),
+        ({"proxy": {"env": {"PROPYLON_REDIS_URL": "redis://x"}}}, "an environment name the operator sets"),
+        ({"proxy": {"env": {"OTEL-ENDPOINT": "x"}}}, "not an environment variable name"),
     ],
 )
 def test_schema_rejects_mistakes(overrides: dict[str, Any], why: str) -> None:
@@ -166,6 +168,7 @@ def _flag(args: list[str], name: str) -> str:
 def _settings_from(docs: list[dict[str, Any]]) -> Any:
     """The operator's Settings as the chart's Deployment configures it."""
     from propylon import cli
+    from propylon.commands import kube_operator
     from propylon_operator import settings as operator_settings
 
     args = cli.build_parser().parse_args(_operator_args(docs))
@@ -179,6 +182,7 @@ def _settings_from(docs: list[dict[str, Any]]) -> Any:
         proxy_cluster_role=args.proxy_cluster_role,
         trusted_proxies=args.trusted_proxies,
         drain_seconds=args.drain_seconds,
+        proxy_env=kube_operator._proxy_env(args.proxy_env),
     )
 
 
@@ -200,6 +204,7 @@ ALL_ON = {
         "autoscaling": {"enabled": True, "maxReplicas": 7},
         "trustedProxies": "10.0.0.0/8,35.191.0.0/16",
         "drainSeconds": 40,
+        "env": {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.monitoring:4318"},
     },
     "networkPolicy": {"internalFrom": ["shop"], "adminFrom": ["monitoring"]},
     "redis": {"url": "redis://:secret@redis.propylon-system.svc:6379/0", "failure": "closed"},
@@ -292,6 +297,8 @@ def test_all_options_render(helm: str, tmp_path: Path) -> None:
     assert "--drain-seconds=40" in args
     operator_settings = _settings_from(docs)
     assert (operator_settings.trusted_proxies, operator_settings.drain_seconds) == ("10.0.0.0/8,35.191.0.0/16", 40)
+    # proxy.env reaches the proxies through the operator (span export's OTEL_* settings).
+    assert operator_settings.proxy_env == (("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector.monitoring:4318"),)
     secret = _redis_secret(docs)
     assert secret["stringData"]["url"].startswith("redis://")
     # The password never appears in the Deployment itself.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=25,
         help="how long a stopping proxy lets running requests finish (its pods get this plus 10 s of grace)",
+    )
+    parser.add_argument(
+        "--proxy-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set NAME=VALUE in every proxy's environment (repeatable), e.g. "
+        "OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector.monitoring:4318 to export spans",
     )
     parser.add_argument(
         "--owner-deployment",
@@ -137,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         proxy_settings.parse_networks(args.trusted_proxies)
     except ValueError as error:
         raise SystemExit(f"propylon operator: --trusted-proxies: {error}") from None
+    proxy_env = _proxy_env(args.proxy_env)
     configured = settings.Settings(
         gateway_name=args.gateway_name,
         gateway_namespace=args.gateway_namespace,
@@ -147,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         allow_cross_namespace=args.allow_cross_namespace,
         trusted_proxies=args.trusted_proxies,
         drain_seconds=args.drain_seconds,
+        proxy_env=proxy_env,
         owner_deployment=args.owner_deployment,
         proxy_cluster_role=args.proxy_cluster_role or None,
         kubeconfig=args.kubeconfig,
@@ -164,3 +175,20 @@ def run(args: argparse.Namespace) -> int:
         admin_token=os.environ.get("PROPYLON_ADMIN_TOKEN") or None,
     )
     return running.run(configured)
+
+
+# Set by the operator itself on every proxy; --proxy-env must not change what they mean.
+_OWN_ENV = ("POD_", "PROPYLON_")
+
+
+def _proxy_env(pairs: list[str]) -> tuple[tuple[str, str], ...]:
+    """``NAME=VALUE`` flags as pairs; a malformed or operator-owned name ends the command."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise SystemExit(f"propylon operator: --proxy-env {pair!r}: expected NAME=VALUE")
+        if name.startswith(_OWN_ENV):
+            raise SystemExit(f"propylon operator: --proxy-env {name}: set by the operator itself")
+        out[name] = value
+    return tuple(out.items())

@@ -27,6 +27,7 @@ from propylon_proxy import (
     server,
     settings,
     state,
+    tracing,
     upstreams,
 )
 from propylon_proxy.websocket import session as ws_session
@@ -73,6 +74,7 @@ class Gateway:
             clock=clock,
             log_stream=log_stream,
             api_key_secret=api_key_secret,
+            spans=tracing.from_env(),
         )
         self.holder = plans.PlanHolder(self.runtime)
         self._admin_token = admin_token
