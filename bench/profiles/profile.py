@@ -3,6 +3,11 @@
 Run: ``python bench/profiles/profile.py [--path /bench/hello] [--out NAME] [-- serve options]``
 Writes ``bench/profiles/NAME.svg``. Reuses bench/run.py's nginx backend and manifest copy; the
 gateway runs on core 0 under ``py-spy record --native``, wrk and the backend on core 1.
+
+Kept here (issue 15): ``flame-plain.svg`` / ``plain-raw.txt`` (collapsed stacks) are the plain
+route on aiohttp's server before fast_server; ``flame-httptools.svg`` / ``httptools-raw.txt``
+the same route on ``--http-server httptools`` (now the default). Recorded on a shared, loaded
+machine: read the shares of the event loop's samples, not the absolute rates.
 """
 
 from __future__ import annotations
