@@ -10,6 +10,8 @@ rotates each round, so drift in the machine spreads over all targets instead of 
   mini-pool        bench/mini_proxy.py over upstream_pool (aiohttp server + httptools pool)
   propylon-aiohttp ``propylon serve -f bench/manifests`` with PROPYLON_UPSTREAM=aiohttp
   propylon-pool    the same with PROPYLON_UPSTREAM=pool
+  propylon-aiohttp-server the same with ``--http-server aiohttp`` (aiohttp's web.Server on the public
+                   listener instead of the default, fast_server.py on httptools)
   propylon-jwt     propylon-pool's server, on a route with a JWT authorizer (RS256), one token
                    sent again and again: warm, answered from the verified-token cache
   propylon-jwt-cold  the same route with a new token on every request (bench/jwt_tokens.py):
@@ -309,7 +311,14 @@ def start_propylon(
     ``proxy_code``: a ``baseline_tree`` to run the code from instead of the working tree;
     ``serve_args``: more ``serve`` options (``--redis`` for propylon-keyed-redis)."""
     kind = split_name(name)[0].removeprefix("propylon-")
-    if kind.startswith(("jwt", "keyed")) or kind in ("function", "cached", "validated", "posted", "templated"):
+    if kind.startswith(("jwt", "keyed")) or kind in (
+        "function",
+        "cached",
+        "validated",
+        "posted",
+        "templated",
+        "aiohttp-server",
+    ):
         kind = "pool"  # the JWT, keyed and function targets run the default server; only the route differs
     manifests = propylon_manifests(work, backend_port, jwks_port, function_port)
     # -P: never the working directory first on sys.path, so a baseline tree really shadows this one.
@@ -439,6 +448,7 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
         elif name.startswith("propylon-"):
             code = baseline_tree(work, rev) if rev else None
             serve_args = redis_args if base == "propylon-keyed-redis" else ()
+            serve_args = ("--http-server", "aiohttp") if base == "propylon-aiohttp-server" else serve_args
             start_propylon(procs, name, work, port, backend_port, code, jwks_port, function_port, serve_args)
             path = "/keyed/hello" if base in KEYED else "/bench/fn" if base == "propylon-function" else "/bench/hello"
             path = "/cached/hello" if base == "propylon-cached" else path
@@ -620,6 +630,7 @@ ALL_TARGETS = [
     "mini-pool",
     "propylon-aiohttp",
     "propylon-pool",
+    "propylon-aiohttp-server",
     "propylon-jwt",
     "propylon-jwt-cold",
     "propylon-function",
