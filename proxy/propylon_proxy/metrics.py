@@ -5,13 +5,18 @@ throttle reason, cache result), never from request data, so a client cannot grow
 series. The module keeps the small API its callers had (``Counter.inc(labels)``,
 ``Histogram.observe(labels, value)``, ``retain``, ``render``) so no caller changes.
 
-Hot path: ``family.labels(...)`` validates and hashes label values on every call; instead each
-label tuple is bound to its prometheus-client child once and kept in a dict, so a request costs
-one dict lookup and the child's own small lock per observation.
+Hot path: ``family.labels(...)`` validates and hashes label values on every call, and every
+child value takes a thread lock on each update (a histogram two). Observations therefore go to
+plain Python numbers kept per label tuple (one dict lookup, one ``bisect`` for a histogram, no
+lock: everything that records or renders runs on the event loop's thread), and are copied into
+the prometheus-client children only when the page is rendered. Measured (issue 15, perf-hot2):
+``GatewayMetrics.record`` 3.2 -> 0.8 us per request in process.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -56,6 +61,13 @@ class _Family:
             if self._labelnames:
                 values = dict(labels)
                 self._family.remove(*(values[name] for name in self._labelnames))
+        self._forget(keep)
+
+    def _forget(self, keep: Callable[[Labels], bool]) -> None:
+        """Drop the plain numbers of the series ``keep`` refuses."""
+
+    def sync(self) -> None:
+        """Copy the plain numbers into the prometheus-client children (before rendering)."""
 
 
 class Counter(_Family):
@@ -68,12 +80,23 @@ class Counter(_Family):
             labelnames,
         )
 
+        self._counts: dict[Labels, float] = {}
+
     def inc(self, labels: Labels, amount: float = 1.0) -> None:
-        self._child(labels).inc(amount)
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        counts = self._counts
+        counts[labels] = counts.get(labels, 0.0) + amount
 
     def value(self, labels: Labels) -> float:
-        child = self._children.get(labels)
-        return 0.0 if child is None else float(child._value.get())
+        return self._counts.get(labels, 0.0)
+
+    def _forget(self, keep: Callable[[Labels], bool]) -> None:
+        self._counts = {labels: count for labels, count in self._counts.items() if keep(labels)}
+
+    def sync(self) -> None:
+        for labels, count in self._counts.items():
+            self._child(labels)._value.set(count)
 
 
 class Histogram(_Family):
@@ -92,9 +115,28 @@ class Histogram(_Family):
             ),
             labelnames,
         )
+        # prometheus-client's own bounds (with +Inf); a value falls in the first bucket whose
+        # bound is >= it, as in its Histogram.observe.
+        self._bounds = tuple(float(b) for b in buckets) + (() if buckets and buckets[-1] == math.inf else (math.inf,))
+        # labels -> [sum, count of bucket 0, bucket 1, ...] (not cumulative; sync accumulates).
+        self._series: dict[Labels, list[float]] = {}
 
     def observe(self, labels: Labels, value: float) -> None:
-        self._child(labels).observe(value)
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = [0.0] * (len(self._bounds) + 1)
+        series[0] += value
+        series[bisect.bisect_left(self._bounds, value) + 1] += 1
+
+    def _forget(self, keep: Callable[[Labels], bool]) -> None:
+        self._series = {labels: series for labels, series in self._series.items() if keep(labels)}
+
+    def sync(self) -> None:
+        for labels, series in self._series.items():
+            child = self._child(labels)
+            child._sum.set(series[0])
+            for bucket, count in zip(child._buckets, series[1:], strict=True):
+                bucket.set(count)
 
 
 class GatewayMetrics:
@@ -184,5 +226,7 @@ class GatewayMetrics:
         self._request_keys = {key: value for key, value in self._request_keys.items() if keep(key[0])}
 
     def render(self) -> str:
+        for family in (*self._families, self.store_failures, self.access_log_dropped):
+            family.sync()
         page: bytes = prometheus_client.generate_latest(self.registry)
         return page.decode()
