@@ -93,7 +93,7 @@ async def _serve(args: argparse.Namespace) -> int:
     import signal
     import sys
 
-    from propylon_proxy import gateway, limit_stores
+    from propylon_proxy import gateway, gc_tuning, limit_stores
     from propylon_proxy.kube import clients, sources
 
     log = logging.getLogger("propylon.proxy")
@@ -145,6 +145,7 @@ async def _serve(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"propylon proxy: cannot listen: {error}", file=sys.stderr)
         return 2
+    gc_tuning.settle()  # start-up's objects out of the collector's scans (issue 15)
     urls = addresses.urls()
     log.info(
         "listening: public %s, internal %s, admin %s; config from Secret %s/%s",

@@ -27,7 +27,7 @@ from pathlib import Path
 from propylon.commands import private_redis, shared_flags, validate, workers
 from propylon_compiler import compiler, diagnostics, last_good, manifests
 from propylon_config import model
-from propylon_proxy import gateway, limit_stores, settings, upstreams
+from propylon_proxy import gateway, gc_tuning, limit_stores, settings, upstreams
 
 EXIT_BAD_INPUT = 2
 
@@ -222,6 +222,7 @@ async def _serve(
         _say(f"propylon: cannot listen: {exc}")
         await gw.stop()
         return 1
+    gc_tuning.settle()  # start-up's objects out of the collector's scans (issue 15)
     if ready is not None:
         ready()
     else:
