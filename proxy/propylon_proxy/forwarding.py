@@ -170,20 +170,24 @@ def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> Head
     """Backend response headers a client may see: hop-by-hop removed, our request id wins.
 
     One pass on every proxied response: names listed in Connection are only known at the end,
-    so they are filtered out afterwards, and only when there are any.
+    so they are filtered out afterwards, and only when one of them is not dropped anyway (the
+    usual ``Connection: keep-alive`` names a hop-by-hop header: no second pass). 1.9 -> 1.0 us
+    for nginx's five headers (perf-hot2).
     """
-    kept: list[tuple[str, tuple[str, str]]] = []
-    named: set[str] = set()
+    kept: Headers = []
+    named: set[str] | None = None
     for pair in upstream_headers:
         lower = pair[0].lower()
         if lower in _NOT_TO_CLIENT:
             if lower == "connection":
-                named.update(token.strip().lower() for token in pair[1].split(","))
+                tokens = {token.strip().lower() for token in pair[1].split(",")} - _NOT_TO_CLIENT
+                if tokens:
+                    named = tokens if named is None else named | tokens
             continue
-        kept.append((lower, pair))
+        kept.append(pair)
     if named:
-        return [pair for lower, pair in kept if lower not in named]
-    return [pair for _, pair in kept]
+        return [pair for pair in kept if pair[0].lower() not in named]
+    return kept
 
 
 def reframed(headers: list[tuple[str, str]], *, length: int, content_type: str) -> list[tuple[str, str]]:
