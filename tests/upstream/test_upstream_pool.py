@@ -158,3 +158,52 @@ async def test_streamed_body_longer_than_declared_is_cut_off(raw_backend: RawBac
         assert len(raw_backend.requests) <= 1
     finally:
         await client.close()
+
+
+async def test_one_connection_serves_heads_and_bodies_in_any_order(raw_backend: RawBackend) -> None:
+    """The response parser is kept between exchanges only when its last message ended: a HEAD
+    answer that declares a length leaves llhttp expecting a body, so the next GET on the same
+    connection must still read its own head and body, not a mix."""
+
+    async def answer(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        body = b"body of %s #%d" % (req.target, req.index_on_connection)
+        if req.method == "HEAD":
+            writer.write(response(headers=[("Content-Length", "1000")]))
+        else:
+            writer.write(response(headers=[("X-Seq", str(req.index_on_connection))], body=body))
+        return True
+
+    raw_backend.handler = answer
+    client = upstream_pool.PooledUpstream()
+    try:
+        for index, method in enumerate(["GET", "HEAD", "GET", "GET", "HEAD", "HEAD", "GET"], start=1):
+            resp = await client.send(make_request(raw_backend.port, f"/r{index}", method=method))
+            body = await read_all(resp)
+            if method == "HEAD":
+                assert body == b""
+            else:
+                assert body == f"body of /r{index} #{index}".encode()
+                assert ("X-Seq", str(index)) in resp.headers
+        assert client.connections_opened == 1
+    finally:
+        await client.close()
+
+
+async def test_the_start_of_an_unasked_response_spoils_the_connection(raw_backend: RawBackend) -> None:
+    """Bytes of a second response sent with the first (even a few, not a whole status line) mean
+    the backend is out of step: that connection is never used again."""
+
+    async def extra(req: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(
+            response(body=f"#{req.index_on_connection}".encode()) + (b"HT" if req.index_on_connection == 1 else b"")
+        )
+        return True
+
+    raw_backend.handler = extra
+    client = upstream_pool.PooledUpstream()
+    try:
+        assert await read_all(await client.send(make_request(raw_backend.port))) == b"#1"
+        assert await read_all(await client.send(make_request(raw_backend.port))) == b"#1"  # a new connection's first
+        assert client.connections_opened == 2
+    finally:
+        await client.close()
