@@ -6,7 +6,8 @@ gateway runs on core 0 under ``py-spy record --native``, wrk and the backend on 
 
 Kept here (issue 15): ``flame-plain.svg`` / ``plain-raw.txt`` (collapsed stacks) are the plain
 route on aiohttp's server before fast_server; ``flame-httptools.svg`` / ``httptools-raw.txt``
-the same route on ``--http-server httptools`` (now the default). Recorded on a shared, loaded
+the same route on ``--http-server httptools`` (now the default); ``hot2-before.txt`` /
+``hot2-after.txt`` the second pass on the hot path (perf-hot2: metrics, GC, parser reuse). Recorded on a shared, loaded
 machine: read the shares of the event loop's samples, not the absolute rates.
 """
 
