@@ -24,6 +24,16 @@ rotates each round, so drift in the machine spreads over all targets instead of 
                    under ``python -m propylon.function`` (on the load core, like the backend)
   propylon-cached  the same server (pool), GET /cached/hello: a stage-cached route, every request a hit
                    (bench/manifests/cached.yaml)
+  propylon-full    the same server, POST /full/order: the "full policy" route (API key, plan throttles
+                   and quota in memory, JWT with a warm token, the body validated, access log on;
+                   bench/manifests/keyed.yaml), against propylon-posted (the same POST, no policy)
+  propylon-catchall  the same server, GET /any/bench/hello on an ``ANY /{proxy+}`` route
+                   (bench/manifests/catchall.yaml), beside propylon-pool's literal ``GET /hello``
+  propylon-routes10, propylon-routes10k  ``serve`` of bench/scale.py's manifests alone: 1 Api x 10
+                   routes, and 1,000 Apis x 10 routes on 1,000 Stages; both ask a literal route of the
+                   last Stage. propylon-routes10k's RSS is read after its rounds
+  propylon-workers2  propylon-pool's manifests under ``serve --workers 2`` (its private redis-server),
+                   on both cores (so it shares core 1 with wrk and the backend): reported, no target
   propylon-*@REV   with ``--baseline REV``: the same, running the code (proxy/, operator/, propylon/) of REV;
                    the JWT and keyed targets get no baseline twin
   client-aiohttp   no server at all: bench/client_loop.py drives upstream_aiohttp against the backend
@@ -39,12 +49,19 @@ Besides wrk's figures, each measurement records the CPU time the target's own pr
 requests/s a lot from one round to the next; CPU per request moves much less, so "requests/s per
 core" (its inverse) is the figure to compare implementations by.
 
-Output: a table on stdout (req/s, p50, p99, ratios; medians over rounds), and in bench/out/ a JSON
-file of every raw measurement and a PNG chart. Processes are started in their own sessions and
-killed at the end, on error too. See bench/RESULTS.md for figures and how to read them.
+Besides the wrk rounds (issue 15): the real compiler is timed in this process on 1,000 Apis x 10
+routes before anything starts; after the rounds, the added latency of propylon-pool over the
+direct backend is measured at one connection (wrk -t1 -c1, p50) and open loop at half
+propylon-pool's measured req/s (bench/open_loop.py, p99), in interleaved rounds.
 
-Run: ``python bench/run.py`` (about 3 minutes with the defaults: 12 targets x 3 rounds x 5 s; the keyed targets
-only when asked for); ``--help`` for options.
+Output: a table on stdout (req/s, p50, p99, ratios; medians over rounds), then the TARGETS table
+(bench/goals.py: each issue-15 target, its figure, the bar, PASS/FAIL), and in bench/out/ a JSON
+file of every raw measurement and a PNG chart (the targets in its lower panel). Processes are
+started in their own sessions and killed at the end, on error too. See bench/RESULTS.md for
+figures and how to read them.
+
+Run: ``python bench/run.py`` (about 8 minutes with the defaults: 19 targets x 3 rounds x 5 s, then
+the latency rounds; the aiohttp-upstream targets only when asked for); ``--help`` for options.
 """
 
 from __future__ import annotations
