@@ -7,12 +7,13 @@ intended send times (``rate / connections`` apart, the connections staggered); a
 goes out late because the one before it was slow still has its latency measured from the time it
 was meant to be sent. wrk2 does not install from a registry here, so this is a small Python one.
 
-The event loop runs on ``select()``, whose timeout has microsecond resolution: with epoll
-(asyncio's default, millisecond timeouts rounded up) every send went out 0.5 ms late on average
-and the direct backend's p50 read 0.73 ms at 1,000 requests/s. The generator's remaining timing
-error (the load core is shared with the backend, and here with other work) is in every figure
-it prints, so compare two targets measured by it side by side (bench/run.py subtracts the direct
-backend's p99 from the gateway's), and read ``send_lag_p99_ms``: how late the sends went out.
+The event loop runs on ``select()``, whose timeout has microsecond resolution; epoll (asyncio's
+default) takes milliseconds, rounded up, so each timed send would wake up to 1 ms late. (Side by
+side at 1,000 requests/s against nginx, load average 8 on 2 cores, neither was steady enough to
+tell apart: the machine's load swamps both.) The generator's remaining timing error (the load
+core is shared with the backend, and here with other work) is in every figure it prints, so
+compare two targets measured by it side by side (bench/run.py subtracts the direct backend's
+p99 from the gateway's), and read ``send_lag_p99_ms``: how late the sends went out.
 
 Prints one JSON object. Run: ``python bench/open_loop.py --port 8080 --path /bench/hello --rate 3000``.
 """
