@@ -20,6 +20,8 @@ rotates each round, so drift in the machine spreads over all targets instead of 
   propylon-validated the pool server, POST /bench/validated: a JSON body (bench/validated.lua)
                    validated against a draft-4 model before it is proxied
   propylon-posted  the same POST to POST /bench/posted, a route without validation
+  propylon-templated the same POST to POST /templated/orders: validated as above, then a request
+                   template renders the upstream body of an HTTP integration (bench/manifests/templated.yaml)
   propylon-function the same server (pool), GET /bench/fn: a FUNCTION route to bench/function_handler.py
                    under ``python -m propylon.function`` (on the load core, like the backend)
   propylon-cached  the same server (pool), GET /cached/hello: a stage-cached route, every request a hit
@@ -60,7 +62,9 @@ file of every raw measurement and a PNG chart (the targets in its lower panel). 
 started in their own sessions and killed at the end, on error too. See bench/RESULTS.md for
 figures and how to read them.
 
-Run: ``python bench/run.py`` (about 8 minutes with the defaults: 19 targets x 3 rounds x 5 s, then
+WebSocket soak (idle connections, @connections broadcast): its own script, bench/ws_soak.py.
+
+Run: ``python bench/run.py`` (about 8 minutes with the defaults: 20 targets x 3 rounds x 5 s, then
 the latency rounds; the aiohttp-upstream targets only when asked for); ``--help`` for options.
 """
 
@@ -499,12 +503,13 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
             path = {"propylon-validated": "/bench/validated", "propylon-posted": "/bench/posted"}.get(base, path)
             path = {"propylon-full": "/full/order", "propylon-catchall": "/any/bench/hello"}.get(base, path)
             path = scale.probe_path(SCALE[base][0]) if base in SCALE else path
+            path = "/templated/orders" if base == "propylon-templated" else path
         else:
             raise SystemExit(f"unknown target {name}")
         target = Target(name, f"http://127.0.0.1:{port}{path}")
         if base in KEYED:
             target.headers = (KEY_HEADER,)
-        if base in ("propylon-validated", "propylon-posted", "propylon-full"):
+        if base in ("propylon-validated", "propylon-posted", "propylon-templated", "propylon-full"):
             # Ready when the plain route answers; wrk POSTs the body.
             target.ready_url = f"http://127.0.0.1:{port}/bench/hello"
             target.wrk_args = ["-s", str(BENCH / "validated.lua")]
@@ -785,6 +790,7 @@ ALL_TARGETS = [
     "propylon-cached",
     "propylon-posted",
     "propylon-validated",
+    "propylon-templated",
     "propylon-keyed",
     "propylon-keyed-redis",
     "propylon-full",
