@@ -10,6 +10,8 @@ rotates each round, so drift in the machine spreads over all targets instead of 
   mini-pool        bench/mini_proxy.py over upstream_pool (aiohttp server + httptools pool)
   propylon-aiohttp ``propylon serve -f bench/manifests`` with PROPYLON_UPSTREAM=aiohttp
   propylon-pool    the same with PROPYLON_UPSTREAM=pool
+  propylon-aiohttp-server the same with ``--http-server aiohttp`` (aiohttp's web.Server on the public
+                   listener instead of the default, fast_server.py on httptools)
   propylon-jwt     propylon-pool's server, on a route with a JWT authorizer (RS256), one token
                    sent again and again: warm, answered from the verified-token cache
   propylon-jwt-cold  the same route with a new token on every request (bench/jwt_tokens.py):
@@ -488,6 +490,7 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
         elif name.startswith("propylon-"):
             code = baseline_tree(work, rev) if rev else None
             serve_args = redis_args if base == "propylon-keyed-redis" else ()
+            serve_args = ("--http-server", "aiohttp") if base == "propylon-aiohttp-server" else serve_args
             serve_args = ("--workers", "2") if base == "propylon-workers2" else serve_args
             folder = None
             if base in SCALE:
@@ -784,6 +787,7 @@ ALL_TARGETS = [
     "mini-pool",
     "propylon-aiohttp",
     "propylon-pool",
+    "propylon-aiohttp-server",
     "propylon-jwt",
     "propylon-jwt-cold",
     "propylon-function",

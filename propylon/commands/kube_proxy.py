@@ -14,6 +14,7 @@ import dataclasses
 import os
 
 from propylon.commands import shared_flags
+from propylon_proxy import settings  # light: dataclasses and ipaddress only
 
 
 def _secret_ref(text: str) -> tuple[str, str]:
@@ -50,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="name in this replica's status Lease (default: $POD_NAME, then the hostname)",
     )
     shared_flags.add_redis_arguments(parser, store="url", environment=True)
+    parser.add_argument(
+        "--http-server",
+        choices=settings.HTTP_SERVERS,
+        default=settings.http_server_from_env(),
+        help="the public listener's HTTP/1.1 server (or PROPYLON_HTTP_SERVER; default %(default)s)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("PROPYLON_LOG_LEVEL", "INFO"))
 
 
@@ -86,7 +93,7 @@ async def _serve(args: argparse.Namespace) -> int:
     import signal
     import sys
 
-    from propylon_proxy import gateway, limit_stores, settings
+    from propylon_proxy import gateway, limit_stores
     from propylon_proxy.kube import clients, sources
 
     log = logging.getLogger("propylon.proxy")
@@ -104,6 +111,7 @@ async def _serve(args: argparse.Namespace) -> int:
     gw = gateway.Gateway(
         settings.ProxySettings(
             trusted_proxies=trusted,
+            http_server=args.http_server,
             redis_failure=args.redis_failure,
             redis_url=args.redis,  # WebSocket registry across Pods
             redis_cluster=args.redis_cluster,

@@ -64,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--admin-token-file", metavar="FILE", help="bearer token for /admin/* (or PROPYLON_ADMIN_TOKEN)"
     )
+    parser.add_argument(
+        "--http-server",
+        choices=settings.HTTP_SERVERS,
+        default=settings.http_server_from_env(),
+        help="the public listener's HTTP/1.1 server (or PROPYLON_HTTP_SERVER; default %(default)s); "
+        "WebSocket upgrades, the internal and admin listeners always run aiohttp",
+    )
     parser.add_argument("--upstream", choices=upstreams.KINDS, default="pool", help=argparse.SUPPRESS)
     parser.add_argument("--poll-interval", type=float, default=0.5, help=argparse.SUPPRESS)
 
@@ -345,6 +352,7 @@ def run(args: argparse.Namespace) -> int:
     proxy_settings = settings.ProxySettings(
         trusted_proxies=trusted,
         upstream_kind=args.upstream,
+        http_server=args.http_server,
         sealing_secret=sealing_secret,
         redis_failure=args.redis_failure,
         redis_url=args.redis,

@@ -16,19 +16,17 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 from propylon_config import model
 
 if TYPE_CHECKING:  # only the types: plans import this module at run time
-    from propylon_proxy import hygiene, metrics, plans, routing
+    from propylon_proxy import hygiene, incoming, metrics, plans, routing
 
 
 @dataclasses.dataclass(slots=True)
 class RequestContext:
     """One request, from its head to the last access-log field."""
 
-    request: web.BaseRequest
+    request: incoming.Request  # aiohttp's web.BaseRequest or fast_server's FastRequest
     plan: plans.Plan | None
     request_id: str
     peer: str  # the socket peer

@@ -17,7 +17,19 @@ from typing import TextIO
 from aiohttp import web
 
 from propylon_config import model
-from propylon_proxy import admin, endpoints, handling, plans, runtime, server, settings, state, tracing, upstreams
+from propylon_proxy import (
+    admin,
+    endpoints,
+    fast_server,
+    handling,
+    plans,
+    runtime,
+    server,
+    settings,
+    state,
+    tracing,
+    upstreams,
+)
 from propylon_proxy.websocket import session as ws_session
 
 log = logging.getLogger("propylon.proxy")
@@ -66,7 +78,7 @@ class Gateway:
         )
         self.holder = plans.PlanHolder(self.runtime)
         self._admin_token = admin_token
-        self._servers: list[tuple[asyncio.Server, web.Server]] = []
+        self._servers: list[tuple[asyncio.Server, web.Server | fast_server.FastServer]] = []
         self.addresses: Addresses | None = None
 
     def _count_rejected(self, status: int) -> None:
@@ -94,8 +106,12 @@ class Gateway:
         bound = []
         public = handling.Pipeline(self.runtime, self.holder, "public")
         internal = handling.Pipeline(self.runtime, self.holder, "internal")
-        handlers: list[web.Server] = [
-            server.GatewayServer(public, listener, self._count_rejected),
+        aiohttp_public = server.GatewayServer(public, listener, self._count_rejected)
+        public_server: web.Server | fast_server.FastServer = aiohttp_public
+        if self.settings.http_server == "httptools":  # upgrades still go to aiohttp_public
+            public_server = fast_server.FastServer(public, listener, self._count_rejected, fallback=aiohttp_public)
+        handlers: list[web.Server | fast_server.FastServer] = [
+            public_server,
             server.GatewayServer(internal, listener, self._count_rejected),
             server.GatewayServer(admin.AdminHandler(self.runtime, self.holder, self._admin_token), listener),
         ]

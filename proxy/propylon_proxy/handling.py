@@ -20,6 +20,7 @@ from propylon_proxy import (
     gateway_responses,
     hygiene,
     ids,
+    incoming,
     plans,
     recording,
     replies,
@@ -30,7 +31,7 @@ from propylon_proxy import (
 from propylon_proxy.websocket import entry as ws_entry
 
 
-def _peer(request: web.BaseRequest) -> str:
+def _peer(request: incoming.Request) -> str:
     transport = request.transport
     peername = transport.get_extra_info("peername") if transport is not None else None
     if isinstance(peername, tuple | list) and peername:
@@ -47,7 +48,7 @@ class Pipeline:
         self._internal = listener == "internal"
         self._stall_seconds = run.settings.listener.response_stall_timeout
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def __call__(self, request: incoming.Request) -> web.StreamResponse:
         run = self._runtime
         peer = _peer(request)
         ctx = context.RequestContext(
@@ -81,7 +82,7 @@ class Pipeline:
                 return await self._refuse(ctx, gateway_responses.SERVICE_UNAVAILABLE)
             hygiene.check_declared_length(tuple(request.raw_headers), plan.config.settings.max_body_bytes)
         except hygiene.Rejected as rejected:
-            if request.version not in hygiene.SUPPORTED_VERSIONS:
+            if request.version not in hygiene.SUPPORTED_VERSIONS and isinstance(request, web.BaseRequest):
                 # aiohttp answers in the request's version and has no public way to change it;
                 # tests/proxy/test_framing.py notices if these private names ever move.
                 request._version = aiohttp.HttpVersion11
@@ -90,7 +91,7 @@ class Pipeline:
         if plan.websocket is not None and plan.sessions is not None:
             served = await ws_entry.serve(ctx, plan.websocket, plan.sessions, internal=self._internal)
             if served is not None:
-                return served
+                return await responding.adopt(ctx, served)
         table = plan.internal if self._internal else plan.public
         method = request.method
         preflight_for = None

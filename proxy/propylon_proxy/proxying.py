@@ -14,10 +14,8 @@ import re
 import urllib.parse
 from collections.abc import AsyncIterator
 
-from aiohttp import streams
-
 from propylon_config import model
-from propylon_proxy import endpoints, gateway_responses, hygiene, routing
+from propylon_proxy import endpoints, gateway_responses, hygiene, incoming, routing
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
@@ -135,7 +133,7 @@ class RequestBody:
     caller can answer 413/408 whatever the upstream client makes of the aborted upload.
     """
 
-    def __init__(self, content: streams.StreamReader, *, limit: int, stall_timeout: float) -> None:
+    def __init__(self, content: incoming.Body, *, limit: int, stall_timeout: float) -> None:
         self._content = content
         self._limit = limit
         self._stall_timeout = stall_timeout

@@ -13,7 +13,8 @@ import logging
 
 from aiohttp import web
 
-from propylon_proxy import context, replies, upstream
+from propylon_proxy import context, fast_responding, replies, stall_sweeper, upstream
+from propylon_proxy.fast_server import FastRequest
 
 log = logging.getLogger("propylon.proxy")
 
@@ -44,9 +45,18 @@ async def send(ctx: context.RequestContext, reply: replies.Reply, *, stall_secon
     ctx.status = reply.status
     if reply.error_type is not None:
         ctx.error_type = reply.error_type
+    if type(ctx.request) is FastRequest:  # the httptools server writes its own way
+        return await fast_responding.send(ctx, reply, stall_seconds)
     if reply.stream is not None:
         return await _relay(ctx, reply, reply.stream, stall_seconds)
     return await _send_whole(ctx, reply)
+
+
+async def adopt(ctx: context.RequestContext, response: web.StreamResponse) -> web.StreamResponse:
+    """A response made elsewhere as an aiohttp object (the WebSocket entry's), sent as made."""
+    if type(ctx.request) is FastRequest:
+        return await fast_responding.adopt(ctx, response)
+    return response
 
 
 async def _send_whole(ctx: context.RequestContext, reply: replies.Reply) -> web.StreamResponse:
@@ -65,7 +75,7 @@ async def _send_whole(ctx: context.RequestContext, reply: replies.Reply) -> web.
         body = b""  # these never carry a body; a stray one would desync the connection
     else:
         response.content_length = len(body)
-    await response.prepare(ctx.request)  # a HeldHead: the head goes with the body
+    await response.prepare(_aiohttp(ctx))  # a HeldHead: the head goes with the body
     if body and ctx.request.method != "HEAD":
         # HEAD: same headers (Content-Length included), no body.
         await response.write(body)
@@ -74,30 +84,34 @@ async def _send_whole(ctx: context.RequestContext, reply: replies.Reply) -> web.
     return response
 
 
-class _StallWatch:
+def _aiohttp(ctx: context.RequestContext) -> web.BaseRequest:
+    request = ctx.request
+    assert isinstance(request, web.BaseRequest)
+    return request
+
+
+class StallWatch:
     """Ends a relay that makes no progress for ``seconds`` (issue 8, item 6).
 
-    One timer per relay, re-armed only when it fires: the per-chunk cost is two attribute
-    writes, not a timer per chunk. ``side`` says what the relay is waiting on ("backend" while
-    reading a chunk, "client" while the client drains one), so the access log can say who stalled.
+    The loop's ``stall_sweeper`` checks it (no timer per relay): the per-chunk cost is two
+    attribute writes. ``side`` says what the relay is waiting on ("backend" while reading a
+    chunk, "client" while the client drains one), so the access log can say who stalled.
     """
 
-    __slots__ = ("_handle", "_loop", "_seconds", "_task", "fired", "progress", "side")
+    __slots__ = ("_loop", "_sweeper", "_task", "fired", "progress", "seconds", "side")
 
     def __init__(self, seconds: float) -> None:
         self._loop = asyncio.get_running_loop()
-        self._seconds = seconds
+        self.seconds = seconds
         self._task = asyncio.current_task()
         self.progress = self._loop.time()
         self.side = "backend"
         self.fired = False
-        self._handle = self._loop.call_at(self.progress + seconds, self._check)
+        self._sweeper = stall_sweeper.for_loop(self._loop)
+        self._sweeper.add(self)
 
-    def _check(self) -> None:
-        due = self.progress + self._seconds
-        if self._loop.time() < due:
-            self._handle = self._loop.call_at(due, self._check)
-            return
+    def fire(self) -> None:
+        """No progress for ``seconds``: the sweeper ends the relay."""
         self.fired = True
         if self._task is not None:
             self._task.cancel()
@@ -108,7 +122,7 @@ class _StallWatch:
         self.progress = self._loop.time()
 
     def cancel(self) -> None:
-        self._handle.cancel()
+        self._sweeper.watched.discard(self)
 
 
 async def _relay(
@@ -128,9 +142,9 @@ async def _relay(
     if reply.close:
         out.force_close()
     writer = None
-    watch = _StallWatch(stall_seconds)
+    watch = StallWatch(stall_seconds)
     try:
-        writer = await out.prepare(ctx.request)
+        writer = await out.prepare(_aiohttp(ctx))
         if writer is not None and not stream.body_ready():
             writer.send_headers()
         async for chunk in stream.iter_chunks():

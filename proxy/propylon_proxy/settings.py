@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -29,6 +30,7 @@ class ProxySettings:
     listener: ListenerSettings = dataclasses.field(default_factory=ListenerSettings)
     trusted_proxies: tuple[Network, ...] = ()
     upstream_kind: str = "pool"
+    http_server: str = "httptools"  # the public listener's: one of HTTP_SERVERS (docs/performance.md)
     endpoint_failure_seconds: float = 10.0
     # Opens the secrets the compiler sealed into the snapshot (HS* JWT secrets); never logged.
     # ``serve`` makes one per process; without one, HS* Authorizers refuse every request.
@@ -38,6 +40,16 @@ class ProxySettings:
     redis_url: str | None = dataclasses.field(default=None, repr=False)
     ws_registry_ttl_seconds: float = 30.0  # a dead replica's connections leave the registry within this
     redis_cluster: bool = False  # redis_url names any node of a Redis Cluster
+
+
+# The public listener's server: fast_server on httptools (the default since issue 15: the same
+# section-8 tables pass on both, at less CPU per request), or aiohttp's web.Server.
+HTTP_SERVERS = ("httptools", "aiohttp")
+
+
+def http_server_from_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    """PROPYLON_HTTP_SERVER, the default of ``serve`` and ``proxy``'s ``--http-server``."""
+    return environ.get("PROPYLON_HTTP_SERVER") or HTTP_SERVERS[0]
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:

@@ -8,16 +8,14 @@ the limit or stalled answers as the streaming path would, and a client that drop
 
 from __future__ import annotations
 
-from aiohttp import web_request
-
-from propylon_proxy import gateway_responses, proxying, replies
+from propylon_proxy import gateway_responses, incoming, proxying, replies
 
 
-def compressed(request: web_request.BaseRequest) -> bool:
+def compressed(request: incoming.Request) -> bool:
     return request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
 
 
-async def read(request: web_request.BaseRequest, limit: int, stall_timeout: float) -> bytes | replies.Refusal:
+async def read(request: incoming.Request, limit: int, stall_timeout: float) -> bytes | replies.Refusal:
     """The whole body (b"" when there is none), or the refusal to answer instead."""
     if compressed(request):
         return replies.refuse(gateway_responses.UNSUPPORTED_MEDIA_TYPE)

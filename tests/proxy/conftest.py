@@ -176,7 +176,21 @@ GatewayFactory = Callable[..., Awaitable[gateway.Gateway]]
 
 
 @pytest.fixture
-async def start_gateway() -> AsyncIterator[GatewayFactory]:
+def http_server() -> str:
+    """The public listener's server (``settings.HTTP_SERVERS``, default the first);
+    PROPYLON_TEST_HTTP_SERVER=aiohttp picks the other for a whole run, and the modules that
+    import ``both_servers`` (framing, stalls, streaming, heads, paths) run on both."""
+    return os.environ.get("PROPYLON_TEST_HTTP_SERVER", settings.HTTP_SERVERS[0])
+
+
+@pytest.fixture(params=settings.HTTP_SERVERS, name="http_server")
+def both_servers(request: pytest.FixtureRequest) -> str:
+    """Import this into a test module to run each of its tests on both servers."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def start_gateway(http_server: str) -> AsyncIterator[GatewayFactory]:
     started: list[gateway.Gateway] = []
 
     async def factory(
@@ -191,6 +205,7 @@ async def start_gateway() -> AsyncIterator[GatewayFactory]:
             trusted_proxies=settings.parse_networks(trusted),
             # PROPYLON_TEST_UPSTREAM=pool runs the same tests over the pooled httptools client.
             upstream_kind=os.environ.get("PROPYLON_TEST_UPSTREAM", "pool"),
+            http_server=http_server,
         )
         gw = gateway.Gateway(proxy_settings, **kwargs)
         if snapshot is not None:

@@ -13,6 +13,7 @@ import pytest
 
 from propylon_proxy import settings
 from tests.proxy import conftest as c
+from tests.proxy.conftest import both_servers  # noqa: F401  (every test here runs on both servers)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from aiohttp import web
 from propylon_config import model
 from propylon_proxy import mappings
 from tests.proxy import conftest as c
+from tests.proxy.conftest import both_servers  # noqa: F401  (every test here runs on both servers)
 
 A, T = model.MappingAction, model.MappingTarget
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.proxy import conftest as c
+from tests.proxy.conftest import both_servers  # noqa: F401  (every test here runs on both servers)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.proxy import conftest as c
+from tests.proxy.conftest import both_servers  # noqa: F401  (every test here runs on both servers)
 
 
 class HeadThenWait:

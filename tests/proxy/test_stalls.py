@@ -11,6 +11,7 @@ from aiohttp import web
 
 from propylon_proxy import settings
 from tests.proxy import conftest as c
+from tests.proxy.conftest import both_servers  # noqa: F401  (every test here runs on both servers)
 
 
 async def _stalling_backend(first: bytes, promised: int) -> tuple[web.ServerRunner, int, asyncio.Event]:

@@ -12,6 +12,7 @@ import aiohttp
 
 from propylon_config import codec
 from tests.proxy import conftest as c
+from tests.proxy.conftest import both_servers  # noqa: F401  (every test here runs on both servers)
 
 SIZE = 50 * 1024 * 1024
 RSS_BOUND = 24 * 1024 * 1024  # far below the body size: the body is never held whole

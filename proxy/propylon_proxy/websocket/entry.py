@@ -41,6 +41,9 @@ async def serve(
         reply = await ws.connect_checks.run(ctx)
         if not 200 <= reply.status < 300:
             return await responding.send(ctx, reply)  # refused before $connect's integration
+    if not isinstance(request, web.BaseRequest):
+        # fast_server hands every upgrade (Connection: upgrade) to aiohttp before it parses it.
+        return web.json_response({"message": "Bad Request"}, status=400)
     connection = sessions.open(request, ws, ctx.source_ip, internal=internal, authorizer=events.authorizer(ctx))
     refusal = await sessions.connect(connection)
     if refusal is not None:

@@ -38,6 +38,7 @@ async def handle(
     ctx: context.RequestContext, sessions: session.Sessions, base: str, connection_id: str
 ) -> web.StreamResponse:
     request = ctx.request
+    assert isinstance(request, web.BaseRequest)  # the internal listener is always aiohttp's
     connection = sessions.registry.get(connection_id, base)
     if connection is None:
         if sessions.cluster is not None and request.method in ("POST", "GET", "DELETE"):
@@ -75,6 +76,7 @@ async def _remote(
     from propylon_proxy.websocket import cluster
 
     request = ctx.request
+    assert isinstance(request, web.BaseRequest)  # the internal listener is always aiohttp's
     shared = sessions.cluster
     assert shared is not None
     try:

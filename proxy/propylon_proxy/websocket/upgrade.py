@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import base64
 
-from aiohttp import web
-
 from propylon_config import model
+from propylon_proxy import incoming
 
 
-def is_upgrade(request: web.BaseRequest) -> bool:
+def is_upgrade(request: incoming.Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
-def broken(request: web.BaseRequest) -> bool:
+def broken(request: incoming.Request) -> bool:
     """A handshake RFC 6455 section 4.2.1 refuses: wrong method, version or key."""
     if request.method != "GET" or request.version < (1, 1):
         return True
@@ -27,7 +26,7 @@ def broken(request: web.BaseRequest) -> bool:
         return True
 
 
-def origin_refused(request: web.BaseRequest, api: model.Api) -> bool:
+def origin_refused(request: incoming.Request, api: model.Api) -> bool:
     """With CORS allowOrigins set, a browser Origin it does not list is refused before $connect."""
     origin = request.headers.get("Origin")
     if origin is None or api.cors is None or not api.cors.allow_origins:

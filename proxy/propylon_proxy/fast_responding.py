@@ -1,0 +1,205 @@
+"""Writing a ``Reply`` on a ``fast_server`` connection: the head built as one string, written
+with the body in one ``transport.write`` (or with the first streamed chunk), no writer objects.
+
+The framing is aiohttp's (``web.StreamResponse._prepare_headers``), so a client cannot tell the
+two servers apart by it: Content-Length when the length is known, else chunked on HTTP/1.1 and
+close-delimited on HTTP/1.0; no body (and no framing headers that claim one) for HEAD, 1xx, 204
+and 304; ``Connection: keep-alive`` for a kept HTTP/1.0 connection, ``close`` for a closed 1.1
+one; Date; ``Content-Type: application/octet-stream`` for an untyped body. A header name or value
+with CR or LF is refused (ValueError, a 500), as aiohttp refuses it: no response splitting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import http
+import logging
+import time
+
+from aiohttp import HttpVersion10, HttpVersion11, web
+
+from propylon_proxy import context, replies, responding, upstream
+from propylon_proxy.fast_server import FastRequest
+
+log = logging.getLogger("propylon.proxy")
+
+# What ``responding.send`` hands back for a fast connection: the response is already written.
+WRITTEN = web.StreamResponse()
+_REASONS = {status.value: status.phrase for status in http.HTTPStatus}
+_date: tuple[int, str] = (0, "")
+
+
+def _now() -> str:
+    """The Date header's value, formatted once a second rather than per response."""
+    global _date
+    second = int(time.time())
+    if _date[0] != second:
+        _date = (second, email.utils.formatdate(second, usegmt=True))
+    return _date[1]
+
+
+def _head(
+    request: FastRequest,
+    status: int,
+    reason: str | None,
+    headers: list[tuple[str, str]],
+    length: int | None,
+    *,
+    close: bool,
+    server_name: bool,
+) -> tuple[bytes, bool]:
+    """The response head and whether the body is chunked. ``length`` is the whole body's (then
+    it replaces any Content-Length header), or None to take the headers' own."""
+    version = request.version if request.version in (HttpVersion10, HttpVersion11) else HttpVersion11
+    empty = status < 200 or status in (204, 304) or request.method == "HEAD"
+    keep_alive = request.keep_alive and not close
+    lines = [f"HTTP/{version.major}.{version.minor} {status} {reason or _REASONS.get(status, '')}"]
+    typed = dated = named = connection = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "content-length":
+            if length is None and status not in (204, 304):
+                length = int(value)
+            continue  # written once, below
+        elif lower == "transfer-encoding":
+            continue  # the framing is this writer's
+        elif lower == "content-type":
+            typed = True
+        elif lower == "date":
+            dated = True
+        elif lower == "server":
+            named = True
+        elif lower == "connection":
+            connection = True
+        lines.append(f"{name}: {value}")
+    chunked = False
+    if length is not None and status not in (204, 304):
+        lines.append(f"Content-Length: {length}")
+    if not empty:
+        if length is None:
+            if version == HttpVersion11:
+                chunked = True
+                lines.append("Transfer-Encoding: chunked")
+            else:
+                keep_alive = False
+        if length != 0 and not typed:
+            lines.append("Content-Type: application/octet-stream")
+    if not dated:
+        lines.append(f"Date: {_now()}")
+    if server_name and not named:
+        lines.append("Server: propylon")
+    if not connection:
+        if keep_alive and version == HttpVersion10:
+            lines.append("Connection: keep-alive")
+        elif not keep_alive and version == HttpVersion11:
+            lines.append("Connection: close")
+    request.keep_alive = keep_alive
+    text = "\r\n".join(lines) + "\r\n\r\n"
+    if text.count("\n") != len(lines) + 1 or text.count("\r") != len(lines) + 1:
+        raise ValueError("CR or LF in a response header")
+    return text.encode("utf-8", "replace"), chunked
+
+
+async def send(ctx: context.RequestContext, reply: replies.Reply, stall_seconds: float) -> web.StreamResponse:
+    request = ctx.request
+    assert isinstance(request, FastRequest)
+    if reply.stream is not None:
+        await _relay(ctx, request, reply, reply.stream, stall_seconds)
+    else:
+        await _send_whole(ctx, request, reply)
+    return WRITTEN
+
+
+async def _send_whole(ctx: context.RequestContext, request: FastRequest, reply: replies.Reply) -> None:
+    # The request id is the gateway's own: a MOCK header of that name cannot replace it.
+    headers = [(name, responding.as_written(value)) for name, value in reply.headers if name.lower() != "x-request-id"]
+    headers.append(("x-request-id", ctx.request_id))
+    status = reply.status
+    body = b"" if status in (204, 304) else reply.body  # a stray body would desync the connection
+    length = None if status in (204, 304) else len(body)
+    head, _ = _head(request, status, reply.reason, headers, length, close=reply.close, server_name=True)
+    connection = request.connection
+    request.started = True
+    if body and request.method != "HEAD":
+        connection.write(head + body)
+        ctx.response_length += len(body)
+    else:
+        connection.write(head)
+    await connection.drain()
+
+
+async def _relay(
+    ctx: context.RequestContext,
+    request: FastRequest,
+    reply: replies.Reply,
+    stream: replies.BodyStream,
+    stall_seconds: float,
+) -> None:
+    """``responding._relay`` for this server: the same stall watch and the same cuts."""
+    written = [(name, value if value.isascii() else responding.as_written(value)) for name, value in reply.headers]
+    written.append(("x-request-id", ctx.request_id))
+    head, chunked = _head(request, reply.status, reply.reason, written, None, close=reply.close, server_name=False)
+    empty = reply.status < 200 or reply.status in (204, 304) or request.method == "HEAD"
+    connection = request.connection
+    held: bytes | None = head
+    watch = responding.StallWatch(stall_seconds)
+    try:
+        if not stream.body_ready():
+            connection.write(head)  # the body may be slow: the client gets the head now
+            held = None
+            request.started = True
+        async for chunk in stream.iter_chunks():
+            watch.moved("client")
+            if chunk and not empty:
+                data = b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk
+                if held is not None:
+                    data = held + data
+                    held = None
+                    request.started = True
+                connection.write(data)
+                await connection.drain()
+                ctx.response_length += len(chunk)
+            watch.moved("backend")
+    except asyncio.CancelledError:
+        if not watch.fired:
+            raise
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        ctx.stalled = watch.side
+        log.warning("%s stalled mid-response for %s s (request %s): cut", watch.side, stall_seconds, ctx.request_id)
+        _cut(request, held)
+        return
+    except upstream.UpstreamError:
+        # The head is already sent: the only honest signal left is to cut the connection.
+        log.warning("backend hung up mid-response (request %s)", ctx.request_id)
+        _cut(request, held)
+        return
+    finally:
+        watch.cancel()
+        await stream.release()
+    tail = b"0\r\n\r\n" if chunked else b""
+    if held is not None:
+        tail = held + tail
+    request.started = True
+    if tail:
+        connection.write(tail)
+
+
+def _cut(request: FastRequest, held: bytes | None) -> None:
+    """End a relay that cannot complete: the head (if still held), then the connection closes."""
+    if held is not None:
+        request.connection.write(held)
+    request.started = True
+    request.keep_alive = False
+    request.connection.close()
+
+
+async def adopt(ctx: context.RequestContext, response: web.StreamResponse) -> web.StreamResponse:
+    """Write an aiohttp ``web.Response`` made elsewhere (the WebSocket entry's refusals)."""
+    request = ctx.request
+    assert isinstance(request, FastRequest) and isinstance(response, web.Response)
+    body = response.body if isinstance(response.body, bytes) else b""
+    reply = replies.Reply(status=response.status, headers=list(response.headers.items()), body=body)
+    ctx.status = reply.status
+    await _send_whole(ctx, request, reply)
+    return WRITTEN
