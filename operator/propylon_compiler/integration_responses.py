@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from propylon_compiler import fields
+from propylon_config import headers as header_names
 from propylon_config import model
 from propylon_config.templates import template_error
 
@@ -78,6 +79,9 @@ def _response(f: fields.Fields, item: dict[str, Any], here: str) -> model.Integr
     elif status is not None and not 100 <= status <= 599:
         f.error(fields.join(here, "statusCode"), f"statusCode {status} is not an HTTP status code (100..599)")
     headers = f.header_map(item, "headers", here)
+    for name, _ in headers:
+        if header_names.is_gateway_owned(name):
+            f.error(fields.join(fields.join(here, "headers"), name), f"{name} is set only by the gateway")
     templates: list[tuple[str, str]] = []
     for media_type, text in f.string_map(item, "responseTemplates", here):
         at = fields.join(fields.join(here, "responseTemplates"), media_type)
