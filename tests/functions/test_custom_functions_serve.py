@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import harness
 import pytest
@@ -24,7 +23,8 @@ spec:
         proxy: false
         url: "http://127.0.0.1:PORT"
         requestTemplates:
-          application/json: '{"id": "$input.params(''id'')", "user": $input.json(''$.user''), "stage": "$context.stage"}'
+          application/json: >-
+            {"id": "$input.params('id')", "user": $input.json('$.user'), "stage": "$context.stage"}
         responses:
           - selectionPattern: "Not found.*"
             statusCode: 404
@@ -33,7 +33,8 @@ spec:
           - statusCode: 200
             headers: {Cache-Control: "max-age=60"}
             responseTemplates:
-              application/json: '{"items": $input.json(''$.items''), "calls": $input.path(''$.calls'')}'
+              application/json: >-
+                {"items": $input.json('$.items'), "event": $input.json('$.event'), "calls": $input.path('$.calls')}
               text/plain: 'items: $input.path(''$.items'').size()'
     - routeKey: "POST /raw"
       integration: {type: FUNCTION, proxy: false, url: "http://127.0.0.1:PORT"}
@@ -109,6 +110,9 @@ def test_the_template_renders_the_event_and_the_default_response_maps_the_result
     assert headers["cache-control"] == "max-age=60"
     answer = json.loads(body)
     assert answer["items"] == [{"id": "42"}, {"id": "other"}]
+    # What the function received is exactly the rendered template (the user's name, the path
+    # parameter, the stage), not a proxy event.
+    assert answer["event"] == {"id": "42", "user": {"name": "Ada"}, "stage": "prod"}
 
 
 def test_the_event_is_exactly_what_the_template_rendered(gateway: Gateway) -> None:
@@ -139,7 +143,7 @@ def test_an_error_no_pattern_matches_gets_the_default_response(gateway: Gateway)
     status, _, body = gateway.post("/prod/items/crash", b"{}")
     assert status == 200
     # The default template read the error document: no items (null), no calls (empty, as AWS).
-    assert body == b'{"items": null, "calls": }'
+    assert body == b'{"items": null, "event": null, "calls": }'
 
 
 def test_no_default_a_matched_error_passes_its_document_and_others_are_502(gateway: Gateway) -> None:
