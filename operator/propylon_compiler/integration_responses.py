@@ -64,6 +64,20 @@ def parse(
     return tuple(out)
 
 
+def websocket_problems(f: fields.Fields, raw: dict[str, Any], path: str) -> None:
+    """A WEBSOCKET route's integration relays messages as they are: templates, integration
+    responses and custom FUNCTION events are REST features it would silently ignore."""
+    integration = raw.get("integration")
+    if not isinstance(integration, dict):
+        return
+    where = fields.join(path, "integration")
+    for name in ("requestTemplates", "responses"):
+        if name in integration:
+            f.error(fields.join(where, name), f"{name} do not apply to WEBSOCKET routes (messages are relayed as sent)")
+    if integration.get("proxy") is False:
+        f.error(fields.join(where, "proxy"), "proxy: false does not apply to WEBSOCKET routes")
+
+
 def _name(kind: model.IntegrationType, proxy: bool | None) -> str:
     return "FUNCTION (proxy: true)" if kind is model.IntegrationType.FUNCTION else kind.value
 
