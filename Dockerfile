@@ -26,8 +26,9 @@ COPY proxy ./proxy
 COPY operator ./operator
 COPY propylon ./propylon
 COPY crds ./crds
-# The redis extra lets `--redis URL` work (shared limits and quotas across proxy replicas).
-RUN /opt/propylon/bin/pip install ".[redis]"
+# The redis extra lets `--redis URL` work (shared limits and quotas across proxy replicas);
+# the otel extra lets proxies export spans when OTEL_EXPORTER_OTLP_ENDPOINT is set (chart: proxy.env).
+RUN /opt/propylon/bin/pip install ".[redis,otel]"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="propylon" \

@@ -20,6 +20,8 @@ rotates each round, so drift in the machine spreads over all targets instead of 
   propylon-validated the pool server, POST /bench/validated: a JSON body (bench/validated.lua)
                    validated against a draft-4 model before it is proxied
   propylon-posted  the same POST to POST /bench/posted, a route without validation
+  propylon-templated the same POST to POST /templated/orders: validated as above, then a request
+                   template renders the upstream body of an HTTP integration (bench/manifests/templated.yaml)
   propylon-function the same server (pool), GET /bench/fn: a FUNCTION route to bench/function_handler.py
                    under ``python -m propylon.function`` (on the load core, like the backend)
   propylon-cached  the same server (pool), GET /cached/hello: a stage-cached route, every request a hit
@@ -42,6 +44,8 @@ core" (its inverse) is the figure to compare implementations by.
 Output: a table on stdout (req/s, p50, p99, ratios; medians over rounds), and in bench/out/ a JSON
 file of every raw measurement and a PNG chart. Processes are started in their own sessions and
 killed at the end, on error too. See bench/RESULTS.md for figures and how to read them.
+
+WebSocket soak (idle connections, @connections broadcast): its own script, bench/ws_soak.py.
 
 Run: ``python bench/run.py`` (about 3 minutes with the defaults: 12 targets x 3 rounds x 5 s; the keyed targets
 only when asked for); ``--help`` for options.
@@ -305,7 +309,7 @@ def start_propylon(
     ``proxy_code``: a ``baseline_tree`` to run the code from instead of the working tree;
     ``serve_args``: more ``serve`` options (``--redis`` for propylon-keyed-redis)."""
     kind = split_name(name)[0].removeprefix("propylon-")
-    if kind.startswith(("jwt", "keyed")) or kind in ("function", "cached", "validated", "posted"):
+    if kind.startswith(("jwt", "keyed")) or kind in ("function", "cached", "validated", "posted", "templated"):
         kind = "pool"  # the JWT, keyed and function targets run the default server; only the route differs
     manifests = propylon_manifests(work, backend_port, jwks_port, function_port)
     # -P: never the working directory first on sys.path, so a baseline tree really shadows this one.
@@ -439,12 +443,13 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
             path = "/keyed/hello" if base in KEYED else "/bench/fn" if base == "propylon-function" else "/bench/hello"
             path = "/cached/hello" if base == "propylon-cached" else path
             path = {"propylon-validated": "/bench/validated", "propylon-posted": "/bench/posted"}.get(base, path)
+            path = "/templated/orders" if base == "propylon-templated" else path
         else:
             raise SystemExit(f"unknown target {name}")
         target = Target(name, f"http://127.0.0.1:{port}{path}")
         if base in KEYED:
             target.headers = (KEY_HEADER,)
-        if base in ("propylon-validated", "propylon-posted"):  # ready when the plain route answers; wrk POSTs the body
+        if base in ("propylon-validated", "propylon-posted", "propylon-templated"):  # ready: plain route; wrk POSTs
             target.ready_url = f"http://127.0.0.1:{port}/bench/hello"
             target.wrk_args = ["-s", str(BENCH / "validated.lua")]
         if base.startswith("propylon-jwt") and jwt is not None:
@@ -621,6 +626,7 @@ ALL_TARGETS = [
     "propylon-cached",
     "propylon-posted",
     "propylon-validated",
+    "propylon-templated",
     "client-aiohttp",
     "client-pool",
 ]

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-_MUST_RUN_IN_CI = ("tests/controlplane/", "tests/test_chart.py", "tests/functions/test_rie.py")
+_MUST_RUN_IN_CI = (
+    "tests/controlplane/",
+    "tests/test_chart.py",
+    "tests/functions/test_rie.py",
+    "tests/serve/test_serve_otlp.py",  # needs the otel packages of the test extra
+    "tests/serve/test_browser_cors.py",  # tools/setup.sh installs chromium
+)
 
 
 def _must_run(item: pytest.Item) -> bool:

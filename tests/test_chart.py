@@ -9,14 +9,12 @@ tier builds into ~/.cache/propylon/<version>/bin; without one those tests skip a
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +24,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+
+from tests import backends
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "propylon"
@@ -52,8 +52,11 @@ def test_default_values_match_the_schema() -> None:
         ({"proxy": {"replica": 3}}, "a misspelt key"),
         ({"redis": {"failure": "maybe"}}, "a value outside the enum"),
         ({"redis": {"url": "localhost:6379"}}, "a Redis URL without a scheme"),
+        ({"redis": {"timeoutMs": 0}}, "a Redis budget of no time"),
         ({"operator": {"replicas": 2}}, "two operators would race"),
         ({"gateway": {"name": "Not_A_DNS_Name"}}, "a gateway name Kubernetes would refuse"),
+        ({"proxy": {"env": {"PROPYLON_REDIS_URL": "redis://x"}}}, "an environment name the operator sets"),
+        ({"proxy": {"env": {"OTEL-ENDPOINT": "x"}}}, "not an environment variable name"),
     ],
 )
 def test_schema_rejects_mistakes(overrides: dict[str, Any], why: str) -> None:
@@ -166,6 +169,7 @@ def _flag(args: list[str], name: str) -> str:
 def _settings_from(docs: list[dict[str, Any]]) -> Any:
     """The operator's Settings as the chart's Deployment configures it."""
     from propylon import cli
+    from propylon.commands import kube_operator
     from propylon_operator import settings as operator_settings
 
     args = cli.build_parser().parse_args(_operator_args(docs))
@@ -179,6 +183,7 @@ def _settings_from(docs: list[dict[str, Any]]) -> Any:
         proxy_cluster_role=args.proxy_cluster_role,
         trusted_proxies=args.trusted_proxies,
         drain_seconds=args.drain_seconds,
+        proxy_env=kube_operator._proxy_env(args.proxy_env),
     )
 
 
@@ -200,9 +205,10 @@ ALL_ON = {
         "autoscaling": {"enabled": True, "maxReplicas": 7},
         "trustedProxies": "10.0.0.0/8,35.191.0.0/16",
         "drainSeconds": 40,
+        "env": {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.monitoring:4318"},
     },
     "networkPolicy": {"internalFrom": ["shop"], "adminFrom": ["monitoring"]},
-    "redis": {"url": "redis://:secret@redis.propylon-system.svc:6379/0", "failure": "closed"},
+    "redis": {"url": "redis://:secret@redis.propylon-system.svc:6379/0", "failure": "closed", "timeoutMs": 120},
     "webhook": {"enabled": True},
 }
 
@@ -292,8 +298,13 @@ def test_all_options_render(helm: str, tmp_path: Path) -> None:
     assert "--drain-seconds=40" in args
     operator_settings = _settings_from(docs)
     assert (operator_settings.trusted_proxies, operator_settings.drain_seconds) == ("10.0.0.0/8,35.191.0.0/16", 40)
+    # proxy.env reaches the proxies through the operator (span export's OTEL_* settings).
+    assert operator_settings.proxy_env == (("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector.monitoring:4318"),)
     secret = _redis_secret(docs)
     assert secret["stringData"]["url"].startswith("redis://")
+    # The Redis budget reaches the operator as the variable its --redis-timeout-ms defaults from.
+    (operator,) = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert {e["name"]: e.get("value") for e in operator["env"]}["PROPYLON_REDIS_TIMEOUT_MS"] == "120"
     # The password never appears in the Deployment itself.
     assert "secret@" not in json.dumps(_one(docs, "Deployment"))
     webhook_rules = [
@@ -740,25 +751,9 @@ spec:
 """
 
 
-class _Backend(http.server.ThreadingHTTPServer):
+def _ok_but_broken(request: backends.Received) -> backends.Answer:
     """200 everywhere except /broken (500), so every status class and the integration histogram move."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = b"ok"
-                self.send_response(500 if self.path.startswith("/broken") else 200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+    return backends.Answer(status=500 if request.path.startswith("/broken") else 200, body=b"ok")
 
 
 def _get(url: str) -> int:
@@ -777,10 +772,10 @@ def gateway_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from tests.serve.test_serve import Served
 
     tmp = tmp_path_factory.mktemp("dashboard")
-    backend = _Backend()
+    backend = backends.Backend(_ok_but_broken)
     folder = tmp / "manifests"
     folder.mkdir()
-    (folder / "all.yaml").write_text(SCRAPE_MANIFESTS.format(backend=f"http://127.0.0.1:{backend.server_address[1]}"))
+    (folder / "all.yaml").write_text(SCRAPE_MANIFESTS.format(backend=backend.url))
     served = Served(folder, tmp)
     try:
         assert [_get(served.url("/live/items")) for _ in range(3)] == [200, 200, 200]  # a miss, then hits
@@ -791,8 +786,7 @@ def gateway_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield response.read().decode()
     finally:
         served.stop()
-        backend.shutdown()
-        backend.server_close()
+        backend.close()
 
 
 def test_every_dashboard_query_reads_series_a_running_gateway_exposes(gateway_scrape: str) -> None:

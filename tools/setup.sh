@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 
 need_apt=()
-for pair in wrk:wrk nginx:nginx-light redis-server:redis-server ip:iproute2 openssl:openssl unzip:unzip taskset:util-linux shellcheck:shellcheck; do
+for pair in wrk:wrk nginx:nginx-light redis-server:redis-server ip:iproute2 openssl:openssl unzip:unzip taskset:util-linux shellcheck:shellcheck chromium:chromium; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
 if ((${#need_apt[@]})); then

@@ -22,6 +22,8 @@ class Settings:
     # X-Forwarded-For/-Proto the proxies believe, so sourceIp and logs name the real client.
     trusted_proxies: str = ""
     drain_seconds: int = 25  # how long a stopping proxy lets running requests finish
+    # Extra environment for every proxy (name, value): OpenTelemetry's OTEL_* settings for span export.
+    proxy_env: tuple[tuple[str, str], ...] = ()
     pre_stop_seconds: int = 5  # how long a pod keeps serving after Kubernetes starts removing it
     owner_deployment: str | None = None  # the operator's own Deployment in the gateway namespace
     # A ClusterRole, bound to the proxy ServiceAccount by whoever installed the operator (the Helm
@@ -46,6 +48,7 @@ class Settings:
     redis_secret: str | None = None
     redis_cluster: bool = False
     redis_failure: str = "open"
+    redis_timeout_ms: float | None = None  # each Redis call's budget in the proxies (None: their 50 ms)
     # A Secret in the gateway namespace whose key "token" is the proxies' admin bearer token
     # (passed to them as PROPYLON_ADMIN_TOKEN); the operator holds the same token to read usage.
     admin_token_secret: str | None = None

@@ -186,6 +186,9 @@ def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Ma
                 {"name": "PROPYLON_REDIS_FAILURE", "value": settings.redis_failure},
             ]
         )
+        if settings.redis_timeout_ms is not None:
+            env.append({"name": "PROPYLON_REDIS_TIMEOUT_MS", "value": f"{settings.redis_timeout_ms:g}"})
+    env.extend({"name": name, "value": value} for name, value in settings.proxy_env)
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(settings)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+
+from propylon.commands import shared_flags
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,18 +38,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let any Api route to Services in any namespace, without the allow-from label",
     )
-    parser.add_argument(
-        "--trusted-proxies",
-        default="",
-        metavar="CIDR,...",
-        help="passed to every proxy: peers whose X-Forwarded-For and X-Forwarded-Proto count (your Ingress "
-        "controller's or load balancer's addresses, e.g. the pod CIDR 10.0.0.0/8)",
-    )
+    shared_flags.add_trusted_proxies(parser)
     parser.add_argument(
         "--drain-seconds",
         type=int,
         default=25,
         help="how long a stopping proxy lets running requests finish (its pods get this plus 10 s of grace)",
+    )
+    parser.add_argument(
+        "--proxy-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set NAME=VALUE in every proxy's environment (repeatable), e.g. "
+        "OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector.monitoring:4318 to export spans",
     )
     parser.add_argument(
         "--owner-deployment",
@@ -98,25 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "reads UsagePlan usage with the same token from $PROPYLON_ADMIN_TOKEN (default: "
         "$PROPYLON_ADMIN_TOKEN_SECRET)",
     )
-    parser.add_argument(
-        "--redis-secret",
-        default=os.environ.get("PROPYLON_REDIS_SECRET") or None,
-        metavar="NAME",
-        help="Secret in the gateway namespace whose 'url' proxies share limits through (default: "
-        "$PROPYLON_REDIS_SECRET; none: limits in memory per proxy)",
-    )
-    parser.add_argument(
-        "--redis-cluster",
-        action="store_true",
-        default=os.environ.get("PROPYLON_REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),
-        help="the Redis URL names a node of a Redis Cluster",
-    )
-    parser.add_argument(
-        "--redis-failure",
-        choices=("open", "closed"),
-        default=os.environ.get("PROPYLON_REDIS_FAILURE") or "open",
-        help="what proxies do while Redis is down (default: $PROPYLON_REDIS_FAILURE, then open)",
-    )
+    shared_flags.add_redis_arguments(parser, store="secret", environment=True)
     parser.add_argument(
         "--liveness",
         default=None,
@@ -127,16 +114,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from propylon_operator import running, settings
-    from propylon_proxy import settings as proxy_settings
 
     if args.replicas < 1:
         raise SystemExit("propylon operator: --replicas must be at least 1")
     if args.drain_seconds < 0:
         raise SystemExit("propylon operator: --drain-seconds must not be negative")
-    try:
-        proxy_settings.parse_networks(args.trusted_proxies)
-    except ValueError as error:
-        raise SystemExit(f"propylon operator: --trusted-proxies: {error}") from None
+    proxy_env = _proxy_env(args.proxy_env)
     configured = settings.Settings(
         gateway_name=args.gateway_name,
         gateway_namespace=args.gateway_namespace,
@@ -147,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         allow_cross_namespace=args.allow_cross_namespace,
         trusted_proxies=args.trusted_proxies,
         drain_seconds=args.drain_seconds,
+        proxy_env=proxy_env,
         owner_deployment=args.owner_deployment,
         proxy_cluster_role=args.proxy_cluster_role or None,
         kubeconfig=args.kubeconfig,
@@ -160,7 +144,25 @@ def run(args: argparse.Namespace) -> int:
         redis_secret=args.redis_secret,
         redis_cluster=args.redis_cluster,
         redis_failure=args.redis_failure,
+        redis_timeout_ms=args.redis_timeout_ms,
         admin_token_secret=args.admin_token_secret,
         admin_token=os.environ.get("PROPYLON_ADMIN_TOKEN") or None,
     )
     return running.run(configured)
+
+
+# Set by the operator itself on every proxy; --proxy-env must not change what they mean.
+_OWN_ENV = ("POD_", "PROPYLON_")
+
+
+def _proxy_env(pairs: list[str]) -> tuple[tuple[str, str], ...]:
+    """``NAME=VALUE`` flags as pairs; a malformed or operator-owned name ends the command."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise SystemExit(f"propylon operator: --proxy-env {pair!r}: expected NAME=VALUE")
+        if name.startswith(_OWN_ENV):
+            raise SystemExit(f"propylon operator: --proxy-env {name}: set by the operator itself")
+        out[name] = value
+    return tuple(out.items())

@@ -13,6 +13,8 @@ import argparse
 import dataclasses
 import os
 
+from propylon.commands import shared_flags
+
 
 def _secret_ref(text: str) -> tuple[str, str]:
     namespace, _, name = text.partition("/")
@@ -35,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--internal-port", type=int, default=8081, help="in-cluster listener (PRIVATE stages)")
     parser.add_argument("--admin-port", type=int, default=9090, help="/healthz, /readyz, /metrics, /admin/*")
     parser.add_argument("--admin-token-file", default=None, help="bearer token for /admin/* (or PROPYLON_ADMIN_TOKEN)")
-    parser.add_argument("--trusted-proxies", default="", metavar="CIDR,...", help="peers whose X-Forwarded-* count")
+    shared_flags.add_trusted_proxies(parser)
     parser.add_argument(
         "--drain-seconds",
         type=float,
@@ -47,24 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="name in this replica's status Lease (default: $POD_NAME, then the hostname)",
     )
-    parser.add_argument(
-        "--redis",
-        default=os.environ.get("PROPYLON_REDIS_URL") or None,
-        metavar="URL",
-        help="shared store for limits and quotas (default: $PROPYLON_REDIS_URL; none: in memory)",
-    )
-    parser.add_argument(
-        "--redis-cluster",
-        action="store_true",
-        default=os.environ.get("PROPYLON_REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),
-        help="--redis names any node of a Redis Cluster (default: $PROPYLON_REDIS_CLUSTER)",
-    )
-    parser.add_argument(
-        "--redis-failure",
-        choices=("open", "closed"),
-        default=os.environ.get("PROPYLON_REDIS_FAILURE") or "open",
-        help="while Redis is down: open = local limits, closed = 503 on limited routes",
-    )
+    shared_flags.add_redis_arguments(parser, store="url", environment=True)
     parser.add_argument("--log-level", default=os.environ.get("PROPYLON_LOG_LEVEL", "INFO"))
 
 
@@ -106,23 +91,22 @@ async def _serve(args: argparse.Namespace) -> int:
 
     log = logging.getLogger("propylon.proxy")
     namespace, name = args.config_secret
-    try:
-        trusted = settings.parse_networks(args.trusted_proxies)
-    except ValueError as error:
-        print(f"propylon proxy: --trusted-proxies: {error}", file=sys.stderr)
-        return 2
+    trusted = settings.parse_networks(args.trusted_proxies)  # shared_flags checked it while parsing
     try:
         api_client = clients.api_client(args.kubeconfig)
     except Exception as error:  # a missing or unreadable kubeconfig: say so, no traceback
         print(f"propylon proxy: cannot configure the Kubernetes client: {error}", file=sys.stderr)
         return 2
 
-    store = await limit_stores.open_store(args.redis, cluster=args.redis_cluster, say=log.info)
+    store = await limit_stores.open_store(
+        args.redis, cluster=args.redis_cluster, timeout=shared_flags.redis_timeout(args), say=log.info
+    )
     gw = gateway.Gateway(
         settings.ProxySettings(
             trusted_proxies=trusted,
             redis_failure=args.redis_failure,
-            redis_url=None if args.redis_cluster else args.redis,  # WebSocket registry across Pods
+            redis_url=args.redis,  # WebSocket registry across Pods
+            redis_cluster=args.redis_cluster,
         ),
         admin_token=_admin_token(args),
         store=store,

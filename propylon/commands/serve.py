@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from propylon.commands import private_redis, validate, workers
+from propylon.commands import private_redis, shared_flags, validate, workers
 from propylon_compiler import compiler, diagnostics, last_good, manifests
 from propylon_config import model
 from propylon_proxy import gateway, limit_stores, settings, upstreams
@@ -38,16 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="public listener (default 8080)")
     parser.add_argument("--internal-port", type=int, default=8081, help="in-cluster listener, PRIVATE stages too")
     parser.add_argument("--admin-port", type=int, default=9090, help="/healthz, /readyz, /metrics, /admin/*")
-    parser.add_argument(
-        "--redis", metavar="URL", help="shared store for limits and quotas (redis://, rediss:// or unix://)"
-    )
-    parser.add_argument("--redis-cluster", action="store_true", help="--redis names any node of a Redis Cluster")
-    parser.add_argument(
-        "--redis-failure",
-        choices=("open", "closed"),
-        default="open",
-        help="while Redis is down: open = local limits (default), closed = 503 on routes with limits",
-    )
+    shared_flags.add_redis_arguments(parser, store="url", environment=False)
     parser.add_argument(
         "--ws-registry-ttl",
         type=float,
@@ -55,9 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="with --redis: seconds a dead replica's WebSocket connections stay in the registry (default 30)",
     )
-    parser.add_argument(
-        "--trusted-proxies", default="", metavar="CIDR,...", help="peers whose X-Forwarded-* headers are kept"
-    )
+    shared_flags.add_trusted_proxies(parser)
     parser.add_argument(
         "--drain-seconds",
         type=float,
@@ -214,7 +203,9 @@ async def _serve(
     shares the traffic ports, only worker 0 has the admin listener and talks, and ``ready`` tells
     the parent it listens (the parent prints the startup line)."""
     say = _say if not worker else _quiet
-    store = await limit_stores.open_store(store_url, cluster=args.redis_cluster, say=say)
+    store = await limit_stores.open_store(
+        store_url, cluster=args.redis_cluster, timeout=shared_flags.redis_timeout(args), say=say
+    )
     gw = gateway.Gateway(proxy_settings, admin_token=token, api_key_secret=options.api_key_secret, store=store)
     gw.swap(first.snapshot)
     admin_port = args.admin_port if not worker else None
@@ -302,6 +293,7 @@ def _serve_workers(
         _say(f"propylon: started a private redis-server on {private.socket_path} for {args.workers} workers")
     try:
         shared = store_url or (private.url if private is not None else None)
+        proxy_settings = dataclasses.replace(proxy_settings, redis_url=shared)  # WebSockets across workers too
 
         def run_worker(index: int, ready: Callable[[], None]) -> int:
             return asyncio.run(_serve(args, memory, first, seen, proxy_settings, token, options, shared, index, ready))
@@ -322,11 +314,7 @@ def run(args: argparse.Namespace) -> int:
     if args.redis_cluster and not args.redis:
         _say("propylon: --redis-cluster needs --redis URL (any node of the cluster)")
         return EXIT_BAD_INPUT
-    try:
-        trusted = settings.parse_networks(args.trusted_proxies)
-    except ValueError as exc:
-        _say(f"propylon: --trusted-proxies: {exc}")
-        return EXIT_BAD_INPUT
+    trusted = settings.parse_networks(args.trusted_proxies)  # shared_flags checked it while parsing
     try:
         token = _admin_token(args)
     except OSError as exc:
@@ -359,7 +347,8 @@ def run(args: argparse.Namespace) -> int:
         upstream_kind=args.upstream,
         sealing_secret=sealing_secret,
         redis_failure=args.redis_failure,
-        redis_url=None if args.redis_cluster else args.redis,
+        redis_url=args.redis,
+        redis_cluster=args.redis_cluster,
         ws_registry_ttl_seconds=args.ws_registry_ttl,
     )
     if args.workers > 1:

@@ -51,6 +51,7 @@ class RequestContext:
     cache: str | None = None  # "hit" | "miss" | "bypass"; None on routes without a cache
     cache_note: Any = None  # the cache step's own per-request state (its coalescing lead)
     canary: bool = False
+    traceparent: str | None = None  # the gateway's own span as W3C traceparent (tracing.traceparent)
     # What the response was.
     status: int = 0
     response_length: int = 0

@@ -87,14 +87,22 @@ def source_ip(peer: str, headers: Iterable[tuple[str, str]], trusted: Sequence[s
     return hops[0] if hops else peer
 
 
-def traceparent(incoming: str | None) -> str:
-    """Continue a valid W3C trace with a new parent id (the gateway's span), else start one."""
+def incoming_trace(incoming: str | None) -> tuple[str, str, str] | None:
+    """(trace id, parent id, flags) of a valid W3C ``traceparent``, None for absent or broken."""
     if incoming:
         found = _TRACEPARENT.match(incoming.strip())
         if found:
             version, trace_id, parent_id, flags = found.groups()
             if version != "ff" and trace_id != "0" * 32 and parent_id != "0" * 16:
-                return f"00-{trace_id}-{ids.span_id()}-{flags}"
+                return trace_id, parent_id, flags
+    return None
+
+
+def traceparent(incoming: str | None) -> str:
+    """Continue a valid W3C trace with a new parent id (the gateway's span), else start one."""
+    continued = incoming_trace(incoming)
+    if continued is not None:
+        return f"00-{continued[0]}-{ids.span_id()}-{continued[2]}"
     return f"00-{ids.trace_id()}-{ids.span_id()}-01"
 
 
@@ -106,19 +114,22 @@ def upstream_request_headers(
     scheme: str,
     upstream_host: str,
     request_id: str,
+    trace: str | None = None,
 ) -> Headers:
     """The headers the backend receives for a proxied request.
 
+    ``trace`` is the request's own ``traceparent`` (``tracing.traceparent``: the one its
+    exported span has); without it one is made from the client's here.
     On every proxied request's path, so each name is lower-cased once and reused.
     """
     pairs = list(client_headers)
     lowered = [n.lower() for n, _ in pairs]
     client_host = ""
-    incoming_trace = None
+    incoming = None
     if "host" in lowered:
         client_host = pairs[lowered.index("host")][1]
     if "traceparent" in lowered:
-        incoming_trace = pairs[lowered.index("traceparent")][1]
+        incoming = pairs[lowered.index("traceparent")][1]
     named = _connection_named(pairs, lowered)
     trusted_peer = is_trusted(peer, trusted)
     out: Headers = []
@@ -151,7 +162,7 @@ def upstream_request_headers(
     if client_host:
         out.append(("X-Forwarded-Host", client_host))
     out.append(("X-Request-Id", request_id))
-    out.append(("traceparent", traceparent(incoming_trace)))
+    out.append(("traceparent", trace if trace is not None else traceparent(incoming)))
     return out
 
 

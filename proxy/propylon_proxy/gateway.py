@@ -17,7 +17,7 @@ from typing import TextIO
 from aiohttp import web
 
 from propylon_config import model
-from propylon_proxy import admin, endpoints, handling, plans, runtime, server, settings, state, upstreams
+from propylon_proxy import admin, endpoints, handling, plans, runtime, server, settings, state, tracing, upstreams
 from propylon_proxy.websocket import session as ws_session
 
 log = logging.getLogger("propylon.proxy")
@@ -62,6 +62,7 @@ class Gateway:
             clock=clock,
             log_stream=log_stream,
             api_key_secret=api_key_secret,
+            spans=tracing.from_env(),
         )
         self.holder = plans.PlanHolder(self.runtime)
         self._admin_token = admin_token

@@ -13,12 +13,17 @@ from collections.abc import Callable
 from propylon_proxy import state
 
 
-async def open_store(url: str | None, *, cluster: bool = False, say: Callable[[str], None]) -> state.StateStore:
+async def open_store(
+    url: str | None, *, cluster: bool = False, timeout: float | None = None, say: Callable[[str], None]
+) -> state.StateStore:
+    """The store ``url`` names (none: in memory). ``timeout`` is each Redis call's budget in
+    seconds (``--redis-timeout-ms``); None keeps ``redis_store.DEFAULT_TIMEOUT`` (DESIGN.md §8)."""
     if not url:
         return state.MemoryStore()
     from propylon_proxy import redis_store
 
-    store = redis_store.RedisStore(url, cluster=cluster)
+    budget = redis_store.DEFAULT_TIMEOUT if timeout is None else timeout
+    store = redis_store.RedisStore(url, cluster=cluster, timeout=budget)
     where = redact(url)
     try:
         await store.ping()

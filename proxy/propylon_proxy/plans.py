@@ -131,4 +131,5 @@ class PlanHolder:
         kept = [*plan.routes.values(), *plan.canary_routes.values()]
         self._runtime.metrics.retain_routes({route.labels for route in kept})
         self._runtime.balancer.retain({e.key for e in config.endpoints})
+        ws_session.retain(plan.sessions, plan.websocket)  # close connections of removed stages (1001)
         return plan

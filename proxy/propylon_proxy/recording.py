@@ -24,6 +24,8 @@ def record(run: runtime.Runtime, ctx: context.RequestContext) -> None:
         )
     status = ctx.status or 500
     run.metrics.record(labels, status, duration, ctx.integration_latency)
+    if run.spans is not None:
+        run.spans.export(ctx, status, duration)
     if stage is None or not stage.access_log:
         return
     if run.log_writer is not None:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO, TypeVar
 
-from propylon_proxy import endpoints, limiter, log_writer, metrics, settings, state, upstream
+from propylon_proxy import endpoints, limiter, log_writer, metrics, settings, state, tracing, upstream
 
 log = logging.getLogger("propylon.proxy")
 
@@ -130,6 +130,7 @@ class Runtime:
     api_key_secret: bytes | None = dataclasses.field(default=None, repr=False)  # key_hashing's secret
     limiter: limiter.Limiter | None = None  # made from ``store`` when not given
     log_writer: log_writer.LineWriter | None = None  # stdout's access log, off the event loop
+    spans: tracing.SpanSink | None = None  # OTLP span export when configured (tracing.from_env)
 
     def __post_init__(self) -> None:
         if self.log_writer is None and self.log_stream is None:
@@ -146,6 +147,8 @@ class Runtime:
     async def close(self) -> None:
         if self.log_writer is not None:
             self.log_writer.close()
+        if self.spans is not None:
+            await asyncio.to_thread(self.spans.close)  # flushes queued spans: blocking
         await self.resources.close()
         await self.store.close()
         await self.upstream.close()

@@ -34,9 +34,10 @@ class ProxySettings:
     # ``serve`` makes one per process; without one, HS* Authorizers refuse every request.
     sealing_secret: bytes | None = dataclasses.field(default=None, repr=False)
     redis_failure: str = "open"  # what limits do while the shared store is down: "open" | "closed"
-    # WebSocket connections shared across replicas (plain --redis only); the URL may hold a password.
+    # WebSocket connections shared across replicas (--redis); the URL may hold a password.
     redis_url: str | None = dataclasses.field(default=None, repr=False)
     ws_registry_ttl_seconds: float = 30.0  # a dead replica's connections leave the registry within this
+    redis_cluster: bool = False  # redis_url names any node of a Redis Cluster
 
 
 def parse_networks(text: str) -> tuple[Network, ...]:

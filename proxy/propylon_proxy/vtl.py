@@ -24,6 +24,8 @@ import airspeed
 import jsonpath_ng
 import jsonpath_ng.exceptions
 
+from propylon_proxy import vtl_java
+
 MAX_OUTPUT = 10 * 1024 * 1024
 MAX_ITERATIONS = 1000  # per #foreach loop, as AWS limits it
 
@@ -80,6 +82,7 @@ def compile(text: str) -> airspeed.Template:
     """Parse once (per plan); the compiler has already refused templates that do not parse."""
     template = airspeed.Template(text)
     template.ensure_compiled()
+    vtl_java.render_like_java(template.root_element)  # first: the loop wrappers below hide their bodies
     _limit_loops(template.root_element, set())
     return template
 

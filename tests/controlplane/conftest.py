@@ -3,9 +3,10 @@
 ``control_plane`` is one real etcd + kube-apiserver for the whole session with the CRDs of
 crds/ installed and Established; ``kube_apiserver`` is the same cluster for tests that need no
 CRD (so a CRD the API server refuses fails only the tests that need one). ``test_hosts`` makes
-backends in network namespaces whose addresses may appear in EndpointSlices. The tier skips,
-saying why, when the binaries are missing (run tools/controlplane/build.sh); CI builds them,
-so there it always runs.
+backends in network namespaces whose addresses may appear in EndpointSlices. ``gateway`` is
+one gateway's namespaces and processes (operator_env.Env); ``backend`` a loopback echo server.
+The tier skips, saying why, when the binaries are missing (run tools/controlplane/build.sh);
+CI builds them, so there it always runs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from collections.abc import Callable, Iterator
 
 import cluster
 import netns
+import operator_env
 import pytest
+
+from tests import backends
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -93,3 +97,20 @@ def test_hosts() -> Iterator[Callable[[str], netns.TestHost]]:
     finally:
         for host in made:
             host.close()
+
+
+@pytest.fixture
+def gateway(control_plane: cluster.ControlPlane, tmp_path: pathlib.Path) -> Iterator[operator_env.Env]:
+    """One gateway: its namespaces, and the operator and proxies a test starts in it, gone after."""
+    made = operator_env.Env(control_plane, tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def backend() -> Iterator[str]:
+    """The URL of a loopback backend answering what it was sent as JSON (``path``, ``headers``)."""
+    with backends.Backend(backends.echo_json) as server:
+        yield server.url

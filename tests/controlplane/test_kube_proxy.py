@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import pathlib
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +22,7 @@ import yaml
 
 from propylon_compiler import compiler, manifests
 from propylon_config import model
+from tests import processes
 
 CHANGE_WITHIN = 5.0  # seconds a Secret or EndpointSlice change may take to reach the proxy
 START_WITHIN = 30.0
@@ -121,44 +119,29 @@ def _eventually(check: Callable[[], bool], within: float, what: str) -> None:
     raise AssertionError(f"not within {within} s: {what}")
 
 
-class Proxy:
-    """One ``propylon proxy`` process; its output goes to a log file the test can read."""
+class Proxy(processes.PropylonProcess):
+    """One ``propylon proxy`` reading ``NAMESPACE/gw-snapshot``; its output goes to a log file the test can read."""
 
     def __init__(
         self, plane: cluster.ControlPlane, namespace: str, workdir: pathlib.Path, kubeconfig: pathlib.Path | None = None
     ) -> None:
         self.port, self.internal_port, self.admin_port = cluster.free_port(), cluster.free_port(), cluster.free_port()
-        self.log_path = workdir / "proxy.log"
-        env = {**os.environ, "POD_NAME": REPLICA}
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "propylon", "proxy", "--config-secret", f"{namespace}/gw-snapshot",
-                 "--kubeconfig", str(kubeconfig or plane.kubeconfig), "--host", "127.0.0.1", "--port", str(self.port),
-                 "--internal-port", str(self.internal_port), "--admin-port", str(self.admin_port)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            )  # fmt: skip
+        super().__init__(
+            ["proxy", "--config-secret", f"{namespace}/gw-snapshot",
+             "--kubeconfig", str(kubeconfig or plane.kubeconfig), "--host", "127.0.0.1", "--port", str(self.port),
+             "--internal-port", str(self.internal_port), "--admin-port", str(self.admin_port)],
+            workdir / "proxy.log",
+            env={"POD_NAME": REPLICA},
+        )  # fmt: skip
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def wait_ready(self) -> None:
         def ready() -> bool:
-            assert self.process.poll() is None, f"proxy exited:\n{self.log()}"
-            return _get(f"http://127.0.0.1:{self.admin_port}/readyz")[0] == 200
+            return self.alive() and _get(f"http://127.0.0.1:{self.admin_port}/readyz")[0] == 200
 
         _eventually(ready, START_WITHIN, "the proxy is ready")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
 
 
 @pytest.fixture

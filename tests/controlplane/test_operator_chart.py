@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import cluster
+import operator_env as op
 import pytest
-import test_operator as op
 import yaml
 
 from propylon_operator import settings as operator_settings
@@ -112,21 +112,21 @@ class Release:
             proxy_cluster_role=self.flag("proxy-cluster-role"),
         )
 
-    def start_operator(self) -> op._Process:
+    def start_operator(self) -> op.Process:
         """``propylon operator`` with the chart's arguments, as the chart's ServiceAccount."""
         kubeconfig = _kubeconfig_as(self.env, self.env.gw_ns, self.pod["serviceAccountName"])
-        process = op._Process(
+        process = op.Process(
             [*self.args, "--kubeconfig", str(kubeconfig)],
             self.env.workdir / "operator.log",
             env={"POD_NAMESPACE": self.env.gw_ns},
         )
         self.env.processes.append(process)
-        op._eventually(
+        op.eventually(
             lambda: process.alive() and "first pass done" in process.log(), op.START_WITHIN, "operator's first pass"
         )
         return process
 
-    def start_proxy(self) -> tuple[op._Process, int]:
+    def start_proxy(self) -> tuple[op.Process, int]:
         """``propylon proxy`` as a pod of the proxy Deployment would run, as its ServiceAccount."""
         settings = self.settings()
         kubeconfig = _kubeconfig_as(self.env, self.env.gw_ns, workloads.proxy_name(settings))
@@ -134,12 +134,9 @@ class Release:
 
 
 @pytest.fixture
-def env(control_plane: cluster.ControlPlane, tmp_path: pathlib.Path) -> Iterator[op.Env]:
-    made = op.Env(control_plane, tmp_path)
-    try:
-        yield made
-    finally:
-        made.close()
+def env(gateway: op.Env) -> op.Env:
+    """This file's tests call the gateway ``env``, as the helpers they share with it do."""
+    return gateway
 
 
 def _objects(namespace: str) -> str:
@@ -218,7 +215,7 @@ def test_the_chart_runs_the_operator_with_least_privilege_and_leaves_nothing_clu
 
     # The one cluster-scoped object the operator makes, owned by the chart's ClusterRole so that it
     # goes with the release; and it works under the chart's RBAC: a broken Api is refused.
-    configuration = op._eventually(
+    configuration = op.eventually(
         lambda: env.get("validatingwebhookconfiguration", webhook_configuration), op.START_WITHIN, "webhook"
     )
     assert configuration["metadata"]["ownerReferences"] == [
@@ -243,7 +240,7 @@ spec:
     assert refused.returncode != 0 and "denied the request" in refused.stderr, refused.stderr
 
     env.plane.apply(_objects(env.app_ns))
-    op._eventually(
+    op.eventually(
         lambda: ((env.get("stage", "-n", env.app_ns, "dev") or {}).get("status") or {}).get("configVersion"),
         op.CHANGE_WITHIN * 2,
         "Stage status written by the operator",
@@ -264,7 +261,7 @@ spec:
         ("role", workloads.proxy_name(settings)),
         ("rolebinding", workloads.proxy_name(settings)),
     ):
-        obj = op._eventually(
+        obj = op.eventually(
             lambda kind=kind, name=name: env.get(kind, "-n", env.gw_ns, name), op.CHANGE_WITHIN, f"{kind} {name}"
         )
         (reference,) = obj["metadata"]["ownerReferences"]
@@ -285,9 +282,9 @@ spec:
     # The proxy, as the ServiceAccount the operator made, serves and keeps its Lease, which the
     # snapshot Secret owns; its EndpointSlice watch in the Api's namespace is allowed.
     proxy, port = release.start_proxy()
-    assert op._get(f"http://127.0.0.1:{port}/dev/hello") == (200, "hello")
+    assert op.get(f"http://127.0.0.1:{port}/dev/hello") == (200, "hello")
     lease_name = f"{settings.snapshot_secret}-{op.REPLICA}"
-    lease = op._eventually(
+    lease = op.eventually(
         lambda: (
             (lease := env.get("lease", "-n", env.gw_ns, lease_name))
             and lease["metadata"].get("ownerReferences")
@@ -299,8 +296,8 @@ spec:
     assert lease["metadata"]["ownerReferences"] == [
         {"apiVersion": "v1", "kind": "Secret", "name": settings.snapshot_secret, "uid": secret["metadata"]["uid"]}
     ]
-    op._eventually(
-        lambda: op._condition(env.get("stage", "-n", env.app_ns, "dev"), "Ready").get("status") == "True",
+    op.eventually(
+        lambda: op.condition(env.get("stage", "-n", env.app_ns, "dev"), "Ready").get("status") == "True",
         30,
         "Stage Ready once the proxy's Lease shows the version",
     )
@@ -309,12 +306,12 @@ spec:
     # A snapshot Secret deleted and published anew has a new uid: the Lease follows it, or the
     # garbage collector would take the Lease for an orphan.
     env.plane.kubectl("delete", "secret", "-n", env.gw_ns, settings.snapshot_secret)
-    renewed = op._eventually(
+    renewed = op.eventually(
         lambda: (new := env.secret()) and new["metadata"]["uid"] != secret["metadata"]["uid"] and new,
         op.CHANGE_WITHIN * 2,
         "the snapshot Secret published again",
     )
-    op._eventually(
+    op.eventually(
         lambda: (
             [r["uid"] for r in env.get("lease", "-n", env.gw_ns, lease_name)["metadata"]["ownerReferences"]]
             == [renewed["metadata"]["uid"]]
@@ -333,7 +330,7 @@ spec:
         + "---"
         + _lease(env.gw_ns, "gw-snapshot-slow-0", settings.snapshot_secret, now - datetime.timedelta(seconds=60))
     )
-    op._eventually(
+    op.eventually(
         lambda: env.get("lease", "-n", env.gw_ns, "gw-snapshot-killed-0") is None,
         settings.resync_s * 3,
         "the expired Lease deleted by the operator",
@@ -361,8 +358,8 @@ def test_run_by_hand_the_operator_binds_the_proxies_itself_with_labels_to_find_t
     env.start_operator()
     settings = operator_settings.Settings(gateway_name=op.GATEWAY, gateway_namespace=env.gw_ns)
     name = workloads.cluster_role_name(settings)
-    role = op._eventually(lambda: env.get("clusterrole", name), op.CHANGE_WITHIN, "the proxies' ClusterRole")
-    binding = op._eventually(lambda: env.get("clusterrolebinding", name), op.CHANGE_WITHIN, "its binding")
+    role = op.eventually(lambda: env.get("clusterrole", name), op.CHANGE_WITHIN, "the proxies' ClusterRole")
+    binding = op.eventually(lambda: env.get("clusterrolebinding", name), op.CHANGE_WITHIN, "its binding")
     try:
         for obj in (role, binding):
             labels = obj["metadata"]["labels"]

@@ -8,24 +8,12 @@ Service and its EndpointSlice to the compiler, and the proxy dials the endpoint 
 from __future__ import annotations
 
 import json
-import pathlib
 import time
-from collections.abc import Iterator
 
-import cluster
+import operator_env as op
 import pytest
-import test_operator as op
 
 pytestmark = pytest.mark.controlplane
-
-
-@pytest.fixture
-def gateway(control_plane: cluster.ControlPlane, tmp_path: pathlib.Path) -> Iterator[op.Env]:
-    made = op.Env(control_plane, tmp_path)
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def _objects(namespace: str, address: str) -> str:
@@ -79,7 +67,7 @@ def test_service_routes_usage_plans_autoscaler_and_a_deleted_secret(gateway: op.
     env.start_operator("--hpa-max", "3")
     env.plane.apply(_objects(env.app_ns, host.address))
 
-    op._eventually(
+    op.eventually(
         lambda: (
             (s := env.get("stage", "-n", env.app_ns, "prod")) and (s.get("status") or {}).get("configVersion") and s
         ),
@@ -87,30 +75,30 @@ def test_service_routes_usage_plans_autoscaler_and_a_deleted_secret(gateway: op.
         "Stage status",
     )
     _, port = env.start_proxy()
-    status, body = op._get(f"http://127.0.0.1:{port}/prod/echo/hi?x=1")
+    status, body = op.get(f"http://127.0.0.1:{port}/prod/echo/hi?x=1")
     assert status == 200, body
     assert json.loads(body)["backend"] == "operator-echo"
 
-    plan = op._eventually(
+    plan = op.eventually(
         lambda: (p := env.get("usageplan", "-n", env.app_ns, "basic")) and "keyCount" in (p.get("status") or {}) and p,
         op.CHANGE_WITHIN,
         "UsagePlan status",
     )
     assert plan["status"]["keyCount"] == 1
-    assert op._condition(plan, "Ready")["status"] == "True"
+    assert op.condition(plan, "Ready")["status"] == "True"
     env.plane.apply(f"""
 apiVersion: v1
 kind: Secret
 metadata: {{name: bob, namespace: {env.app_ns}, labels: {{propylon.dev/usage-plan: basic}}}}
 stringData: {{value: another-key-of-at-least-20-characters}}
 """)
-    op._eventually(
+    op.eventually(
         lambda: (env.get("usageplan", "-n", env.app_ns, "basic")["status"] or {}).get("keyCount") == 2,
         op.CHANGE_WITHIN,
         "a new key is counted",
     )
 
-    hpa = op._eventually(
+    hpa = op.eventually(
         lambda: env.get("horizontalpodautoscaler", "-n", env.gw_ns, op.GATEWAY), op.CHANGE_WITHIN, "the HPA"
     )
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
@@ -124,24 +112,24 @@ stringData: {{value: another-key-of-at-least-20-characters}}
     version = before["metadata"]["annotations"]["propylon.dev/config-version"]
     old_uid = before["metadata"]["uid"]
     env.plane.kubectl("delete", "secret", "-n", env.gw_ns, f"{op.GATEWAY}-snapshot")
-    secret = op._eventually(
+    secret = op.eventually(
         lambda: (s := env.secret()) and s["metadata"]["uid"] != old_uid and s, op.CHANGE_WITHIN * 2, "Secret recreated"
     )
     assert secret["metadata"]["annotations"]["propylon.dev/config-version"] == version
-    status, _ = op._get(f"http://127.0.0.1:{port}/prod/echo/again")
+    status, _ = op.get(f"http://127.0.0.1:{port}/prod/echo/again")
     assert status == 200
 
 
 def test_operator_rides_out_an_api_server_outage(gateway: op.Env) -> None:
     env = gateway
     operator = env.start_operator()
-    env.plane.apply(op._api(env.app_ns, "http://127.0.0.1:9") + "---" + op._stage(env.app_ns))
+    env.plane.apply(op.api(env.app_ns, "http://127.0.0.1:9") + "---" + op.stage(env.app_ns))
 
     def served_version() -> str | None:
         stage = env.get("stage", "-n", env.app_ns, "dev")
         return ((stage or {}).get("status") or {}).get("configVersion")
 
-    before = op._eventually(served_version, op.CHANGE_WITHIN * 2, "first version")
+    before = op.eventually(served_version, op.CHANGE_WITHIN * 2, "first version")
     env.plane.stop_apiserver()
     try:
         time.sleep(3)  # the operator's watches and writes fail meanwhile
@@ -149,8 +137,8 @@ def test_operator_rides_out_an_api_server_outage(gateway: op.Env) -> None:
         env.plane.start_apiserver()
     operator.alive()
 
-    env.plane.apply(op._api(env.app_ns, "http://127.0.0.1:9", greeting="after the outage"))
-    after = op._eventually(
+    env.plane.apply(op.api(env.app_ns, "http://127.0.0.1:9", greeting="after the outage"))
+    after = op.eventually(
         lambda: (v := served_version()) != before and v, 60, "the edit made after the outage is published"
     )
     secret = env.secret()
@@ -208,8 +196,8 @@ spec:
 def test_the_older_stage_keeps_a_contested_base_path(gateway: op.Env) -> None:
     env = gateway
     env.start_operator()
-    env.plane.apply(op._api(env.app_ns, "http://127.0.0.1:9") + "---" + op._stage(env.app_ns))
-    op._eventually(
+    env.plane.apply(op.api(env.app_ns, "http://127.0.0.1:9") + "---" + op.stage(env.app_ns))
+    op.eventually(
         lambda: _status(env, "stage", "dev").get("configVersion"), op.CHANGE_WITHIN * 2, "first Stage published"
     )
     time.sleep(1.1)  # creationTimestamp has one-second resolution
@@ -219,16 +207,16 @@ kind: Stage
 metadata: {{name: dev-too, namespace: {env.app_ns}}}
 spec: {{apiRef: pets, basePath: /dev}}
 """)
-    ready = op._eventually(
+    ready = op.eventually(
         lambda: (
-            (c := op._condition(env.get("stage", "-n", env.app_ns, "dev-too"), "Ready")).get("status") == "False" and c
+            (c := op.condition(env.get("stage", "-n", env.app_ns, "dev-too"), "Ready")).get("status") == "False" and c
         ),
         op.CHANGE_WITHIN,
         "the newer Stage is refused",
     )
     assert ready["reason"] == "Conflict"
     assert "configVersion" not in _status(env, "stage", "dev-too")
-    assert op._condition(env.get("stage", "-n", env.app_ns, "dev"), "Accepted")["status"] == "True"
+    assert op.condition(env.get("stage", "-n", env.app_ns, "dev"), "Accepted")["status"] == "True"
 
 
 def _status(env: op.Env, kind: str, name: str) -> dict:

@@ -10,22 +10,10 @@ from __future__ import annotations
 import json
 import pathlib
 import uuid
-from collections.abc import Iterator
 
-import cluster
-import pytest
-import test_operator as op
+import operator_env as op
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "kubernetes"
-
-
-@pytest.fixture
-def gateway(control_plane: cluster.ControlPlane, tmp_path: pathlib.Path) -> Iterator[op.Env]:
-    made = op.Env(control_plane, tmp_path)
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def test_kubernetes_example_is_served_through_the_operator(gateway: op.Env, test_hosts) -> None:
@@ -48,22 +36,22 @@ endpoints: [{{addresses: ["{host.address}"], conditions: {{ready: true}}}}]
     env.watched = "demo"
     env.start_operator()
 
-    stage = op._eventually(
+    stage = op.eventually(
         lambda: (s := env.get("stage", "-n", "demo", "prod")) and (s.get("status") or {}).get("configVersion") and s,
         op.CHANGE_WITHIN * 2,
         "the example's Stage is published",
     )
     assert stage["status"]["url"] == f"http://{op.GATEWAY}.{env.gw_ns}.svc/prod"
     api = env.get("api", "-n", "demo", "echo")
-    assert op._condition(api, "Ready")["status"] == "True", api.get("status")
+    assert op.condition(api, "Ready")["status"] == "True", api.get("status")
 
     _, port = env.start_proxy()
-    status, body = op._get(f"http://127.0.0.1:{port}/prod/health")
+    status, body = op.get(f"http://127.0.0.1:{port}/prod/health")
     assert status == 200 and json.loads(body)["status"] == "ok"
-    status, body = op._get(f"http://127.0.0.1:{port}/prod/echo/a/b?x=1")
+    status, body = op.get(f"http://127.0.0.1:{port}/prod/echo/a/b?x=1")
     assert status == 200, body
     assert json.loads(body)["backend"] == "example-echo"
     assert json.loads(body)["path"] == "/echo/a/b"
-    status, body = op._get(f"http://127.0.0.1:{port}/prod/users/42")
+    status, body = op.get(f"http://127.0.0.1:{port}/prod/users/42")
     assert status == 200, body
     assert json.loads(body)["path"] == "/v1/users/42"

@@ -10,41 +10,16 @@ from __future__ import annotations
 
 import base64
 import json
-import pathlib
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 
-import cluster
 import jwt
+import operator_env as op
 import pytest
-import test_operator as op
 
 pytestmark = pytest.mark.controlplane
 
 SHARED = "a-shared-secret-of-thirty-two-b!"
 ISSUER = "https://issuer.internal"
-
-
-@pytest.fixture
-def gateway(control_plane: cluster.ControlPlane, tmp_path: pathlib.Path) -> Iterator[op.Env]:
-    made = op.Env(control_plane, tmp_path)
-    try:
-        yield made
-    finally:
-        made.close()
-
-
-def _get(url: str, token: str) -> tuple[int, str]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read().decode(errors="replace")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
-    except OSError as error:
-        return 0, str(error)
 
 
 def _token(secret: str, *, sub: str = "svc-a") -> str:
@@ -72,21 +47,21 @@ spec:
     algorithms: [HS256]
     secretRef: {{name: jwt-secret, key: secret}}
 ---
-{op._api(env.app_ns, "http://127.0.0.1:9", authorizer="internal")}
+{op.api(env.app_ns, "http://127.0.0.1:9", authorizer="internal")}
 ---
-{op._stage(env.app_ns)}
+{op.stage(env.app_ns)}
 """)
     env.start_operator()
     _, port = env.start_proxy()
     url = f"http://127.0.0.1:{port}/dev/hello"
-    op._eventually(lambda: _get(url, _token(SHARED))[0] == 200, op.CHANGE_WITHIN * 2, "an HS256 token passes")
-    assert _get(url, _token(SHARED))[1] == "hello"
-    assert _get(url, _token("another-secret-of-thirty-two-by!"))[0] == 401
-    assert _get(url, "not-a-token")[0] == 401
+    op.eventually(lambda: op.get(url, _token(SHARED))[0] == 200, op.CHANGE_WITHIN * 2, "an HS256 token passes")
+    assert op.get(url, _token(SHARED))[1] == "hello"
+    assert op.get(url, _token("another-secret-of-thirty-two-by!"))[0] == 401
+    assert op.get(url, "not-a-token")[0] == 401
 
-    ready = op._eventually(
+    ready = op.eventually(
         lambda: (
-            (c := op._condition(env.get("authorizer", "-n", env.app_ns, "internal"), "Ready")).get("status") == "True"
+            (c := op.condition(env.get("authorizer", "-n", env.app_ns, "internal"), "Ready")).get("status") == "True"
             and c
         ),
         op.CHANGE_WITHIN,

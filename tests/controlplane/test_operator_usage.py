@@ -7,28 +7,16 @@ its Lease; the operator asks it at most every 30 s, so the status may take up to
 
 from __future__ import annotations
 
-import pathlib
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
-import cluster
+import operator_env as op
 import pytest
-import test_operator as op
 
 pytestmark = pytest.mark.controlplane
 
 KEY = "alice-key-of-at-least-20-characters"
 USAGE_WITHIN = 75.0  # one 30 s interval after the proxy's Lease appears, twice, plus slack
-
-
-@pytest.fixture
-def gateway(control_plane: cluster.ControlPlane, tmp_path: pathlib.Path) -> Iterator[op.Env]:
-    made = op.Env(control_plane, tmp_path)
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def _objects(namespace: str) -> str:
@@ -75,7 +63,7 @@ def test_usage_plan_status_shows_key_count_and_the_keys_quota_use(gateway: op.En
     env = gateway
     env.start_operator()
     env.plane.apply(_objects(env.app_ns))
-    op._eventually(
+    op.eventually(
         lambda: ((env.get("stage", "-n", env.app_ns, "prod") or {}).get("status") or {}).get("configVersion"),
         op.CHANGE_WITHIN * 2,
         "Stage status",
@@ -89,13 +77,13 @@ def test_usage_plan_status_shows_key_count_and_the_keys_quota_use(gateway: op.En
         used = ((status.get("usage") or {}).get("keys") or {}).get("alice", {}).get("used")
         return status if used == 3 else None
 
-    status = op._eventually(usage, USAGE_WITHIN, "UsagePlan status with alice's use")
+    status = op.eventually(usage, USAGE_WITHIN, "UsagePlan status with alice's use")
     assert status["keyCount"] == 1
     assert status["usage"]["keys"] == {"alice": {"used": 3, "remaining": 7}}
     assert status["usage"]["store"] == "memory"
     assert status["usage"]["reportedBy"] == "1 of 1 proxies"
     period = status["usage"]["period"]
     assert period["start"].endswith("T00:00:00Z") and period["end"].endswith("T00:00:00Z")
-    reported = op._condition({"status": status}, "UsageReported")
+    reported = op.condition({"status": status}, "UsageReported")
     assert (reported["status"], reported["reason"]) == ("True", "Reported")
     assert KEY not in str(status)

@@ -10,64 +10,12 @@ the Authorizer's audience reaches the backend with its ``sub``; one for another 
 
 from __future__ import annotations
 
-import http.server
 import json
-import pathlib
-import threading
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 
-import cluster
+import operator_env as op
 import pytest
-import test_operator as op
 
 pytestmark = pytest.mark.controlplane
-
-
-@pytest.fixture
-def gateway(control_plane: cluster.ControlPlane, tmp_path: pathlib.Path) -> Iterator[op.Env]:
-    made = op.Env(control_plane, tmp_path)
-    try:
-        yield made
-    finally:
-        made.close()
-
-
-@pytest.fixture
-def backend() -> Iterator[str]:
-    """A loopback server that answers with the caller identity header it was sent."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({"caller": self.headers.get("X-Caller")}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _get(url: str, token: str) -> tuple[int, str]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read().decode(errors="replace")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
-    except OSError as error:
-        return 0, str(error)
 
 
 def test_a_service_account_token_passes_for_its_audience_only(
@@ -104,7 +52,7 @@ spec:
         url: "{backend}/whoami"
         requestParameters: {{"overwrite:header.X-Caller": "$context.authorizer.claims.sub"}}
 ---
-{op._stage(env.app_ns)}
+{op.stage(env.app_ns)}
 """)
         env.start_operator()
         monkeypatch.setenv("PROPYLON_EXTRA_CA_FILE", str(plane.dir / "ca.crt"))
@@ -116,9 +64,10 @@ spec:
             return made.stdout.strip()
 
         good = token("propylon-gateway")
-        op._eventually(lambda: _get(url, good)[0] == 200, op.CHANGE_WITHIN * 3, "the SA token passes")
-        assert json.loads(_get(url, good)[1]) == {"caller": f"system:serviceaccount:{env.app_ns}:orders"}
-        assert _get(url, token("someone-else"))[0] == 401
-        assert _get(url, good[:-4] + "AAAA")[0] == 401
+        op.eventually(lambda: op.get(url, good)[0] == 200, op.CHANGE_WITHIN * 3, "the SA token passes")
+        sent = {name.lower(): value for name, value in json.loads(op.get(url, good)[1])["headers"].items()}
+        assert sent["x-caller"] == f"system:serviceaccount:{env.app_ns}:orders"
+        assert op.get(url, token("someone-else"))[0] == 401
+        assert op.get(url, good[:-4] + "AAAA")[0] == 401
     finally:
         plane.kubectl("delete", "clusterrolebinding", binding, check=False)

@@ -7,10 +7,8 @@ gateway, the functions and an echo backend are separate processes or servers, as
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,30 +18,16 @@ import harness
 import jwt
 import pytest
 
+from tests import backends
+
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "the-seed-authorizer-secret-0123456789"
 USAGE_KEY = "usage-key-from-the-authorizer-0123"
 
 
-class _Echo(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = json.dumps({"path": self.path, "headers": dict(self.headers.items())}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self) -> None:  # a function service answering HTML
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        body = b"<html>not json</html>"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def _echo_or_html(request: backends.Received) -> backends.Answer:
+    """GET: the request echoed as JSON; POST: a function service answering HTML."""
+    return backends.echo_json(request) if request.method == "GET" else backends.Answer(body=b"<html>not json</html>")
 
 
 def _manifests(ports: dict[str, int], echo: int) -> str:
@@ -149,8 +133,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("authorizers")
-    echo = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    threading.Thread(target=echo.serve_forever, daemon=True).start()
+    echo = backends.Backend(_echo_or_html)
     old = os.environ.get("JWT_SECRET")
     os.environ["JWT_SECRET"] = SECRET  # the seed reads it at import, as on Lambda
     functions: dict[str, harness.Process] = {}
@@ -168,7 +151,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         folder = tmp / "manifests"
         folder.mkdir()
         ports = {name: p.port for name, p in functions.items()}
-        (folder / "all.yaml").write_text(_manifests(ports, echo.server_address[1]))
+        (folder / "all.yaml").write_text(_manifests(ports, echo.port))
         gateway = harness.serve(folder, tmp).wait()
         yield World(gateway.port, functions)
     finally:
@@ -176,8 +159,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             gateway.stop()
         for process in functions.values():
             process.stop()
-        echo.shutdown()
-        echo.server_close()
+        echo.close()
         if old is None:
             os.environ.pop("JWT_SECRET", None)
         else:

@@ -8,15 +8,15 @@ each function run as their own processes on loopback, as a user runs them.
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import harness
 import pytest
+
+from tests import backends
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = base64.b64decode(
@@ -36,19 +36,6 @@ SPECS = {
     "http": "powertools_apps.http_handler",
     "fastapi": "fastapi_app.handler",
 }
-
-
-class _NotJson(http.server.BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        body = b"<html>not json</html>"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def _manifests(ports: dict[str, int], not_json: int) -> str:
@@ -143,8 +130,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     tmp = tmp_path_factory.mktemp("functions")
     processes = {name: harness.function(spec, tmp) for name, spec in SPECS.items()}
     processes["users"] = harness.function("app.lambda_handler", tmp, path=REPO / "examples/functions/users")
-    not_json = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotJson)
-    threading.Thread(target=not_json.serve_forever, daemon=True).start()
+    not_json = backends.Backend(backends.fixed(b"<html>not json</html>"))
     folder = tmp / "manifests"
     folder.mkdir()
     served = None
@@ -152,7 +138,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         for process in processes.values():
             process.wait()
         ports = {name: p.port for name, p in processes.items()}
-        (folder / "fn.yaml").write_text(_manifests(ports, not_json.server_address[1]))
+        (folder / "fn.yaml").write_text(_manifests(ports, not_json.port))
         served = harness.serve(folder, tmp).wait()
         yield served.port
     finally:
@@ -160,7 +146,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             served.stop()
         for process in processes.values():
             process.stop()
-        not_json.shutdown()
+        not_json.close()
 
 
 def _json(body: bytes) -> object:

@@ -30,3 +30,18 @@ def test_namespaces_and_all_namespaces_exclude_each_other(capsys: pytest.Capture
 def test_missing_credentials_are_a_clear_error(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     assert cli.main(["operator", "--kubeconfig", str(tmp_path / "nope")]) == 2
     assert "cannot load cluster credentials" in capsys.readouterr().err
+
+
+def test_proxy_env_flags_become_pairs_and_refuse_the_operators_own_names() -> None:
+    from propylon.commands import kube_operator
+
+    args = cli.build_parser().parse_args(
+        ["operator", "--proxy-env", "OTEL_EXPORTER_OTLP_ENDPOINT=http://c:4318", "--proxy-env", "OTEL_X=a=b"]
+    )
+    assert kube_operator._proxy_env(args.proxy_env) == (
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+        ("OTEL_X", "a=b"),
+    )
+    for bad, why in (("NOEQUALS", "expected NAME=VALUE"), ("1X=y", "expected"), ("PROPYLON_REDIS_URL=x", "operator")):
+        with pytest.raises(SystemExit, match=why):
+            kube_operator._proxy_env([bad])

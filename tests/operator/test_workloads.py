@@ -161,6 +161,16 @@ def test_with_a_redis_secret_proxies_read_the_url_from_it_never_from_the_pod_spe
     assert "PROPYLON_REDIS_URL" not in {e["name"] for e in plain["env"]}
 
 
+def test_a_redis_budget_reaches_the_proxies_only_when_set() -> None:
+    def env_of(s: settings.Settings) -> dict[str, str]:
+        (container,) = workloads.deployment(s, OWNER)["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value", "") for e in container["env"]}
+
+    budget = env_of(settings.Settings(gateway_name="gw", redis_secret="r", redis_timeout_ms=120))
+    assert budget["PROPYLON_REDIS_TIMEOUT_MS"] == "120"
+    assert "PROPYLON_REDIS_TIMEOUT_MS" not in env_of(settings.Settings(gateway_name="gw", redis_secret="r"))
+
+
 def test_with_an_admin_token_secret_proxies_guard_admin_with_it() -> None:
     s = settings.Settings(gateway_name="gw", admin_token_secret="gw-admin")
     (container,) = workloads.deployment(s, OWNER)["spec"]["template"]["spec"]["containers"]
@@ -171,3 +181,13 @@ def test_with_an_admin_token_secret_proxies_guard_admin_with_it() -> None:
         "containers"
     ]
     assert "PROPYLON_ADMIN_TOKEN" not in {e["name"] for e in plain["env"]}
+
+
+def test_proxy_env_reaches_every_proxy_after_the_operators_own() -> None:
+    """The chart's proxy.env (OpenTelemetry's OTEL_* for span export) lands in the proxy pods."""
+    endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector.monitoring:4318")
+    s = settings.Settings(gateway_name="gw", proxy_env=(endpoint, ("OTEL_SERVICE_NAME", "edge")))
+    (container,) = workloads.deployment(s, OWNER)["spec"]["template"]["spec"]["containers"]
+    env = container["env"]
+    assert env[-2:] == [{"name": endpoint[0], "value": endpoint[1]}, {"name": "OTEL_SERVICE_NAME", "value": "edge"}]
+    assert [e["name"] for e in env[:3]] == ["POD_NAME", "POD_NAMESPACE", "POD_IP"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.test_fail_closed import _CountingBackend
+from tests import backends
 from tests.serve.test_serve import Served
 
 API = """\
@@ -75,12 +75,8 @@ ORIGIN = "https://myapp.example"
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Served, _CountingBackend]]:
-    import threading
-
-    backend = _CountingBackend()
-    thread = threading.Thread(target=backend.serve_forever, daemon=True)
-    thread.start()
+def served(tmp_path: Path) -> Iterator[tuple[Served, backends.Backend]]:
+    backend = backends.Backend(backends.fixed(b"from the backend"))
     folder = tmp_path / "manifests"
     folder.mkdir()
     (folder / "api.yaml").write_text(API.format(port=backend.port))
@@ -89,8 +85,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Served, _CountingBackend]]:
         yield gateway, backend
     finally:
         gateway.stop()
-        backend.shutdown()
-        backend.server_close()
+        backend.close()
 
 
 def _send(method: str, url: str, **headers: str) -> tuple[int, dict[str, str]]:
@@ -108,7 +103,7 @@ def _cors_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.startswith("access-control-")}
 
 
-def test_preflight_is_answered_by_the_gateway(served: tuple[Served, _CountingBackend]) -> None:
+def test_preflight_is_answered_by_the_gateway(served: tuple[Served, backends.Backend]) -> None:
     gateway, backend = served
     status, headers = _send(
         "OPTIONS",
@@ -126,7 +121,7 @@ def test_preflight_is_answered_by_the_gateway(served: tuple[Served, _CountingBac
         "access-control-max-age": "600",
     }
     assert headers["vary"] == "Origin"
-    assert backend.seen == []  # the backend never saw the preflight
+    assert backend.lines() == []  # the backend never saw the preflight
 
 
 @pytest.mark.parametrize(
@@ -138,7 +133,7 @@ def test_preflight_is_answered_by_the_gateway(served: tuple[Served, _CountingBac
     ],
 )
 def test_disallowed_preflight_is_403_without_cors_headers(
-    served: tuple[Served, _CountingBackend], origin: str, method: str, asked: str
+    served: tuple[Served, backends.Backend], origin: str, method: str, asked: str
 ) -> None:
     gateway, backend = served
     extra = {"Access_Control_Request_Headers": asked} if asked else {}
@@ -148,14 +143,14 @@ def test_disallowed_preflight_is_403_without_cors_headers(
     assert status == 403
     assert headers["x-propylon-error-type"] == "ACCESS_DENIED"
     assert _cors_headers(headers) == {}
-    assert backend.seen == []
+    assert backend.lines() == []
 
 
-def test_actual_request_from_an_allowed_origin_is_decorated(served: tuple[Served, _CountingBackend]) -> None:
+def test_actual_request_from_an_allowed_origin_is_decorated(served: tuple[Served, backends.Backend]) -> None:
     gateway, backend = served
     status, headers = _send("GET", gateway.url("/prod/items"), Origin=ORIGIN)
     assert status == 200
-    assert backend.seen == ["GET /items"]
+    assert backend.lines() == ["GET /items"]
     assert _cors_headers(headers) == {
         "access-control-allow-origin": ORIGIN,
         "access-control-allow-credentials": "true",
@@ -164,7 +159,7 @@ def test_actual_request_from_an_allowed_origin_is_decorated(served: tuple[Served
     assert headers["vary"] == "Origin"
 
 
-def test_actual_request_from_another_origin_gets_no_cors_headers(served: tuple[Served, _CountingBackend]) -> None:
+def test_actual_request_from_another_origin_gets_no_cors_headers(served: tuple[Served, backends.Backend]) -> None:
     gateway, _ = served
     status, headers = _send("GET", gateway.url("/prod/items"), Origin="https://evil.example")
     assert status == 200  # served, but the browser will not let the page read it
@@ -172,16 +167,16 @@ def test_actual_request_from_another_origin_gets_no_cors_headers(served: tuple[S
     assert headers["vary"] == "Origin"
 
 
-def test_a_later_refusal_is_readable_by_an_allowed_origin(served: tuple[Served, _CountingBackend]) -> None:
+def test_a_later_refusal_is_readable_by_an_allowed_origin(served: tuple[Served, backends.Backend]) -> None:
     gateway, backend = served
     status, headers = _send("GET", gateway.url("/prod/keyed"), Origin=ORIGIN)
     assert status == 403  # the API key step refused: no key
     assert headers["access-control-allow-origin"] == ORIGIN
     assert headers["access-control-allow-credentials"] == "true"
-    assert backend.seen == []
+    assert backend.lines() == []
 
 
-def test_wildcard_without_credentials_answers_star(served: tuple[Served, _CountingBackend]) -> None:
+def test_wildcard_without_credentials_answers_star(served: tuple[Served, backends.Backend]) -> None:
     gateway, backend = served
     status, headers = _send(
         "OPTIONS", gateway.url("/pub/items"), Origin="https://any.example", Access_Control_Request_Method="GET"
@@ -192,10 +187,10 @@ def test_wildcard_without_credentials_answers_star(served: tuple[Served, _Counti
     status, headers = _send("GET", gateway.url("/pub/items"), Origin="https://any.example")
     assert status == 200
     assert headers["access-control-allow-origin"] == "*"
-    assert backend.seen == ["GET /public"]
+    assert backend.lines() == ["GET /public"]
 
 
-def test_preflight_is_answered_for_a_path_with_no_options_route(served: tuple[Served, _CountingBackend]) -> None:
+def test_preflight_is_answered_for_a_path_with_no_options_route(served: tuple[Served, backends.Backend]) -> None:
     """A browser preflights `POST /orders` though only `POST /orders` is declared: AWS answers it,
     and so does the gateway; the backend never sees an OPTIONS request."""
     gateway, backend = served
@@ -206,14 +201,14 @@ def test_preflight_is_answered_for_a_path_with_no_options_route(served: tuple[Se
     assert status == 404  # no route for PUT /orders either: nothing to preflight
     status, headers = _send("OPTIONS", gateway.url("/prod/orders"), Access_Control_Request_Method="POST")
     assert status == 404  # not a preflight (no Origin): OPTIONS /orders has no route
-    assert backend.seen == []
+    assert backend.lines() == []
 
 
-def test_an_api_without_cors_gets_no_preflight_answer(served: tuple[Served, _CountingBackend]) -> None:
+def test_an_api_without_cors_gets_no_preflight_answer(served: tuple[Served, backends.Backend]) -> None:
     gateway, backend = served
     status, headers = _send(
         "OPTIONS", gateway.url("/plain/orders"), Origin=ORIGIN, Access_Control_Request_Method="POST"
     )
     assert status == 404
     assert _cors_headers(headers) == {}
-    assert backend.seen == []
+    assert backend.lines() == []

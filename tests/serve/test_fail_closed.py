@@ -3,7 +3,6 @@ falls through to a less specific route (DESIGN.md section 1, "Such a route fails
 
 from __future__ import annotations
 
-import http.server
 import json
 import signal
 import socket
@@ -16,45 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from tests import backends
 from tests.serve.test_serve import Served, _wait_for, _write
 
 
-class _CountingBackend(http.server.ThreadingHTTPServer):
-    """A real loopback backend that records every request line it is sent."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                server.seen.append(f"{self.command} {self.path}")
-                body = b"from the backend"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_DELETE = do_POST = _answer
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-
 @pytest.fixture
-def backend() -> Iterator[_CountingBackend]:
-    server = _CountingBackend()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def backend() -> Iterator[backends.Backend]:
+    with backends.Backend(backends.fixed(b"from the backend")) as server:
+        yield server
 
 
 def _request(method: str, url: str, timeout: float = 5) -> tuple[int, dict[str, str], bytes]:
@@ -103,7 +71,7 @@ endpoints:
 
 
 def test_a_route_naming_a_missing_authorizer_refuses_instead_of_falling_through(
-    tmp_path: Path, backend: _CountingBackend
+    tmp_path: Path, backend: backends.Backend
 ) -> None:
     folder = tmp_path / "manifests"
     folder.mkdir()
@@ -115,7 +83,7 @@ def test_a_route_naming_a_missing_authorizer_refuses_instead_of_falling_through(
         assert status == 500
         assert headers["x-propylon-error-type"] == "AUTHORIZER_CONFIGURATION_ERROR"
         assert json.loads(body) == {"message": "Internal Server Error"}
-        assert not [line for line in backend.seen if line.startswith("DELETE")]  # never reached a backend
+        assert not [line for line in backend.lines() if line.startswith("DELETE")]  # never reached a backend
         # the rest of the Api serves, and startup named the route that refuses
         assert _request("GET", served.url("/prod/orders/7"))[0] == 200
         assert _request("GET", served.url("/prod/anything"))[0] == 200
@@ -124,7 +92,7 @@ def test_a_route_naming_a_missing_authorizer_refuses_instead_of_falling_through(
         served.stop()
 
 
-def test_a_service_deleted_under_watch_makes_its_route_refuse(tmp_path: Path, backend: _CountingBackend) -> None:
+def test_a_service_deleted_under_watch_makes_its_route_refuse(tmp_path: Path, backend: backends.Backend) -> None:
     folder = tmp_path / "manifests"
     folder.mkdir()
     (folder / "api.yaml").write_text(API.format(port=backend.port))
@@ -143,34 +111,22 @@ def test_a_service_deleted_under_watch_makes_its_route_refuse(tmp_path: Path, ba
         assert status == 500
         assert headers["x-propylon-error-type"] == "API_CONFIGURATION_ERROR"
         assert json.loads(body) == {"message": "Internal server error"}
-        assert not [line for line in backend.seen if "/open/orders" in line]  # no fall-through to ANY /{proxy+}
+        assert not [line for line in backend.lines() if "/open/orders" in line]  # no fall-through to ANY /{proxy+}
     finally:
         served.stop()
 
 
-class _SlowBackend(http.server.ThreadingHTTPServer):
+class _Slow:
     """Answers after ``delay`` seconds, so requests are in flight when the gateway is told to stop."""
 
     def __init__(self, delay: float) -> None:
+        self.delay = delay
         self.arrived = threading.Semaphore(0)
-        server = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                server.arrived.release()
-                time.sleep(delay)
-                body = b"x" * 100_000
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
+    def __call__(self, request: backends.Received) -> backends.Answer:
+        self.arrived.release()
+        time.sleep(self.delay)  # the backend's own slowness, not a wait on a limit
+        return backends.Answer(body=b"x" * 100_000)
 
 
 SLOW_API = """\
@@ -191,11 +147,11 @@ spec: {{apiRef: slow}}
 
 def test_sigterm_drains_every_accepted_request_and_refuses_new_ones(tmp_path: Path) -> None:
     """Issue 8, item 7: not ready, stop accepting, let what was accepted finish."""
-    backend = _SlowBackend(delay=6.5)  # longer than the 5 s the old shutdown allowed
-    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    slow = _Slow(delay=6.5)  # longer than the 5 s the old shutdown allowed
+    backend = backends.Backend(slow, protocol="HTTP/1.1")
     folder = tmp_path / "manifests"
     folder.mkdir()
-    (folder / "api.yaml").write_text(SLOW_API.format(port=backend.server_address[1]))
+    (folder / "api.yaml").write_text(SLOW_API.format(port=backend.port))
     served = Served(folder, tmp_path, "--drain-seconds", "20")
     in_flight = 12
     results: list[tuple[int, int] | str] = []
@@ -215,7 +171,7 @@ def test_sigterm_drains_every_accepted_request_and_refuses_new_ones(tmp_path: Pa
         for client in clients:
             client.start()
         for _ in range(in_flight):  # every request has reached the backend: all were accepted
-            assert backend.arrived.acquire(timeout=10)
+            assert slow.arrived.acquire(timeout=10)
         served.process.send_signal(signal.SIGTERM)
         refused = _wait_for(lambda: not _connectable(served.port), 5)
         assert refused, "the public listener still accepts after SIGTERM"
@@ -225,8 +181,7 @@ def test_sigterm_drains_every_accepted_request_and_refuses_new_ones(tmp_path: Pa
         assert served.process.wait(timeout=30) == 0
     finally:
         served.stop()
-        backend.shutdown()
-        backend.server_close()
+        backend.close()
 
 
 def _connectable(port: int) -> bool:

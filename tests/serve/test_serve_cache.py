@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import http.server
 import threading
 import urllib.error
 import urllib.request
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import backends
 from tests.serve.test_serve import Served, _wait_for
 
 MANIFESTS = """\
@@ -63,62 +63,34 @@ spec:
 """
 
 
-class Backend(http.server.ThreadingHTTPServer):
+class Backend(backends.Backend):
     """Counts every call by path and query; answers per path with what the case needs."""
 
-    daemon_threads = True
+    EXTRA = {
+        "/cookie": (("Set-Cookie", "s=1"),),
+        "/nostore": (("Cache-Control", "no-store"),),
+        "/private": (("Cache-Control", "private, max-age=60"),),
+        "/varystar": (("Vary", "*"),),
+        "/vary": (("Vary", "Accept-Language"),),
+    }
 
     def __init__(self) -> None:
         self.calls: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
         self.release = threading.Event()
-        backend = self
+        super().__init__(self._answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                path = self.path.split("?")[0]
-                with backend.lock:
-                    backend.calls[self.path] += 1
-                    n = backend.calls[self.path]
-                if path == "/slow":
-                    backend.release.wait(20)
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                body = f"{self.path} #{n} lang={self.headers.get('Accept-Language')}".encode()
-                status, extra = 200, []
-                if path == "/cookie":
-                    extra.append(("Set-Cookie", "s=1"))
-                elif path == "/nostore":
-                    extra.append(("Cache-Control", "no-store"))
-                elif path == "/private":
-                    extra.append(("Cache-Control", "private, max-age=60"))
-                elif path == "/varystar":
-                    extra.append(("Vary", "*"))
-                elif path == "/vary":
-                    extra.append(("Vary", "Accept-Language"))
-                elif path == "/big":
-                    body = body + b"x" * (1024 * 1024 + 10)
-                elif path == "/error":
-                    status = 500
-                self.send_response(status)
-                for name, value in extra:
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+    def _answer(self, request: backends.Received) -> backends.Answer:
+        path = request.path.split("?")[0]
+        with self.lock:
+            self.calls[request.path] += 1
+            n = self.calls[request.path]
+        if path == "/slow":
+            self.release.wait(20)
+        body = f"{request.path} #{n} lang={request.header('Accept-Language') or None}".encode()
+        if path == "/big":
+            body = body + b"x" * (1024 * 1024 + 10)
+        return backends.Answer(status=500 if path == "/error" else 200, body=body, headers=self.EXTRA.get(path, ()))
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,9 @@ clock-driven rules (refetch limit, max-age, outages) are in tests/proxy/test_jwt
 
 from __future__ import annotations
 
-import http.server
 import json
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +18,7 @@ from typing import Any
 import jwt
 import pytest
 
-from tests import issuers
+from tests import backends, issuers
 from tests.serve.test_serve import Served, _wait_for
 
 HS_SECRET = "an-hs256-shared-secret-of-32-byte"
@@ -104,37 +102,8 @@ spec:
 """
 
 
-class _Echo(http.server.ThreadingHTTPServer):
-    """A loopback backend answering with the path and headers it received."""
-
-    def __init__(self) -> None:
-        self.seen: list[dict[str, Any]] = []
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                record = {"path": self.path, "headers": dict(self.headers.items())}
-                owner.seen.append(record)
-                body = json.dumps(record).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.daemon_threads = True
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
 class World:
-    def __init__(self, issuer: issuers.Issuer, backend: _Echo) -> None:
+    def __init__(self, issuer: issuers.Issuer, backend: backends.Backend) -> None:
         self.issuer, self.backend = issuer, backend
         self.rsa = issuer.add_key("RSA")
         self.ec = issuer.add_key("EC")
@@ -156,9 +125,7 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("jwt")
     issuer = issuers.Issuer()
-    backend = _Echo()
-    thread = threading.Thread(target=backend.serve_forever, daemon=True)
-    thread.start()
+    backend = backends.Backend(backends.echo_json)
     folder = tmp / "manifests"
     folder.mkdir()
     (folder / "all.yaml").write_text(MANIFESTS.format(issuer=issuer.issuer, backend=backend.url, secret=HS_SECRET))
@@ -170,13 +137,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     finally:
         if served is not None:
             served.stop()
-        backend.shutdown()
-        backend.server_close()
+        backend.close()
         issuer.stop()
 
 
 def _refused(world: World, path: str, token: str | None, status: int = 401, **kw: Any) -> None:
-    before = len(world.backend.seen)
+    before = len(world.backend.received)
     got, headers, body = world.get(path, token, **kw)
     expected = {
         401: ("UNAUTHORIZED", {"message": "Unauthorized"}),
@@ -187,7 +153,7 @@ def _refused(world: World, path: str, token: str | None, status: int = 401, **kw
     assert headers.get("x-request-id")
     if status == 401:
         assert headers.get("WWW-Authenticate") == "Bearer"
-    assert len(world.backend.seen) == before, "a refused request reached the backend"
+    assert len(world.backend.received) == before, "a refused request reached the backend"
 
 
 @pytest.mark.parametrize("kind", ["rsa", "ec", "okp"])
@@ -289,10 +255,10 @@ def test_oversize_tokens_never_reach_the_backend(world: World) -> None:
     # A token over 16 KiB cannot fit the 16 KiB header block: the listener refuses it (431)
     # before the authorizer would (its own 16 KiB check is in tests/proxy/test_jwt_units.py).
     big = world.issuer.token(world.rsa, claims=world.issuer.claims(pad="x" * 17000))
-    before = len(world.backend.seen)
+    before = len(world.backend.received)
     status, headers, _ = world.get("/me", big)
     assert (status, headers.get("x-propylon-error-type")) == (431, "REQUEST_HEADERS_TOO_LARGE")
-    assert len(world.backend.seen) == before
+    assert len(world.backend.received) == before
 
 
 def test_keys_are_discovered_from_the_issuers_openid_configuration(world: World) -> None:
@@ -312,11 +278,11 @@ def test_hs256_with_a_secret_ref_works_and_other_secrets_do_not(world: World) ->
 
 
 def test_a_request_authorizer_whose_function_is_down_fails_closed(world: World) -> None:
-    before = len(world.backend.seen)
+    before = len(world.backend.received)
     status, headers, body = world.get("/fn", world.issuer.token(world.rsa))
     assert (status, headers.get("x-propylon-error-type")) == (500, "AUTHORIZER_FAILURE")
     assert body == {"message": "Internal Server Error"}
-    assert len(world.backend.seen) == before
+    assert len(world.backend.received) == before
 
 
 def test_no_token_or_secret_is_written_to_the_logs(world: World) -> None:

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import base64
 import http.client
-import http.server
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests import backends
 from tests.serve.test_serve import Served
 
 EVERYTHING = """\
@@ -87,49 +85,18 @@ spec: {{apiRef: shop, variables: {{env: production}}}}
 """
 
 
-@dataclass
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class _Recorder(http.server.ThreadingHTTPServer):
-    def __init__(self) -> None:
-        self.received: list[Received] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                server.received.append(Received(self.command, self.path, dict(self.headers.items()), body))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "8")
-                self.end_headers()
-                self.wfile.write(b'{"ok":1}')
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
+_Recorder = backends.Backend  # the name these tests are annotated with
 
 
 def _start(tmp_path: Path, text: str) -> tuple[Served, _Recorder]:
-    backend = _Recorder()
-    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    backend = backends.Backend(backends.fixed(b'{"ok":1}', content_type="application/json"))
     folder = tmp_path / "manifests"
     folder.mkdir()
-    (folder / "api.yaml").write_text(text.replace("{port}", str(backend.server_address[1])))
+    (folder / "api.yaml").write_text(text.replace("{port}", str(backend.port)))
     try:
         return Served(folder, tmp_path), backend
     except BaseException:
-        backend.shutdown()
-        backend.server_close()
+        backend.close()
         raise
 
 
@@ -141,8 +108,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Served, _Recorder]]:
         yield gateway, backend
     finally:
         gateway.stop()
-        backend.shutdown()
-        backend.server_close()
+        backend.close()
 
 
 def _send(gateway: Served, path: str, body: bytes, method: str = "POST", **headers: str) -> tuple[int, bytes]:
@@ -282,8 +248,7 @@ def test_the_put_items_example_sends_a_put_item_document(tmp_path: Path) -> None
         assert json.loads(got.body) == {"TableName": "Items", "Item": {"id": {"S": "42"}, "name": {"S": "tea"}}}
     finally:
         gateway.stop()
-        backend.shutdown()
-        backend.server_close()
+        backend.close()
 
 
 def test_foreach_stops_at_1000_iterations(served: tuple[Served, _Recorder]) -> None:

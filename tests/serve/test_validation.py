@@ -3,9 +3,7 @@ records what it received (DESIGN.md sections 1, 3, 8)."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import backends
 from tests.serve.test_serve import Served
 
 API = """\
@@ -41,40 +40,18 @@ spec: {{apiRef: shop}}
 """
 
 
-class _Recorder(http.server.ThreadingHTTPServer):
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                server.bodies.append(self.rfile.read(length))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Served, _Recorder]]:
-    backend = _Recorder()
-    threading.Thread(target=backend.serve_forever, daemon=True).start()
+def served(tmp_path: Path) -> Iterator[tuple[Served, backends.Backend]]:
+    backend = backends.Backend()
     folder = tmp_path / "manifests"
     folder.mkdir()
-    (folder / "api.yaml").write_text(API.format(port=backend.server_address[1]))
+    (folder / "api.yaml").write_text(API.format(port=backend.port))
     gateway = Served(folder, tmp_path)
     try:
         yield gateway, backend
     finally:
         gateway.stop()
-        backend.shutdown()
-        backend.server_close()
+        backend.close()
 
 
 def _post(gateway: Served, body: bytes, query: str = "?store=1", **headers: str) -> tuple[int, dict[str, object]]:
@@ -87,11 +64,11 @@ def _post(gateway: Served, body: bytes, query: str = "?store=1", **headers: str)
         return error.code, json.loads(error.read())
 
 
-def test_a_valid_body_reaches_the_backend_byte_for_byte(served: tuple[Served, _Recorder]) -> None:
+def test_a_valid_body_reaches_the_backend_byte_for_byte(served: tuple[Served, backends.Backend]) -> None:
     gateway, backend = served
     body = b'{ "item" : "tea",\n  "quantity": 2, "tags": ["x"] }'
     assert _post(gateway, body)[0] == 200
-    assert backend.bodies == [body]
+    assert backend.bodies() == [body]
 
 
 @pytest.mark.parametrize(
@@ -109,24 +86,24 @@ def test_a_valid_body_reaches_the_backend_byte_for_byte(served: tuple[Served, _R
         b"[" * 100000 + b"]" * 100000,  # deep nesting: answered, never a crash
     ],
 )
-def test_invalid_bodies_are_400_and_never_forwarded(served: tuple[Served, _Recorder], body: bytes) -> None:
+def test_invalid_bodies_are_400_and_never_forwarded(served: tuple[Served, backends.Backend], body: bytes) -> None:
     gateway, backend = served
     assert _post(gateway, body) == (400, {"message": "Invalid request body"})
-    assert backend.bodies == []
+    assert backend.bodies() == []
 
 
-def test_missing_parameters_are_listed_in_declared_order(served: tuple[Served, _Recorder]) -> None:
+def test_missing_parameters_are_listed_in_declared_order(served: tuple[Served, backends.Backend]) -> None:
     gateway, backend = served
     request = urllib.request.Request(gateway.url("/prod/orders"), data=b"{}", method="POST")
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=5)
     assert caught.value.code == 400
     assert json.loads(caught.value.read()) == {"message": "Missing required request parameters: [store, X-Trace]"}
-    assert backend.bodies == []
+    assert backend.bodies() == []
 
 
-def test_a_compressed_body_is_415(served: tuple[Served, _Recorder]) -> None:
+def test_a_compressed_body_is_415(served: tuple[Served, backends.Backend]) -> None:
     gateway, backend = served
     status, _ = _post(gateway, b"\x1f\x8b\x08\x00", **{"Content-Encoding": "gzip"})
     assert status == 415
-    assert backend.bodies == []
+    assert backend.bodies() == []

@@ -3,15 +3,14 @@
 A client connects to replica B; @connections calls land on replica A, which finds the
 connection in the shared registry, answers GET from it and forwards POST and DELETE to B over
 B's channel. B killed with SIGKILL (no cleanup runs) → its connections leave the registry within
-the TTL (``--ws-registry-ttl 1`` here) and A answers 410.
+the TTL (``--ws-registry-ttl 1`` here) and A answers 410. The same again on a real three-node
+Redis Cluster (``--redis-cluster``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,22 +19,12 @@ from websockets.asyncio.client import connect
 
 from tests import redis_servers
 from tests.serve.test_serve import Served, _wait_for
-from tests.wsapi.test_websocket_serve import API, STAGE, Backend
+from tests.wsapi.test_websocket_serve import API, STAGE, Backend, _manage
 
 
-def _manage(replica: Served, method: str, connection_id: str, body: bytes = b"") -> tuple[int, bytes]:
-    url = f"http://127.0.0.1:{replica.internal}/live/@connections/{connection_id}"
-    request = urllib.request.Request(url, data=body if method == "POST" else None, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def _replica(folder: Path, logs: Path, redis_url: str) -> Served:
+def _replica(folder: Path, logs: Path, redis_url: str, *flags: str) -> Served:
     logs.mkdir()
-    return Served(folder, logs, "--redis", redis_url, "--ws-registry-ttl", "1")
+    return Served(folder, logs, "--redis", redis_url, "--ws-registry-ttl", "1", *flags)
 
 
 async def test_a_post_on_replica_a_reaches_a_client_on_b_and_b_killed_is_gone(tmp_path: Path) -> None:
@@ -74,8 +63,7 @@ async def test_a_post_on_replica_a_reaches_a_client_on_b_and_b_killed_is_gone(tm
         finally:
             a.stop()
             b.stop()
-            backend.server.shutdown()
-            backend.server.server_close()
+            backend.close()
 
 
 async def test_a_delete_on_replica_a_closes_the_client_on_b_and_runs_disconnect(tmp_path: Path) -> None:
@@ -103,5 +91,50 @@ async def test_a_delete_on_replica_a_closes_the_client_on_b_and_runs_disconnect(
         finally:
             a.stop()
             b.stop()
-            backend.server.shutdown()
-            backend.server.server_close()
+            backend.close()
+
+
+async def test_two_replicas_on_a_redis_cluster(tmp_path: Path) -> None:
+    redis_servers.require_redis()
+    backend = Backend()
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "api.yaml").write_text(API.format(backend=backend.url, extra="join"))
+    (folder / "stage.yaml").write_text(STAGE)
+    with redis_servers.redis_cluster(tmp_path / "cluster") as cluster:
+        # A is given one node and B another: each discovers the rest
+        a = _replica(folder, tmp_path / "a", cluster.nodes[0].url, "--redis-cluster")
+        b = _replica(folder, tmp_path / "b", cluster.nodes[2].url, "--redis-cluster")
+        try:
+            ids = []
+            clients = [await connect(f"ws://127.0.0.1:{b.port}/live", user_agent_header=f"on-b-{n}") for n in range(6)]
+            assert _wait_for(lambda: backend.paths().count("/connect") == 6, 10)
+            ids = [c[1] for c in backend.calls if c[0] == "/connect"]
+            # the entries spread over the cluster's nodes, each in its id's slot
+            keys = [f"propylon:ws:conn:{{{i}}}" for i in ids]
+            assert all(cluster.nodes[0].cli("-c", "EXISTS", key).strip() == "1" for key in keys)
+            for n, (client, connection_id) in enumerate(zip(clients, ids, strict=True)):
+                status, _ = await asyncio.to_thread(_manage, a, "POST", connection_id, f"to {n}".encode())
+                assert status == 200
+                assert await asyncio.wait_for(client.recv(), timeout=10) == f"to {n}"
+            status, body = await asyncio.to_thread(_manage, a, "GET", ids[0])
+            assert status == 200 and json.loads(body)["identity"]["userAgent"] == "on-b-0"
+            status, _ = await asyncio.to_thread(_manage, a, "DELETE", ids[0])
+            assert status == 204
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                await asyncio.wait_for(clients[0].recv(), timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+            assert _wait_for(lambda: backend.paths().count("/disconnect") == 1, 10)
+            assert (await asyncio.to_thread(_manage, a, "GET", ids[0]))[0] == 410
+            assert (await asyncio.to_thread(_manage, a, "POST", "nosuchid", b"x"))[0] == 410
+            # B dies without cleanup: A answers 410 for its connections (no receiver, then no entry)
+            b.process.kill()
+            b.process.wait(timeout=10)
+            assert (await asyncio.to_thread(_manage, a, "POST", ids[1], b"late"))[0] == 410
+            assert _wait_for(lambda: all(_manage(a, "GET", i)[0] == 410 for i in ids[2:]), 20)
+            for client in clients:
+                await client.close()
+        finally:
+            a.stop()
+            b.stop()
+            backend.close()

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import http.server
 import json
 import os
 import socket
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
+from tests import backends
 from tests.serve.test_serve import Served, _wait_for
 
 API = """\
@@ -56,51 +55,36 @@ spec: {apiRef: chat, basePath: /live}
 """
 
 
-class Backend:
+class Backend(backends.Backend):
     """Records (path, connection id, route key, event type, body); /connect may refuse."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, str, str, str, bytes]] = []
         self.refuse_connect = False
-        backend = self
+        super().__init__(self._answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                h = self.headers
-                backend.calls.append(
-                    (
-                        self.path,
-                        h.get("x-propylon-connection-id", ""),
-                        h.get("x-propylon-route-key", ""),
-                        h.get("x-propylon-event-type", ""),
-                        body,
-                    )
-                )
-                status = 401 if self.path == "/connect" and backend.refuse_connect else 200
-                answer = {"/echo": b"echo:" + body, "/default": b"default:" + body}.get(self.path, b"")
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+    def _answer(self, request: backends.Received) -> backends.Answer:
+        status = 401 if request.path == "/connect" and self.refuse_connect else 200
+        body = {"/echo": b"echo:" + request.body, "/default": b"default:" + request.body}.get(request.path, b"")
+        return backends.Answer(status=status, body=body)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def paths(self) -> list[str]:
-        return [c[0] for c in self.calls]
+    @property
+    def calls(self) -> list[tuple[str, str, str, str, bytes]]:
+        return [
+            (
+                r.path,
+                r.header("x-propylon-connection-id"),
+                r.header("x-propylon-route-key"),
+                r.header("x-propylon-event-type"),
+                r.body,
+            )
+            for r in list(self.received)
+        ]
 
 
 @pytest.fixture
 def backend() -> Iterator[Backend]:
-    b = Backend()
-    yield b
-    b.server.shutdown()
-    b.server.server_close()
+    with Backend() as b:
+        yield b
 
 
 @pytest.fixture

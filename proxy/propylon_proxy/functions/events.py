@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from propylon_config import model
-from propylon_proxy import context, forwarding
+from propylon_proxy import context, tracing
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Payload 2.0 sends these content types as text; every other body is base64 (DESIGN.md §8).
@@ -315,6 +315,6 @@ class EventShape:
 
 def _traceparent(ctx: context.RequestContext) -> str:
     """The W3C trace context a function sees, as an HTTP backend does: the client's trace
-    continued with a new span id, or a new trace when the client sent none (or a broken one)."""
-    incoming = next((value for name, value in ctx.headers if name.lower() == "traceparent"), None)
-    return forwarding.traceparent(incoming)
+    continued with the gateway's span id (the one its exported span has), or a new trace when
+    the client sent none (or a broken one)."""
+    return tracing.traceparent(ctx)

@@ -19,6 +19,7 @@ from propylon_proxy import (
     replies,
     runtime,
     steps,
+    tracing,
     upstream,
 )
 
@@ -72,6 +73,7 @@ class HttpProxyIntegration:
                 scheme="http",
                 upstream_host=where.host_header,
                 request_id=ctx.request_id,
+                trace=tracing.traceparent(ctx),
             )
             target_text = where.target
             if integration.request_parameters:

@@ -1,11 +1,13 @@
 """WebSocket connections across replicas (``--redis``): a shared registry and a channel per replica.
 
 A connection lives on the replica whose socket holds it, but an @connections call may land on
-any replica. So each replica writes its connections to Redis (``propylon:ws:conn:<id>``, a hash
-with the owner replica, stage base path, connectedAt, lastActiveAt and identity) with a TTL,
-and refreshes every one of them from a heartbeat every third of the TTL. A replica that dies
-(even SIGKILL, which runs no cleanup) stops refreshing, so its connections leave the registry
-within one TTL and calls for them answer 410.
+any replica. So each replica writes its connections to Redis (``propylon:ws:conn:{<id>}``, one
+JSON value with the owner replica, stage base path, connectedAt, lastActiveAt and identity,
+written with its TTL in one ``SET ... PX`` so no entry can ever lack its expiry) and refreshes
+every one of them from a heartbeat every third of the TTL. A replica that dies (even SIGKILL,
+which runs no cleanup) stops refreshing, so its connections leave the registry within one TTL
+and calls for them answer 410. The connection id is the key's hash tag: whatever else a
+connection's entry ever needs stays in its slot on a Redis Cluster.
 
 A replica subscribes to its own channel (``propylon:ws:replica:<replica id>``); a POST or
 DELETE for a connection held elsewhere is published there and the owner acts on it. ``PUBLISH``
@@ -14,7 +16,12 @@ says how many subscribers got the message: none means the owner is gone, which i
 the registry alone. Redis errors never break a local connection: registration is retried by
 the next heartbeat and the subscriber reconnects by itself.
 
-Plain Redis only: with ``--redis-cluster`` the registry stays per replica (documented).
+With ``--redis-cluster`` the registry goes through the cluster client (each entry to its slot's
+node) and the channels stay classic pub/sub, which a cluster delivers to every node. But
+``PUBLISH`` counts only the subscribers of the node it ran on, so a replica subscribes on the
+node that owns its channel name's slot and callers publish on that same node: the count stays
+exact, and "no receiver" still means the owner is gone. A subscriber checks that owner at
+every heartbeat and moves when the slot moved (resharding, failover).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio import cluster as aiocluster
 
 from propylon_proxy.websocket import registry
 
@@ -41,7 +49,7 @@ Act = Callable[[str, str, str, str | bytes | None], None]  # (op, connection id,
 
 
 def _key(connection_id: str) -> str:
-    return f"{PREFIX}conn:{connection_id}"
+    return f"{PREFIX}conn:{{{connection_id}}}"
 
 
 def _channel(replica: str) -> str:
@@ -53,11 +61,19 @@ class Unavailable(Exception):
 
 
 class Cluster:
-    def __init__(self, url: str, ttl_seconds: float, act: Act) -> None:
+    def __init__(self, url: str, ttl_seconds: float, act: Act, *, redis_cluster: bool = False) -> None:
         self.replica = secrets.token_hex(8)
         self.ttl_ms = max(1, int(ttl_seconds * 1000))
-        self._client: Any = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=CALL_TIMEOUT, socket_connect_timeout=CALL_TIMEOUT
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": CALL_TIMEOUT,
+            "socket_connect_timeout": CALL_TIMEOUT,
+        }
+        self._redis_cluster = redis_cluster
+        self._client: Any = (
+            aiocluster.RedisCluster.from_url(url, **options)
+            if redis_cluster
+            else aioredis.Redis.from_url(url, **options)
         )
         self._act = act
         self._tasks: list[asyncio.Task[None]] = []
@@ -70,23 +86,24 @@ class Cluster:
         self._local = local
         self._tasks = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._subscribe())]
 
-    def _fields(self, c: registry.Connection) -> dict[str, str]:
-        return {
-            "replica": self.replica,
-            "base": c.stage_base_path,
-            "connectedAt": repr(c.connected_at),
-            "lastActiveAt": repr(c.last_active_at),
-            "sourceIp": c.source_ip,
-            "userAgent": c.user_agent,
-        }
+    def _entry(self, c: registry.Connection) -> str:
+        return json.dumps(
+            {
+                "replica": self.replica,
+                "base": c.stage_base_path,
+                "connectedAt": repr(c.connected_at),
+                "lastActiveAt": repr(c.last_active_at),
+                "sourceIp": c.source_ip,
+                "userAgent": c.user_agent,
+            }
+        )
 
     async def register(self, connections: list[registry.Connection]) -> None:
         if not connections:
             return
         pipe = self._client.pipeline(transaction=False)
         for c in connections:
-            pipe.hset(_key(c.id), mapping=self._fields(c))
-            pipe.pexpire(_key(c.id), self.ttl_ms)
+            pipe.set(_key(c.id), self._entry(c), px=self.ttl_ms)
         try:
             await pipe.execute()
         except (redis.exceptions.RedisError, OSError) as exc:
@@ -98,12 +115,16 @@ class Cluster:
 
     async def lookup(self, connection_id: str, base: str) -> dict[str, str] | None:
         try:
-            found: dict[str, str] = await self._client.hgetall(_key(connection_id))
+            raw = await self._client.get(_key(connection_id))
         except (redis.exceptions.RedisError, OSError) as exc:
             raise Unavailable(str(exc)) from exc
-        if not found or found.get("base") != base:
+        try:
+            found = json.loads(raw) if raw else None
+        except ValueError:
+            found = None
+        if not isinstance(found, dict) or found.get("base") != base:
             return None
-        return found
+        return {str(k): str(v) for k, v in found.items()}
 
     async def forward(self, entry: dict[str, str], op: str, connection_id: str, data: str | bytes | None) -> bool:
         """Publishes ``op`` to the owner replica; False when no replica is listening there."""
@@ -113,7 +134,7 @@ class Cluster:
         elif data is not None:
             message["text"] = data
         try:
-            receivers = await self._client.publish(_channel(entry["replica"]), json.dumps(message))
+            receivers = await self._publish(_channel(entry["replica"]), json.dumps(message))
             if receivers == 0:
                 await self._client.delete(_key(connection_id))
         except (redis.exceptions.RedisError, OSError) as exc:
@@ -125,22 +146,61 @@ class Cluster:
             await asyncio.sleep(self.ttl_ms / 3000)
             await self.register(self._local())
 
+    async def _publish(self, channel: str, message: str) -> int:
+        if not self._redis_cluster:
+            return int(await self._client.publish(channel, message))
+        node = await self._channel_node(channel)
+        return int(await self._client.execute_command("PUBLISH", channel, message, target_nodes=node))
+
+    async def _channel_node(self, channel: str) -> Any:
+        """The cluster node owning ``channel``'s slot: where its subscriber and publishers meet."""
+        await self._client.initialize()
+        return self._client.get_node_from_key(channel)
+
+    async def _subscriber(self) -> tuple[Any, str | None]:
+        """A client to subscribe with (on a cluster: one to the channel's node) and that node."""
+        if not self._redis_cluster:
+            return self._client, None
+        node = await self._channel_node(_channel(self.replica))
+        pool = aioredis.ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+        return aioredis.Redis(connection_pool=pool), str(node.name)
+
+    async def _moved(self, name: str | None) -> bool:
+        """On a cluster: the channel's slot has another owner now (so resubscribe there)."""
+        if name is None:
+            return False
+        try:
+            node = await self._channel_node(_channel(self.replica))
+        except (redis.exceptions.RedisError, OSError):
+            return False
+        return str(node.name) != name
+
     async def _subscribe(self) -> None:
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            client: Any = None
+            pubsub: Any = None
             try:
+                client, node = await self._subscriber()
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(_channel(self.replica))
                 await self.register(self._local())  # entries written while Redis was away
                 while True:
-                    message = await pubsub.get_message(timeout=None)
+                    message = await pubsub.get_message(timeout=self.ttl_ms / 3000 if node else None)
                     if message is not None and message.get("type") == "message":
                         self._dispatch(message["data"])
+                    elif message is None and await self._moved(node):
+                        log.info("websocket channel: its slot moved; resubscribing on the new owner")
+                        break
             except (redis.exceptions.RedisError, OSError) as exc:
                 log.warning("websocket channel: %s; resubscribing", exc)
                 await asyncio.sleep(1.0)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+                if client is not None and client is not self._client:
+                    with contextlib.suppress(Exception):
+                        await client.aclose()
 
     def _dispatch(self, raw: str) -> None:
         try:

@@ -1,11 +1,18 @@
-"""Where the dispatcher hands WebSocket traffic over: upgrades and @connections calls."""
+"""Where the dispatcher hands WebSocket traffic over: upgrades and @connections calls.
+
+Every refusal of an upgrade is a section-3 gateway response (JSON ``{"message": ...}`` with
+``x-propylon-error-type`` and ``x-request-id``, the stage's overrides applied): a broken
+handshake 400 BAD_REQUEST, a refused Origin 403 ACCESS_DENIED, the $connect route's own steps
+(401, 403, 429, 500, ...), then its integration: a non-2xx answer 403 ACCESS_DENIED, no answer
+at all 502 INTEGRATION_FAILURE / 504 INTEGRATION_TIMEOUT.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from propylon_proxy import context, responding, routing
-from propylon_proxy.websocket import management, session, tables, upgrade
+from propylon_proxy import context, gateway_responses, replies, responding, routing, steps
+from propylon_proxy.websocket import events, management, session, tables, upgrade
 
 
 async def serve(
@@ -16,20 +23,30 @@ async def serve(
     path = request.path
     if internal:
         parts = management.split(path)
-        if parts is not None and ws_tables.match(parts[0], internal=True) is not None:
-            return await management.handle(request, sessions, parts[0].rstrip("/") or "/", parts[1])
+        managed = ws_tables.match(parts[0], internal=True) if parts is not None else None
+        if parts is not None and managed is not None:
+            ctx.stage = managed.stage
+            return await management.handle(ctx, sessions, parts[0].rstrip("/") or "/", parts[1])
     ws = ws_tables.match(path, internal=internal)
     if ws is None:
         return None
+    ctx.stage = ws.stage  # the stage's gateway-response overrides apply to every refusal below
     if not upgrade.is_upgrade(request) or upgrade.broken(request):
-        return web.json_response({"message": "Bad Request"}, status=400)
+        return await _refuse(ctx, replies.refuse(gateway_responses.BAD_REQUEST))
     if upgrade.origin_refused(request, ws.api):
-        return web.json_response({"message": "Forbidden"}, status=403)
+        return await _refuse(ctx, replies.refuse(gateway_responses.ACCESS_DENIED))
     if ws.connect_checks is not None:
         connect = ws.routes["$connect"]
-        ctx.stage = ws.stage
         ctx.match = routing.Match(stage=ws.stage, route=connect, params=(), upstream_path="/")
         reply = await ws.connect_checks.run(ctx)
         if not 200 <= reply.status < 300:
             return await responding.send(ctx, reply)  # refused before $connect's integration
-    return await sessions.serve(request, ws, ctx.source_ip)
+    connection = sessions.open(request, ws, ctx.source_ip, internal=internal, authorizer=events.authorizer(ctx))
+    refusal = await sessions.connect(connection)
+    if refusal is not None:
+        return await _refuse(ctx, refusal)
+    return await sessions.serve(request, connection)
+
+
+async def _refuse(ctx: context.RequestContext, refusal: replies.Refusal) -> web.StreamResponse:
+    return await responding.send(ctx, steps.render_refusal(ctx, refusal))

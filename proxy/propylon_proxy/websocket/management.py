@@ -2,6 +2,8 @@
 
 A connection this replica does not hold is looked up in the shared registry (``--redis``,
 ``cluster``): GET answers from it, POST and DELETE are forwarded to the owner replica.
+410 GONE and 503 SERVICE_UNAVAILABLE are section-3 gateway responses (``{"message": "Gone"}``,
+``x-propylon-error-type``, ``x-request-id``, the stage's overrides).
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from propylon_proxy import context, gateway_responses, replies, responding, steps
 from propylon_proxy.websocket import session
-
-GONE = {"message": "GoneException"}
 
 MARK = "/@connections/"
 
@@ -29,17 +30,22 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
+async def _refuse(ctx: context.RequestContext, error_type: str) -> web.StreamResponse:
+    return await responding.send(ctx, steps.render_refusal(ctx, replies.refuse(error_type)))
+
+
 async def handle(
-    request: web.BaseRequest, sessions: session.Sessions, base: str, connection_id: str
+    ctx: context.RequestContext, sessions: session.Sessions, base: str, connection_id: str
 ) -> web.StreamResponse:
+    request = ctx.request
     connection = sessions.registry.get(connection_id, base)
     if connection is None:
         if sessions.cluster is not None and request.method in ("POST", "GET", "DELETE"):
-            return await _remote(request, sessions, base, connection_id)
-        return web.json_response(GONE, status=410)
+            return await _remote(ctx, sessions, base, connection_id)
+        return await _refuse(ctx, gateway_responses.GONE)
     if request.method == "POST":
         if not sessions.offer(connection, await _data(request)):
-            return web.json_response({"message": "GoneException"}, status=410)
+            return await _refuse(ctx, gateway_responses.GONE)
         return web.Response(status=200)
     if request.method == "GET":
         return web.json_response(
@@ -64,16 +70,17 @@ async def _data(request: web.BaseRequest) -> str | bytes:
 
 
 async def _remote(
-    request: web.BaseRequest, sessions: session.Sessions, base: str, connection_id: str
+    ctx: context.RequestContext, sessions: session.Sessions, base: str, connection_id: str
 ) -> web.StreamResponse:
     from propylon_proxy.websocket import cluster
 
+    request = ctx.request
     shared = sessions.cluster
     assert shared is not None
     try:
         entry = await shared.lookup(connection_id, base)
         if entry is None:
-            return web.json_response(GONE, status=410)
+            return await _refuse(ctx, gateway_responses.GONE)
         if request.method == "GET":
             return web.json_response(
                 {
@@ -84,7 +91,7 @@ async def _remote(
             )
         data = await _data(request) if request.method == "POST" else None
         if not await shared.forward(entry, request.method, connection_id, data):
-            return web.json_response(GONE, status=410)
+            return await _refuse(ctx, gateway_responses.GONE)
     except cluster.Unavailable:
-        return web.json_response({"message": "Service Unavailable"}, status=503)
+        return await _refuse(ctx, gateway_responses.SERVICE_UNAVAILABLE)
     return web.Response(status=200 if request.method == "POST" else 204)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from propylon_proxy.websocket import tables
 
 
 @dataclasses.dataclass(slots=True)
@@ -18,6 +22,13 @@ class Connection:
     source_ip: str
     user_agent: str
     domain_name: str = ""
+    # The plan the connection opened with: it keeps it until a swap stops serving its stage.
+    ws: tables.WsStage | None = None
+    internal: bool = False  # opened on the internal listener (which serves PRIVATE stages too)
+    # requestContext.authorizer, captured at $connect and sent with every event (as AWS does).
+    authorizer: dict[str, Any] | None = None
+    # The upgrade's headers and query pairs, for the CONNECT event only; dropped once $connect ran.
+    handshake: tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] | None = None
     queue: asyncio.Queue[str | bytes] = dataclasses.field(default_factory=lambda: asyncio.Queue(maxsize=64))
 
 

@@ -4,11 +4,17 @@ $disconnect runs exactly once, in ``finally``, however the connection ends. Mess
 routed by the Api's routeSelectionExpression (``$request.body.<path>``) over JSON bodies and
 fall to ``$default`` otherwise. Sends go through a bounded queue: a client that cannot keep
 up is closed with 1008 instead of growing memory.
+
+A connection keeps the plan (``WsStage``) it opened with across config swaps; ``retain`` closes
+(1001) only the connections whose stage the new plan no longer serves where they opened
+(their Stage or WebSocket Api removed, its basePath moved, a PUBLIC stage made PRIVATE), and
+their $disconnect runs, once, with the plan they opened with.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 import time
@@ -18,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from propylon_config import model
-from propylon_proxy import runtime
+from propylon_proxy import gateway_responses, replies, runtime
 from propylon_proxy.functions import client as function_client
 from propylon_proxy.integrations import function as function_integration
 from propylon_proxy.websocket import events, registry, tables
@@ -28,6 +34,25 @@ if TYPE_CHECKING:
 
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
+CLOSE_GOING_AWAY = 1001
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Answer:
+    """An integration's answer; ``failure`` names the gateway response when none came."""
+
+    status: int
+    body: bytes
+    failure: str | None = None  # INTEGRATION_FAILURE | INTEGRATION_TIMEOUT
+
+
+def still_served(connection: registry.Connection, served: tables.Tables) -> bool:
+    """True while the plan ``served`` serves the connection's stage where it opened."""
+    opened = connection.ws
+    if opened is None:
+        return True
+    now = served.match(connection.stage_base_path, internal=connection.internal)
+    return now is not None and now.stage.id == opened.stage.id and now.api.id == opened.api.id
 
 
 def select_route(ws: tables.WsStage, data: str | bytes) -> model.Route | None:
@@ -53,7 +78,7 @@ class Integrations:
 
     async def call(
         self, ws: tables.WsStage, connection: registry.Connection, route: model.Route, event: str, body: str | bytes
-    ) -> tuple[int, bytes]:
+    ) -> Answer:
         connection_id = connection.id
         integration = route.integration
         if integration.type is model.IntegrationType.FUNCTION:
@@ -61,9 +86,9 @@ class Integrations:
         if isinstance(body, str):
             body = body.encode()
         if integration.type is model.IntegrationType.MOCK and integration.mock is not None:
-            return integration.mock.status_code, integration.mock.body.encode()
+            return Answer(integration.mock.status_code, integration.mock.body.encode())
         if integration.url is None:
-            return 500, b""
+            return Answer(502, b"", gateway_responses.INTEGRATION_FAILURE)
         if self._session is None:
             self._session = aiohttp.ClientSession(auto_decompress=False)
         headers = {
@@ -76,25 +101,29 @@ class Integrations:
             async with self._session.request(
                 integration.method or "POST", integration.url, data=body, headers=headers, timeout=timeout
             ) as answer:
-                return answer.status, await answer.read()
-        except (aiohttp.ClientError, TimeoutError):
-            return 502, b""
+                return Answer(answer.status, await answer.read())
+        except TimeoutError:
+            return Answer(504, b"", gateway_responses.INTEGRATION_TIMEOUT)
+        except aiohttp.ClientError:
+            return Answer(502, b"", gateway_responses.INTEGRATION_FAILURE)
 
     async def _function(
         self, ws: tables.WsStage, connection: registry.Connection, route: model.Route, event: str, body: str | bytes
-    ) -> tuple[int, bytes]:
+    ) -> Answer:
         integration = route.integration
         target = function_client.Target(url=integration.url, service=integration.service)
         payload = events.build(ws, connection, route.route_key, event, body if event == "MESSAGE" else None)
         try:
             answer = await self._functions.invoke(target, payload, integration.timeout_ms / 1000)
+        except function_client.InvokeTimeout:
+            return Answer(504, b"", gateway_responses.INTEGRATION_TIMEOUT)
         except function_client.InvokeError:
-            return 502, b""
+            return Answer(502, b"", gateway_responses.INTEGRATION_FAILURE)
         if isinstance(answer, dict):
             status = answer.get("statusCode", 200)
             text = answer.get("body")
-            return (status if isinstance(status, int) else 200), (text.encode() if isinstance(text, str) else b"")
-        return 200, (json.dumps(answer).encode() if answer is not None else b"")
+            return Answer(status if isinstance(status, int) else 200, text.encode() if isinstance(text, str) else b"")
+        return Answer(200, json.dumps(answer).encode() if answer is not None else b"")
 
     async def close(self) -> None:
         if self._session is not None:
@@ -106,28 +135,59 @@ class Sessions:
         self.registry = registry.Registry()
         self.integrations = Integrations(run)
         self._closing: set[asyncio.Future[bool]] = set()
+        self._served: tables.Tables | None = None  # the latest plan's stages (``retain``)
         self.cluster = _cluster(run, self._act)  # None: this replica's registry is the only one
 
-    async def serve(self, request: web.BaseRequest, ws: tables.WsStage, source_ip: str) -> web.StreamResponse:
-        connection_id = secrets.token_urlsafe(12)
-        limits = ws.limits
-        socket = web.WebSocketResponse(max_msg_size=0, autoping=True)
+    def open(
+        self,
+        request: web.BaseRequest,
+        ws: tables.WsStage,
+        source_ip: str,
+        *,
+        internal: bool,
+        authorizer: dict[str, Any] | None,
+    ) -> registry.Connection:
+        """A connection not yet accepted: $connect still has to let it in (``connect``)."""
         now = time.time()
-        connection = registry.Connection(
-            id=connection_id,
+        return registry.Connection(
+            id=secrets.token_urlsafe(12),
             stage_base_path=ws.stage.base_path.rstrip("/") or "/",
-            socket=socket,
+            socket=web.WebSocketResponse(max_msg_size=0, autoping=True),
             connected_at=now,
             last_active_at=now,
             source_ip=source_ip,
             user_agent=request.headers.get("User-Agent", ""),
             domain_name=request.headers.get("Host", ""),
+            ws=ws,
+            internal=internal,
+            authorizer=authorizer,
+            handshake=(tuple(request.headers.items()), tuple(request.query.items())),
         )
-        connect = ws.routes.get("$connect")
-        if connect is not None:
-            status, _ = await self.integrations.call(ws, connection, connect, "CONNECT", b"")
-            if not 200 <= status < 300:
-                return web.json_response({"message": "Forbidden"}, status=403)
+
+    async def connect(self, connection: registry.Connection) -> replies.Refusal | None:
+        """$connect's integration: a non-2xx refuses the upgrade (403); no answer at all is 502/504."""
+        ws = connection.ws
+        connect = ws.routes.get("$connect") if ws is not None else None
+        if ws is None or connect is None:
+            connection.handshake = None
+            return None
+        try:
+            answer = await self.integrations.call(ws, connection, connect, "CONNECT", b"")
+        finally:
+            connection.handshake = None  # only the CONNECT event carries it
+        if answer.failure is not None:
+            return replies.refuse(answer.failure)
+        if not 200 <= answer.status < 300:
+            return replies.refuse(gateway_responses.ACCESS_DENIED)
+        return None
+
+    async def serve(self, request: web.BaseRequest, connection: registry.Connection) -> web.StreamResponse:
+        """Accepts the connection (101) and runs it until it ends; then $disconnect, once."""
+        ws = connection.ws
+        assert ws is not None
+        connection_id = connection.id
+        socket = connection.socket
+        limits = ws.limits
         # Registered before the 101: a call made as soon as the client (or the backend that saw
         # $connect) knows the id finds it, here and on every replica; messages wait in its queue.
         self.registry.add(connection)
@@ -141,6 +201,8 @@ class Sessions:
             if self.cluster is not None:
                 await self.cluster.unregister(connection_id)
             raise
+        if self._served is not None and not still_served(connection, self._served):
+            self._close_later(connection, CLOSE_GOING_AWAY, b"going away")  # a swap during $connect
         sender = asyncio.create_task(self._send_loop(connection))
         try:
             await asyncio.wait_for(self._receive(ws, connection, limits), timeout=limits.max_connection_seconds)
@@ -157,6 +219,18 @@ class Sessions:
             if disconnect is not None:
                 await self.integrations.call(ws, connection, disconnect, "DISCONNECT", b"")
         return socket
+
+    def retain(self, served: tables.Tables) -> None:
+        """After a swap: close (1001) the connections whose stage ``served`` no longer serves."""
+        self._served = served
+        for connection in self.registry.all():
+            if not still_served(connection, served):
+                self._close_later(connection, CLOSE_GOING_AWAY, b"going away")
+
+    def _close_later(self, connection: registry.Connection, code: int, message: bytes) -> None:
+        closing = asyncio.ensure_future(connection.socket.close(code=code, message=message))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def _receive(
         self, ws: tables.WsStage, connection: registry.Connection, limits: model.WebSocketLimits
@@ -178,18 +252,16 @@ class Sessions:
             route = select_route(ws, data)
             if route is None:
                 continue
-            _status, answer = await self.integrations.call(ws, connection, route, "MESSAGE", data)
-            if route.route_response_selection_expression == "$default" and answer:
-                self.offer(connection, answer.decode("utf-8", "replace"))
+            answer = await self.integrations.call(ws, connection, route, "MESSAGE", data)
+            if route.route_response_selection_expression == "$default" and answer.body:
+                self.offer(connection, answer.body.decode("utf-8", "replace"))
 
     def offer(self, connection: registry.Connection, data: str | bytes) -> bool:
         """Queues a message for the client; a full queue closes it with 1008 (backpressure)."""
         try:
             connection.queue.put_nowait(data)
         except asyncio.QueueFull:
-            closing = asyncio.ensure_future(connection.socket.close(code=CLOSE_POLICY, message=b"client too slow"))
-            self._closing.add(closing)
-            closing.add_done_callback(self._closing.discard)
+            self._close_later(connection, CLOSE_POLICY, b"client too slow")
             return False
         return True
 
@@ -201,9 +273,7 @@ class Sessions:
         if op == "POST" and data is not None:
             self.offer(connection, data)
         elif op == "DELETE":
-            closing = asyncio.ensure_future(connection.socket.close(code=1000, message=b"closed by @connections"))
-            self._closing.add(closing)
-            closing.add_done_callback(self._closing.discard)
+            self._close_later(connection, 1000, b"closed by @connections")
 
     async def _send_loop(self, connection: registry.Connection) -> None:
         while True:
@@ -228,13 +298,13 @@ class Sessions:
 
 
 def _cluster(run: runtime.Runtime, act: ws_cluster.Act) -> ws_cluster.Cluster | None:
-    """The shared registry with ``--redis`` (plain Redis); ``redis`` is imported only then."""
+    """The shared registry with ``--redis`` (or a Redis Cluster); ``redis`` is imported only then."""
     url = run.settings.redis_url
     if not url:
         return None
     from propylon_proxy.websocket import cluster as ws_cluster
 
-    return ws_cluster.Cluster(url, run.settings.ws_registry_ttl_seconds, act)
+    return ws_cluster.Cluster(url, run.settings.ws_registry_ttl_seconds, act, redis_cluster=run.settings.redis_cluster)
 
 
 RESOURCE = "websocket/sessions"
@@ -243,6 +313,12 @@ RESOURCE = "websocket/sessions"
 def shared(run: runtime.Runtime) -> Sessions:
     """The gateway's one set of open connections; it outlives every plan."""
     return run.resources.claim(RESOURCE, lambda: Sessions(run))
+
+
+def retain(sessions: Sessions | None, served: tables.Tables | None) -> None:
+    """The plan holder's hook after a swap (``Sessions.retain``)."""
+    if sessions is not None and served is not None:
+        sessions.retain(served)
 
 
 async def shutdown(run: runtime.Runtime) -> None:

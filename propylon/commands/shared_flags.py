@@ -1,0 +1,120 @@
+"""Flags that ``serve``, ``proxy`` and ``operator`` all take, defined once.
+
+The shared store (``--redis``/``--redis-secret``, ``--redis-cluster``, ``--redis-failure``,
+``--redis-timeout-ms``) and ``--trusted-proxies`` mean the same thing in all three commands, so
+they get one name, one default and one help text here; a command only says how it is run:
+
+- ``environment``: the commands a Deployment runs (``proxy``, ``operator``) take their defaults
+  from ``PROPYLON_REDIS_*`` variables, which is how the chart and the operator hand the store to
+  pods. ``serve`` is run by hand and reads no variables, so a stray one never changes it.
+- ``store``: ``url`` for the commands that talk to Redis themselves; ``secret`` for the operator,
+  which never holds the URL (it may carry a password) and names the Secret its proxies read.
+
+``--trusted-proxies`` is checked while parsing, so every command refuses a bad CIDR the same way
+(exit 2, the entry named); the value stays the text given, which the operator passes on to
+its proxies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Literal
+
+from propylon_proxy import settings
+
+REDIS_URL_ENV = "PROPYLON_REDIS_URL"
+REDIS_SECRET_ENV = "PROPYLON_REDIS_SECRET"
+REDIS_CLUSTER_ENV = "PROPYLON_REDIS_CLUSTER"
+REDIS_FAILURE_ENV = "PROPYLON_REDIS_FAILURE"
+REDIS_TIMEOUT_ENV = "PROPYLON_REDIS_TIMEOUT_MS"
+FAILURE_MODES = ("open", "closed")
+
+
+def _trusted_proxies(text: str) -> str:
+    """argparse type: the text, once every entry is a CIDR or an address."""
+    try:
+        settings.parse_networks(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _milliseconds(text: str) -> float:
+    """argparse type: a budget in milliseconds, above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0 ms, got {text!r}")
+    return value
+
+
+def redis_timeout(args: argparse.Namespace) -> float | None:
+    """``--redis-timeout-ms`` in seconds, as ``limit_stores.open_store`` takes it (None: its default)."""
+    milliseconds: float | None = args.redis_timeout_ms
+    return None if milliseconds is None else milliseconds / 1000
+
+
+def _env_note(environment: bool, variable: str) -> str:
+    return f" (default: ${variable})" if environment else ""
+
+
+def _flag_from_env(variable: str) -> bool:
+    return os.environ.get(variable, "").lower() in ("1", "true", "yes")
+
+
+def add_trusted_proxies(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trusted-proxies",
+        default="",
+        type=_trusted_proxies,
+        metavar="CIDR,...",
+        help="peers whose X-Forwarded-For and X-Forwarded-Proto count: your Ingress controller's or load "
+        "balancer's addresses, such as the pod CIDR 10.0.0.0/8 (default: none)",
+    )
+
+
+def add_redis_arguments(parser: argparse.ArgumentParser, *, store: Literal["url", "secret"], environment: bool) -> None:
+    """The shared store's flags; ``store`` and ``environment`` as the module docstring says."""
+    if store == "url":
+        parser.add_argument(
+            "--redis",
+            default=(os.environ.get(REDIS_URL_ENV) or None) if environment else None,
+            metavar="URL",
+            help="shared store for limits and quotas (redis://, rediss:// or unix://); none: in memory"
+            + _env_note(environment, REDIS_URL_ENV),
+        )
+    else:
+        parser.add_argument(
+            "--redis-secret",
+            default=(os.environ.get(REDIS_SECRET_ENV) or None) if environment else None,
+            metavar="NAME",
+            help="Secret in the gateway namespace whose 'url' proxies share limits and quotas through; none: "
+            "limits in memory per proxy" + _env_note(environment, REDIS_SECRET_ENV),
+        )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=_flag_from_env(REDIS_CLUSTER_ENV) if environment else False,
+        help="the Redis URL names any node of a Redis Cluster" + _env_note(environment, REDIS_CLUSTER_ENV),
+    )
+    parser.add_argument(
+        "--redis-failure",
+        choices=FAILURE_MODES,
+        default=(os.environ.get(REDIS_FAILURE_ENV) or "open") if environment else "open",
+        help="while Redis is down: open = local limits, closed = 503 on routes with limits"
+        + (f" (default: ${REDIS_FAILURE_ENV}, then open)" if environment else " (default: open)"),
+    )
+    parser.add_argument(
+        "--redis-timeout-ms",
+        type=_milliseconds,
+        # A text default goes through ``type`` when this command is parsed: a bad variable is
+        # refused like a bad flag, and breaks no other command.
+        default=(os.environ.get(REDIS_TIMEOUT_ENV) or None) if environment else None,
+        metavar="MS",
+        help="how long one Redis call may take before it counts as unanswered: that request is then decided "
+        "locally, and three in a row are an outage"
+        + (f" (default: ${REDIS_TIMEOUT_ENV}, then 50)" if environment else " (default: 50)"),
+    )

@@ -1,0 +1,140 @@
+"""What Java's Velocity does that airspeed does not, so AWS templates render as AWS documents.
+
+Amazon API Gateway runs templates on Java Velocity, where JSON values are Java objects: a
+boolean prints as ``true``, a map as ``{a=1, b=x}``, a list as ``[1, x, null]``, and templates
+call Java methods on them (``$map.size()``, ``$s.equals('x')``, ``$s.toLowerCase()``). airspeed
+prints Python's ``str`` (``True``, ``{'a': 1}``) and knows only a few of those methods, so
+AWS's own examples (the photos example's ``"ispublic": $elem.ispublic``, the ``$input``
+reference's ``$input.path('$.things').size()``) came out wrong. This module supplies both:
+
+- ``render_like_java(template)`` makes every ``$reference`` in a parsed template print its
+  value the Java way (``java_str``); references without a value still print their own text,
+  as Velocity does.
+- The Java methods Python lacks are registered in airspeed's table of extra methods per type
+  (``airspeed.__additional_methods__``, the library's extension point for exactly this), once,
+  at import. Where Python has a method of the same name (``str.replace``, ``dict.get``),
+  airspeed calls that one, which behaves the same for what templates pass. The methods are
+  pure functions of their arguments (no I/O).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import airspeed
+
+
+def java_str(value: Any) -> str:
+    """``String.valueOf(value)`` for JSON-shaped values, as Java Velocity prints them."""
+    if isinstance(value, str):  # first: nearly every reference prints a string
+        return value
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):  # JSON objects are dicts; no abc check on the hot path
+        return "{" + ", ".join(f"{java_str(k)}={java_str(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple | type({}.keys()) | type({}.values())):
+        return "[" + ", ".join(java_str(v) for v in value) + "]"
+    return str(value)
+
+
+def _print_reference(element: Any) -> Callable[[Any, Any, Any], None]:
+    """A replacement for one reference's ``evaluate_raw`` that prints with ``java_str``."""
+
+    def evaluate_raw(stream: Any, namespace: Any, loader: Any) -> None:
+        value = None
+        if element.expression is not None:
+            value = element.expression.calculate(namespace, loader)
+        if value is None:
+            if element.alternate is not None:
+                value = element.alternate.calculate(namespace, loader)
+            elif element.silent and element.expression is not None:
+                value = ""
+            else:
+                value = element.my_text()
+        stream.write(java_str(value))
+
+    return evaluate_raw
+
+
+def render_like_java(root: Any) -> None:
+    """Make every reference under ``root`` (a parsed airspeed tree) print the Java way."""
+    seen: set[int] = set()
+    pending = [root]
+    while pending:
+        element = pending.pop()
+        if id(element) in seen or not hasattr(element, "__dict__"):
+            continue
+        seen.add(id(element))
+        for value in list(vars(element).values()):
+            children = value if isinstance(value, list) else [value]
+            pending.extend(child for child in children if isinstance(child, airspeed._Element))
+        if isinstance(element, airspeed.FormalReference):
+            element.evaluate_raw = _print_reference(element)
+
+
+def _index_of(text: str, part: Any, start: int = 0) -> int:
+    return text.find(java_str(part), start)
+
+
+def _equals(self: Any, other: Any) -> bool:
+    # Java's equals is false across types: Boolean.TRUE is not 1, 1.0 is not 1.
+    return type(self) is type(other) and bool(self == other)
+
+
+_EVERY_VALUE: dict[str, Callable[..., Any]] = {
+    "toString": java_str,
+    "equals": _equals,
+}
+
+_STRING: dict[str, Callable[..., Any]] = {
+    "isEmpty": lambda self: self == "",
+    "length": len,
+    "contains": lambda self, part: java_str(part) in self,
+    "startsWith": lambda self, prefix: self.startswith(java_str(prefix)),
+    "endsWith": lambda self, suffix: self.endswith(java_str(suffix)),
+    "equalsIgnoreCase": lambda self, other: isinstance(other, str) and self.lower() == other.lower(),
+    "toLowerCase": str.lower,
+    "toUpperCase": str.upper,
+    "trim": lambda self: self.strip(" \t\n\r\x0b\x0c\x00"),
+    "indexOf": _index_of,
+    "lastIndexOf": lambda self, part: self.rfind(java_str(part)),
+    "charAt": lambda self, index: self[index],
+    "substring": lambda self, begin, end=None: self[begin:end],
+    "replaceAll": lambda self, pattern, repl: re.sub(java_str(pattern), java_str(repl), self),
+    "matches": lambda self, pattern: re.fullmatch(java_str(pattern), self) is not None,
+}
+
+_LIST: dict[str, Callable[..., Any]] = {
+    "size": len,
+    "isEmpty": lambda self: not self,
+    "get": lambda self, index: self[index],
+    "contains": lambda self, value: value in self,
+    "indexOf": lambda self, value: self.index(value) if value in self else -1,
+}
+
+_MAP: dict[str, Callable[..., Any]] = {
+    "size": len,
+    "isEmpty": lambda self: not self,
+    "keySet": lambda self: list(self),
+    "entrySet": lambda self: [{"key": k, "value": v} for k, v in self.items()],
+    "containsKey": lambda self, key: key in self,
+    "containsValue": lambda self, value: value in self.values(),
+}
+
+
+def _register(types: Iterable[type], methods: Mapping[str, Callable[..., Any]]) -> None:
+    table: dict[type, dict[str, Callable[..., Any]]] = getattr(airspeed, "__additional_methods__")  # noqa: B009
+    for kind in types:
+        table.setdefault(kind, {}).update(methods)
+
+
+_register((str, int, float, bool, list, dict), _EVERY_VALUE)
+_register((str,), _STRING)
+_register((list,), _LIST)
+_register((dict,), _MAP)

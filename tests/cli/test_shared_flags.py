@@ -1,0 +1,111 @@
+"""`serve`, `proxy` and `operator` take the shared-store and forwarding flags alike.
+
+The flags are defined once (propylon/commands/shared_flags.py); these tests hold the three
+commands to it: the same names, help, choices and refusal of a bad value, and only the
+Deployment-run commands take defaults from the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from propylon import cli
+from propylon.commands import shared_flags
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMANDS = ("serve", "proxy", "operator")
+# What each command needs besides the flags under test to parse at all.
+REQUIRED = {"serve": ["-f", "x.yaml"], "proxy": ["--config-secret", "ns/name"], "operator": []}
+SHARED = {"--redis-cluster", "--redis-failure", "--redis-timeout-ms", "--trusted-proxies"}
+
+
+def _command(name: str) -> argparse.ArgumentParser:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command: argparse.ArgumentParser = sub.choices[name]
+    return command
+
+
+def _actions(name: str) -> dict[str, argparse.Action]:
+    return {option: action for action in _command(name)._actions for option in action.option_strings}
+
+
+def test_the_three_commands_accept_the_same_shared_flags() -> None:
+    for name in COMMANDS:
+        assert set(_actions(name)) >= SHARED, name
+    # Redis is reached by URL by the commands that talk to it, by a Secret's name by the operator.
+    assert "--redis" in _actions("serve") and "--redis" in _actions("proxy")
+    assert "--redis-secret" in _actions("operator") and "--redis" not in _actions("operator")
+
+
+def test_the_shared_flags_have_one_help_text_and_the_same_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("URL", "CLUSTER", "FAILURE", "TIMEOUT_MS"):
+        monkeypatch.delenv(f"PROPYLON_REDIS_{variable}", raising=False)
+    per_command = {name: _actions(name) for name in COMMANDS}
+    for flag in SHARED | {"--redis"}:
+        having = [actions[flag] for actions in per_command.values() if flag in actions]
+        # Help differs at most by the "(default: $VARIABLE)" note of the Deployment-run commands.
+        assert len({(a.help or "").split(" (default")[0] for a in having}) == 1, flag
+        assert len({(a.choices and tuple(a.choices), a.metavar, a.default) for a in having}) == 1, flag
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_parses_the_shared_flags(name: str) -> None:
+    store = "--redis-secret" if name == "operator" else "--redis"
+    flags = [store, "x", "--redis-cluster", "--redis-failure", "closed", "--redis-timeout-ms", "250"]
+    args = _command(name).parse_args([*REQUIRED[name], *flags, "--trusted-proxies", "10.0.0.0/8"])
+    assert (args.redis_cluster, args.redis_failure, args.trusted_proxies) == (True, "closed", "10.0.0.0/8")
+    assert shared_flags.redis_timeout(args) == 0.25  # seconds, as limit_stores.open_store takes it
+
+
+def test_only_the_deployed_commands_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROPYLON_REDIS_URL", "redis://store:6379/0")
+    monkeypatch.setenv("PROPYLON_REDIS_SECRET", "shared-store")
+    monkeypatch.setenv("PROPYLON_REDIS_CLUSTER", "true")
+    monkeypatch.setenv("PROPYLON_REDIS_FAILURE", "closed")
+    monkeypatch.setenv("PROPYLON_REDIS_TIMEOUT_MS", "120")
+    proxy = _command("proxy").parse_args(REQUIRED["proxy"])
+    assert (proxy.redis, proxy.redis_cluster, proxy.redis_failure) == ("redis://store:6379/0", True, "closed")
+    operator = _command("operator").parse_args([])
+    assert (operator.redis_secret, operator.redis_cluster, operator.redis_failure) == ("shared-store", True, "closed")
+    assert proxy.redis_timeout_ms == operator.redis_timeout_ms == 120.0
+    serve = _command("serve").parse_args(REQUIRED["serve"])
+    assert (serve.redis, serve.redis_cluster, serve.redis_failure) == (None, False, "open")
+    assert shared_flags.redis_timeout(serve) is None  # the store's own 50 ms
+
+
+def _propylon(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real console script: a refusal while parsing comes before any file, cluster or port."""
+    script = shutil.which("propylon")
+    command = [script] if script else [sys.executable, "-m", "propylon"]
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=60, env=environment)
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_bad_trusted_proxy_is_refused_alike_by_every_command(name: str) -> None:
+    done = _propylon(name, *REQUIRED[name], "--trusted-proxies", "10.0.0.0/8,not-an-ip")
+    assert done.returncode == 2
+    assert "argument --trusted-proxies: not a CIDR: 'not-an-ip'" in done.stderr
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_redis_budget_must_be_a_positive_number_of_milliseconds(name: str) -> None:
+    for bad, said in (("0", "must be above 0 ms"), ("-5", "must be above 0 ms"), ("fast", "not a number")):
+        done = _propylon(name, *REQUIRED[name], "--redis-timeout-ms", bad)
+        assert done.returncode == 2, bad
+        assert f"argument --redis-timeout-ms: {said}" in done.stderr, done.stderr
+
+
+def test_a_bad_budget_in_the_environment_is_refused_by_the_command_that_reads_it_only() -> None:
+    done = _propylon("proxy", *REQUIRED["proxy"], env={"PROPYLON_REDIS_TIMEOUT_MS": "soon"})
+    assert done.returncode == 2
+    assert "argument --redis-timeout-ms: not a number of milliseconds: 'soon'" in done.stderr
+    assert _propylon("validate", "-f", "examples/kubernetes", env={"PROPYLON_REDIS_TIMEOUT_MS": "soon"}).returncode == 0
