@@ -104,8 +104,11 @@ def make(folder: Path, cold_tokens: int, *, valid_seconds: int = 6 * 3600) -> di
     workers = max(1, multiprocessing.cpu_count())
     step = -(-cold_tokens // workers)
     jobs = [(_pem(key), i, min(step, cold_tokens - i), exp) for i in range(0, cold_tokens, step)]
-    with multiprocessing.Pool(workers) as pool:
-        lines = [token for chunk in pool.map(_sign, jobs) for token in chunk]
+    # Spawned, not forked, workers, and a time limit: a run of bench/run.py at 13:51 UTC (load
+    # average 8) hung for 15 minutes here, a forked worker asleep on a lock it inherited.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        chunks = pool.map_async(_sign, jobs).get(timeout=max(120.0, cold_tokens * 0.01))
+    lines = [token for chunk in chunks for token in chunk]
     tokens_path = folder / "cold-tokens.txt"
     tokens_path.write_text("\n".join(lines) + "\n")
     script = folder / "cold.lua"

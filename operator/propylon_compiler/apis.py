@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 
-from propylon_compiler import fields, gateway_responses, integrations, objects, routes
+from propylon_compiler import fields, gateway_responses, integration_responses, integrations, objects, routes
 from propylon_config import gateway_responses as table
 from propylon_config import model
 
@@ -148,6 +148,8 @@ def _routes(
             continue
         seen_keys[key] = i
         seen_shapes[shape] = i
+        if protocol is model.Protocol.WEBSOCKET:
+            integration_responses.websocket_problems(f, raw, path)
         template = _route(f, raw, path, parsed, key, models, index)
         if template is not None:
             templates.append(RouteTemplate(index=i, route=template))

@@ -34,7 +34,7 @@ from propylon_compiler import (
     statuses,
     usage_plans,
 )
-from propylon_config import codec, key_hashing, model
+from propylon_config import codec, gc_pause, key_hashing, model
 
 ObjectStatus = statuses.ObjectStatus
 
@@ -63,7 +63,11 @@ class CompileResult:
 
 
 def compile(documents: Sequence[manifests.Document], *, options: CompileOptions | None = None) -> CompileResult:
-    options = options or CompileOptions()
+    with gc_pause.paused():  # 2.2 s -> 1.7 s for 1,000 Apis x 10 routes (propylon_config.gc_pause)
+        return _compile(documents, options or CompileOptions())
+
+
+def _compile(documents: Sequence[manifests.Document], options: CompileOptions) -> CompileResult:
     reporter = objects.Reporter()
     index = objects.index(documents, reporter)
     known = backends.Backends(index)

@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from propylon_compiler import fields, routes, stage_variables
+from propylon_compiler import fields, integration_responses, routes, stage_variables
 from propylon_config import headers as header_names
 from propylon_config import model
 from propylon_config.templates import template_error
@@ -106,10 +106,15 @@ def parse(f: fields.Fields, raw: dict[str, Any], path: str, api_namespace: str) 
     for name, allowed_types, applies in (
         ("requestParameters", MAPPED, "HTTP_PROXY and HTTP"),
         ("responseParameters", MAPPED, "HTTP_PROXY and HTTP"),
-        ("requestTemplates", (model.IntegrationType.HTTP,), "HTTP"),
     ):
         if name in raw and kind not in allowed_types:
             f.error(fields.join(path, name), f"{name} applies only to {applies} integrations, not {kind.value}")
+    custom = integration_responses.applies(kind, proxy)
+    if "requestTemplates" in raw and not custom:
+        f.error(
+            fields.join(path, "requestTemplates"),
+            f"requestTemplates apply only to HTTP and FUNCTION (proxy: false) integrations, not {kind.value}",
+        )
     request_parameters = _mappings(f, raw, "requestParameters", path, response=False)
     response_parameters = _response_mappings(f, raw, path)
     templates = f.string_map(raw, "requestTemplates", path)
@@ -119,6 +124,7 @@ def parse(f: fields.Fields, raw: dict[str, Any], path: str, api_namespace: str) 
             f.error(where, f"template does not parse: {problem}")
     # passthroughBehavior is not checked against the type: the CRD defaults it on every integration.
     passthrough = _passthrough(f, raw, path)
+    responses = integration_responses.parse(f, raw, path, kind, proxy)
 
     mock = _mock(f, raw, path)
     if kind is model.IntegrationType.MOCK and mock is None and "mock" not in raw:
@@ -139,7 +145,8 @@ def parse(f: fields.Fields, raw: dict[str, Any], path: str, api_namespace: str) 
         proxy=proxy if proxy is not None and kind is model.IntegrationType.FUNCTION else True,
         request_parameters=request_parameters if kind in MAPPED else (),
         response_parameters=response_parameters if kind in MAPPED else (),
-        request_templates=templates if kind is model.IntegrationType.HTTP else (),
+        request_templates=templates if custom else (),
+        responses=responses,
         passthrough_behavior=passthrough,
         mock=mock if kind is model.IntegrationType.MOCK else None,
     )

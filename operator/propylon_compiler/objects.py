@@ -165,10 +165,13 @@ def index(documents: Sequence[manifests.Document], reporter: Reporter) -> Index:
             )
             continue
         seen[key] = document
-        problems = schemas.validate(document) if KNOWN_KINDS[document.kind] == GROUP_VERSION else []
+        if KNOWN_KINDS[document.kind] == GROUP_VERSION:
+            problems, body = schemas.checked(document)
+        else:
+            problems, body = [], schemas.with_defaults(document)
         for problem in problems:
             reporter.add_schema_problem(problem)
-        body = schemas.with_defaults(document) if not problems else document.body
+        body = body if not problems else document.body
         objects.append(Object(document=document, body=body, order=order))
     return Index(objects)
 

@@ -29,6 +29,13 @@ def _has(obj: Any, key: str) -> bool:
     return isinstance(obj, dict) and key in obj
 
 
+def _custom(integration: Any) -> bool:
+    """HTTP, or FUNCTION with ``proxy: false``: the integrations with templates and responses."""
+    return integration["type"] == "HTTP" or (
+        integration["type"] == "FUNCTION" and _has(integration, "proxy") and integration["proxy"] is False
+    )
+
+
 def _lower_ascii(text: str) -> str:
     return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
 
@@ -150,9 +157,14 @@ TWINS: dict[str, Twin] = {
         "self.type == 'FUNCTION' || !has(self.payloadFormatVersion)",
         lambda i: i["type"] == "FUNCTION" or not _has(i, "payloadFormatVersion"),
     ),
-    "requestTemplates apply only to HTTP integrations": Twin(
-        "self.type == 'HTTP' || !has(self.requestTemplates)",
-        lambda i: i["type"] == "HTTP" or not _has(i, "requestTemplates"),
+    "requestTemplates apply only to HTTP and FUNCTION (proxy: false) integrations": Twin(
+        "self.type == 'HTTP' || (self.type == 'FUNCTION' && has(self.proxy) && !self.proxy) || "
+        "!has(self.requestTemplates)",
+        lambda i: _custom(i) or not _has(i, "requestTemplates"),
+    ),
+    "responses apply only to HTTP and FUNCTION (proxy: false) integrations": Twin(
+        "self.type == 'HTTP' || (self.type == 'FUNCTION' && has(self.proxy) && !self.proxy) || !has(self.responses)",
+        lambda i: _custom(i) or not _has(i, "responses"),
     ),
     # Stage: spec.basePath
     "basePath must not contain percent-escapes: write the character itself (requests are matched after decoding)": (

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 import yaml
 
 from propylon_compiler import diagnostics, manifests, schema_rules
@@ -106,6 +107,27 @@ def _validator(kind: str) -> jsonschema.protocols.Validator:
     return jsonschema.Draft7Validator(schema)
 
 
+@functools.cache
+def _fast_validator(kind: str) -> jsonschema_rs.Draft7Validator:
+    """The same JSON Schema in jsonschema-rs, asked only "valid or not?". Most documents are
+    valid, and for those the pure-Python walk above is all cost: it made ``compile`` of 1,000
+    Apis x 10 routes take 2.6 s, 1.5 s of it in ``iter_errors`` (bench/scale.py). Only when this
+    says "invalid" does the Python validator run, for the API-server-worded messages, so a
+    disagreement between the two can only cost time, never hide a problem: the Python one has
+    the last word on every document it sees, and a document skips it only when the (stricter:
+    its ``$`` does not match before a final newline) Rust one accepts it."""
+    return jsonschema_rs.Draft7Validator(to_json_schema(openapi_schema(kind)))
+
+
+def _surely_valid(kind: str, body: dict[str, Any]) -> bool:
+    """Whether jsonschema-rs accepts ``body``; False also when it cannot read it (YAML allows
+    keys that are not strings, JSON does not): then the Python validator decides."""
+    try:
+        return bool(_fast_validator(kind).is_valid(body))
+    except (ValueError, TypeError, OverflowError):
+        return False
+
+
 def to_json_schema(node: dict[str, Any]) -> dict[str, Any]:
     """Translate one structural schema node (and everything under it) to JSON Schema draft 7."""
     out: dict[str, Any] = {key: node[key] for key in _COPIED if key in node}
@@ -145,15 +167,23 @@ def validate(document: manifests.Document) -> list[diagnostics.Diagnostic]:
     Documents of other groups (Secrets, Services, EndpointSlices) return []: the compiler checks
     what it needs of those itself.
     """
+    return checked(document)[0]
+
+
+def checked(document: manifests.Document) -> tuple[list[diagnostics.Diagnostic], dict[str, Any]]:
+    """``validate``'s problems and the defaulted body they were found in (``with_defaults``),
+    so the compiler defaults each document once instead of twice (one deep copy and defaults
+    walk less per document: 0.3 s of the 1,000 x 10 compile)."""
+    body = with_defaults(document)
     if not is_propylon(document):
-        return []
+        return [], body
     report = _Report(document)
     if not _check_identity(document, report):
-        return report.diagnostics
+        return report.diagnostics, body
     kind = document.kind
-    body = with_defaults(document)
     blocked: list[FieldPath] = []
-    for error in _validator(kind).iter_errors(body):
+    errors = () if _surely_valid(kind, body) else _validator(kind).iter_errors(body)
+    for error in errors:
         path = tuple(error.absolute_path)
         if error.validator in _BLOCKING:
             blocked.append(path)
@@ -164,7 +194,7 @@ def validate(document: manifests.Document) -> list[diagnostics.Diagnostic]:
         _check_list_type(node, value, path, report)
         if not any(bad[: len(path)] == path for bad in blocked):
             _check_rules(node, value, path, report)
-    return report.diagnostics
+    return report.diagnostics, body
 
 
 def with_defaults(document: manifests.Document) -> dict[str, Any]:

@@ -131,6 +131,16 @@ class ResponseMappings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class IntegrationResponse:
+    """One of an integration's ``responses`` (DESIGN.md §2.5): checked in order, first match wins."""
+
+    selection_pattern: str | None = None  # a full-match regex; None is the default response
+    status_code: int = 200
+    headers: tuple[tuple[str, str], ...] = ()  # static response headers
+    response_templates: tuple[tuple[str, str], ...] = ()  # (media type, lower-cased; VTL template)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Integration:
     type: IntegrationType
     url: str | None = None  # absolute URL template, stage variables already substituted
@@ -145,6 +155,7 @@ class Integration:
     request_templates: tuple[tuple[str, str], ...] = ()  # (content type, VTL template)
     passthrough_behavior: PassthroughBehavior = PassthroughBehavior.WHEN_NO_MATCH
     mock: Mock | None = None
+    responses: tuple[IntegrationResponse, ...] = ()  # HTTP and custom FUNCTION (DESIGN.md §2.5)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from propylon_config import model
+from propylon_config import gc_pause, model
 from propylon_proxy import chains, metrics, routing, runtime, steps
 from propylon_proxy.websocket import session as ws_session
 from propylon_proxy.websocket import tables as ws_tables
@@ -123,7 +123,8 @@ class PlanHolder:
         """Build the plan for ``config`` and serve it; resources only the old plan used retire."""
         resources = self._runtime.resources
         resources.begin()
-        plan = build(config, self._runtime)
+        with gc_pause.paused():  # 0.65 s -> 0.25 s for 10,000 routes (propylon_config.gc_pause)
+            plan = build(config, self._runtime)
         self._current = plan
         resources.settle()
         # Bounded state (issue 8, item 9): metric series and balancer entries of routes and

@@ -131,6 +131,12 @@ _FAILURES = (
     redis_pipe.ReplyError,
     OSError,
     TimeoutError,
+    # redis-py's asyncio cluster client can leave a connection half made when a call is cut
+    # at the budget, and the next call on it fails inside the library ("'NoneType' object has
+    # no attribute 'writelines'", redis-py #3546 and #3835). Seen here as 500s under load; it is
+    # the store failing, so it is handled as one (logged, counted, reconnected) like the rest.
+    AttributeError,
+    TypeError,
 )
 
 

@@ -57,7 +57,7 @@ CASES = {
     "'GET /user' in Api shop/users",
     "invalid-yaml.yaml": "document 1: invalid YAML at line 4, column 5: expected ',' or '}', but got ':'",
     "request-templates-on-http-proxy.yaml": "document 1 (Api shop/users): spec.routes[0].integration.requestTemplates: "
-    "requestTemplates apply only to HTTP integrations",
+    "requestTemplates apply only to HTTP and FUNCTION (proxy: false) integrations",
     "missing-service.yaml": "document 1 (Api shop/users): spec.routes[0].integration.service.name: Service "
     "shop/users not found (no Service and no EndpointSlice labelled kubernetes.io/service-name: users); "
     "route 'GET /users' refuses every request (500 API_CONFIGURATION_ERROR)",

@@ -302,7 +302,13 @@ BROKEN: list[tuple[str, manifests.Document, str, str]] = [
         "requestTemplates on HTTP_PROXY",
         _edit(API, "spec.routes[1].integration.requestTemplates", {"application/json": "{}"}),
         "spec.routes[1].integration.requestTemplates",
-        "requestTemplates apply only to HTTP integrations",
+        "requestTemplates apply only to HTTP and FUNCTION (proxy: false) integrations",
+    ),
+    (
+        "responses on HTTP_PROXY",
+        _edit(API, "spec.routes[1].integration.responses", [{"statusCode": 200}]),
+        "spec.routes[1].integration.responses",
+        "responses apply only to HTTP and FUNCTION (proxy: false) integrations",
     ),
     (
         "proxy: false on HTTP_PROXY",

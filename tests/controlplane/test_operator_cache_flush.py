@@ -9,69 +9,36 @@ well as by ``x-propylon-cache``.
 
 from __future__ import annotations
 
-import http.server
-import pathlib
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
-import cluster
+import operator_env as op
 import pytest
-import test_operator as op
+
+from tests import backends
 
 pytestmark = pytest.mark.controlplane
 
 
-class CountingBackend(http.server.ThreadingHTTPServer):
+class CountingBackend(backends.Backend):
     """Answers ``call #N`` (N counts every call), a cacheable 200."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        self.calls = 0
-        self.lock = threading.Lock()
-        backend = self
+        super().__init__(self._answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with backend.lock:
-                    backend.calls += 1
-                    body = f"call #{backend.calls}".encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+    def _answer(self, request: backends.Received) -> backends.Answer:
+        return backends.Answer(body=f"call #{self.calls}".encode(), headers=(("Content-Type", "text/plain"),))
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+    def calls(self) -> int:
+        return len(self.received)
 
 
 @pytest.fixture
-def backend() -> Iterator[CountingBackend]:
-    made = CountingBackend()
-    try:
+def counting() -> Iterator[CountingBackend]:
+    with CountingBackend() as made:
         yield made
-    finally:
-        made.shutdown()
-        made.server_close()
-
-
-@pytest.fixture
-def gateway(control_plane: cluster.ControlPlane, tmp_path: pathlib.Path) -> Iterator[op.Env]:
-    made = op.Env(control_plane, tmp_path)
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def _api(namespace: str, backend: str, *, extra_route: bool = False) -> str:
@@ -115,13 +82,14 @@ def _get(url: str) -> tuple[int, str | None, str]:
         return 0, None, str(error)
 
 
-def test_a_new_flush_annotation_value_empties_the_stage_cache(gateway: op.Env, backend: CountingBackend) -> None:
+def test_a_new_flush_annotation_value_empties_the_stage_cache(gateway: op.Env, counting: CountingBackend) -> None:
+    backend = counting
     env = gateway
     env.plane.apply(_api(env.app_ns, backend.url) + "---" + _stage(env.app_ns))
     env.start_operator()
     _, port = env.start_proxy()
     url = f"http://127.0.0.1:{port}/live/items"
-    op._eventually(lambda: _get(url)[0] == 200, op.CHANGE_WITHIN * 2, "the stage serves")
+    op.eventually(lambda: _get(url)[0] == 200, op.CHANGE_WITHIN * 2, "the stage serves")
     served = backend.calls
     assert served == 1  # the first answer was a miss and is now stored
     assert _get(url) == (200, "hit", "call #1")
@@ -134,7 +102,7 @@ def test_a_new_flush_annotation_value_empties_the_stage_cache(gateway: op.Env, b
 
     annotate("first")
     # Until the new snapshot reaches the proxy the entry keeps being hit; the first miss is the flush.
-    miss = op._eventually(
+    miss = op.eventually(
         lambda: (got := _get(url))[1] == "miss" and got, op.CHANGE_WITHIN * 2, "a miss after the flush"
     )
     assert miss == (200, "miss", "call #2")
@@ -145,13 +113,13 @@ def test_a_new_flush_annotation_value_empties_the_stage_cache(gateway: op.Env, b
     # the stage's cache settings and flush value are unchanged, so its entries stay.
     env.plane.apply(_api(env.app_ns, backend.url, extra_route=True))
     added = f"http://127.0.0.1:{port}/live/added"
-    op._eventually(lambda: _get(added)[0] == 200, op.CHANGE_WITHIN * 2, "the added route serves")
+    op.eventually(lambda: _get(added)[0] == 200, op.CHANGE_WITHIN * 2, "the added route serves")
     assert _get(url) == (200, "hit", "call #2")
     annotate("first")  # the same value again is no change
     assert _get(url) == (200, "hit", "call #2")
     assert backend.calls == 2
 
     annotate("second")
-    miss = op._eventually(lambda: (got := _get(url))[1] == "miss" and got, op.CHANGE_WITHIN * 2, "a second flush")
+    miss = op.eventually(lambda: (got := _get(url))[1] == "miss" and got, op.CHANGE_WITHIN * 2, "a second flush")
     assert miss == (200, "miss", "call #3")
     assert backend.calls == 3

@@ -16,7 +16,7 @@ from propylon_config import model
 from propylon_operator import settings, statuses, usage_polling
 from propylon_proxy import state
 from tests.proxy import keyed
-from tests.proxy.conftest import backend, start_gateway  # noqa: F401  (fixtures)
+from tests.proxy.conftest import backend, http_server, start_gateway  # noqa: F401  (fixtures)
 
 NOW = datetime.datetime(2026, 3, 11, 10, 0, tzinfo=datetime.UTC)
 QUOTA = model.Quota(limit=10, period=model.QuotaPeriod.DAY)

@@ -84,3 +84,38 @@ def test_no_stage_and_no_route():
     assert table.match("GET", "h", hygiene.split_target("/nope/x")) == (None, None)
     stage, match = table.match("GET", "h", hygiene.split_target("/prod/y"))
     assert stage is not None and match is None
+
+
+def _scan(stages, host: str, decoded: tuple[str, ...]):
+    """The rule the per-plan stage index must keep, written as the plain scan it replaced:
+    longest basePath, then most specific host, then the Stage declared first."""
+    best = None
+    for order, stage in enumerate(stages):
+        base = tuple(stage.base_path.strip("/").split("/")) if stage.base_path.strip("/") else ()
+        specificity = routing.host_matches(stage.hosts, host)
+        if decoded[: len(base)] == base and specificity:
+            rank = (len(base), specificity, -order)
+            best = max(best or rank, rank)
+            if best == rank:
+                found = stage
+    return found.name if best else None
+
+
+def test_stage_index_chooses_as_a_scan_of_every_stage():
+    import random
+
+    draw = random.Random(15)
+    hosts = [(), ("a.example.com",), ("*.example.com",), ("A.example.com", "*.other.test"), ("b.example.com",)]
+    bases = ["/", "/api", "/api/v1", "/api/v2", "/shop", "/shop/cart", "/x"]
+    stages = [
+        c.stage([("$default", c.mock())], name=f"s{i}", base_path=draw.choice(bases), hosts=draw.choice(hosts))
+        for i in range(60)
+    ]
+    table = routing.StageTable(stages)
+    paths = ["/", "/api", "/api/v1/x", "/api/v3", "/shop/cart/1", "/shop/carts", "/x/y", "/nope"]
+    requests = ["a.example.com", "A.EXAMPLE.COM.", "b.example.com:8080", "c.example.com", "z.other.test", "[::1]:8"]
+    for path in paths:
+        for host in requests:
+            target = hygiene.split_target(path)
+            stage, _ = table.match("GET", host, target)
+            assert (stage.name if stage else None) == _scan(stages, host, target.segments), (path, host)

@@ -37,6 +37,8 @@ Transfer/sec:      7.71MB
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench"))  # run.py imports its siblings, as a script does
     spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

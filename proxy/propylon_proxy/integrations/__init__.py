@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from propylon_config import model
 from propylon_proxy import steps
-from propylon_proxy.integrations import function, http, http_proxy, mock, unbuilt
+from propylon_proxy.integrations import answers, custom_function, function, http, http_proxy, mock, unbuilt
 
-__all__ = ["for_route", "function", "http", "http_proxy", "mock", "unbuilt"]
+__all__ = ["answers", "custom_function", "for_route", "function", "http", "http_proxy", "mock", "unbuilt"]
 
 
 def for_route(setup: steps.RouteSetup) -> steps.Integration:
@@ -21,7 +21,6 @@ def for_route(setup: steps.RouteSetup) -> steps.Integration:
         return http_proxy.HttpProxyIntegration(setup)
     if kind is model.IntegrationType.HTTP:
         return http.HttpIntegration(setup)
-    if kind is model.IntegrationType.FUNCTION and setup.route.integration.proxy:
+    if setup.route.integration.proxy:
         return function.FunctionIntegration(setup)
-    # Custom FUNCTION (proxy: false) is a later issue: it fails closed.
-    return unbuilt.Unbuilt(kind)
+    return custom_function.CustomFunctionIntegration(setup)

@@ -30,6 +30,15 @@ def shared_client(run: runtime.Runtime) -> client.FunctionClient:
     return run.resources.claim(CLIENT_RESOURCE, lambda: client.FunctionClient(run.upstream, run.balancer))
 
 
+def target_for(url: str | None, service: model.ServiceTarget | None, ctx: context.RequestContext) -> client.Target:
+    """Where this request's invocation goes: the URL, or the Service's endpoints in its plan."""
+    addresses: tuple[model.EndpointAddress, ...] = ()
+    plan = ctx.plan
+    if service is not None and plan is not None:
+        addresses = plan.endpoints.get(service.key, ())
+    return client.Target(url=url, service=service, addresses=addresses)
+
+
 class FunctionIntegration:
     def __init__(self, setup: steps.RouteSetup) -> None:
         integration = setup.route.integration
@@ -69,11 +78,7 @@ class FunctionIntegration:
         if isinstance(body, str):
             return replies.refuse(body)
         event = json.dumps(self._shape.build(ctx, body), separators=(",", ":"), ensure_ascii=False).encode()
-        addresses: tuple[model.EndpointAddress, ...] = ()
-        plan = ctx.plan
-        if self._service is not None and plan is not None:
-            addresses = plan.endpoints.get(self._service.key, ())
-        target = client.Target(url=self._url, service=self._service, addresses=addresses)
+        target = target_for(self._url, self._service, ctx)
         began = time.monotonic()
         try:
             answer = await self._client.invoke(target, event, self._timeout, request_id=ctx.request_id)

@@ -1,9 +1,10 @@
-"""Integrations whose module is not built yet (custom FUNCTION with
-``proxy: false``): they fail closed with 502.
+"""The integration of a route that fails closed (``chains.build``): never reached, 502 if it were.
 
-A route of such a type must never be served as if it worked; INTEGRATION_FAILURE is what a
-client of a broken integration sees, and the access log names the type's absence by the
-error type. Each type leaves this module when its own module lands.
+Every integration type has its own module now; a route whose parts are missing or broken is
+refused by its one fail-closed step before any integration runs, and it gets this one (which
+claims nothing: no upstream, no function client) so that even a bug in that step could never
+serve the route as if it worked. INTEGRATION_FAILURE is what a client of a broken integration
+would see.
 """
 
 from __future__ import annotations

@@ -1,0 +1,140 @@
+"""Issue 15's targets: each one a figure computed from one run of bench/run.py, its bar, PASS/FAIL.
+
+A goal reads the run's ``Figures``: the per-target summary of the interleaved wrk rounds (see
+run.py's ``summarize``) and ``extra``, what the run measured besides (latency at one connection
+and open loop, compile time, RSS). Ratios of two targets are per core (the inverse of CPU time
+per request of the target's own processes): on a shared machine requests/s moves with whatever
+else runs, CPU per request much less; the requests/s ratio is shown beside it. A goal whose
+inputs were not measured (a target not asked for, or skipped) reads "n/a", never PASS.
+
+Adding a target is one entry in ``GOALS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from collections.abc import Callable
+from typing import Any
+
+Summary = dict[str, dict[str, float]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Figures:
+    summary: Summary
+    extra: dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Goal:
+    name: str
+    figure: Callable[[Figures], float | None]
+    bar: float | None  # None: reported, no target
+    compare: str = ">="  # how the figure must stand to the bar: ">=", "<=" or "<"
+    unit: str = "x"
+    rps_ratio: Callable[[Figures], float | None] | None = None  # the requests/s twin of a ratio
+
+
+def per_core(target: str, reference: str) -> Callable[[Figures], float | None]:
+    """How many requests ``target`` serves per core for each one ``reference`` does."""
+
+    def figure(f: Figures) -> float | None:
+        a, b = f.summary.get(target, {}), f.summary.get(reference, {})
+        if "cpu_us_per_request" not in a or "cpu_us_per_request" not in b:
+            return None
+        return b["cpu_us_per_request"] / a["cpu_us_per_request"]
+
+    return figure
+
+
+def rps(target: str, reference: str) -> Callable[[Figures], float | None]:
+    def figure(f: Figures) -> float | None:
+        a, b = f.summary.get(target), f.summary.get(reference)
+        return a["requests_per_s"] / b["requests_per_s"] if a and b and b["requests_per_s"] else None
+
+    return figure
+
+
+def extra(key: str) -> Callable[[Figures], float | None]:
+    return lambda f: f.extra.get(key)
+
+
+def ratio(name: str, target: str, reference: str, bar: float | None) -> Goal:
+    return Goal(name, per_core(target, reference), bar, rps_ratio=rps(target, reference))
+
+
+GOALS: list[Goal] = [
+    ratio("plain route vs aiohttp hello-world, per core", "propylon-pool", "aiohttp-hello", 0.6),
+    ratio("plain route vs nginx reverse proxy, per core", "propylon-pool", "nginx-proxy", 0.2),
+    ratio(
+        "full policy (key+plan throttles+quota+JWT warm+validation+access log) vs the same POST plain",
+        "propylon-full",
+        "propylon-posted",
+        0.85,
+    ),
+    ratio("JWT cold (a new RS256 token per request) vs plain", "propylon-jwt-cold", "propylon-pool", 0.45),
+    ratio("cache hit vs aiohttp hello-world, per core", "propylon-cached", "aiohttp-hello", 0.8),
+    ratio("limits on Redis (keyed-redis) vs plain", "propylon-keyed-redis", "propylon-pool", 0.6),
+    Goal("added latency p50 at one connection, over the direct backend", extra("added_p50_1conn_ms"), 0.5, "<=", "ms"),
+    Goal(
+        "added latency p99, open loop at 50% of the plain route's peak, over the direct backend",
+        extra("added_p99_open_loop_ms"),
+        2.0,
+        "<=",
+        "ms",
+    ),
+    ratio("10,000 routes (1,000 Stages) vs 10 routes", "propylon-routes10k", "propylon-routes10", 0.95),
+    Goal("compile 1,000 Apis x 10 routes (in process, CPU s)", extra("compile_1000x10_s"), 3.0, "<", "s"),
+    Goal("RSS per worker with 10,000 routes", extra("rss_10k_mib"), 150.0, "<", "MiB"),
+    Goal(
+        "--workers 2 vs 1, requests/s (both cores for 2, shared with wrk)",
+        rps("propylon-workers2", "propylon-pool"),
+        None,
+    ),
+    ratio("catch-all ANY /{proxy+} vs literal GET /hello", "propylon-catchall", "propylon-pool", None),
+]
+
+_COMPARE = {">=": operator.ge, "<=": operator.le, "<": operator.lt}
+
+
+def evaluate(figures: Figures) -> list[dict[str, Any]]:
+    """One row per goal: name, figure, the requests/s ratio (ratios only), bar, verdict."""
+    rows = []
+    for goal in GOALS:
+        value = goal.figure(figures)
+        if value is None:
+            verdict = "n/a"
+        elif goal.bar is None:
+            verdict = "reported"
+        else:
+            verdict = "PASS" if _COMPARE[goal.compare](value, goal.bar) else "FAIL"
+        rows.append(
+            {
+                "goal": goal.name,
+                "figure": value,
+                "unit": goal.unit,
+                "rps_ratio": goal.rps_ratio(figures) if goal.rps_ratio else None,
+                "target": None if goal.bar is None else f"{goal.compare} {goal.bar:g}{goal.unit}",
+                "verdict": verdict,
+            }
+        )
+    return rows
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}x" if unit == "x" else f"{value:.2f} {unit}"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| target | figure | req/s ratio | bar | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ratio_cell = _number(row["rps_ratio"], "x") if row["unit"] == "x" else ""
+        cells = [row["goal"], _number(row["figure"], row["unit"]), ratio_cell, row["target"] or "-", row["verdict"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""The variables a mapping template sees (DESIGN.md §2.5): ``$input``, ``$util``, ``$context``,
+``$stageVariables``, built from one request's RequestContext.
+
+Request templates (HTTP, custom FUNCTION) and response templates (integration responses) read
+the same variables; only ``$input``'s body differs (the client's body, or the integration's
+answer), and a response template also gets ``$context.responseOverride`` to write into. Kept
+apart from ``vtl`` so the renderer stays free of the request type.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from propylon_proxy import context, vtl
+
+
+def namespace(
+    ctx: context.RequestContext,
+    body: bytes,
+    resource: str,
+    *,
+    override: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The template variables for ``ctx``; ``body`` is what ``$input`` reads; ``override`` (a
+    response template's) becomes ``$context.responseOverride`` for the template to set."""
+    match = ctx.match
+    path_params = dict(match.params) if match is not None else {}
+    query = urllib.parse.parse_qsl(ctx.query, keep_blank_values=True)
+    params = vtl.params_of(path_params, query, ctx.headers)
+    authorizer: dict[str, Any] = dict(ctx.authorizer_context or {})
+    authorizer["principalId"] = ctx.principal_id or ""
+    authorizer["claims"] = dict(ctx.claims or {})
+    user_agent = ctx.request.headers.get("User-Agent", "")
+    variables: dict[str, Any] = {
+        "requestId": ctx.request_id,
+        "stage": ctx.stage.name if ctx.stage is not None else "",
+        "httpMethod": ctx.request.method,
+        "resourcePath": resource,
+        "path": ctx.request.path,
+        "requestTimeEpoch": int(ctx.started_wall * 1000),
+        "identity": {"sourceIp": ctx.source_ip, "userAgent": user_agent},
+        "authorizer": authorizer,
+    }
+    if override is not None:
+        variables["responseOverride"] = override
+    return {
+        "input": vtl.Input(body, params),
+        "util": vtl.UTIL,
+        "stageVariables": dict(ctx.stage_variables),
+        "context": variables,
+    }

@@ -1,0 +1,89 @@
+"""bench/'s issue-15 parts: the TARGETS verdicts, the scale manifests, the open-loop generator.
+
+The generator is checked against a real aiohttp server that stalls once: a closed-loop client
+would see one slow request, an open-loop one must count every request whose intended send time
+fell inside the stall as late (no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import goals  # noqa: E402
+import open_loop  # noqa: E402
+import scale  # noqa: E402
+
+from propylon_proxy import hygiene, routing  # noqa: E402
+
+
+def _figures(**cpu: float) -> goals.Figures:
+    summary = {
+        name.replace("_", "-"): {"cpu_us_per_request": us, "requests_per_s": 1e6 / us} for name, us in cpu.items()
+    }
+    return goals.Figures(summary=summary, extra={"compile_1000x10_s": 3.5, "rss_10k_mib": 100.0})
+
+
+def test_verdicts_follow_the_bars_and_missing_inputs_are_not_a_pass():
+    rows = {r["goal"]: r for r in goals.evaluate(_figures(propylon_pool=100.0, aiohttp_hello=50.0))}
+    plain = rows["plain route vs aiohttp hello-world, per core"]
+    assert (round(plain["figure"], 2), plain["verdict"]) == (0.5, "FAIL")  # 50 / 100 < 0.6
+    assert rows["compile 1,000 Apis x 10 routes (in process, CPU s)"]["verdict"] == "FAIL"  # 3.5 s, not < 3
+    assert rows["RSS per worker with 10,000 routes"]["verdict"] == "PASS"
+    assert rows["cache hit vs aiohttp hello-world, per core"]["verdict"] == "n/a"  # propylon-cached not measured
+    rows = {r["goal"]: r for r in goals.evaluate(_figures(propylon_pool=100.0, aiohttp_hello=70.0))}
+    assert rows["plain route vs aiohttp hello-world, per core"]["verdict"] == "PASS"
+    table = goals.table(goals.evaluate(_figures(propylon_pool=100.0, aiohttp_hello=70.0)))
+    assert "| plain route vs aiohttp hello-world, per core | 0.70x | 0.70x | >= 0.6x | PASS |" in table
+
+
+def test_scale_manifests_compile_and_the_probe_reaches_the_last_stage():
+    timed = scale.compile_seconds(30, 10, repeats=1)  # raises on any diagnostic
+    assert timed["routes"] == 300
+    from propylon_compiler import compiler, diagnostics, manifests
+
+    docs = [
+        manifests.Document(origin=diagnostics.Origin(file="s", document=i), body=b)
+        for i, b in enumerate(scale.documents(30, 10, 8081))
+    ]
+    snapshot = compiler.compile(docs).snapshot
+    stage, match = routing.StageTable(snapshot.stages).match("GET", "h", hygiene.split_target(scale.probe_path(30)))
+    assert stage is not None and stage.name == "s29"
+    assert match is not None and match.route.route_key == "GET /r0"
+
+
+async def test_open_loop_counts_the_requests_a_stall_delayed():
+    served = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal served
+        served += 1
+        if served == 50:  # one stall of 300 ms, well inside the measured second
+            await asyncio.sleep(0.3)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/hello", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        result = await open_loop.measure("127.0.0.1", port, "/hello", rate=200, seconds=1.0, warmup=0.1, connections=1)
+    finally:
+        await runner.cleanup()
+    # Every scheduled request was sent and measured, late or not ...
+    assert result["requests"] == pytest.approx(200, abs=2)
+    # ... and the ~60 scheduled during the stall (5 ms apart on one connection) count as late:
+    # a closed loop would have shown one slow request, under its 99th percentile.
+    assert result["p90_ms"] >= 20
+    assert result["p99_ms"] >= 150
+    assert result["non_2xx"] == 0
