@@ -162,11 +162,8 @@ async def _relay(
                 ctx.response_length += len(chunk)
             watch.moved("backend")
     except asyncio.CancelledError:
-        if not watch.fired:
+        if not watch.absorb(ctx):
             raise
-        asyncio.current_task().uncancel()  # type: ignore[union-attr]
-        ctx.stalled = watch.side
-        log.warning("%s stalled mid-response for %s s (request %s): cut", watch.side, stall_seconds, ctx.request_id)
         _cut(request, held)
         return
     except upstream.UpstreamError:

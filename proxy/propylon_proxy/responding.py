@@ -124,6 +124,16 @@ class StallWatch:
     def cancel(self) -> None:
         self._sweeper.watched.discard(self)
 
+    def absorb(self, ctx: context.RequestContext) -> bool:
+        """In a relay's ``except CancelledError``: True when this watch cut the relay (the
+        cancellation is taken back, recorded and logged), False when someone else cancelled."""
+        if not self.fired:
+            return False
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        ctx.stalled = self.side
+        log.warning("%s stalled mid-response for %s s (request %s): cut", self.side, self.seconds, ctx.request_id)
+        return True
+
 
 async def _relay(
     ctx: context.RequestContext, reply: replies.Reply, stream: replies.BodyStream, stall_seconds: float
@@ -153,11 +163,8 @@ async def _relay(
             ctx.response_length += len(chunk)
             watch.moved("backend")
     except asyncio.CancelledError:
-        if not watch.fired:
+        if not watch.absorb(ctx):
             raise
-        asyncio.current_task().uncancel()  # type: ignore[union-attr]
-        ctx.stalled = watch.side
-        log.warning("%s stalled mid-response for %s s (request %s): cut", watch.side, stall_seconds, ctx.request_id)
         if writer is not None:
             writer.send_headers()
         transport = ctx.request.transport
