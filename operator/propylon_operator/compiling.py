@@ -102,9 +102,7 @@ def unsealed_verdicts(snapshot: model.GatewayConfig, verdicts: Mapping[Key, Verd
     return out
 
 
-def run_compiler(
-    documents: Sequence[manifests.Document], *, allow_cross_namespace: bool
-) -> compiler.CompileResult:
+def run_compiler(documents: Sequence[manifests.Document], *, allow_cross_namespace: bool) -> compiler.CompileResult:
     return compiler.compile(documents, options=compiler.CompileOptions(allow_cross_namespace=allow_cross_namespace))
 
 
