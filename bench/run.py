@@ -365,6 +365,8 @@ def start_propylon(
     # -P: never the working directory first on sys.path, so a baseline tree really shadows this one.
     argv = [sys.executable, "-P", "-m", "propylon", "serve", "-f", str(manifests), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--internal-port", str(free_port()), "--admin-port", str(free_port()), *serve_args]
+    if proxy_code is None:  # bench measures the proxy, not the default gateway-wide limit (older trees lack the flags)
+        argv += ["--gateway-rate", "1000000", "--gateway-burst", "100000"]
     env = {"PROPYLON_UPSTREAM": kind}
     if proxy_code is not None:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (proxy_code, os.environ.get("PYTHONPATH")) if p)

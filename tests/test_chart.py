@@ -55,6 +55,8 @@ def test_default_values_match_the_schema() -> None:
         ({"redis": {"timeoutMs": 0}}, "a Redis budget of no time"),
         ({"operator": {"replicas": 2}}, "two operators would race"),
         ({"gateway": {"name": "Not_A_DNS_Name"}}, "a gateway name Kubernetes would refuse"),
+        ({"gateway": {"throttle": {"rateLimit": 0}}}, "a gateway-wide rate of nothing"),
+        ({"gateway": {"throttle": {"burstLimit": 0}}}, "a gateway-wide bucket that holds nothing"),
         ({"proxy": {"env": {"PROPYLON_REDIS_URL": "redis://x"}}}, "an environment name the operator sets"),
         ({"proxy": {"env": {"OTEL-ENDPOINT": "x"}}}, "not an environment variable name"),
     ],
@@ -187,6 +189,12 @@ def _settings_from(docs: list[dict[str, Any]]) -> Any:
     )
 
 
+def cli_args(args: list[str]) -> Any:
+    from propylon import cli
+
+    return cli.build_parser().parse_args(args)
+
+
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 
 
@@ -200,7 +208,12 @@ def _allows(rules: list[dict[str, Any]], group: str, resource: str, verb: str, n
 
 
 ALL_ON = {
-    "gateway": {"name": "edge", "watchNamespaces": ["shop", "billing"], "allowCrossNamespace": True},
+    "gateway": {
+        "name": "edge",
+        "watchNamespaces": ["shop", "billing"],
+        "allowCrossNamespace": True,
+        "throttle": {"rateLimit": 250000, "burstLimit": 20000},
+    },
     "proxy": {
         "autoscaling": {"enabled": True, "maxReplicas": 7},
         "trustedProxies": "10.0.0.0/8,35.191.0.0/16",
@@ -296,6 +309,16 @@ def test_all_options_render(helm: str, tmp_path: Path) -> None:
     # Issue 8, items 5 and 7: the proxies learn whom to trust and how long to drain.
     assert "--trusted-proxies=10.0.0.0/8,35.191.0.0/16" in args
     assert "--drain-seconds=40" in args
+    # The gateway-wide limit reaches the snapshot the operator compiles.
+    from propylon.commands import shared_flags
+    from propylon_operator import compiling
+
+    parsed = cli_args(args)
+    snapshot = compiling.LastGood(gateway_throttle=shared_flags.gateway_throttle(parsed)).compile({}).snapshot
+    assert (snapshot.settings.gateway_throttle.rate_limit, snapshot.settings.gateway_throttle.burst_limit) == (
+        250000.0,
+        20000,
+    )
     operator_settings = _settings_from(docs)
     assert (operator_settings.trusted_proxies, operator_settings.drain_seconds) == ("10.0.0.0/8,35.191.0.0/16", 40)
     # proxy.env reaches the proxies through the operator (span export's OTEL_* settings).

@@ -49,6 +49,14 @@ class CompileOptions:
     api_key_secret: bytes | None = dataclasses.field(default=None, repr=False)
     """The install's key-hashing secret (``propylon_config.key_hashing``); never in the snapshot.
     None (``render``, ``validate``): API keys are compiled with empty digests, matching nothing."""
+    gateway_throttle: model.Throttle = dataclasses.field(default_factory=lambda: model.Settings().gateway_throttle)
+    """The gateway-wide limit every request passes last (DESIGN.md section 4), per proxy process:
+    ``--gateway-rate``/``--gateway-burst`` of ``serve``, ``operator`` and ``render``."""
+
+    def __post_init__(self) -> None:
+        throttle = self.gateway_throttle
+        if not 0 < throttle.rate_limit < float("inf") or throttle.burst_limit < 1:
+            raise ValueError(f"gateway throttle needs rate > 0 and burst >= 1, got {throttle}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +107,7 @@ def _compile(documents: Sequence[manifests.Document], options: CompileOptions) -
             apis=tuple(sorted((plan.api for plan in plans.values()), key=lambda a: a.id)),
             stages=compiled_stages,
             endpoints=endpoints,
+            settings=model.Settings(gateway_throttle=options.gateway_throttle),
             authorizers=compiled_authorizers.authorizers,
             usage_plans=tuple(plan for _, (_, plan) in sorted(plan_objects.items())),
             api_keys=keys,

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from propylon_compiler import compiler, diagnostics, last_good, manifests, statuses
 from propylon_config import model
 from propylon_operator import inventory
+from propylon_operator import settings as settings_
 
 Key = inventory.Key
 
@@ -101,9 +102,7 @@ def unsealed_verdicts(snapshot: model.GatewayConfig, verdicts: Mapping[Key, Verd
     return out
 
 
-def run_compiler(
-    documents: Sequence[manifests.Document], *, allow_cross_namespace: bool
-) -> compiler.CompileResult:
+def run_compiler(documents: Sequence[manifests.Document], *, allow_cross_namespace: bool) -> compiler.CompileResult:
     return compiler.compile(documents, options=compiler.CompileOptions(allow_cross_namespace=allow_cross_namespace))
 
 
@@ -111,9 +110,16 @@ class LastGood:
     """Compiles the inventory with the compiler's last-good rule, keeping its memory between
     reconciles (the same rule ``propylon serve`` applies between reloads)."""
 
-    def __init__(self, *, allow_cross_namespace: bool = False) -> None:
+    def __init__(self, *, allow_cross_namespace: bool = False, gateway_throttle: model.Throttle | None = None) -> None:
         self._options = compiler.CompileOptions(allow_cross_namespace=allow_cross_namespace)
+        if gateway_throttle is not None:
+            self._options = dataclasses.replace(self._options, gateway_throttle=gateway_throttle)
         self._memory = last_good.Memory()
+
+    @classmethod
+    def for_settings(cls, settings: settings_.Settings) -> LastGood:
+        """The compiler the operator runs: its flags' cross-namespace rule and gateway-wide limit."""
+        return cls(allow_cross_namespace=settings.allow_cross_namespace, gateway_throttle=settings.gateway_throttle)
 
     def use_key_secret(self, secret: bytes) -> None:
         """Hash API keys with the install's secret from now on (``publishing.key_secret``)."""

@@ -79,7 +79,7 @@ class Reconciler:
         self.passes = 0
         self.settled = False  # a first whole pass has succeeded
         self._clock = clock
-        self._compiler = compiling.LastGood(allow_cross_namespace=settings.allow_cross_namespace)
+        self._compiler = compiling.LastGood.for_settings(settings)
         self._fingerprint: str | None = None
         self._outcome: compiling.Outcome | None = None
         self._published = _Published()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from propylon_config import model
+
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
@@ -18,6 +20,9 @@ class Settings:
     replicas: int = 2
     hpa_max: int = 0  # 0 = no HorizontalPodAutoscaler
     allow_cross_namespace: bool = False
+    # The gateway-wide limit compiled into the snapshot (--gateway-rate/--gateway-burst); each
+    # proxy process enforces it on its own.
+    gateway_throttle: model.Throttle = dataclasses.field(default_factory=lambda: model.Settings().gateway_throttle)
     # Passed to every proxy: peers (an Ingress controller, a cloud load balancer) whose
     # X-Forwarded-For/-Proto the proxies believe, so sourceIp and logs name the real client.
     trusted_proxies: str = ""

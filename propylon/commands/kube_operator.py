@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="let any Api route to Services in any namespace, without the allow-from label",
     )
     shared_flags.add_trusted_proxies(parser)
+    shared_flags.add_gateway_throttle(parser)
     parser.add_argument(
         "--drain-seconds",
         type=int,
@@ -128,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         replicas=args.replicas,
         hpa_max=max(0, args.hpa_max),
         allow_cross_namespace=args.allow_cross_namespace,
+        gateway_throttle=shared_flags.gateway_throttle(args),
         trusted_proxies=args.trusted_proxies,
         drain_seconds=args.drain_seconds,
         proxy_env=proxy_env,

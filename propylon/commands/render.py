@@ -14,19 +14,20 @@ import argparse
 
 import yaml
 
-from propylon.commands import validate
+from propylon.commands import shared_flags, validate
 from propylon_config import codec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     validate.add_file_arguments(parser)
+    shared_flags.add_gateway_throttle(parser)  # shown in the snapshot's settings, as serve would serve it
     parser.add_argument(
         "-o", "--output", choices=("json", "yaml"), default="json", help="output format (default: json)"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    result, found = validate.load_and_compile(args)
+    result, found = validate.load_and_compile(args, gateway_throttle=shared_flags.gateway_throttle(args))
     validate.print_diagnostics(found)
     if args.output == "yaml":
         print(yaml.safe_dump(codec.to_data(result.snapshot), sort_keys=True, allow_unicode=True), end="")

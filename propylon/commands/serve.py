@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --redis: seconds a dead replica's WebSocket connections stay in the registry (default 30)",
     )
     shared_flags.add_trusted_proxies(parser)
+    shared_flags.add_gateway_throttle(parser)
     parser.add_argument(
         "--drain-seconds",
         type=float,
@@ -336,6 +337,7 @@ def run(args: argparse.Namespace) -> int:
         allow_cross_namespace=args.allow_cross_namespace,
         sealing_secret=sealing_secret,
         api_key_secret=secrets.token_bytes(32),
+        gateway_throttle=shared_flags.gateway_throttle(args),
     )
     memory = LastGood()
     # Taken before the first load, never after: a file written while the gateway starts must

@@ -13,6 +13,11 @@ they get one name, one default and one help text here; a command only says how i
 ``--trusted-proxies`` is checked while parsing, so every command refuses a bad CIDR the same way
 (exit 2, the entry named); the value stays the text given, which the operator passes on to
 its proxies.
+
+``--gateway-rate``/``--gateway-burst`` are taken by the commands that compile a snapshot
+(``serve``, ``operator``, ``render``): the gateway-wide limit is a snapshot setting, so a proxy
+reads it from there and takes no such flag. Checked while parsing (rate above 0, burst at
+least 1; exit 2 naming the flag); a flag not given keeps that half of the default.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import os
 from typing import Literal
 
+from propylon_config import model
 from propylon_proxy import settings
 
 REDIS_URL_ENV = "PROPYLON_REDIS_URL"
@@ -49,6 +55,59 @@ def _milliseconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be above 0 ms, got {text!r}")
     return value
+
+
+def _rate(text: str) -> float:
+    """argparse type: requests per second, above zero and finite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of requests per second: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0 requests per second, got {text!r}")
+    return value
+
+
+def _burst(text: str) -> int:
+    """argparse type: a bucket size, a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of requests: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 request, got {text!r}")
+    return value
+
+
+def add_gateway_throttle(parser: argparse.ArgumentParser) -> None:
+    """``--gateway-rate``/``--gateway-burst``: the gateway-wide limit the snapshot carries."""
+    default = model.Settings().gateway_throttle
+    parser.add_argument(
+        "--gateway-rate",
+        type=_rate,
+        default=None,
+        metavar="N",
+        help="the gateway-wide limit every request passes last, in requests per second per proxy process "
+        f"(default {default.rate_limit:g})",
+    )
+    parser.add_argument(
+        "--gateway-burst",
+        type=_burst,
+        default=None,
+        metavar="N",
+        help=f"the gateway-wide limit's bucket size, in requests (default {default.burst_limit})",
+    )
+
+
+def gateway_throttle(args: argparse.Namespace) -> model.Throttle:
+    """The gateway-wide limit the flags ask for; a flag not given keeps the default's half."""
+    default = model.Settings().gateway_throttle
+    rate: float | None = args.gateway_rate
+    burst: int | None = args.gateway_burst
+    return model.Throttle(
+        rate_limit=default.rate_limit if rate is None else rate,
+        burst_limit=default.burst_limit if burst is None else burst,
+    )
 
 
 def redis_timeout(args: argparse.Namespace) -> float | None:

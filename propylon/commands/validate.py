@@ -8,10 +8,12 @@ gateway will serve every object. Diagnostics go to stderr, one per line, in the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 
 from propylon_compiler import compiler, diagnostics, manifests
+from propylon_config import model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,10 +37,15 @@ def add_file_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_and_compile(args: argparse.Namespace) -> tuple[compiler.CompileResult, tuple[diagnostics.Diagnostic, ...]]:
-    """Read and compile ``args.paths``; returns the result and every diagnostic, load errors first."""
+def load_and_compile(
+    args: argparse.Namespace, *, gateway_throttle: model.Throttle | None = None
+) -> tuple[compiler.CompileResult, tuple[diagnostics.Diagnostic, ...]]:
+    """Read and compile ``args.paths``; returns the result and every diagnostic, load errors first.
+    ``gateway_throttle``: ``render``'s flags (None: the default limit)."""
     loaded = manifests.load_paths(args.paths)
     options = compiler.CompileOptions(allow_cross_namespace=args.allow_cross_namespace)
+    if gateway_throttle is not None:
+        options = dataclasses.replace(options, gateway_throttle=gateway_throttle)
     result = compiler.compile(loaded.documents, options=options)
     return result, loaded.diagnostics + result.diagnostics
 

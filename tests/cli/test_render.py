@@ -97,3 +97,15 @@ def test_render_with_diagnostics_still_prints_what_would_be_served(tmp_path: Pat
     ]
     snapshot = codec.loads(done.stdout)
     assert [s.id for s in snapshot.stages] == ["shop/prod"]
+
+
+def test_render_shows_the_gateway_wide_limit_the_flags_set(tmp_path: Path) -> None:
+    (tmp_path / "all.yaml").write_text(MANIFESTS)
+    default = codec.loads(propylon("render", "-f", str(tmp_path / "all.yaml")).stdout)
+    limit = default.settings.gateway_throttle
+    assert (limit.rate_limit, limit.burst_limit) == (10000, 5000)
+    done = propylon("render", "-f", str(tmp_path / "all.yaml"), "--gateway-rate", "250", "--gateway-burst", "40")
+    assert done.returncode == 0, done.stderr
+    throttle = codec.loads(done.stdout).settings.gateway_throttle
+    assert (throttle.rate_limit, throttle.burst_limit) == (250.0, 40)
+    assert codec.loads(done.stdout).version != default.version  # a different limit is a different snapshot

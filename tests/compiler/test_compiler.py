@@ -350,3 +350,14 @@ def test_a_gateway_response_header_with_a_line_break_is_a_diagnostic() -> None:
             "a header value can hold only visible ASCII, spaces and tabs (no CR, LF or controls)",
         )
     ]
+
+
+def test_the_gateway_throttle_option_is_the_snapshots_gateway_wide_limit() -> None:
+    throttle = model.Throttle(rate_limit=2.5, burst_limit=7)
+    result = compiler.compile([], options=compiler.CompileOptions(gateway_throttle=throttle))
+    assert result.snapshot.settings.gateway_throttle == throttle
+    default = compiler.compile([]).snapshot.settings.gateway_throttle
+    assert default == model.Throttle(rate_limit=10000.0, burst_limit=5000)
+    for bad in (model.Throttle(rate_limit=0, burst_limit=1), model.Throttle(rate_limit=1, burst_limit=0)):
+        with pytest.raises(ValueError, match="gateway throttle"):
+            compiler.CompileOptions(gateway_throttle=bad)

@@ -190,3 +190,16 @@ def test_an_api_whose_authorizer_is_missing_or_broken_is_not_ready_and_names_it(
     verdict = outcome.verdict(inventory.Key("Api", "demo", "pets"))
     assert not verdict.ready
     assert "gone" in verdict.message
+
+
+def test_the_operators_gateway_limit_reaches_the_snapshot() -> None:
+    from propylon import cli
+    from propylon.commands import shared_flags
+    from propylon_operator import settings as operator_settings
+
+    args = cli.build_parser().parse_args(["operator", "--gateway-rate", "300", "--gateway-burst", "60"])
+    configured = operator_settings.Settings(gateway_throttle=shared_flags.gateway_throttle(args))
+    outcome = compiling.LastGood.for_settings(configured).compile({})
+    assert outcome.snapshot.settings.gateway_throttle == model.Throttle(rate_limit=300.0, burst_limit=60)
+    half = cli.build_parser().parse_args(["operator", "--gateway-burst", "9"])
+    assert shared_flags.gateway_throttle(half) == model.Throttle(rate_limit=10000.0, burst_limit=9)
