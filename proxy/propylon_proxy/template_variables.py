@@ -13,6 +13,7 @@ import urllib.parse
 from typing import Any
 
 from propylon_proxy import context, vtl
+from propylon_proxy.functions import events
 
 
 def namespace(
@@ -31,13 +32,26 @@ def namespace(
     authorizer: dict[str, Any] = dict(ctx.authorizer_context or {})
     authorizer["principalId"] = ctx.principal_id or ""
     authorizer["claims"] = dict(ctx.claims or {})
-    user_agent = ctx.request.headers.get("User-Agent", "")
+    request = ctx.request
+    user_agent = request.headers.get("User-Agent", "")
+    host = request.headers.get("Host", "")
+    domain = host.rpartition(":")[0] if host.count(":") == 1 else host
+    stage = ctx.stage
+    # accountId/apiId as in the proxy events and methodArn (DESIGN.md section 8): the Api's
+    # namespace and name.
+    account_id, _, api_id = stage.api.partition("/") if stage is not None else ("", "", "")
     variables: dict[str, Any] = {
+        "accountId": account_id,
+        "apiId": api_id,
+        "domainName": domain,
+        "domainPrefix": domain.partition(".")[0],
         "requestId": ctx.request_id,
-        "stage": ctx.stage.name if ctx.stage is not None else "",
-        "httpMethod": ctx.request.method,
+        "stage": stage.name if stage is not None else "",
+        "httpMethod": request.method,
         "resourcePath": resource,
-        "path": ctx.request.path,
+        "path": request.path,
+        "protocol": f"HTTP/{request.version.major}.{request.version.minor}",
+        "requestTime": events.request_time(ctx.started_wall),
         "requestTimeEpoch": int(ctx.started_wall * 1000),
         "identity": {"sourceIp": ctx.source_ip, "userAgent": user_agent},
         "authorizer": authorizer,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +34,9 @@ EVERYTHING = """\
  "parsed": "$util.parseJson('{"k": [5, 6]}').k.get(1)",
  "requestId": "$context.requestId", "stage": "$context.stage", "httpMethod": "$context.httpMethod",
  "resourcePath": "$context.resourcePath", "sourceIp": "$context.identity.sourceIp",
+ "apiId": "$context.apiId", "accountId": "$context.accountId", "protocol": "$context.protocol",
+ "domainName": "$context.domainName", "domainPrefix": "$context.domainPrefix",
+ "requestTime": "$context.requestTime", "epoch": $context.requestTimeEpoch,
  "principal": "$context.authorizer.principalId",
  "env": "$stageVariables.env",
  "count": $items.size(),
@@ -138,6 +142,10 @@ def test_every_input_util_and_context_function_renders(served: tuple[Served, _Re
     out = json.loads(got.body)
     request_id = out.pop("requestId")
     assert len(request_id) > 8
+    # requestTime is requestTimeEpoch in AWS's CLF form, to the second, always UTC.
+    epoch = out.pop("epoch")
+    assert out.pop("requestTime") == time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch / 1000))
+    assert abs(epoch / 1000 - time.time()) < 600
     assert out == {
         "body": body.decode(),  # escapeJavaScript made the JSON text a valid string again
         "name": "Ada",
@@ -160,6 +168,11 @@ def test_every_input_util_and_context_function_renders(served: tuple[Served, _Re
         "httpMethod": "POST",
         "resourcePath": "/things/{id}/{dup}",
         "sourceIp": "127.0.0.1",
+        "apiId": "shop",  # the Api's name, and its namespace as the account (as in events)
+        "accountId": "shop",
+        "protocol": "HTTP/1.1",
+        "domainName": "127.0.0.1",  # the Host header without its port
+        "domainPrefix": "127",
         "principal": "",
         "env": "production",
         "count": 3,
