@@ -47,32 +47,30 @@ class Pipeline:
         self._holder = holder
         self._internal = listener == "internal"
         self._stall_seconds = run.settings.listener.response_stall_timeout
+        self._trusted = run.settings.trusted_proxies
+        self._listener = run.settings.listener
 
     async def __call__(self, request: incoming.Request) -> web.StreamResponse:
-        run = self._runtime
         peer = _peer(request)
+        # No trusted proxy: the peer is the client, and the headers need not be read for it.
+        source_ip = forwarding.source_ip(peer, request.headers.items(), self._trusted) if self._trusted else peer
         ctx = context.RequestContext(
-            request=request,
-            plan=self._holder.current,
-            request_id=ids.request_id(),
-            peer=peer,
-            source_ip=forwarding.source_ip(peer, request.headers.items(), run.settings.trusted_proxies),
-            started=time.monotonic(),
-            started_wall=time.time(),
+            request, self._holder.current, ids.request_id(), peer, source_ip, time.monotonic(), time.time()
         )
         try:
             return await self._serve(ctx)
         finally:
-            recording.record(run, ctx)
+            recording.record(self._runtime, ctx)
 
     async def _serve(self, ctx: context.RequestContext) -> web.StreamResponse:
         request = ctx.request
-        listener = self._runtime.settings.listener
+        listener = self._listener
         plan = ctx.plan
+        raw_headers = tuple(request.raw_headers)
         try:
             hygiene.check_version(request.version)
             hygiene.check_headers(
-                tuple(request.raw_headers),
+                raw_headers,
                 http11=request.version >= (1, 1),
                 max_header_bytes=listener.max_header_bytes,
                 max_headers=listener.max_headers,
@@ -80,7 +78,7 @@ class Pipeline:
             ctx.target = hygiene.split_target(request.raw_path, max_bytes=listener.max_request_line_bytes)
             if plan is None:
                 return await self._refuse(ctx, gateway_responses.SERVICE_UNAVAILABLE)
-            hygiene.check_declared_length(tuple(request.raw_headers), plan.config.settings.max_body_bytes)
+            hygiene.check_declared_length(raw_headers, plan.config.settings.max_body_bytes)
         except hygiene.Rejected as rejected:
             if request.version not in hygiene.SUPPORTED_VERSIONS and isinstance(request, web.BaseRequest):
                 # aiohttp answers in the request's version and has no public way to change it;
@@ -88,22 +86,34 @@ class Pipeline:
                 request._version = aiohttp.HttpVersion11
                 request._cache.pop("version", None)
             return await self._refuse(ctx, rejected.error_type)
-        if plan.websocket is not None and plan.sessions is not None:
-            served = await ws_entry.serve(ctx, plan.websocket, plan.sessions, internal=self._internal)
+        websocket = plan.websocket
+        # Only where this listener serves a WebSocket stage (the usual gateway has none, and then
+        # the lookup, its coroutine and the decoded path it needs are not paid per request).
+        if (
+            websocket is not None
+            and plan.sessions is not None
+            and (websocket.internal if self._internal else websocket.public)
+        ):
+            served = await ws_entry.serve(ctx, websocket, plan.sessions, internal=self._internal)
             if served is not None:
                 return await responding.adopt(ctx, served)
         table = plan.internal if self._internal else plan.public
         method = request.method
+        headers = request.headers
         preflight_for = None
-        if method == "OPTIONS" and "Origin" in request.headers:
-            preflight_for = request.headers.get("Access-Control-Request-Method")
-        ctx.stage, ctx.match = table.match(
-            method, request.headers.get("Host", ""), ctx.target, preflight_for, request.headers.get(canary.KEY_HEADER)
+        if method == "OPTIONS" and "Origin" in headers:
+            preflight_for = headers.get("Access-Control-Request-Method")
+        ctx.stage, match = table.match(
+            method, headers.get("Host", ""), ctx.target, preflight_for, headers.get(canary.KEY_HEADER)
         )
-        if ctx.match is None:
+        ctx.match = match
+        if match is None:
             return await self._refuse(ctx, gateway_responses.RESOURCE_NOT_FOUND)
-        ctx.canary = ctx.match.canary
-        route_plan = (plan.canary_routes if ctx.canary else plan.routes)[ctx.match.route.id]
+        if match.canary:
+            ctx.canary = True
+            route_plan = plan.canary_routes[match.route.id]
+        else:
+            route_plan = plan.routes[match.route.id]
         ctx.labels = route_plan.labels
         return await responding.send(ctx, await route_plan.chain.run(ctx), stall_seconds=self._stall_seconds)
 

@@ -14,13 +14,16 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from propylon_config import model
 from propylon_proxy import canary, hygiene
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Match:
+class Match(NamedTuple):
+    """What routing found (one per request: a NamedTuple, built in a third of a frozen
+    dataclass's time)."""
+
     stage: model.Stage
     route: model.Route
     params: tuple[tuple[str, str], ...]  # path parameter name -> decoded value (greedy: raw form)

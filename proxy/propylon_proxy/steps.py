@@ -119,28 +119,57 @@ def render_refusal(ctx: context.RequestContext, refusal: replies.Refusal) -> rep
     )
 
 
+Before = Callable[[context.RequestContext], Awaitable[Outcome]]
+
+
+def _before_of(step: Step) -> Before | None:
+    """What runs of a step on the way in: None for one that only acts on the way out, a
+    ``BeforeOnly``'s own check (one coroutine fewer per request), else its ``before``."""
+    if isinstance(step, AfterOnly):
+        return None
+    if isinstance(step, BeforeOnly):
+        return step.check
+    return step.before
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Chain:
-    """A route's steps and integration, in the order above, ready to run."""
+    """A route's steps and integration, in the order above, ready to run.
+
+    What the walk needs is taken out of the steps once, when the plan is built: the ``before``
+    to call for each step (none for an after-only step) and the ``after`` hooks, so a request
+    walks two tuples and allocates nothing for a chain without after hooks. Measured in process
+    (issue 15, perf-shell): a cache hit's walk 2.6 -> 1.9 us.
+    """
 
     steps: tuple[Step, ...]
     integration: Integration
+    _befores: tuple[Before | None, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    _afters: tuple[AfterHook | None, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    _has_after: bool = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        afters = tuple(step.after for step in self.steps)
+        object.__setattr__(self, "_befores", tuple(_before_of(step) for step in self.steps))
+        object.__setattr__(self, "_afters", afters)
+        object.__setattr__(self, "_has_after", any(after is not None for after in afters))
 
     async def run(self, ctx: context.RequestContext) -> replies.Reply:
-        if not self.steps:  # the plain route: nothing to run around the integration
-            outcome = await self.integration.invoke(ctx)
-            return outcome if isinstance(outcome, replies.Reply) else render_refusal(ctx, outcome)
-        ran: list[Step] = []
         answer: replies.Reply | replies.Refusal | None = None
-        for step in self.steps:
-            answer = await step.before(ctx)
-            if answer is not None:
-                break
-            ran.append(step)
+        ran = 0  # the steps whose before let the request go on: only their after hooks run
+        for before in self._befores:
+            if before is not None:
+                answer = await before(ctx)
+                if answer is not None:
+                    break
+            ran += 1
         if answer is None:
             answer = await self.integration.invoke(ctx)
         reply = answer if isinstance(answer, replies.Reply) else render_refusal(ctx, answer)
-        for step in reversed(ran):
-            if step.after is not None:
-                reply = await step.after(ctx, reply)
+        if self._has_after:
+            afters = self._afters
+            for index in range(ran - 1, -1, -1):
+                after = afters[index]
+                if after is not None:
+                    reply = await after(ctx, reply)
         return reply
