@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 import cachetools
 
 from propylon_config import model
-from propylon_proxy import context, metrics, replies, runtime, steps
+from propylon_proxy import context, fast_responding, metrics, replies, runtime, steps
 
 MAX_ENTRY_BYTES = 1024 * 1024
 HEADER = "x-propylon-cache"
@@ -41,10 +41,13 @@ class Entry:
     body: bytes
     expires: float
     vary: tuple[str, ...]  # lower-case header names the reply's Vary lists (Origin left out)
+    # The head's header lines rendered once for the httptools writer (None: it renders them).
+    prepared: replies.Prepared | None = None
 
     @property
     def size(self) -> int:
-        return len(self.body) + sum(len(n) + len(v) for n, v in self.headers) + 64
+        rendered = len(self.prepared.lines) if self.prepared is not None else 0
+        return len(self.body) + sum(len(n) + len(v) for n, v in self.headers) + rendered + 64
 
 
 @dataclasses.dataclass(slots=True)
@@ -266,7 +269,7 @@ class CacheStep:
         headers = list(entry.headers)
         if ctx.cache_note is not None and ctx.cache_note.denied:
             headers.append(("x-propylon-cache-invalidation", "denied"))
-        return replies.Reply(status=200, headers=headers, body=entry.body)
+        return replies.Reply(status=200, headers=headers, body=entry.body, prepared=entry.prepared)
 
     def _abandon(self, base: tuple[str, ...], future: asyncio.Future[Entry | None]) -> None:
         if self.cache.inflight.get(base) is future:
@@ -341,7 +344,11 @@ class CacheStep:
         kept = [(n, v) for n, v in reply.headers if n.lower() not in _HOP]
         headers = (*kept, (HEADER, "hit"))
         entry = Entry(
-            headers=headers, body=reply.body, expires=self.clock() + self.settings.ttl_seconds, vary=tuple(vary)
+            headers=headers,
+            body=reply.body,
+            expires=self.clock() + self.settings.ttl_seconds,
+            vary=tuple(vary),
+            prepared=fast_responding.prepare(list(headers)),
         )
         return reply, entry
 

@@ -17,7 +17,7 @@ import http
 import logging
 import time
 
-from aiohttp import HttpVersion10, HttpVersion11, web
+from aiohttp import HttpVersion, HttpVersion10, HttpVersion11, web
 
 from propylon_proxy import context, replies, responding, upstream
 from propylon_proxy.fast_server import FastRequest
@@ -53,7 +53,6 @@ def _head(
     it replaces any Content-Length header), or None to take the headers' own."""
     version = request.version if request.version in (HttpVersion10, HttpVersion11) else HttpVersion11
     empty = status < 200 or status in (204, 304) or request.method == "HEAD"
-    keep_alive = request.keep_alive and not close
     lines = [f"HTTP/{version.major}.{version.minor} {status} {reason or _REASONS.get(status, '')}"]
     typed = dated = named = connection = False
     for name, value in headers:
@@ -73,6 +72,30 @@ def _head(
         elif lower == "connection":
             connection = True
         lines.append(f"{name}: {value}")
+    chunked = _framing(
+        request, lines, version, status, length, empty, (typed, dated, named, connection), close, server_name
+    )
+    text = "\r\n".join(lines) + "\r\n\r\n"
+    if text.count("\n") != len(lines) + 1 or text.count("\r") != len(lines) + 1:
+        raise ValueError("CR or LF in a response header")
+    return text.encode("utf-8", "replace"), chunked
+
+
+def _framing(
+    request: FastRequest,
+    lines: list[str],
+    version: HttpVersion,
+    status: int,
+    length: int | None,
+    empty: bool,
+    seen: tuple[bool, bool, bool, bool],
+    close: bool,
+    server_name: bool,
+) -> bool:
+    """Append the headers this writer adds after the reply's own (``seen``: whether those had
+    Content-Type, Date, Server, Connection); sets the request's keep-alive; True for chunked."""
+    typed, dated, named, connection = seen
+    keep_alive = request.keep_alive and not close
     chunked = False
     if length is not None and status not in (204, 304):
         lines.append(f"Content-Length: {length}")
@@ -95,10 +118,47 @@ def _head(
         elif not keep_alive and version == HttpVersion11:
             lines.append("Connection: close")
     request.keep_alive = keep_alive
-    text = "\r\n".join(lines) + "\r\n\r\n"
-    if text.count("\n") != len(lines) + 1 or text.count("\r") != len(lines) + 1:
+    return chunked
+
+
+def prepare(headers: list[tuple[str, str]]) -> replies.Prepared | None:
+    """The per-header part of ``_send_whole``'s head, rendered once for a reply that is sent
+    many times as it is (a cache entry): what ``_prepared_head`` writes while the reply's
+    headers still equal these. None when a header cannot be written (CR or LF: ``_head``
+    refuses it when it is sent). Measured in process (issue 15, perf-shell, best of 9 on a loaded
+    machine): ``_send_whole`` of a cache hit with 7 headers 6.5-8.5 -> 3.5-4.5 us."""
+    lines = []
+    typed = dated = named = connection = False
+    for name, raw in headers:
+        lower = name.lower()
+        if lower in ("content-length", "transfer-encoding", "x-request-id"):
+            continue  # the framing and the request id are written per response
+        typed = typed or lower == "content-type"
+        dated = dated or lower == "date"
+        named = named or lower == "server"
+        connection = connection or lower == "connection"
+        lines.append(f"{name}: {responding.as_written(raw)}\r\n")
+    text = "".join(lines)
+    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+        return None
+    return replies.Prepared(list(headers), text.encode("utf-8", "replace"), (typed, dated, named, connection))
+
+
+def _prepared_head(
+    request: FastRequest, reply: replies.Reply, prepared: replies.Prepared, request_id: str, length: int | None
+) -> bytes:
+    """``_head`` of a whole reply whose header lines were rendered by ``prepare``."""
+    version = request.version if request.version in (HttpVersion10, HttpVersion11) else HttpVersion11
+    status = reply.status
+    empty = status < 200 or status in (204, 304) or request.method == "HEAD"
+    lines = [f"HTTP/{version.major}.{version.minor} {status} {reply.reason or _REASONS.get(status, '')}"]
+    lines.append(f"x-request-id: {request_id}")
+    _framing(request, lines, version, status, length, empty, prepared.seen, reply.close, True)
+    rest = "\r\n".join(lines[1:]) + "\r\n\r\n"
+    text = lines[0] + rest  # the status line (its reason) and the lines after the prepared ones
+    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
         raise ValueError("CR or LF in a response header")
-    return text.encode("utf-8", "replace"), chunked
+    return lines[0].encode("utf-8", "replace") + b"\r\n" + prepared.lines + rest.encode("utf-8", "replace")
 
 
 async def send(ctx: context.RequestContext, reply: replies.Reply, stall_seconds: float) -> web.StreamResponse:
@@ -112,13 +172,17 @@ async def send(ctx: context.RequestContext, reply: replies.Reply, stall_seconds:
 
 
 async def _send_whole(ctx: context.RequestContext, request: FastRequest, reply: replies.Reply) -> None:
-    # The request id is the gateway's own: a MOCK header of that name cannot replace it.
-    headers = [(name, responding.as_written(value)) for name, value in reply.headers if name.lower() != "x-request-id"]
-    headers.append(("x-request-id", ctx.request_id))
     status = reply.status
     body = b"" if status in (204, 304) else reply.body  # a stray body would desync the connection
     length = None if status in (204, 304) else len(body)
-    head, _ = _head(request, status, reply.reason, headers, length, close=reply.close, server_name=True)
+    prepared = reply.prepared
+    if prepared is not None and prepared.headers == reply.headers:  # no after hook changed them
+        head = _prepared_head(request, reply, prepared, ctx.request_id, length)
+    else:
+        # The request id is the gateway's own: a MOCK header of that name cannot replace it.
+        headers = [(n, responding.as_written(v)) for n, v in reply.headers if n.lower() != "x-request-id"]
+        headers.append(("x-request-id", ctx.request_id))
+        head, _ = _head(request, status, reply.reason, headers, length, close=reply.close, server_name=True)
     connection = request.connection
     request.started = True
     if body and request.method != "HEAD":

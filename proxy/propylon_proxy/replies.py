@@ -30,6 +30,21 @@ class BodyStream(Protocol):
         ...
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prepared:
+    """A whole reply's header lines rendered once as the httptools writer writes them
+    (``fast_responding.prepare``), for a reply sent many times as it is (a cache entry).
+
+    Only a hint: the writer uses ``lines`` while the reply's headers still equal ``headers``
+    (an ``after`` hook that adds or changes one makes it render them afresh), and the aiohttp
+    writer ignores it.
+    """
+
+    headers: list[tuple[str, str]]  # the headers ``lines`` render
+    lines: bytes  # b"Name: value\r\n" each, without the framing headers and x-request-id
+    seen: tuple[bool, bool, bool, bool]  # Content-Type, Date, Server, Connection among them
+
+
 @dataclasses.dataclass(slots=True)
 class Reply:
     status: int
@@ -40,6 +55,7 @@ class Reply:
     # Set on responses the gateway made itself from the section-3 table.
     error_type: str | None = None
     close: bool = False  # close the connection after this response (408, 413, ...)
+    prepared: Prepared | None = None  # its header lines rendered beforehand (a cache hit's)
 
     def header(self, name: str) -> str | None:
         """The first value of a header, compared case-insensitively."""
