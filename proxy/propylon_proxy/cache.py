@@ -154,6 +154,7 @@ class CacheStep:
         self.simple_key = self.whole_query and not self.header_keys and not self.authorized
         self.prefixes = (self.stage_id, self.stage_id + "|canary")
         self.hit_labels = self.counted["hit"]
+        self.hit_count: list[float] | None = None  # the hit counter's cell, bound on the first hit
         self.invalidating = frozenset(p.id for p in setup.config.usage_plans if p.allow_cache_invalidation)
         fixed = setup.route.method
         self.methods = frozenset({"GET", "HEAD"} if fixed in ("GET", "ANY", "$default") else {fixed})
@@ -265,7 +266,10 @@ class CacheStep:
     def _hit(self, ctx: context.RequestContext, entry: Entry) -> replies.Reply:
         """The stored reply; its headers were prebuilt at store time (x-propylon-cache: hit)."""
         ctx.cache = "hit"
-        self.counter.inc(self.hit_labels)
+        count = self.hit_count
+        if count is None:
+            count = self.hit_count = self.counter.cell(self.hit_labels)
+        count[0] += 1
         headers = list(entry.headers)
         if ctx.cache_note is not None and ctx.cache_note.denied:
             headers.append(("x-propylon-cache-invalidation", "denied"))

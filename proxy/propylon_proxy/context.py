@@ -38,6 +38,7 @@ class RequestContext:
     stage: model.Stage | None = None
     match: routing.Match | None = None
     labels: metrics.Labels | None = None  # the matched route's metric labels, from its plan
+    series: metrics.RouteSeries | None = None  # the matched route's request series, from its plan
     # What steps learn.
     principal_id: str | None = None
     claims: Mapping[str, Any] | None = None  # a JWT's verified claims

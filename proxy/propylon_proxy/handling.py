@@ -115,6 +115,7 @@ class Pipeline:
         else:
             route_plan = plan.routes[match.route.id]
         ctx.labels = route_plan.labels
+        ctx.series = route_plan.series
         return await responding.send(ctx, await route_plan.chain.run(ctx), stall_seconds=self._stall_seconds)
 
     async def _refuse(self, ctx: context.RequestContext, error_type: str) -> web.StreamResponse:

@@ -80,22 +80,34 @@ class Counter(_Family):
             labelnames,
         )
 
-        self._counts: dict[Labels, float] = {}
+        # labels -> [count]: a cell, which a caller may keep (``cell``) and add to without a lookup.
+        self._counts: dict[Labels, list[float]] = {}
+
+    def cell(self, labels: Labels) -> list[float]:
+        """The series' count as a one-item list, created at 0 (then it is rendered)."""
+        found = self._counts.get(labels)
+        if found is None:
+            found = self._counts[labels] = [0.0]
+        return found
 
     def inc(self, labels: Labels, amount: float = 1.0) -> None:
         if amount < 0:
             raise ValueError("a counter only goes up")
-        counts = self._counts
-        counts[labels] = counts.get(labels, 0.0) + amount
+        found = self._counts.get(labels)
+        if found is None:
+            self._counts[labels] = [amount]
+        else:
+            found[0] += amount
 
     def value(self, labels: Labels) -> float:
-        return self._counts.get(labels, 0.0)
+        found = self._counts.get(labels)
+        return found[0] if found is not None else 0.0
 
     def _forget(self, keep: Callable[[Labels], bool]) -> None:
-        self._counts = {labels: count for labels, count in self._counts.items() if keep(labels)}
+        self._counts = {labels: cell for labels, cell in self._counts.items() if keep(labels)}
 
     def sync(self) -> None:
-        for labels, count in self._counts.items():
+        for labels, (count,) in self._counts.items():
             self._child(labels)._value.set(count)
 
 
@@ -121,10 +133,17 @@ class Histogram(_Family):
         # labels -> [sum, count of bucket 0, bucket 1, ...] (not cumulative; sync accumulates).
         self._series: dict[Labels, list[float]] = {}
 
+    def series(self, labels: Labels) -> list[float]:
+        """The series' numbers (a caller may keep them for ``observe_into``), created empty."""
+        found = self._series.get(labels)
+        if found is None:
+            found = self._series[labels] = [0.0] * (len(self._bounds) + 1)
+        return found
+
     def observe(self, labels: Labels, value: float) -> None:
-        series = self._series.get(labels)
-        if series is None:
-            series = self._series[labels] = [0.0] * (len(self._bounds) + 1)
+        self.observe_into(self.series(labels), value)
+
+    def observe_into(self, series: list[float], value: float) -> None:
         series[0] += value
         series[bisect.bisect_left(self._bounds, value) + 1] += 1
 
@@ -208,6 +227,10 @@ class GatewayMetrics:
         if integration is not None:
             self.integration_duration.observe(labels, integration)
 
+    def series(self, labels: Labels) -> RouteSeries:
+        """One route's request series, for its plan to keep (``RoutePlan.series``)."""
+        return RouteSeries(self, labels)
+
     def record_cache(self, labels: Labels, hit: bool) -> None:
         """The response cache's hook: one call per lookup on a caching stage."""
         self.cache.inc((*labels, ("result", "hit" if hit else "miss")))
@@ -230,3 +253,41 @@ class GatewayMetrics:
             family.sync()
         page: bytes = prometheus_client.generate_latest(self.registry)
         return page.decode()
+
+
+class RouteSeries:
+    """One route's request series, held by its plan so that recording a request looks nothing up.
+
+    ``GatewayMetrics.record`` finds three series per request by their label tuples (each tuple
+    hashed again every time); here the series are bound on first use (a route never asked
+    renders no series, as before) and then added to directly. A series the metrics drop
+    (``retain_routes``: the route left the snapshot) keeps being added to by the old plan's
+    requests still running, which no page shows any more. Measured in process (issue 15,
+    perf-shell): recording a request 0.69 -> 0.33 us.
+    """
+
+    __slots__ = ("_counts", "_duration", "_integration", "_metrics", "labels")
+
+    def __init__(self, owner: GatewayMetrics, labels: Labels) -> None:
+        self._metrics = owner
+        self.labels = labels
+        self._counts: dict[int, list[float]] = {}  # status // 100 -> the requests counter's cell
+        self._duration: list[float] | None = None
+        self._integration: list[float] | None = None
+
+    def record(self, status: int, duration: float, integration: float | None) -> None:
+        owner = self._metrics
+        cell = self._counts.get(status // 100)
+        if cell is None:
+            key = (*self.labels, ("code_class", f"{status // 100}xx"))
+            cell = self._counts[status // 100] = owner.requests.cell(key)
+        cell[0] += 1
+        series = self._duration
+        if series is None:
+            series = self._duration = owner.request_duration.series(self.labels)
+        owner.request_duration.observe_into(series, duration)
+        if integration is not None:
+            series = self._integration
+            if series is None:
+                series = self._integration = owner.integration_duration.series(self.labels)
+            owner.integration_duration.observe_into(series, integration)

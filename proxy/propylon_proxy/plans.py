@@ -23,6 +23,7 @@ class RoutePlan:
     route: model.Route
     chain: steps.Chain
     labels: metrics.Labels  # the route's metric labels, built once rather than per request
+    series: metrics.RouteSeries  # its request series, bound once rather than looked up per request
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,10 +97,9 @@ def _plan_routes(
     api = apis.get(api_id)
     for route in stage_routes:
         setup = steps.RouteSetup(route=route, stage=stage, api=api, config=config, runtime=run)
+        labels = metrics.GatewayMetrics.labels(api_id, stage.id, route.route_key)
         into[route.id] = RoutePlan(
-            route=route,
-            chain=chains.build(setup),
-            labels=metrics.GatewayMetrics.labels(api_id, stage.id, route.route_key),
+            route=route, chain=chains.build(setup), labels=labels, series=run.metrics.series(labels)
         )
 
 

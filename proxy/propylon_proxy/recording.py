@@ -16,14 +16,17 @@ from propylon_proxy import access_log, context, metrics, runtime
 
 def record(run: runtime.Runtime, ctx: context.RequestContext) -> None:
     duration = time.monotonic() - ctx.started
-    stage, route = ctx.stage, ctx.route
-    labels = ctx.labels
-    if labels is None:
-        labels = metrics.GatewayMetrics.labels(
+    stage = ctx.stage
+    status = ctx.status or 500
+    series = ctx.series
+    if series is not None:  # a routed request: its plan bound the series
+        series.record(status, duration, ctx.integration_latency)
+    else:
+        route = ctx.route
+        labels = ctx.labels or metrics.GatewayMetrics.labels(
             stage.api if stage else "", stage.id if stage else "", route.route_key if route else ""
         )
-    status = ctx.status or 500
-    run.metrics.record(labels, status, duration, ctx.integration_latency)
+        run.metrics.record(labels, status, duration, ctx.integration_latency)
     if run.spans is not None:
         run.spans.export(ctx, status, duration)
     if stage is None or not stage.access_log:

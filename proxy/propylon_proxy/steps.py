@@ -139,7 +139,9 @@ class Chain:
     What the walk needs is taken out of the steps once, when the plan is built: the ``before``
     to call for each step (none for an after-only step) and the ``after`` hooks, so a request
     walks two tuples and allocates nothing for a chain without after hooks. Measured in process
-    (issue 15, perf-shell): a cache hit's walk 2.6 -> 1.9 us.
+    (issue 15, perf-shell, best of 5): the walk's own cost on the cache-hit route (two steps, one
+    with an after hook) 0.59 -> 0.49 us; a ``BeforeOnly`` or ``AfterOnly`` step saves a
+    coroutine more.
     """
 
     steps: tuple[Step, ...]
