@@ -1,7 +1,8 @@
 """MOCK integrations (DESIGN.md §2.4): the configured response, with two substitutions.
 
-The status and headers are fixed per route, so they are prepared once per plan; only the body
-(``${stageVariables.x}`` and ``$context.requestId``) is rendered per request.
+The status and headers are fixed per route, so they are prepared once per plan (their head lines
+too: ``fast_responding.prepare``); only the body (``${stageVariables.x}`` and
+``$context.requestId``) is rendered per request.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import re
 from collections.abc import Mapping
 
 from propylon_config import model
-from propylon_proxy import context, forwarding, replies, steps
+from propylon_proxy import context, fast_responding, forwarding, replies, steps
 
 _STAGE_VARIABLE = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_.-]+)\}")
 
@@ -31,9 +32,11 @@ class MockIntegration:
         self._headers = tuple((n, v) for n, v in mock.headers if n.lower() not in forwarding.GATEWAY_FRAMED)
         self._body = mock.body
         self._fixed = None if "$" in mock.body else mock.body.encode()
+        # The head's header lines rendered once for the httptools writer (as a cache hit's are).
+        self._prepared = fast_responding.prepare(list(self._headers))
 
     async def invoke(self, ctx: context.RequestContext) -> replies.Reply:
         body = self._fixed
         if body is None:
             body = render_body(self._body, variables=ctx.stage_variables, request_id=ctx.request_id).encode()
-        return replies.Reply(status=self._status, headers=list(self._headers), body=body)
+        return replies.Reply(status=self._status, headers=list(self._headers), body=body, prepared=self._prepared)
