@@ -107,6 +107,22 @@ class FastBody:
             self._chunks.appendleft(data)
             self._buffered += len(data)
 
+    def is_eof(self) -> bool:
+        return self.eof
+
+    def read_nowait(self, n: int = -1) -> bytes:
+        """All that is buffered (``n`` is aiohttp's signature; only -1 is used)."""
+        if self._error is not None:
+            raise self._error
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        chunk = b"".join(chunks) if len(chunks) > 1 else chunks[0]
+        chunks.clear()
+        self._buffered = 0
+        self._connection.resume_body()
+        return chunk
+
 
 class ContinueWriter:
     """``request.writer`` for ``100 Continue``: the only write before the response itself."""
