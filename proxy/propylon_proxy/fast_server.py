@@ -201,6 +201,9 @@ class FastRequest:
 
     @property
     def path(self) -> str:
+        path = self.raw_path.partition("?")[0]
+        if path.startswith("/") and "%" not in path:
+            return path  # nothing to decode (yarl's path is then this): no URL object per request
         return self._parsed().path
 
     @property
@@ -457,6 +460,10 @@ class HttpConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is not None:
             self.transport.write(data)
+
+    def must_drain(self) -> bool:
+        """The socket's buffer is over its high-water mark: ``drain`` would wait."""
+        return self._write_paused and self.transport is not None
 
     async def drain(self) -> None:
         """Wait while the socket's buffer is over its high-water mark (a slow reader)."""

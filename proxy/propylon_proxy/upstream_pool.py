@@ -431,6 +431,24 @@ class PooledResponse:
         conn = self._conn
         return bool(conn.has_body_bytes() or conn.message_done or conn.error is not None)
 
+    def whole(self) -> bytes | None:
+        """The entire body when all of it has already arrived (a small response comes in the
+        same packet as its head), the connection handed back; else None, nothing taken (then
+        ``iter_chunks``). The relay then writes head and body at once, without an async
+        generator, a stall watch or a wait (docs/performance.md)."""
+        conn = self._conn
+        if self._finished or not conn.message_done or conn.error is not None:
+            return None
+        buffer = conn._buffer
+        body = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+        buffer.clear()
+        if conn.buffered > conn._pool.high_water and conn.transport is not None and not conn.closed:
+            conn.transport.resume_reading()  # data_received paused it
+        conn.buffered = 0
+        self._finished = True
+        conn._pool._release(conn)
+        return body
+
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         conn = self._conn
         while True:
