@@ -247,8 +247,8 @@ class HttpConnection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         # The head being parsed.
         self._url = bytearray()
-        self._names: list[bytes] = []
-        self._values: list[bytes] = []
+        self._pairs: list[tuple[bytes, bytes]] = []
+        self._body_exists = False  # a Transfer-Encoding, or a Content-Length other than 0
         self._header_bytes = 0
         self._head_seen = 0  # bytes received while a head is incomplete: bounds its buffering
         self._head_limit = self._listener.max_request_line_bytes + self._listener.max_header_bytes + 4096
@@ -341,8 +341,8 @@ class HttpConnection(asyncio.Protocol):
         self._in_head = True
         self._head_seen = 0
         self._url.clear()
-        self._names = []
-        self._values = []
+        self._pairs = []
+        self._body_exists = False
         self._header_bytes = 0
 
     def on_url(self, url: bytes) -> None:
@@ -352,10 +352,13 @@ class HttpConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """One whole header (httptools joins the pieces); counted as ``hygiene`` counts them."""
-        if len(self._names) >= self._listener.max_headers:
+        if len(self._pairs) >= self._listener.max_headers:
             raise _Refused(gateway_responses.REQUEST_HEADERS_TOO_LARGE)
-        self._names.append(name)
-        self._values.append(value)
+        self._pairs.append((name, value))
+        if len(name) in (14, 17):  # noted here rather than in a second pass over the headers
+            lower = name.lower()
+            if lower == b"transfer-encoding" or (lower == b"content-length" and value.strip() not in (b"0", b"")):
+                self._body_exists = True
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self._listener.max_header_bytes:
             raise _Refused(gateway_responses.REQUEST_HEADERS_TOO_LARGE)
@@ -368,7 +371,7 @@ class HttpConnection(asyncio.Protocol):
             self._head_deadline.cancel()
             self._head_deadline = None
         parser = self._parser
-        raw_headers = tuple(zip(self._names, self._values, strict=True))
+        raw_headers = tuple(self._pairs)
         if parser.should_upgrade():
             self._upgrade = True
             self._upgrade_head = (parser.get_method(), bytes(self._url), parser.get_http_version(), raw_headers)
@@ -377,12 +380,6 @@ class HttpConnection(asyncio.Protocol):
         if version is None:
             major, _, minor = parser.get_http_version().partition(".")
             version = HttpVersion(int(major), int(minor or 0))
-        body_exists = False
-        for name, value in raw_headers:
-            if len(name) in (14, 17):
-                lower = name.lower()
-                if lower == b"transfer-encoding" or (lower == b"content-length" and value.strip() not in (b"0", b"")):
-                    body_exists = True
         request = FastRequest(
             self,
             parser.get_method().decode("ascii"),
@@ -390,7 +387,7 @@ class HttpConnection(asyncio.Protocol):
             version,
             raw_headers,
             parser.should_keep_alive(),
-            body_exists,
+            self._body_exists,
         )
         self._message = request
         self._parsed.append(request)
