@@ -158,8 +158,8 @@ async def measure(
             "window_wall_from": wall,
         }
 
-    watched, *_ = await asyncio.gather(
-        window(),
+    watching = asyncio.ensure_future(window())
+    await asyncio.gather(
         *(
             _connection(
                 host,
@@ -170,8 +170,9 @@ async def measure(
                 errors,
             )
             for i in range(connections)
-        ),
+        )
     )
+    watched = await watching
     latencies = [done - intended for intended, _, _, done in records]
     own_lag = [sent - ready for _, ready, sent, _ in records]  # the generator's lateness alone
     served_by = max((done for *_, done in records), default=stop)
