@@ -210,10 +210,12 @@ class Processes:
                     continue  # the process ended meanwhile
         return found
 
-    def set_autogroup_nice(self, name: str, nice: int) -> None:
-        """``name``'s session (one scheduling autogroup) at ``nice`` (``--latency-nice``)."""
-        for pid in self.pids(name)[:1]:
-            autogroup_nice(pid, nice)
+    def set_fifo(self, name: str) -> None:
+        """Every thread of ``name``'s session under SCHED_FIFO (``--latency-fifo``)."""
+        for pid in self.pids(name):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError):  # the thread ended meanwhile
+                    fifo(int(task.name))
 
     def alive(self, name: str) -> bool:
         return any(n == name and p.poll() is None for n, p in self.running)
@@ -425,11 +427,22 @@ def run_wrk(
     script_args: list[str] | None = None,
     raw: list[str] | None = None,
     headers: tuple[str, ...] = (),
+    prefix: list[str] | None = None,
 ) -> dict[str, float]:
     """One wrk run. ``extra`` goes before the URL (``-H``, ``-s``), ``script_args`` after it (a
     script's arguments); ``headers``: request headers (``-H`` each); ``raw``, when given, receives
-    wrk's whole output."""
-    argv = ["taskset", "-c", LOAD_CPU, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
+    wrk's whole output; ``prefix``: a command wrk runs under (``chrt -f 1``, ``--latency-fifo``)."""
+    argv = [
+        *(prefix or []),
+        "taskset",
+        "-c",
+        LOAD_CPU,
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--latency",
+    ]
     for header in headers:
         argv += ["-H", header]
     argv += [*(extra or []), url, *(script_args or [])]
@@ -734,7 +747,7 @@ def latency_phase(
     seconds: float,
     connections: int,
     watch: Path | None = None,
-    nice: int | None = None,
+    realtime: bool = False,
 ) -> dict[str, Any]:
     """Added latency of the plain route over the direct backend, two ways, in interleaved rounds:
     p50 at one connection (wrk -t1 -c1, closed loop: at one connection nothing queues), and p99
@@ -745,27 +758,30 @@ def latency_phase(
     rounds) and asks for half of *that*, then reports beside the p99: the rate achieved (below
     the one asked: the target could not keep up, the figure is a queue's), the target's run-queue
     wait (schedstat: time it was runnable with no CPU), the generator's own lateness, and the
-    gateway's loop watch (``propylon_proxy.loop_watch``: the loop held by its own work, GC)."""
+    gateway's loop watch (``propylon_proxy.loop_watch``: the loop held by its own work, GC).
+    ``realtime`` (``--latency-fifo``): the backend, the gateway, wrk and the generator run under
+    SCHED_FIFO for these rounds, so what is measured is the gateway, not the machine's other work."""
     plain = next((t for t in live if t.name == "propylon-pool"), None)
     if plain is None:
         return {}
     pairs = [("backend-direct", backend_url, "upstream-backend"), ("propylon-pool", plain.url, plain.name)]
-    if nice is not None:
+    if realtime:
         for _, _, name in pairs:
-            procs.set_autogroup_nice(name, nice)
+            procs.set_fifo(name)
+    prefix = ["chrt", "-f", "1"] if realtime else []
     one: dict[str, list[float]] = {name: [] for name, _, _ in pairs}
     opened: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in pairs}
     peaks: list[float] = []
     for r in range(rounds):
-        run_wrk(plain.url, seconds=1, connections=connections, threads=2)  # warm, unmeasured
+        run_wrk(plain.url, seconds=1, connections=connections, threads=2, prefix=prefix)  # warm, unmeasured
         cpu_before = procs.cpu_seconds(plain.name)
-        peak = run_wrk(plain.url, seconds=2, connections=connections, threads=2)
+        peak = run_wrk(plain.url, seconds=2, connections=connections, threads=2, prefix=prefix)
         peak_cpu_us = (procs.cpu_seconds(plain.name) - cpu_before) * 1e6 / max(1, peak["requests"])
         peaks.append(peak["requests_per_s"])
         rate = round(peak["requests_per_s"] * 0.5)
         for name, url, proc_name in pairs[r % 2 :] + pairs[: r % 2]:
-            one[name].append(run_wrk(url, seconds=seconds, connections=1, threads=1)["p50_ms"])
-            o = open_loop_round(url, procs.pids(proc_name), rate, seconds, nice)
+            one[name].append(run_wrk(url, seconds=seconds, connections=1, threads=1, prefix=prefix)["p50_ms"])
+            o = open_loop_round(url, procs.pids(proc_name), rate, seconds, prefix)
             o["peak_per_s"], o["peak_cpu_us_per_request"] = peak["requests_per_s"], peak_cpu_us
             if name == "propylon-pool":
                 o.update(watched(watch, o["window_wall_from"], seconds))
@@ -826,24 +842,17 @@ def latency_phase(
 STARVED_SHARE = 0.05
 
 
-def open_loop_round(url: str, pids: list[int], rate: int, seconds: float, nice: int | None) -> dict[str, Any]:
+def open_loop_round(url: str, pids: list[int], rate: int, seconds: float, prefix: list[str]) -> dict[str, Any]:
     """One bench/open_loop.py run against ``url`` (on the load core), with the run-queue wait of
     ``pids`` over its window, and the round's flags: ``overloaded`` (achieved under 97 % of the
     rate asked), ``starved`` (run-queue wait over STARVED_SHARE of the window), ``generator
     late`` (its own sends late by more than 1 ms at p99: its figures carry its lag)."""
     port, path = url.split(":")[2].split("/", 1)
-    argv = ["taskset", "-c", LOAD_CPU, sys.executable, str(BENCH / "open_loop.py"), "--port", port]
+    argv = [*prefix, "taskset", "-c", LOAD_CPU, sys.executable, str(BENCH / "open_loop.py"), "--port", port]
     argv += ["--path", "/" + path, "--rate", str(rate), "--seconds", str(seconds), "--connections", "16"]
     for pid in pids:
         argv += ["--pid", str(pid)]
-    done = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        start_new_session=nice is not None,
-        preexec_fn=(lambda: autogroup_nice("self", nice)) if nice is not None else None,
-    )
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
         raise RuntimeError(f"open loop failed: {done.stdout}{done.stderr}")
     o: dict[str, Any] = json.loads(done.stdout)
@@ -880,12 +889,11 @@ def watched(path: Path | None, wall_from: float, seconds: float) -> dict[str, An
     }
 
 
-def autogroup_nice(pid: int | str, nice: int | None) -> None:
-    """Set the scheduling autogroup's nice of ``pid`` (Linux ``/proc/PID/autogroup``; needs
-    CAP_SYS_NICE to go below 0). With autogroups on, every session competes as one group, so a
-    thread's own nice value does nothing against another session's processes: this does."""
-    if nice is not None:
-        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+def fifo(tid: int) -> None:
+    """Thread ``tid`` under SCHED_FIFO at the lowest real-time priority (needs CAP_SYS_NICE). It
+    then runs whenever it is runnable, ahead of every ordinary process; the kernel still keeps
+    5 % of each core for those (sched_rt_runtime_us), and the gateway is at most ~90 % busy here."""
+    os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(1))
 
 
 def compile_phase() -> dict[str, float]:
@@ -970,12 +978,11 @@ def main() -> int:
         "--latency-seconds", type=float, default=3.0, help="per round of each latency measurement (0: none)"
     )
     parser.add_argument(
-        "--latency-nice",
-        type=int,
-        metavar="N",
-        help="during the latency rounds, run the two targets and the open-loop generator in scheduling "
-        "autogroups at nice N (e.g. -10; needs CAP_SYS_NICE): on a shared machine, what the gateway adds "
-        "when it gets its core, instead of what the machine's other work adds. Off by default",
+        "--latency-fifo",
+        action="store_true",
+        help="run the latency rounds' backend, gateway, wrk and open-loop generator under SCHED_FIFO (needs "
+        "CAP_SYS_NICE): on a shared machine, what the gateway adds when it has its core rather than what the "
+        "machine's other work adds (for about a minute it takes core 0 from everything else). Off by default",
     )
     parser.add_argument("--no-compile", action="store_true", help="skip timing the compiler on 1,000 Apis x 10")
     parser.add_argument("--rounds", type=int, default=3)
@@ -1083,7 +1090,7 @@ def main() -> int:
                         seconds=args.latency_seconds,
                         connections=args.connections,
                         watch=procs.loop_watch,
-                        nice=args.latency_nice,
+                        realtime=args.latency_fifo,
                     )
                 )
         finally:
