@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import selectors
 import time
 from pathlib import Path
@@ -97,6 +98,13 @@ async def _lag_probe(stop: float, lags: list[float]) -> None:
         lags.append(loop.time() - due)
 
 
+def steal_ticks() -> list[int]:
+    """Per CPU, clock ticks the hypervisor ran something else while this guest's vCPU wanted to
+    run (``/proc/stat``'s steal column): time no process here can see as run-queue wait."""
+    rows = [line.split() for line in Path("/proc/stat").read_text().splitlines() if line.startswith("cpu")]
+    return [int(row[8]) for row in rows[1:] if len(row) > 8]
+
+
 def schedstat(pid: int | str) -> tuple[int, int]:
     """(ns on a CPU, ns runnable but waiting for a CPU) summed over the threads of ``pid``."""
     on_cpu = waiting = 0
@@ -145,12 +153,14 @@ async def measure(
     async def window() -> dict[str, float]:
         """schedstat of the generator and of ``pids`` across the measured window, in ms."""
         await asyncio.sleep(max(0.0, measure_from - loop.time()))
-        mine, theirs, wall = schedstat("self"), [schedstat(p) for p in pids], time.time()
+        mine, theirs, wall, steal = schedstat("self"), [schedstat(p) for p in pids], time.time(), steal_ticks()
         probe = asyncio.ensure_future(_lag_probe(stop, lags))
         await asyncio.sleep(max(0.0, stop - loop.time()))
         await probe
         mine_after, theirs_after = schedstat("self"), [schedstat(p) for p in pids]
+        tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
         return {
+            "steal_ms_per_cpu": [(a - b) * tick_ms for a, b in zip(steal_ticks(), steal, strict=True)],
             "generator_runqueue_wait_ms": (mine_after[1] - mine[1]) / 1e6,
             "generator_cpu_window_ms": (mine_after[0] - mine[0]) / 1e6,
             "target_runqueue_wait_ms": sum(a[1] - b[1] for a, b in zip(theirs_after, theirs, strict=True)) / 1e6,

@@ -790,7 +790,8 @@ def latency_phase(
                 f"  latency round {r + 1} {name:15} 1 conn p50 {one[name][-1]:.3f} ms; open loop"
                 f" {rate}/s (half of {peak['requests_per_s']:,.0f}/s just measured), achieved"
                 f" {o['achieved_per_s']:,.0f}/s: p50 {o['p50_ms']:.2f} p99 {o['p99_ms']:.2f} max {o['max_ms']:.1f} ms;"
-                f" run-queue wait {o['runqueue_share'] * 100:.0f}% of the window, busy {o['busy_share'] * 100:.0f}%;"
+                f" run-queue wait {o['runqueue_share'] * 100:.0f}% of the window, busy {o['busy_share'] * 100:.0f}%,"
+                f" steal {o['steal_share'] * 100:.0f}%;"
                 f" generator late by p99 {o['generator_lag_p99_ms']:.2f} ms"
                 f" (it waited {o['generator_runqueue_wait_ms'] / (seconds * 10):.0f}% for a CPU)"
                 + (
@@ -819,6 +820,7 @@ def latency_phase(
         "open_loop_overloaded_rounds": sum("overloaded" in g["flags"] for g in gateway),
         "open_loop_runqueue_share": statistics.median(g["runqueue_share"] for g in gateway),
         "open_loop_busy_share": statistics.median(g["busy_share"] for g in gateway),
+        "open_loop_steal_share": max(g["steal_share"] for g in gateway),
         "open_loop_generator_lag_p99_ms": statistics.median(
             o["generator_lag_p99_ms"] for v in opened.values() for o in v
         ),
@@ -860,6 +862,7 @@ def open_loop_round(url: str, pids: list[int], rate: int, seconds: float, prefix
     o["runqueue_share"] = o["target_runqueue_wait_ms"] / window_ms
     o["busy_share"] = o["target_cpu_window_ms"] / window_ms
     o["cpu_us_per_request"] = o["target_cpu_window_ms"] * 1000 / max(1.0, o["requests"])
+    o["steal_share"] = max(o["steal_ms_per_cpu"], default=0.0) / window_ms  # the hypervisor's, worst vCPU
     o["flags"] = [
         flag
         for flag, raised in (
