@@ -23,6 +23,7 @@ Started by ``gc_tuning.settle()`` (the serve and kube-proxy processes, once list
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -128,6 +129,8 @@ class Watch:
     def close(self) -> None:
         self._handle.cancel()
         self._schedstat.close()
+        with contextlib.suppress(OSError):
+            self._out.close()
         if self._on_gc in gc.callbacks:
             gc.callbacks.remove(self._on_gc)
 
