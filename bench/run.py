@@ -55,8 +55,15 @@ core" (its inverse) is the figure to compare implementations by.
 
 Besides the wrk rounds (issue 15): the real compiler is timed in this process on 1,000 Apis x 10
 routes before anything starts; after the rounds, the added latency of propylon-pool over the
-direct backend is measured at one connection (wrk -t1 -c1, p50) and open loop at half
-propylon-pool's measured req/s (bench/open_loop.py, p99), in interleaved rounds.
+direct backend is measured at one connection (wrk -t1 -c1, p50) and open loop (bench/open_loop.py,
+p99) in interleaved rounds, each at half the peak wrk measures on propylon-pool just before it.
+Beside each open-loop p99 the run prints what a p99 on a shared machine needs to be read: the
+rate achieved (below the rate asked: the target fell behind and the figure is its queue's), the
+target's run-queue wait and busy share (schedstat), the hypervisor's steal, the generator's own
+lateness, and propylon-pool's loop watch (PROPYLON_LOOP_WATCH: the loop held by its own work,
+GC); a round is flagged ``starved``, ``overloaded`` or ``generator late``, and the TARGETS row
+says how many rounds were. ``--latency-fifo`` runs those rounds' processes under SCHED_FIFO: what
+the gateway adds when it has its core (bench/RESULTS.md, "The open-loop tail").
 
 Output: a table on stdout (req/s, p50, p99, ratios; medians over rounds), then the TARGETS table
 (bench/goals.py: each issue-15 target, its figure, the bar, PASS/FAIL), and in bench/out/ a JSON
