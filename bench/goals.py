@@ -116,7 +116,7 @@ GOALS: list[Goal] = [
         unit="%",
     ),
     Goal(
-        "open loop: the gateway's loop held by its own work (lag less run-queue wait), worst",
+        "open loop: the gateway's worst loop lag less its run-queue wait (its own work, queued requests)",
         extra("open_loop_held_max_ms"),
         None,
         unit="ms",

@@ -927,7 +927,9 @@ def chart_goals(ax: Any, rows: list[dict[str, Any]]) -> None:
             continue
         shown = f"{value:.2f}{'x' if row['unit'] == 'x' else ' ' + row['unit']}"
         if target is None:
-            widths.append(value)
+            # A reported ratio is drawn at its value; a reported share or time only written (drawn
+            # at its value, 33 % or 9 ms would squeeze every ratio's bar to nothing).
+            widths.append(value if row["unit"] == "x" else 0.0)
             colors.append("#7f7f7f")
             labels.append(f"{shown} (reported)")
             continue

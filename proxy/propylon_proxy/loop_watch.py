@@ -12,8 +12,9 @@ the gateway, so a tail measured from outside (bench/open_loop.py) can be attribu
 - run-queue wait: ``/proc/thread-self/schedstat``'s second field, nanoseconds the loop's
   thread was runnable but not running (Linux schedstats), read at every probe: the part of a
   probe's lag that is not run-queue wait is ``held``, the time this process's own work (a long
-  callback, a collection) kept the loop from the timer. A tail with ``held`` small and the wait
-  large is the machine's, not the gateway's.
+  callback, a collection, or just the requests queued in the iteration in progress and the next:
+  asyncio runs a due timer only in the iteration after it fell due) kept the loop from the timer.
+  A tail with ``held`` small and the wait large is the machine's, not the gateway's.
 
 Off unless ``PROPYLON_LOOP_WATCH`` names a file; then one JSON line per ``WINDOW`` seconds is
 appended to it (wall-clock ``t`` at the window's end), which bench/run.py reads per round.
