@@ -15,6 +15,13 @@ core is shared with the backend, and here with other work) is in every figure it
 compare two targets measured by it side by side (bench/run.py subtracts the direct backend's
 p99 from the gateway's), and read ``send_lag_p99_ms``: how late the sends went out.
 
+On a shared machine a late answer is as often the machine's as the server's, so beside the
+percentiles it reports what tells them apart: ``achieved_per_s`` (below ``rate``: the server
+fell behind and the figures are its queue's), ``generator_lag_*`` (a send's lateness after its
+connection was free: the generator's own, apart from waiting for a late answer), the run-queue
+wait (schedstat) of itself and of every ``--pid`` over the window, the hypervisor's steal per
+vCPU, and the worst latency per 100 ms (one pause and a growing queue have different shapes).
+
 Prints one JSON object. Run: ``python bench/open_loop.py --port 8080 --path /bench/hello --rate 3000``.
 """
 
@@ -150,7 +157,7 @@ async def measure(
     errors = [0]
     cpu = time.process_time()
 
-    async def window() -> dict[str, float]:
+    async def window() -> dict[str, Any]:
         """schedstat of the generator and of ``pids`` across the measured window, in ms."""
         await asyncio.sleep(max(0.0, measure_from - loop.time()))
         mine, theirs, wall, steal = schedstat("self"), [schedstat(p) for p in pids], time.time(), steal_ticks()
