@@ -814,6 +814,7 @@ def latency_phase(
     gateway = opened["propylon-pool"]
     added = [g["p99_ms"] - d["p99_ms"] for g, d in zip(gateway, opened["backend-direct"], strict=True)]
     clean = [a for a, g in zip(added, gateway, strict=True) if not {"starved", "overloaded"} & set(g["flags"])]
+    costlier = [g["cpu_us_per_request"] / g["peak_cpu_us_per_request"] for g in gateway if g["peak_cpu_us_per_request"]]
     return {
         "added_p50_1conn_ms": p50["propylon-pool"] - p50["backend-direct"],
         "added_p99_open_loop_ms": p99["propylon-pool"] - p99["backend-direct"],
@@ -836,9 +837,7 @@ def latency_phase(
         "open_loop_gc_ms": sum(g.get("gc_ms", 0.0) for g in gateway),
         # Requests one at a time cost more than wrk's saturated batches: "half the peak" in
         # requests is more than half the core (busy_share says how much).
-        "open_loop_cpu_vs_peak": statistics.median(
-            g["cpu_us_per_request"] / g["peak_cpu_us_per_request"] for g in gateway if g["peak_cpu_us_per_request"]
-        ),
+        "open_loop_cpu_vs_peak": statistics.median(costlier) if costlier else None,
         "open_loop_rate": statistics.median(round(p * 0.5) for p in peaks),
         "p50_1conn_ms": p50,
         "open_loop_p99_ms": p99,
