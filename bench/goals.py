@@ -70,7 +70,8 @@ def open_loop_caveat(f: Figures) -> str | None:
         return None
     starved = int(f.extra.get("open_loop_starved_rounds", 0))
     overloaded = int(f.extra.get("open_loop_overloaded_rounds", 0))
-    if not starved and not overloaded:
+    late = f.extra.get("open_loop_generator_lag_p99_ms", 0.0)
+    if not starved and not overloaded and late <= 1.0:
         return None
     notes = []
     if starved:
@@ -78,6 +79,8 @@ def open_loop_caveat(f: Figures) -> str | None:
         notes.append(f"{starved}/{rounds:.0f} rounds starved: the gateway waited {share:.0f}% of the window for a CPU")
     if overloaded:
         notes.append(f"{overloaded}/{rounds:.0f} overloaded: the rate was above what the core gave")
+    if late > 1.0:  # in both figures of a round, but not equally: the difference carries it
+        notes.append(f"the generator itself sent late by {late:.1f} ms at p99")
     clean = f.extra.get("added_p99_open_loop_clean_ms")
     notes.append(f"clean rounds: {clean:.2f} ms" if clean is not None else "no clean round")
     return "; ".join(notes)

@@ -168,6 +168,8 @@ def test_the_p99_verdict_names_starved_and_overloaded_rounds():
         "1/3 overloaded: the rate was above what the core gave; clean rounds: 1.50 ms"
     )
     assert "| FAIL (2/3 rounds starved" in goals.table([starved])
+    late = verdict(open_loop_rounds=3, open_loop_generator_lag_p99_ms=4.9, added_p99_open_loop_clean_ms=1.0)
+    assert late["caveat"] == "the generator itself sent late by 4.9 ms at p99; clean rounds: 1.00 ms"
     rows = {r["goal"]: r for r in goals.evaluate(_open_loop_figures(open_loop_runqueue_share=0.31))}
     share = rows["open loop: the gateway's run-queue wait (runnable, no CPU), share of the window, median"]
     assert (round(share["figure"]), share["verdict"]) == (31, "reported")
