@@ -813,14 +813,18 @@ def latency_phase(
     p99 = {name: statistics.median(o["p99_ms"] for o in v) for name, v in opened.items()}
     gateway = opened["propylon-pool"]
     added = [g["p99_ms"] - d["p99_ms"] for g, d in zip(gateway, opened["backend-direct"], strict=True)]
-    clean = [a for a, g in zip(added, gateway, strict=True) if not {"starved", "overloaded"} & set(g["flags"])]
+    clean = [
+        a
+        for a, g, d in zip(added, gateway, opened["backend-direct"], strict=True)
+        if not {"starved", "overloaded", "generator late"} & set(g["flags"]) and "generator late" not in d["flags"]
+    ]
     costlier = [g["cpu_us_per_request"] / g["peak_cpu_us_per_request"] for g in gateway if g["peak_cpu_us_per_request"]]
     return {
         "added_p50_1conn_ms": p50["propylon-pool"] - p50["backend-direct"],
         "added_p99_open_loop_ms": p99["propylon-pool"] - p99["backend-direct"],
         # The same difference, per round, over only the rounds where the gateway had its core and
-        # kept up (not starved, not overloaded): what the gateway adds. The generator's own lag
-        # is in both figures of a round (reported as generator_lag_p99_ms, flagged over 1 ms).
+        # kept up (not starved, not overloaded) and the generator sent on time in both of the
+        # round's measurements: what the gateway adds.
         "added_p99_open_loop_clean_ms": statistics.median(clean) if clean else None,
         "open_loop_rounds": len(gateway),
         "open_loop_clean_rounds": len(clean),
