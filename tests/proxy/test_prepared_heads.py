@@ -62,7 +62,11 @@ async def _sent(reply: replies.Reply, *, version: object, method: str, keep_aliv
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize(("status", "body"), [(200, b"hello"), (200, b""), (204, b"stray"), (404, b"{}")])
 @pytest.mark.parametrize(("keep_alive", "close"), [(True, False), (False, False), (True, True)])
-async def test_a_prepared_head_is_the_same_bytes(headers, version, method, status, body, keep_alive, close):
+async def test_a_prepared_head_is_the_same_bytes(
+    monkeypatch, headers, version, method, status, body, keep_alive, close
+):
+    # The writer's Date changes each second: both sends must see the same one.
+    monkeypatch.setattr(fast_responding, "_now", lambda: "Thu, 03 Dec 2026 18:00:00 GMT")
     plain = replies.Reply(status=status, headers=list(headers), body=body, close=close)
     prepared = fast_responding.prepare(list(headers))
     assert prepared is not None
