@@ -86,14 +86,13 @@ def step_for(setup: steps.RouteSetup) -> steps.Step | None:
     from_authorizer = setup.api is not None and setup.api.api_key_source == "AUTHORIZER"
 
     async def from_header(ctx: context.RequestContext) -> replies.Refusal | None:
-        value = None
-        for name, sent in ctx.headers:
-            if name.lower() == HEADER:
-                value = sent
-                break
+        # The request's header table (built for every request by the dispatcher) rather than a
+        # scan of ctx.headers; both servers decode it as UTF-8 with surrogateescape, so encoding
+        # it back the same way gives exactly the bytes the client sent.
+        value = ctx.request.headers.get(HEADER)
         if not value:
             return _INVALID
-        grant = table.grant(value.encode("latin-1"), stage)  # the bytes the client sent
+        grant = table.grant(value.encode("utf-8", "surrogateescape"), stage)
         return _admit(ctx, grant)
 
     async def from_usage_identifier(ctx: context.RequestContext) -> replies.Refusal | None:

@@ -19,6 +19,7 @@ inflating it, so a validating route answers 415 UNSUPPORTED_MEDIA_TYPE.
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from collections.abc import Callable
@@ -44,8 +45,12 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+@functools.lru_cache(maxsize=256)
 def compile_model(schema_text: str) -> Validator:
-    """The model's validator with draft 4 semantics (DESIGN.md section 1), as ``is_valid``."""
+    """The model's validator with draft 4 semantics (DESIGN.md section 1), as ``is_valid``.
+
+    Compiled once per model text, not once per route and plan: routes that share a model, and
+    plan swaps that keep it, reuse the compiled validator (it holds no per-request state)."""
     validator = jsonschema_rs.Draft4Validator(json.loads(schema_text))
     is_valid: Validator = validator.is_valid
     return is_valid

@@ -39,7 +39,6 @@ from typing import Any
 import cachetools
 import jwt
 from jwt import algorithms as jwt_algorithms
-from jwt import utils as jwt_utils
 
 from propylon_config import model
 from propylon_proxy import gateway_responses
@@ -214,9 +213,9 @@ def _parse(token: str) -> tuple[dict[str, Any], bytes, bytes, bytes] | None:
         raw = token.encode("ascii")
         signing_input, signature_segment = raw.rsplit(b".", 1)
         header_segment, payload_segment = signing_input.split(b".", 1)
-        header = json.loads(jwt_utils.base64url_decode(header_segment))
-        payload = jwt_utils.base64url_decode(payload_segment)
-        signature = jwt_utils.base64url_decode(signature_segment)
+        header = json.loads(_b64url(header_segment).decode("utf-8"))
+        payload = _b64url(payload_segment)
+        signature = _b64url(signature_segment)
     except (ValueError, binascii.Error, RecursionError):
         return None
     if not isinstance(header, dict):
@@ -224,9 +223,18 @@ def _parse(token: str) -> tuple[dict[str, Any], bytes, bytes, bytes] | None:
     return header, payload, signing_input, signature
 
 
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
+def _b64url(segment: bytes) -> bytes:
+    """pyjwt's ``base64url_decode`` (padding restored, the same lenient decoder) without its
+    layers of wrappers: three per token, a tenth of a cold token's cost in process."""
+    return binascii.a2b_base64(segment.translate(_URLSAFE) + b"=" * (-len(segment) % 4))
+
+
 def _claims(payload: bytes) -> dict[str, Any] | None:
     try:
-        claims = json.loads(payload)
+        claims = json.loads(payload.decode("utf-8"))  # RFC 7519: UTF-8 (no UTF-16/32 sniffing)
     except (ValueError, RecursionError):
         return None
     return claims if isinstance(claims, dict) else None
