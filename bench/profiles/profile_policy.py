@@ -28,6 +28,7 @@ def main() -> int:
     parser.add_argument("--out", default="")
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--raw", action="store_true", help="collapsed stacks (.txt) instead of an SVG")
+    parser.add_argument("--native", action="store_true", help="py-spy --native (C frames; slows the gateway more)")
     parser.add_argument("--no-spy", action="store_true", help="only drive the target (to time it another way)")
     args = parser.parse_args()
     out = HERE / f"{args.out or args.target}.{'txt' if args.raw else 'svg'}"
@@ -42,7 +43,8 @@ def main() -> int:
                 raise RuntimeError(target.skipped)
             gateway = next(p for n, p in procs.running if n == args.target)
             # taskset execs python: the Popen's pid is the gateway's.
-            spy = ["py-spy", "record", "--native", "-r", "200", "-p", str(gateway.pid), "-o", str(out)]
+            spy = ["py-spy", "record", *(["--native"] if args.native else []), "-r", "200", "-p", str(gateway.pid)]
+            spy += ["-o", str(out)]
             spy += ["-d", str(args.seconds + 2), *(["-f", "raw"] if args.raw else [])]
             spying = None if args.no_spy else subprocess.Popen(spy, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
