@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 
 from tests import redis_servers
 from tests.serve.test_serve import Served, _wait_for
-from tests.wsapi.test_websocket_serve import API, STAGE, Backend, _manage
+from tests.wsapi.test_websocket_serve import API, Backend, _manage, chat_folder
 
 
 def _replica(folder: Path, logs: Path, redis_url: str, *flags: str) -> Served:
@@ -30,10 +30,7 @@ def _replica(folder: Path, logs: Path, redis_url: str, *flags: str) -> Served:
 async def test_a_post_on_replica_a_reaches_a_client_on_b_and_b_killed_is_gone(tmp_path: Path) -> None:
     redis_servers.require_redis()
     backend = Backend()
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    (folder / "api.yaml").write_text(API.format(backend=backend.url, extra="join"))
-    (folder / "stage.yaml").write_text(STAGE)
+    folder = chat_folder(tmp_path, API.format(backend=backend.url, extra="join"))
     with redis_servers.redis_server(tmp_path / "redis") as redis:
         a = _replica(folder, tmp_path / "a", redis.url)
         b = _replica(folder, tmp_path / "b", redis.url)
@@ -69,10 +66,7 @@ async def test_a_post_on_replica_a_reaches_a_client_on_b_and_b_killed_is_gone(tm
 async def test_a_delete_on_replica_a_closes_the_client_on_b_and_runs_disconnect(tmp_path: Path) -> None:
     redis_servers.require_redis()
     backend = Backend()
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    (folder / "api.yaml").write_text(API.format(backend=backend.url, extra="join"))
-    (folder / "stage.yaml").write_text(STAGE)
+    folder = chat_folder(tmp_path, API.format(backend=backend.url, extra="join"))
     with redis_servers.redis_server(tmp_path / "redis") as redis:
         a = _replica(folder, tmp_path / "a", redis.url)
         b = _replica(folder, tmp_path / "b", redis.url)
@@ -97,10 +91,7 @@ async def test_a_delete_on_replica_a_closes_the_client_on_b_and_runs_disconnect(
 async def test_two_replicas_on_a_redis_cluster(tmp_path: Path) -> None:
     redis_servers.require_redis()
     backend = Backend()
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    (folder / "api.yaml").write_text(API.format(backend=backend.url, extra="join"))
-    (folder / "stage.yaml").write_text(STAGE)
+    folder = chat_folder(tmp_path, API.format(backend=backend.url, extra="join"))
     with redis_servers.redis_cluster(tmp_path / "cluster") as cluster:
         # A is given one node and B another: each discovers the rest
         a = _replica(folder, tmp_path / "a", cluster.nodes[0].url, "--redis-cluster")

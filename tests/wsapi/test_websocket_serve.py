@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -87,15 +88,29 @@ def backend() -> Iterator[Backend]:
         yield b
 
 
+def chat_folder(tmp: Path, api: str) -> Path:
+    """A manifests folder with ``api`` (an Api named chat) and the Stage ``live`` that serves it."""
+    folder = tmp / "manifests"
+    folder.mkdir()
+    (folder / "api.yaml").write_text(api)
+    (folder / "stage.yaml").write_text(STAGE)
+    return folder
+
+
+@contextlib.contextmanager
+def serving(tmp: Path, api: str, *flags: str) -> Iterator[Served]:
+    """`propylon serve` on ``chat_folder(tmp, api)``, stopped however the test ends."""
+    served = Served(chat_folder(tmp, api), tmp, *flags)
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
 @pytest.fixture
 def served(backend: Backend, tmp_path: Path) -> Iterator[Served]:
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    (folder / "api.yaml").write_text(API.format(backend=backend.url, extra="join"))
-    (folder / "stage.yaml").write_text(STAGE)
-    s = Served(folder, tmp_path, "--watch")
-    yield s
-    s.stop()
+    with serving(tmp_path, API.format(backend=backend.url, extra="join"), "--watch") as s:
+        yield s
 
 
 def _ws(served: Served, port: int | None = None) -> str:
@@ -245,12 +260,7 @@ async def test_function_integration_gets_aws_websocket_events(tmp_path: Path) ->
     from tests.functions import harness
 
     fn = harness.function("ws_chat.handler", tmp_path, path=Path(__file__).parent / "handlers").wait()
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    (folder / "api.yaml").write_text(FUNCTION_API.format(fn=f"http://127.0.0.1:{fn.port}"))
-    (folder / "stage.yaml").write_text(STAGE)
-    served = Served(folder, tmp_path)
-    try:
+    with serving(tmp_path, FUNCTION_API.format(fn=f"http://127.0.0.1:{fn.port}")) as served:
         async with connect(_ws(served)) as client:
             await client.send(json.dumps({"action": "ask", "q": 1}))
             seen = json.loads(await client.recv())
@@ -261,8 +271,6 @@ async def test_function_integration_gets_aws_websocket_events(tmp_path: Path) ->
             async with connect(_ws(served), user_agent_header="refuse-me"):
                 pass
         assert refused.value.response.status_code == 403
-    finally:
-        served.stop()
         fn.stop()
 
 
@@ -303,28 +311,23 @@ async def test_connect_runs_the_routes_jwt_authorizer_before_its_integration(tmp
 
     issuer = issuers.Issuer()
     kid = issuer.add_key("RSA")
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    (folder / "api.yaml").write_text(JWT_API.format(issuer=issuer.url, backend=backend.url))
-    (folder / "stage.yaml").write_text(STAGE)
-    served = Served(folder, tmp_path)
     try:
-        with pytest.raises(websockets.exceptions.InvalidStatus) as denied:
-            async with connect(_ws(served)):
+        with serving(tmp_path, JWT_API.format(issuer=issuer.url, backend=backend.url)) as served:
+            with pytest.raises(websockets.exceptions.InvalidStatus) as denied:
+                async with connect(_ws(served)):
+                    pass
+            assert denied.value.response.status_code == 401
+            forged = issuer.token(kid, claims=issuer.claims(aud="someone-else"))
+            with pytest.raises(websockets.exceptions.InvalidStatus) as wrong:
+                async with connect(_ws(served), additional_headers={"Authorization": f"Bearer {forged}"}):
+                    pass
+            assert wrong.value.response.status_code in (401, 403)
+            assert backend.paths() == []  # $connect's integration never ran
+            token = issuer.token(kid, claims=issuer.claims(aud="chat"))
+            async with connect(_ws(served), additional_headers={"Authorization": f"Bearer {token}"}):
                 pass
-        assert denied.value.response.status_code == 401
-        forged = issuer.token(kid, claims=issuer.claims(aud="someone-else"))
-        with pytest.raises(websockets.exceptions.InvalidStatus) as wrong:
-            async with connect(_ws(served), additional_headers={"Authorization": f"Bearer {forged}"}):
-                pass
-        assert wrong.value.response.status_code in (401, 403)
-        assert backend.paths() == []  # $connect's integration never ran
-        token = issuer.token(kid, claims=issuer.claims(aud="chat"))
-        async with connect(_ws(served), additional_headers={"Authorization": f"Bearer {token}"}):
-            pass
-        assert backend.paths() == ["/connect"]
+            assert backend.paths() == ["/connect"]
     finally:
-        served.stop()
         issuer.stop()
 
 
@@ -355,12 +358,7 @@ stringData: {{value: "{key}"}}
 
 async def test_connect_refused_without_a_valid_api_key(tmp_path: Path, backend: Backend) -> None:
     key = "ws-key-0123456789abcdefghij"
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    (folder / "api.yaml").write_text(KEY_API.format(backend=backend.url, key=key))
-    (folder / "stage.yaml").write_text(STAGE)
-    served = Served(folder, tmp_path)
-    try:
+    with serving(tmp_path, KEY_API.format(backend=backend.url, key=key)) as served:
         for headers in ({}, {"x-api-key": "wrong-key-0123456789abcdefgh"}):
             with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
                 async with connect(_ws(served), additional_headers=headers):
@@ -370,8 +368,6 @@ async def test_connect_refused_without_a_valid_api_key(tmp_path: Path, backend: 
         async with connect(_ws(served), additional_headers={"x-api-key": key}):
             pass
         assert backend.paths() == ["/connect"]
-    finally:
-        served.stop()
 
 
 IDLE_API = """\
@@ -392,12 +388,7 @@ spec:
 async def test_idle_timeout_closes_and_runs_disconnect_once(tmp_path: Path, backend: Backend) -> None:
     # idleTimeoutSeconds is whole seconds (minimum 1) and `serve` reads the wall clock, so this
     # one waits for the real second: it asserts that the close happens, not how fast.
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    (folder / "api.yaml").write_text(IDLE_API.format(backend=backend.url))
-    (folder / "stage.yaml").write_text(STAGE)
-    served = Served(folder, tmp_path)
-    try:
+    with serving(tmp_path, IDLE_API.format(backend=backend.url)) as served:
         async with connect(_ws(served), ping_interval=None) as client:
             await client.send("one")  # activity first: the timeout counts from the last message
             with pytest.raises(websockets.exceptions.ConnectionClosed):
@@ -405,8 +396,6 @@ async def test_idle_timeout_closes_and_runs_disconnect_once(tmp_path: Path, back
         assert _wait_for(lambda: "/disconnect" in backend.paths(), 10)
         await asyncio.to_thread(served.stop)  # nothing more can come after the process ended
         assert backend.paths() == ["/default", "/disconnect"]
-    finally:
-        served.stop()
 
 
 def _raw_client_that_never_reads(served: Served) -> socket.socket:

@@ -18,7 +18,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from tests.serve.test_serve import Served, _wait_for
-from tests.wsapi.test_websocket_serve import API, STAGE, Backend
+from tests.wsapi.test_websocket_serve import API, Backend, chat_folder
 
 NEWS = """\
 apiVersion: propylon.dev/v1alpha1
@@ -44,17 +44,13 @@ spec: {{apiRef: news, basePath: {base}}}
 
 @pytest.fixture
 def backend() -> Iterator[Backend]:
-    b = Backend()
-    yield b
-    b.close()
+    with Backend() as b:
+        yield b
 
 
 @pytest.fixture
 def folder(tmp_path: Path, backend: Backend) -> Path:
-    manifests = tmp_path / "manifests"
-    manifests.mkdir()
-    (manifests / "api.yaml").write_text(API.format(backend=backend.url, extra="join"))
-    (manifests / "stage.yaml").write_text(STAGE)
+    manifests = chat_folder(tmp_path, API.format(backend=backend.url, extra="join"))
     (manifests / "news.yaml").write_text(NEWS.format(backend=backend.url, base="/news"))
     return manifests
 

@@ -18,17 +18,14 @@ from websockets.asyncio.client import connect
 from propylon.commands import private_redis
 from tests.serve.test_serve import Served, _wait_for
 from tests.wsapi.test_websocket_redis import _manage
-from tests.wsapi.test_websocket_serve import API, STAGE, Backend
+from tests.wsapi.test_websocket_serve import API, Backend, chat_folder
 
 
 async def test_connections_calls_reach_the_client_from_either_worker(tmp_path: Path) -> None:
     if private_redis.find() is None:
         pytest.skip("redis-server is not installed (serve --workers needs it without --redis)")
     backend = Backend()
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    (folder / "api.yaml").write_text(API.format(backend=backend.url, extra="join"))
-    (folder / "stage.yaml").write_text(STAGE)
+    folder = chat_folder(tmp_path, API.format(backend=backend.url, extra="join"))
     served = Served(folder, tmp_path, "--workers", "2")
     try:
         async with connect(f"ws://127.0.0.1:{served.port}/live") as client:
