@@ -43,7 +43,7 @@ class KeyTable:
     """
 
     def __init__(self, config: model.GatewayConfig, secret: bytes | None) -> None:
-        self._secret = secret
+        self._digest = key_hashing.hasher(secret) if secret is not None else None
         self._grants: dict[str, dict[str, Grant]] = {}  # digest -> stage id -> grant
         hashing = config.key_hashing
         if not config.api_keys:
@@ -66,9 +66,9 @@ class KeyTable:
                     by_stage.setdefault(plan_stage.stage, Grant(key_id=key.name, plan=plan_id))
 
     def grant(self, value: bytes, stage: str) -> Grant | None:
-        if self._secret is None or not self._grants:
+        if self._digest is None or not self._grants:
             return None
-        by_stage = self._grants.get(key_hashing.digest(self._secret, value))
+        by_stage = self._grants.get(self._digest(value))
         return by_stage.get(stage) if by_stage is not None else None
 
 
