@@ -19,7 +19,7 @@ import time
 
 from aiohttp import HttpVersion10, HttpVersion11, web
 
-from propylon_proxy import context, replies, responding, upstream
+from propylon_proxy import context, replies, responding, upstream, upstream_pool
 from propylon_proxy.fast_server import FastRequest
 
 log = logging.getLogger("propylon.proxy")
@@ -142,6 +142,10 @@ async def _relay(
     head, chunked = _head(request, reply.status, reply.reason, written, None, close=reply.close, server_name=False)
     empty = reply.status < 200 or reply.status in (204, 304) or request.method == "HEAD"
     connection = request.connection
+    whole = stream.whole() if type(stream) is upstream_pool.PooledResponse else None
+    if whole is not None:
+        await _relay_whole(ctx, request, head, whole, chunked=chunked, empty=empty, stall_seconds=stall_seconds)
+        return
     held: bytes | None = head
     watch = responding.StallWatch(stall_seconds)
     try:
@@ -180,6 +184,42 @@ async def _relay(
     request.started = True
     if tail:
         connection.write(tail)
+
+
+async def _relay_whole(
+    ctx: context.RequestContext,
+    request: FastRequest,
+    head: bytes,
+    body: bytes,
+    *,
+    chunked: bool,
+    empty: bool,
+    stall_seconds: float,
+) -> None:
+    """A backend body that arrived whole with its head (``PooledResponse.whole``, the backend
+    connection already back in the pool): head and body in one write, framed as ``_relay``
+    frames them. Only a client too slow to take it gets a stall watch (``StallWatch``), as
+    ``_relay`` would give it."""
+    connection = request.connection
+    if empty or not body:
+        data = head + b"0\r\n\r\n" if chunked else head
+    else:
+        data = head + (b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if chunked else body)
+        ctx.response_length += len(body)
+    request.started = True
+    connection.write(data)
+    if not connection.must_drain():
+        return
+    watch = responding.StallWatch(stall_seconds)
+    watch.moved("client")
+    try:
+        await connection.drain()
+    except asyncio.CancelledError:
+        if not watch.absorb(ctx):
+            raise
+        _cut(request, None)
+    finally:
+        watch.cancel()
 
 
 def _cut(request: FastRequest, held: bytes | None) -> None:

@@ -107,6 +107,22 @@ class FastBody:
             self._chunks.appendleft(data)
             self._buffered += len(data)
 
+    def is_eof(self) -> bool:
+        return self.eof
+
+    def read_nowait(self, n: int = -1) -> bytes:
+        """All that is buffered (``n`` is aiohttp's signature; only -1 is used)."""
+        if self._error is not None:
+            raise self._error
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        chunk = b"".join(chunks) if len(chunks) > 1 else chunks[0]
+        chunks.clear()
+        self._buffered = 0
+        self._connection.resume_body()
+        return chunk
+
 
 class ContinueWriter:
     """``request.writer`` for ``100 Continue``: the only write before the response itself."""
@@ -185,6 +201,9 @@ class FastRequest:
 
     @property
     def path(self) -> str:
+        path = self.raw_path.partition("?")[0]
+        if path.startswith("/") and "%" not in path:
+            return path  # nothing to decode (yarl's path is then this): no URL object per request
         return self._parsed().path
 
     @property
@@ -228,8 +247,8 @@ class HttpConnection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         # The head being parsed.
         self._url = bytearray()
-        self._names: list[bytes] = []
-        self._values: list[bytes] = []
+        self._pairs: list[tuple[bytes, bytes]] = []
+        self._body_exists = False  # a Transfer-Encoding, or a Content-Length other than 0
         self._header_bytes = 0
         self._head_seen = 0  # bytes received while a head is incomplete: bounds its buffering
         self._head_limit = self._listener.max_request_line_bytes + self._listener.max_header_bytes + 4096
@@ -322,8 +341,8 @@ class HttpConnection(asyncio.Protocol):
         self._in_head = True
         self._head_seen = 0
         self._url.clear()
-        self._names = []
-        self._values = []
+        self._pairs = []
+        self._body_exists = False
         self._header_bytes = 0
 
     def on_url(self, url: bytes) -> None:
@@ -333,10 +352,13 @@ class HttpConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """One whole header (httptools joins the pieces); counted as ``hygiene`` counts them."""
-        if len(self._names) >= self._listener.max_headers:
+        if len(self._pairs) >= self._listener.max_headers:
             raise _Refused(gateway_responses.REQUEST_HEADERS_TOO_LARGE)
-        self._names.append(name)
-        self._values.append(value)
+        self._pairs.append((name, value))
+        if len(name) in (14, 17):  # noted here rather than in a second pass over the headers
+            lower = name.lower()
+            if lower == b"transfer-encoding" or (lower == b"content-length" and value.strip() not in (b"0", b"")):
+                self._body_exists = True
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self._listener.max_header_bytes:
             raise _Refused(gateway_responses.REQUEST_HEADERS_TOO_LARGE)
@@ -349,7 +371,7 @@ class HttpConnection(asyncio.Protocol):
             self._head_deadline.cancel()
             self._head_deadline = None
         parser = self._parser
-        raw_headers = tuple(zip(self._names, self._values, strict=True))
+        raw_headers = tuple(self._pairs)
         if parser.should_upgrade():
             self._upgrade = True
             self._upgrade_head = (parser.get_method(), bytes(self._url), parser.get_http_version(), raw_headers)
@@ -358,12 +380,6 @@ class HttpConnection(asyncio.Protocol):
         if version is None:
             major, _, minor = parser.get_http_version().partition(".")
             version = HttpVersion(int(major), int(minor or 0))
-        body_exists = False
-        for name, value in raw_headers:
-            if len(name) in (14, 17):
-                lower = name.lower()
-                if lower == b"transfer-encoding" or (lower == b"content-length" and value.strip() not in (b"0", b"")):
-                    body_exists = True
         request = FastRequest(
             self,
             parser.get_method().decode("ascii"),
@@ -371,7 +387,7 @@ class HttpConnection(asyncio.Protocol):
             version,
             raw_headers,
             parser.should_keep_alive(),
-            body_exists,
+            self._body_exists,
         )
         self._message = request
         self._parsed.append(request)
@@ -441,6 +457,10 @@ class HttpConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is not None:
             self.transport.write(data)
+
+    def must_drain(self) -> bool:
+        """The socket's buffer is over its high-water mark: ``drain`` would wait."""
+        return self._write_paused and self.transport is not None
 
     async def drain(self) -> None:
         """Wait while the socket's buffer is over its high-water mark (a slow reader)."""

@@ -27,6 +27,14 @@ class Body(Protocol):
         """Put ``data`` back in front (request validation gives back what it read)."""
         ...
 
+    def is_eof(self) -> bool:
+        """The whole body has arrived (what is left of it is buffered)."""
+        ...
+
+    def read_nowait(self, n: int = -1) -> bytes:
+        """What is buffered now (all of it for -1), without waiting."""
+        ...
+
 
 class ContinueWriter(Protocol):
     """Just enough of a response writer for ``100 Continue`` before the final response."""

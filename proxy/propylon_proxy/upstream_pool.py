@@ -142,6 +142,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.reason = ""
         self.headers: list[tuple[str, str]] = []
+        self.framed = False  # a Content-Length or Transfer-Encoding header was received
         self._buffer: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self._body_waiter: asyncio.Future[None] | None = None
@@ -289,6 +290,8 @@ class _Connection(asyncio.Protocol):
         if self.message_done:
             self.keep_alive = False
             return
+        if len(name) in (14, 17) and name.lower() in (b"content-length", b"transfer-encoding"):
+            self.framed = True  # noted here: no second pass over the headers at their end
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -301,11 +304,11 @@ class _Connection(asyncio.Protocol):
             # An interim response (100 Continue, 103 Early Hints): the real one follows.
             self.headers = []
             self.reason = ""
+            self.framed = False
             return
         self.status = status
         self.head_done = True
-        framed = any(n.lower() in ("content-length", "transfer-encoding") for n, _ in self.headers)
-        self.until_close = not framed and status not in (204, 304)
+        self.until_close = not self.framed and status not in (204, 304)
         if self._head_waiter is not None and not self._head_waiter.done():
             self._head_waiter.set_result(None)
         if self.no_body or status in (204, 304):
@@ -430,6 +433,24 @@ class PooledResponse:
     def body_ready(self) -> bool:
         conn = self._conn
         return bool(conn.has_body_bytes() or conn.message_done or conn.error is not None)
+
+    def whole(self) -> bytes | None:
+        """The entire body when all of it has already arrived (a small response comes in the
+        same packet as its head), the connection handed back; else None, nothing taken (then
+        ``iter_chunks``). The relay then writes head and body at once, without an async
+        generator, a stall watch or a wait (docs/performance.md)."""
+        conn = self._conn
+        if self._finished or not conn.message_done or conn.error is not None:
+            return None
+        buffer = conn._buffer
+        body = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+        buffer.clear()
+        if conn.buffered > conn._pool.high_water and conn.transport is not None and not conn.closed:
+            conn.transport.resume_reading()  # data_received paused it
+        conn.buffered = 0
+        self._finished = True
+        conn._pool._release(conn)
+        return body
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         conn = self._conn

@@ -23,6 +23,9 @@ async def read(request: incoming.Request, limit: int, stall_timeout: float) -> b
         return b""
     reader = proxying.RequestBody(request.content, limit=limit, stall_timeout=stall_timeout)
     try:
+        whole = reader.whole()
+        if whole is not None:
+            return whole
         return b"".join([chunk async for chunk in reader])
     except (proxying.BodyTooLarge, TimeoutError):
         return replies.refuse(reader.failure or gateway_responses.REQUEST_TOO_LARGE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import select
 import signal
@@ -305,3 +306,20 @@ def test_admin_token_file(folder: Path, tmp_path: Path) -> None:
         assert _get_with(f"http://127.0.0.1:{served.admin}/healthz", {}) == 200
     finally:
         assert served.stop() == 0
+
+
+def test_loop_watch_reports_the_serving_process_when_asked(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # bench/run.py's latency rounds read these lines; without the variable serve writes none.
+    watch = tmp_path / "loop-watch.jsonl"
+    monkeypatch.setenv("PROPYLON_LOOP_WATCH", str(watch))
+    served = Served(folder, tmp_path)
+    try:
+        assert _get(served.url("/live/stable"))[0] == 200
+        assert _wait_for(lambda: watch.exists() and len(watch.read_text().splitlines()) >= 2, 20), served.stderr()
+    finally:
+        served.stop()
+    lines = [json.loads(line) for line in watch.read_text().splitlines()]
+    assert {line["pid"] for line in lines} == {served.process.pid}
+    assert all(set(line["gc"]) == {"0", "1", "2"} and line["cpu_ms"] >= 0 for line in lines)

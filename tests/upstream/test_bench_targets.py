@@ -87,3 +87,89 @@ async def test_open_loop_counts_the_requests_a_stall_delayed():
     assert result["p90_ms"] >= 20
     assert result["p99_ms"] >= 150
     assert result["non_2xx"] == 0
+
+
+async def _serve(handler: object) -> tuple[web.AppRunner, int]:
+    app = web.Application()
+    app.router.add_get("/hello", handler)  # type: ignore[arg-type]
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+async def test_open_loop_blames_a_stall_on_the_server_not_on_itself():
+    served = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal served
+        served += 1
+        if served == 50:
+            await asyncio.sleep(0.3)
+        return web.Response(text="ok")
+
+    runner, port = await _serve(handler)
+    try:
+        result = await open_loop.measure("127.0.0.1", port, "/hello", rate=200, seconds=1.0, warmup=0.1, connections=1)
+    finally:
+        await runner.cleanup()
+    # The sends behind the stall went out late (they waited for the stalled answer) ...
+    assert result["send_lag_p99_ms"] >= 150
+    # ... but each went out as soon as its connection was free: the lateness is the server's.
+    assert result["generator_lag_p99_ms"] < result["send_lag_p99_ms"] / 2
+    assert len(result["worst_ms_per_100ms"]) == 10
+    assert max(result["worst_ms_per_100ms"]) >= 250  # the stall's 100 ms slot
+    assert result["generator_cpu_window_ms"] > 0
+
+
+async def test_open_loop_reports_an_achieved_rate_below_the_asked_one_when_the_server_cannot_keep_up():
+    async def handler(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.02)  # one connection: at most 50 answers/s
+        return web.Response(text="ok")
+
+    runner, port = await _serve(handler)
+    try:
+        result = await open_loop.measure("127.0.0.1", port, "/hello", rate=200, seconds=0.5, warmup=0.0, connections=1)
+    finally:
+        await runner.cleanup()
+    assert result["requests"] == pytest.approx(100, abs=2)  # every scheduled request is still measured
+    assert result["achieved_per_s"] < 0.97 * 200  # what run.py flags "overloaded"
+    assert result["p99_ms"] >= 1000  # the queue's latency, not the server's 20 ms
+
+
+def test_schedstat_reads_a_process_and_its_threads():
+    on_cpu, waiting = open_loop.schedstat("self")
+    sum(range(3_000_000))  # ~50 ms of CPU: several scheduler ticks
+    assert open_loop.schedstat("self")[0] > on_cpu >= 0 and waiting >= 0
+
+
+def _open_loop_figures(**extra: float) -> goals.Figures:
+    return goals.Figures(summary={}, extra={"added_p99_open_loop_ms": 9.0, **extra})
+
+
+def test_the_p99_verdict_names_starved_and_overloaded_rounds():
+    def verdict(**extra: float) -> dict[str, object]:
+        rows = goals.evaluate(_open_loop_figures(**extra))
+        return next(r for r in rows if r["goal"].startswith("added latency p99"))
+
+    clean = verdict(open_loop_rounds=3, open_loop_starved_rounds=0, open_loop_overloaded_rounds=0)
+    assert (clean["verdict"], clean["caveat"]) == ("FAIL", None)
+    starved = verdict(
+        open_loop_rounds=3,
+        open_loop_starved_rounds=2,
+        open_loop_overloaded_rounds=1,
+        open_loop_runqueue_share=0.31,
+        added_p99_open_loop_clean_ms=1.5,
+    )
+    assert starved["verdict"] == "FAIL"
+    assert starved["caveat"] == (
+        "2/3 rounds starved: the gateway waited 31% of the window for a CPU; "
+        "1/3 overloaded: the rate was above what the core gave; clean rounds: 1.50 ms"
+    )
+    assert "| FAIL (2/3 rounds starved" in goals.table([starved])
+    late = verdict(open_loop_rounds=3, open_loop_generator_lag_p99_ms=4.9, added_p99_open_loop_clean_ms=1.0)
+    assert late["caveat"] == "the generator itself sent late by 4.9 ms at p99; clean rounds: 1.00 ms"
+    rows = {r["goal"]: r for r in goals.evaluate(_open_loop_figures(open_loop_runqueue_share=0.31))}
+    share = rows["open loop: the gateway's run-queue wait (runnable, no CPU), share of the window, median"]
+    assert (round(share["figure"]), share["verdict"]) == (31, "reported")

@@ -46,17 +46,24 @@ class HttpProxyIntegration:
         assert match is not None and target is not None and plan is not None
         integration = self._integration
         method = integration.method or request.method
-        body = None
+        body = None  # a body still arriving: streamed
+        payload: bytes | proxying.RequestBody | None = rendered[0] if rendered is not None else None
         if rendered is None and request.body_exists:
             if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
                 # Every check that could refuse the request has passed: invite the body now.
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 request.writer.output_size = 0
-            body = proxying.RequestBody(
+            reader = proxying.RequestBody(
                 request.content,
                 limit=self._max_body_bytes,
                 stall_timeout=run.settings.listener.body_stall_timeout,
             )
+            try:
+                payload = reader.whole()
+            except proxying.BodyTooLarge:
+                return replies.refuse(gateway_responses.REQUEST_TOO_LARGE)
+            if payload is None:
+                payload = body = reader
         attempts = 2 if method in proxying.IDEMPOTENT else 1
         exclude: tuple[str, int] | None = None
         response: upstream.UpstreamResponse | None = None
@@ -95,7 +102,7 @@ class HttpProxyIntegration:
                 port=where.port,
                 target=target_text,
                 headers=headers,
-                body=rendered[0] if rendered is not None else body,
+                body=payload,
                 timeout=self._timeout,
             )
             began = time.monotonic()
