@@ -81,7 +81,9 @@ def main() -> int:
             for rev in revs:
                 med = {r: statistics.median(cpu[(rev, r)]) for r in ROUTES}
                 cells_text = " | ".join(f"{med[r]:.1f}" for r in ROUTES)
-                print(f"| {rev} | {cells_text} | {med['posted'] / med['full']:.2f}x | {med['pool'] / med['cold']:.2f}x |")
+                print(
+                    f"| {rev} | {cells_text} | {med['posted'] / med['full']:.2f}x | {med['pool'] / med['cold']:.2f}x |"
+                )
             for rev in revs:
                 for r in ROUTES:
                     print(f"  {rev} {r}: " + " ".join(f"{x:.0f}" for x in cpu[(rev, r)]))
@@ -111,7 +113,9 @@ def _start(procs: run.Processes, work: Path, rev: str, manifests: Path) -> int:
     return port
 
 
-def _drive(route: str, port: int, jwt: dict[str, object], seconds: float, cursor: int, raw: list[str]) -> dict[str, float]:
+def _drive(
+    route: str, port: int, jwt: dict[str, object], seconds: float, cursor: int, raw: list[str]
+) -> dict[str, float]:
     base = f"http://127.0.0.1:{port}"
     lua = ["-s", str(run.BENCH / "validated.lua")]
     if route == "posted":
