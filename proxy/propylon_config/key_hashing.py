@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 
 ALGORITHM = "HMAC-SHA256"
 _KEY_ID_LABEL = b"propylon.dev key-hashing secret fingerprint v1"
@@ -23,6 +24,19 @@ MIN_SECRET_BYTES = 16
 def digest(secret: bytes, value: bytes) -> str:
     """The hex digest a snapshot stores for an API key ``value``."""
     return hmac.new(secret, value, hashlib.sha256).hexdigest()
+
+
+def hasher(secret: bytes) -> Callable[[bytes], str]:
+    """``digest`` with the secret already keyed in: the proxy hashes every presented key with one
+    secret, and copying a keyed HMAC skips re-deriving its pads (1.6 -> 1.1 us per key)."""
+    keyed = hmac.new(secret, digestmod=hashlib.sha256)
+
+    def digest_of(value: bytes) -> str:
+        one = keyed.copy()
+        one.update(value)
+        return one.hexdigest()
+
+    return digest_of
 
 
 def key_id(secret: bytes) -> str:

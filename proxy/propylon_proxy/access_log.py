@@ -40,9 +40,14 @@ def rfc3339_millis(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+# One encoder: json.dumps with any non-default option builds a new JSONEncoder per call
+# (line() 6.2-7.1 -> 5.2-5.4 us in process; the same text).
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def line(values: dict[str, Any]) -> str:
     """A log line with every field present (absent ones null), in a stable order."""
-    return json.dumps({name: values.get(name) for name in FIELDS}, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODE({name: values.get(name) for name in FIELDS})
 
 
 def write(values: dict[str, Any], stream: TextIO | None = None) -> None:

@@ -43,7 +43,7 @@ class KeyTable:
     """
 
     def __init__(self, config: model.GatewayConfig, secret: bytes | None) -> None:
-        self._secret = secret
+        self._digest = key_hashing.hasher(secret) if secret is not None else None
         self._grants: dict[str, dict[str, Grant]] = {}  # digest -> stage id -> grant
         hashing = config.key_hashing
         if not config.api_keys:
@@ -66,9 +66,9 @@ class KeyTable:
                     by_stage.setdefault(plan_stage.stage, Grant(key_id=key.name, plan=plan_id))
 
     def grant(self, value: bytes, stage: str) -> Grant | None:
-        if self._secret is None or not self._grants:
+        if self._digest is None or not self._grants:
             return None
-        by_stage = self._grants.get(key_hashing.digest(self._secret, value))
+        by_stage = self._grants.get(self._digest(value))
         return by_stage.get(stage) if by_stage is not None else None
 
 
@@ -86,14 +86,13 @@ def step_for(setup: steps.RouteSetup) -> steps.Step | None:
     from_authorizer = setup.api is not None and setup.api.api_key_source == "AUTHORIZER"
 
     async def from_header(ctx: context.RequestContext) -> replies.Refusal | None:
-        value = None
-        for name, sent in ctx.headers:
-            if name.lower() == HEADER:
-                value = sent
-                break
+        # The request's header table (built for every request by the dispatcher) rather than a
+        # scan of ctx.headers; both servers decode it as UTF-8 with surrogateescape, so encoding
+        # it back the same way gives exactly the bytes the client sent.
+        value = ctx.request.headers.get(HEADER)
         if not value:
             return _INVALID
-        grant = table.grant(value.encode("latin-1"), stage)  # the bytes the client sent
+        grant = table.grant(value.encode("utf-8", "surrogateescape"), stage)
         return _admit(ctx, grant)
 
     async def from_usage_identifier(ctx: context.RequestContext) -> replies.Refusal | None:

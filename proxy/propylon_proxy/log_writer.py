@@ -13,11 +13,14 @@ import atexit
 import queue
 import sys
 import threading
+import time
 from typing import TextIO
 
 from propylon_proxy import metrics
 
 CAPACITY = 10_000  # lines; about 5 MB of JSON at worst
+BATCH_PAUSE = 0.005  # seconds the writer naps after a write: lines reach stdout at most this late
+MAX_BATCH = 1_000  # lines per write
 _STOP = object()
 
 
@@ -48,16 +51,30 @@ class LineWriter:
         atexit.register(self.close)
 
     def _run(self) -> None:
+        # Lines go out in batches: whatever is queued is written and flushed at once, then the
+        # thread naps for BATCH_PAUSE so the next lines gather while no one waits on the queue
+        # (a put then wakes no thread). One line per write cost the loop a thread wake-up per
+        # request and the writer a write and a flush each (perf-policy, docs/performance.md).
+        get, get_nowait = self._queue.get, self._queue.get_nowait
         while True:
-            item = self._queue.get()
-            if item is _STOP:
+            batch = [get()]
+            while batch[-1] is not _STOP and len(batch) < MAX_BATCH:
+                try:
+                    batch.append(get_nowait())
+                except queue.Empty:
+                    break
+            stop = batch[-1] is _STOP
+            lines = batch[:-1] if stop else batch
+            if lines:
+                out = self._stream or sys.stdout
+                try:
+                    out.write("".join([f"{item}\n" for item in lines]))
+                    out.flush()
+                except (OSError, ValueError):
+                    pass  # stdout closed or broken: nothing to log to, and nothing to raise into
+            if stop:
                 return
-            out = self._stream or sys.stdout
-            try:
-                out.write(f"{item}\n")
-                out.flush()
-            except (OSError, ValueError):
-                pass  # stdout closed or broken: nothing to log to, and nothing to raise into
+            time.sleep(BATCH_PAUSE)
 
     def close(self, timeout: float = 2.0) -> None:
         """Write what is queued (up to ``timeout`` seconds), then stop the thread."""

@@ -234,3 +234,63 @@ async def test_a_plan_swap_keeps_the_key_set_and_the_warm_tokens(start_gateway, 
     issuer.mode = "down"  # nothing may need the JWKS now: keys and the verified token survived
     assert (await _get(gw, token))[0] == 200
     assert issuer.fetches == 1
+
+
+async def _refreshed(gw: Any, issuer: issuers.Issuer) -> jwks.KeySet:
+    """The route's key set, once any background refresh it started has landed."""
+    key_set: jwks.KeySet = gw.runtime.resources._items[f"jwks {issuer.issuer} {issuer.url}/jwks.json"]
+    for _ in range(200):
+        if key_set._inflight is None:
+            break
+        await asyncio.sleep(0.01)
+    return key_set
+
+
+async def test_a_cached_token_is_refused_once_a_refresh_drops_its_key(start_gateway, backend, issuer):
+    revoked = issuer.add_key("RSA")
+    issuer.cache_control = "max-age=60"
+    clock = Clock()
+    gw = await _started(start_gateway, _config(backend, _authorizer(issuer)), clock)
+    token = issuer.token(revoked, claims=issuer.claims(exp=int(clock.now) + 3600))
+    assert (await _get(gw, token))[0] == 200
+    assert (await _get(gw, token))[0] == 200  # warm: from the cache, no fetch
+    assert issuer.fetches == 1
+    # The issuer revokes the key and publishes another; only cached tokens arrive meanwhile.
+    issuer.published.remove(revoked)
+    successor = issuer.add_key("EC")
+    clock.now += 61  # past max-age: the cached token's lookup starts the refresh
+    assert (await _get(gw, token))[0] == 200  # decided on the keys in force until it lands
+    key_set = await _refreshed(gw, issuer)
+    assert issuer.fetches == 2 and key_set.generation == 2
+    status, headers, _ = await _get(gw, token)  # verified again: its kid is no longer published
+    assert (status, headers["x-propylon-error-type"]) == (401, "UNAUTHORIZED")
+    assert (await _get(gw, token))[0] == 401  # and the refusal is not cached as a success
+    assert (await _get(gw, issuer.token(successor)))[0] == 200
+
+
+async def test_a_refresh_with_the_same_keys_keeps_cached_tokens_warm(start_gateway, backend, issuer):
+    kid = issuer.add_key("RSA")
+    issuer.cache_control = "max-age=60"
+    clock = Clock()
+    gw = await _started(start_gateway, _config(backend, _authorizer(issuer)), clock)
+    token = issuer.token(kid)
+    assert (await _get(gw, token))[0] == 200
+    clock.now += 61
+    assert (await _get(gw, token))[0] == 200
+    key_set = await _refreshed(gw, issuer)
+    assert issuer.fetches == 2 and key_set.generation == 1  # the same keys: nothing to re-verify
+    issuer.mode = "down"  # a re-verification would still pass (keys kept), but none is needed
+    assert (await _get(gw, token))[0] == 200
+
+
+async def test_an_expired_token_is_refused_while_cached_and_never_re_cached(start_gateway, backend, issuer):
+    kid = issuer.add_key("EC")
+    clock = Clock()
+    gw = await _started(start_gateway, _config(backend, _authorizer(issuer, skew=0)), clock)
+    t = int(clock.now)
+    token = issuer.token(kid, claims=issuer.claims(iat=t, exp=t + 30))
+    assert (await _get(gw, token))[0] == 200
+    clock.now = t + 31
+    assert (await _get(gw, token))[0] == 401  # cached, but expired
+    clock.now = t + 10  # the clock going back does not revive it from the cache: verified again
+    assert (await _get(gw, token))[0] == 200

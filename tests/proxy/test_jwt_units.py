@@ -61,3 +61,17 @@ def test_bearer_prefix() -> None:
     assert verifying.bearer_token("Bearer abc") == "abc"
     assert verifying.bearer_token("bearer  abc ") == "abc"
     assert verifying.bearer_token("abc") == "abc"
+
+
+async def test_the_cache_holds_digests_and_rechecks_nbf() -> None:
+    clock = [time.time()]
+    settings = model.JwtSettings(issuer="internal", algorithms=("HS256",), clock_skew_seconds=0)
+    verifier = verifying.Verifier(settings, keys=None, secret=SECRET, clock=lambda: clock[0])
+    now = int(clock[0])
+    token = issuers.hs_token(SECRET, _claims(nbf=now, exp=now + 60))
+    assert isinstance(await verifier.verify(token), verifying.Verified)
+    keys = list(verifier._cache.keys())
+    assert keys and all(isinstance(k, bytes) and len(k) == 32 for k in keys)  # SHA-256, not the token
+    assert token not in repr(list(verifier._cache.items()))
+    clock[0] = now - 5  # before nbf: refused even though it is cached
+    assert await verifier.verify(token) == "UNAUTHORIZED"

@@ -16,6 +16,11 @@ Authorizer that trusts the same keys. The rules (DESIGN.md sections 1 and 8, iss
   authorizer answers 500 AUTHORIZER_FAILURE), and fetches are retried at most every
   ``RETRY_WITHOUT_KEYS`` seconds so a dead JWKS is not hammered by every request.
 
+``generation`` counts the fetches that changed the keys. The verifier's token cache records it
+with each token and re-verifies a cached token once it moved, so a revoked or rotated key is
+never honoured from the cache past the refresh that drops it (``due`` starts that refresh
+even when only cached tokens arrive).
+
 Keys come only from here: a token's own ``jku``, ``x5u`` and ``jwk`` headers are never read.
 Symmetric (``oct``) keys in a JWKS are ignored: HS* needs a ``secretRef``. Time is the
 runtime's injected clock, so tests move it instead of sleeping.
@@ -35,6 +40,7 @@ from typing import Any
 
 import aiohttp
 import jwt
+from cryptography.hazmat.primitives import serialization
 
 from propylon_proxy.authorizers import trust
 
@@ -129,6 +135,7 @@ class KeySet:
         self._inflight: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.fetch_count = 0  # attempts, discovery not counted: for tests and logs
+        self.generation = 0  # +1 for each fetch whose keys differ from the ones before it
 
     @property
     def fetched(self) -> bool:
@@ -142,6 +149,14 @@ class KeySet:
             return
         if self._keys is None and self._inflight is None:
             self._start()
+
+    def due(self) -> int:
+        """The current ``generation``, first starting a background refresh when the keys have
+        expired (what ``keys_for`` does): a cached token checks this instead of asking for keys."""
+        now = self._clock()
+        if self._keys is not None and now >= self._expires_at and self._inflight is None and now >= self._retry_at:
+            self._start()
+        return self.generation
 
     async def keys_for(self, kid: str | None, alg: str) -> tuple[Key, ...]:
         """Keys that may have signed a token with this ``kid`` and ``alg``; empty means none
@@ -187,6 +202,8 @@ class KeySet:
             kept = "keeping the last good keys" if self._keys is not None else "no keys yet"
             log.warning("JWKS fetch for issuer %s failed (%s); %s", self.issuer, _describe(exc), kept)
         else:
+            if self._keys is None or _material(keys) != _material(self._keys):
+                self.generation += 1
             self._keys = keys
             self._expires_at = self._clock() + age
             self._retry_at = -math.inf
@@ -232,6 +249,12 @@ class KeySet:
                 await task
         if self._session is not None:
             await self._session.close()
+
+
+def _material(keys: tuple[Key, ...]) -> frozenset[tuple[str | None, str, str | None, bytes]]:
+    """What a key set verifies with: a refresh that publishes the same keys changes nothing."""
+    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return frozenset((k.kid, k.kty, k.alg, k.key.public_bytes(der, spki)) for k in keys)
 
 
 _ACCEPT = "application/json, application/jwk-set+json"

@@ -14,8 +14,13 @@ Signatures are pyjwt's (on ``cryptography``); this module decides everything aro
 - the token is split and decoded once here (header, payload, signature); pyjwt's algorithm
   objects (on ``cryptography``) check the signature over the signing input, with each key
   prepared once per algorithm, so a cold token costs one parse and one signature check;
-- a verified token is cached until its ``exp`` (bounded LRU), so a warm token costs a
-  dictionary lookup, not a signature check. Scopes are checked per route, after the cache.
+- a verified token is cached (bounded LRU, ``cachetools``) under the SHA-256 digest of its
+  bytes, never the token itself, so a warm token costs one hash and one lookup, not a signature
+  check (1.4 us in process vs 63 us for a cold RS256 token). A cached token is answered only
+  while ``exp`` (and ``nbf``) still hold with the skew, as on its first check, and only while
+  its key set is the one that verified it: after a JWKS refresh that changes the keys
+  (``jwks.KeySet.generation``) it is verified again, so a revoked key stops working at the
+  refresh that drops it. Scopes are checked per route, after the cache.
 
 Outcomes are ``Verified`` or one of the refusal types; nothing here logs a token or a secret.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import binascii
 import dataclasses
+import hashlib
 import json
 import math
 import types
@@ -33,7 +39,6 @@ from typing import Any
 import cachetools
 import jwt
 from jwt import algorithms as jwt_algorithms
-from jwt import utils as jwt_utils
 
 from propylon_config import model
 from propylon_proxy import gateway_responses
@@ -57,6 +62,13 @@ class Verified:
 Outcome = Verified | str  # a Verified token, or the gateway-response type to refuse with
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Cached:
+    verified: Verified
+    not_before: float  # nbf, or -inf without one
+    generation: int  # the key set's generation that verified it (0 for a shared secret)
+
+
 class Verifier:
     """One JWT Authorizer's checks and its verified-token cache."""
 
@@ -78,20 +90,25 @@ class Verifier:
         else:
             self._algorithms = frozenset(a for a in settings.algorithms if a not in SHARED_SECRET and a != "none")
         self._clock = clock
-        self._cache: cachetools.LRUCache[str, Verified] = cachetools.LRUCache(maxsize=CACHE_ENTRIES)
+        # SHA-256 of the token -> what its verification found: the token itself is never kept.
+        self._cache: cachetools.LRUCache[bytes, _Cached] = cachetools.LRUCache(maxsize=CACHE_ENTRIES)
         # (alg, id of the key object) -> (the key object, kept so its id stays its own; prepared key)
         self._prepared: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def verify(self, token: str) -> Outcome:
-        now = self._clock()
-        cached = self._cache.get(token)
-        if cached is not None:
-            if now <= cached.expires + self._skew:
-                return cached
-            self._cache.pop(token, None)
-            return gateway_responses.UNAUTHORIZED
         if len(token) > MAX_TOKEN_BYTES:
             return gateway_responses.UNAUTHORIZED
+        now = self._clock()
+        slot = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        cached = self._cache.get(slot)
+        if cached is not None:
+            hit = cached.verified
+            if now > hit.expires + self._skew or now + self._skew < cached.not_before:
+                self._cache.pop(slot, None)
+                return gateway_responses.UNAUTHORIZED
+            if self._keys is None or self._keys.due() == cached.generation:
+                return hit
+            self._cache.pop(slot, None)  # the keys changed since: verify it again below
         parsed = _parse(token)
         if parsed is None:
             return gateway_responses.UNAUTHORIZED
@@ -103,6 +120,7 @@ class Verifier:
         if kid is not None and not isinstance(kid, str):
             return gateway_responses.UNAUTHORIZED
         candidates: tuple[Any, ...]
+        generation = 0
         if self._secret is not None:
             candidates = (self._secret,)
         else:
@@ -111,6 +129,7 @@ class Verifier:
                 candidates = tuple(k.key for k in await self._keys.keys_for(kid, alg))
             except jwks.KeysUnavailable:
                 return gateway_responses.AUTHORIZER_FAILURE
+            generation = self._keys.generation  # of the keys just used (read after any fetch)
         if not self._signed(candidates, alg, signing_input, signature):
             return gateway_responses.UNAUTHORIZED
         claims = _claims(payload)
@@ -119,7 +138,8 @@ class Verifier:
         verified = self._check(claims, self._clock())
         if verified is None:
             return gateway_responses.UNAUTHORIZED
-        self._cache[token] = verified
+        nbf = _number(claims.get("nbf"))
+        self._cache[slot] = _Cached(verified, nbf if nbf is not None else -math.inf, generation)
         return verified
 
     def _signed(self, candidates: tuple[Any, ...], alg: str, signing_input: bytes, signature: bytes) -> bool:
@@ -193,9 +213,9 @@ def _parse(token: str) -> tuple[dict[str, Any], bytes, bytes, bytes] | None:
         raw = token.encode("ascii")
         signing_input, signature_segment = raw.rsplit(b".", 1)
         header_segment, payload_segment = signing_input.split(b".", 1)
-        header = json.loads(jwt_utils.base64url_decode(header_segment))
-        payload = jwt_utils.base64url_decode(payload_segment)
-        signature = jwt_utils.base64url_decode(signature_segment)
+        header = json.loads(_b64url(header_segment).decode("utf-8"))
+        payload = _b64url(payload_segment)
+        signature = _b64url(signature_segment)
     except (ValueError, binascii.Error, RecursionError):
         return None
     if not isinstance(header, dict):
@@ -203,9 +223,18 @@ def _parse(token: str) -> tuple[dict[str, Any], bytes, bytes, bytes] | None:
     return header, payload, signing_input, signature
 
 
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
+def _b64url(segment: bytes) -> bytes:
+    """pyjwt's ``base64url_decode`` (padding restored, the same lenient decoder) without its
+    layers of wrappers: three per token, a tenth of a cold token's cost in process."""
+    return binascii.a2b_base64(segment.translate(_URLSAFE) + b"=" * (-len(segment) % 4))
+
+
 def _claims(payload: bytes) -> dict[str, Any] | None:
     try:
-        claims = json.loads(payload)
+        claims = json.loads(payload.decode("utf-8"))  # RFC 7519: UTF-8 (no UTF-16/32 sniffing)
     except (ValueError, RecursionError):
         return None
     return claims if isinstance(claims, dict) else None
