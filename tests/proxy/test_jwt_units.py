@@ -3,6 +3,7 @@ not fit the 16 KiB header block, so the listener answers 431 first) and claim sh
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 from propylon_config import model
@@ -75,3 +76,15 @@ async def test_the_cache_holds_digests_and_rechecks_nbf() -> None:
     assert token not in repr(list(verifier._cache.items()))
     clock[0] = now - 5  # before nbf: refused even though it is cached
     assert await verifier.verify(token) == "UNAUTHORIZED"
+
+
+async def test_the_cache_is_bounded_and_evicts_the_least_recently_used(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(verifying, "CACHE_ENTRIES", 3)
+    verifier = _verifier()
+    tokens = [issuers.hs_token(SECRET, _claims(jti=str(i))) for i in range(4)]
+    digests = [hashlib.sha256(t.encode()).digest() for t in tokens]
+    for token in tokens[:3]:
+        assert isinstance(await verifier.verify(token), verifying.Verified)
+    assert isinstance(await verifier.verify(tokens[0]), verifying.Verified)  # a hit: now the most recent
+    assert isinstance(await verifier.verify(tokens[3]), verifying.Verified)  # full: evicts tokens[1]
+    assert list(verifier._cache) == [digests[2], digests[0], digests[3]]
