@@ -62,6 +62,17 @@ class Pipe:
         self._reading: asyncio.Task[None] | None = None
         self._connecting: asyncio.Lock | None = None
 
+    def send(self, *args: Any) -> asyncio.Future[Any] | None:
+        """The command sent now and the future of its answer, or None when not connected (then
+        ``call``, which connects). Lets a caller bound the answer with a timer rather than a task."""
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(future)
+        writer.write(pack(args))
+        return future
+
     async def call(self, *args: Any) -> Any:
         writer = self._writer
         if writer is None or writer.is_closing():

@@ -198,3 +198,19 @@ async def test_rate_accuracy_a_50_per_second_limit_driven_at_200_per_second_for_
     for i in range(1000):
         admitted += (await store.admit([bucket], None, start + i * 0.005)).admitted
     assert admitted == 20 + 250 - 1  # the last refill (at t = 5 s) lands after the last request
+
+
+async def test_a_server_that_lost_the_script_still_decides_after_one_reload(redis):
+    """The pipe sends the admit script by SHA alone; a server without it (restarted, or
+    SCRIPT FLUSH) answers NOSCRIPT, and the store loads the script and decides, still exactly."""
+    store = redis_store.RedisStore(redis.url, server_time=False, timeout=2.0)
+    try:
+        bucket = state.Bucket(key=f"flush:{{{_unique('flush')}}}", rate=0.001, burst=2, reason="stage")
+        assert (await store.admit([bucket], None, 1000.0)).admitted
+        assert store._pipe is not None
+        assert await store._pipe.call("SCRIPT", "FLUSH") == "OK"
+        second = await store.admit([bucket], None, 1000.0)
+        third = await store.admit([bucket], None, 1000.0)
+        assert (second.admitted, third.admitted, third.reason) == (True, False, "stage")
+    finally:
+        await store.close()
