@@ -39,6 +39,28 @@ def _now() -> str:
     return _date[1]
 
 
+# What _head does with a header, by its name as given: a response's names repeat from one
+# response to the next, so each is lower-cased and classified once (at most _KINDS_MAX names).
+_OTHER, _LENGTH, _CODING, _TYPE, _DATE, _SERVER, _CONNECTION = range(7)
+_BY_LOWER = {
+    "content-length": _LENGTH,
+    "transfer-encoding": _CODING,
+    "content-type": _TYPE,
+    "date": _DATE,
+    "server": _SERVER,
+    "connection": _CONNECTION,
+}
+_KINDS: dict[str, int] = {}
+_KINDS_MAX = 1024
+
+
+def _kind(name: str) -> int:
+    kind = _BY_LOWER.get(name.lower(), _OTHER)
+    if len(_KINDS) < _KINDS_MAX:
+        _KINDS[name] = kind
+    return kind
+
+
 def _head(
     request: FastRequest,
     status: int,
@@ -55,22 +77,26 @@ def _head(
     empty = status < 200 or status in (204, 304) or request.method == "HEAD"
     lines = [f"HTTP/{version.major}.{version.minor} {status} {reason or _REASONS.get(status, '')}"]
     typed = dated = named = connection = False
+    kinds = _KINDS
     for name, value in headers:
-        lower = name.lower()
-        if lower == "content-length":
-            if length is None and status not in (204, 304):
-                length = int(value)
-            continue  # written once, below
-        elif lower == "transfer-encoding":
-            continue  # the framing is this writer's
-        elif lower == "content-type":
-            typed = True
-        elif lower == "date":
-            dated = True
-        elif lower == "server":
-            named = True
-        elif lower == "connection":
-            connection = True
+        kind = kinds.get(name)
+        if kind is None:
+            kind = _kind(name)
+        if kind:
+            if kind == _LENGTH:
+                if length is None and status not in (204, 304):
+                    length = int(value)
+                continue  # written once, below
+            if kind == _CODING:
+                continue  # the framing is this writer's
+            if kind == _TYPE:
+                typed = True
+            elif kind == _DATE:
+                dated = True
+            elif kind == _SERVER:
+                named = True
+            else:
+                connection = True
         lines.append(f"{name}: {value}")
     chunked = _framing(
         request, lines, version, status, length, empty, (typed, dated, named, connection), close, server_name

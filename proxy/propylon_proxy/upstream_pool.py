@@ -142,6 +142,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.reason = ""
         self.headers: list[tuple[str, str]] = []
+        self._raw_headers: list[tuple[bytes, bytes]] = []
         self.framed = False  # a Content-Length or Transfer-Encoding header was received
         self._buffer: collections.deque[bytes] = collections.deque()
         self.buffered = 0
@@ -292,7 +293,7 @@ class _Connection(asyncio.Protocol):
             return
         if len(name) in (14, 17) and name.lower() in (b"content-length", b"transfer-encoding"):
             self.framed = True  # noted here: no second pass over the headers at their end
-        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        self._raw_headers.append((name, value))  # decoded together at the end of the head
 
     def on_headers_complete(self) -> None:
         assert self._parser is not None
@@ -302,10 +303,12 @@ class _Connection(asyncio.Protocol):
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             # An interim response (100 Continue, 103 Early Hints): the real one follows.
-            self.headers = []
+            self._raw_headers = []
             self.reason = ""
             self.framed = False
             return
+        # One comprehension for the whole head instead of two decodes per on_header callback.
+        self.headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self._raw_headers]
         self.status = status
         self.head_done = True
         self.until_close = not self.framed and status not in (204, 304)
