@@ -103,7 +103,7 @@ def traceparent(incoming: str | None) -> str:
     continued = incoming_trace(incoming)
     if continued is not None:
         return f"00-{continued[0]}-{ids.span_id()}-{continued[2]}"
-    return f"00-{ids.trace_id()}-{ids.span_id()}-01"
+    return ids.new_traceparent()
 
 
 # What upstream_request_headers does with a header, by its name as sent. A request's names are
@@ -282,6 +282,18 @@ def _withheld(name: str) -> int:
     return known
 
 
+# A backend's Connection value -> the names it lists that are not withheld anyway (nginx's
+# "keep-alive": none). Its values repeat from response to response; at most _KINDS_MAX kept.
+_CONNECTION_NAMES: dict[str, frozenset[str]] = {}
+
+
+def _connection_names(value: str) -> frozenset[str]:
+    tokens = frozenset(token.strip().lower() for token in value.split(",")) - _NOT_TO_CLIENT
+    if len(_CONNECTION_NAMES) < _KINDS_MAX:
+        _CONNECTION_NAMES[value] = tokens
+    return tokens
+
+
 def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> Headers:
     """Backend response headers a client may see: hop-by-hop removed, our request id wins.
 
@@ -291,7 +303,7 @@ def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> Head
     for nginx's five headers (perf-hot2).
     """
     kept: Headers = []
-    named: set[str] | None = None
+    named: frozenset[str] | None = None
     withheld = _WITHHELD
     for pair in upstream_headers:
         known = withheld.get(pair[0])
@@ -299,7 +311,9 @@ def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> Head
             known = _withheld(pair[0])
         if known:
             if known == 2:  # Connection
-                tokens = {token.strip().lower() for token in pair[1].split(",")} - _NOT_TO_CLIENT
+                tokens = _CONNECTION_NAMES.get(pair[1])
+                if tokens is None:
+                    tokens = _connection_names(pair[1])
                 if tokens:
                     named = tokens if named is None else named | tokens
             continue
