@@ -27,7 +27,7 @@ import collections
 import contextlib
 import http
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import httptools
@@ -255,6 +255,12 @@ class FastRequest:
     def transport(self) -> asyncio.Transport | None:
         return self.connection.transport
 
+    @property
+    def peer(self) -> str:
+        """The socket peer's address (what ``handling`` logs and forwards), read once per
+        connection rather than per request."""
+        return self.connection.peer
+
 
 def rejection_bytes(error_type: str, on_rejected: server.OnRejected | None) -> bytes:
     """A whole section-3 response that ends the connection (parser refusals, slow heads)."""
@@ -283,6 +289,8 @@ class HttpConnection(asyncio.Protocol):
         self._listener = owner.listener
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self._new_task: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] = self._loop.create_task
         self._parser = httptools.HttpRequestParser(self)
         # The head being parsed.
         self._url = bytearray()
@@ -318,6 +326,11 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        peername = transport.get_extra_info("peername")
+        self.peer = str(peername[0]) if isinstance(peername, tuple | list) and peername else ""
+        # Task() straight away unless a task factory is set (loop.create_task's Python wrapper
+        # is then all it would add).
+        self._new_task = self._loop.create_task if self._loop.get_task_factory() is not None else self._task_now
         self._owner.connections.add(self)
         self._arm_idle()
 
@@ -459,13 +472,16 @@ class HttpConnection(asyncio.Protocol):
             item = self._queue.popleft()
             if isinstance(item, FastRequest):
                 self._running = item
-                self._task = self._loop.create_task(self._serve(item))
+                self._task = self._new_task(self._serve(item))
                 return
             if isinstance(item, bytes):
                 self._do_hand_over(item)
                 return
             self._write_rejection(item)
             return
+
+    def _task_now(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return asyncio.Task(coro, loop=self._loop)
 
     async def _serve(self, request: FastRequest) -> None:
         try:

@@ -32,6 +32,9 @@ from propylon_proxy.websocket import entry as ws_entry
 
 
 def _peer(request: incoming.Request) -> str:
+    known: str | None = getattr(request, "peer", None)  # fast_server's, read once per connection
+    if known is not None:
+        return known
     transport = request.transport
     peername = transport.get_extra_info("peername") if transport is not None else None
     if isinstance(peername, tuple | list) and peername:
