@@ -39,26 +39,7 @@ def _now() -> str:
     return _date[1]
 
 
-# What _head does with a header, by its name as given: a response's names repeat from one
-# response to the next, so each is lower-cased and classified once (at most _KINDS_MAX names).
-_OTHER, _LENGTH, _CODING, _TYPE, _DATE, _SERVER, _CONNECTION = range(7)
-_BY_LOWER = {
-    "content-length": _LENGTH,
-    "transfer-encoding": _CODING,
-    "content-type": _TYPE,
-    "date": _DATE,
-    "server": _SERVER,
-    "connection": _CONNECTION,
-}
-_KINDS: dict[str, int] = {}
-_KINDS_MAX = 1024
-
-
-def _kind(name: str) -> int:
-    kind = _BY_LOWER.get(name.lower(), _OTHER)
-    if len(_KINDS) < _KINDS_MAX:
-        _KINDS[name] = kind
-    return kind
+_STATUS_LINES_MAX = 1024
 
 
 # (version, status, reason) -> the status line: a backend's answers repeat (0.35 -> 0.12 us).
@@ -67,7 +48,7 @@ _STATUS_LINES: dict[tuple[HttpVersion, int, str | None], str] = {}
 
 def _status_line(version: HttpVersion, status: int, reason: str | None) -> str:
     line = f"HTTP/{version.major}.{version.minor} {status} {reason or _REASONS.get(status, '')}"
-    if len(_STATUS_LINES) < _KINDS_MAX:
+    if len(_STATUS_LINES) < _STATUS_LINES_MAX:
         _STATUS_LINES[(version, status, reason)] = line
     return line
 
@@ -91,26 +72,22 @@ def _head(
         first = _status_line(version, status, reason)
     lines = [first]
     typed = dated = named = connection = False
-    kinds = _KINDS
     for name, value in headers:
-        kind = kinds.get(name)
-        if kind is None:
-            kind = _kind(name)
-        if kind:
-            if kind == _LENGTH:
-                if length is None and status not in (204, 304):
-                    length = int(value)
-                continue  # written once, below
-            if kind == _CODING:
-                continue  # the framing is this writer's
-            if kind == _TYPE:
-                typed = True
-            elif kind == _DATE:
-                dated = True
-            elif kind == _SERVER:
-                named = True
-            else:
-                connection = True
+        lower = name.lower()
+        if lower == "content-length":
+            if length is None and status not in (204, 304):
+                length = int(value)
+            continue  # written once, below
+        elif lower == "transfer-encoding":
+            continue  # the framing is this writer's
+        elif lower == "content-type":
+            typed = True
+        elif lower == "date":
+            dated = True
+        elif lower == "server":
+            named = True
+        elif lower == "connection":
+            connection = True
         lines.append(f"{name}: {value}")
     chunked = _framing(
         request, lines, version, status, length, empty, (typed, dated, named, connection), close, server_name

@@ -103,7 +103,7 @@ def traceparent(incoming: str | None) -> str:
     continued = incoming_trace(incoming)
     if continued is not None:
         return f"00-{continued[0]}-{ids.span_id()}-{continued[2]}"
-    return ids.new_traceparent()
+    return f"00-{ids.trace_id()}-{ids.span_id()}-01"
 
 
 # What upstream_request_headers does with a header, by its name as sent. A request's names are

@@ -55,12 +55,6 @@ def span_id() -> str:
     return _take(16)
 
 
-def new_traceparent() -> str:
-    """A new W3C ``traceparent`` (version 00, sampled): a trace id and a span id in one draw."""
-    h = _take(48)
-    return f"00-{h[:32]}-{h[32:]}-01"
-
-
 def _forget_after_fork() -> None:
     global _hex, _pos
     _hex, _pos = "", 0

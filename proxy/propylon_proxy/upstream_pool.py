@@ -66,13 +66,14 @@ _MAX_HEAD_BYTES = 64 * 1024
 
 
 def _encode_head(request: upstream.UpstreamRequest, extra: str) -> bytes:
-    headers = request.headers
-    # One comprehension rather than an append per header (issue 15, perf-server2).
-    head = "".join(
-        [f"{request.method} {request.target} HTTP/1.1\r\n", *[f"{n}: {v}\r\n" for n, v in headers], extra, "\r\n"]
-    )
+    parts = [f"{request.method} {request.target} HTTP/1.1\r\n"]
+    for name, value in request.headers:
+        parts.append(f"{name}: {value}\r\n")
+    parts.append(extra)
+    parts.append("\r\n")
+    head = "".join(parts)
     # The pipeline validates headers; this is the last line of defence against header injection.
-    lines = len(headers) + 2 + extra.count("\n")
+    lines = len(request.headers) + 2 + extra.count("\n")
     if head.count("\n") != lines or head.count("\r") != lines or "\0" in head:
         raise upstream.UpstreamRequestError("CR, LF or NUL in request line or header")
     if " " in request.target or " " in request.method or not request.target:
@@ -80,37 +81,18 @@ def _encode_head(request: upstream.UpstreamRequest, extra: str) -> bytes:
     return head.encode("latin-1")
 
 
-# What _framing looks for, by header name as given (0: nothing): names repeat from request to
-# request, so each is lower-cased once (at most _KINDS_MAX names kept).
-_LENGTH, _CODING, _CONNECTION = 1, 2, 3
-_FRAMING_KINDS: dict[str, int] = {}
-_KINDS_MAX = 1024
-
-
-def _framing_kind(name: str) -> int:
-    kind = {"content-length": _LENGTH, "transfer-encoding": _CODING, "connection": _CONNECTION}.get(name.lower(), 0)
-    if len(_FRAMING_KINDS) < _KINDS_MAX:
-        _FRAMING_KINDS[name] = kind
-    return kind
-
-
 def _framing(headers: list[tuple[str, str]]) -> tuple[int | None, bool, bool]:
     """(declared Content-Length, Transfer-Encoding present, Connection: close) of a request."""
     length: int | None = None
     has_te = False
     close = False
-    kinds = _FRAMING_KINDS
     for name, value in headers:
-        kind = kinds.get(name)
-        if kind is None:
-            kind = _framing_kind(name)
-        if not kind:
-            continue
-        if kind == _LENGTH:
+        lname = name.lower()
+        if lname == "content-length":
             length = int(value)
-        elif kind == _CODING:
+        elif lname == "transfer-encoding":
             has_te = True
-        elif "close" in value.lower():
+        elif lname == "connection" and "close" in value.lower():
             close = True
     return length, has_te, close
 
@@ -160,7 +142,6 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.reason = ""
         self.headers: list[tuple[str, str]] = []
-        self._raw_headers: list[tuple[bytes, bytes]] = []
         self.framed = False  # a Content-Length or Transfer-Encoding header was received
         self._buffer: collections.deque[bytes] = collections.deque()
         self.buffered = 0
@@ -311,7 +292,7 @@ class _Connection(asyncio.Protocol):
             return
         if len(name) in (14, 17) and name.lower() in (b"content-length", b"transfer-encoding"):
             self.framed = True  # noted here: no second pass over the headers at their end
-        self._raw_headers.append((name, value))  # decoded together at the end of the head
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         assert self._parser is not None
@@ -321,12 +302,10 @@ class _Connection(asyncio.Protocol):
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             # An interim response (100 Continue, 103 Early Hints): the real one follows.
-            self._raw_headers = []
+            self.headers = []
             self.reason = ""
             self.framed = False
             return
-        # One comprehension for the whole head instead of two decodes per on_header callback.
-        self.headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self._raw_headers]
         self.status = status
         self.head_done = True
         self.until_close = not self.framed and status not in (204, 304)
