@@ -39,10 +39,9 @@ def _now() -> str:
     return _date[1]
 
 
-_STATUS_LINES_MAX = 1024
-
-
 # (version, status, reason) -> the status line: a backend's answers repeat (0.35 -> 0.12 us).
+# At most _STATUS_LINES_MAX kept (a backend's reasons are its own text).
+_STATUS_LINES_MAX = 1024
 _STATUS_LINES: dict[tuple[HttpVersion, int, str | None], str] = {}
 
 
