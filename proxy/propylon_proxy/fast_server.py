@@ -27,6 +27,7 @@ import collections
 import contextlib
 import http
 import logging
+import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -276,8 +277,9 @@ class HttpConnection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A cast, not an isinstance check: uvloop's transports (``--loop``) are not
+        # asyncio.Transport subclasses, though they have the same methods.
+        self.transport = typing.cast(asyncio.Transport, transport)
         self._owner.connections.add(self)
         self._arm_idle()
 
