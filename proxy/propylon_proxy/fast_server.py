@@ -27,6 +27,7 @@ import collections
 import contextlib
 import http
 import logging
+import typing
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -324,8 +325,9 @@ class HttpConnection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A cast, not an isinstance check: uvloop's transports (``--loop``) are not
+        # asyncio.Transport subclasses, though they have the same methods.
+        self.transport = typing.cast(asyncio.Transport, transport)
         peername = transport.get_extra_info("peername")
         self.peer = str(peername[0]) if isinstance(peername, tuple | list) and peername else ""
         # Task() straight away unless a task factory is set (loop.create_task's Python wrapper
