@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import sys
 import threading
 import time
@@ -93,10 +94,28 @@ class LineWriter:
                 text = "".join([f"{render(item)}\n" for item in batch])
                 out.write(text)
                 out.flush()
+            except UnicodeEncodeError:
+                # One line the stream cannot encode (a lone surrogate from a client's bytes)
+                # must not cost the batch its other lines: write them one at a time, that one
+                # with the unencodable characters escaped.
+                self._write_each(out, batch)
             except (OSError, ValueError):
                 pass  # stdout closed or broken: nothing to log to, and nothing to raise into
             if not stop.is_set():
                 time.sleep(BATCH_PAUSE)
+
+    def _write_each(self, out: TextIO, batch: list[Any]) -> None:
+        for item in batch:
+            try:
+                line = f"{self._render(item)}\n"
+                try:
+                    out.write(line)
+                except UnicodeEncodeError:
+                    out.write(line.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace"))
+            except (OSError, ValueError):
+                return  # the stream is broken: the rest cannot be written either
+        with contextlib.suppress(OSError, ValueError):
+            out.flush()
 
     def close(self, timeout: float = 2.0) -> None:
         """Write what is queued (up to ``timeout`` seconds), then stop the thread."""
