@@ -27,8 +27,9 @@ COPY operator ./operator
 COPY propylon ./propylon
 COPY crds ./crds
 # The redis extra lets `--redis URL` work (shared limits and quotas across proxy replicas);
-# the otel extra lets proxies export spans when OTEL_EXPORTER_OTLP_ENDPOINT is set (chart: proxy.env).
-RUN /opt/propylon/bin/pip install ".[redis,otel]"
+# the otel extra lets proxies export spans when OTEL_EXPORTER_OTLP_ENDPOINT is set (chart: proxy.env);
+# the uvloop extra is the data plane's event loop (`--loop auto` takes it; docs/performance.md).
+RUN /opt/propylon/bin/pip install ".[redis,otel,uvloop]"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="propylon" \

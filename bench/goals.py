@@ -37,6 +37,7 @@ class Goal:
     # Why the figure may not be the target's own (a starved or overloaded measurement): shown
     # beside the verdict, so a machine's stall is not read as the gateway's.
     caveat: Callable[[Figures], str | None] | None = None
+    pair: tuple[str, str] | None = None  # a ratio's (target, reference): what a baseline twin swaps in
 
 
 def per_core(target: str, reference: str) -> Callable[[Figures], float | None]:
@@ -87,7 +88,24 @@ def open_loop_caveat(f: Figures) -> str | None:
 
 
 def ratio(name: str, target: str, reference: str, bar: float | None) -> Goal:
-    return Goal(name, per_core(target, reference), bar, rps_ratio=rps(target, reference))
+    return Goal(name, per_core(target, reference), bar, rps_ratio=rps(target, reference), pair=(target, reference))
+
+
+def twin_goal(goal: Goal, figures: Figures, rev: str) -> Goal | None:
+    """``goal`` on ``--baseline REV``'s twins (``name@REV`` where the run has one; a reference
+    without a twin, such as aiohttp-hello, stays itself), or None when neither side has a twin."""
+    if goal.pair is None:
+        return None
+    target, reference = (f"{n}@{rev}" if f"{n}@{rev}" in figures.summary else n for n in goal.pair)
+    if (target, reference) == goal.pair:
+        return None
+    return dataclasses.replace(
+        goal,
+        name=f"{goal.name} @{rev}",
+        figure=per_core(target, reference),
+        rps_ratio=rps(target, reference),
+        pair=(target, reference),
+    )
 
 
 GOALS: list[Goal] = [
@@ -138,10 +156,12 @@ GOALS: list[Goal] = [
 _COMPARE = {">=": operator.ge, "<=": operator.le, "<": operator.lt}
 
 
-def evaluate(figures: Figures) -> list[dict[str, Any]]:
-    """One row per goal: name, figure, the requests/s ratio (ratios only), bar, verdict."""
+def evaluate(figures: Figures, baseline: str | None = None) -> list[dict[str, Any]]:
+    """One row per goal: name, figure, the requests/s ratio (ratios only), bar, verdict; with
+    ``baseline``, the ratio goals on that revision's twins instead (those the run measured)."""
     rows = []
-    for goal in GOALS:
+    chosen = GOALS if baseline is None else [g for g in (twin_goal(g, figures, baseline) for g in GOALS) if g]
+    for goal in chosen:
         value = goal.figure(figures)
         if value is None:
             verdict = "n/a"

@@ -38,8 +38,9 @@ rotates each round, so drift in the machine spreads over all targets instead of 
                    last Stage. propylon-routes10k's RSS is read after its rounds
   propylon-workers2  propylon-pool's manifests under ``serve --workers 2`` (its private redis-server),
                    on both cores (so it shares core 1 with wrk and the backend): reported, no target
-  propylon-*@REV   with ``--baseline REV``: the same, running the code (proxy/, operator/, propylon/) of REV;
-                   the JWT and keyed targets get no baseline twin
+  propylon-*@REV   with ``--baseline REV``: the same, running the code (proxy/, operator/, propylon/) of REV
+                   on the same manifests, tokens, JWKS and backend (every propylon-* target but
+                   propylon-workers2; propylon-keyed-redis@REV keeps its counters in its own redis db)
   client-aiohttp   no server at all: bench/client_loop.py drives upstream_aiohttp against the backend
   client-pool      the same for upstream_pool: the client's own cost, without any server in front
 
@@ -114,8 +115,8 @@ LOAD_CPU = "1"
 REFERENCES = ("backend", "nginx-proxy", "aiohttp-hello")
 KEY_HEADER = "x-api-key: bench-api-key-0123456789abcdef"  # bench/manifests/keyed.yaml
 KEYED = ("propylon-keyed", "propylon-keyed-redis")
-# propylon-full needs the JWT material; propylon-workers2 both cores: no --baseline twin either.
-NO_TWIN = ("propylon-full", "propylon-workers2")
+# propylon-workers2 takes both cores: no --baseline twin.
+NO_TWIN = ("propylon-workers2",)
 # The scale targets (bench/scale.py): (Apis, routes per Api) each serves.
 SCALE = {"propylon-routes10": (1, 10), "propylon-routes10k": (1000, 10)}
 
@@ -353,13 +354,15 @@ def baseline_tree(work: Path, rev: str) -> str:
 
 
 def has_baseline_twin(name: str) -> bool:
-    """Which targets ``--baseline`` doubles: the propylon-* ones, but not the JWT and keyed targets."""
-    return (
-        name.startswith("propylon-")
-        and "@" not in name
-        and not name.startswith("propylon-jwt")
-        and name not in (*KEYED, *NO_TWIN)
-    )
+    """Which targets ``--baseline`` doubles: every propylon-* one but those in NO_TWIN."""
+    return name.startswith("propylon-") and "@" not in name and name not in NO_TWIN
+
+
+def _knows_gateway_rate(proxy_code: str) -> bool:
+    """Whether a ``baseline_tree``'s ``serve`` takes ``--gateway-rate`` (so a twin runs with the
+    same gateway-wide limit as its target; trees from before the flag keep their default)."""
+    flags = Path(proxy_code.split(os.pathsep)[-1]) / "propylon" / "commands" / "shared_flags.py"
+    return flags.is_file() and "--gateway-rate" in flags.read_text()
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -395,7 +398,8 @@ def start_propylon(
     # -P: never the working directory first on sys.path, so a baseline tree really shadows this one.
     argv = [sys.executable, "-P", "-m", "propylon", "serve", "-f", str(manifests), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--internal-port", str(free_port()), "--admin-port", str(free_port()), *serve_args]
-    if proxy_code is None:  # bench measures the proxy, not the default gateway-wide limit (older trees lack the flags)
+    if proxy_code is None or _knows_gateway_rate(proxy_code):
+        # bench measures the proxy, not the default gateway-wide limit (older trees lack the flags)
         argv += ["--gateway-rate", "1000000", "--gateway-burst", "100000"]
     env = {"PROPYLON_UPSTREAM": kind}
     if watch is not None:
@@ -494,8 +498,10 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
     if any(split_name(n)[0].startswith(("propylon-jwt", "propylon-full")) for n in wanted):
         import jwt_tokens  # bench/ is on sys.path when run as a script
 
-        print(f"  signing {cold_tokens:,} RS256 tokens for the JWT targets", file=sys.stderr)
-        jwt = jwt_tokens.make(work / "jwt", cold_tokens if "propylon-jwt-cold" in wanted else 1)
+        cold = sum(split_name(n)[0] == "propylon-jwt-cold" for n in wanted)  # a twin sends its own tokens
+        signed = cold_tokens * cold if cold else 1
+        print(f"  signing {signed:,} RS256 tokens for the JWT targets", file=sys.stderr)
+        jwt = jwt_tokens.make(work / "jwt", signed)
         jwks_port = free_port()
         argv = [python, "-m", "http.server", str(jwks_port), "--bind", "127.0.0.1", "--directory", str(work / "jwt")]
         procs.start("jwks", argv, cpu=LOAD_CPU)
@@ -513,7 +519,7 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
         redis_argv = ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
         procs.start("redis", [*redis_argv, "--appendonly", "no"], cpu=LOAD_CPU)
         time.sleep(0.5)
-        redis_args = ("--redis", f"redis://127.0.0.1:{redis_port}/0")
+        redis_args = ("--redis", f"redis://127.0.0.1:{redis_port}")
     for name in wanted:
         base, rev = split_name(name)
         port = free_port()
@@ -534,7 +540,8 @@ def start_targets(procs: Processes, work: Path, wanted: list[str], cold_tokens: 
             continue
         elif name.startswith("propylon-"):
             code = baseline_tree(work, rev) if rev else None
-            serve_args = redis_args if base == "propylon-keyed-redis" else ()
+            # A baseline twin counts in its own redis db: the two gateways never share a bucket.
+            serve_args = (redis_args[0], f"{redis_args[1]}/{1 if rev else 0}") if base == "propylon-keyed-redis" else ()
             serve_args = ("--http-server", "aiohttp") if base == "propylon-aiohttp-server" else serve_args
             serve_args = ("--workers", "2") if base == "propylon-workers2" else serve_args
             folder = None
@@ -1008,7 +1015,7 @@ def main() -> int:
     parser.add_argument(
         "--baseline",
         metavar="REV",
-        help="also measure each propylon-* target (but the JWT and keyed ones) with the code (proxy/, operator/, "
+        help="also measure each propylon-* target (but propylon-workers2) with the code (proxy/, operator/, "
         "propylon/) of git revision REV, as propylon-<kind>@REV, in the same interleaved rounds: a before/after "
         "that machine load cannot skew",
     )
@@ -1114,6 +1121,8 @@ def main() -> int:
     summary = summarize(measurements, [t.name for t in targets if not t.skipped])
     scalars = {k: float(v) for k, v in extra.items() if isinstance(v, int | float)}
     verdicts = goals.evaluate(goals.Figures(summary=summary, extra=scalars))
+    # The same ratios on the baseline twins: a before/after of every goal in one run.
+    twin_verdicts = goals.evaluate(goals.Figures(summary, scalars), args.baseline) if args.baseline else []
     info = machine()
     title = (
         f"Propylon bench {stamp}: {info['nproc']} cores, {info['cpu']}; wrk -t{args.threads} -c{args.connections} "
@@ -1131,6 +1140,7 @@ def main() -> int:
         "elapsed_s": round(time.monotonic() - started, 1),
         "jwt_cold_tokens_reused": tokens_reused,
         "targets": verdicts,  # issue 15's goals: figure, bar, verdict
+        "baseline_targets": twin_verdicts,  # the same goals on the --baseline twins
         "extra": extra,
         # The machine is shared: a high load average before the run means noisy figures.
         "loadavg_before": load_before,
@@ -1149,6 +1159,9 @@ def main() -> int:
     print(table(summary))
     print("\nTARGETS (issue 15; ratios per core = inverse CPU per request, medians of the rounds):\n")
     print(goals.table(verdicts))
+    if twin_verdicts:
+        print(f"\nTHE SAME on the baseline twins (@{args.baseline}, the code of that revision):\n")
+        print(goals.table(twin_verdicts))
     for name, why in skipped.items():
         print(f"\nskipped {name}: {why}")
     if tokens_reused:

@@ -1,7 +1,8 @@
 """Side-by-side CPU per request of the policy targets on two revisions (issue 15, perf-policy).
 
-bench/run.py gives ``--baseline`` twins to neither propylon-full nor the JWT targets, so this
-runs both revisions' gateways at once, on the same manifests, tokens, JWKS and backend as
+Written when bench/run.py gave ``--baseline`` twins to neither propylon-full nor the JWT targets
+(since perf-policy2 it does: ``run.py --targets propylon-posted,propylon-full --baseline REV``);
+this runs both revisions' gateways at once, on the same manifests, tokens, JWKS and backend as
 bench/run.py, and drives each route of each in interleaved rounds:
 
   posted   POST /bench/posted (bench/validated.lua's body, no policy)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 
 from propylon.commands import shared_flags
 from propylon_proxy import settings  # light: dataclasses and ipaddress only
@@ -57,12 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=settings.http_server_from_env(),
         help="the public listener's HTTP/1.1 server (or PROPYLON_HTTP_SERVER; default %(default)s)",
     )
+    shared_flags.add_event_loop(parser)
     parser.add_argument("--log-level", default=os.environ.get("PROPYLON_LOG_LEVEL", "INFO"))
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
     import logging
+
+    from propylon.commands import event_loops
 
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -71,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
     # The gateway writes its own JSON access log; aiohttp's would repeat every request in another format.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:
-        return asyncio.run(_serve(args))
+        event_loops.resolve(args.loop)
+    except event_loops.LoopUnavailable as error:
+        print(f"propylon proxy: {error}", file=sys.stderr)
+        return 2
+    try:
+        return event_loops.run(_serve(args), args.loop)
     except KeyboardInterrupt:
         return 0
 
@@ -93,6 +101,7 @@ async def _serve(args: argparse.Namespace) -> int:
     import signal
     import sys
 
+    from propylon.commands import event_loops
     from propylon_proxy import gateway, gc_tuning, limit_stores
     from propylon_proxy.kube import clients, sources
 
@@ -148,12 +157,13 @@ async def _serve(args: argparse.Namespace) -> int:
     gc_tuning.settle()  # start-up's objects out of the collector's scans (issue 15)
     urls = addresses.urls()
     log.info(
-        "listening: public %s, internal %s, admin %s; config from Secret %s/%s",
+        "listening: public %s, internal %s, admin %s; config from Secret %s/%s; event loop %s",
         urls["public"],
         urls["internal"],
         urls["admin"],
         namespace,
         name,
+        event_loops.resolve(args.loop),
     )
     # POD_IP comes from the downward API in a pod; a proxy run by hand is reached on loopback.
     source.lease.admin_url = f"http://{_url_host(os.environ.get('POD_IP') or '127.0.0.1')}:{addresses.admin_port}"

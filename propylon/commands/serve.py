@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from propylon.commands import private_redis, shared_flags, validate, workers
+from propylon.commands import event_loops, private_redis, shared_flags, validate, workers
 from propylon_compiler import compiler, diagnostics, last_good, manifests
 from propylon_config import model
 from propylon_proxy import gateway, gc_tuning, limit_stores, settings, upstreams
@@ -72,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the public listener's HTTP/1.1 server (or PROPYLON_HTTP_SERVER; default %(default)s); "
         "WebSocket upgrades, the internal and admin listeners always run aiohttp",
     )
+    shared_flags.add_event_loop(parser)
     parser.add_argument("--upstream", choices=upstreams.KINDS, default="pool", help=argparse.SUPPRESS)
     parser.add_argument("--poll-interval", type=float, default=0.5, help=argparse.SUPPRESS)
 
@@ -253,9 +254,10 @@ def _quiet(message: str) -> None:
 def _say_started(args: argparse.Namespace, addresses: gateway.Addresses, snapshot: model.GatewayConfig) -> None:
     urls = addresses.urls()
     workers_note = f", {args.workers} workers" if args.workers > 1 else ""
+    loop = event_loops.resolve(args.loop)  # run() refused a loop that is not installed
     _say(
         f"propylon serve: public {urls['public']}  internal {urls['internal']}  admin {urls['admin']}  "
-        f"(config {snapshot.version}{workers_note}{', watching files' if args.watch else ''})"
+        f"(config {snapshot.version}, {loop}{workers_note}{', watching files' if args.watch else ''})"
     )
     for line in _describe(snapshot) or ["  no stages"]:
         _say(line)
@@ -305,7 +307,8 @@ def _serve_workers(
         proxy_settings = dataclasses.replace(proxy_settings, redis_url=shared)  # WebSockets across workers too
 
         def run_worker(index: int, ready: Callable[[], None]) -> int:
-            return asyncio.run(_serve(args, memory, first, seen, proxy_settings, token, options, shared, index, ready))
+            main = _serve(args, memory, first, seen, proxy_settings, token, options, shared, index, ready)
+            return event_loops.run(main, args.loop)
 
         addresses = gateway.Addresses(args.host, args.port, args.internal_port, args.admin_port)
         supervisor = workers.Supervisor(args.workers, run_worker, args.drain_seconds, _say)
@@ -322,6 +325,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     if args.redis_cluster and not args.redis:
         _say("propylon: --redis-cluster needs --redis URL (any node of the cluster)")
+        return EXIT_BAD_INPUT
+    try:
+        event_loops.resolve(args.loop)
+    except event_loops.LoopUnavailable as exc:
+        _say(f"propylon: {exc}")
         return EXIT_BAD_INPUT
     trusted = settings.parse_networks(args.trusted_proxies)  # shared_flags checked it while parsing
     try:
@@ -364,4 +372,4 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.workers > 1:
         return _serve_workers(args, memory, first, seen, proxy_settings, token, options)
-    return asyncio.run(_serve(args, memory, first, seen, proxy_settings, token, options, args.redis))
+    return event_loops.run(_serve(args, memory, first, seen, proxy_settings, token, options, args.redis), args.loop)

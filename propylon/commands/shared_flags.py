@@ -18,6 +18,10 @@ its proxies.
 (``serve``, ``operator``, ``render``): the gateway-wide limit is a snapshot setting, so a proxy
 reads it from there and takes no such flag. Checked while parsing (rate above 0, burst at
 least 1; exit 2 naming the flag); a flag not given keeps that half of the default.
+
+``--loop auto|asyncio|uvloop`` (``serve`` and ``proxy``, the commands that run a data plane): the
+event loop, default ``$PROPYLON_LOOP`` then ``auto``; ``event_loops`` runs it. A bad variable is
+refused like a bad flag.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from typing import Literal
 from propylon_config import model
 from propylon_proxy import settings
 
+LOOP_ENV = "PROPYLON_LOOP"
+LOOPS = ("auto", "asyncio", "uvloop")  # event_loops.resolve's choices
 REDIS_URL_ENV = "PROPYLON_REDIS_URL"
 REDIS_SECRET_ENV = "PROPYLON_REDIS_SECRET"
 REDIS_CLUSTER_ENV = "PROPYLON_REDIS_CLUSTER"
@@ -77,6 +83,24 @@ def _burst(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 request, got {text!r}")
     return value
+
+
+def _loop(text: str) -> str:
+    """argparse type: one of LOOPS (the variable's default goes through here too)."""
+    if text not in LOOPS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(LOOPS)}, got {text!r}")
+    return text
+
+
+def add_event_loop(parser: argparse.ArgumentParser) -> None:
+    """``--loop``: which event loop runs the gateway (propylon.commands.event_loops)."""
+    parser.add_argument(
+        "--loop",
+        type=_loop,
+        default=os.environ.get(LOOP_ENV) or "auto",
+        metavar="{" + ",".join(LOOPS) + "}",
+        help=f"the event loop (default: ${LOOP_ENV}, then auto: uvloop when installed, else asyncio)",
+    )
 
 
 def add_gateway_throttle(parser: argparse.ArgumentParser) -> None:

@@ -39,6 +39,19 @@ def _now() -> str:
     return _date[1]
 
 
+# (version, status, reason) -> the status line: a backend's answers repeat (0.35 -> 0.12 us).
+# At most _STATUS_LINES_MAX kept (a backend's reasons are its own text).
+_STATUS_LINES_MAX = 1024
+_STATUS_LINES: dict[tuple[HttpVersion, int, str | None], str] = {}
+
+
+def _status_line(version: HttpVersion, status: int, reason: str | None) -> str:
+    line = f"HTTP/{version.major}.{version.minor} {status} {reason or _REASONS.get(status, '')}"
+    if len(_STATUS_LINES) < _STATUS_LINES_MAX:
+        _STATUS_LINES[(version, status, reason)] = line
+    return line
+
+
 def _head(
     request: FastRequest,
     status: int,
@@ -53,7 +66,10 @@ def _head(
     it replaces any Content-Length header), or None to take the headers' own."""
     version = request.version if request.version in (HttpVersion10, HttpVersion11) else HttpVersion11
     empty = status < 200 or status in (204, 304) or request.method == "HEAD"
-    lines = [f"HTTP/{version.major}.{version.minor} {status} {reason or _REASONS.get(status, '')}"]
+    first = _STATUS_LINES.get((version, status, reason))
+    if first is None:
+        first = _status_line(version, status, reason)
+    lines = [first]
     typed = dated = named = connection = False
     for name, value in headers:
         lower = name.lower()
@@ -208,7 +224,16 @@ async def _relay(
     connection = request.connection
     whole = stream.whole() if type(stream) is upstream_pool.PooledResponse else None
     if whole is not None:
-        await _relay_whole(ctx, request, head, whole, chunked=chunked, empty=empty, stall_seconds=stall_seconds)
+        # Written here, without a coroutine; only a client too slow to take it is waited for.
+        if empty or not whole:
+            data = head + b"0\r\n\r\n" if chunked else head
+        else:
+            data = head + (b"%x\r\n%b\r\n0\r\n\r\n" % (len(whole), whole) if chunked else whole)
+            ctx.response_length += len(whole)
+        request.started = True
+        connection.write(data)
+        if connection.must_drain():
+            await _drain_whole(ctx, request, stall_seconds)
         return
     held: bytes | None = head
     watch = responding.StallWatch(stall_seconds)
@@ -250,34 +275,15 @@ async def _relay(
         connection.write(tail)
 
 
-async def _relay_whole(
-    ctx: context.RequestContext,
-    request: FastRequest,
-    head: bytes,
-    body: bytes,
-    *,
-    chunked: bool,
-    empty: bool,
-    stall_seconds: float,
-) -> None:
+async def _drain_whole(ctx: context.RequestContext, request: FastRequest, stall_seconds: float) -> None:
     """A backend body that arrived whole with its head (``PooledResponse.whole``, the backend
-    connection already back in the pool): head and body in one write, framed as ``_relay``
-    frames them. Only a client too slow to take it gets a stall watch (``StallWatch``), as
-    ``_relay`` would give it."""
-    connection = request.connection
-    if empty or not body:
-        data = head + b"0\r\n\r\n" if chunked else head
-    else:
-        data = head + (b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if chunked else body)
-        ctx.response_length += len(body)
-    request.started = True
-    connection.write(data)
-    if not connection.must_drain():
-        return
+    connection already back in the pool) went out in one write, framed as ``_relay`` frames
+    it, but the client's socket is full: wait for it under the ``StallWatch`` ``_relay``
+    would give it."""
     watch = responding.StallWatch(stall_seconds)
     watch.moved("client")
     try:
-        await connection.drain()
+        await request.connection.drain()
     except asyncio.CancelledError:
         if not watch.absorb(ctx):
             raise

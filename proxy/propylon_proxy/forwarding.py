@@ -106,7 +106,110 @@ def traceparent(incoming: str | None) -> str:
     return f"00-{ids.trace_id()}-{ids.span_id()}-01"
 
 
+# What upstream_request_headers does with a header, by its name as sent. A request's names are
+# few and repeat from request to request (Host, User-Agent, Accept, ...): each is classified
+# once, then looked up. The table stops growing at _KINDS_MAX names (names are the client's: a
+# client inventing names gets them classified per request, never more memory).
+_KEEP, _DROP, _HOST, _TRACE, _CONNECTION, _FOR, _PROTO, _FWD_HOST, _FWD_OTHER = range(9)
+_KINDS: dict[str, int] = {}
+_KINDS_MAX = 1024
+
+
+def _kind(name: str) -> int:
+    lower = name.lower()
+    if lower == "connection":
+        return _CONNECTION
+    if lower in HOP_BY_HOP:
+        return _DROP
+    if lower == "host":
+        return _HOST
+    if lower == "traceparent":
+        return _TRACE
+    canonical = lower.strip().replace("_", "-")
+    if canonical in _GATEWAY_OWNED:
+        return _DROP
+    if _is_forwarding(canonical):
+        if canonical != lower:
+            return _DROP  # an underscore twin: never forwarded as is
+        return {"x-forwarded-for": _FOR, "x-forwarded-proto": _PROTO, "x-forwarded-host": _FWD_HOST}.get(
+            canonical, _FWD_OTHER
+        )
+    return _KEEP
+
+
 def upstream_request_headers(
+    client_headers: Sequence[tuple[str, str]],
+    *,
+    peer: str,
+    trusted: Sequence[settings.Network],
+    scheme: str,
+    upstream_host: str,
+    request_id: str,
+    trace: str | None = None,
+) -> Headers:
+    """The headers the backend receives for a proxied request.
+
+    ``trace`` is the request's own ``traceparent`` (``tracing.traceparent``: the one its
+    exported span has); without it one is made from the client's here.
+    On every proxied request's path: one pass, each header's treatment looked up by its name
+    (``_kind``). A ``Connection`` header that names anything but hop-by-hop headers takes
+    ``_upstream_request_headers_named``, the two-pass form, instead.
+    """
+    kinds = _KINDS
+    trusted_peer = bool(trusted) and is_trusted(peer, trusted)
+    out: Headers = []
+    prior_hops: list[str] = []
+    forwarded_proto = scheme
+    client_host = ""
+    incoming: str | None = None
+    host_seen = trace_seen = False
+    for pair in client_headers:
+        kind = kinds.get(pair[0])
+        if kind is None:
+            kind = _kind(pair[0])
+            if len(kinds) < _KINDS_MAX:
+                kinds[pair[0]] = kind
+        if kind == _KEEP:
+            out.append(pair)
+        elif kind == _HOST:
+            if not host_seen:
+                host_seen, client_host = True, pair[1]
+        elif kind == _TRACE:
+            if not trace_seen:
+                trace_seen, incoming = True, pair[1]
+        elif kind == _CONNECTION:
+            if not {token.strip().lower() for token in pair[1].split(",")} <= HOP_BY_HOP:
+                return _upstream_request_headers_named(
+                    client_headers,
+                    peer=peer,
+                    trusted=trusted,
+                    scheme=scheme,
+                    upstream_host=upstream_host,
+                    request_id=request_id,
+                    trace=trace,
+                )
+        elif kind != _DROP and trusted_peer:
+            if kind == _FOR:
+                prior_hops.append(pair[1])
+            elif kind == _PROTO:
+                # A trusted TLS-terminating proxy knows the client's scheme; we only saw http.
+                proto = pair[1].strip().lower()
+                if proto in ("http", "https"):
+                    forwarded_proto = proto
+            elif kind == _FWD_OTHER:
+                out.append(pair)
+            # _FWD_HOST: replaced below
+    out.append(("Host", upstream_host))
+    out.append(("X-Forwarded-For", ", ".join([*prior_hops, peer]) if prior_hops else peer))
+    out.append(("X-Forwarded-Proto", forwarded_proto))
+    if client_host:
+        out.append(("X-Forwarded-Host", client_host))
+    out.append(("X-Request-Id", request_id))
+    out.append(("traceparent", trace if trace is not None else traceparent(incoming)))
+    return out
+
+
+def _upstream_request_headers_named(
     client_headers: Iterable[tuple[str, str]],
     *,
     peer: str,
@@ -166,6 +269,31 @@ def upstream_request_headers(
     return out
 
 
+# Whether client_response_headers withholds a header, by its name as received (0 no, 1 yes,
+# 2 Connection): classified once per name, at most _KINDS_MAX names (see _KINDS).
+_WITHHELD: dict[str, int] = {}
+
+
+def _withheld(name: str) -> int:
+    lower = name.lower()
+    known = (2 if lower == "connection" else 1) if lower in _NOT_TO_CLIENT else 0
+    if len(_WITHHELD) < _KINDS_MAX:
+        _WITHHELD[name] = known
+    return known
+
+
+# A backend's Connection value -> the names it lists that are not withheld anyway (nginx's
+# "keep-alive": none). Its values repeat from response to response; at most _KINDS_MAX kept.
+_CONNECTION_NAMES: dict[str, frozenset[str]] = {}
+
+
+def _connection_names(value: str) -> frozenset[str]:
+    tokens = frozenset(token.strip().lower() for token in value.split(",")) - _NOT_TO_CLIENT
+    if len(_CONNECTION_NAMES) < _KINDS_MAX:
+        _CONNECTION_NAMES[value] = tokens
+    return tokens
+
+
 def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> Headers:
     """Backend response headers a client may see: hop-by-hop removed, our request id wins.
 
@@ -175,12 +303,17 @@ def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> Head
     for nginx's five headers (perf-hot2).
     """
     kept: Headers = []
-    named: set[str] | None = None
+    named: frozenset[str] | None = None
+    withheld = _WITHHELD
     for pair in upstream_headers:
-        lower = pair[0].lower()
-        if lower in _NOT_TO_CLIENT:
-            if lower == "connection":
-                tokens = {token.strip().lower() for token in pair[1].split(",")} - _NOT_TO_CLIENT
+        known = withheld.get(pair[0])
+        if known is None:
+            known = _withheld(pair[0])
+        if known:
+            if known == 2:  # Connection
+                tokens = _CONNECTION_NAMES.get(pair[1])
+                if tokens is None:
+                    tokens = _connection_names(pair[1])
                 if tokens:
                     named = tokens if named is None else named | tokens
             continue

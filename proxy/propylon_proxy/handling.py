@@ -32,6 +32,9 @@ from propylon_proxy.websocket import entry as ws_entry
 
 
 def _peer(request: incoming.Request) -> str:
+    known: str | None = getattr(request, "peer", None)  # fast_server's, read once per connection
+    if known is not None:
+        return known
     transport = request.transport
     peername = transport.get_extra_info("peername") if transport is not None else None
     if isinstance(peername, tuple | list) and peername:
@@ -99,12 +102,12 @@ class Pipeline:
                 return await responding.adopt(ctx, served)
         table = plan.internal if self._internal else plan.public
         method = request.method
-        headers = request.headers
+        header = incoming.header_lookup(request)  # no header multidict on fast_server (incoming)
         preflight_for = None
-        if method == "OPTIONS" and "Origin" in headers:
-            preflight_for = headers.get("Access-Control-Request-Method")
+        if method == "OPTIONS" and header("Origin") is not None:
+            preflight_for = header("Access-Control-Request-Method")
         ctx.stage, match = table.match(
-            method, headers.get("Host", ""), ctx.target, preflight_for, headers.get(canary.KEY_HEADER)
+            method, header("Host") or "", ctx.target, preflight_for, header(canary.KEY_HEADER)
         )
         ctx.match = match
         if match is None:

@@ -103,20 +103,26 @@ def split_target(target: str, *, max_bytes: int = 8192) -> Target:
         raise Rejected(gateway_responses.BAD_REQUEST, "raw non-ASCII byte in request target")
     if len(target) > max_bytes:
         raise Rejected(gateway_responses.URI_TOO_LONG, "request target too long")
-    if not target.startswith("/"):
+    if target[:1] != "/":
         raise Rejected(gateway_responses.BAD_REQUEST, "request target is not origin-form")
-    if _BAD_TARGET_CHAR.search(target):
+    # _BAD_TARGET_CHAR in three C calls: for ASCII text, isprintable() is False exactly for
+    # the controls and DEL (issue 15, perf-server2: split_target 1.26 -> see the commit).
+    if not target.isprintable() or " " in target or "#" in target:
         raise Rejected(gateway_responses.BAD_REQUEST, "invalid character in request target")
     raw_path, _, query = target.partition("?")
     rest = raw_path[1:]
     raw_segments = tuple(rest.split("/")) if rest else ()
-    # Without an escape, each segment is its own decoded form.
-    segments = tuple(decode_segment(raw) for raw in raw_segments) if "%" in raw_path else raw_segments
-    if "%" in raw_path or "." in raw_path or "\\" in raw_path:
-        # Without an escape, a dot or a backslash no segment can fail (NUL was refused above).
-        for decoded in segments:
-            _check_segment(decoded)
-    return Target(raw_path=raw_path, query=query, raw_segments=raw_segments, segments=segments)
+    if "%" in raw_path:
+        segments = tuple([decode_segment(raw) for raw in raw_segments])
+    elif "." not in raw_path and "\\" not in raw_path:
+        # Without an escape, each segment is its own decoded form, and without a dot or a
+        # backslash no segment can fail (NUL was refused above): the usual request.
+        return Target(raw_path, query, raw_segments, raw_segments)
+    else:
+        segments = raw_segments
+    for decoded in segments:
+        _check_segment(decoded)
+    return Target(raw_path, query, raw_segments, segments)
 
 
 SUPPORTED_VERSIONS = frozenset({(1, 0), (1, 1)})

@@ -10,6 +10,7 @@ step cannot come to depend on what only one of them offers. Responses go out thr
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 from aiohttp import HttpVersion
@@ -83,3 +84,19 @@ class Request(Protocol):
 
     @property
     def writer(self) -> ContinueWriter: ...
+
+
+def header_lookup(request: Request) -> Callable[[str], str | None]:
+    """``request.headers.get``: the first value of a header, decoded as both servers decode
+    headers (UTF-8, undecodable bytes as surrogates).
+
+    fast_server's ``FastRequest.first_header`` answers the headers every request reads (Host,
+    the canary key, traceparent, ...) from what it noted while parsing, so the plain route never
+    builds the header multidict; aiohttp's request has its ``headers`` already."""
+    first: Callable[[str], str | None] | None = getattr(request, "first_header", None)
+    return first if first is not None else request.headers.get
+
+
+def header(request: Request, name: str) -> str | None:
+    """One header's first value (``header_lookup``)."""
+    return header_lookup(request)(name)

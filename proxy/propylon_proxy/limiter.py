@@ -59,13 +59,23 @@ class Limiter:
     def down(self) -> bool:
         return self._down
 
-    async def admit(
+    def decide_now(
         self, buckets: Sequence[state.Bucket], quota: state.Quota | None, gateway: state.Bucket | None, now: float
-    ) -> state.Decision:
+    ) -> state.Decision | None:
+        """``admit``'s decision when no shared store takes part (the gateway-wide limit alone, or
+        the in-memory store), without a coroutine; None when only awaiting ``admit`` can decide."""
         if not buckets and quota is None:  # most routes: only the gateway-wide limit
             return self._gateway_only(gateway, now)
         if not self.shared:
             return self.local.admit_now((*buckets, gateway) if gateway is not None else buckets, quota, now)
+        return None
+
+    async def admit(
+        self, buckets: Sequence[state.Bucket], quota: state.Quota | None, gateway: state.Bucket | None, now: float
+    ) -> state.Decision:
+        decided = self.decide_now(buckets, quota, gateway, now)
+        if decided is not None:
+            return decided
         if gateway is not None:
             decided = self._gateway_only(gateway, now)
             if not decided.admitted:

@@ -118,6 +118,7 @@ class _Limits:
         self._gateway = gateway
         self._keyed: dict[tuple[str, str], tuple[tuple[state.Bucket, ...], str]] = {}
         self._plain: tuple[state.Bucket, ...] = (stage_bucket,) if stage_bucket is not None else ()
+        self._quotas: dict[str, state.Quota] = {}  # quota key -> its Quota for the current period
 
     def _for_key(self, limits: _PlanLimits, key_id: str) -> tuple[tuple[state.Bucket, ...], str]:
         found = self._keyed.get((limits.plan, key_id))
@@ -141,10 +142,15 @@ class _Limits:
             buckets, quota_name = self._for_key(limits, ctx.api_key_id)
             if limits.quota is not None and limits.periods is not None:
                 period = limits.periods.at(now)
-                quota = state.Quota(
-                    key=quota_name, limit=limits.quota.limit, period_start=period.start, period_end=period.end
-                )
-        decision = await self._limiter.admit(buckets, quota, self._gateway, now)
+                quota = self._quotas.get(quota_name)
+                if quota is None or quota.period_start != period.start:  # one per key and period
+                    quota = self._quotas[quota_name] = state.Quota(
+                        key=quota_name, limit=limits.quota.limit, period_start=period.start, period_end=period.end
+                    )
+        # In memory (or the gateway-wide limit alone) the decision needs no coroutine.
+        decision = self._limiter.decide_now(buckets, quota, self._gateway, now)
+        if decision is None:
+            decision = await self._limiter.admit(buckets, quota, self._gateway, now)
         if decision.admitted:
             return None
         if decision.reason == limiter.UNAVAILABLE.reason:

@@ -71,9 +71,10 @@ class Watch:
         self._reset()
         self._schedstat = _Schedstat()
         self._sched = self._tick_sched = self._schedstat.read()
-        self._window_end = loop.time() + WINDOW
-        self._due = loop.time() + TICK
-        self._handle = loop.call_at(self._due, self._tick)
+        # Lag on time.monotonic(), not loop.time(): uvloop's clock moves in whole milliseconds.
+        self._window_end = time.monotonic() + WINDOW
+        self._due = time.monotonic() + TICK
+        self._handle = loop.call_later(TICK, self._tick)
         gc.callbacks.append(self._on_gc)
 
     def _reset(self) -> None:
@@ -88,7 +89,7 @@ class Watch:
             self.gc_ms[info["generation"]].append((time.perf_counter() - self._gc_started) * 1000)
 
     def _tick(self) -> None:
-        now = self._loop.time()
+        now = time.monotonic()
         sched = self._schedstat.read()
         lag = now - self._due
         self.lags.append(lag)
@@ -98,7 +99,7 @@ class Watch:
             self._report()
             self._window_end = now + WINDOW
         self._due = now + TICK
-        self._handle = self._loop.call_at(self._due, self._tick)
+        self._handle = self._loop.call_later(TICK, self._tick)
 
     def _report(self) -> None:
         on_cpu, waiting = self._schedstat.read()

@@ -7,9 +7,7 @@ about logs or metrics.
 
 from __future__ import annotations
 
-import datetime
 import time
-from typing import Any
 
 from propylon_proxy import access_log, context, metrics, runtime
 
@@ -32,36 +30,38 @@ def record(run: runtime.Runtime, ctx: context.RequestContext) -> None:
     if stage is None or not stage.access_log:
         return
     if run.log_writer is not None:
-        run.log_writer.write(access_log.line(_fields(ctx, status, duration)))
+        run.log_writer.write(entry(ctx, status, duration))  # formatted on the writer thread
     else:
-        access_log.write(_fields(ctx, status, duration), run.log_stream)
+        access_log.write(entry(ctx, status, duration), run.log_stream)
 
 
-def _fields(ctx: context.RequestContext, status: int, duration: float) -> dict[str, Any]:
+def entry(ctx: context.RequestContext, status: int, duration: float) -> access_log.Entry:
+    """The access-log line's raw values, in ``access_log.text``'s order: read from the context and
+    nothing formatted, so the loop pays a tuple (the time, path, protocol and JSON are the
+    writer thread's). Every value is immutable: the tuple may cross to that thread as it is."""
     request = ctx.request
-    stage, route = ctx.stage, ctx.route
+    stage, match = ctx.stage, ctx.match
     assert stage is not None
-    latency = ctx.integration_latency
-    return {
-        "requestId": ctx.request_id,
-        "ip": ctx.source_ip,
-        "requestTime": access_log.rfc3339_millis(datetime.datetime.fromtimestamp(ctx.started_wall, datetime.UTC)),
-        "httpMethod": request.method,
-        "routeKey": route.route_key if route else None,
-        "path": request.raw_path.partition("?")[0],
-        "status": status,
-        "protocol": f"HTTP/{request.version.major}.{request.version.minor}",
-        "responseLength": ctx.response_length,
-        "responseLatencyMs": round(duration * 1000),
-        "integrationLatencyMs": round(latency * 1000) if latency is not None else None,
-        "integrationStatus": ctx.integration_status,
-        "apiId": stage.api,
-        "stage": stage.name,
-        "apiKeyId": ctx.api_key_id,
-        "principalId": ctx.principal_id,
-        "userAgent": request.headers.get("User-Agent"),
-        "canary": ctx.canary,
-        "cache": ctx.cache,
-        "errorType": ctx.error_type,
-        "stalled": ctx.stalled,
-    }
+    return (
+        ctx.request_id,
+        ctx.source_ip,
+        ctx.started_wall,
+        request.method,
+        match.route.route_key if match is not None else None,
+        request.raw_path,
+        status,
+        request.version,
+        ctx.response_length,
+        duration,
+        ctx.integration_latency,
+        ctx.integration_status,
+        stage.api,
+        stage.name,
+        ctx.api_key_id,
+        ctx.principal_id,
+        request.headers.get("User-Agent"),
+        ctx.canary,
+        ctx.cache,
+        ctx.error_type,
+        ctx.stalled,
+    )

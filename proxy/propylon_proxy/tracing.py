@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 from typing import Protocol
 
-from propylon_proxy import context, forwarding
+from propylon_proxy import context, forwarding, incoming
 
 log = logging.getLogger("propylon.proxy")
 
@@ -30,7 +30,7 @@ def traceparent(ctx: context.RequestContext) -> str:
     """The request's own ``traceparent``, made on first use and the same for every reader."""
     trace = ctx.traceparent
     if trace is None:
-        trace = ctx.traceparent = forwarding.traceparent(ctx.request.headers.get("traceparent"))
+        trace = ctx.traceparent = forwarding.traceparent(incoming.header(ctx.request, "traceparent"))
     return trace
 
 

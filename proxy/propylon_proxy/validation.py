@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -67,9 +68,34 @@ def compile_model(schema_text: str) -> Validator:
     return is_valid
 
 
+# The end of an object key: its closing quote, JSON whitespace, the colon. Every key of a document
+# ends in one match; the other matches can only be inside strings (an escaped quote or an opening
+# quote followed by a colon), so there are never fewer matches than keys.
+_KEY_END = re.compile(r'"[ \t\n\r]*:')
+
+
+def parse(body: bytes) -> Any:
+    """The JSON document, refusing duplicate keys (``_Duplicate``, a ValueError).
+
+    Most bodies are one flat object: text with at most one ``{`` holds at most that one object,
+    and if it is the document and the key ends counted in the text are no more than its keys,
+    no key was repeated (a repeat would make the text hold more keys than the dict). Such a body
+    is parsed by json's C decoder alone, without the per-object hook; any other (nested objects,
+    a count that does not prove it) is parsed with the hook that sees every key. Measured in
+    process (issue 15, perf-policy2) on bench/validated.lua's body: see docs/performance.md."""
+    text = _text(body)
+    if isinstance(text, str):
+        braces = text.count("{")
+        if braces <= 1:
+            document = json.loads(text)
+            if braces == 0 or (document.__class__ is dict and len(_KEY_END.findall(text)) == len(document)):
+                return document
+    return json.loads(text, object_pairs_hook=_no_duplicates)
+
+
 def body_valid(validate: Validator, body: bytes) -> bool:
     try:
-        document = json.loads(_text(body), object_pairs_hook=_no_duplicates)
+        document = parse(body)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError too
         return False  # not JSON, duplicate keys, or too deep to parse
     try:
@@ -106,7 +132,7 @@ class ValidationStep:
         self._stall = stall
 
     async def before(self, ctx: context.RequestContext) -> steps.Outcome:
-        missing = _missing(ctx, self._required)
+        missing = _missing(ctx, self._required) if self._required else None  # none: no params copied
         if missing:
             message = f"Missing required request parameters: [{', '.join(missing)}]"
             return replies.refuse(gateway_responses.BAD_REQUEST_PARAMETERS, message=message)

@@ -7,6 +7,7 @@ the compiler, and its tests should not either.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -187,6 +188,25 @@ def http_server() -> str:
 def both_servers(request: pytest.FixtureRequest) -> str:
     """Import this into a test module to run each of its tests on both servers."""
     return str(request.param)
+
+
+# The event loop the in-process gateway runs on (``propylon serve --loop``): the modules that run
+# on both servers (they import ``both_servers``) run on both loops too, since the servers and the
+# upstream pool meet the loop's transports there; the others on asyncio's, or on
+# PROPYLON_TEST_LOOP's for a whole run. uvloop is in the test extra; without it, asyncio only.
+_LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
+with contextlib.suppress(ImportError):
+    import uvloop
+
+    _LOOPS["uvloop"] = uvloop.new_event_loop
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    module = getattr(item, "module", None)
+    if module is not None and "both_servers" in vars(module):
+        return _LOOPS
+    wanted = os.environ.get("PROPYLON_TEST_LOOP", "asyncio")
+    return {wanted: _LOOPS[wanted]}
 
 
 @pytest.fixture

@@ -48,3 +48,18 @@ def test_a_stalled_stdout_drops_and_counts_lines_and_never_blocks():
     writer.close(timeout=5)
     with contextlib.suppress(OSError):
         out.close()
+
+
+def test_a_line_the_stream_cannot_encode_is_escaped_and_its_batch_still_written():
+    # A lone surrogate (a client's undecodable byte kept by surrogateescape) cannot be written
+    # to a strict UTF-8 stream; the lines queued with it must still reach the log.
+    read_fd, write_fd = os.pipe()
+    out = os.fdopen(write_fd, "w", encoding="utf-8", errors="strict")
+    writer = log_writer.LineWriter(out, render=str)
+    writer.write('{"n":0}')
+    writer.write('{"ua":"bad\udcff"}')
+    writer.write('{"n":2}')
+    writer.close()
+    out.close()
+    with os.fdopen(read_fd, encoding="utf-8") as pipe:
+        assert pipe.read().splitlines() == ['{"n":0}', '{"ua":"bad\\udcff"}', '{"n":2}']

@@ -98,21 +98,31 @@ class Verifier:
         self._prepared: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def verify(self, token: str) -> Outcome:
+        found = self.warm(token)
+        return await self.cold(token, found) if isinstance(found, bytes) else found
+
+    def warm(self, token: str) -> Outcome | bytes:
+        """``verify``'s answer from the verified-token cache alone, without a coroutine (the warm
+        token's whole check); on a miss the token's digest, for ``cold`` to verify it with."""
         if len(token) > MAX_TOKEN_BYTES:
             return gateway_responses.UNAUTHORIZED
-        now = self._clock()
         slot = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
         cache = self._cache
         cached = cache.get(slot)
         if cached is not None:
             cache.move_to_end(slot)  # most recently used: evicted last
+            now = self._clock()
             hit = cached.verified
             if now > hit.expires + self._skew or now + self._skew < cached.not_before:
                 self._cache.pop(slot, None)
                 return gateway_responses.UNAUTHORIZED
             if self._keys is None or self._keys.due() == cached.generation:
                 return hit
-            self._cache.pop(slot, None)  # the keys changed since: verify it again below
+            self._cache.pop(slot, None)  # the keys changed since: verify it again (cold)
+        return slot
+
+    async def cold(self, token: str, slot: bytes) -> Outcome:
+        """The full check of a token ``warm`` did not answer (``slot``: its digest)."""
         parsed = _parse(token)
         if parsed is None:
             return gateway_responses.UNAUTHORIZED
@@ -143,6 +153,7 @@ class Verifier:
         if verified is None:
             return gateway_responses.UNAUTHORIZED
         nbf = _number(claims.get("nbf"))
+        cache = self._cache
         if len(cache) >= CACHE_ENTRIES:
             cache.popitem(last=False)  # the least recently used token
         cache[slot] = _Cached(verified, nbf if nbf is not None else -math.inf, generation)

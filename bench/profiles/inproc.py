@@ -1,0 +1,173 @@
+"""The plain route's Python cost per request, in process, without sockets (issue 15, perf-server2).
+
+Run: ``python bench/profiles/inproc.py [--requests N] [--rounds R] [--conns C] [--headers K]``.
+
+``propylon-pool``'s path exactly as ``propylon serve`` runs it (bench/manifests compiled, the
+same gateway-wide limit bench/run.py sets, fast_server's ``HttpConnection`` and the pooled
+upstream client), but both transports are fakes: the client's request is fed to
+``data_received``, and a backend write is answered with nginx's canned ``ok`` response on the
+next loop iteration (as epoll would hand it over). What is left is what the gateway's own code
+costs per request: parsing, the pipeline, the Task and the futures, the loop's hops; not the
+``send``/``recv``/``epoll_wait`` system calls. Prints process-CPU µs per request, best of R
+rounds: a figure to compare two revisions with, not a bench figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if "--tree" in sys.argv:  # another checkout's code (``--tree /work/main``: the baseline)
+    ROOT = Path(sys.argv[sys.argv.index("--tree") + 1]).resolve()
+for sub in ("proxy", "operator", "."):
+    sys.path.insert(0, str(ROOT / sub))
+
+from propylon_compiler import compiler, manifests  # noqa: E402
+from propylon_config import model  # noqa: E402
+from propylon_proxy import fast_server, gateway, handling, upstream_pool  # noqa: E402
+
+_NGINX = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.24.0\r\nDate: Thu, 03 Dec 2026 18:00:00 GMT\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
+)
+
+
+class _Backend(asyncio.Transport):
+    """A backend socket: every request written is answered on the next loop iteration."""
+
+    def __init__(self, conn: upstream_pool._Connection) -> None:
+        super().__init__()
+        self._conn = conn
+        self._loop = asyncio.get_running_loop()
+        self._closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._loop.call_soon(self._conn.data_received, _NGINX)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        self._closing = True
+
+    def abort(self) -> None:
+        self._closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+
+class _Client(asyncio.Transport):
+    """The client's socket: counts responses (one write per response on this route)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.done: asyncio.Future[None] | None = None
+        self.last = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.last = bytes(data)
+        if self.done is not None and not self.done.done():
+            self.done.set_result(None)
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _connect(self: upstream_pool.PooledUpstream, key: upstream_pool.PoolKey) -> upstream_pool._Connection:
+    conn = upstream_pool._Connection(self, key)
+    conn.connection_made(_Backend(conn))
+    return conn
+
+
+def _snapshot(work: Path) -> model.GatewayConfig:
+    folder = work / "manifests"
+    folder.mkdir()
+    for source in (ROOT / "bench" / "manifests").glob("*.yaml"):
+        (folder / source.name).write_text(source.read_text().replace("${stageVariables.backendPort}", "8081"))
+    loaded = manifests.load_paths([str(folder)])
+    options = compiler.CompileOptions(gateway_throttle=model.Throttle(rate_limit=1_000_000, burst_limit=100_000))
+    return compiler.compile(loaded.documents, options=options).snapshot
+
+
+async def _run(requests: int, rounds: int, headers: int, conns: int) -> list[float]:
+    upstream_pool.PooledUpstream._connect = _connect  # type: ignore[method-assign]
+    with tempfile.TemporaryDirectory() as tmp:
+        snapshot = _snapshot(Path(tmp))
+    gw = gateway.Gateway()
+    gw.swap(snapshot)
+    pipeline = handling.Pipeline(gw.runtime, gw.holder, "public")
+    server = fast_server.FastServer(pipeline, gw.settings.listener, None, fallback=None)  # type: ignore[arg-type]
+    pairs = []
+    for _ in range(conns):
+        conn, client = server(), _Client()
+        conn.connection_made(client)
+        pairs.append((conn, client))
+    extra = b"".join(b"X-Header-%d: value-%d\r\n" % (i, i) for i in range(headers))
+    raw = b"GET /bench/hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" + extra + b"\r\n"
+    loop = asyncio.get_running_loop()
+
+    async def one() -> None:
+        # One request on each connection, all fed in the same iteration (wrk's batches).
+        waits = []
+        for conn, client in pairs:
+            client.done = loop.create_future()
+            conn.data_received(raw)
+            waits.append(client.done)
+        for wait in waits:
+            await wait
+
+    for _ in range(2000 // conns):  # warm: the pool's connections, caches, the plan's series
+        await one()
+    last = pairs[0][1].last
+    assert last.startswith(b"HTTP/1.1 200"), last[:200]
+    gc.collect()
+    gc.freeze()
+    best: list[float] = []
+    for _ in range(rounds):
+        start = time.process_time()
+        for _ in range(requests // conns):
+            await one()
+        best.append((time.process_time() - start) / (requests // conns * conns) * 1e6)
+    return best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tree", help="run this checkout's proxy code instead (e.g. /work/main)")
+    parser.add_argument("--conns", type=int, default=16, help="client connections, one request each per batch")
+    parser.add_argument("--headers", type=int, default=0, help="extra request headers beyond Host (wrk sends none)")
+    args = parser.parse_args()
+    figures = asyncio.run(_run(args.requests, args.rounds, args.headers, args.conns))
+    print(f"µs/request best {min(figures):.2f}  rounds " + " ".join(f"{f:.2f}" for f in figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
