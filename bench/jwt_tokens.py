@@ -3,9 +3,15 @@
 ``propylon-jwt`` sends one token again and again (warm: after the first request the gateway
 answers from its verified-token cache); ``propylon-jwt-cold`` sends a different token on every
 request (cold: every request is a full RS256 verification), read by the wrk script below from a
-file of pre-signed tokens. Each wrk run is given its own slice of that file (``offset``), and
-reports how many tokens its busiest thread used, so no token is sent twice; if the file runs out,
-the script wraps and says how many it reused, and run.py reports that with the figures.
+file of pre-signed tokens. Each wrk run starts where the last one stopped (``offset``) and
+reports how many tokens its busiest thread used. Past the end of the file it goes on from the
+start: a token is then sent again, but only after every other token of the file (at least
+``MIN_TOKENS`` requests later), and the gateway's verified-token cache is an LRU of
+``CACHE_ENTRIES``: a cyclic sequence longer than the cache misses on every request, so a resent
+token is still cold (the 2026-12-04 run on a quiet machine went past the end: 8,600 req/s
+against the 4,000/s the file was sized for, and the script then cycled over the few tokens left,
+which were warm). Only a token sent twice within one wrk run's own tokens could be warm; the
+script counts those (``reused``), and run.py reports them with the figures.
 
 Signing is the slow part (about 0.4 ms per RS256 token), so it uses every core, once, before any
 target is measured.
@@ -25,6 +31,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt import algorithms
 
+from propylon_proxy.authorizers import jwt as jwt_cache
+
 ISSUER = "https://bench.propylon.invalid"
 AUDIENCE = "bench"
 KID = "bench-1"
@@ -43,13 +51,18 @@ end
 
 function init(args)
   local path, offset, nthreads = args[1], tonumber(args[2]), tonumber(args[3])
+  -- This thread's tokens from offset to the end of the file, then from its start to offset.
   tokens = {}
+  local before = {}
   local i = 0
   for line in io.lines(path) do
-    if i >= offset and (i - offset) % nthreads == id then
-      table.insert(tokens, line)
+    if (i - offset) % nthreads == id then
+      table.insert(i >= offset and tokens or before, line)
     end
     i = i + 1
+  end
+  for _, line in ipairs(before) do
+    table.insert(tokens, line)
   end
   used = 0
   reused = 0
@@ -76,6 +89,9 @@ function done(summary, latency, requests)
 end
 """
 _USED = re.compile(r"jwt-cold used (\d+) reused (\d+)")
+# The gateway's verified-token cache (an LRU): a cycle over more tokens than this is all misses.
+CACHE_ENTRIES = jwt_cache.CACHE_ENTRIES
+MIN_TOKENS = 2 * CACHE_ENTRIES  # the file's least size: a token comes back after 20,000 others
 
 
 def _pem(key: rsa.RSAPrivateKey) -> bytes:
@@ -94,7 +110,10 @@ def _sign(job: tuple[bytes, int, int, int]) -> list[str]:
 
 
 def make(folder: Path, cold_tokens: int, *, valid_seconds: int = 6 * 3600) -> dict[str, Any]:
-    """Write ``jwks.json`` (served to the gateway) and ``cold-tokens.txt`` under ``folder``."""
+    """Write ``jwks.json`` (served to the gateway) and ``cold-tokens.txt`` under ``folder``
+    (at least ``MIN_TOKENS`` of them when any cold token is asked for)."""
+    if cold_tokens > 0:
+        cold_tokens = max(cold_tokens, MIN_TOKENS)
     folder.mkdir(parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = {**algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": KID, "use": "sig", "alg": "RS256"}

@@ -1,6 +1,7 @@
 """The plain route's Python cost per request, in process, without sockets (issue 15, perf-server2).
 
-Run: ``python bench/profiles/inproc.py [--requests N] [--rounds R] [--conns C] [--headers K]``.
+Run: ``python bench/profiles/inproc.py [--requests N] [--rounds R] [--conns C] [--headers K]
+[--route hello|jwt] [--cold N]``.
 
 ``propylon-pool``'s path exactly as ``propylon serve`` runs it (bench/manifests compiled, the
 same gateway-wide limit bench/run.py sets, fast_server's ``HttpConnection`` and the pooled
@@ -31,6 +32,9 @@ for sub in ("proxy", "operator", "."):
 from propylon_compiler import compiler, manifests  # noqa: E402
 from propylon_config import model  # noqa: E402
 from propylon_proxy import fast_server, gateway, handling, upstream_pool  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: jwt_tokens
+from aiohttp import web  # noqa: E402
 
 _NGINX = (
     b"HTTP/1.1 200 OK\r\nServer: nginx/1.24.0\r\nDate: Thu, 03 Dec 2026 18:00:00 GMT\r\n"
@@ -104,22 +108,47 @@ async def _connect(self: upstream_pool.PooledUpstream, key: upstream_pool.PoolKe
     return conn
 
 
-def _snapshot(work: Path) -> model.GatewayConfig:
+def _snapshot(work: Path, jwks_port: int) -> model.GatewayConfig:
     folder = work / "manifests"
     folder.mkdir()
     for source in (ROOT / "bench" / "manifests").glob("*.yaml"):
-        (folder / source.name).write_text(source.read_text().replace("${stageVariables.backendPort}", "8081"))
+        text = source.read_text().replace("${stageVariables.backendPort}", "8081")
+        (folder / source.name).write_text(text.replace("127.0.0.1:8082/", f"127.0.0.1:{jwks_port}/"))
     loaded = manifests.load_paths([str(folder)])
     options = compiler.CompileOptions(gateway_throttle=model.Throttle(rate_limit=1_000_000, burst_limit=100_000))
     return compiler.compile(loaded.documents, options=options).snapshot
 
 
-async def _run(requests: int, rounds: int, headers: int, conns: int) -> list[float]:
+async def _jwks_server(folder: Path) -> tuple[web.AppRunner, int]:
+    """The bench key's JWKS on a loopback port (fetched once, when the plan is swapped in)."""
+    app = web.Application()
+    app.router.add_get("/jwks.json", lambda _: web.FileResponse(folder / "jwks.json"))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None and server.sockets
+    return runner, int(server.sockets[0].getsockname()[1])
+
+
+async def _run(requests: int, rounds: int, headers: int, conns: int, route: str, cold: int) -> list[float]:
     upstream_pool.PooledUpstream._connect = _connect  # type: ignore[method-assign]
-    with tempfile.TemporaryDirectory() as tmp:
-        snapshot = _snapshot(Path(tmp))
+    tmp = tempfile.TemporaryDirectory()
+    work = Path(tmp.name)
+    tokens: list[bytes] = []
+    jwks_runner = None
+    jwks_port = 8082
+    if route == "jwt":
+        import jwt_tokens
+
+        made = jwt_tokens.make(work / "jwt", max(1, cold))
+        jwks_runner, jwks_port = await _jwks_server(work / "jwt")
+        tokens = [made["warm"].encode()] if cold == 0 else made["tokens"].read_bytes().split()
+    snapshot = _snapshot(work, jwks_port)
     gw = gateway.Gateway()
     gw.swap(snapshot)
+    await asyncio.sleep(0.5)  # the key set's prefetch
     pipeline = handling.Pipeline(gw.runtime, gw.holder, "public")
     server = fast_server.FastServer(pipeline, gw.settings.listener, None, fallback=None)  # type: ignore[arg-type]
     pairs = []
@@ -128,15 +157,19 @@ async def _run(requests: int, rounds: int, headers: int, conns: int) -> list[flo
         conn.connection_made(client)
         pairs.append((conn, client))
     extra = b"".join(b"X-Header-%d: value-%d\r\n" % (i, i) for i in range(headers))
-    raw = b"GET /bench/hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" + extra + b"\r\n"
+    head = b"GET /bench/%s HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" % route.encode() + extra
+    raws = [head + b"Authorization: Bearer " + t + b"\r\n\r\n" for t in tokens] or [head + b"\r\n"]
+    sent = 0
     loop = asyncio.get_running_loop()
 
     async def one() -> None:
         # One request on each connection, all fed in the same iteration (wrk's batches).
+        nonlocal sent
         waits = []
         for conn, client in pairs:
             client.done = loop.create_future()
-            conn.data_received(raw)
+            conn.data_received(raws[sent % len(raws)])
+            sent += 1
             waits.append(client.done)
         for wait in waits:
             await wait
@@ -153,6 +186,9 @@ async def _run(requests: int, rounds: int, headers: int, conns: int) -> list[flo
         for _ in range(requests // conns):
             await one()
         best.append((time.process_time() - start) / (requests // conns * conns) * 1e6)
+    if jwks_runner is not None:
+        await jwks_runner.cleanup()
+    tmp.cleanup()
     return best
 
 
@@ -163,8 +199,10 @@ def main() -> int:
     parser.add_argument("--tree", help="run this checkout's proxy code instead (e.g. /work/main)")
     parser.add_argument("--conns", type=int, default=16, help="client connections, one request each per batch")
     parser.add_argument("--headers", type=int, default=0, help="extra request headers beyond Host (wrk sends none)")
+    parser.add_argument("--route", default="hello", choices=["hello", "jwt"], help="GET /bench/<route>")
+    parser.add_argument("--cold", type=int, default=0, help="jwt: cycle over this many new tokens (0: one warm token)")
     args = parser.parse_args()
-    figures = asyncio.run(_run(args.requests, args.rounds, args.headers, args.conns))
+    figures = asyncio.run(_run(args.requests, args.rounds, args.headers, args.conns, args.route, args.cold))
     print(f"µs/request best {min(figures):.2f}  rounds " + " ".join(f"{f:.2f}" for f in figures))
     return 0
 

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 
 from propylon_config import key_hashing, model
-from propylon_proxy import context, gateway_responses, replies, steps
+from propylon_proxy import context, gateway_responses, incoming, replies, steps
 
 log = logging.getLogger("propylon.proxy")
 
@@ -86,10 +86,10 @@ def step_for(setup: steps.RouteSetup) -> steps.Step | None:
     from_authorizer = setup.api is not None and setup.api.api_key_source == "AUTHORIZER"
 
     async def from_header(ctx: context.RequestContext) -> replies.Refusal | None:
-        # The request's header table (built for every request by the dispatcher) rather than a
-        # scan of ctx.headers; both servers decode it as UTF-8 with surrogateescape, so encoding
-        # it back the same way gives exactly the bytes the client sent.
-        value = ctx.request.headers.get(HEADER)
+        # The header's first value as both servers decode it (UTF-8 with surrogateescape), so
+        # encoding it back the same way gives exactly the bytes the client sent; fast_server
+        # noted it while parsing (incoming.header_lookup), no header multidict is built.
+        value = incoming.header(ctx.request, HEADER)
         if not value:
             return _INVALID
         grant = table.grant(value.encode("utf-8", "surrogateescape"), stage)

@@ -135,7 +135,11 @@ def check_version(version: tuple[int, int]) -> None:
 
 
 _SINGLE = (b"host", b"authorization", b"x-api-key")
-_FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
+# CR, LF and NUL are refused in any header value. Deleted with ``bytes.translate`` over all the
+# values joined, not looked for with ``re.search(rb"[\r\n\x00]")``: the test alone 3.0 -> 0.9 us
+# with an 800-byte bearer token, check_headers 3.3 -> 1.6 us for Host + Authorization and the
+# same 0.6-0.7 us for a Host alone (timeit, issue 15, 2026-12-04).
+_FORBIDDEN_IN_VALUE = b"\r\n\x00"
 # The names the rules below count. Only a name of one of their lengths is lower-cased: the usual
 # request's other headers (Accept, User-Agent, ...) cost one ``len`` each (issue 15, perf-shell).
 _WATCHED = frozenset({*_SINGLE, b"content-length", b"transfer-encoding"})
@@ -162,7 +166,8 @@ def check_headers(
                 seen.append(lower)
     if size > max_header_bytes:
         raise Rejected(gateway_responses.REQUEST_HEADERS_TOO_LARGE, "header block too large")
-    if _FORBIDDEN_IN_VALUE.search(b" ".join([value for _, value in raw_headers])):  # one search, not one a value
+    values = b" ".join([value for _, value in raw_headers])  # one pass, not one a value
+    if len(values.translate(None, _FORBIDDEN_IN_VALUE)) != len(values):
         raise Rejected(gateway_responses.BAD_REQUEST, "control character in a header value")
     if seen == [b"host"]:
         return  # the usual request: one Host, no body framing, no credentials

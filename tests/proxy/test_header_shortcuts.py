@@ -81,6 +81,8 @@ HEADS = [
     b"Host: h\r\nTraceparent: 00-x\r\nORIGIN: https://o\r\nAccess-Control-Request-Method: PUT\r\n",
     b"Host: \xc3\xa9t\xe9\r\nExpect: 100-continue\r\nUser-Agent: ua\r\nX-Other: 1\r\n",
     b"X-Only: 1\r\n",
+    b"Host: h\r\nauthorization: Bearer a.b.c\r\nAUTHORIZATION: second\r\nX-API-Key: k\xe9y\r\nx-api-key: two\r\n",
+    b"Host: h\r\nAuthorization:\r\nx-api-key: \r\nIf-None-Match: x\r\n",
 ]
 NAMES = [
     "Host",
@@ -92,6 +94,11 @@ NAMES = [
     "Access-Control-Request-Method",
     "User-Agent",
     "X-Other",
+    "Authorization",
+    "authorization",
+    "x-api-key",
+    "X-Api-Key",
+    "If-None-Match",
     "Missing",
 ]
 

@@ -19,7 +19,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 
 from propylon_config import model
-from propylon_proxy import context, gateway_responses, guards, replies, steps
+from propylon_proxy import context, gateway_responses, guards, incoming, replies, steps
 from propylon_proxy.authorizers import functions, jwks, jwt, sealing
 
 log = logging.getLogger("propylon.proxy.authorizers")
@@ -96,7 +96,7 @@ def _check(
 
     async def check(ctx: context.RequestContext) -> replies.Refusal | None:
         if header is not None:
-            value = ctx.request.headers.get(header)
+            value = incoming.header(ctx.request, header)  # noted while parsing: no multidict
         elif query is not None:
             value = next((v for k, v in urllib.parse.parse_qsl(ctx.query, keep_blank_values=True) if k == query), None)
         else:
