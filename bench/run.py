@@ -88,6 +88,7 @@ import io
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -251,7 +252,28 @@ class Processes:
         self.running.clear()
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A free port below the kernel's ephemeral range. A port the kernel handed out (bind to 0)
+    is in that range, and between this check and the server's own bind any outgoing connection
+    (a readiness poll, a gateway's upstream or JWKS fetch) may be given it: the 2026-12-04 run
+    lost nginx-proxy so ("bind() ... Address already in use")."""
+    low = _ephemeral_low()
+    if low > 11000:
+        for _ in range(200):
+            port = random.randrange(10000, low - 1)
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
