@@ -83,6 +83,7 @@ HEADS = [
     b"X-Only: 1\r\n",
     b"Host: h\r\nauthorization: Bearer a.b.c\r\nAUTHORIZATION: second\r\nX-API-Key: k\xe9y\r\nx-api-key: two\r\n",
     b"Host: h\r\nAuthorization:\r\nx-api-key: \r\nIf-None-Match: x\r\n",
+    b"Host: h\r\nCONTENT-ENCODING: gzip\r\ncontent-encoding: identity\r\nContent-Length: 0\r\n",
 ]
 NAMES = [
     "Host",
@@ -99,6 +100,8 @@ NAMES = [
     "x-api-key",
     "X-Api-Key",
     "If-None-Match",
+    "Content-Encoding",
+    "content-encoding",
     "Missing",
 ]
 
