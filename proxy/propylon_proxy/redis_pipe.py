@@ -2,10 +2,13 @@
 
 Every decision is one command, and there are thousands a second: a connection pool that
 lends a connection per command and waits for its answer spends more CPU on the lending than
-Redis spends on the script. Here commands from all requests go out on one connection as they
-come and answers are matched to them in order (Redis answers a connection's commands in the
-order it sent them), parsed by hiredis. A command whose caller gave up (its time budget ran
-out) keeps its place in the queue, so the answers after it still find their callers.
+Redis spends on the script. Here commands from all requests go out on one connection and
+answers are matched to them in order (Redis answers a connection's commands in the order it
+sent them), parsed by hiredis. Commands issued in the same turn of the event loop leave in one
+write at its end (auto-pipelining, as ioredis and Lettuce do it): the requests of one read
+batch share one system call and one wake-up of the server instead of paying one each. A
+command whose caller gave up (its time budget ran out) keeps its place in the queue, so the
+answers after it still find their callers.
 
 A lost connection fails every command waiting on it; the next command connects again. Only
 plain ``redis://`` and ``unix://`` URLs (with an optional password and database) come here;
@@ -61,26 +64,48 @@ class Pipe:
         self._pending: _Queue = collections.deque()
         self._reading: asyncio.Task[None] | None = None
         self._connecting: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the connection's
+        # Commands packed this turn of the loop, for _writer, and whether their flush is due.
+        self._out: list[bytes] = []
+        self._out_for: asyncio.StreamWriter | None = None
+        self._flush_due = False
 
     def send(self, *args: Any) -> asyncio.Future[Any] | None:
-        """The command sent now and the future of its answer, or None when not connected (then
-        ``call``, which connects). Lets a caller bound the answer with a timer rather than a task."""
+        """The command queued for this turn's write and the future of its answer, or None when
+        not connected (then ``call``, which connects). Lets a caller bound the answer with a
+        timer rather than a task."""
         writer = self._writer
         if writer is None or writer.is_closing():
             return None
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append(future)
-        writer.write(pack(args))
-        return future
+        return self._queue(writer, self._pending, pack(args))
 
     async def call(self, *args: Any) -> Any:
         writer = self._writer
         if writer is None or writer.is_closing():
             writer = await self._connect()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append(future)
-        writer.write(pack(args))
-        return await future
+        return await self._queue(writer, self._pending, pack(args))
+
+    def _queue(self, writer: asyncio.StreamWriter, pending: _Queue, command: bytes) -> asyncio.Future[Any]:
+        """Answers are matched by order, so a command's future joins ``pending`` in the order
+        its bytes join the write: every command of a connection goes through here."""
+        loop = self._loop or asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        pending.append(future)
+        if self._out_for is not writer:
+            # Another connection's leftovers: it is closing, and its reader fails their futures.
+            self._out, self._out_for = [], writer
+        self._out.append(command)
+        if not self._flush_due:
+            self._flush_due = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        out, writer = self._out, self._out_for
+        self._out = []
+        if out and writer is not None and not writer.is_closing():
+            writer.write(out[0] if len(out) == 1 else b"".join(out))
 
     async def _connect(self) -> asyncio.StreamWriter:
         if self._connecting is None:
@@ -92,20 +117,20 @@ class Pipe:
                 reader, writer = await asyncio.open_unix_connection(self._unix)
             else:
                 reader, writer = await asyncio.open_connection(self._host, self._port)
+            self._loop = asyncio.get_running_loop()
             pending: _Queue = collections.deque()  # this connection's own queue
-            self._pending = pending
-            self._writer = writer
-            self._reading = asyncio.get_running_loop().create_task(self._read(reader, writer, pending))
+            self._reading = self._loop.create_task(self._read(reader, writer, pending))
             hello: list[tuple[Any, ...]] = []
             if self._password is not None:
                 hello.append(("AUTH", self._username, self._password) if self._username else ("AUTH", self._password))
             if self._db:
                 hello.append(("SELECT", self._db))
+            # Published once AUTH and SELECT are answered: until then ``send`` says "not
+            # connected" and ``call`` waits here, so no command runs before SELECT (on db 0).
             for command in hello:
-                future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                pending.append(future)
-                writer.write(pack(command))
-                await future
+                await self._queue(writer, pending, pack(command))
+            self._pending = pending
+            self._writer = writer
             return writer
 
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pending: _Queue) -> None:
