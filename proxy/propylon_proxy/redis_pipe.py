@@ -41,7 +41,16 @@ def supports(url: str) -> bool:
 
 
 def pack(args: tuple[Any, ...]) -> bytes:
-    """A command in RESP: an array of bulk strings."""
+    """A command in RESP: an array of bulk strings. hiredis packs str, int, float and bytes in C
+    (the same bytes: tests/proxy/test_redis_store.py; an admit's EVALSHA 4.4 -> 1.6 us, timeit);
+    anything else (a bool) is packed here as ``str(arg)``."""
+    try:
+        return hiredis.pack_command(args)
+    except TypeError:
+        return _pack_each(args)
+
+
+def _pack_each(args: tuple[Any, ...]) -> bytes:
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
         data = arg if isinstance(arg, bytes) else str(arg).encode()
