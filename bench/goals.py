@@ -4,7 +4,11 @@ A goal reads the run's ``Figures``: the per-target summary of the interleaved wr
 run.py's ``summarize``) and ``extra``, what the run measured besides (latency at one connection
 and open loop, compile time, RSS). Ratios of two targets are per core (the inverse of CPU time
 per request of the target's own processes): on a shared machine requests/s moves with whatever
-else runs, CPU per request much less; the requests/s ratio is shown beside it. A goal whose
+else runs, CPU per request much less; the requests/s ratio is shown beside it. The verdict reads
+the ratio of the two targets' medians; beside it, the median of the per-round ratios (both
+measured in the same round, seconds apart) with its range: on 2026-12-04 one 4-second window
+moved ±30 % even on a quiet machine, and the same-round figure drifts less from run to run
+(bench/RESULTS.md). A goal whose
 inputs were not measured (a target not asked for, or skipped) reads "n/a", never PASS.
 
 Adding a target is one entry in ``GOALS``.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +29,10 @@ Summary = dict[str, dict[str, float]]
 class Figures:
     summary: Summary
     extra: dict[str, float]
+    rounds: dict[str, dict[int, float]] = dataclasses.field(default_factory=dict)  # target -> round -> CPU µs/req
+
+
+SameRound = tuple[float, float, float, int]  # median, lowest, highest, rounds
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -38,6 +47,7 @@ class Goal:
     # beside the verdict, so a machine's stall is not read as the gateway's.
     caveat: Callable[[Figures], str | None] | None = None
     pair: tuple[str, str] | None = None  # a ratio's (target, reference): what a baseline twin swaps in
+    same_round: Callable[[Figures], SameRound | None] | None = None  # a ratio's per-round figure
 
 
 def per_core(target: str, reference: str) -> Callable[[Figures], float | None]:
@@ -48,6 +58,19 @@ def per_core(target: str, reference: str) -> Callable[[Figures], float | None]:
         if "cpu_us_per_request" not in a or "cpu_us_per_request" not in b:
             return None
         return b["cpu_us_per_request"] / a["cpu_us_per_request"]
+
+    return figure
+
+
+def per_round(target: str, reference: str) -> Callable[[Figures], SameRound | None]:
+    """``per_core`` of each round that measured both, as (median, lowest, highest, rounds)."""
+
+    def figure(f: Figures) -> SameRound | None:
+        a, b = f.rounds.get(target, {}), f.rounds.get(reference, {})
+        ratios = [b[n] / a[n] for n in sorted(a.keys() & b.keys()) if a[n] and b[n]]
+        if not ratios:
+            return None
+        return statistics.median(ratios), min(ratios), max(ratios), len(ratios)
 
     return figure
 
@@ -88,7 +111,14 @@ def open_loop_caveat(f: Figures) -> str | None:
 
 
 def ratio(name: str, target: str, reference: str, bar: float | None) -> Goal:
-    return Goal(name, per_core(target, reference), bar, rps_ratio=rps(target, reference), pair=(target, reference))
+    return Goal(
+        name,
+        per_core(target, reference),
+        bar,
+        rps_ratio=rps(target, reference),
+        pair=(target, reference),
+        same_round=per_round(target, reference),
+    )
 
 
 def twin_goal(goal: Goal, figures: Figures, rev: str) -> Goal | None:
@@ -105,6 +135,7 @@ def twin_goal(goal: Goal, figures: Figures, rev: str) -> Goal | None:
         figure=per_core(target, reference),
         rps_ratio=rps(target, reference),
         pair=(target, reference),
+        same_round=per_round(target, reference),
     )
 
 
@@ -177,6 +208,7 @@ def evaluate(figures: Figures, baseline: str | None = None) -> list[dict[str, An
                 "figure": value,
                 "unit": goal.unit,
                 "rps_ratio": goal.rps_ratio(figures) if goal.rps_ratio else None,
+                "same_round": goal.same_round(figures) if goal.same_round else None,
                 "target": None if goal.bar is None else f"{goal.compare} {goal.bar:g}{goal.unit}",
                 "verdict": verdict,
             }
@@ -190,14 +222,22 @@ def _number(value: float | None, unit: str) -> str:
     return f"{value:.2f}x" if unit == "x" else f"{value:.2f} {unit}"
 
 
+def _same_round(value: SameRound | None) -> str:
+    if value is None:
+        return "-"
+    median, lowest, highest, rounds = value
+    return f"{median:.2f}x ({lowest:.2f}-{highest:.2f}, {rounds})"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| target | figure | req/s ratio | bar | verdict |",
-        "|---|---|---|---|---|",
+        "| target | figure | req/s ratio | same-round median (range, rounds) | bar | verdict |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
         ratio_cell = _number(row["rps_ratio"], "x") if row["unit"] == "x" else ""
+        same_cell = _same_round(row.get("same_round")) if row["unit"] == "x" else ""
         verdict = row["verdict"] + (f" ({row['caveat']})" if row.get("caveat") else "")
-        cells = [row["goal"], _number(row["figure"], row["unit"]), ratio_cell, row["target"] or "-", verdict]
+        cells = [row["goal"], _number(row["figure"], row["unit"]), ratio_cell, same_cell, row["target"] or "-", verdict]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -1147,9 +1147,14 @@ def main() -> int:
 
     summary = summarize(measurements, [t.name for t in targets if not t.skipped])
     scalars = {k: float(v) for k, v in extra.items() if isinstance(v, int | float)}
-    verdicts = goals.evaluate(goals.Figures(summary=summary, extra=scalars))
+    per_round: dict[str, dict[int, float]] = {}
+    for m in measurements:
+        if m.cpu_us_per_request:
+            per_round.setdefault(m.target, {})[m.round] = m.cpu_us_per_request
+    figures = goals.Figures(summary=summary, extra=scalars, rounds=per_round)
+    verdicts = goals.evaluate(figures)
     # The same ratios on the baseline twins: a before/after of every goal in one run.
-    twin_verdicts = goals.evaluate(goals.Figures(summary, scalars), args.baseline) if args.baseline else []
+    twin_verdicts = goals.evaluate(figures, args.baseline) if args.baseline else []
     info = machine()
     title = (
         f"Propylon bench {stamp}: {info['nproc']} cores, {info['cpu']}; wrk -t{args.threads} -c{args.connections} "

@@ -41,7 +41,30 @@ def test_verdicts_follow_the_bars_and_missing_inputs_are_not_a_pass():
     rows = {r["goal"]: r for r in goals.evaluate(_figures(propylon_pool=100.0, aiohttp_hello=70.0))}
     assert rows["plain route vs aiohttp hello-world, per core"]["verdict"] == "PASS"
     table = goals.table(goals.evaluate(_figures(propylon_pool=100.0, aiohttp_hello=70.0)))
-    assert "| plain route vs aiohttp hello-world, per core | 0.70x | 0.70x | >= 0.6x | PASS |" in table
+    assert "| plain route vs aiohttp hello-world, per core | 0.70x | 0.70x | - | >= 0.6x | PASS |" in table
+
+
+def test_the_same_round_ratio_pairs_each_round_with_its_own_reference():
+    """The verdict reads the ratio of medians; beside it, the median of per-round ratios, which
+    a round where the whole machine was slow (both targets dearer) does not skew."""
+    figures = goals.Figures(
+        summary={
+            "propylon-pool": {"cpu_us_per_request": 100.0, "requests_per_s": 1e4},
+            "aiohttp-hello": {"cpu_us_per_request": 55.0, "requests_per_s": 1.8e4},
+        },
+        extra={},
+        rounds={
+            "propylon-pool": {1: 80.0, 2: 100.0, 3: 160.0, 4: 90.0},
+            "aiohttp-hello": {1: 50.0, 2: 55.0, 3: 100.0},  # round 4 lost: not paired
+        },
+    )
+    rows = {r["goal"]: r for r in goals.evaluate(figures)}
+    plain = rows["plain route vs aiohttp hello-world, per core"]
+    assert plain["verdict"] == "FAIL"  # 55 / 100 = 0.55x: the verdict is still the medians' ratio
+    median, lowest, highest, rounds = plain["same_round"]
+    assert (round(median, 3), lowest, round(highest, 3), rounds) == (0.625, 0.55, 0.625, 3)
+    assert "| 0.55x | 0.56x | 0.62x (0.55-0.62, 3) | >= 0.6x | FAIL |" in goals.table([plain])
+    assert rows["cache hit vs aiohttp hello-world, per core"]["same_round"] is None  # not measured
 
 
 def test_scale_manifests_compile_and_the_probe_reaches_the_last_stage():
