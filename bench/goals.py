@@ -110,15 +110,18 @@ def open_loop_caveat(f: Figures) -> str | None:
     return "; ".join(notes)
 
 
+def _ratio_fields(target: str, reference: str) -> dict[str, Any]:
+    """What a ratio goal reads of its pair: one place for ``ratio`` and its baseline twin."""
+    return {
+        "figure": per_core(target, reference),
+        "rps_ratio": rps(target, reference),
+        "pair": (target, reference),
+        "same_round": per_round(target, reference),
+    }
+
+
 def ratio(name: str, target: str, reference: str, bar: float | None) -> Goal:
-    return Goal(
-        name,
-        per_core(target, reference),
-        bar,
-        rps_ratio=rps(target, reference),
-        pair=(target, reference),
-        same_round=per_round(target, reference),
-    )
+    return Goal(name=name, bar=bar, **_ratio_fields(target, reference))
 
 
 def twin_goal(goal: Goal, figures: Figures, rev: str) -> Goal | None:
@@ -129,14 +132,7 @@ def twin_goal(goal: Goal, figures: Figures, rev: str) -> Goal | None:
     target, reference = (f"{n}@{rev}" if f"{n}@{rev}" in figures.summary else n for n in goal.pair)
     if (target, reference) == goal.pair:
         return None
-    return dataclasses.replace(
-        goal,
-        name=f"{goal.name} @{rev}",
-        figure=per_core(target, reference),
-        rps_ratio=rps(target, reference),
-        pair=(target, reference),
-        same_round=per_round(target, reference),
-    )
+    return dataclasses.replace(goal, name=f"{goal.name} @{rev}", **_ratio_fields(target, reference))
 
 
 GOALS: list[Goal] = [

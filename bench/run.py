@@ -1061,7 +1061,7 @@ def main() -> int:
     load_before = os.getloadavg()
     measurements: list[Measurement] = []
     extra: dict[str, Any] = {} if args.no_compile else compile_phase()  # before any load: a quiet core
-    tokens_reused = 0  # propylon-jwt-cold requests that resent one of their own run's tokens (maybe warm)
+    tokens_reused = 0  # propylon-jwt-cold requests that resent one of their own run's tokens (still cold)
     with tempfile.TemporaryDirectory(prefix="propylon-bench-") as tmp:
         work = Path(tmp)
         (work / "logs").mkdir()

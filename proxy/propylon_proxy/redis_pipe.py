@@ -98,7 +98,8 @@ class Pipe:
     def _queue(self, writer: asyncio.StreamWriter, pending: _Queue, command: bytes) -> asyncio.Future[Any]:
         """Answers are matched by order, so a command's future joins ``pending`` in the order
         its bytes join the write: every command of a connection goes through here."""
-        loop = self._loop or asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None  # set by _connect, the only way to a writer
         future: asyncio.Future[Any] = loop.create_future()
         pending.append(future)
         if self._out_for is not writer:
