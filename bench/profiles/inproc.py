@@ -1,14 +1,17 @@
 """The plain route's Python cost per request, in process, without sockets (issue 15, perf-server2).
 
 Run: ``python bench/profiles/inproc.py [--requests N] [--rounds R] [--conns C] [--headers K]
-[--route hello|jwt] [--cold N]``.
+[--route hello|jwt|keyed] [--cold N] [--redis URL]``.
 
 ``propylon-pool``'s path exactly as ``propylon serve`` runs it (bench/manifests compiled, the
 same gateway-wide limit bench/run.py sets, fast_server's ``HttpConnection`` and the pooled
 upstream client), but both transports are fakes: the client's request is fed to
 ``data_received``, and a backend write is answered with nginx's canned ``ok`` response on the
-next loop iteration (as epoll would hand it over). What is left is what the gateway's own code
-costs per request: parsing, the pipeline, the Task and the futures, the loop's hops; not the
+next loop iteration (as epoll would hand it over). ``--route keyed`` is propylon-keyed's
+``/keyed/hello`` with its API key; ``--redis redis://127.0.0.1:PORT/0`` puts its limits in that
+real redis-server (propylon-keyed-redis: the Redis socket is the one real one); ``--uvloop``
+runs on uvloop, as ``serve`` does by default. What is left is what the gateway's own code costs
+per request: parsing, the pipeline, the Task and the futures, the loop's hops; not the
 ``send``/``recv``/``epoll_wait`` system calls. Prints process-CPU µs per request, best of R
 rounds: a figure to compare two revisions with, not a bench figure.
 """
@@ -31,7 +34,7 @@ for sub in ("proxy", "operator", "."):
 
 from propylon_compiler import compiler, manifests  # noqa: E402
 from propylon_config import model  # noqa: E402
-from propylon_proxy import fast_server, gateway, handling, upstream_pool  # noqa: E402
+from propylon_proxy import fast_server, gateway, handling, redis_store, upstream_pool  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: jwt_tokens
 from aiohttp import web  # noqa: E402
@@ -108,6 +111,10 @@ async def _connect(self: upstream_pool.PooledUpstream, key: upstream_pool.PoolKe
     return conn
 
 
+_KEY_SECRET = b"inproc-key-hashing-secret"
+_API_KEY = b"x-api-key: bench-api-key-0123456789abcdef\r\n"  # bench/manifests/keyed.yaml
+
+
 def _snapshot(work: Path, jwks_port: int) -> model.GatewayConfig:
     folder = work / "manifests"
     folder.mkdir()
@@ -115,7 +122,8 @@ def _snapshot(work: Path, jwks_port: int) -> model.GatewayConfig:
         text = source.read_text().replace("${stageVariables.backendPort}", "8081")
         (folder / source.name).write_text(text.replace("127.0.0.1:8082/", f"127.0.0.1:{jwks_port}/"))
     loaded = manifests.load_paths([str(folder)])
-    options = compiler.CompileOptions(gateway_throttle=model.Throttle(rate_limit=1_000_000, burst_limit=100_000))
+    throttle = model.Throttle(rate_limit=1_000_000, burst_limit=100_000)
+    options = compiler.CompileOptions(gateway_throttle=throttle, api_key_secret=_KEY_SECRET)
     return compiler.compile(loaded.documents, options=options).snapshot
 
 
@@ -132,7 +140,9 @@ async def _jwks_server(folder: Path) -> tuple[web.AppRunner, int]:
     return runner, int(server.sockets[0].getsockname()[1])
 
 
-async def _run(requests: int, rounds: int, headers: int, conns: int, route: str, cold: int) -> list[float]:
+async def _run(
+    requests: int, rounds: int, headers: int, conns: int, route: str, cold: int, redis: str | None
+) -> list[float]:
     upstream_pool.PooledUpstream._connect = _connect  # type: ignore[method-assign]
     tmp = tempfile.TemporaryDirectory()
     work = Path(tmp.name)
@@ -146,7 +156,8 @@ async def _run(requests: int, rounds: int, headers: int, conns: int, route: str,
         jwks_runner, jwks_port = await _jwks_server(work / "jwt")
         tokens = [made["warm"].encode()] if cold == 0 else made["tokens"].read_bytes().split()
     snapshot = _snapshot(work, jwks_port)
-    gw = gateway.Gateway()
+    store = redis_store.RedisStore(redis) if redis else None
+    gw = gateway.Gateway(store=store, api_key_secret=_KEY_SECRET)
     gw.swap(snapshot)
     await asyncio.sleep(0.5)  # the key set's prefetch
     pipeline = handling.Pipeline(gw.runtime, gw.holder, "public")
@@ -157,7 +168,8 @@ async def _run(requests: int, rounds: int, headers: int, conns: int, route: str,
         conn.connection_made(client)
         pairs.append((conn, client))
     extra = b"".join(b"X-Header-%d: value-%d\r\n" % (i, i) for i in range(headers))
-    head = b"GET /bench/%s HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" % route.encode() + extra
+    path = b"/keyed/hello" if route == "keyed" else b"/bench/" + route.encode()
+    head = b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" % path + extra + (_API_KEY if route == "keyed" else b"")
     raws = [head + b"Authorization: Bearer " + t + b"\r\n\r\n" for t in tokens] or [head + b"\r\n"]
     sent = 0
     loop = asyncio.get_running_loop()
@@ -188,6 +200,8 @@ async def _run(requests: int, rounds: int, headers: int, conns: int, route: str,
         best.append((time.process_time() - start) / (requests // conns * conns) * 1e6)
     if jwks_runner is not None:
         await jwks_runner.cleanup()
+    if store is not None:
+        await store.close()
     tmp.cleanup()
     return best
 
@@ -199,10 +213,18 @@ def main() -> int:
     parser.add_argument("--tree", help="run this checkout's proxy code instead (e.g. /work/main)")
     parser.add_argument("--conns", type=int, default=16, help="client connections, one request each per batch")
     parser.add_argument("--headers", type=int, default=0, help="extra request headers beyond Host (wrk sends none)")
-    parser.add_argument("--route", default="hello", choices=["hello", "jwt"], help="GET /bench/<route>")
+    routes = ["hello", "jwt", "keyed"]
+    parser.add_argument("--route", default="hello", choices=routes, help="GET /bench/<route> (keyed: /keyed/hello)")
     parser.add_argument("--cold", type=int, default=0, help="jwt: cycle over this many new tokens (0: one warm token)")
+    parser.add_argument("--redis", help="keyed: the limits in this redis-server (redis://127.0.0.1:PORT/0)")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (serve's --loop auto) instead of asyncio")
     args = parser.parse_args()
-    figures = asyncio.run(_run(args.requests, args.rounds, args.headers, args.conns, args.route, args.cold))
+    if args.uvloop:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    run = _run(args.requests, args.rounds, args.headers, args.conns, args.route, args.cold, args.redis)
+    figures = asyncio.run(run)
     print(f"µs/request best {min(figures):.2f}  rounds " + " ".join(f"{f:.2f}" for f in figures))
     return 0
 
