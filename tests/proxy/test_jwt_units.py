@@ -88,3 +88,35 @@ async def test_the_cache_is_bounded_and_evicts_the_least_recently_used(monkeypat
     assert isinstance(await verifier.verify(tokens[0]), verifying.Verified)  # a hit: now the most recent
     assert isinstance(await verifier.verify(tokens[3]), verifying.Verified)  # full: evicts tokens[1]
     assert list(verifier._cache) == [digests[2], digests[0], digests[3]]
+
+
+async def test_a_header_verdict_is_kept_and_a_refused_header_stays_refused() -> None:
+    """The header cache (one JSON parse per header segment) decides exactly as a fresh parse."""
+    verifier = _verifier()
+    refused = [
+        issuers.hs_token(SECRET, _claims(), headers={"crit": ["exp"]}),
+        issuers.hs_token(SECRET, _claims(), alg="HS512"),  # not this Authorizer's algorithm
+        issuers.none_token(_claims()),
+        issuers.hs_token(SECRET, _claims(), headers={"kid": 7}),
+    ]
+    for _ in range(2):  # the second pass is answered from the kept verdicts
+        for token in refused:
+            assert await verifier.verify(token) == "UNAUTHORIZED", token
+        for i in range(3):
+            assert isinstance(await verifier.verify(issuers.hs_token(SECRET, _claims(jti=str(i)))), verifying.Verified)
+    assert len(verifier._headers) == 5  # four refused headers and the good one, each parsed once
+    # A kept header does not vouch for the rest of the token: a bad signature or payload fails.
+    good = issuers.hs_token(SECRET, _claims(jti="x"))
+    assert await verifier.verify(good[:-4] + "AAAA") == "UNAUTHORIZED"
+    head, _, signature = good.split(".")
+    assert await verifier.verify(f"{head}.!!!!.{signature}") == "UNAUTHORIZED"
+    for broken in ("", "a", "a.b", "é.b.c", "..", good + ".x"):
+        assert await verifier.verify(broken) == "UNAUTHORIZED", broken
+
+
+async def test_the_header_table_is_bounded() -> None:
+    verifier = _verifier()
+    for i in range(verifying._HEADER_ENTRIES * 3):  # an attacker's distinct headers
+        token = issuers.hs_token(SECRET, _claims(), headers={"x": i})
+        assert isinstance(await verifier.verify(token), verifying.Verified)
+        assert len(verifier._headers) <= verifying._HEADER_ENTRIES

@@ -57,6 +57,7 @@ MAX_DOCUMENT_BYTES = 1024 * 1024
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)")
 # Which JWK key type can verify which algorithm family.
 _FAMILY = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+_SELECTIONS = 256  # (kid, alg) pairs remembered per key tuple; unknown kids past it are scanned
 
 
 class KeysUnavailable(Exception):
@@ -136,6 +137,10 @@ class KeySet:
         self._session: aiohttp.ClientSession | None = None
         self.fetch_count = 0  # attempts, discovery not counted: for tests and logs
         self.generation = 0  # +1 for each fetch whose keys differ from the ones before it
+        # (kid, alg) -> the keys that fit, for the key tuple ``_selected_from`` (any fetch resets
+        # it): a cold token's key lookup is one dict hit, not a scan (1.1 us of ~60 in profile).
+        self._selected: dict[tuple[str | None, str], tuple[Key, ...]] = {}
+        self._selected_from: tuple[Key, ...] | None = None
 
     @property
     def fetched(self) -> bool:
@@ -157,6 +162,18 @@ class KeySet:
         if self._keys is not None and now >= self._expires_at and self._inflight is None and now >= self._retry_at:
             self._start()
         return self.generation
+
+    def ready(self, kid: str | None, alg: str) -> tuple[Key, ...] | None:
+        """``keys_for``'s answer when it needs no waiting (keys fetched, and the ``kid`` among
+        them or no ``kid``), starting the same background refresh when they expired; None when
+        only ``keys_for`` can answer (no keys yet, or an unknown ``kid`` that may refetch)."""
+        if self._keys is None:
+            return None
+        now = self._clock()
+        if now >= self._expires_at and self._inflight is None and now >= self._retry_at:
+            self._start()
+        found = self._select(kid, alg)
+        return found if found or kid is None else None
 
     async def keys_for(self, kid: str | None, alg: str) -> tuple[Key, ...]:
         """Keys that may have signed a token with this ``kid`` and ``alg``; empty means none
@@ -185,9 +202,17 @@ class KeySet:
 
     def _select(self, kid: str | None, alg: str) -> tuple[Key, ...]:
         keys = self._keys or ()
-        if kid is None:
-            return tuple(k for k in keys if k.fits(alg))[:4]
-        return tuple(k for k in keys if k.kid == kid and k.fits(alg))
+        if self._selected_from is not keys:
+            self._selected, self._selected_from = {}, keys
+        found = self._selected.get((kid, alg))
+        if found is None:
+            if kid is None:
+                found = tuple(k for k in keys if k.fits(alg))[:4]
+            else:
+                found = tuple(k for k in keys if k.kid == kid and k.fits(alg))
+            if len(self._selected) < _SELECTIONS:  # kids come from tokens: bounded
+                self._selected[(kid, alg)] = found
+        return found
 
     def _start(self) -> None:
         self._inflight = asyncio.get_running_loop().create_task(self._refresh())

@@ -104,9 +104,13 @@ def _check(
         token = jwt.bearer_token(value) if value else ""
         if not token:
             return _UNAUTHORIZED
-        outcome = verifier.warm(token)  # a warm token is answered without a coroutine
-        if isinstance(outcome, bytes):
-            outcome = await verifier.cold(token, outcome)
+        # A warm token is answered without a coroutine, and a cold one too unless its keys
+        # must be fetched first.
+        found = verifier.warm(token)
+        outcome = verifier.cold_now(token, found) if isinstance(found, bytes) else found
+        if outcome is None:
+            assert isinstance(found, bytes)
+            outcome = await verifier.cold(token, found)
         if isinstance(outcome, str):
             return _REFUSALS.get(outcome, _UNAUTHORIZED)
         ctx.principal_id = outcome.principal
