@@ -84,10 +84,15 @@ class Pipe:
         """The command queued for this turn's write and the future of its answer, or None when
         not connected (then ``call``, which connects). Lets a caller bound the answer with a
         timer rather than a task."""
+        return self.send_packed(pack(args))
+
+    def send_packed(self, command: bytes) -> asyncio.Future[Any] | None:
+        """``send`` for a command already in RESP (``pack``): a caller that sends the same
+        command again and again packs it once."""
         writer = self._writer
         if writer is None or writer.is_closing():
             return None
-        return self._queue(writer, self._pending, pack(args))
+        return self._queue(writer, self._pending, command)
 
     async def call(self, *args: Any) -> Any:
         writer = self._writer

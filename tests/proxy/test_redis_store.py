@@ -214,3 +214,33 @@ async def test_a_server_that_lost_the_script_still_decides_after_one_reload(redi
         assert (second.admitted, third.admitted, third.reason) == (True, False, "stage")
     finally:
         await store.close()
+
+
+async def test_kept_admit_commands_follow_their_buckets_quota_and_period(redis):
+    """With the server's clock the packed EVALSHA is kept per (bucket tuple, Quota object): the
+    quota still counts every request, a new period's Quota starts from zero with its own expiry,
+    and a bucket list (which could change) is packed afresh each time."""
+    store = redis_store.RedisStore(redis.url, timeout=2.0)
+    try:
+        tag = _unique("kept")
+        buckets = (per_key(tag, "plan", 1000.0, 1000, "plan"),)
+        now = 1_000_000.0
+        first = state.Quota(key=f"{{{tag}}}:q", limit=3, period_start=now - 10, period_end=now + 50)
+        remaining = [(await store.admit(buckets, first, now)).quota_remaining for _ in range(3)]
+        refused = await store.admit(buckets, first, now)
+        assert remaining == [2, 1, 0] and (refused.admitted, refused.reason) == (False, "quota")
+        assert store._pipe is not None
+        ttl = await store._pipe.call("TTL", redis_store.quota_key(first.key, first.period_start))
+        assert 50 <= ttl <= 51 + redis_store.QUOTA_GRACE_SECONDS
+        assert len(store._commands) == 1
+        later = state.Quota(key=first.key, limit=3, period_start=now + 50, period_end=now + 110)
+        assert (await store.admit(buckets, later, now + 60)).quota_remaining == 2  # a new period's count
+        ttl = await store._pipe.call("TTL", redis_store.quota_key(later.key, later.period_start))
+        assert ttl <= 50 + redis_store.QUOTA_GRACE_SECONDS  # its own seconds, not the first period's
+        listed = [per_key(tag, "tight", 0.001, 1, "stage")]
+        assert (await store.admit(listed, None, now)).admitted
+        listed[0] = per_key(_unique("other"), "tight", 0.001, 1, "stage")  # the list changed
+        assert (await store.admit(listed, None, now)).admitted  # a fresh bucket, not the kept one
+        assert (await store.admit(listed, None, now)).reason == "stage"
+    finally:
+        await store.close()
