@@ -214,6 +214,9 @@ class RedisStore:
             except _FAILURES as exc:
                 raise self._failure(exc) from exc
             self._slow = 0
+            if len(results) == 1 and int(results[0][0]) == 1:  # admitted: no refund to await
+                remaining = int(results[0][3])
+                return state.ADMITTED if remaining < 0 else state.Decision(admitted=True, quota_remaining=remaining)
             return await self._decide(groups, results, buckets, quota, now)
         async with self._turns:
             if self._outages != outages:
