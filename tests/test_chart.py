@@ -51,6 +51,7 @@ def test_default_values_match_the_schema() -> None:
     [
         ({"proxy": {"replica": 3}}, "a misspelt key"),
         ({"redis": {"failure": "maybe"}}, "a value outside the enum"),
+        ({"proxy": {"loop": "trio"}}, "an event loop the proxies do not have"),
         ({"redis": {"url": "localhost:6379"}}, "a Redis URL without a scheme"),
         ({"redis": {"timeoutMs": 0}}, "a Redis budget of no time"),
         ({"operator": {"replicas": 2}}, "two operators would race"),
@@ -218,6 +219,7 @@ ALL_ON = {
         "autoscaling": {"enabled": True, "maxReplicas": 7},
         "trustedProxies": "10.0.0.0/8,35.191.0.0/16",
         "drainSeconds": 40,
+        "loop": "asyncio",
         "env": {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.monitoring:4318"},
     },
     "networkPolicy": {"internalFrom": ["shop"], "adminFrom": ["monitoring"]},
@@ -309,6 +311,7 @@ def test_all_options_render(helm: str, tmp_path: Path) -> None:
     # Issue 8, items 5 and 7: the proxies learn whom to trust and how long to drain.
     assert "--trusted-proxies=10.0.0.0/8,35.191.0.0/16" in args
     assert "--drain-seconds=40" in args
+    assert "--proxy-loop=asyncio" in args  # issue 15: the proxies' event loop is a value
     # The gateway-wide limit reaches the snapshot the operator compiles.
     from propylon.commands import shared_flags
     from propylon_operator import compiling

@@ -27,6 +27,9 @@ class Settings:
     # X-Forwarded-For/-Proto the proxies believe, so sourceIp and logs name the real client.
     trusted_proxies: str = ""
     drain_seconds: int = 25  # how long a stopping proxy lets running requests finish
+    # The proxies' event loop (``propylon proxy --loop``): auto (uvloop when the image has it),
+    # asyncio or uvloop; passed to them only when it is not auto.
+    proxy_loop: str = "auto"
     # Extra environment for every proxy (name, value): OpenTelemetry's OTEL_* settings for span export.
     proxy_env: tuple[tuple[str, str], ...] = ()
     pre_stop_seconds: int = 5  # how long a pod keeps serving after Kubernetes starts removing it

@@ -122,6 +122,8 @@ def proxy_args(settings: settings_.Settings) -> list[str]:
     args += ["--drain-seconds", str(settings.drain_seconds)]
     if settings.trusted_proxies:
         args += ["--trusted-proxies", settings.trusted_proxies]
+    if settings.proxy_loop != "auto":
+        args += ["--loop", settings.proxy_loop]
     return args
 
 

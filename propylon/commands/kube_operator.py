@@ -69,6 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "ServiceAccount (<gateway>-proxy) by the installer: the operator then creates nothing cluster-scoped "
         "(the Helm chart passes this); default: the operator creates and binds its own",
     )
+    parser.add_argument(
+        "--proxy-loop",
+        choices=shared_flags.LOOPS,
+        default="auto",
+        help="the proxies' event loop (their --loop): auto is uvloop when the image has it (default: auto)",
+    )
     parser.add_argument("--webhook-port", type=int, default=None, help="serve a validating admission webhook")
     parser.add_argument("--webhook-host", default="127.0.0.1", help="host name the API server dials for the webhook")
     parser.add_argument("--webhook-addr", default="0.0.0.0", help="address the webhook listens on")
@@ -132,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         gateway_throttle=shared_flags.gateway_throttle(args),
         trusted_proxies=args.trusted_proxies,
         drain_seconds=args.drain_seconds,
+        proxy_loop=args.proxy_loop,
         proxy_env=proxy_env,
         owner_deployment=args.owner_deployment,
         proxy_cluster_role=args.proxy_cluster_role or None,

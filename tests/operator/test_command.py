@@ -45,3 +45,11 @@ def test_proxy_env_flags_become_pairs_and_refuse_the_operators_own_names() -> No
     for bad, why in (("NOEQUALS", "expected NAME=VALUE"), ("1X=y", "expected"), ("PROPYLON_REDIS_URL=x", "operator")):
         with pytest.raises(SystemExit, match=why):
             kube_operator._proxy_env([bad])
+
+
+def test_proxy_loop_is_one_of_the_proxies_loops(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.build_parser().parse_args(["operator"]).proxy_loop == "auto"
+    assert cli.build_parser().parse_args(["operator", "--proxy-loop", "uvloop"]).proxy_loop == "uvloop"
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["operator", "--proxy-loop", "trio"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -59,6 +59,17 @@ def test_proxies_drain_on_rollouts_and_trust_the_configured_load_balancer() -> N
     assert pod["terminationGracePeriodSeconds"] == 5 + 40 + 5
 
 
+def test_the_proxies_event_loop_is_passed_only_when_chosen() -> None:
+    """Issue 15: --proxy-loop reaches every proxy as its --loop; auto (the default) adds nothing."""
+    (default,) = workloads.deployment(settings.Settings(gateway_name="gw"), OWNER)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert "--loop" not in default["args"]
+    chosen = settings.Settings(gateway_name="gw", proxy_loop="asyncio")
+    (container,) = workloads.deployment(chosen, OWNER)["spec"]["template"]["spec"]["containers"]
+    assert container["args"][-2:] == ["--loop", "asyncio"]
+
+
 def test_with_an_autoscaler_the_deployment_leaves_replicas_to_it() -> None:
     s = settings.Settings(gateway_name="gw", replicas=2, hpa_max=6)
     assert "replicas" not in workloads.deployment(s, OWNER)["spec"]
