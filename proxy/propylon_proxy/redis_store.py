@@ -146,16 +146,31 @@ def quota_key(quota_name: str, period_start: float) -> str:
     return f"{PREFIX}{quota_name}:{int(period_start)}"
 
 
+def _quota_ttl(quota: state.Quota, now: float) -> int:
+    """Seconds a period's count is kept: to the period's end, then ``QUOTA_GRACE_SECONDS``."""
+    return max(1, math.ceil(quota.period_end - now)) + QUOTA_GRACE_SECONDS
+
+
+def _admitted(groups: list[_Group], results: list[Any]) -> state.Decision | None:
+    """The decision when every group admitted (no coroutine: nothing to give back), else None."""
+    remaining = None
+    for group, result in zip(groups, results, strict=True):
+        if int(result[0]) != 1:
+            return None
+        if group.quota and remaining is None:  # the quota lives in one group
+            remaining = int(result[3])
+    return state.ADMITTED if remaining is None else state.Decision(admitted=True, quota_remaining=remaining)
+
+
 class _Group:
     """The part of one decision that lives in one slot: some buckets, maybe the quota."""
 
-    __slots__ = ("buckets", "buckets_from", "positions", "quota")
+    __slots__ = ("buckets", "positions", "quota")
 
     def __init__(self) -> None:
         self.buckets: list[state.Bucket] = []
         self.positions: list[int] = []  # each bucket's index in the whole decision
         self.quota = False
-        self.buckets_from: Sequence[state.Bucket] | None = None  # the caller's sequence, one group only
 
 
 class RedisStore:
@@ -201,7 +216,7 @@ class RedisStore:
         outages = self._outages
         if self._pipe is not None:
             try:
-                fast = self._send(groups[0], quota, now)
+                fast = self._send(buckets, groups[0], quota, now)
                 results: list[Any] = []
                 try:
                     if fast is not None:
@@ -214,10 +229,7 @@ class RedisStore:
             except _FAILURES as exc:
                 raise self._failure(exc) from exc
             self._slow = 0
-            if len(results) == 1 and int(results[0][0]) == 1:  # admitted: no refund to await
-                remaining = int(results[0][3])
-                return state.ADMITTED if remaining < 0 else state.Decision(admitted=True, quota_remaining=remaining)
-            return await self._decide(groups, results, buckets, quota, now)
+            return _admitted(groups, results) or await self._refused(groups, results, buckets, quota, now)
         async with self._turns:
             if self._outages != outages:
                 raise state.StoreUnavailable("the store went down while this call waited")
@@ -230,9 +242,9 @@ class RedisStore:
             except _FAILURES as exc:
                 raise self._failure(exc) from exc
             self._slow = 0
-        return await self._decide(groups, results, buckets, quota, now)
+        return _admitted(groups, results) or await self._refused(groups, results, buckets, quota, now)
 
-    async def _decide(
+    async def _refused(
         self,
         groups: list[_Group],
         results: list[Any],
@@ -240,10 +252,9 @@ class RedisStore:
         quota: state.Quota | None,
         now: float,
     ) -> state.Decision:
+        """The decision when a group refused (``_admitted`` answered None): what the other
+        groups took is given back, and the earliest refusing limit speaks."""
         refused = [(g, r) for g, r in zip(groups, results, strict=True) if int(r[0]) != 1]
-        if not refused:
-            remaining = next((int(r[3]) for g, r in zip(groups, results, strict=True) if g.quota), None)
-            return state.ADMITTED if remaining is None else state.Decision(admitted=True, quota_remaining=remaining)
         admitted = [g for g, r in zip(groups, results, strict=True) if int(r[0]) == 1]
         if admitted:
             await self._give_back(admitted, quota)
@@ -328,19 +339,21 @@ class RedisStore:
             self._cpu_read_at, self._cpu_read = now, time.process_time()
         return self._cpu_read
 
-    def _send(self, group: _Group, quota: state.Quota | None, now: float) -> asyncio.Future[Any] | None:
+    def _send(
+        self, buckets: Sequence[state.Bucket], group: _Group, quota: state.Quota | None, now: float
+    ) -> asyncio.Future[Any] | None:
         """The admit script sent on the pipe by SHA (redis-py computes it locally), or None when
         the pipe is not connected: then ``_run`` connects (and loads the script on NOSCRIPT).
 
         With the server's clock (the default) the command depends only on the buckets, the
         quota and its whole seconds to keep: the limits step hands the same bucket tuple and
         Quota object to every request of a key, so the packed bytes are kept per (buckets,
-        quota) for the second they are good for (an admit's command 4.6 -> 0.9 us, timeit)."""
+        quota) for the second they are good for (an admit's command 4.6 -> 0.9 us, timeit).
+        ``buckets`` is the caller's sequence, the one group's (the pipe serves one server)."""
         assert self._pipe is not None
-        buckets = group.buckets_from
         if not self._server_time or not isinstance(buckets, tuple):  # a list could change under us
             return self._pipe.send_packed(self._command(group, quota, now))
-        ttl = max(1, math.ceil(quota.period_end - now)) + QUOTA_GRACE_SECONDS if group.quota and quota else 0
+        ttl = _quota_ttl(quota, now) if group.quota and quota else 0
         slot = (id(buckets), id(quota))
         kept = self._commands.get(slot)
         sha = self._admit.sha
@@ -352,21 +365,24 @@ class RedisStore:
 
     def _command(self, group: _Group, quota: state.Quota | None, now: float) -> bytes:
         """The admit script's EVALSHA for one group, packed."""
-        sha = self._admit.sha
+        keys, args = self._admit_call(group, quota, now)
+        return redis_pipe.pack(("EVALSHA", self._admit.sha, len(keys), *keys, *args))
+
+    def _admit_call(self, group: _Group, quota: state.Quota | None, now: float) -> tuple[list[str], list[Any]]:
+        """The admit script's KEYS and ARGV for one group (the layout above ``ADMIT``)."""
         keys = [PREFIX + b.key for b in group.buckets]
         args: list[Any] = [-1 if self._server_time else repr(now), len(group.buckets)]
         for bucket in group.buckets:
             args.extend((repr(float(bucket.rate)), bucket.burst))
         if group.quota and quota is not None:
             keys.append(quota_key(quota.key, quota.period_start))
-            args.extend((quota.limit, max(1, math.ceil(quota.period_end - now)) + QUOTA_GRACE_SECONDS))
-        return redis_pipe.pack(("EVALSHA", sha, len(keys), *keys, *args))
+            args.extend((quota.limit, _quota_ttl(quota, now)))
+        return keys, args
 
     def _groups(self, buckets: Sequence[state.Bucket], quota: state.Quota | None) -> list[_Group]:
         if not self._cluster:
             group = _Group()
             group.buckets, group.positions, group.quota = list(buckets), list(range(len(buckets))), quota is not None
-            group.buckets_from = buckets
             return [group]
         by_slot: dict[int, _Group] = {}
         for position, bucket in enumerate(buckets):
@@ -378,13 +394,7 @@ class RedisStore:
         return list(by_slot.values())
 
     async def _run(self, group: _Group, quota: state.Quota | None, now: float) -> list[Any]:
-        keys = [PREFIX + b.key for b in group.buckets]
-        args: list[Any] = [-1 if self._server_time else repr(now), len(group.buckets)]
-        for bucket in group.buckets:
-            args.extend((repr(float(bucket.rate)), bucket.burst))
-        if group.quota and quota is not None:
-            keys.append(quota_key(quota.key, quota.period_start))
-            args.extend((quota.limit, max(1, math.ceil(quota.period_end - now)) + QUOTA_GRACE_SECONDS))
+        keys, args = self._admit_call(group, quota, now)
         result: list[Any] = await self._script(self._admit, keys, args)
         return result
 

@@ -158,9 +158,7 @@ class KeySet:
     def due(self) -> int:
         """The current ``generation``, first starting a background refresh when the keys have
         expired (what ``keys_for`` does): a cached token checks this instead of asking for keys."""
-        now = self._clock()
-        if self._keys is not None and now >= self._expires_at and self._inflight is None and now >= self._retry_at:
-            self._start()
+        self._refresh_if_expired(self._clock())
         return self.generation
 
     def ready(self, kid: str | None, alg: str) -> tuple[Key, ...] | None:
@@ -169,9 +167,7 @@ class KeySet:
         only ``keys_for`` can answer (no keys yet, or an unknown ``kid`` that may refetch)."""
         if self._keys is None:
             return None
-        now = self._clock()
-        if now >= self._expires_at and self._inflight is None and now >= self._retry_at:
-            self._start()
+        self._refresh_if_expired(self._clock())
         found = self._select(kid, alg)
         return found if found or kid is None else None
 
@@ -186,8 +182,8 @@ class KeySet:
                 await asyncio.shield(self._inflight)
             if self._keys is None:
                 raise KeysUnavailable(self.issuer)
-        elif now >= self._expires_at and self._inflight is None and now >= self._retry_at:
-            self._start()  # a background refresh; this request uses the keys it has
+        else:
+            self._refresh_if_expired(now)
         found = self._select(kid, alg)
         if found or kid is None:
             return found
@@ -199,6 +195,12 @@ class KeySet:
             await asyncio.shield(self._inflight)
             found = self._select(kid, alg)
         return found
+
+    def _refresh_if_expired(self, now: float) -> None:
+        """Start a background refresh when fetched keys have expired (none under way, and not
+        within a failed fetch's retry delay); requests meanwhile use the keys there are."""
+        if self._keys is not None and now >= self._expires_at and self._inflight is None and now >= self._retry_at:
+            self._start()
 
     def _select(self, kid: str | None, alg: str) -> tuple[Key, ...]:
         keys = self._keys or ()

@@ -126,8 +126,10 @@ class Verifier:
     async def cold(self, token: str, slot: bytes) -> Outcome:
         """The full check of a token ``warm`` did not answer (``slot``: its digest)."""
         found = self.cold_now(token, slot)
-        if found is not None:
-            return found
+        return found if found is not None else await self.cold_fetching(token, slot)
+
+    async def cold_fetching(self, token: str, slot: bytes) -> Outcome:
+        """``cold`` for a token ``cold_now`` answered None: its keys are fetched first."""
         parsed = self._parsed(token)  # cold_now answers None only for a token that parses
         assert parsed is not None and self._keys is not None
         alg, kid = parsed[0]

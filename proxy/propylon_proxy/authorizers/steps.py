@@ -110,7 +110,7 @@ def _check(
         outcome = verifier.cold_now(token, found) if isinstance(found, bytes) else found
         if outcome is None:
             assert isinstance(found, bytes)
-            outcome = await verifier.cold(token, found)
+            outcome = await verifier.cold_fetching(token, found)
         if isinstance(outcome, str):
             return _REFUSALS.get(outcome, _UNAUTHORIZED)
         ctx.principal_id = outcome.principal
