@@ -1,7 +1,7 @@
 """The plain route's Python cost per request, in process, without sockets (issue 15, perf-server2).
 
 Run: ``python bench/profiles/inproc.py [--requests N] [--rounds R] [--conns C] [--headers K]
-[--route hello|jwt|keyed] [--cold N] [--redis URL]``.
+[--route hello|jwt|keyed|full|posted] [--cold N] [--redis URL]``.
 
 ``propylon-pool``'s path exactly as ``propylon serve`` runs it (bench/manifests compiled, the
 same gateway-wide limit bench/run.py sets, fast_server's ``HttpConnection`` and the pooled
@@ -9,11 +9,14 @@ upstream client), but both transports are fakes: the client's request is fed to
 ``data_received``, and a backend write is answered with nginx's canned ``ok`` response on the
 next loop iteration (as epoll would hand it over). ``--route keyed`` is propylon-keyed's
 ``/keyed/hello`` with its API key; ``--redis redis://127.0.0.1:PORT/0`` puts its limits in that
-real redis-server (propylon-keyed-redis: the Redis socket is the one real one); ``--uvloop``
+real redis-server (propylon-keyed-redis: the Redis socket is the one real one); ``--route full``
+is propylon-full's ``POST /full/order`` (API key, plan throttles and quota, a warm JWT, the Order
+body validated, the access log on: its lines go to stdout, so send stdout to /dev/null) and
+``--route posted`` propylon-posted's same POST without any of it; ``--uvloop``
 runs on uvloop, as ``serve`` does by default. What is left is what the gateway's own code costs
 per request: parsing, the pipeline, the Task and the futures, the loop's hops; not the
 ``send``/``recv``/``epoll_wait`` system calls. Prints process-CPU µs per request, best of R
-rounds: a figure to compare two revisions with, not a bench figure.
+rounds, on stderr: a figure to compare two revisions with, not a bench figure.
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ async def _connect(self: upstream_pool.PooledUpstream, key: upstream_pool.PoolKe
 
 _KEY_SECRET = b"inproc-key-hashing-secret"
 _API_KEY = b"x-api-key: bench-api-key-0123456789abcdef\r\n"  # bench/manifests/keyed.yaml
+_ORDER = b'{"item": "green tea, loose leaf", "quantity": 3, "tags": ["a", "b", "c", "d", "e", "f", "g", "h"]}'
 
 
 def _snapshot(work: Path, jwks_port: int) -> model.GatewayConfig:
@@ -149,7 +153,7 @@ async def _run(
     tokens: list[bytes] = []
     jwks_runner = None
     jwks_port = 8082
-    if route == "jwt":
+    if route in ("jwt", "full"):
         import jwt_tokens
 
         made = jwt_tokens.make(work / "jwt", max(1, cold))
@@ -168,9 +172,13 @@ async def _run(
         conn.connection_made(client)
         pairs.append((conn, client))
     extra = b"".join(b"X-Header-%d: value-%d\r\n" % (i, i) for i in range(headers))
-    path = b"/keyed/hello" if route == "keyed" else b"/bench/" + route.encode()
-    head = b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" % path + extra + (_API_KEY if route == "keyed" else b"")
-    raws = [head + b"Authorization: Bearer " + t + b"\r\n\r\n" for t in tokens] or [head + b"\r\n"]
+    path = {"keyed": b"/keyed/hello", "full": b"/full/order"}.get(route, b"/bench/" + route.encode())
+    method, body = (b"POST", _ORDER) if route in ("full", "posted") else (b"GET", b"")
+    head = b"%s %s HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n" % (method, path) + extra
+    head += _API_KEY if route in ("keyed", "full") else b""
+    if body:
+        head += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+    raws = [head + b"Authorization: Bearer " + t + b"\r\n\r\n" + body for t in tokens] or [head + b"\r\n" + body]
     sent = 0
     loop = asyncio.get_running_loop()
 
@@ -213,8 +221,9 @@ def main() -> int:
     parser.add_argument("--tree", help="run this checkout's proxy code instead (e.g. /work/main)")
     parser.add_argument("--conns", type=int, default=16, help="client connections, one request each per batch")
     parser.add_argument("--headers", type=int, default=0, help="extra request headers beyond Host (wrk sends none)")
-    routes = ["hello", "jwt", "keyed"]
-    parser.add_argument("--route", default="hello", choices=routes, help="GET /bench/<route> (keyed: /keyed/hello)")
+    routes = ["hello", "jwt", "keyed", "full", "posted"]
+    what = "GET /bench/<route> (keyed: /keyed/hello; full: POST /full/order; posted: POST /bench/posted)"
+    parser.add_argument("--route", default="hello", choices=routes, help=what)
     parser.add_argument("--cold", type=int, default=0, help="jwt: cycle over this many new tokens (0: one warm token)")
     parser.add_argument("--redis", help="keyed: the limits in this redis-server (redis://127.0.0.1:PORT/0)")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (serve's --loop auto) instead of asyncio")
@@ -225,7 +234,8 @@ def main() -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     run = _run(args.requests, args.rounds, args.headers, args.conns, args.route, args.cold, args.redis)
     figures = asyncio.run(run)
-    print(f"µs/request best {min(figures):.2f}  rounds " + " ".join(f"{f:.2f}" for f in figures))
+    rounds = " ".join(f"{f:.2f}" for f in figures)
+    print(f"µs/request best {min(figures):.2f}  rounds {rounds}", file=sys.stderr)
     return 0
 
 
