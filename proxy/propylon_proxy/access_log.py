@@ -95,6 +95,28 @@ def request_time(wall: float) -> str:
     return f'{cached[1]}{micros // 1000:03d}Z"'
 
 
+# The JSON text of each string field value seen lately (and None's): most fields repeat from line to
+# line (the peer, method, route key, path, api, stage, key id, principal, user agent), so their
+# escaping is one dict lookup instead of a call. Bounded: distinct values from clients (paths,
+# user agents) only ever fill it, and a full memo starts again. Only ``str`` values are kept (a
+# bool or int could compare equal to another key). Measured with timeit on the full-policy
+# route's entry (issue 15, sixth pass), 20 alternating pairs against the code before: ``text``
+# 6.35 -> 5.52 us per line at the median, 4.25 -> 3.89 at best; cheaper in 18 of 20 pairs.
+_MEMO_ENTRIES = 4096
+_memo: dict[Any, str] = {None: "null"}
+
+
+def _remembered(value: Any) -> str:
+    """``_string(value)``, kept in the memo for the next line when ``value`` is a str."""
+    text: str = _string(value)
+    if value.__class__ is str:
+        if len(_memo) >= _MEMO_ENTRIES:
+            _memo.clear()
+            _memo[None] = "null"
+        _memo[value] = text
+    return text
+
+
 def text(item: Entry | str) -> str:
     """The access-log line of an entry (a str passes through: a line already made)."""
     if isinstance(item, str):
@@ -122,29 +144,31 @@ def text(item: Entry | str) -> str:
         error_type,
         stalled,
     ) = item
+    known = _memo.get  # a hit is never "" (a JSON string is at least its two quotes)
+    path = target.partition("?")[0]
     protocol = _PROTOCOLS.get(version) or _ESCAPE(f"HTTP/{version[0]}.{version[1]}")
     return _LINE % (
-        _string(request_id),
-        _string(ip),
+        _ESCAPE(request_id) if request_id.__class__ is str else _string(request_id),  # new on every line
+        known(ip) or _remembered(ip),
         request_time(wall),
-        _string(method),
-        _string(route_key),
-        _string(target.partition("?")[0]),
-        _number(status),
+        known(method) or _remembered(method),
+        known(route_key) or _remembered(route_key),
+        known(path) or _remembered(path),
+        status if status.__class__ is int else _number(status),
         protocol,
-        _number(length),
+        length if length.__class__ is int else _number(length),
         round(duration * 1000),
         _millis(latency),
-        _number(integration_status),
-        _string(api),
-        _string(stage),
-        _string(key_id),
-        _string(principal),
-        _string(agent),
+        integration_status if integration_status.__class__ is int else _number(integration_status),
+        known(api) or _remembered(api),
+        known(stage) or _remembered(stage),
+        known(key_id) or _remembered(key_id),
+        known(principal) or _remembered(principal),
+        known(agent) or _remembered(agent),
         "true" if canary is True else "false" if canary is False else _ENCODE(canary),
-        _string(cache),
-        _string(error_type),
-        _string(stalled),
+        known(cache) or _remembered(cache),
+        known(error_type) or _remembered(error_type),
+        known(stalled) or _remembered(stalled),
     )
 
 

@@ -108,3 +108,13 @@ def test_request_time_rounds_as_datetime_does_at_every_edge() -> None:
 
 def test_a_line_already_made_passes_through() -> None:
     assert access_log.text('{"n":1}') == '{"n":1}'
+
+
+def test_remembered_values_give_the_same_line_and_the_memo_stays_bounded() -> None:
+    # The same values again come from the memo; past its bound it starts again, and every line
+    # is still the one json.dumps makes (a remembered escape is never another value's).
+    for i in range(access_log._MEMO_ENTRIES * 2 + 7):
+        item = entry(agent=f"agent-{i}\t", target=f'/p/{i % 50}"?q', principal=NASTY[i % len(NASTY)])
+        assert access_log.text(item) == reference(item)
+        assert len(access_log._memo) <= access_log._MEMO_ENTRIES
+    assert access_log.text(entry(canary=None, status=None)) == reference(entry(canary=None, status=None))
