@@ -43,7 +43,7 @@ import jwt
 from jwt import algorithms as jwt_algorithms
 
 from propylon_config import model
-from propylon_proxy import gateway_responses
+from propylon_proxy import fast_json, gateway_responses
 from propylon_proxy.authorizers import jwks
 
 MAX_TOKEN_BYTES = 16 * 1024
@@ -308,10 +308,14 @@ def _b64url(segment: bytes) -> bytes:
 
 
 def _claims(payload: bytes) -> dict[str, Any] | None:
-    try:
-        claims = json.loads(payload.decode("utf-8"))  # RFC 7519: UTF-8 (no UTF-16/32 sniffing)
-    except (ValueError, RecursionError):
-        return None
+    """The claims object, as json makes it; orjson first where its answer is json's
+    (``fast_json``): a cold token's payload in 1.2 us against 2.5 (timeit, issue 15, sixth pass)."""
+    claims = fast_json.loads(payload)
+    if claims is fast_json.UNDECIDED:
+        try:
+            claims = json.loads(payload.decode("utf-8"))  # RFC 7519: UTF-8 (no UTF-16/32 sniffing)
+        except (ValueError, RecursionError):
+            return None
     return claims if isinstance(claims, dict) else None
 
 
