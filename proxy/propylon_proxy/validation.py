@@ -72,6 +72,7 @@ def compile_model(schema_text: str) -> Validator:
 # ends in one match; the other matches can only be inside strings (an escaped quote or an opening
 # quote followed by a colon), so there are never fewer matches than keys.
 _KEY_END = re.compile(r'"[ \t\n\r]*:')
+_KEY_END_BYTES = re.compile(rb'"[ \t\n\r]*:')  # the same, on a body orjson parsed (valid UTF-8)
 
 
 def _no_repeat(body: bytes, keys: int) -> bool:
@@ -80,9 +81,6 @@ def _no_repeat(body: bytes, keys: int) -> bool:
     in C: 0.1 us); colons inside strings (a URL, a time) leave it to ``_KEY_END``'s count, which
     skips most of them (1.0 us on bench/validated.lua's body)."""
     return body.count(b":") == keys or len(_KEY_END_BYTES.findall(body)) == keys
-
-
-_KEY_END_BYTES = re.compile(rb'"[ \t\n\r]*:')
 
 
 def parse(body: bytes) -> Any:
@@ -99,12 +97,14 @@ def parse(body: bytes) -> Any:
     alternating timeit rounds, cheaper in all 10; issue 15, sixth pass). Everything it leaves
     undecided goes to json as before, so every body's verdict is json's.
     A body orjson parsed is valid UTF-8, so its bytes count braces and key ends as its text."""
-    if body.count(b"{") <= 1:
+    braces = body.count(b"{")
+    if braces <= 1:
         document = fast_json.loads(body)
-        if document is not fast_json.UNDECIDED and (
-            b"{" not in body or (document.__class__ is dict and _no_repeat(body, len(document)))
-        ):
-            return document
+        if document is not fast_json.UNDECIDED:
+            if braces == 0 or (document.__class__ is dict and _no_repeat(body, len(document))):
+                return document
+            # json's count below would prove no more than this one: straight to the hook.
+            return json.loads(_text(body), object_pairs_hook=_no_duplicates)
     text = _text(body)
     if isinstance(text, str):
         braces = text.count("{")
