@@ -102,7 +102,7 @@ def _response(f: fields.Fields, item: dict[str, Any], here: str) -> model.Integr
         if "/" not in media_type or any(c in media_type for c in " ;,"):
             f.error(at, f"{media_type!r} is not a media type (such as application/json)")
         elif (problem := template_error(text)) is not None:
-            f.error(at, f"template does not parse: {problem}")
+            f.error(at, f"template {problem}")
         else:
             templates.append((media_type.lower(), text))
     for name in item:

@@ -121,7 +121,7 @@ def parse(f: fields.Fields, raw: dict[str, Any], path: str, api_namespace: str) 
     for content_type, text in templates:
         if (problem := template_error(text)) is not None:
             where = fields.join(fields.join(path, "requestTemplates"), content_type)
-            f.error(where, f"template does not parse: {problem}")
+            f.error(where, f"template {problem}")
     # passthroughBehavior is not checked against the type: the CRD defaults it on every integration.
     passthrough = _passthrough(f, raw, path)
     responses = integration_responses.parse(f, raw, path, kind, proxy)

@@ -24,7 +24,8 @@ import airspeed
 import jsonpath_ng
 import jsonpath_ng.exceptions
 
-from propylon_proxy import vtl_java
+from propylon_config import templates
+from propylon_proxy import vtl_java, vtl_sandbox
 
 MAX_OUTPUT = 10 * 1024 * 1024
 MAX_ITERATIONS = 1000  # per #foreach loop, as AWS limits it
@@ -64,26 +65,21 @@ class _CountedBody:
         self._block.evaluate(stream, namespace, loader)
 
 
-def _limit_loops(element: Any, seen: set[int]) -> None:
-    """Wrap every ``#foreach`` body in the parsed tree (airspeed has no iteration limit)."""
-    if id(element) in seen:
-        return
-    seen.add(id(element))
-    for value in list(vars(element).values()) if hasattr(element, "__dict__") else ():
-        children = value if isinstance(value, list) else [value]
-        for child in children:
-            if isinstance(child, airspeed._Element):
-                _limit_loops(child, seen)
-    if isinstance(element, airspeed.ForeachDirective):
-        element.block = _CountedBody(element.block)
-
-
 def compile(text: str) -> airspeed.Template:
-    """Parse once (per plan); the compiler has already refused templates that do not parse."""
+    """Parse once (per plan); the compiler has already refused templates that do not parse.
+
+    The parsed tree is then prepared in one walk: references print the Java way
+    (``vtl_java``), name lookups go through the sandbox (``vtl_sandbox``), and every
+    ``#foreach`` body is wrapped to stop past ``MAX_ITERATIONS`` (airspeed has no bound); the
+    wrappers come last, as they hide their bodies from any later walk."""
     template = airspeed.Template(text)
     template.ensure_compiled()
-    vtl_java.render_like_java(template.root_element)  # first: the loop wrappers below hide their bodies
-    _limit_loops(template.root_element, set())
+    tree = list(templates.elements(template.root_element))
+    vtl_java.render_like_java(tree)
+    vtl_sandbox.sandbox(tree)
+    for element in tree:
+        if isinstance(element, airspeed.ForeachDirective):
+            element.block = _CountedBody(element.block)
     return template
 
 
@@ -201,6 +197,9 @@ def _text(value: Any) -> str:
 
 
 UTIL = Util()
+# What templates may read on these two (vtl_sandbox): AWS's names, nothing of Python's.
+vtl_sandbox.publish(Input, ("body", "json", "path", "params"))
+vtl_sandbox.publish(Util, ("escapeJavaScript", "parseJson", "urlEncode", "urlDecode", "base64Encode", "base64Decode"))
 
 
 def params_of(

@@ -7,7 +7,7 @@ prints Python's ``str`` (``True``, ``{'a': 1}``) and knows only a few of those m
 AWS's own examples (the photos example's ``"ispublic": $elem.ispublic``, the ``$input``
 reference's ``$input.path('$.things').size()``) came out wrong. This module supplies both:
 
-- ``render_like_java(template)`` makes every ``$reference`` in a parsed template print its
+- ``render_like_java(tree)`` makes every ``$reference`` in a parsed template print its
   value the Java way (``java_str``); references without a value still print their own text,
   as Velocity does.
 - The Java methods Python lacks are registered in airspeed's table of extra methods per type
@@ -62,18 +62,10 @@ def _print_reference(element: Any) -> Callable[[Any, Any, Any], None]:
     return evaluate_raw
 
 
-def render_like_java(root: Any) -> None:
-    """Make every reference under ``root`` (a parsed airspeed tree) print the Java way."""
-    seen: set[int] = set()
-    pending = [root]
-    while pending:
-        element = pending.pop()
-        if id(element) in seen or not hasattr(element, "__dict__"):
-            continue
-        seen.add(id(element))
-        for value in list(vars(element).values()):
-            children = value if isinstance(value, list) else [value]
-            pending.extend(child for child in children if isinstance(child, airspeed._Element))
+def render_like_java(tree: Iterable[Any]) -> None:
+    """Make every reference of a parsed template (``tree``: its elements,
+    ``propylon_config.templates.elements``) print the Java way."""
+    for element in tree:
         if isinstance(element, airspeed.FormalReference):
             element.evaluate_raw = _print_reference(element)
 

@@ -271,3 +271,38 @@ def test_foreach_stops_at_1000_iterations(served: tuple[Served, _Recorder]) -> N
     assert backend.received[0].body == b"1000"
     assert _send(gateway, "/prod/loop", json.dumps(list(range(1001))).encode(), **headers)[0] == 500
     assert len(backend.received) == 1
+
+
+ESCAPE = "$input.__init__.__globals__.get('urllib').parse.sys.modules.get('os').getcwd()"
+SANDBOXED = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {name: probe, namespace: shop}
+spec:
+  routes:
+    - routeKey: "POST /probe"
+      integration:
+        type: HTTP
+        url: "http://127.0.0.1:{port}/probe"
+        requestTemplates:
+          application/json: "cwd={escape} name=$input.path('$.name')"
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {name: prod, namespace: shop}
+spec: {apiRef: probe}
+"""
+
+
+def test_a_template_cannot_reach_the_gateways_python(tmp_path: Path) -> None:
+    # Before the sandbox (vtl_sandbox) this template sent the gateway's working directory
+    # upstream: from $input's methods to the module globals, sys.modules and os.
+    gateway, backend = _start(tmp_path, SANDBOXED.replace("{escape}", ESCAPE))
+    try:
+        status, _ = _send(gateway, "/prod/probe", b'{"name": "tea"}', **{"Content-Type": "application/json"})
+        assert status == 200
+        [got] = backend.received
+        assert got.body.decode() == f"cwd={ESCAPE} name=tea"  # printed as written, like any unresolved reference
+    finally:
+        gateway.stop()
+        backend.close()
