@@ -85,3 +85,18 @@ def test_a_refused_directive_that_reaches_the_proxy_fails_the_render() -> None:
     template = vtl.compile("before #evaluate('$input.body') after")
     with pytest.raises(vtl.RenderError):
         vtl.render(template, {"input": vtl.Input(b"{}", {}), "util": vtl.UTIL, "context": {}, "stageVariables": {}})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('#set($x = "ab" * 1000000000)$x', "$x"),  # Velocity: arithmetic on a string is null
+        ('#set($x = "%0999999999d" % 1)$x', "$x"),
+        ('#set($x = "abc" - "c")$x', "$x"),
+        ("#set($x = 7 * 6)$x #set($y = 7 % 4)$y #set($w = 9 / 2)$w", "42 3 4"),
+        ("#set($z = $input.path('$.n') - 1.5)$z", "1.5"),
+        ('#set($x = "a" + "b")$x', "ab"),  # + still joins strings, as in Velocity
+    ],
+)
+def test_arithmetic_takes_two_numbers(text: str, expected: str) -> None:
+    assert _render(text) == expected
