@@ -10,6 +10,7 @@ apart from ``vtl`` so the renderer stays free of the request type.
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
 from propylon_proxy import context, vtl
@@ -29,9 +30,11 @@ def namespace(
     path_params = dict(match.params) if match is not None else {}
     query = urllib.parse.parse_qsl(ctx.query, keep_blank_values=True)
     params = vtl.params_of(path_params, query, ctx.headers)
-    authorizer: dict[str, Any] = dict(ctx.authorizer_context or {})
+    # Copied all the way down: templates can change what they read (Java's list.add, map.put),
+    # and the claims and authorizer context come from caches that later requests read too.
+    authorizer: dict[str, Any] = _detached(ctx.authorizer_context or {})
     authorizer["principalId"] = ctx.principal_id or ""
-    authorizer["claims"] = dict(ctx.claims or {})
+    authorizer["claims"] = _detached(ctx.claims or {})
     request = ctx.request
     user_agent = request.headers.get("User-Agent", "")
     host = request.headers.get("Host", "")
@@ -64,3 +67,12 @@ def namespace(
         "stageVariables": dict(ctx.stage_variables),
         "context": variables,
     }
+
+
+def _detached(value: Any) -> Any:
+    """A copy of a JSON value that shares no map or list with ``value``."""
+    if isinstance(value, Mapping):  # a dict, or the read-only view verified claims are kept in
+        return {key: _detached(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_detached(item) for item in value]
+    return value

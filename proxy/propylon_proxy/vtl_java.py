@@ -108,6 +108,9 @@ _LIST: dict[str, Callable[..., Any]] = {
     "get": lambda self, index: self[index],
     "contains": lambda self, value: value in self,
     "indexOf": lambda self, value: self.index(value) if value in self else -1,
+    # The building idiom of AWS's templates: #set($ignored = $list.add($x)).
+    "add": lambda self, value: self.append(value) or True,
+    "addAll": lambda self, values: self.extend(values) or True,
 }
 
 _MAP: dict[str, Callable[..., Any]] = {
@@ -117,7 +120,18 @@ _MAP: dict[str, Callable[..., Any]] = {
     "entrySet": lambda self: [{"key": k, "value": v} for k, v in self.items()],
     "containsKey": lambda self, key: key in self,
     "containsValue": lambda self, value: value in self.values(),
+    # Java's Map.put and remove answer the value the key had (null when none); putAll is void,
+    # which Velocity renders as nothing (not as the reference's text).
+    "put": lambda self, key, value: _put(self, key, value),
+    "putAll": lambda self, other: self.update(other) or "",
+    "remove": lambda self, key: self.pop(key, None),
 }
+
+
+def _put(mapping: dict[Any, Any], key: Any, value: Any) -> Any:
+    before = mapping.get(key)
+    mapping[key] = value
+    return before
 
 
 def _register(types: Iterable[type], methods: Mapping[str, Callable[..., Any]]) -> None:

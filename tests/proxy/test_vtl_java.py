@@ -53,6 +53,9 @@ def test_values_print_as_java_prints_them(template: str, expected: str) -> None:
         ("[$input.path('$.p').trim()] $input.path('$.s').matches('H.*o')", "[x] true"),
         ("$input.path('$.s').matches('H') $input.path('$.s').replaceAll('l+', 'L')", "false HeLo"),
         ("$input.path('$.n').equals(1) $input.path('$.n').equals('1')", "true false"),
+        ("#set($l = [])#set($ok = $l.add('a'))#set($ok = $l.addAll(['b', 'c']))$ok $l.size() $l", "true 3 [a, b, c]"),
+        ("#set($m = {})#set($old = $m.put('k', 1))[$!old] $m.put('k', 2) $m", "[] 1 {k=2}"),
+        ("#set($m = {'a': 1, 'b': 2})#set($gone = $m.remove('a'))$gone $m $m.putAll({'c': 3})$m", "1 {b=2} {b=2, c=3}"),
     ],
 )
 def test_java_methods_on_json_values(template: str, expected: str) -> None:

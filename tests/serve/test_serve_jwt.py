@@ -89,6 +89,13 @@ spec:
         type: HTTP_PROXY
         url: {backend}/internal
         requestParameters: {{"overwrite:header.X-User-Id": "$context.authorizer.claims.sub"}}
+    - routeKey: GET /groups
+      authorizer: shared
+      integration:
+        type: HTTP
+        url: {backend}/groups
+        requestTemplates:
+          application/json: "#set($ok = $context.authorizer.claims.groups.add('root'))$context.authorizer.claims.groups"
     - routeKey: GET /fn
       authorizer: fn
       integration: {{type: HTTP_PROXY, url: "{backend}/fn"}}
@@ -275,6 +282,18 @@ def test_hs256_with_a_secret_ref_works_and_other_secrets_do_not(world: World) ->
     _refused(world, "/internal", issuers.hs_token(b"another-secret-entirely-32-bytes!", claims))
     _refused(world, "/internal", world.issuer.token(world.rsa, claims={**claims}))  # RS256 on an HS-only Authorizer
     _refused(world, "/me", issuers.hs_token(HS_SECRET.encode(), {**world.issuer.claims()}))  # HS256 on RS: never
+
+
+def test_a_template_cannot_change_the_claims_a_later_request_sees(world: World) -> None:
+    # The second request reuses the verified token (a warm cache hit): a template that changes
+    # the claims it reads must change only its own request's copy.
+    claims = {"iss": "internal", "sub": "svc-b", "groups": ["staff"], "exp": int(time.time()) + 600}
+    token = issuers.hs_token(HS_SECRET.encode(), claims)
+    sent = []
+    for _ in range(2):
+        assert world.get("/groups", token)[0] == 200
+        sent.append(world.backend.received[-1].body)
+    assert sent == [b"[staff, root]", b"[staff, root]"]
 
 
 def test_a_request_authorizer_whose_function_is_down_fails_closed(world: World) -> None:
