@@ -5,7 +5,8 @@ Pure functions: evaluate a value expression (literal text mixed with ``$request.
 the mappings to the upstream request's headers, query string and path, or to the client
 response's headers. The gateway's own headers (Host, X-Forwarded-*, X-Request-Id, traceparent)
 and framing headers cannot be changed by a mapping, and a value that would carry CR, LF or NUL
-into a header is dropped, so a mapping can never be turned into header injection.
+into a header is dropped (with, for ``overwrite``, the header it was to replace), so a mapping can
+never be turned into header injection nor leave a client's value where the gateway's should be.
 """
 
 from __future__ import annotations
@@ -159,10 +160,15 @@ def _set_header(headers: Headers, mapping: model.ParameterMapping, value: str | 
         headers = [(n, v) for n, v in headers if n.lower() == lower or headers_.folded(n) != folded]
     if mapping.action is model.MappingAction.REMOVE:
         return [(n, v) for n, v in headers if n.lower() != lower]
-    if value is None or _UNSAFE.search(value):
-        return headers
+    writable = value if value is not None and _UNSAFE.search(value) is None else None
     if mapping.action is model.MappingAction.OVERWRITE:
-        return [*((n, v) for n, v in headers if n.lower() != lower), (mapping.name, value)]
+        # A value that cannot be written is dropped, and so is the header it was to replace: a
+        # backend that trusts a mapped identity header must never get the client's copy instead.
+        kept = [(n, v) for n, v in headers if n.lower() != lower]
+        return kept if writable is None else [*kept, (mapping.name, writable)]
+    if writable is None:
+        return headers  # an append of nothing: the header stays as it was
+    value = writable
     existing = [v for n, v in headers if n.lower() == lower]
     if not existing:
         return [*headers, (mapping.name, value)]

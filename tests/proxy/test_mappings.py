@@ -68,6 +68,26 @@ def test_request_mappings_edit_headers_query_and_path():
     assert result.path == "/v2/users/a%2Fb"
 
 
+def test_a_value_that_cannot_be_written_never_leaves_the_clients_header_in_its_place():
+    # An identity header the backend trusts, overwritten from a value with CR/LF/NUL (a display
+    # name with a newline, say): the mapped value is dropped and the client's copy goes too.
+    unsafe = dataclasses.replace(CTX, query="name=Mallory%0AM.")
+    result = mappings.apply_request(
+        [
+            m(A.OVERWRITE, T.HEADER, "X-User", "user:$request.querystring.name"),
+            m(A.OVERWRITE, T.HEADER, "X-Nul", "'a\x00b'"),
+            m(A.APPEND, T.HEADER, "X-Multi", "$request.querystring.name"),
+        ],
+        unsafe,
+        headers=[("X-User", "admin"), ("x_user", "admin"), ("X-Nul", "client"), ("X-Multi", "a")],
+        path="/p",
+        query="",
+    )
+    assert result.headers == [("X-Multi", "a")]  # an append of nothing keeps what was there
+    blocks = [model.ResponseMappings(status_code="200", mappings=(m(A.OVERWRITE, T.HEADER, "X-Who", "'a\rb'"),))]
+    assert mappings.apply_response(blocks, 200, CTX, [("X-Who", "backend")]) == []
+
+
 def test_response_mappings_by_status():
     blocks = [
         model.ResponseMappings(status_code="404", mappings=(m(A.OVERWRITE, T.HEADER, "X-Reason", "'not-found'"),)),
