@@ -144,6 +144,10 @@ _FORBIDDEN_IN_VALUE = b"\r\n\x00"
 # request's other headers (Accept, User-Agent, ...) cost one ``len`` each (issue 15, perf-shell).
 _WATCHED = frozenset({*_SINGLE, b"content-length", b"transfer-encoding"})
 _WATCHED_LENGTHS = frozenset(len(name) for name in _WATCHED)
+# RFC 9110's Host: uri-host [":" port], the port digits only. The cache keys the Host with its
+# port dropped while X-Forwarded-Host carries all of it, so a "port" such as ":@evil.test" would
+# be an unkeyed input that reaches the backend (a link built from it goes to evil.test).
+_HOST = re.compile(rb"(?:\[[0-9A-Za-z:.%~_-]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
 
 
 def check_headers(
@@ -158,17 +162,22 @@ def check_headers(
         raise Rejected(gateway_responses.REQUEST_HEADERS_TOO_LARGE, "too many headers")
     size = 0
     seen: list[bytes] = []  # the watched names, lower-cased, once per header that has one
+    host = b""
     for name, value in raw_headers:
         size += len(name) + len(value) + 4
         if len(name) in _WATCHED_LENGTHS:
             lower = name.lower()
             if lower in _WATCHED:
                 seen.append(lower)
+                if lower == b"host":
+                    host = value
     if size > max_header_bytes:
         raise Rejected(gateway_responses.REQUEST_HEADERS_TOO_LARGE, "header block too large")
     values = b" ".join([value for _, value in raw_headers])  # one pass, not one a value
     if len(values.translate(None, _FORBIDDEN_IN_VALUE)) != len(values):
         raise Rejected(gateway_responses.BAD_REQUEST, "control character in a header value")
+    if _HOST.fullmatch(host.rstrip(b" \t")) is None:  # OWS is not part of a value (httptools keeps it)
+        raise Rejected(gateway_responses.BAD_REQUEST, "invalid Host")
     if seen == [b"host"]:
         return  # the usual request: one Host, no body framing, no credentials
     for name in _SINGLE:
