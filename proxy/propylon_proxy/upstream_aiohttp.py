@@ -164,6 +164,11 @@ class AiohttpUpstream:
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             # Disconnect or reset after the request went out: it may have been processed.
             raise upstream.UpstreamProtocolError(f"upstream connection failed: {exc!r}") from exc
+        if response.status == 101:
+            # Switching Protocols to a request without Upgrade: a protocol error, as in the pool
+            # (relayed, a proxy in front could take the client's connection for a tunnel).
+            response.close()
+            raise upstream.UpstreamProtocolError("upstream switched protocols unasked")
         return AiohttpResponse(response)
 
     async def close(self) -> None:

@@ -144,6 +144,7 @@ class _Connection(asyncio.Protocol):
         self.reason = ""
         self.headers: list[tuple[str, str]] = []
         self.framed = False  # a Content-Length or Transfer-Encoding header was received
+        self.switched = False  # a 101 head arrived: never a final answer here (on_headers_complete)
         self._buffer: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self._body_waiter: asyncio.Future[None] | None = None
@@ -237,6 +238,9 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.abort(upstream.UpstreamProtocolError(f"invalid response from upstream: {exc}"))
             return
+        if self.switched:
+            self.abort(upstream.UpstreamProtocolError("upstream switched protocols unasked"))
+            return
         if not self.head_done and self.head_bytes > _MAX_HEAD_BYTES:
             self.abort(upstream.UpstreamProtocolError("upstream response head too large"))
             return
@@ -301,7 +305,13 @@ class _Connection(asyncio.Protocol):
             self.keep_alive = False
             return
         status = self._parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
+        if status == 101:
+            # Switching Protocols to a request whose Upgrade the gateway stripped: relayed, a
+            # proxy in front would take the connection for a tunnel past its own checks. Never
+            # a final head (the waiter is not resolved); data_received aborts the exchange.
+            self.switched = True
+            return
+        if 100 <= status < 200:
             # An interim response (100 Continue, 103 Early Hints): the real one follows.
             self.headers = []
             self.reason = ""

@@ -455,6 +455,10 @@ async def test_slow_head_is_a_timeout_and_the_client_recovers(
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
         b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
         b"\x00\x01\x02\x03",
+        # Switching Protocols to a request that asked for no upgrade: never relayed (a proxy in
+        # front would take the client's connection for a tunnel past its checks).
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\nGET /next HTTP/1.1\r\n\r\n",
     ],
 )
 async def test_garbage_response_is_a_protocol_error(
