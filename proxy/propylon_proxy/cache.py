@@ -6,9 +6,11 @@ settings unchanged keeps its entries; a change of ``ttlSeconds``/``capacityMiB``
 empty cache (the old one is retired with the old plan). Entries expire by ``runtime.clock``
 (injected in tests) at the route's effective TTL.
 
-The key is built from parts the dispatcher already parsed: stage (and canary side), method, Host, path, the whole
-query (or only the ``cacheKeyParameters`` values), the listed headers, and the principal when the
-route has an authorizer. A stored reply's ``Vary`` headers are then keyed as a second level.
+The key is built from parts the dispatcher already parsed: stage (and canary side), method, Host,
+path, the whole query (or only the ``cacheKeyParameters`` values), the listed headers, and when
+the route has an authorizer the caller: its principal (or, without one, a digest of its token or
+identity values) and a digest of the authorizer's context; an authorized request that names
+neither is not cached. A stored reply's ``Vary`` headers are then keyed as a second level.
 
 Concurrent misses for one key are coalesced: the first request (the leader) goes to the
 backend; the others wait for its outcome and get its reply when it was cacheable, else (not
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import json
 import urllib.parse
 from collections.abc import AsyncIterator
 
@@ -31,6 +35,21 @@ MAX_ENTRY_BYTES = 1024 * 1024
 HEADER = "x-propylon-cache"
 _UNCACHED_CONTROL = ("no-store", "private")
 _HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+
+
+def _caller(ctx: context.RequestContext) -> tuple[str, ...]:
+    """The key parts that keep one caller's answers from another's (DESIGN.md section 4): the
+    principal, or when the authorizer named none (a 2.0 simple answer, a policy without
+    ``principalId``, a JWT without ``sub``) the digest of what proved the caller; and a digest of
+    the authorizer's ``context``, which mappings and templates read (a TOKEN authorizer that
+    answers ``principalId: "user"`` to everyone tells its callers apart there)."""
+    principal = ctx.principal_id
+    who = "u:" + principal if principal is not None else "d:" + (ctx.caller_digest or b"").hex()
+    found = ctx.authorizer_context
+    if not found:
+        return (who,)
+    text = json.dumps(found, sort_keys=True, separators=(",", ":"), default=repr)
+    return (who, "x:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest())
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -185,7 +204,7 @@ class CacheStep:
         for name in self.header_keys:
             parts.append("h:" + name + "=" + "\x00".join(request.headers.getall(name, ())))
         if self.authorized:
-            parts.append("u:" + (ctx.principal_id or ""))
+            parts.extend(_caller(ctx))
         return tuple(parts)
 
     @staticmethod
@@ -200,7 +219,10 @@ class CacheStep:
             return True
         if request.body_exists:
             return True  # a GET with a body is never cached
-        return not self.authorized and "Authorization" in request.headers
+        if self.authorized:
+            # No principal and nothing else that tells this caller from another: never shared.
+            return ctx.principal_id is None and ctx.caller_digest is None
+        return "Authorization" in request.headers
 
     def _refresh(self, ctx: context.RequestContext, control: str) -> replies.Refusal | bool | None:
         """A ``Cache-Control: max-age=0`` request: True to refresh, a Refusal, or None (ignore)."""

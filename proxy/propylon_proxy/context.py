@@ -44,6 +44,9 @@ class RequestContext:
     claims: Mapping[str, Any] | None = None  # a JWT's verified claims
     scopes: tuple[str, ...] | None = None
     authorizer_context: Mapping[str, Any] | None = None  # an authorizer function's ``context``
+    # A digest of what proved the caller (a JWT's bytes, an authorizer function's identity
+    # values): the response cache tells callers apart by it when no principal does.
+    caller_digest: bytes | None = None
     usage_identifier_key: str | None = None  # from an authorizer, for apiKeySource AUTHORIZER
     api_key_id: str | None = None
     usage_plan: str | None = None  # "<ns>/<plan>"

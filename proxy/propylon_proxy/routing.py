@@ -134,7 +134,9 @@ def _bind(route: model.Route, raw: tuple[str, ...], decoded: tuple[str, ...]) ->
     return tuple(params), "/" + "/".join(parts)
 
 
-def _segments_of(base_path: str) -> tuple[str, ...]:
+def segments_of(base_path: str) -> tuple[str, ...]:
+    """A Stage's basePath as the decoded segments routing strips (basePaths are written decoded);
+    the authorizer functions' ARN strips the same ones."""
     stripped = base_path.strip("/")
     return tuple(stripped.split("/")) if stripped else ()
 
@@ -206,7 +208,7 @@ class StageTable:
         *,
         draw: canary.Draw = random.random,
     ) -> None:
-        self._stages = [(stage, _segments_of(stage.base_path), RouteTable(stage.routes)) for stage in stages]
+        self._stages = [(stage, segments_of(stage.base_path), RouteTable(stage.routes)) for stage in stages]
         self._index: dict[str | None, _Bucket] = {}
         for order, (stage, base, table) in enumerate(self._stages):
             self._index.setdefault(base[0] if base else None, _Bucket()).add((order, stage, base, table))

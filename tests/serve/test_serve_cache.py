@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import json
 import threading
 import urllib.error
 import urllib.request
@@ -292,6 +293,40 @@ spec:
         type: HTTP_PROXY
         url: "{backend}/me"
         requestParameters: {{"overwrite:header.Accept-Language": "$context.authorizer.principalId"}}
+    - routeKey: GET /by-email
+      authorizer: idp
+      integration:
+        type: HTTP_PROXY
+        url: "{backend}/by-email"
+        requestParameters: {{"overwrite:header.Accept-Language": "$context.authorizer.claims.email"}}
+    - routeKey: GET /simple
+      authorizer: simple
+      integration:
+        type: HTTP_PROXY
+        url: "{backend}/simple"
+        requestParameters: {{"overwrite:header.Accept-Language": "$context.authorizer.user"}}
+    - routeKey: GET /everyone-is-user
+      authorizer: policy
+      integration:
+        type: HTTP_PROXY
+        url: "{backend}/everyone-is-user"
+        requestParameters: {{"overwrite:header.Accept-Language": "$context.authorizer.user"}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Authorizer
+metadata: {{name: simple, namespace: demo}}
+spec:
+  type: REQUEST
+  identitySource: ["$request.header.X-Caller"]
+  function: {{url: "{function}", payloadFormatVersion: "2.0", enableSimpleResponses: true}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Authorizer
+metadata: {{name: policy, namespace: demo}}
+spec:
+  type: TOKEN
+  identitySource: ["$request.header.X-Caller"]
+  function: {{url: "{function}"}}
 ---
 apiVersion: propylon.dev/v1alpha1
 kind: Stage
@@ -311,7 +346,7 @@ def test_each_principal_has_its_own_entries(tmp_path: Path, backend: Backend) ->
         kid = issuer.add_key("RSA")
         folder = tmp_path / "manifests"
         folder.mkdir()
-        (folder / "all.yaml").write_text(USERS.format(issuer=issuer.issuer, backend=backend.url))
+        (folder / "all.yaml").write_text(USERS.format(issuer=issuer.issuer, backend=backend.url, function=_NOBODY))
         gateway = Served(folder, tmp_path)
         ada = issuer.token(kid, claims=issuer.claims(sub="ada"))
         bob = issuer.token(kid, claims=issuer.claims(sub="bob"))
@@ -325,4 +360,59 @@ def test_each_principal_has_its_own_entries(tmp_path: Path, backend: Backend) ->
     finally:
         if gateway is not None:
             gateway.stop()
+        issuer.stop()
+
+
+_NOBODY = "http://127.0.0.1:9"  # the routes that need no authorizer function never call it
+
+
+def _authorizer_function(request: backends.Received) -> backends.Answer:
+    """Every caller allowed, named only in the context: a 2.0 simple answer, or a TOKEN policy
+    whose principalId is "user" for everyone (as AWS's blueprint writes it)."""
+    event = json.loads(request.body)
+    caller = event.get("authorizationToken") or event["identitySource"][0]
+    if event.get("type") == "TOKEN":
+        arn = event["methodArn"]
+        statement = {"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": arn}
+        answer = {"principalId": "user", "policyDocument": {"Version": "2012-10-17", "Statement": [statement]}}
+    else:
+        answer = {"isAuthorized": True}
+    answer["context"] = {"user": caller}
+    return backends.Answer(body=json.dumps(answer).encode(), headers=(("Content-Type", "application/json"),))
+
+
+def test_callers_without_a_principal_of_their_own_never_share_an_entry(tmp_path: Path, backend: Backend) -> None:
+    # DESIGN.md section 4: never one user's data to another, when the authorizer names no
+    # principal (a JWT without sub, a 2.0 simple answer) or names everyone the same.
+    from tests import issuers
+
+    issuer = issuers.Issuer()
+    function = backends.Backend(_authorizer_function)
+    gateway = None
+    try:
+        kid = issuer.add_key("RSA")
+        folder = tmp_path / "manifests"
+        folder.mkdir()
+        manifests = USERS.format(issuer=issuer.issuer, backend=backend.url, function=function.url)
+        (folder / "all.yaml").write_text(manifests)
+        gateway = Served(folder, tmp_path)
+        ada = {"Authorization": "Bearer " + issuer.token(kid, claims=issuer.claims(sub=None, email="ada@x"))}
+        bob = {"Authorization": "Bearer " + issuer.token(kid, claims=issuer.claims(sub=None, email="bob@x"))}
+        callers = {
+            "/users/by-email": (ada, bob, "ada@x", "bob@x"),
+            "/users/simple": ({"X-Caller": "ada"}, {"X-Caller": "bob"}, "ada", "bob"),
+            "/users/everyone-is-user": ({"X-Caller": "ada"}, {"X-Caller": "bob"}, "ada", "bob"),
+        }
+        for path, (first, second, first_name, second_name) in callers.items():
+            _, one, first_body, _ = _call(gateway, path, **first)
+            _, two, second_body, _ = _call(gateway, path, **second)
+            assert (one, two) == ("miss", "miss"), path
+            assert f"lang={first_name}".encode() in first_body, path
+            assert f"lang={second_name}".encode() in second_body, path
+            _, again, body, _ = _call(gateway, path, **second)
+            assert (again, body) == ("hit", second_body), path  # the same caller still hits
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        function.close()
         issuer.stop()

@@ -1,13 +1,25 @@
 """REQUEST and TOKEN authorizers: the function is invoked with the AWS authorizer event and its
 answer (an IAM policy, or a 2.0 simple response) decides whether the route runs.
 
+The ARN a policy is judged against (``methodArn``, 2.0's ``routeArn``) is built from the path in
+the one form routing matched and the upstream path is rebuilt from: the decoded segments after
+the Stage's basePath, each percent-encoded again as one segment (``hygiene.encode_segment``).
+So ``/prod/%61dmin`` is judged as ``.../GET/admin``, the route ``GET /admin`` it runs, and a
+Deny cannot be stepped around by encoding a letter; ``%2F`` stays data inside its segment.
+The event's own ``path``/``rawPath`` fields keep the forms DESIGN.md section 8 gives them.
+
 Invocations go through the gateway's one ``FunctionClient`` (a runtime resource). Answers are
 cached for ``resultTtlSeconds`` by identity-source values (plus the route for REQUEST) in a
 bounded TTL cache on the runtime clock, claimed by a stable id that includes the settings'
 fingerprint, so a plan swap keeps warm answers and an outage of the function keeps serving them.
-TTL 0 invokes every time. The section-8 split: an empty, non-JSON or malformed answer is
-AUTHORIZER_CONFIGURATION_ERROR; a timeout, refused connection or crash is AUTHORIZER_FAILURE;
-a raised ``Exception("Unauthorized")`` is 401.
+One cache serves every Stage and Api that uses the Authorizer, so every key also names the Stage
+and Api it was decided for (AWS caches an authorizer's answers per API stage): a 2.0 simple
+``isAuthorized: true`` is not judged again per request, so it must never leave the stage (or,
+for REQUEST, the route) it was given for. TTL 0 invokes every time.
+
+The section-8 split: an empty, non-JSON or malformed answer is AUTHORIZER_CONFIGURATION_ERROR;
+a timeout, refused connection or crash is AUTHORIZER_FAILURE; a raised
+``Exception("Unauthorized")`` is 401.
 """
 
 from __future__ import annotations
@@ -24,7 +36,7 @@ from typing import Any
 import cachetools
 
 from propylon_config import model
-from propylon_proxy import context, gateway_responses, replies, steps
+from propylon_proxy import context, gateway_responses, hygiene, replies, routing, steps
 from propylon_proxy.authorizers import policy
 from propylon_proxy.functions import client, events
 from propylon_proxy.integrations import function as function_integration
@@ -39,12 +51,26 @@ _CONFIGURATION = replies.refuse(gateway_responses.AUTHORIZER_CONFIGURATION_ERROR
 CACHE_ENTRIES = 10_000
 
 
-def method_arn(ctx: context.RequestContext, namespace: str, api: str, stage: str, base_path: str) -> str:
-    """DESIGN.md section 8: the request path minus the basePath, with actual values."""
-    raw = ctx.target.raw_path if ctx.target is not None else ctx.request.raw_path.partition("?")[0]
-    base = base_path.rstrip("/")
-    path = (raw[len(base) :] or "/") if base and raw.startswith(base) else raw
-    return f"arn:aws:execute-api:propylon:{namespace}:{api}/{stage}/{ctx.request.method}/{path.removeprefix('/')}"
+def arn_path(ctx: context.RequestContext, base: tuple[str, ...]) -> str:
+    """DESIGN.md section 8: the request path minus the basePath, with actual values, in the
+    canonical form the route matched and the backend receives.
+
+    Built from hygiene's decoded segments (the ones routing walked), never from the raw path: the
+    raw ``%61dmin`` would be judged as another resource than the ``admin`` route it runs. The
+    basePath is removed by segments, so an encoded basePath (``/pr%6Fd``) is removed too. Each
+    segment is encoded again on its own, so an encoded ``/`` stays ``%2F`` inside its segment.
+    """
+    # The dispatcher split the target before routing; only a context built by hand lacks it.
+    target = ctx.target if ctx.target is not None else hygiene.split_target(ctx.request.raw_path)
+    segments = target.segments
+    if base and segments[: len(base)] == base:
+        segments = segments[len(base) :]
+    return "/" + "/".join([hygiene.encode_segment(segment) for segment in segments])
+
+
+def method_arn(ctx: context.RequestContext, prefix: str, base: tuple[str, ...]) -> str:
+    """``arn:aws:execute-api:propylon:<ns>:<api>/<stage>/`` (``prefix``) + method + canonical path."""
+    return f"{prefix}{ctx.request.method}/{arn_path(ctx, base).removeprefix('/')}"
 
 
 def identity_value(ctx: context.RequestContext, source: str) -> str | None:
@@ -67,11 +93,12 @@ class _Setup:
     authorizer: model.Authorizer
     fn: model.AuthorizerFunction
     shape: events.EventShape
-    namespace: str
-    api: str
-    stage: str
-    base_path: str
-    route_key: str
+    arn_prefix: str  # "arn:aws:execute-api:propylon:<ns>:<api>/<stage>/"
+    base: tuple[str, ...]  # the Stage's basePath segments
+    # Who an answer was decided for, the first part of every cache key: the Stage and the Api
+    # served (a canary's Api differs from its Stage's) and, for REQUEST, the route's id
+    # ("<ns>/<api>/<stage>/<routeKey>"); each a tuple item of its own, so no two keys collide.
+    scope: tuple[str, ...]
 
 
 def step_for(authorizer: model.Authorizer, setup: steps.RouteSetup) -> steps.Step:
@@ -88,15 +115,15 @@ def step_for(authorizer: model.Authorizer, setup: steps.RouteSetup) -> steps.Ste
             f"authorizer cache {authorizer.id} {fingerprint}",
             lambda: cachetools.TTLCache(CACHE_ENTRIES, fn.result_ttl_seconds, timer=lambda: run.clock()),
         )
+    api_id = setup.api.id if setup.api is not None else setup.stage.api
+    stage_scope = (setup.stage.id, api_id)
     prepared = _Setup(
         authorizer=authorizer,
         fn=fn,
         shape=shape,
-        namespace=setup.stage.namespace,
-        api=shape.api_id,
-        stage=setup.stage.name,
-        base_path=setup.stage.base_path,
-        route_key=setup.route.route_key,
+        arn_prefix=f"arn:aws:execute-api:propylon:{setup.stage.namespace}:{shape.api_id}/{setup.stage.name}/",
+        base=routing.segments_of(setup.stage.base_path),
+        scope=stage_scope if authorizer.type is model.AuthorizerType.TOKEN else (*stage_scope, setup.route.id),
     )
     check = _check(prepared, function_integration.shared_client(run), cache)
     return steps.BeforeOnly(name=f"authorizer {authorizer.id} ({authorizer.type.value})", check=check)
@@ -130,8 +157,10 @@ def _check(
             return _UNAUTHORIZED  # a missing identity source: never invoked
         if expression is not None and expression.fullmatch(present[0]) is None:
             return _UNAUTHORIZED
-        arn = method_arn(ctx, p.namespace, p.api, p.stage, p.base_path)
-        key = tuple(present) if is_token else (*present, ctx.request.method, p.route_key)
+        arn = method_arn(ctx, p.arn_prefix, p.base)
+        # TOKEN: the token's answer on this Stage, its policy judged below for each route's ARN;
+        # REQUEST: the answer for this route (and method, for ANY routes) on this Stage.
+        key = (*p.scope, *present) if is_token else (*p.scope, ctx.request.method, *present)
         answer = cache.get(key) if cache is not None else None
         if answer is None:
             found = await _invoke(p, functions, target, timeout, ctx, arn, present)
@@ -144,6 +173,9 @@ def _check(
             return _FORBIDDEN
         ctx.principal_id = answer.principal_id
         ctx.authorizer_context = answer.context
+        # What proved this caller, for the response cache when no principal tells callers apart
+        # (a 2.0 simple answer); a digest, so no token is kept with a cached response.
+        ctx.caller_digest = hashlib.sha256(json.dumps(present).encode("utf-8", "surrogatepass")).digest()
         if answer.usage_identifier_key is not None:
             ctx.usage_identifier_key = answer.usage_identifier_key
         return None

@@ -59,6 +59,7 @@ class Verified:
     claims: Mapping[str, Any]  # read-only: the same object is shared by every request of the token
     scopes: tuple[str, ...]
     expires: float  # exp
+    digest: bytes = b""  # SHA-256 of the token: the cache's slot, never the token
 
 
 Outcome = Verified | str  # a Verified token, or the gateway-response type to refuse with
@@ -203,7 +204,7 @@ class Verifier:
         claims = _claims(payload)
         if claims is None:
             return gateway_responses.UNAUTHORIZED
-        verified = self._check(claims, self._clock())
+        verified = self._check(claims, self._clock(), slot)
         if verified is None:
             return gateway_responses.UNAUTHORIZED
         nbf = _number(claims.get("nbf"))
@@ -242,7 +243,7 @@ class Verifier:
         self._prepared[slot] = (key, prepared)
         return prepared
 
-    def _check(self, claims: dict[str, Any], now: float) -> Verified | None:
+    def _check(self, claims: dict[str, Any], now: float, digest: bytes) -> Verified | None:
         if claims.get("iss") != self._issuer:
             return None
         exp = _number(claims.get("exp"))
@@ -264,7 +265,7 @@ class Verifier:
         scopes = _scopes(claims)
         if scopes is None:
             return None
-        return Verified(principal=sub, claims=types.MappingProxyType(claims), scopes=scopes, expires=exp)
+        return Verified(principal=sub, claims=types.MappingProxyType(claims), scopes=scopes, expires=exp, digest=digest)
 
     def _audience_matches(self, claims: dict[str, Any]) -> bool:
         if "aud" in claims:

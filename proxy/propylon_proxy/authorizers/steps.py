@@ -116,6 +116,7 @@ def _check(
         ctx.principal_id = outcome.principal
         ctx.claims = outcome.claims
         ctx.scopes = outcome.scopes
+        ctx.caller_digest = outcome.digest
         if wanted and wanted.isdisjoint(outcome.scopes):
             return _FORBIDDEN
         return None
