@@ -148,6 +148,10 @@ _WATCHED_LENGTHS = frozenset(len(name) for name in _WATCHED)
 # port dropped while X-Forwarded-Host carries all of it, so a "port" such as ":@evil.test" would
 # be an unkeyed input that reaches the backend (a link built from it goes to evil.test).
 _HOST = re.compile(rb"(?:\[[0-9A-Za-z:.%~_-]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?")
+# Hosts already found valid: a gateway sees a handful, and the lookup costs a tenth of the match
+# (check_headers for a Host alone 0.61 us before the rule, 1.00 with the match each time).
+_VALID_HOSTS: set[bytes] = set()
+_VALID_HOSTS_MAX = 1024
 
 
 def check_headers(
@@ -176,8 +180,13 @@ def check_headers(
     values = b" ".join([value for _, value in raw_headers])  # one pass, not one a value
     if len(values.translate(None, _FORBIDDEN_IN_VALUE)) != len(values):
         raise Rejected(gateway_responses.BAD_REQUEST, "control character in a header value")
-    if _HOST.fullmatch(host.rstrip(b" \t")) is None:  # OWS is not part of a value (httptools keeps it)
-        raise Rejected(gateway_responses.BAD_REQUEST, "invalid Host")
+    if host not in _VALID_HOSTS:
+        if _HOST.fullmatch(host.rstrip(b" \t")) is None:  # OWS is not part of a value (httptools keeps it)
+            raise Rejected(gateway_responses.BAD_REQUEST, "invalid Host")
+        if len(host) <= 255:  # a DNS name's bound: no client can make the memo hold megabytes
+            if len(_VALID_HOSTS) >= _VALID_HOSTS_MAX:
+                _VALID_HOSTS.clear()  # many distinct hosts: start again rather than grow
+            _VALID_HOSTS.add(host)
     if seen == [b"host"]:
         return  # the usual request: one Host, no body framing, no credentials
     for name in _SINGLE:
