@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import re
 from typing import Any
 
 import pytest
@@ -72,3 +74,30 @@ def test_simple_responses() -> None:
     assert not policy.parse({"isAuthorized": False}, simple=True).permits(ARN)
     with pytest.raises(policy.Malformed):
         policy.parse({"isAuthorized": "yes"}, simple=True)
+
+
+def _glob_as_regex(glob: str, value: str) -> bool:
+    """The reference: an IAM glob read as a regular expression (``*`` any run, ``?`` one)."""
+    pattern = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob)
+    return re.fullmatch(pattern, value, re.DOTALL) is not None
+
+
+def test_globs_match_as_the_regular_expression_reading_does() -> None:
+    chooser = random.Random(15)
+    for _ in range(50_000):
+        glob = "".join(chooser.choice("ab/:*?") for _ in range(chooser.randint(0, 7)))
+        value = "".join(chooser.choice("ab/:") for _ in range(chooser.randint(0, 9)))
+        assert policy._matches(glob, value) == _glob_as_regex(glob, value), (glob, value)
+
+
+@pytest.mark.timeout(30)  # a hang guard, not a speed figure: the regex form ran for hours on this
+def test_a_long_path_under_a_wildcard_deny_is_judged_at_once() -> None:
+    # The ARN holds the path the client chose. With one regex per glob, a Deny with four stars
+    # backtracked polynomially in the path: ":/" 450 times held the event loop for 13 s.
+    answer = policy.parse(
+        _answer(_stmt("Allow", "arn:aws:execute-api:*:*:*"), _stmt("Deny", "arn:aws:execute-api:*:*:*/*/DELETE/*")),
+        simple=False,
+    )
+    arn = "arn:aws:execute-api:propylon:shop:users/prod/GET/" + ":/" * 4000
+    assert answer.permits(arn)
+    assert not answer.permits("arn:aws:execute-api:propylon:shop:users/prod/DELETE/" + ":/" * 4000)
