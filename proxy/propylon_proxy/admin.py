@@ -99,7 +99,9 @@ class AdminHandler:
         if self._token is not None:
             sent = request.headers.get("Authorization", "")
             scheme, _, value = sent.partition(" ")
-            if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self._token.encode()):
+            # surrogateescape: a header's bytes that are not UTF-8 are a wrong token, not a 500.
+            sent_token = value.strip().encode("utf-8", "surrogateescape")
+            if scheme.lower() == "bearer" and hmac.compare_digest(sent_token, self._token.encode()):
                 return None
             return _json(401, {"message": "Unauthorized"})
         transport = request.transport

@@ -3,6 +3,7 @@ on the public or internal listeners."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -94,6 +95,14 @@ async def test_admin_with_token_requires_bearer(start_gateway):
         # Health and metrics stay open.
         async with session.get(gw.addresses.urls()["admin"] + "/metrics") as resp:
             assert resp.status == 200
+    # A token that is not UTF-8 is a wrong token (401), not a failure of the gateway's (500).
+    port = int(url.split(":")[2].split("/")[0])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /admin/config HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \xff\xfe\r\n")
+    writer.write(b"Connection: close\r\n\r\n")
+    head = await reader.readline()
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 401"), head
 
 
 async def test_private_stage_only_on_internal_listener(start_gateway):
