@@ -180,6 +180,9 @@ def _prepared_head(
 async def send(ctx: context.RequestContext, reply: replies.Reply, stall_seconds: float) -> web.StreamResponse:
     request = ctx.request
     assert isinstance(request, FastRequest)
+    if reply.status < 200:  # never a final response (``responding.final``; it came that way)
+        reply = await responding.final(ctx, reply)
+        ctx.status, ctx.error_type = reply.status, reply.error_type
     if reply.stream is not None:
         await _relay(ctx, request, reply, reply.stream, stall_seconds)
     else:
@@ -307,6 +310,9 @@ async def adopt(ctx: context.RequestContext, response: web.StreamResponse) -> we
     assert isinstance(request, FastRequest) and isinstance(response, web.Response)
     body = response.body if isinstance(response.body, bytes) else b""
     reply = replies.Reply(status=response.status, headers=list(response.headers.items()), body=body)
+    if reply.status < 200:
+        reply = await responding.final(ctx, reply)
+        ctx.error_type = reply.error_type
     ctx.status = reply.status
     await _send_whole(ctx, request, reply)
     return WRITTEN

@@ -145,15 +145,17 @@ def _with(headers: list[tuple[str, str]], extra: Sequence[tuple[str, str]]) -> l
 
 
 def _status(value: Any, default: int) -> int:
-    """``$context.responseOverride.status`` as a status code; unset keeps the response's."""
+    """``$context.responseOverride.status`` as a final status code (a 1xx is interim, never the
+    answer: written with a body, that body would be read as the next response); unset keeps the
+    response's."""
     if value is None or value == "":
         return default
     try:
         status = int(str(value).strip())
     except ValueError as exc:
         raise vtl.RenderError(f"responseOverride.status {value!r} is not a number") from exc
-    if not 100 <= status <= 599:
-        raise vtl.RenderError(f"responseOverride.status {status} is not an HTTP status code")
+    if not 200 <= status <= 599:
+        raise vtl.RenderError(f"responseOverride.status {status} is not a final HTTP status code")
     return status
 
 

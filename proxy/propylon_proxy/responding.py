@@ -4,6 +4,11 @@ Every response carries the gateway's ``x-request-id``; responses the gateway mak
 ``Server: propylon`` (proxied ones keep the backend's). The head of a response is held back
 until its first body bytes so both leave in one ``send()``, unless the body is still to come,
 in which case the head goes at once (a client never waits for a head the gateway has).
+
+Only final responses are written: a reply whose status is below 200 (a MOCK or integration
+response configured with one; a function's or template's is malformed before it gets here) is
+an interim response, whose body the client would read as the next response on the connection.
+It becomes 502 INTEGRATION_FAILURE (``final``), for both servers' writers.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 
 from aiohttp import web
 
-from propylon_proxy import context, fast_responding, replies, stall_sweeper, upstream
+from propylon_proxy import context, fast_responding, gateway_responses, replies, stall_sweeper, steps, upstream
 from propylon_proxy.fast_server import FastRequest
 
 log = logging.getLogger("propylon.proxy")
@@ -42,6 +47,8 @@ def as_written(value: str) -> str:
 
 
 async def send(ctx: context.RequestContext, reply: replies.Reply, *, stall_seconds: float = 30.0) -> web.StreamResponse:
+    if reply.status < 200:
+        reply = await final(ctx, reply)
     ctx.status = reply.status
     if reply.error_type is not None:
         ctx.error_type = reply.error_type
@@ -50,6 +57,15 @@ async def send(ctx: context.RequestContext, reply: replies.Reply, *, stall_secon
     if reply.stream is not None:
         return await _relay(ctx, reply, reply.stream, stall_seconds)
     return await _send_whole(ctx, reply)
+
+
+async def final(ctx: context.RequestContext, reply: replies.Reply) -> replies.Reply:
+    """A reply that is not a final response (status below 200) as the 502 the client gets: a
+    1xx is interim, and its body would be taken for the next response (a forged one)."""
+    log.warning("a %s reply is not a final response (request %s): 502 instead", reply.status, ctx.request_id)
+    if reply.stream is not None:
+        await reply.stream.release()  # not read: the backend connection is closed, not reused
+    return steps.render_refusal(ctx, replies.refuse(gateway_responses.INTEGRATION_FAILURE))
 
 
 async def adopt(ctx: context.RequestContext, response: web.StreamResponse) -> web.StreamResponse:

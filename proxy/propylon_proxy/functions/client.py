@@ -203,6 +203,8 @@ def _parse(response: upstream.UpstreamResponse, answer: bytes) -> Any:
         raise InvokeError(f"the function service answered {response.status}")
     try:
         value = json.loads(answer) if answer else None
+    except RecursionError as exc:  # nested deeper than the parser goes: no usable answer
+        raise MalformedAnswer("the answer is JSON nested too deeply") from exc
     except ValueError as exc:
         raise MalformedAnswer("the answer is not JSON") from exc
     if flagged or _is_error_answer(value):

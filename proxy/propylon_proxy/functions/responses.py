@@ -8,6 +8,11 @@ is, anything else JSON-encoded. Anything that does not fit is ``Malformed`` (-> 
 
 The gateway frames the response itself, so framing and hop-by-hop headers a handler returns are
 dropped, and a header that could not be written safely (CR/LF, a bad name) makes it malformed.
+The gateway's own headers (``x-request-id``, ``x-propylon-error-type``, the names HTTP_PROXY
+drops from a backend's answer) are dropped too: a function cannot pass its answer off as a
+gateway response. The status must be a final one, 200..599: a 1xx is not an answer (written as
+one, its body would be read as the next response on the connection). A 1xx, a statusCode of
+non-ASCII digits and a body UTF-8 cannot encode (a lone surrogate) are malformed.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from propylon_proxy import forwarding, replies
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Never from a handler: the framing, hop-by-hop headers and the gateway's own (forwarding.py
+# drops the same ones from an HTTP_PROXY backend's answer).
+_NOT_FROM_HANDLER = forwarding.GATEWAY_FRAMED | forwarding._NOT_TO_CLIENT
 
 
 class Malformed(ValueError):
@@ -56,17 +64,28 @@ def _headers(answer: dict[str, Any]) -> list[tuple[str, str]]:
     for name, _ in out:
         if not _HEADER_NAME.match(name):
             raise Malformed(f"{name!r} is not a header name")
-    return [(n, v) for n, v in out if n.lower() not in forwarding.GATEWAY_FRAMED]
+    return [(n, v) for n, v in out if n.lower() not in _NOT_FROM_HANDLER]
 
 
 def _status(value: Any) -> int:
     if isinstance(value, bool):
         raise Malformed("statusCode must be a number")
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if not isinstance(value, int) or not 100 <= value <= 599:
-        raise Malformed(f"statusCode {value!r} is not an HTTP status")
+    if isinstance(value, str) and value.isascii() and value.isdigit():  # not "\u00b2", "\u0662"...
+        try:
+            value = int(value)
+        except ValueError as exc:  # past int()'s 4,300 digits
+            raise Malformed("statusCode is not an HTTP status") from exc
+    if not isinstance(value, int) or not 200 <= value <= 599:
+        # 1xx is interim, never the answer to a request.
+        raise Malformed(f"statusCode {value!r} is not a final HTTP status")
     return value
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800" in the JSON)
+        raise Malformed("body is not valid Unicode text") from exc
 
 
 def _body(answer: dict[str, Any]) -> bytes:
@@ -81,7 +100,7 @@ def _body(answer: dict[str, Any]) -> bytes:
             return base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise Malformed("body is not valid base64") from exc
-    return body.encode("utf-8")
+    return _utf8(body)
 
 
 def _with_content_type(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -110,5 +129,11 @@ def reply(answer: Any, version: str) -> replies.Reply:
         return _structured(answer, cookies=False)
     if isinstance(answer, dict) and "statusCode" in answer:
         return _structured(answer, cookies=True)
-    body = answer if isinstance(answer, str) else json.dumps(answer, separators=(",", ":"))
-    return replies.Reply(status=200, headers=[("Content-Type", "application/json")], body=body.encode("utf-8"))
+    if isinstance(answer, str):
+        body = answer
+    else:
+        try:
+            body = json.dumps(answer, separators=(",", ":"))
+        except (ValueError, RecursionError) as exc:
+            raise Malformed("the return value cannot be encoded as JSON") from exc
+    return replies.Reply(status=200, headers=[("Content-Type", "application/json")], body=_utf8(body))
