@@ -21,7 +21,7 @@ import airspeed
 
 from propylon_config import headers as header_names
 from propylon_config import model
-from propylon_proxy import context, gateway_responses, replies, template_variables, vtl
+from propylon_proxy import context, gateway_responses, replies, template_variables, utf8, vtl
 
 DEFAULT_TYPE = "application/json"
 # Headers that describe the integration's body; a body the gateway rendered is another one.
@@ -128,7 +128,8 @@ class Responses:
             return replies.refuse(gateway_responses.API_CONFIGURATION_ERROR)
         kept = [(n, v) for n, v in headers if n.lower() not in _REPRESENTATION]
         out = _with(kept, (("Content-Type", media_type), *chosen.headers))
-        return replies.Reply(status=status, headers=_with(out, _overridden(override.get("header"))), body=text.encode())
+        answered = _with(out, _overridden(override.get("header")))
+        return replies.Reply(status=status, headers=answered, body=utf8.encode(text))
 
 
 def with_static(headers: list[tuple[str, str]], chosen: Prepared) -> list[tuple[str, str]]:

@@ -306,3 +306,12 @@ def test_a_template_cannot_reach_the_gateways_python(tmp_path: Path) -> None:
     finally:
         gateway.stop()
         backend.close()
+
+
+def test_a_lone_surrogate_in_the_body_renders_as_java_encodes_it(served: tuple[Served, _Recorder]) -> None:
+    # "\ud800" is a JSON escape a client may send; json reads it as a lone surrogate, which UTF-8
+    # cannot encode. Java's encoder (AWS's) writes "?" for it; before, the gateway answered 500.
+    gateway, backend = served
+    status, _ = _send(gateway, "/prod/strict", b'{"v": "a\\ud800b"}', **{"Content-Type": "application/json"})
+    assert status == 200
+    assert backend.received[-1].body == b'{"v": "a?b"}'

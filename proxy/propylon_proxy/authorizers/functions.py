@@ -36,7 +36,7 @@ from typing import Any
 import cachetools
 
 from propylon_config import model
-from propylon_proxy import context, gateway_responses, hygiene, replies, routing, steps
+from propylon_proxy import context, gateway_responses, hygiene, replies, routing, steps, utf8
 from propylon_proxy.authorizers import policy
 from propylon_proxy.functions import client, events
 from propylon_proxy.integrations import function as function_integration
@@ -194,7 +194,7 @@ async def _invoke(
 ) -> policy.Answer | replies.Refusal:
     if p.fn.service is not None and ctx.plan is not None:
         target = dataclasses.replace(target, addresses=ctx.plan.endpoints.get(p.fn.service.key, ()))
-    event = json.dumps(_event(p, ctx, arn, values), separators=(",", ":"), ensure_ascii=False).encode()
+    event = utf8.json_bytes(_event(p, ctx, arn, values))
     simple = p.fn.payload_format_version == "2.0" and p.fn.enable_simple_responses
     try:
         raw = await functions.invoke(target, event, timeout, request_id=ctx.request_id)

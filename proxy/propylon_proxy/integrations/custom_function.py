@@ -26,6 +26,7 @@ from propylon_proxy import (
     request_templates,
     steps,
     template_variables,
+    utf8,
     vtl,
     whole_body,
 )
@@ -68,7 +69,7 @@ class CustomFunctionIntegration:
             text = vtl.render(template, template_variables.namespace(ctx, body, self._resource))
         except vtl.RenderError:
             return replies.refuse(gateway_responses.API_CONFIGURATION_ERROR)
-        event = text.encode()
+        event = utf8.encode(text)
         return event if _is_json(event) else replies.refuse(gateway_responses.API_CONFIGURATION_ERROR)
 
     async def invoke(self, ctx: context.RequestContext) -> replies.Reply | replies.Refusal:
@@ -110,4 +111,4 @@ def _is_json(data: bytes) -> bool:
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return utf8.json_bytes(value)

@@ -10,14 +10,13 @@ that fails to arrive stops the request before anything is invoked.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
 from aiohttp import web
 
 from propylon_config import model
-from propylon_proxy import context, gateway_responses, proxying, replies, runtime, steps
+from propylon_proxy import context, gateway_responses, proxying, replies, runtime, steps, utf8
 from propylon_proxy.functions import client, events, responses
 
 log = logging.getLogger("propylon.proxy")
@@ -77,7 +76,7 @@ class FunctionIntegration:
         body = await self._body(ctx)
         if isinstance(body, str):
             return replies.refuse(body)
-        event = json.dumps(self._shape.build(ctx, body), separators=(",", ":"), ensure_ascii=False).encode()
+        event = utf8.json_bytes(self._shape.build(ctx, body))
         target = target_for(self._url, self._service, ctx)
         began = time.monotonic()
         try:

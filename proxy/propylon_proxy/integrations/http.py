@@ -22,6 +22,7 @@ from propylon_proxy import (
     request_templates,
     steps,
     template_variables,
+    utf8,
     vtl,
     whole_body,
 )
@@ -60,7 +61,7 @@ class HttpIntegration:
             text = vtl.render(template, template_variables.namespace(ctx, body, self._resource))
         except vtl.RenderError:
             return replies.refuse(gateway_responses.API_CONFIGURATION_ERROR)
-        return await self._proxy.forward(ctx, rendered=(text.encode(), kind))
+        return await self._proxy.forward(ctx, rendered=(utf8.encode(text), kind))
 
     async def _answered(self, ctx: context.RequestContext, reply: replies.Reply) -> replies.Reply | replies.Refusal:
         """The backend's reply through the integration responses (status selects, §2.5)."""
