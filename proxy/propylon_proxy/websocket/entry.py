@@ -3,8 +3,8 @@
 Every refusal of an upgrade is a section-3 gateway response (JSON ``{"message": ...}`` with
 ``x-propylon-error-type`` and ``x-request-id``, the stage's overrides applied): a broken
 handshake 400 BAD_REQUEST, a refused Origin 403 ACCESS_DENIED, the $connect route's own steps
-(401, 403, 429, 500, ...), then its integration: a non-2xx answer 403 ACCESS_DENIED, no answer
-at all 502 INTEGRATION_FAILURE / 504 INTEGRATION_TIMEOUT.
+(401, 403, 429, 500, ...), then its integration: a non-2xx answer 403 ACCESS_DENIED, a malformed
+one 502 INTEGRATION_FAILURE, no answer at all 502 INTEGRATION_FAILURE / 504 INTEGRATION_TIMEOUT.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from aiohttp import web
 from propylon_config import model
 from propylon_proxy import gateway_responses, replies, runtime
 from propylon_proxy.functions import client as function_client
+from propylon_proxy.functions import responses as function_responses
 from propylon_proxy.integrations import function as function_integration
 from propylon_proxy.websocket import events, registry, tables
 
@@ -35,6 +36,25 @@ if TYPE_CHECKING:
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
 CLOSE_GOING_AWAY = 1001
+TOO_BIG = b"message too big"
+
+
+class Socket(web.WebSocketResponse):
+    """aiohttp's socket, told the stage's maxMessageBytes: its reader refuses a longer frame or
+    message from the frame headers, before buffering it, and stops inflating a compressed one
+    at the limit (a deflate bomb never grows past it). The reader closes such a connection with
+    1009 and no reason; this one gives the reason the explicit check gives, ``message too big``.
+    """
+
+    def __init__(self, max_message_bytes: int) -> None:
+        # aiohttp refuses a message of max_msg_size bytes or more; the limit allows exactly
+        # max_message_bytes (a larger one is refused, DESIGN.md section 8).
+        super().__init__(max_msg_size=max_message_bytes + 1, autoping=True)
+
+    async def close(self, *, code: int = aiohttp.WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if code == CLOSE_TOO_BIG and not message:
+            message = TOO_BIG
+        return await super().close(code=code, message=message, drain=drain)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,7 +81,7 @@ def select_route(ws: tables.WsStage, data: str | bytes) -> model.Route | None:
     if expression.startswith("$request.body.") and isinstance(data, str):
         try:
             key = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             key = None
         for part in expression.removeprefix("$request.body.").split("."):
             key = key.get(part) if isinstance(key, dict) else None
@@ -119,15 +139,27 @@ class Integrations:
             return Answer(504, b"", gateway_responses.INTEGRATION_TIMEOUT)
         except function_client.InvokeError:
             return Answer(502, b"", gateway_responses.INTEGRATION_FAILURE)
+        if isinstance(answer, dict) and "statusCode" in answer:
+            # The HTTP FUNCTION routes' rules ("403" is a status too); a malformed answer is a
+            # 502, so a $connect whose refusal cannot be read refuses: it never fails open.
+            try:
+                status = function_responses.reply(answer, "1.0").status
+            except function_responses.Malformed:
+                return Answer(502, b"", gateway_responses.INTEGRATION_FAILURE)
+            return Answer(status, _text(answer))
         if isinstance(answer, dict):
-            status = answer.get("statusCode", 200)
-            text = answer.get("body")
-            return Answer(status if isinstance(status, int) else 200, text.encode() if isinstance(text, str) else b"")
+            return Answer(200, _text(answer))
         return Answer(200, json.dumps(answer).encode() if answer is not None else b"")
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _text(answer: dict[str, Any]) -> bytes:
+    """The body a function's answer sends back to the client, as it gave it."""
+    text = answer.get("body")
+    return text.encode() if isinstance(text, str) else b""
 
 
 class Sessions:
@@ -152,7 +184,7 @@ class Sessions:
         return registry.Connection(
             id=secrets.token_urlsafe(12),
             stage_base_path=ws.stage.base_path.rstrip("/") or "/",
-            socket=web.WebSocketResponse(max_msg_size=0, autoping=True),
+            socket=Socket(ws.limits.max_message_bytes),
             connected_at=now,
             last_active_at=now,
             source_ip=source_ip,
@@ -165,7 +197,8 @@ class Sessions:
         )
 
     async def connect(self, connection: registry.Connection) -> replies.Refusal | None:
-        """$connect's integration: a non-2xx refuses the upgrade (403); no answer at all is 502/504."""
+        """$connect's integration: a non-2xx refuses the upgrade (403); a malformed answer, or none
+        at all, is 502/504."""
         ws = connection.ws
         connect = ws.routes.get("$connect") if ws is not None else None
         if ws is None or connect is None:
@@ -245,8 +278,8 @@ class Sessions:
                 return
             data: str | bytes = message.data
             raw = data.encode() if isinstance(data, str) else data
-            if len(raw) > limits.max_message_bytes:
-                await socket.close(code=CLOSE_TOO_BIG, message=b"message too big")
+            if len(raw) > limits.max_message_bytes:  # a backstop: the reader refuses these (``Socket``)
+                await socket.close(code=CLOSE_TOO_BIG, message=TOO_BIG)
                 return
             connection.last_active_at = time.time()
             route = select_route(ws, data)
