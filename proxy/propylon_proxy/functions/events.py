@@ -8,6 +8,12 @@ namespace, ``apiId`` its name, ``stage`` the Stage's name.
 
 The per-route parts (resource, route key, ids) are fixed when the plan is built
 (``EventShape``); only what the request brings is read per request, from the RequestContext.
+
+Headers follow the rules of a proxied request (DESIGN.md section 8, ``forwarding``): hop-by-hop
+headers and those named in ``Connection`` are left out, client-sent Forwarded, X-Forwarded-* and
+X-Real-IP (and their ``_`` twins) too unless the peer is a trusted proxy, and the gateway's own
+X-Forwarded-For (the value a proxied backend gets), X-Forwarded-Proto and X-Forwarded-Port
+(as AWS's events carry them) are added. The Host the client sent stays, as AWS's does.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from propylon_config import model
-from propylon_proxy import context, tracing
+from propylon_proxy import context, forwarding, tracing
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Payload 2.0 sends these content types as text; every other body is base64 (DESIGN.md §8).
@@ -82,6 +88,117 @@ def _text(value: str) -> str:
         return value.encode("latin-1").decode("utf-8")
     except UnicodeError:
         return value
+
+
+# What an event does with a client header, by its name as sent (the forwarding module's rules,
+# DESIGN.md section 8): classified once per name, at most _KINDS_MAX names (as forwarding._KINDS).
+_PASS, _OMIT, _CONNECTION, _FOR, _PROTO, _PORT, _FWD = range(7)
+_KINDS: dict[str, int] = {}
+_KINDS_MAX = 1024
+
+
+def _kind(name: str) -> int:
+    lower = name.lower()
+    if lower == "connection":
+        kind = _CONNECTION
+    elif lower in forwarding.HOP_BY_HOP:
+        kind = _OMIT
+    else:
+        canonical = lower.strip().replace("_", "-")
+        if not forwarding._is_forwarding(canonical):
+            kind = _PASS
+        elif canonical != lower or canonical == "x-forwarded-host":
+            kind = _OMIT  # an underscore twin, never passed on; X-Forwarded-Host: the event has Host
+        else:
+            kind = {"x-forwarded-for": _FOR, "x-forwarded-proto": _PROTO, "x-forwarded-port": _PORT}.get(
+                canonical, _FWD
+            )
+    if len(_KINDS) < _KINDS_MAX:
+        _KINDS[name] = kind
+    return kind
+
+
+# A Connection value -> does it name anything but hop-by-hop headers? (``keep-alive``: no.) Its
+# values repeat from request to request; at most _KINDS_MAX kept.
+_NAMES_OTHERS: dict[str, bool] = {}
+
+
+def _names_others(value: str) -> bool:
+    others = not {token.strip().lower() for token in value.split(",")} <= forwarding.HOP_BY_HOP
+    if len(_NAMES_OTHERS) < _KINDS_MAX:
+        _NAMES_OTHERS[value] = others
+    return others
+
+
+def _connection_named(pairs: Sequence[tuple[str, str]]) -> frozenset[str]:
+    """The names every ``Connection`` header lists, but the hop-by-hop ones and Host (which an
+    event keeps, as AWS's do)."""
+    tokens = {t.strip().lower() for n, v in pairs if n.lower() == "connection" for t in v.split(",")}
+    return frozenset(tokens - forwarding.HOP_BY_HOP - {"host"})
+
+
+_PORTS: dict[int, str] = {}  # a listener's port as text (the few listeners a gateway has)
+
+
+def _listener_port(ctx: context.RequestContext) -> str | None:
+    """The port the client connected to (the listener's), None once the connection is gone."""
+    transport = ctx.request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    if type(sockname) is tuple and len(sockname) > 1:  # (host, port), or IPv6's 4-tuple
+        return _PORTS.get(sockname[1]) or _PORTS.setdefault(sockname[1], str(sockname[1]))
+    return None
+
+
+def _forwarding(
+    ctx: context.RequestContext, pairs: Sequence[tuple[str, str]] | None = None
+) -> tuple[list[tuple[str, str]], str, str, str | None]:
+    """(the client's headers an event carries, in order; the gateway's X-Forwarded-For, the
+    value a proxied backend gets; its X-Forwarded-Proto; its X-Forwarded-Port, None once the
+    connection is gone).
+
+    One pass over the client's headers, each one's treatment looked up by name. A ``Connection``
+    header that names anything but hop-by-hop headers starts it again, on the headers without
+    what it names (``pairs``).
+    """
+    # The peer is trusted exactly when the dispatcher took the client's address from its
+    # X-Forwarded-For (forwarding.source_ip); an untrusted peer is always the source.
+    trusted = ctx.source_ip != ctx.peer
+    kinds = _KINDS
+    kept: list[tuple[str, str]] = []
+    keep = kept.append
+    hops: list[str] | None = None
+    proto = "http"
+    port: str | None = None
+    for pair in ctx.headers if pairs is None else pairs:
+        kind = kinds.get(pair[0])
+        if kind is None:
+            kind = _kind(pair[0])
+        if kind == _PASS:
+            keep(pair)
+        elif kind == _CONNECTION:
+            if pairs is None:
+                others = _NAMES_OTHERS.get(pair[1])
+                if others is None:
+                    others = _names_others(pair[1])
+                if others:
+                    named = _connection_named(ctx.headers)
+                    return _forwarding(ctx, [p for p in ctx.headers if p[0].lower() not in named])
+        elif kind != _OMIT and trusted:
+            if kind == _FOR:
+                hops = [pair[1]] if hops is None else [*hops, pair[1]]
+            elif kind == _PROTO:
+                # A trusted TLS-terminating proxy knows the client's scheme; we only saw http.
+                value = pair[1].strip().lower()
+                if value in ("http", "https"):
+                    proto = value
+            elif kind == _PORT:
+                value = pair[1].strip()
+                if port is None and value.isascii() and value.isdigit():  # a trusted proxy's port
+                    port = value
+            else:
+                keep(pair)
+    peer = ctx.peer
+    return kept, ", ".join([*hops, peer]) if hops else peer, proto, port if port is not None else _listener_port(ctx)
 
 
 def _query_pairs(raw: str) -> list[tuple[str, str]]:
@@ -167,12 +284,20 @@ class EventShape:
         domain, agent, protocol = self._common(ctx)
         headers: dict[str, str] = {}
         multi_headers: dict[str, list[str]] = {}
-        for name, value in ctx.headers:
+        client, forwarded_for, proto, port = _forwarding(ctx)
+        for name, value in client:
             text = _text(value)
             if name.lower() == "traceparent":
                 continue  # replaced below by the gateway's own span
             headers[name] = text  # the last value, as REST APIs send it
             multi_headers.setdefault(name, []).append(text)
+        headers["X-Forwarded-For"] = forwarded_for
+        multi_headers["X-Forwarded-For"] = [forwarded_for]
+        headers["X-Forwarded-Proto"] = proto
+        multi_headers["X-Forwarded-Proto"] = [proto]
+        if port is not None:
+            headers["X-Forwarded-Port"] = port
+            multi_headers["X-Forwarded-Port"] = [port]
         headers["traceparent"] = trace = _traceparent(ctx)
         multi_headers["traceparent"] = [trace]
         query: dict[str, str] = {}
@@ -244,7 +369,8 @@ class EventShape:
         domain, agent, protocol = self._common(ctx)
         headers: dict[str, str] = {}
         cookies: list[str] = []
-        for name, value in ctx.headers:
+        client, forwarded_for, proto, port = _forwarding(ctx)
+        for name, value in client:
             lower = name.lower()
             text = _text(value)
             if lower == "cookie":
@@ -253,6 +379,10 @@ class EventShape:
             if lower == "traceparent":
                 continue  # replaced below by the gateway's own span
             headers[lower] = f"{headers[lower]},{text}" if lower in headers else text
+        headers["x-forwarded-for"] = forwarded_for
+        headers["x-forwarded-proto"] = proto
+        if port is not None:
+            headers["x-forwarded-port"] = port
         headers["traceparent"] = _traceparent(ctx)
         query: dict[str, str] = {}
         for name, value in _query_pairs(ctx.query):
