@@ -178,11 +178,10 @@ def _prepared_head(
 
 
 async def send(ctx: context.RequestContext, reply: replies.Reply, stall_seconds: float) -> web.StreamResponse:
+    """``responding.send`` for this server; its one caller has already made a reply under 200
+    the 502 (``responding.final``)."""
     request = ctx.request
     assert isinstance(request, FastRequest)
-    if reply.status < 200:  # never a final response (``responding.final``; it came that way)
-        reply = await responding.final(ctx, reply)
-        ctx.status, ctx.error_type = reply.status, reply.error_type
     if reply.stream is not None:
         await _relay(ctx, request, reply, reply.stream, stall_seconds)
     else:

@@ -133,8 +133,8 @@ def _names_others(value: str) -> bool:
 def _connection_named(pairs: Sequence[tuple[str, str]]) -> frozenset[str]:
     """The names every ``Connection`` header lists, but the hop-by-hop ones and Host (which an
     event keeps, as AWS's do)."""
-    tokens = {t.strip().lower() for n, v in pairs if n.lower() == "connection" for t in v.split(",")}
-    return frozenset(tokens - forwarding.HOP_BY_HOP - {"host"})
+    named = forwarding._connection_named(pairs, [name.lower() for name, _ in pairs])
+    return named - forwarding.HOP_BY_HOP - {"host"}
 
 
 _PORTS: dict[int, str] = {}  # a listener's port as text (the few listeners a gateway has)
