@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from propylon_proxy import access_log, context, metrics, runtime
+from propylon_proxy import access_log, context, incoming, metrics, runtime
 
 
 def record(run: runtime.Runtime, ctx: context.RequestContext) -> None:
@@ -59,7 +59,7 @@ def entry(ctx: context.RequestContext, status: int, duration: float) -> access_l
         stage.name,
         ctx.api_key_id,
         ctx.principal_id,
-        request.headers.get("User-Agent"),
+        incoming.header(request, "User-Agent"),  # noted while parsing: no multidict
         ctx.canary,
         ctx.cache,
         ctx.error_type,

@@ -84,6 +84,8 @@ HEADS = [
     b"Host: h\r\nauthorization: Bearer a.b.c\r\nAUTHORIZATION: second\r\nX-API-Key: k\xe9y\r\nx-api-key: two\r\n",
     b"Host: h\r\nAuthorization:\r\nx-api-key: \r\nIf-None-Match: x\r\n",
     b"Host: h\r\nCONTENT-ENCODING: gzip\r\ncontent-encoding: identity\r\nContent-Length: 0\r\n",
+    b"Host: h\r\nuser-agent: first/\xff\xfe\r\nUSER-AGENT: second\r\nUser_Agent: twin\r\nX-Length-10: 1\r\n",
+    b"Host: h\r\nUser-Agent:\r\n",
 ]
 NAMES = [
     "Host",
@@ -94,6 +96,8 @@ NAMES = [
     "Origin",
     "Access-Control-Request-Method",
     "User-Agent",
+    "user-agent",
+    "User_Agent",
     "X-Other",
     "Authorization",
     "authorization",
