@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import json
 import urllib.parse
 from collections.abc import AsyncIterator
 
 import cachetools
 
 from propylon_config import model
-from propylon_proxy import context, fast_responding, metrics, replies, runtime, steps
+from propylon_proxy import caller_keys, context, fast_responding, metrics, replies, runtime, steps
 
 MAX_ENTRY_BYTES = 1024 * 1024
 HEADER = "x-propylon-cache"
@@ -48,8 +46,9 @@ def _caller(ctx: context.RequestContext) -> tuple[str, ...]:
     found = ctx.authorizer_context
     if not found:
         return (who,)
-    text = json.dumps(found, sort_keys=True, separators=(",", ":"), default=repr)
-    return (who, "x:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest())
+    # The authorizer step computed it with its answer; a context set another way is hashed here.
+    digest = ctx.authorizer_context_digest or caller_keys.context_digest(found)
+    return (who, digest) if digest is not None else (who,)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ class RequestContext:
     claims: Mapping[str, Any] | None = None  # a JWT's verified claims
     scopes: tuple[str, ...] | None = None
     authorizer_context: Mapping[str, Any] | None = None  # an authorizer function's ``context``
+    authorizer_context_digest: str | None = None  # its ``caller_keys.context_digest``, once per answer
     # A digest of what proved the caller (a JWT's bytes, an authorizer function's identity
     # values): the response cache tells callers apart by it when no principal does.
     caller_digest: bytes | None = None

@@ -26,17 +26,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import cachetools
 
 from propylon_config import model
-from propylon_proxy import context, gateway_responses, hygiene, replies, routing, steps, utf8
+from propylon_proxy import caller_keys, context, gateway_responses, hygiene, replies, routing, steps, utf8
 from propylon_proxy.authorizers import policy
 from propylon_proxy.functions import client, events
 from propylon_proxy.integrations import function as function_integration
@@ -101,6 +100,15 @@ class _Setup:
     scope: tuple[str, ...]
 
 
+class _Granted(NamedTuple):
+    """A cached answer, with the digests the response cache keys on (``caller_keys``): computed
+    once per answer, not per request it serves."""
+
+    answer: policy.Answer
+    identity_digest: bytes
+    context_digest: str | None
+
+
 def step_for(authorizer: model.Authorizer, setup: steps.RouteSetup) -> steps.Step:
     fn = authorizer.function
     assert fn is not None
@@ -109,7 +117,7 @@ def step_for(authorizer: model.Authorizer, setup: steps.RouteSetup) -> steps.Ste
     )
     run = setup.runtime
     fingerprint = hashlib.sha256(repr((authorizer.identity_source, fn)).encode()).hexdigest()[:16]
-    cache: cachetools.TTLCache[tuple[str, ...], policy.Answer] | None = None
+    cache: cachetools.TTLCache[tuple[str, ...], _Granted] | None = None
     if fn.result_ttl_seconds > 0:
         cache = run.resources.claim(
             f"authorizer cache {authorizer.id} {fingerprint}",
@@ -141,7 +149,7 @@ def _event(p: _Setup, ctx: context.RequestContext, arn: str, values: list[str]) 
 
 
 def _check(
-    p: _Setup, functions: client.FunctionClient, cache: cachetools.TTLCache[tuple[str, ...], policy.Answer] | None
+    p: _Setup, functions: client.FunctionClient, cache: cachetools.TTLCache[tuple[str, ...], _Granted] | None
 ) -> Callable[[context.RequestContext], Awaitable[steps.Outcome]]:
     is_token = p.authorizer.type is model.AuthorizerType.TOKEN
     validation = p.fn.identity_validation_expression
@@ -161,21 +169,24 @@ def _check(
         # TOKEN: the token's answer on this Stage, its policy judged below for each route's ARN;
         # REQUEST: the answer for this route (and method, for ANY routes) on this Stage.
         key = (*p.scope, *present) if is_token else (*p.scope, ctx.request.method, *present)
-        answer = cache.get(key) if cache is not None else None
-        if answer is None:
+        granted = cache.get(key) if cache is not None else None
+        if granted is None:
             found = await _invoke(p, functions, target, timeout, ctx, arn, present)
             if isinstance(found, replies.Refusal):
                 return found
-            answer = found
+            # The key is the identity values, so their digests belong with the answer.
+            granted = _Granted(found, caller_keys.identity_digest(present), caller_keys.context_digest(found.context))
             if cache is not None:
-                cache[key] = answer
+                cache[key] = granted
+        answer = granted.answer
         if not answer.permits(arn):
             return _FORBIDDEN
         ctx.principal_id = answer.principal_id
         ctx.authorizer_context = answer.context
+        ctx.authorizer_context_digest = granted.context_digest
         # What proved this caller, for the response cache when no principal tells callers apart
         # (a 2.0 simple answer); a digest, so no token is kept with a cached response.
-        ctx.caller_digest = hashlib.sha256(json.dumps(present).encode("utf-8", "surrogatepass")).digest()
+        ctx.caller_digest = granted.identity_digest
         if answer.usage_identifier_key is not None:
             ctx.usage_identifier_key = answer.usage_identifier_key
         return None
