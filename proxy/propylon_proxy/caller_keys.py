@@ -7,8 +7,8 @@ answers the same ``principalId`` to everyone, by the ``context`` mappings and te
 
 The authorizer step computes them once per authorizer answer and keeps them with the answer in
 its own cache (``authorizers.functions``): a request answered from that cache reads them instead
-of hashing again (2.1 and 3.3 us a request before, timeit, with one token and a four-key context; issue 15,
-seventh pass).
+of hashing again (2.1 and 3.3 us a request before, timeit, with one token and a four-key
+context; issue 15, seventh pass).
 """
 
 from __future__ import annotations
