@@ -33,6 +33,9 @@ class RequestContext:
     source_ip: str  # the client: the peer, or the last untrusted hop behind trusted proxies
     started: float  # monotonic, for durations
     started_wall: float  # time.time(), turned into requestTime only when something needs it
+    # The peer is in --trusted-proxies: its forwarding headers count (forwarding, and events'
+    # headers, which must pass on exactly what a proxied backend would get).
+    peer_trusted: bool = False
     # What routing found.
     target: hygiene.Target | None = None
     stage: model.Stage | None = None

@@ -56,10 +56,13 @@ class Pipeline:
     async def __call__(self, request: incoming.Request) -> web.StreamResponse:
         peer = _peer(request)
         # No trusted proxy: the peer is the client, and the headers need not be read for it.
-        source_ip = forwarding.source_ip(peer, request.headers.items(), self._trusted) if self._trusted else peer
+        trusted_peer = bool(self._trusted) and forwarding.is_trusted(peer, self._trusted)
+        source_ip = forwarding.source_ip(peer, request.headers.items(), self._trusted) if trusted_peer else peer
         ctx = context.RequestContext(
             request, self._holder.current, ids.request_id(), peer, source_ip, time.monotonic(), time.time()
         )
+        if trusted_peer:
+            ctx.peer_trusted = True
         try:
             return await self._serve(ctx)
         finally:

@@ -223,3 +223,29 @@ def test_request_authorizer_events_have_the_gateways_forwarding_headers(gateway:
     headers = json.loads(context["headers"])
     _check(gateway, headers, proxied)
     assert json.loads(context["cookies"]) == ["a=1", "b=2"] and "cookie" not in headers
+
+
+# A trusted proxy's headers that leave the client's address as the peer: no X-Forwarded-For at
+# all, or one whose every hop is trusted too. The peer is trusted all the same, so its scheme,
+# port and hops count, in the event as in the proxied request.
+TRUSTED_SHAPES = {
+    "proto-without-for": {"Host": "fwd.example", "X-Forwarded-Proto": "https", "X-Forwarded-Port": "8443"},
+    "for-all-trusted": {"Host": "fwd.example", "X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "https"},
+}
+
+
+@pytest.mark.parametrize("shape", list(TRUSTED_SHAPES), ids=list(TRUSTED_SHAPES))
+@pytest.mark.parametrize("path", ["/prod/v1", "/prod/v2"])
+def test_a_trusted_peers_headers_count_when_the_source_is_the_peer(gateway: Gateway, shape: str, path: str) -> None:
+    sent = TRUSTED_SHAPES[shape]
+    proxied = _proxied(gateway, sent)
+    headers = {name.lower(): value for name, value in gateway.get(path, sent)["event"]["headers"].items()}
+    assert {name: headers.get(name) for name in _expected(gateway, proxied)} == _expected(gateway, proxied)
+    if gateway.trusted:
+        assert proxied["x-forwarded-proto"] == "https"
+        if shape == "for-all-trusted":
+            assert proxied["x-forwarded-for"] == "127.0.0.1, 127.0.0.1"
+        else:
+            assert headers["x-forwarded-port"] == "8443"
+    else:
+        assert (proxied["x-forwarded-proto"], headers["x-forwarded-port"]) == ("http", str(gateway.port))

@@ -40,7 +40,9 @@ def _ctx(headers: list[tuple[str, str]], *, trusted: bool = False, sockname: Any
     )
     # As the dispatcher makes it: the source is the peer unless the peer is trusted.
     source = forwarding.source_ip(PEER, headers, TRUSTED if trusted else ())
-    return context.RequestContext(request, None, "rid", PEER, source, 0.0, 1_700_000_000.0)  # type: ignore[arg-type]
+    ctx = context.RequestContext(request, None, "rid", PEER, source, 0.0, 1_700_000_000.0)  # type: ignore[arg-type]
+    ctx.peer_trusted = trusted
+    return ctx
 
 
 def _shape(version: str) -> events.EventShape:

@@ -160,9 +160,9 @@ def _forwarding(
     header that names anything but hop-by-hop headers starts it again, on the headers without
     what it names (``pairs``).
     """
-    # The peer is trusted exactly when the dispatcher took the client's address from its
-    # X-Forwarded-For (forwarding.source_ip); an untrusted peer is always the source.
-    trusted = ctx.source_ip != ctx.peer
+    # The dispatcher's verdict on the peer (--trusted-proxies), as forwarding.headers has it: a
+    # trusted proxy's X-Forwarded-Proto counts even when it sends no X-Forwarded-For.
+    trusted = ctx.peer_trusted
     kinds = _KINDS
     kept: list[tuple[str, str]] = []
     keep = kept.append
