@@ -10,6 +10,8 @@ cannot play the part (a frame header promising more than it sends, fragments wit
 - $connect fails closed (sections 5 and 2.2): the answer is mapped with the HTTP FUNCTION rules,
   a ``statusCode`` of digits is a status, and a malformed one refuses with 502.
 - A message too deeply nested for the JSON parser is routed to $default (section 5).
+- A function's answer whose body is not Unicode text (a lone surrogate) is malformed, as on HTTP
+  FUNCTION routes (a 502): nothing goes back for that message, and the connection stays.
 """
 
 from __future__ import annotations
@@ -314,3 +316,16 @@ async def test_a_deeply_nested_message_goes_to_default_and_the_connection_stays(
         assert (answer.type, answer.data) == (aiohttp.WSMsgType.TEXT, _echo("$default", deep_object))
         await ws.send_str(ASK)
         assert (await _answer(ws)).data == _echo("ask", ASK)
+
+
+# --- a function's answer that is not valid Unicode -------------------------------------------
+
+
+@pytest.mark.parametrize("want", ["surrogate", "bare-surrogate"])
+async def test_an_answer_that_is_not_unicode_sends_nothing_and_the_connection_stays(shared: Served, want: str) -> None:
+    async with aiohttp.ClientSession() as session, session.ws_connect(_url(shared)) as ws:
+        await ws.send_str(f'{{"action": "ask", "want": "{want}"}}')
+        await ws.send_str(ASK)
+        # Messages are answered in order: the first answer is the second message's.
+        answer = await _answer(ws)
+        assert (answer.type, answer.data) == (aiohttp.WSMsgType.TEXT, _echo("ask", ASK))

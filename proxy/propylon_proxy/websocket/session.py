@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from propylon_config import model
-from propylon_proxy import gateway_responses, replies, runtime
+from propylon_proxy import gateway_responses, replies, runtime, utf8
 from propylon_proxy.functions import client as function_client
 from propylon_proxy.functions import responses as function_responses
 from propylon_proxy.integrations import function as function_integration
@@ -106,7 +106,7 @@ class Integrations:
         if isinstance(body, str):
             body = body.encode()
         if integration.type is model.IntegrationType.MOCK and integration.mock is not None:
-            return Answer(integration.mock.status_code, integration.mock.body.encode())
+            return Answer(integration.mock.status_code, utf8.encode(integration.mock.body))
         if integration.url is None:
             return Answer(502, b"", gateway_responses.INTEGRATION_FAILURE)
         if self._session is None:
@@ -139,16 +139,15 @@ class Integrations:
             return Answer(504, b"", gateway_responses.INTEGRATION_TIMEOUT)
         except function_client.InvokeError:
             return Answer(502, b"", gateway_responses.INTEGRATION_FAILURE)
-        if isinstance(answer, dict) and "statusCode" in answer:
-            # The HTTP FUNCTION routes' rules ("403" is a status too); a malformed answer is a
-            # 502, so a $connect whose refusal cannot be read refuses: it never fails open.
-            try:
-                status = function_responses.reply(answer, "1.0").status
-            except function_responses.Malformed:
-                return Answer(502, b"", gateway_responses.INTEGRATION_FAILURE)
-            return Answer(status, _text(answer))
         if isinstance(answer, dict):
-            return Answer(200, _text(answer))
+            # The HTTP FUNCTION routes' rules ("403" is a status too; a body that is not Unicode
+            # text is malformed); a malformed answer is a 502, so a $connect whose refusal
+            # cannot be read refuses: it never fails open.
+            try:
+                status = function_responses.reply(answer, "1.0").status if "statusCode" in answer else 200
+                return Answer(status, _text(answer))
+            except (function_responses.Malformed, UnicodeEncodeError):
+                return Answer(502, b"", gateway_responses.INTEGRATION_FAILURE)
         return Answer(200, json.dumps(answer).encode() if answer is not None else b"")
 
     async def close(self) -> None:
@@ -157,9 +156,10 @@ class Integrations:
 
 
 def _text(answer: dict[str, Any]) -> bytes:
-    """The body a function's answer sends back to the client, as it gave it."""
+    """The body a function's answer sends back to the client, as it gave it (UnicodeEncodeError
+    for a lone surrogate, JSON's ``"\\ud800"``: the caller's malformed answer)."""
     text = answer.get("body")
-    return text.encode() if isinstance(text, str) else b""
+    return text.encode("utf-8") if isinstance(text, str) else b""
 
 
 class Sessions:

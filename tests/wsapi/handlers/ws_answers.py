@@ -2,7 +2,9 @@
 
 CONNECT answers ``CONNECT[case]`` (well-formed refusals and malformed ``statusCode`` values);
 a MESSAGE answers ``<routeKey>:<body length>:<first 24 characters>``, so a test sees which
-route a message took without the whole body coming back.
+route a message took without the whole body coming back. A message naming ``"surrogate"``
+(or ``"bare-surrogate"``) answers a body with a lone surrogate, JSON's ``"\\ud800"``, which no
+UTF-8 encoder takes as is (with a ``statusCode``, or without one).
 """
 
 CONNECT = {
@@ -25,5 +27,9 @@ def handler(event, context):
         return CONNECT[(event.get("queryStringParameters") or {}).get("case", "ok")]
     if ctx["eventType"] == "MESSAGE":
         body = event.get("body") or ""
+        if '"surrogate"' in body:
+            return {"statusCode": 200, "body": "a\ud800b"}
+        if '"bare-surrogate"' in body:
+            return {"body": "a\ud800b"}
         return {"statusCode": 200, "body": f"{ctx['routeKey']}:{len(body)}:{body[:24]}"}
     return {"statusCode": 200}
