@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,13 @@ def parse_text(text: str, display: str) -> tuple[list[Document], list[diagnostic
             if not isinstance(body, dict):
                 problems.append(_file_problem(display, index, "a manifest must be a mapping (apiVersion, kind, ...)"))
                 continue
-            documents.append(Document(origin=diagnostics.Origin(file=display, document=index), body=body))
+            origin = diagnostics.Origin(file=display, document=index)
+            if _ESCAPED_SURROGATE.search(text) is not None:
+                body, lone = _joined(body, ())
+                if lone is not None:
+                    problems.append(_lone_surrogate(origin, body, lone))
+                    continue
+            documents.append(Document(origin=origin, body=body))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -118,4 +125,63 @@ def parse_text(text: str, display: str) -> tuple[list[Document], list[diagnostic
 def _file_problem(display: str, document: int, message: str) -> diagnostics.Diagnostic:
     return diagnostics.Diagnostic(
         origin=diagnostics.Origin(file=display, document=document), message=message, reason="Unreadable"
+    )
+
+
+# A UTF-16 surrogate can only reach a document through an escape in a double-quoted string
+# ("\\ud83d\\ude00", as JSON writers spell a character past U+FFFF): the file itself was read as
+# strict UTF-8. PyYAML keeps the two halves of such a pair as two characters.
+_ESCAPED_SURROGATE = re.compile(r"\\(?:u[dD][89a-fA-F]|U0000[dD][89a-fA-F])")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _joined(value: Any, path: tuple[str | int, ...]) -> tuple[Any, tuple[str | int, ...] | None]:
+    """``value`` with every escaped surrogate pair joined into its one character, as a JSON
+    parser (and the API server) reads it; and the path of the first lone surrogate, which no
+    parser can make a character of (None when there is none)."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value) is None:
+            return value, None
+        try:
+            return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le"), None
+        except UnicodeDecodeError:
+            return value, path
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            key, lone = _joined(key, (*path, _SURROGATE.sub(_escaped, key) if isinstance(key, str) else str(key)))
+            if lone is not None:
+                return value, lone
+            out[key], lone = _joined(item, (*path, key))
+            if lone is not None:
+                return value, lone
+        return out, None
+    if isinstance(value, list):
+        items: list[Any] = []
+        for index, item in enumerate(value):
+            joined, lone = _joined(item, (*path, index))
+            if lone is not None:
+                return value, lone
+            items.append(joined)
+        return items, None
+    return value, None
+
+
+def _escaped(found: re.Match[str]) -> str:
+    """A surrogate as its escape, so a diagnostic naming the key it is in can be printed."""
+    return f"\\u{ord(found.group()):04x}"
+
+
+def _lone_surrogate(
+    origin: diagnostics.Origin, body: dict[str, Any], path: tuple[str | int, ...]
+) -> diagnostics.Diagnostic:
+    document = Document(origin=origin, body=body)
+    return diagnostics.Diagnostic(
+        origin=origin,
+        kind=_SURROGATE.sub(_escaped, document.kind),
+        namespace=_SURROGATE.sub(_escaped, document.namespace),
+        name=_SURROGATE.sub(_escaped, document.name),
+        field=diagnostics.field_path(path),
+        message="Invalid value: an escaped UTF-16 surrogate without its pair is not a character"
+        " (write the character itself, or both halves of its pair)",
     )

@@ -242,6 +242,55 @@ def test_unreadable_files_are_diagnostics_naming_the_file(tmp_path) -> None:
     assert messages[1].startswith(f"{missing}: cannot read file: No such file or directory")
 
 
+LONE = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {name: chat, namespace: talk}
+spec:
+  routes:
+    - routeKey: "GET /hi"
+      integration: {type: MOCK, mock: {statusCode: 200, body: "hi BODY"}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("escaped", "field"),
+    [
+        ("\\ud800", "spec.routes[0].integration.mock.body"),  # a high half alone
+        ("\\ude00\\ud83d", "spec.routes[0].integration.mock.body"),  # the halves the wrong way round
+        ("\\U0000DC00", "spec.routes[0].integration.mock.body"),  # YAML's long escape
+    ],
+)
+def test_an_escaped_lone_surrogate_is_a_diagnostic_naming_its_field_not_a_crash(escaped: str, field: str) -> None:
+    text = LONE.replace("BODY", escaped)
+    docs, problems = manifests.parse_text(text, "chat.yaml")
+    assert docs == []
+    assert [str(p) for p in problems] == [
+        f"chat.yaml: document 1 (Api talk/chat): {field}: Invalid value: an escaped UTF-16 surrogate without its"
+        " pair is not a character (write the character itself, or both halves of its pair)"
+    ]
+    # In a key, too (a JSON manifest's header name, say).
+    keyed = '{"apiVersion": "propylon.dev/v1alpha1", "kind": "Api", "metadata": {"name": "c"}, "spec": {"x\\ud800": 1}}'
+    assert [p.field for p in manifests.parse_text(keyed, "c.json")[1]] == [
+        "spec.x\\ud800"
+    ]  # escaped: a terminal cannot print it
+    # In the name the diagnostic leads with, too.
+    named = LONE.replace("name: chat", 'name: "c\\ud800"').replace("BODY", "x")
+    (problem,) = manifests.parse_text(named, "chat.yaml")[1]
+    assert str(problem).startswith("chat.yaml: document 1 (Api talk/c\\ud800): metadata.name: Invalid value")
+    str(problem).encode("utf-8")  # printable
+
+
+def test_an_escaped_surrogate_pair_is_its_one_character_as_json_reads_it() -> None:
+    # A JSON writer (Python's json.dumps, say) spells a character past U+FFFF as a pair.
+    stage = "---\n{apiVersion: propylon.dev/v1alpha1, kind: Stage, metadata: {name: s, namespace: talk},"
+    stage += " spec: {apiRef: chat}}\n"
+    result = compiler.compile(documents(LONE.replace("BODY", "\\ud83d\\ude00") + stage, "chat.yaml"))
+    assert not result.diagnostics
+    (route,) = result.snapshot.stages[0].routes
+    assert route.integration.mock is not None and route.integration.mock.body == "hi \U0001f600"
+
+
 def test_a_stage_variable_that_cannot_be_sent_in_a_request_line_makes_the_route_refuse_in_that_stage() -> None:
     text = """\
 apiVersion: propylon.dev/v1alpha1
@@ -310,14 +359,14 @@ HEADER_CASES = [
         "invalid url: it must not carry user information (user:password@); set an Authorization header instead",
     ),
     (
-        "integration: {type: HTTP_PROXY, url: \"http://127.0.0.1:9000/x\", "
-        "requestParameters: {\"overwrite:header.X_Real_IP\": \"'1.2.3.4'\"}}",
+        'integration: {type: HTTP_PROXY, url: "http://127.0.0.1:9000/x", '
+        'requestParameters: {"overwrite:header.X_Real_IP": "\'1.2.3.4\'"}}',
         'spec.routes[0].integration.requestParameters["overwrite:header.X_Real_IP"]',
         "invalid mapping key 'overwrite:header.X_Real_IP': X_Real_IP is set only by the gateway",
     ),
     (
-        "integration: {type: HTTP_PROXY, url: \"http://127.0.0.1:9000/x\", "
-        "requestParameters: {\"overwrite:header.X-Forwarded-Prefix\": \"'/admin'\"}}",
+        'integration: {type: HTTP_PROXY, url: "http://127.0.0.1:9000/x", '
+        'requestParameters: {"overwrite:header.X-Forwarded-Prefix": "\'/admin\'"}}',
         'spec.routes[0].integration.requestParameters["overwrite:header.X-Forwarded-Prefix"]',
         "invalid mapping key 'overwrite:header.X-Forwarded-Prefix': X-Forwarded-Prefix is set only by the gateway",
     ),
@@ -340,7 +389,7 @@ def test_headers_a_response_or_request_cannot_carry_are_diagnostics(integration:
 def test_a_gateway_response_header_with_a_line_break_is_a_diagnostic() -> None:
     text = (
         "apiVersion: propylon.dev/v1alpha1\nkind: Api\nmetadata: {name: h, namespace: shop}\n"
-        "spec:\n  gatewayResponses:\n    THROTTLED: {headers: {X-Why: \"slow\\ndown\"}}\n"
+        'spec:\n  gatewayResponses:\n    THROTTLED: {headers: {X-Why: "slow\\ndown"}}\n'
         "  routes:\n    - routeKey: GET /x\n      integration: {type: MOCK, mock: {}}\n"
     )
     result = compiler.compile(documents(text))
