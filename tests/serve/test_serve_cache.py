@@ -179,6 +179,16 @@ def test_a_vary_header_is_keyed_and_an_unkeyed_header_cannot_poison(served: Serv
     assert state == "hit" and b"evil" not in body
 
 
+def test_the_host_is_keyed_without_its_port_or_case(served: Served, backend: Backend) -> None:
+    # DESIGN.md section 8: the key holds the Host lowercased, port dropped.
+    port = served.url("/").split("/")[2].rpartition(":")[2]
+    assert _call(served, "/live/items?h=1", Host="localhost:" + port)[1] == "miss"
+    assert _call(served, "/live/items?h=1", Host="LOCALHOST:1")[1] == "hit"
+    assert _call(served, "/live/items?h=1", Host="localhost")[1] == "hit"
+    assert _call(served, "/live/items?h=1", Host="127.0.0.1:" + port)[1] == "miss"  # another name
+    assert backend.calls["/items?h=1"] == 2
+
+
 def test_a_path_suffix_is_another_key_and_another_route(served: Served) -> None:
     _call(served, "/live/items?d=1")
     status, _, _, _ = _call(served, "/live/items/x.css?d=1")
