@@ -54,6 +54,7 @@ def test_default_values_match_the_schema() -> None:
         ({"proxy": {"loop": "trio"}}, "an event loop the proxies do not have"),
         ({"redis": {"url": "localhost:6379"}}, "a Redis URL without a scheme"),
         ({"redis": {"timeoutMs": 0}}, "a Redis budget of no time"),
+        ({"redis": {"wsRegistryTtlSeconds": 0}}, "a WebSocket registry entry that expires at once"),
         ({"operator": {"replicas": 2}}, "two operators would race"),
         ({"gateway": {"name": "Not_A_DNS_Name"}}, "a gateway name Kubernetes would refuse"),
         ({"gateway": {"throttle": {"rateLimit": 0}}}, "a gateway-wide rate of nothing"),
@@ -223,7 +224,12 @@ ALL_ON = {
         "env": {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.monitoring:4318"},
     },
     "networkPolicy": {"internalFrom": ["shop"], "adminFrom": ["monitoring"]},
-    "redis": {"url": "redis://:secret@redis.propylon-system.svc:6379/0", "failure": "closed", "timeoutMs": 120},
+    "redis": {
+        "url": "redis://:secret@redis.propylon-system.svc:6379/0",
+        "failure": "closed",
+        "timeoutMs": 120,
+        "wsRegistryTtlSeconds": 45,
+    },
     "webhook": {"enabled": True},
 }
 
@@ -330,7 +336,9 @@ def test_all_options_render(helm: str, tmp_path: Path) -> None:
     assert secret["stringData"]["url"].startswith("redis://")
     # The Redis budget reaches the operator as the variable its --redis-timeout-ms defaults from.
     (operator,) = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
-    assert {e["name"]: e.get("value") for e in operator["env"]}["PROPYLON_REDIS_TIMEOUT_MS"] == "120"
+    operator_env = {e["name"]: e.get("value") for e in operator["env"]}
+    assert operator_env["PROPYLON_REDIS_TIMEOUT_MS"] == "120"
+    assert operator_env["PROPYLON_WS_REGISTRY_TTL"] == "45"  # --ws-registry-ttl's default, passed on
     # The password never appears in the Deployment itself.
     assert "secret@" not in json.dumps(_one(docs, "Deployment"))
     webhook_rules = [

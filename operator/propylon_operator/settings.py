@@ -57,6 +57,8 @@ class Settings:
     redis_cluster: bool = False
     redis_failure: str = "open"
     redis_timeout_ms: float | None = None  # each Redis call's budget in the proxies (None: their 50 ms)
+    # How long a dead proxy's WebSocket connections stay in the shared registry (None: the proxies' 30 s).
+    ws_registry_ttl_s: float | None = None
     # A Secret in the gateway namespace whose key "token" is the proxies' admin bearer token
     # (passed to them as PROPYLON_ADMIN_TOKEN); the operator holds the same token to read usage.
     admin_token_secret: str | None = None

@@ -190,6 +190,8 @@ def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Ma
         )
         if settings.redis_timeout_ms is not None:
             env.append({"name": "PROPYLON_REDIS_TIMEOUT_MS", "value": f"{settings.redis_timeout_ms:g}"})
+        if settings.ws_registry_ttl_s is not None:
+            env.append({"name": "PROPYLON_WS_REGISTRY_TTL", "value": f"{settings.ws_registry_ttl_s:g}"})
     env.extend({"name": name, "value": value} for name, value in settings.proxy_env)
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(settings)},

@@ -154,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         redis_cluster=args.redis_cluster,
         redis_failure=args.redis_failure,
         redis_timeout_ms=args.redis_timeout_ms,
+        ws_registry_ttl_s=args.ws_registry_ttl,
         admin_token_secret=args.admin_token_secret,
         admin_token=os.environ.get("PROPYLON_ADMIN_TOKEN") or None,
     )

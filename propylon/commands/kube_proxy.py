@@ -124,6 +124,7 @@ async def _serve(args: argparse.Namespace) -> int:
             redis_failure=args.redis_failure,
             redis_url=args.redis,  # WebSocket registry across Pods
             redis_cluster=args.redis_cluster,
+            ws_registry_ttl_seconds=shared_flags.ws_registry_ttl(args),
         ),
         admin_token=_admin_token(args),
         store=store,

@@ -39,13 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--internal-port", type=int, default=8081, help="in-cluster listener, PRIVATE stages too")
     parser.add_argument("--admin-port", type=int, default=9090, help="/healthz, /readyz, /metrics, /admin/*")
     shared_flags.add_redis_arguments(parser, store="url", environment=False)
-    parser.add_argument(
-        "--ws-registry-ttl",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="with --redis: seconds a dead replica's WebSocket connections stay in the registry (default 30)",
-    )
     shared_flags.add_trusted_proxies(parser)
     shared_flags.add_gateway_throttle(parser)
     parser.add_argument(
@@ -368,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
         redis_failure=args.redis_failure,
         redis_url=args.redis,
         redis_cluster=args.redis_cluster,
-        ws_registry_ttl_seconds=args.ws_registry_ttl,
+        ws_registry_ttl_seconds=shared_flags.ws_registry_ttl(args),
     )
     if args.workers > 1:
         return _serve_workers(args, memory, first, seen, proxy_settings, token, options)

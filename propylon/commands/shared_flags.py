@@ -1,7 +1,7 @@
 """Flags that ``serve``, ``proxy`` and ``operator`` all take, defined once.
 
 The shared store (``--redis``/``--redis-secret``, ``--redis-cluster``, ``--redis-failure``,
-``--redis-timeout-ms``) and ``--trusted-proxies`` mean the same thing in all three commands, so
+``--redis-timeout-ms``, ``--ws-registry-ttl``) and ``--trusted-proxies`` mean the same thing in all three commands, so
 they get one name, one default and one help text here; a command only says how it is run:
 
 - ``environment``: the commands a Deployment runs (``proxy``, ``operator``) take their defaults
@@ -40,6 +40,7 @@ REDIS_SECRET_ENV = "PROPYLON_REDIS_SECRET"
 REDIS_CLUSTER_ENV = "PROPYLON_REDIS_CLUSTER"
 REDIS_FAILURE_ENV = "PROPYLON_REDIS_FAILURE"
 REDIS_TIMEOUT_ENV = "PROPYLON_REDIS_TIMEOUT_MS"
+WS_REGISTRY_TTL_ENV = "PROPYLON_WS_REGISTRY_TTL"
 FAILURE_MODES = ("open", "closed")
 
 
@@ -60,6 +61,17 @@ def _milliseconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be above 0 ms, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a duration in seconds, above zero and finite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0 s, got {text!r}")
     return value
 
 
@@ -140,6 +152,12 @@ def redis_timeout(args: argparse.Namespace) -> float | None:
     return None if milliseconds is None else milliseconds / 1000
 
 
+def ws_registry_ttl(args: argparse.Namespace) -> float:
+    """``--ws-registry-ttl`` in seconds, ``ProxySettings``'s default when not given."""
+    seconds: float | None = args.ws_registry_ttl
+    return settings.WS_REGISTRY_TTL_SECONDS if seconds is None else seconds
+
+
 def _env_note(environment: bool, variable: str) -> str:
     return f" (default: ${variable})" if environment else ""
 
@@ -200,4 +218,13 @@ def add_redis_arguments(parser: argparse.ArgumentParser, *, store: Literal["url"
         help="how long one Redis call may take before it counts as unanswered: that request is then decided "
         "locally, and three in a row are an outage"
         + (f" (default: ${REDIS_TIMEOUT_ENV}, then 50)" if environment else " (default: 50)"),
+    )
+    parser.add_argument(
+        "--ws-registry-ttl",
+        type=_seconds,
+        default=(os.environ.get(WS_REGISTRY_TTL_ENV) or None) if environment else None,
+        metavar="S",
+        help="with Redis: seconds a replica that died keeps its WebSocket connections in the shared registry "
+        "(its heartbeat renews them every third of it; @connections answers 410 for them after)"
+        + (f" (default: ${WS_REGISTRY_TTL_ENV}, then 30)" if environment else " (default: 30)"),
     )

@@ -13,6 +13,11 @@ import os
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# How long a replica that died keeps its WebSocket connections in the shared registry
+# (``--ws-registry-ttl``; ``PROPYLON_WS_REGISTRY_TTL`` for the commands a Deployment runs).
+WS_REGISTRY_TTL_SECONDS = 30.0
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ListenerSettings:
     max_request_line_bytes: int = 8192
@@ -38,7 +43,7 @@ class ProxySettings:
     redis_failure: str = "open"  # what limits do while the shared store is down: "open" | "closed"
     # WebSocket connections shared across replicas (--redis); the URL may hold a password.
     redis_url: str | None = dataclasses.field(default=None, repr=False)
-    ws_registry_ttl_seconds: float = 30.0  # a dead replica's connections leave the registry within this
+    ws_registry_ttl_seconds: float = WS_REGISTRY_TTL_SECONDS  # a dead replica's connections leave within this
     redis_cluster: bool = False  # redis_url names any node of a Redis Cluster
 
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ("serve", "proxy", "operator")
 # What each command needs besides the flags under test to parse at all.
 REQUIRED = {"serve": ["-f", "x.yaml"], "proxy": ["--config-secret", "ns/name"], "operator": []}
-SHARED = {"--redis-cluster", "--redis-failure", "--redis-timeout-ms", "--trusted-proxies"}
+SHARED = {"--redis-cluster", "--redis-failure", "--redis-timeout-ms", "--ws-registry-ttl", "--trusted-proxies"}
 
 
 def _command(name: str) -> argparse.ArgumentParser:
@@ -48,6 +48,7 @@ def test_the_three_commands_accept_the_same_shared_flags() -> None:
 def test_the_shared_flags_have_one_help_text_and_the_same_choices(monkeypatch: pytest.MonkeyPatch) -> None:
     for variable in ("URL", "CLUSTER", "FAILURE", "TIMEOUT_MS"):
         monkeypatch.delenv(f"PROPYLON_REDIS_{variable}", raising=False)
+    monkeypatch.delenv("PROPYLON_WS_REGISTRY_TTL", raising=False)
     per_command = {name: _actions(name) for name in COMMANDS}
     for flag in SHARED | {"--redis"}:
         having = [actions[flag] for actions in per_command.values() if flag in actions]
@@ -60,9 +61,11 @@ def test_the_shared_flags_have_one_help_text_and_the_same_choices(monkeypatch: p
 def test_every_command_parses_the_shared_flags(name: str) -> None:
     store = "--redis-secret" if name == "operator" else "--redis"
     flags = [store, "x", "--redis-cluster", "--redis-failure", "closed", "--redis-timeout-ms", "250"]
+    flags += ["--ws-registry-ttl", "7.5"]
     args = _command(name).parse_args([*REQUIRED[name], *flags, "--trusted-proxies", "10.0.0.0/8"])
     assert (args.redis_cluster, args.redis_failure, args.trusted_proxies) == (True, "closed", "10.0.0.0/8")
     assert shared_flags.redis_timeout(args) == 0.25  # seconds, as limit_stores.open_store takes it
+    assert shared_flags.ws_registry_ttl(args) == 7.5
 
 
 def test_only_the_deployed_commands_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,14 +74,17 @@ def test_only_the_deployed_commands_read_the_environment(monkeypatch: pytest.Mon
     monkeypatch.setenv("PROPYLON_REDIS_CLUSTER", "true")
     monkeypatch.setenv("PROPYLON_REDIS_FAILURE", "closed")
     monkeypatch.setenv("PROPYLON_REDIS_TIMEOUT_MS", "120")
+    monkeypatch.setenv("PROPYLON_WS_REGISTRY_TTL", "9")
     proxy = _command("proxy").parse_args(REQUIRED["proxy"])
     assert (proxy.redis, proxy.redis_cluster, proxy.redis_failure) == ("redis://store:6379/0", True, "closed")
     operator = _command("operator").parse_args([])
     assert (operator.redis_secret, operator.redis_cluster, operator.redis_failure) == ("shared-store", True, "closed")
     assert proxy.redis_timeout_ms == operator.redis_timeout_ms == 120.0
+    assert proxy.ws_registry_ttl == operator.ws_registry_ttl == 9.0
     serve = _command("serve").parse_args(REQUIRED["serve"])
     assert (serve.redis, serve.redis_cluster, serve.redis_failure) == (None, False, "open")
     assert shared_flags.redis_timeout(serve) is None  # the store's own 50 ms
+    assert shared_flags.ws_registry_ttl(serve) == 30.0  # the proxy's own default
 
 
 def _propylon(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -102,6 +108,16 @@ def test_a_redis_budget_must_be_a_positive_number_of_milliseconds(name: str) -> 
         done = _propylon(name, *REQUIRED[name], "--redis-timeout-ms", bad)
         assert done.returncode == 2, bad
         assert f"argument --redis-timeout-ms: {said}" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_websocket_registry_ttl_must_be_a_positive_number_of_seconds(name: str) -> None:
+    for bad, said in (("0", "must be above 0 s"), ("-1", "must be above 0 s"), ("inf", "must be above 0 s")):
+        done = _propylon(name, *REQUIRED[name], "--ws-registry-ttl", bad)
+        assert done.returncode == 2, bad
+        assert f"argument --ws-registry-ttl: {said}" in done.stderr, done.stderr
+    done = _propylon(name, *REQUIRED[name], "--ws-registry-ttl", "soon")
+    assert "argument --ws-registry-ttl: not a number of seconds: 'soon'" in done.stderr
 
 
 def test_a_bad_budget_in_the_environment_is_refused_by_the_command_that_reads_it_only() -> None:

@@ -182,6 +182,18 @@ def test_a_redis_budget_reaches_the_proxies_only_when_set() -> None:
     assert "PROPYLON_REDIS_TIMEOUT_MS" not in env_of(settings.Settings(gateway_name="gw", redis_secret="r"))
 
 
+def test_the_websocket_registry_ttl_reaches_the_proxies_only_with_redis_and_when_set() -> None:
+    def env_of(s: settings.Settings) -> dict[str, str]:
+        (container,) = workloads.deployment(s, OWNER)["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value", "") for e in container["env"]}
+
+    shared = env_of(settings.Settings(gateway_name="gw", redis_secret="r", ws_registry_ttl_s=12.5))
+    assert shared["PROPYLON_WS_REGISTRY_TTL"] == "12.5"
+    assert "PROPYLON_WS_REGISTRY_TTL" not in env_of(settings.Settings(gateway_name="gw", redis_secret="r"))
+    # Without Redis there is no shared registry: nothing to expire.
+    assert "PROPYLON_WS_REGISTRY_TTL" not in env_of(settings.Settings(gateway_name="gw", ws_registry_ttl_s=12.5))
+
+
 def test_with_an_admin_token_secret_proxies_guard_admin_with_it() -> None:
     s = settings.Settings(gateway_name="gw", admin_token_secret="gw-admin")
     (container,) = workloads.deployment(s, OWNER)["spec"]["template"]["spec"]["containers"]
