@@ -53,37 +53,30 @@ def _trusted_proxies(text: str) -> str:
     return text
 
 
-def _milliseconds(text: str) -> float:
-    """argparse type: a budget in milliseconds, above zero."""
+def _positive(text: str, *, counted: str, unit: str) -> float:
+    """A number above zero and finite, or argparse's refusal naming what it counts."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a number of {counted}: {text!r}") from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be above 0 ms, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be above 0 {unit}, got {text!r}")
     return value
+
+
+def _milliseconds(text: str) -> float:
+    """argparse type: a budget in milliseconds, above zero."""
+    return _positive(text, counted="milliseconds", unit="ms")
 
 
 def _seconds(text: str) -> float:
     """argparse type: a duration in seconds, above zero and finite."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be above 0 s, got {text!r}")
-    return value
+    return _positive(text, counted="seconds", unit="s")
 
 
 def _rate(text: str) -> float:
     """argparse type: requests per second, above zero and finite."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of requests per second: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be above 0 requests per second, got {text!r}")
-    return value
+    return _positive(text, counted="requests per second", unit="requests per second")
 
 
 def _burst(text: str) -> int:

@@ -172,21 +172,21 @@ def test_with_a_redis_secret_proxies_read_the_url_from_it_never_from_the_pod_spe
     assert "PROPYLON_REDIS_URL" not in {e["name"] for e in plain["env"]}
 
 
-def test_a_redis_budget_reaches_the_proxies_only_when_set() -> None:
-    def env_of(s: settings.Settings) -> dict[str, str]:
-        (container,) = workloads.deployment(s, OWNER)["spec"]["template"]["spec"]["containers"]
-        return {e["name"]: e.get("value", "") for e in container["env"]}
+def _proxy_env(s: settings.Settings) -> dict[str, str]:
+    """The proxy container's environment, by name (a secretKeyRef's value is "")."""
+    (container,) = workloads.deployment(s, OWNER)["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", "") for e in container["env"]}
 
+
+def test_a_redis_budget_reaches_the_proxies_only_when_set() -> None:
+    env_of = _proxy_env
     budget = env_of(settings.Settings(gateway_name="gw", redis_secret="r", redis_timeout_ms=120))
     assert budget["PROPYLON_REDIS_TIMEOUT_MS"] == "120"
     assert "PROPYLON_REDIS_TIMEOUT_MS" not in env_of(settings.Settings(gateway_name="gw", redis_secret="r"))
 
 
 def test_the_websocket_registry_ttl_reaches_the_proxies_only_with_redis_and_when_set() -> None:
-    def env_of(s: settings.Settings) -> dict[str, str]:
-        (container,) = workloads.deployment(s, OWNER)["spec"]["template"]["spec"]["containers"]
-        return {e["name"]: e.get("value", "") for e in container["env"]}
-
+    env_of = _proxy_env
     shared = env_of(settings.Settings(gateway_name="gw", redis_secret="r", ws_registry_ttl_s=12.5))
     assert shared["PROPYLON_WS_REGISTRY_TTL"] == "12.5"
     assert "PROPYLON_WS_REGISTRY_TTL" not in env_of(settings.Settings(gateway_name="gw", redis_secret="r"))
