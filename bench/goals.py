@@ -8,7 +8,9 @@ else runs, CPU per request much less; the requests/s ratio is shown beside it. T
 the ratio of the two targets' medians; beside it, the median of the per-round ratios (both
 measured in the same round, seconds apart) with its range: on 2026-12-04 one 4-second window
 moved ±30 % even on a quiet machine, and the same-round figure drifts less from run to run
-(bench/RESULTS.md). A goal whose
+(bench/RESULTS.md). When those per-round ratios fall on both sides of the bar (or all on the
+other side of the verdict), the verdict says so ("unsettled"): that run alone does not decide
+the target. A goal whose
 inputs were not measured (a target not asked for, or skipped) reads "n/a", never PASS.
 
 Adding a target is one entry in ``GOALS``.
@@ -197,6 +199,10 @@ def evaluate(figures: Figures, baseline: str | None = None) -> list[dict[str, An
         else:
             verdict = "PASS" if _COMPARE[goal.compare](value, goal.bar) else "FAIL"
         caveat = goal.caveat(figures) if goal.caveat and value is not None else None
+        same_round = goal.same_round(figures) if goal.same_round else None
+        if value is not None and verdict in ("PASS", "FAIL") and same_round is not None:
+            unsettled = _unsettled(goal, value, same_round)
+            caveat = unsettled if caveat is None else f"{caveat}; {unsettled}" if unsettled else caveat
         rows.append(
             {
                 "caveat": caveat,
@@ -204,12 +210,29 @@ def evaluate(figures: Figures, baseline: str | None = None) -> list[dict[str, An
                 "figure": value,
                 "unit": goal.unit,
                 "rps_ratio": goal.rps_ratio(figures) if goal.rps_ratio else None,
-                "same_round": goal.same_round(figures) if goal.same_round else None,
+                "same_round": same_round,
                 "target": None if goal.bar is None else f"{goal.compare} {goal.bar:g}{goal.unit}",
                 "verdict": verdict,
             }
         )
     return rows
+
+
+def _unsettled(goal: Goal, figure: float, same_round: SameRound) -> str | None:
+    """Said beside a verdict when this run's own rounds do not agree with it: they fall on both
+    sides of the bar, or all on the other side (the verdict reads the ratio of medians, which
+    pairs no round with its own). One run then does not decide the target: on 2026-12-06 four
+    default runs of the same code read the plain route 0.62, 0.51, 0.52 and 0.61x against its
+    0.6x bar (bench/RESULTS.md)."""
+    _, lowest, highest, _ = same_round
+    assert goal.bar is not None
+    passes = _COMPARE[goal.compare]
+    low, high = passes(lowest, goal.bar), passes(highest, goal.bar)
+    if low != high:
+        return f"unsettled: the same-round ratios {lowest:.2f}-{highest:.2f} fall on both sides of the bar"
+    if low != passes(figure, goal.bar):
+        return f"unsettled: every same-round ratio ({lowest:.2f}-{highest:.2f}) says the opposite"
+    return None
 
 
 def _number(value: float | None, unit: str) -> str:

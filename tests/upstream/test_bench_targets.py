@@ -63,8 +63,52 @@ def test_the_same_round_ratio_pairs_each_round_with_its_own_reference():
     assert plain["verdict"] == "FAIL"  # 55 / 100 = 0.55x: the verdict is still the medians' ratio
     median, lowest, highest, rounds = plain["same_round"]
     assert (round(median, 3), lowest, round(highest, 3), rounds) == (0.625, 0.55, 0.625, 3)
-    assert "| 0.55x | 0.56x | 0.62x (0.55-0.62, 3) | >= 0.6x | FAIL |" in goals.table([plain])
+    # Its rounds read 0.55x to 0.625x: on both sides of the 0.6x bar, which the verdict says.
+    unsettled = "unsettled: the same-round ratios 0.55-0.62 fall on both sides of the bar"
+    assert plain["caveat"] == unsettled
+    assert f"| 0.55x | 0.56x | 0.62x (0.55-0.62, 3) | >= 0.6x | FAIL ({unsettled}) |" in goals.table([plain])
     assert rows["cache hit vs aiohttp hello-world, per core"]["same_round"] is None  # not measured
+
+
+def test_a_verdict_whose_rounds_all_agree_is_not_called_unsettled():
+    figures = goals.Figures(
+        summary={
+            "propylon-pool": {"cpu_us_per_request": 100.0, "requests_per_s": 1e4},
+            "aiohttp-hello": {"cpu_us_per_request": 52.0, "requests_per_s": 1.9e4},
+        },
+        extra={},
+        rounds={"propylon-pool": {1: 100.0, 2: 100.0, 3: 100.0}, "aiohttp-hello": {1: 50.0, 2: 52.0, 3: 59.0}},
+    )
+    plain = {r["goal"]: r for r in goals.evaluate(figures)}["plain route vs aiohttp hello-world, per core"]
+    assert (plain["verdict"], plain["caveat"]) == ("FAIL", None)  # 0.50x-0.59x: every round under 0.6x
+    one = goals.Figures(
+        summary={
+            "propylon-pool": {"cpu_us_per_request": 100.0, "requests_per_s": 1e4},
+            "aiohttp-hello": {"cpu_us_per_request": 61.0, "requests_per_s": 1.6e4},
+        },
+        extra={},
+        rounds={"propylon-pool": {1: 100.0}, "aiohttp-hello": {1: 61.0}},
+    )
+    plain = {r["goal"]: r for r in goals.evaluate(one)}["plain route vs aiohttp hello-world, per core"]
+    assert (plain["verdict"], plain["caveat"]) == ("PASS", None)  # one round: the verdict is its own
+
+
+def test_a_verdict_that_every_round_contradicts_is_unsettled():
+    """With rounds lost on one side, the ratio of medians can pass while no paired round does."""
+    figures = goals.Figures(
+        summary={
+            "propylon-pool": {"cpu_us_per_request": 60.0, "requests_per_s": 1.6e4},  # median of 5
+            "aiohttp-hello": {"cpu_us_per_request": 56.5, "requests_per_s": 1.7e4},  # median of 2
+        },
+        extra={},
+        rounds={
+            "propylon-pool": {1: 100.0, 2: 100.0, 3: 60.0, 4: 60.0, 5: 60.0},
+            "aiohttp-hello": {1: 55.0, 2: 58.0},  # rounds 3 to 5 lost
+        },
+    )
+    plain = {r["goal"]: r for r in goals.evaluate(figures)}["plain route vs aiohttp hello-world, per core"]
+    assert plain["verdict"] == "PASS"  # 56.5 / 60
+    assert plain["caveat"] == "unsettled: every same-round ratio (0.55-0.58) says the opposite"
 
 
 def test_scale_manifests_compile_and_the_probe_reaches_the_last_stage():
