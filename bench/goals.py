@@ -192,20 +192,22 @@ def evaluate(figures: Figures, baseline: str | None = None) -> list[dict[str, An
     chosen = GOALS if baseline is None else [g for g in (twin_goal(g, figures, baseline) for g in GOALS) if g]
     for goal in chosen:
         value = goal.figure(figures)
+        same_round = goal.same_round(figures) if goal.same_round else None
+        unsettled = None
         if value is None:
             verdict = "n/a"
         elif goal.bar is None:
             verdict = "reported"
         else:
-            verdict = "PASS" if _COMPARE[goal.compare](value, goal.bar) else "FAIL"
+            passes = _COMPARE[goal.compare]
+            passed = passes(value, goal.bar)
+            verdict = "PASS" if passed else "FAIL"
+            if same_round is not None:
+                unsettled = _unsettled(passes, goal.bar, passed, same_round)
         caveat = goal.caveat(figures) if goal.caveat and value is not None else None
-        same_round = goal.same_round(figures) if goal.same_round else None
-        if value is not None and verdict in ("PASS", "FAIL") and same_round is not None:
-            unsettled = _unsettled(goal, value, same_round)
-            caveat = unsettled if caveat is None else f"{caveat}; {unsettled}" if unsettled else caveat
         rows.append(
             {
-                "caveat": caveat,
+                "caveat": "; ".join(note for note in (caveat, unsettled) if note) or None,
                 "goal": goal.name,
                 "figure": value,
                 "unit": goal.unit,
@@ -218,19 +220,17 @@ def evaluate(figures: Figures, baseline: str | None = None) -> list[dict[str, An
     return rows
 
 
-def _unsettled(goal: Goal, figure: float, same_round: SameRound) -> str | None:
+def _unsettled(passes: Callable[[float, float], bool], bar: float, passed: bool, same_round: SameRound) -> str | None:
     """Said beside a verdict when this run's own rounds do not agree with it: they fall on both
     sides of the bar, or all on the other side (the verdict reads the ratio of medians, which
     pairs no round with its own). One run then does not decide the target: on 2026-12-06 four
     default runs of the same code read the plain route 0.62, 0.51, 0.52 and 0.61x against its
     0.6x bar (bench/RESULTS.md)."""
     _, lowest, highest, _ = same_round
-    assert goal.bar is not None
-    passes = _COMPARE[goal.compare]
-    low, high = passes(lowest, goal.bar), passes(highest, goal.bar)
+    low, high = passes(lowest, bar), passes(highest, bar)
     if low != high:
         return f"unsettled: the same-round ratios {lowest:.2f}-{highest:.2f} fall on both sides of the bar"
-    if low != passes(figure, goal.bar):
+    if low != passed:
         return f"unsettled: every same-round ratio ({lowest:.2f}-{highest:.2f}) says the opposite"
     return None
 

@@ -24,11 +24,16 @@ import scale  # noqa: E402
 from propylon_proxy import hygiene, routing  # noqa: E402
 
 
-def _figures(**cpu: float) -> goals.Figures:
+def _figures(rounds: dict[str, dict[int, float]] | None = None, **cpu: float) -> goals.Figures:
     summary = {
         name.replace("_", "-"): {"cpu_us_per_request": us, "requests_per_s": 1e6 / us} for name, us in cpu.items()
     }
-    return goals.Figures(summary=summary, extra={"compile_1000x10_s": 3.5, "rss_10k_mib": 100.0})
+    return goals.Figures(summary=summary, extra={"compile_1000x10_s": 3.5, "rss_10k_mib": 100.0}, rounds=rounds or {})
+
+
+def _plain(figures: goals.Figures) -> dict[str, object]:
+    """The plain-route goal's row of ``figures``."""
+    return {r["goal"]: r for r in goals.evaluate(figures)}["plain route vs aiohttp hello-world, per core"]
 
 
 def test_verdicts_follow_the_bars_and_missing_inputs_are_not_a_pass():
@@ -71,42 +76,21 @@ def test_the_same_round_ratio_pairs_each_round_with_its_own_reference():
 
 
 def test_a_verdict_whose_rounds_all_agree_is_not_called_unsettled():
-    figures = goals.Figures(
-        summary={
-            "propylon-pool": {"cpu_us_per_request": 100.0, "requests_per_s": 1e4},
-            "aiohttp-hello": {"cpu_us_per_request": 52.0, "requests_per_s": 1.9e4},
-        },
-        extra={},
-        rounds={"propylon-pool": {1: 100.0, 2: 100.0, 3: 100.0}, "aiohttp-hello": {1: 50.0, 2: 52.0, 3: 59.0}},
-    )
-    plain = {r["goal"]: r for r in goals.evaluate(figures)}["plain route vs aiohttp hello-world, per core"]
+    rounds = {"propylon-pool": {1: 100.0, 2: 100.0, 3: 100.0}, "aiohttp-hello": {1: 50.0, 2: 52.0, 3: 59.0}}
+    plain = _plain(_figures(rounds, propylon_pool=100.0, aiohttp_hello=52.0))
     assert (plain["verdict"], plain["caveat"]) == ("FAIL", None)  # 0.50x-0.59x: every round under 0.6x
-    one = goals.Figures(
-        summary={
-            "propylon-pool": {"cpu_us_per_request": 100.0, "requests_per_s": 1e4},
-            "aiohttp-hello": {"cpu_us_per_request": 61.0, "requests_per_s": 1.6e4},
-        },
-        extra={},
-        rounds={"propylon-pool": {1: 100.0}, "aiohttp-hello": {1: 61.0}},
-    )
-    plain = {r["goal"]: r for r in goals.evaluate(one)}["plain route vs aiohttp hello-world, per core"]
+    one = {"propylon-pool": {1: 100.0}, "aiohttp-hello": {1: 61.0}}
+    plain = _plain(_figures(one, propylon_pool=100.0, aiohttp_hello=61.0))
     assert (plain["verdict"], plain["caveat"]) == ("PASS", None)  # one round: the verdict is its own
 
 
 def test_a_verdict_that_every_round_contradicts_is_unsettled():
     """With rounds lost on one side, the ratio of medians can pass while no paired round does."""
-    figures = goals.Figures(
-        summary={
-            "propylon-pool": {"cpu_us_per_request": 60.0, "requests_per_s": 1.6e4},  # median of 5
-            "aiohttp-hello": {"cpu_us_per_request": 56.5, "requests_per_s": 1.7e4},  # median of 2
-        },
-        extra={},
-        rounds={
-            "propylon-pool": {1: 100.0, 2: 100.0, 3: 60.0, 4: 60.0, 5: 60.0},
-            "aiohttp-hello": {1: 55.0, 2: 58.0},  # rounds 3 to 5 lost
-        },
-    )
-    plain = {r["goal"]: r for r in goals.evaluate(figures)}["plain route vs aiohttp hello-world, per core"]
+    rounds = {
+        "propylon-pool": {1: 100.0, 2: 100.0, 3: 60.0, 4: 60.0, 5: 60.0},  # median 60
+        "aiohttp-hello": {1: 55.0, 2: 58.0},  # rounds 3 to 5 lost: median 56.5
+    }
+    plain = _plain(_figures(rounds, propylon_pool=60.0, aiohttp_hello=56.5))
     assert plain["verdict"] == "PASS"  # 56.5 / 60
     assert plain["caveat"] == "unsettled: every same-round ratio (0.55-0.58) says the opposite"
 
