@@ -40,6 +40,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from run import free_port  # bench/ is on sys.path when run as a script: ports below the ephemeral range
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,11 +63,6 @@ metadata: {{name: soak, namespace: bench}}
 spec: {{apiRef: soak, basePath: /soak}}
 """
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def check_descriptors(needed: int) -> int:
@@ -97,7 +93,7 @@ class Soak:
         self.args = args
         self.ids: list[str] = []  # connection ids in the order $connect saw them
         self.received = 0
-        self.port, self.internal, self.admin = _free_port(), _free_port(), _free_port()
+        self.port, self.internal, self.admin = free_port(), free_port(), free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     async def _connect_backend(self, request: web.Request) -> web.Response:
@@ -155,7 +151,7 @@ class Soak:
         app.router.add_post("/connect", self._connect_backend)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        backend_port = _free_port()
+        backend_port = free_port()
         await web.TCPSite(runner, "127.0.0.1", backend_port).start()
         (folder / "soak.yaml").write_text(MANIFESTS.format(backend=f"http://127.0.0.1:{backend_port}"))
         await asyncio.to_thread(self.start_gateway, folder, log)

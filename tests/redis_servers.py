@@ -10,15 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
+
+from tests.ports import free_port
 
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
@@ -29,28 +29,9 @@ def require_redis() -> None:
         pytest.skip("redis-server and redis-cli are not installed (.ci/run installs them)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def cluster_port() -> int:
     """A free port whose cluster bus port (+10000) is free too; Redis wants it at most 55535."""
-    rng = random.Random()
-    while True:
-        port = rng.randint(20000, 45000)
-        if _bindable(port) and _bindable(port + 10000):
-            return port
+    return free_port(also_free=10000)
 
 
 class RedisServer:

@@ -27,6 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir())
 PROPYLON = [sys.executable, "-m", "propylon"]
@@ -80,12 +82,6 @@ def test_example_is_accepted_by_the_api_server(folder: Path, api_server: Any) ->
 
 
 # --- the quickstart, served --------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, log: Path, seconds: float = 30) -> None:
@@ -157,7 +153,7 @@ def _quickstart_copy(tmp: Path, backend_port: int) -> Path:
 
 
 def _start_gateway(folder: Path, tmp: Path, name: str, stack: contextlib.ExitStack) -> tuple[str, Path]:
-    port, internal, admin = _free_port(), _free_port(), _free_port()
+    port, internal, admin = free_port(), free_port(), free_port()
     log = tmp / f"{name}.log"
     command = [*PROPYLON, "serve", "-f", str(folder), "--host", "127.0.0.1", "--port", str(port)]
     command += ["--internal-port", str(internal), "--admin-port", str(admin)]
@@ -178,7 +174,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     (files / "docs" / "guide.txt").write_text("a nested file\n")
 
     with contextlib.ExitStack() as stack:
-        backend_port = _free_port()
+        backend_port = free_port()
         backend_log = tmp / "backend.log"
         backend = stack.enter_context(
             _process(
@@ -190,7 +186,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         _wait_for_port(backend_port, backend, "python -m http.server", backend_log)
         base, log = _start_gateway(_quickstart_copy(tmp / "up", backend_port), tmp, "serve", stack)
         # The same quickstart, pointing at a port where nothing listens.
-        down_base, _ = _start_gateway(_quickstart_copy(tmp / "down", _free_port()), tmp, "serve-down", stack)
+        down_base, _ = _start_gateway(_quickstart_copy(tmp / "down", free_port()), tmp, "serve-down", stack)
         yield Served(base=base, log=log, files=files, down_base=down_base)
 
 
@@ -311,7 +307,7 @@ def kubernetes_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         pytest.skip("`propylon serve` is not built yet")
     tmp = tmp_path_factory.mktemp("kubernetes")
     with contextlib.ExitStack() as stack:
-        echo_port = _free_port()
+        echo_port = free_port()
         (tmp / "echo.py").write_text(_echo_script(echo_port))
         echo_log = tmp / "echo.log"
         echo = stack.enter_context(_process([sys.executable, "-u", str(tmp / "echo.py")], cwd=tmp, log=echo_log))

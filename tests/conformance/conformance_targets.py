@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import socket
 import subprocess
 import sys
 import time
@@ -32,14 +31,9 @@ import conformance_echo as echo
 import yaml
 
 from tests import processes
+from tests.ports import free_port
 
 READY_WITHIN = 60.0  # seconds for a process to listen, or for a case to be served
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_json(url: str) -> tuple[int, Any]:

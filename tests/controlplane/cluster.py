@@ -22,7 +22,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -35,6 +34,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.ports import free_port
 
 K8S_VERSION = "v1.34.2"
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -51,13 +52,6 @@ def binaries_dir() -> pathlib.Path:
 
 def binaries_missing() -> list[str]:
     return [name for name in ("etcd", "kube-apiserver", "kubectl") if not (binaries_dir() / name).is_file()]
-
-
-def free_port() -> int:
-    """An ephemeral port that was free a moment ago (the kernel may hand it out again; fine for tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---------------------------------------------------------------- certificates

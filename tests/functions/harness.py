@@ -13,13 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 HANDLERS = Path(__file__).parent / "handlers"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_listening(process: subprocess.Popen[bytes], port: int, log: Path, seconds: float = 60) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from propylon.commands import event_loops
+from tests.ports import free_port
 
 PROPYLON = [sys.executable, "-m", "propylon"]
 # The same command with uvloop made unimportable (as on a machine where it is not installed).
@@ -49,16 +50,10 @@ spec: {{apiRef: shop, basePath: /live}}
 needs_uvloop = pytest.mark.skipif(not event_loops.uvloop_installed(), reason="uvloop is not installed")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def backend() -> Iterator[int]:
     """A real aiohttp backend on loopback, in its own process, that echoes the path and body."""
-    port = _free_port()
+    port = free_port()
     code = (
         "import sys\nfrom aiohttp import web\n"
         "async def echo(request):\n"
@@ -88,10 +83,10 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
 
 class Served:
     def __init__(self, command: list[str], folder: Path, tmp: Path, *extra: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.stderr_path = tmp / "serve.stderr"
         argv = [*command, "serve", "-f", str(folder), "--port", str(self.port)]
-        argv += ["--internal-port", str(_free_port()), "--admin-port", str(_free_port()), *extra]
+        argv += ["--internal-port", str(free_port()), "--admin-port", str(free_port()), *extra]
         with self.stderr_path.open("wb") as err:
             self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=_environ())
         try:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 PROPYLON = [sys.executable, "-m", "propylon"]
 
 API = """\
@@ -52,12 +54,6 @@ spec:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str, timeout: float = 5) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -68,7 +64,7 @@ def _get(url: str, timeout: float = 5) -> tuple[int, bytes]:
 
 class Served:
     def __init__(self, folder: Path, tmp: Path, *extra: str) -> None:
-        self.port, self.internal, self.admin = _free_port(), _free_port(), _free_port()
+        self.port, self.internal, self.admin = free_port(), free_port(), free_port()
         self.stderr_path = tmp / "serve.stderr"
         self.stdout_path = tmp / "serve.stdout"
         command = [*PROPYLON, "serve", "-f", str(folder), "--port", str(self.port)]

@@ -14,9 +14,10 @@ from collections.abc import AsyncIterable, AsyncIterator
 
 import pytest
 from aiohttp import web
-from upstream_backends import RawBackend, RawRequest, chunked, free_port, ok_handler, response
+from upstream_backends import RawBackend, RawRequest, chunked, ok_handler, response
 
 from propylon_proxy import upstream, upstream_pool
+from tests.ports import free_port
 
 
 def make_request(

@@ -127,12 +127,3 @@ async def ok_handler(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
     writer.write(response(body=b"ok"))
     await writer.drain()
     return True
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then released), for connection-refused tests."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
