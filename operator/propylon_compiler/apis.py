@@ -19,7 +19,7 @@ import jsonschema
 
 from propylon_compiler import fields, gateway_responses, integration_responses, integrations, objects, routes
 from propylon_config import gateway_responses as table
-from propylon_config import model
+from propylon_config import model, model_schemas
 
 _PARAMETER = re.compile(r"^(querystring|header|path)\.(.+)$")
 API_KEY_SOURCES = ("HEADER", "AUTHORIZER")
@@ -279,6 +279,9 @@ def _models(f: fields.Fields, spec: dict[str, Any]) -> dict[str, str]:
         except jsonschema.SchemaError as exc:
             inner = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path)
             f.error(where + inner, f"invalid JSON Schema: {exc.message}")
+            continue
+        if (problem := model_schemas.problem(schema)) is not None:
+            f.error(where, f"invalid JSON Schema: {problem}")
             continue
         out[str(name)] = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return out

@@ -2,7 +2,7 @@
 
 Everything that can be wrong with a response is found here, once, so the proxy never meets a
 pattern or a template it cannot compile: a ``selectionPattern`` that is not a regular
-expression, a second default response (no pattern), a status outside 100..599, a bad header,
+expression, a second default response (no pattern), a status outside 200..599, a bad header,
 a response template that does not parse, or ``responses`` on an integration that is not HTTP
 or a custom FUNCTION (``proxy: false``). Pure; no I/O.
 """
@@ -90,8 +90,9 @@ def _response(f: fields.Fields, item: dict[str, Any], here: str) -> model.Integr
     status = f.integer(item, "statusCode", here)
     if status is None and "statusCode" not in item:
         f.error(fields.join(here, "statusCode"), "missing statusCode (the status the client gets)")
-    elif status is not None and not 100 <= status <= 599:
-        f.error(fields.join(here, "statusCode"), f"statusCode {status} is not an HTTP status code (100..599)")
+    elif status is not None and not 200 <= status <= 599:
+        # A 1xx is an interim answer: no client takes it as the response.
+        f.error(fields.join(here, "statusCode"), f"statusCode {status} is not a final HTTP status code (200..599)")
     headers = f.header_map(item, "headers", here)
     for name, _ in headers:
         if header_names.is_gateway_owned(name):

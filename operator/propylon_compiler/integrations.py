@@ -335,8 +335,9 @@ def _mock(f: fields.Fields, raw: dict[str, Any], path: str) -> model.Mock | None
         return None
     where = fields.join(path, "mock")
     status = f.integer(spec, "statusCode", where)
-    if status is not None and not 100 <= status <= 599:
-        f.error(fields.join(where, "statusCode"), f"statusCode {status} is not an HTTP status code (100..599)")
+    if status is not None and not 200 <= status <= 599:
+        # A 1xx is an interim answer: no client takes it as the response.
+        f.error(fields.join(where, "statusCode"), f"statusCode {status} is not a final HTTP status code (200..599)")
     body = f.string(spec, "body", where)
     headers = f.header_map(spec, "headers", where)
     return model.Mock(status_code=status if status is not None else 200, headers=headers, body=body or "")

@@ -183,7 +183,13 @@ async def _watch(
         if previous is not None and previous.version == loaded.snapshot.version:
             say("propylon: files changed, served config unchanged")
             continue
-        gw.swap(loaded.snapshot)
+        try:
+            gw.swap(loaded.snapshot)
+        except Exception as exc:  # a plan that does not build must not end the watch
+            keeping = previous.version if previous is not None else "nothing"
+            problem = f"{type(exc).__name__}: {exc}"
+            say(f"propylon: could not serve config {loaded.snapshot.version} ({problem}); still serving {keeping}")
+            continue
         say(f"propylon: reloaded, config {loaded.snapshot.version}")
         for line in _describe(loaded.snapshot):
             say(line)

@@ -14,11 +14,20 @@ import json
 
 from aiohttp import web
 
-from propylon_proxy import cache, plans, runtime, state, usage
+from propylon_config import gateway_responses as table
+from propylon_proxy import cache, gateway_responses, ids, plans, runtime, state, usage
 
 
 def _json(status: int, payload: object) -> web.Response:
     return web.Response(status=status, body=json.dumps(payload).encode(), content_type="application/json")
+
+
+def _error(error_type: str) -> web.Response:
+    """A section-3 response: the type's status and message, and its ``x-propylon-error-type``."""
+    status, message = table.status_and_message(error_type)
+    response = _json(status, {"message": message})
+    response.headers["x-propylon-error-type"] = error_type
+    return response
 
 
 def _is_loopback(peer: str) -> bool:
@@ -38,6 +47,8 @@ class AdminHandler:
         response = await self._answer(request)
         # aiohttp would say "Python/3.x aiohttp/3.x": no listener advertises versions.
         response.headers["Server"] = "propylon"
+        # DESIGN.md §8: every response carries x-request-id, the admin listener's too.
+        response.headers["x-request-id"] = ids.request_id()
         return response
 
     async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -62,7 +73,7 @@ class AdminHandler:
                 return refused
             if path == "/admin/config" and request.method == "GET":
                 if plan is None:
-                    return _json(503, {"message": "Service Unavailable"})
+                    return _error(gateway_responses.SERVICE_UNAVAILABLE)
                 stages = [
                     {"id": s.id, "basePath": s.base_path, "endpoint": s.endpoint.value, "routes": len(s.routes)}
                     for s in plan.config.stages
@@ -72,26 +83,26 @@ class AdminHandler:
                 return self._flush(plan, path.removeprefix("/admin/stages/").removesuffix("/cache/flush"))
             if path.startswith("/admin/usage/") and request.method == "GET":
                 return await self._usage(plan, path.removeprefix("/admin/usage/"))
-        return _json(404, {"message": "Not Found"})
+        return _error(gateway_responses.RESOURCE_NOT_FOUND)
 
     async def _usage(self, plan: plans.Plan | None, plan_id: str) -> web.Response:
         limiter = self._runtime.limiter
         if plan is None or limiter is None:
-            return _json(503, {"message": "Service Unavailable"})
+            return _error(gateway_responses.SERVICE_UNAVAILABLE)
         try:
             found = await usage.report(plan.config, plan_id, self._runtime.clock(), limiter)
         except state.StoreUnavailable:
-            return _json(503, {"message": "Service Unavailable"})
+            return _error(gateway_responses.SERVICE_UNAVAILABLE)
         if found is None:
-            return _json(404, {"message": "Not Found"})
+            return _error(gateway_responses.RESOURCE_NOT_FOUND)
         return _json(200, found)
 
     def _flush(self, plan: plans.Plan | None, stage_id: str) -> web.Response:
         if plan is None:
-            return _json(503, {"message": "Service Unavailable"})
+            return _error(gateway_responses.SERVICE_UNAVAILABLE)
         stage = next((s for s in plan.config.stages if s.id == stage_id), None)
         if stage is None:
-            return _json(404, {"message": "Not Found"})
+            return _error(gateway_responses.RESOURCE_NOT_FOUND)
         flushed = cache.flush(self._runtime, stage)
         return _json(200, {"stage": stage.id, "flushed": flushed})
 
@@ -103,9 +114,9 @@ class AdminHandler:
             sent_token = value.strip().encode("utf-8", "surrogateescape")
             if scheme.lower() == "bearer" and hmac.compare_digest(sent_token, self._token.encode()):
                 return None
-            return _json(401, {"message": "Unauthorized"})
+            return _error(gateway_responses.UNAUTHORIZED)
         transport = request.transport
         peer = transport.get_extra_info("peername") if transport is not None else None
         if peer and _is_loopback(str(peer[0])):
             return None
-        return _json(403, {"message": "Forbidden"})
+        return _error(gateway_responses.ACCESS_DENIED)

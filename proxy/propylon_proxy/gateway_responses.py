@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from propylon_config import gateway_responses as table
 from propylon_config import model
@@ -78,12 +78,21 @@ def render(
     request_id: str,
     overrides: Mapping[str, model.GatewayResponse] | None = None,
     message: str | None = None,
+    defaults: Sequence[tuple[str, str]] = (),
 ) -> Rendered:
     """The response for ``error_type``; ``message`` replaces the type's default message
-    (BAD_REQUEST_PARAMETERS names the missing parameters)."""
+    (BAD_REQUEST_PARAMETERS names the missing parameters).
+
+    ``defaults`` are the headers the gateway itself means for this refusal (the computed
+    ``Retry-After``, ``WWW-Authenticate: Bearer``, ``Vary: Origin``). An override that names the
+    same header keeps its own value: it is what the Api's owner wrote (DESIGN.md §1's example
+    sets ``Retry-After``), except ``Vary``, whose tokens are joined so a cache still keys on them.
+    """
     response = resolve(overrides, error_type)
     text = message if message is not None else table.status_and_message(error_type)[1]
     headers = [(name, value) for name, value in response.headers if name.lower() not in _GATEWAY_OWNED]
+    if defaults:
+        headers = _with_defaults(headers, defaults)
     if not any(name.lower() == "content-type" for name, _ in headers):
         headers.insert(0, ("Content-Type", "application/json"))
     if response.status_code == 429 and not any(name.lower() == "retry-after" for name, _ in headers):
@@ -94,9 +103,28 @@ def render(
     return Rendered(response.status_code, tuple(headers), body.encode(), error_type)
 
 
-# Headers that identify the error and the request, and the framing of the body the gateway
-# sends: an override may not forge or contradict them.
-_GATEWAY_OWNED = forwarding.GATEWAY_FRAMED | {"x-propylon-error-type", "x-request-id"}
+def _with_defaults(headers: list[tuple[str, str]], defaults: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The override's headers, then each default whose name the override does not set."""
+    named = {name.lower(): index for index, (name, _) in enumerate(headers)}
+    out = list(headers)
+    for name, value in defaults:
+        lower = name.lower()
+        index = named.get(lower)
+        if index is None:
+            named[lower] = len(out)
+            out.append((name, value))
+        elif lower == "vary":
+            own_name, own = out[index]
+            tokens = {token.strip().lower() for token in own.split(",")}
+            missing = [token for token in value.split(",") if token.strip().lower() not in tokens]
+            if missing and "*" not in tokens:
+                out[index] = (own_name, ", ".join([own, *(token.strip() for token in missing)]))
+    return out
+
+
+# Headers that identify the error and the request, the framing of the body the gateway sends,
+# and the cache's verdict (DESIGN.md §8): an override may not forge or contradict them.
+_GATEWAY_OWNED = forwarding.GATEWAY_FRAMED | {"x-propylon-error-type", "x-request-id", "x-propylon-cache"}
 
 
 def _fill(body: str, *, error_type: str, message: str, request_id: str) -> str:

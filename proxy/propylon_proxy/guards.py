@@ -25,6 +25,12 @@ def _refusing(name: str, refusal: replies.Refusal) -> steps.Step:
     return steps.BeforeOnly(name=name, check=check)
 
 
+def broken_model() -> steps.Step:
+    """A body model the validator cannot build (a snapshot from a compiler that did not check it
+    with jsonschema-rs): the route answers 500 API_CONFIGURATION_ERROR, the plan still builds."""
+    return _refusing("fails closed (model does not build)", replies.refuse(gateway_responses.API_CONFIGURATION_ERROR))
+
+
 def refusing_route(setup: steps.RouteSetup) -> steps.Step | None:
     if setup.route.refusal is None:
         return None

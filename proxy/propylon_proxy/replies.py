@@ -71,7 +71,7 @@ class Refusal:
     """Stop the request with a section-3 response type (``UNAUTHORIZED``, ``THROTTLED``, ...)."""
 
     error_type: str
-    headers: Sequence[tuple[str, str]] = ()  # added to (and replacing) the rendered ones
+    headers: Sequence[tuple[str, str]] = ()  # the gateway's own; an override's same-named ones win
     message: str | None = None  # replaces the type's message (BAD_REQUEST_PARAMETERS' names)
 
 

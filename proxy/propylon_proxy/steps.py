@@ -103,16 +103,11 @@ class AfterOnly:
 def render_refusal(ctx: context.RequestContext, refusal: replies.Refusal) -> replies.Reply:
     """A refusal as the reply the client gets: the stage's override of its type, its headers."""
     rendered = gateway_responses.render(
-        refusal.error_type, ctx.request_id, ctx.gateway_responses, message=refusal.message
+        refusal.error_type, ctx.request_id, ctx.gateway_responses, message=refusal.message, defaults=refusal.headers
     )
-    headers = list(rendered.headers)
-    if refusal.headers:
-        extra = {name.lower() for name, _ in refusal.headers}
-        headers = [pair for pair in headers if pair[0].lower() not in extra]
-        headers.extend(refusal.headers)
     return replies.Reply(
         status=rendered.status,
-        headers=[pair for pair in headers if pair[0].lower() != "x-request-id"],
+        headers=[pair for pair in rendered.headers if pair[0].lower() != "x-request-id"],
         body=rendered.body,
         error_type=refusal.error_type,
         close=refusal.error_type in gateway_responses.CLOSING,

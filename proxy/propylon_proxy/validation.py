@@ -23,15 +23,14 @@ import functools
 import json
 import re
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import jsonschema_rs
 
-from propylon_proxy import context, fast_json, gateway_responses, replies, steps, whole_body
+from propylon_config import model_schemas
+from propylon_proxy import context, fast_json, gateway_responses, guards, replies, steps, whole_body
 
-Validator = Callable[[Any], bool]
+Validator = model_schemas.Validator
 
 
 class _Duplicate(ValueError):
@@ -63,9 +62,7 @@ def compile_model(schema_text: str) -> Validator:
 
     Compiled once per model text, not once per route and plan: routes that share a model, and
     plan swaps that keep it, reuse the compiled validator (it holds no per-request state)."""
-    validator = jsonschema_rs.Draft4Validator(json.loads(schema_text))
-    is_valid: Validator = validator.is_valid
-    return is_valid
+    return model_schemas.build(json.loads(schema_text))
 
 
 # The end of an object key: its closing quote, JSON whitespace, the colon. Every key of a document
@@ -187,7 +184,10 @@ def step_for(setup: steps.RouteSetup) -> steps.Step | None:
     validate = None
     if spec.body_model is not None:
         models = dict(setup.api.models) if setup.api is not None else {}
-        validate = compile_model(models[spec.body_model])
+        try:
+            validate = compile_model(models[spec.body_model])
+        except model_schemas.ModelError:
+            return guards.broken_model()
     settings = setup.runtime.settings
     return ValidationStep(
         spec.required_parameters, validate, setup.config.settings.max_body_bytes, settings.listener.body_stall_timeout

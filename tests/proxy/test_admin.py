@@ -90,11 +90,22 @@ async def test_admin_with_token_requires_bearer(start_gateway):
             async with session.get(url, headers=headers) as resp:
                 assert resp.status == 401
                 assert await resp.json() == {"message": "Unauthorized"}
+                assert resp.headers["x-propylon-error-type"] == "UNAUTHORIZED"
         async with session.get(url, headers={"Authorization": "Bearer s3cret-token"}) as resp:
             assert resp.status == 200
+        unknown = gw.addresses.urls()["admin"] + "/admin/nothing-here"
+        async with session.get(unknown, headers={"Authorization": "Bearer s3cret-token"}) as resp:
+            assert resp.status == 404
+            assert await resp.json() == {"message": "Not Found"}
+            assert resp.headers["x-propylon-error-type"] == "RESOURCE_NOT_FOUND"
         # Health and metrics stay open.
-        async with session.get(gw.addresses.urls()["admin"] + "/metrics") as resp:
-            assert resp.status == 200
+        seen_ids = set()
+        for path in ("/metrics", "/healthz", "/readyz", "/admin/config"):
+            async with session.get(gw.addresses.urls()["admin"] + path) as resp:
+                assert resp.status == (401 if path == "/admin/config" else 200)
+                # DESIGN.md §8: every response carries x-request-id, the admin listener's too.
+                seen_ids.add(resp.headers["x-request-id"])
+        assert len(seen_ids) == 4
     # A token that is not UTF-8 is a wrong token (401), not a failure of the gateway's (500).
     port = int(url.split(":")[2].split("/")[0])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -88,6 +88,25 @@ async def test_a_refusal_carries_its_headers_and_the_stages_override(monkeypatch
     assert backend.received == []
 
 
+async def test_an_overrides_own_headers_win_over_the_refusals_and_vary_is_joined(monkeypatch, start_gateway, backend):
+    # DESIGN.md §1's own example override sets Retry-After: what the Api's owner wrote is sent.
+    refusal = replies.refuse("THROTTLED", ("Retry-After", "7"), ("Vary", "Origin"), ("X-Limit", "plan"))
+    _install(monkeypatch, lambda setup: Recorder("limit", [], before=refusal))
+    override = model.GatewayResponse(
+        status_code=429, headers=(("Retry-After", "30"), ("Vary", "Accept")), body='{"message":"slow down"}'
+    )
+    snapshot = c.config(
+        c.stage([("GET /x", c.http_proxy(backend.url + "/x"))], gateway_responses=(("THROTTLED", override),))
+    )
+    gw = await start_gateway(snapshot)
+    status, headers, body = await _get(gw, "/prod/x")
+    assert status == 429
+    assert headers.getall("Retry-After") == ["30"]
+    assert headers.getall("Vary") == ["Accept, Origin"]  # a cache still keys on the gateway's Origin
+    assert headers["X-Limit"] == "plan"
+    assert json.loads(body) == {"message": "slow down"}
+
+
 async def test_after_hooks_run_in_reverse_order_and_see_the_integrations_response(monkeypatch, start_gateway, backend):
     log: list[str] = []
     _install(
