@@ -18,7 +18,7 @@ import re
 import urllib.parse
 from typing import Any
 
-from propylon_compiler import apis, backends, fields, objects, sealing
+from propylon_compiler import apis, backends, fields, integrations, objects, sealing
 from propylon_config import model
 
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
@@ -173,6 +173,8 @@ def _check_url(f: fields.Fields, path: str, url: str, *, discovering: bool = Fal
             f.error(path, f"{url!r} is not an http(s) URL")
     elif parsed.username is not None or parsed.password is not None:
         f.error(path, "a URL must not carry user:password@ (credentials belong in Secrets)")
+    elif (problem := integrations.address_problem(parsed)) is not None:
+        f.error(path, f"{url!r}: {problem}")
 
 
 def _secret(

@@ -212,6 +212,24 @@ def url_problem(url: str) -> str | None:
         return "invalid url: it must not carry user information (user:password@); set an Authorization header instead"
     if not _TARGET_TEXT.match(url):
         return f"invalid url {url!r}: only visible ASCII without '#' can be sent; percent-encode the rest"
+    if (problem := address_problem(parts)) is not None:
+        return f"invalid url {url!r}: {problem}"
+    return None
+
+
+def address_problem(parts: urllib.parse.SplitResult) -> str | None:
+    """Why a URL's host or port cannot be connected to, or None: what the proxy would otherwise
+    find out on every request (``Port out of range``, an empty or over-long host label)."""
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return "the port must be a number 1..65535"
+    try:
+        (parts.hostname or "").encode("idna")
+    except UnicodeError:
+        return "the host has an empty label or one over 63 characters"
     return None
 
 

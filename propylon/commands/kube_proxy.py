@@ -35,9 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
     parser.add_argument("--host", default="0.0.0.0", help="address of all three listeners (default 0.0.0.0)")
-    parser.add_argument("--port", type=int, default=8080, help="public listener")
-    parser.add_argument("--internal-port", type=int, default=8081, help="in-cluster listener (PRIVATE stages)")
-    parser.add_argument("--admin-port", type=int, default=9090, help="/healthz, /readyz, /metrics, /admin/*")
+    parser.add_argument("--port", type=shared_flags.port, default=8080, help="public listener")
+    parser.add_argument(
+        "--internal-port", type=shared_flags.port, default=8081, help="in-cluster listener (PRIVATE stages)"
+    )
+    parser.add_argument(
+        "--admin-port", type=shared_flags.port, default=9090, help="/healthz, /readyz, /metrics, /admin/*"
+    )
     parser.add_argument("--admin-token-file", default=None, help="bearer token for /admin/* (or PROPYLON_ADMIN_TOKEN)")
     shared_flags.add_trusted_proxies(parser)
     parser.add_argument(

@@ -35,9 +35,13 @@ EXIT_BAD_INPUT = 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     validate.add_file_arguments(parser)  # -f and --allow-cross-namespace, as validate and render take them
     parser.add_argument("--host", default="127.0.0.1", help="address all listeners bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="public listener (default 8080)")
-    parser.add_argument("--internal-port", type=int, default=8081, help="in-cluster listener, PRIVATE stages too")
-    parser.add_argument("--admin-port", type=int, default=9090, help="/healthz, /readyz, /metrics, /admin/*")
+    parser.add_argument("--port", type=shared_flags.port, default=8080, help="public listener (default 8080)")
+    parser.add_argument(
+        "--internal-port", type=shared_flags.port, default=8081, help="in-cluster listener, PRIVATE stages too"
+    )
+    parser.add_argument(
+        "--admin-port", type=shared_flags.port, default=9090, help="/healthz, /readyz, /metrics, /admin/*"
+    )
     shared_flags.add_redis_arguments(parser, store="url", environment=False)
     shared_flags.add_trusted_proxies(parser)
     shared_flags.add_gateway_throttle(parser)
@@ -84,7 +88,7 @@ class Loaded:
     snapshot: model.GatewayConfig
     diagnostics: tuple[diagnostics.Diagnostic, ...]
     unreadable: bool  # a file could not be read or parsed
-    any_valid: bool  # at least one object compiled cleanly
+    any_valid: bool  # at least one object is in the snapshot (some of its routes may fail closed)
     kept: tuple[str, ...]  # objects served from their last good version, for the reload notice
 
 
@@ -119,7 +123,7 @@ class LastGood:
             snapshot=result.snapshot,
             diagnostics=tuple(dict.fromkeys((*loaded.diagnostics, *outcome.reported()))),
             unreadable=bool(loaded.diagnostics),
-            any_valid=any(s.ready for s in result.objects),
+            any_valid=any(s.accepted for s in result.objects),
             kept=tuple(dict.fromkeys(kept)),
         )
 

@@ -90,6 +90,18 @@ def _burst(text: str) -> int:
     return value
 
 
+def port(text: str) -> int:
+    """argparse type: a TCP port, 0..65535 (0: the kernel picks one). The socket layer would
+    otherwise take 99999 modulo 65536 and listen somewhere nobody asked for."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0..65535, got {text!r}")
+    return value
+
+
 def _loop(text: str) -> str:
     """argparse type: one of LOOPS (the variable's default goes through here too)."""
     if text not in LOOPS:

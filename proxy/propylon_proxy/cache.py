@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator
 import cachetools
 
 from propylon_config import model
-from propylon_proxy import caller_keys, context, fast_responding, metrics, replies, runtime, steps
+from propylon_proxy import caller_keys, context, fast_responding, gateway_responses, metrics, replies, runtime, steps
 
 MAX_ENTRY_BYTES = 1024 * 1024
 HEADER = "x-propylon-cache"
@@ -74,6 +74,7 @@ class _Note:
 
     lead: tuple[tuple[str, ...], asyncio.Future[Entry | None]] | None = None
     denied: bool = False
+    refreshed: bool = False  # an allowed max-age=0: stored anew, reported "bypass" (DESIGN.md §8)
 
 
 class StageCache:
@@ -235,7 +236,8 @@ class CacheStep:
             return True
         strategy = self.settings.unauthorized_cache_control_header_strategy
         if strategy == "FAIL_WITH_403":
-            return replies.refuse("ACCESS_DENIED", (HEADER, "bypass"), message="Unauthorized to invalidate the cache")
+            self.counter.inc(self.counted["bypass"])  # a step's own refusal skips its after hook
+            return replies.refuse(gateway_responses.ACCESS_DENIED, (HEADER, "bypass"))  # §8: ACCESS_DENIED as is
         if strategy == "SUCCEED_WITH_RESPONSE_HEADER":
             ctx.cache_note = _Note(denied=True)
         return False
@@ -273,6 +275,10 @@ class CacheStep:
                 ctx.cache = "miss"
                 return None
         ctx.cache = "miss"
+        if refresh is True:
+            note = ctx.cache_note if isinstance(ctx.cache_note, _Note) else _Note()
+            note.refreshed = True
+            ctx.cache_note = note
         if base not in cache.inflight:
             future: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
             cache.inflight[base] = future
@@ -322,6 +328,8 @@ class CacheStep:
                     del self.cache.inflight[base]
                 if not future.done():
                     future.set_result(entry)
+        if note is not None and note.refreshed:
+            ctx.cache = "bypass"  # fetched anew (and stored): the caller did not get the cache's reply
         result = ctx.cache or "bypass"
         self.counter.inc(self.counted[result])
         reply.headers.append((HEADER, result))
@@ -383,3 +391,25 @@ def step_for(setup: steps.RouteSetup) -> steps.Step | None:
     if settings is None or not settings.enabled:
         return None
     return CacheStep(setup, settings)
+
+
+def refusals_step_for(setup: steps.RouteSetup) -> steps.Step | None:
+    """On a cache-enabled route, what the steps before the lookup refuse (the authorizer's 401,
+    the API key's 403, a 429, a validation 400) says ``x-propylon-cache: bypass`` and counts as a
+    bypass too: DESIGN.md §8 puts the header on every response of such a route. Placed just
+    inside CORS, so its after hook sees those refusals and never a preflight's answer."""
+    settings = setup.route.cache
+    if settings is None or not settings.enabled:
+        return None
+    counter = setup.runtime.metrics.cache
+    route_labels = metrics.GatewayMetrics.labels(setup.stage.api, setup.stage.id, setup.route.route_key)
+    labels = (*route_labels, ("result", "bypass"))
+
+    async def after(ctx: context.RequestContext, reply: replies.Reply) -> replies.Reply:
+        if ctx.cache is None:  # the lookup never ran: refused before it
+            ctx.cache = "bypass"
+            counter.inc(labels)
+            reply.headers.append((HEADER, "bypass"))
+        return reply
+
+    return steps.AfterOnly(name="cache verdict of earlier refusals", after=after)

@@ -27,6 +27,7 @@ StepFactory = Callable[[steps.RouteSetup], steps.Step | None]
 STEP_FACTORIES: tuple[StepFactory, ...] = (
     # 1. fail-closed refusal of broken routes: see build()
     cors.step_for,  # 2. CORS preflight; its after decorates every later reply and refusal
+    cache.refusals_step_for,  # only after: x-propylon-cache on refusals made before the lookup
     authorizers.steps.step_for,  # 3. authorizer: JWT, REQUEST and TOKEN
     api_keys.step_for,  # 4. API key: learns the key id and its usage plan
     limits.step_for,  # 5. throttles and 6. quota: one state-store decision

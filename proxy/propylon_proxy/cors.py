@@ -148,3 +148,16 @@ def step_for(setup: steps.RouteSetup) -> steps.Step | None:
     if api is None or api.cors is None or api.protocol is not model.Protocol.HTTP:
         return None
     return CorsStep(CorsPolicy.of(api.cors))
+
+
+async def without_route(step: CorsStep, ctx: context.RequestContext) -> replies.Reply:
+    """A request of a CORS-enabled Api that no route matches. A preflight is answered as for any
+    route (204, or 403 ACCESS_DENIED for an origin, method or header not allowed), as Amazon API
+    Gateway answers every preflight of such an Api; anything else is the 404 with the CORS
+    headers, so a browser can read it (DESIGN.md §8, CORS)."""
+    outcome = await step.before(ctx)
+    if isinstance(outcome, replies.Reply):
+        return outcome
+    if outcome is not None:
+        return steps.render_refusal(ctx, outcome)
+    return await step.after(ctx, steps.render_refusal(ctx, replies.refuse(gateway_responses.RESOURCE_NOT_FOUND)))

@@ -16,6 +16,7 @@ from aiohttp import web
 from propylon_proxy import (
     canary,
     context,
+    cors,
     forwarding,
     gateway_responses,
     hygiene,
@@ -114,6 +115,9 @@ class Pipeline:
         )
         ctx.match = match
         if match is None:
+            cors_step = plan.cors.get(ctx.stage.id) if ctx.stage is not None else None
+            if cors_step is not None:
+                return await responding.send(ctx, await cors.without_route(cors_step, ctx))
             return await self._refuse(ctx, gateway_responses.RESOURCE_NOT_FOUND)
         if match.canary:
             ctx.canary = True

@@ -156,7 +156,7 @@ class _Limits:
         if decision.reason == limiter.UNAVAILABLE.reason:
             return _UNAVAILABLE
         reason = decision.reason or GATEWAY
-        labels = ctx.labels if ctx.labels is not None else ()
+        labels = ctx.labels if ctx.labels is not None else metrics.route_labels(ctx.stage, ctx.route)
         self._metrics.throttled.inc((*labels, ("reason", reason)))
         error_type = gateway_responses.QUOTA_EXCEEDED if reason == QUOTA else gateway_responses.THROTTLED
         return replies.refuse(error_type, ("Retry-After", str(decision.retry_after)))

@@ -89,6 +89,13 @@ def _as_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def claims_as_text(claims: Mapping[str, Any]) -> dict[str, str]:
+    """Verified JWT claims as function events carry them: Amazon API Gateway's claims map is
+    string to string (``"exp": "1796610016"``), and handlers written for it read them so.
+    Lists and objects are JSON text, as ``$context.authorizer.claims.*`` gives them."""
+    return {name: _as_text(value) for name, value in claims.items()}
+
+
 def authorizer_value(ctx: Context, path: str) -> str:
     """``$context.authorizer.<path>``: ``principalId``, ``claims.<name>`` (a JWT's verified
     claims) or ``<name>`` (an authorizer function's context); unknown names are empty."""

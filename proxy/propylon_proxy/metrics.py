@@ -11,17 +11,25 @@ plain Python numbers kept per label tuple (one dict lookup, one ``bisect`` for a
 lock: everything that records or renders runs on the event loop's thread), and are copied into
 the prometheus-client children only when the page is rendered. Measured (issue 15, perf-hot2):
 ``GatewayMetrics.record`` 3.2 -> 0.8 us per request in process.
+
+A label tuple that does not name exactly a family's labels (a caller's bug, such as a counter
+increment made before the request's route labels were known) is left out of the page and
+logged once when the page is rendered: it is never bound, so it can never make ``/metrics``
+fail, and checking happens once per series, not per increment (the hot path stays a lookup).
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry
+
+from propylon_config import model
 
 Labels = tuple[tuple[str, str], ...]
 # 0.25 ms … 30 s: a gateway's own overhead is sub-millisecond, backends reach seconds.
@@ -30,28 +38,64 @@ DEFAULT_BUCKETS = (
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 ROUTE_LABELS = ("api", "stage", "route")
+# propylon_requests_total and both duration histograms: DESIGN.md section 8, "same labels".
+REQUEST_LABELS = (*ROUTE_LABELS, "code_class")
 CACHE_RESULTS = ("hit", "miss", "bypass")  # propylon_cache_total{result}: what the response cache records
 
 # `_created` series double the exposition for no use to a gateway's dashboards.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
+log = logging.getLogger("propylon.metrics")
+
+
+def code_class(status: int) -> str:
+    """The ``code_class`` label of a status: ``2xx`` ... ``5xx`` (DESIGN.md section 8's closed set).
+
+    A WebSocket upgrade is answered 101 and then served: it is a success, counted as ``2xx``
+    (the access log keeps the 101). Called once per series, never per request."""
+    return f"{max(status // 100, 2)}xx"
+
+
+def route_labels(stage: model.Stage | None, route: model.Route | None) -> Labels:
+    """The route labels of a request no plan bound them for (unmatched, or refused before its
+    route's labels were set): the stage's api and id and the route key, empty when unknown."""
+    return GatewayMetrics.labels(
+        stage.api if stage else "", stage.id if stage else "", route.route_key if route else ""
+    )
+
 
 class _Family:
     """One metric family with its label tuples bound to children once."""
+
+    name: str
 
     def __init__(self, family: Any, labelnames: Sequence[str]) -> None:
         self._family = family
         self._labelnames = tuple(labelnames)
         self._children: dict[Labels, Any] = {}
+        self._names = frozenset(labelnames)
+        self._refused: set[Labels] = set()  # malformed label tuples already logged (bounded: code paths)
 
     def _child(self, labels: Labels) -> Any:
+        """The prometheus-client child of ``labels``, or None when they do not name exactly this
+        family's labels (then the series is left out of the page instead of failing it)."""
         child = self._children.get(labels)
         if child is None:
             if not self._labelnames:
-                child = self._family
-            else:
+                child = self._family if not labels else None
+            elif len(labels) == len(self._labelnames) and {name for name, _ in labels} == self._names:
                 values = dict(labels)
-                child = self._family.labels(*(values[name] for name in self._labelnames))
+                try:
+                    child = self._family.labels(*(values[name] for name in self._labelnames))
+                except (KeyError, ValueError):
+                    child = None
+            if child is None:
+                if labels not in self._refused:
+                    self._refused.add(labels)
+                    log.warning(
+                        "metric %s: series %r does not have labels %s; left out", self.name, labels, self._labelnames
+                    )
+                return None
             self._children[labels] = child
         return child
 
@@ -107,8 +151,15 @@ class Counter(_Family):
         self._counts = {labels: cell for labels, cell in self._counts.items() if keep(labels)}
 
     def sync(self) -> None:
+        malformed = []
         for labels, (count,) in self._counts.items():
-            self._child(labels)._value.set(count)
+            child = self._child(labels)
+            if child is None:
+                malformed.append(labels)
+            else:
+                child._value.set(count)
+        for labels in malformed:
+            del self._counts[labels]
 
 
 class Histogram(_Family):
@@ -116,7 +167,7 @@ class Histogram(_Family):
         self,
         name: str,
         help_text: str,
-        labelnames: Sequence[str] = ROUTE_LABELS,
+        labelnames: Sequence[str] = REQUEST_LABELS,
         registry: CollectorRegistry | None = None,
         buckets: Sequence[float] = DEFAULT_BUCKETS,
     ) -> None:
@@ -151,11 +202,17 @@ class Histogram(_Family):
         self._series = {labels: series for labels, series in self._series.items() if keep(labels)}
 
     def sync(self) -> None:
+        malformed = []
         for labels, series in self._series.items():
             child = self._child(labels)
+            if child is None:
+                malformed.append(labels)
+                continue
             child._sum.set(series[0])
             for bucket, count in zip(child._buckets, series[1:], strict=True):
                 bucket.set(count)
+        for labels in malformed:
+            del self._series[labels]
 
 
 class GatewayMetrics:
@@ -166,7 +223,7 @@ class GatewayMetrics:
         self.requests = Counter(
             "propylon_requests_total",
             "Requests answered, by route and status class.",
-            (*ROUTE_LABELS, "code_class"),
+            REQUEST_LABELS,
             registry,
         )
         self.request_duration = Histogram(
@@ -210,8 +267,8 @@ class GatewayMetrics:
             self.cache,
             self.throttled,
         ]
-        # (labels, status // 100) -> the counter's labels: a tuple per request saved. Bounded like
-        # the label sets themselves (routes of the snapshots served, times ten status classes).
+        # (labels, status // 100) -> the labels of the counter and both histograms: a tuple per
+        # request saved. Bounded like the label sets themselves (routes served, times the classes).
         self._request_keys: dict[tuple[Labels, int], Labels] = {}
 
     @staticmethod
@@ -221,11 +278,11 @@ class GatewayMetrics:
     def record(self, labels: Labels, status: int, duration: float, integration: float | None) -> None:
         key = self._request_keys.get((labels, status // 100))
         if key is None:
-            key = self._request_keys[(labels, status // 100)] = (*labels, ("code_class", f"{status // 100}xx"))
+            key = self._request_keys[(labels, status // 100)] = (*labels, ("code_class", code_class(status)))
         self.requests.inc(key)
-        self.request_duration.observe(labels, duration)
+        self.request_duration.observe(key, duration)
         if integration is not None:
-            self.integration_duration.observe(labels, integration)
+            self.integration_duration.observe(key, integration)
 
     def series(self, labels: Labels) -> RouteSeries:
         """One route's request series, for its plan to keep (``RoutePlan.series``)."""
@@ -255,39 +312,47 @@ class GatewayMetrics:
         return page.decode()
 
 
+class _ClassSeries:
+    """One route's series for one status class: its count cell and both histograms' numbers."""
+
+    __slots__ = ("count", "duration", "integration", "key")
+
+    def __init__(self, owner: GatewayMetrics, key: Labels) -> None:
+        self.key = key
+        self.count = owner.requests.cell(key)
+        self.duration = owner.request_duration.series(key)
+        self.integration: list[float] | None = None  # bound on the first integration timing (MOCKs have none)
+
+
 class RouteSeries:
     """One route's request series, held by its plan so that recording a request looks nothing up.
 
     ``GatewayMetrics.record`` finds three series per request by their label tuples (each tuple
-    hashed again every time); here the series are bound on first use (a route never asked
-    renders no series, as before) and then added to directly. A series the metrics drop
-    (``retain_routes``: the route left the snapshot) keeps being added to by the old plan's
-    requests still running, which no page shows any more. Measured in process (issue 15,
-    perf-shell): recording a request 0.69 -> 0.33 us.
+    hashed again every time); here the series are bound on first use, per status class (the
+    histograms carry ``code_class`` like the counter, DESIGN.md section 8), so a request costs
+    one small-int dict lookup; a route never asked renders no series, as before. A series the
+    metrics drop (``retain_routes``: the route left the snapshot) keeps being added to by the
+    old plan's requests still running, which no page shows any more. Measured in process
+    (issue 15, perf-shell): recording a request 0.69 -> 0.33 us.
     """
 
-    __slots__ = ("_counts", "_duration", "_integration", "_metrics", "labels")
+    __slots__ = ("_classes", "_metrics", "labels")
 
     def __init__(self, owner: GatewayMetrics, labels: Labels) -> None:
         self._metrics = owner
         self.labels = labels
-        self._counts: dict[int, list[float]] = {}  # status // 100 -> the requests counter's cell
-        self._duration: list[float] | None = None
-        self._integration: list[float] | None = None
+        self._classes: dict[int, _ClassSeries] = {}  # status // 100 -> its series
 
     def record(self, status: int, duration: float, integration: float | None) -> None:
         owner = self._metrics
-        cell = self._counts.get(status // 100)
-        if cell is None:
-            key = (*self.labels, ("code_class", f"{status // 100}xx"))
-            cell = self._counts[status // 100] = owner.requests.cell(key)
-        cell[0] += 1
-        series = self._duration
-        if series is None:
-            series = self._duration = owner.request_duration.series(self.labels)
-        owner.request_duration.observe_into(series, duration)
+        bound = self._classes.get(status // 100)
+        if bound is None:
+            key = (*self.labels, ("code_class", code_class(status)))
+            bound = self._classes[status // 100] = _ClassSeries(owner, key)
+        bound.count[0] += 1
+        owner.request_duration.observe_into(bound.duration, duration)
         if integration is not None:
-            series = self._integration
+            series = bound.integration
             if series is None:
-                series = self._integration = owner.integration_duration.series(self.labels)
+                series = bound.integration = owner.integration_duration.series(bound.key)
             owner.integration_duration.observe_into(series, integration)

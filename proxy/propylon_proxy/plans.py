@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from propylon_config import gc_pause, model
-from propylon_proxy import chains, metrics, routing, runtime, steps
+from propylon_proxy import chains, cors, metrics, routing, runtime, steps
 from propylon_proxy.websocket import session as ws_session
 from propylon_proxy.websocket import tables as ws_tables
 
@@ -42,6 +42,9 @@ class Plan:
     # the canary's. Canary routes keep their main route's id, so they have a table of their own.
     canary_routes: dict[str, RoutePlan] = dataclasses.field(default_factory=dict)
     canary_variables: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    # Stage id -> its Api's CORS step, for requests no route matches (the 404, and a preflight
+    # for a method no route has): DESIGN.md §8 wants both answered as the Api's CORS says.
+    cors: dict[str, cors.CorsStep] = dataclasses.field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -81,6 +84,11 @@ def build(config: model.GatewayConfig, run: runtime.Runtime) -> Plan:
         canary_routes=canary_routes,
         canary_variables={
             s.id: {**dict(s.variables), **dict(s.canary.variables)} for s in http_stages if s.canary is not None
+        },
+        cors={
+            s.id: cors.CorsStep(cors.CorsPolicy.of(api.cors))
+            for s in http_stages
+            if (api := apis.get(s.api)) is not None and api.cors is not None
         },
     )
 

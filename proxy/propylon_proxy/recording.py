@@ -20,10 +20,7 @@ def record(run: runtime.Runtime, ctx: context.RequestContext) -> None:
     if series is not None:  # a routed request: its plan bound the series
         series.record(status, duration, ctx.integration_latency)
     else:
-        route = ctx.route
-        labels = ctx.labels or metrics.GatewayMetrics.labels(
-            stage.api if stage else "", stage.id if stage else "", route.route_key if route else ""
-        )
+        labels = ctx.labels or metrics.route_labels(stage, ctx.route)
         run.metrics.record(labels, status, duration, ctx.integration_latency)
     if run.spans is not None:
         run.spans.export(ctx, status, duration)

@@ -46,7 +46,11 @@ async def test_metrics_count_requests_by_route_and_class(start_gateway):
     assert scrape.value(text, requests, **shop, route="GET /boom", code_class="5xx") == 1
     assert scrape.value(text, requests, **shop, route="", code_class="4xx") == 1
     assert scrape.value(text, requests, api="", stage="", route="", code_class="4xx") == 1
-    assert scrape.value(text, "propylon_request_duration_seconds_count", **shop, route="GET /x") == 2
+    # The histograms have the counter's labels, code_class included (DESIGN.md section 8).
+    duration = "propylon_request_duration_seconds_count"
+    assert scrape.value(text, duration, **shop, route="GET /x", code_class="2xx") == 2
+    assert scrape.value(text, duration, **shop, route="GET /boom", code_class="5xx") == 1
+    assert scrape.value(text, duration, **shop, route="GET /x") == 0
     # Buckets run 0.25 ms ... 30 s.
     bounds = {dict(labels)["le"] for name, labels in scrape.samples(text) if name.endswith("_bucket")}
     assert {"0.00025", "30.0", "+Inf"} <= bounds

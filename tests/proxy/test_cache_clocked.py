@@ -65,7 +65,7 @@ async def test_a_plan_with_allow_cache_invalidation_may_refresh(start_gateway, b
         assert await _state(session, url, **{"x-api-key": keyed.ALICE}) == "miss"
         assert await _state(session, url, **{"x-api-key": keyed.ALICE}) == "hit"
         refreshed = await _state(session, url, **{"x-api-key": keyed.ALICE, "Cache-Control": "max-age=0"})
-        assert refreshed == "miss"
+        assert refreshed == "bypass"  # DESIGN.md §8: refreshed responses are "bypass"
 
 
 async def test_a_plan_without_it_is_refused_by_the_default_strategy(start_gateway, backend):

@@ -198,9 +198,30 @@ def test_preflight_is_answered_for_a_path_with_no_options_route(served: tuple[Se
     assert status == 204
     assert headers["access-control-allow-origin"] == ORIGIN
     status, headers = _send("OPTIONS", gateway.url("/prod/orders"), Origin=ORIGIN, Access_Control_Request_Method="PUT")
-    assert status == 404  # no route for PUT /orders either: nothing to preflight
+    # DESIGN.md §8: a preflight for a disallowed method is 403, whether or not a route has it.
+    assert status == 403 and headers["x-propylon-error-type"] == "ACCESS_DENIED"
+    assert _cors_headers(headers) == {}
+    status, headers = _send("OPTIONS", gateway.url("/prod/orders"), Origin=ORIGIN, Access_Control_Request_Method="GET")
+    # An allowed method with no route of its own is answered too, as API Gateway answers every
+    # preflight of a CORS-enabled Api: the browser's next request then gets its 404, readable.
+    assert status == 204 and headers["access-control-allow-origin"] == ORIGIN
     status, headers = _send("OPTIONS", gateway.url("/prod/orders"), Access_Control_Request_Method="POST")
     assert status == 404  # not a preflight (no Origin): OPTIONS /orders has no route
+    assert backend.lines() == []
+
+
+def test_a_404_of_a_cors_enabled_api_is_readable_by_an_allowed_origin(
+    served: tuple[Served, backends.Backend],
+) -> None:
+    gateway, backend = served
+    for method, path in (("GET", "/prod/nothing-here"), ("DELETE", "/prod/orders")):
+        status, headers = _send(method, gateway.url(path), Origin=ORIGIN)
+        assert status == 404 and headers["x-propylon-error-type"] == "RESOURCE_NOT_FOUND"
+        assert headers["access-control-allow-origin"] == ORIGIN
+        assert headers["access-control-allow-credentials"] == "true"
+        assert "Origin" in headers["vary"]
+    status, headers = _send("GET", gateway.url("/prod/nothing-here"), Origin="https://evil.example")
+    assert status == 404 and _cors_headers(headers) == {} and "Origin" in headers["vary"]
     assert backend.lines() == []
 
 

@@ -262,6 +262,41 @@ def test_no_valid_object_exits_2(tmp_path: Path) -> None:
     assert "no valid object" in done.stderr
 
 
+def test_objects_with_only_failing_closed_routes_are_served(tmp_path: Path) -> None:
+    # Every object has a diagnostic, yet both are in the snapshot: serve starts with them, and
+    # only the routes with a broken reference refuse (DESIGN.md §8 "Broken objects").
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "api.yaml").write_text(
+        """apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {name: a, namespace: t}
+spec:
+  routes:
+    - routeKey: "GET /ok"
+      integration: {type: MOCK, mock: {body: ok}}
+    - routeKey: "GET /guarded"
+      authorizer: missing
+      integration: {type: MOCK, mock: {body: reached}}
+    - routeKey: "GET /var"
+      integration: {type: HTTP_PROXY, url: "http://127.0.0.1:9/${stageVariables.nope}"}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {name: s, namespace: t}
+spec: {apiRef: a}
+"""
+    )
+    served = Served(manifests, tmp_path)
+    try:
+        assert _get(served.url("/s/ok")) == (200, b"ok")
+        assert _get(served.url("/s/guarded"))[0] == 500
+        assert _get(served.url("/s/var"))[0] == 500
+        assert "route 'GET /guarded' refuses every request" in served.stderr()
+    finally:
+        assert served.stop() == 0
+
+
 def test_missing_file_exits_2(tmp_path: Path) -> None:
     done = _run("-f", str(tmp_path / "absent.yaml"))
     assert done.returncode == 2
@@ -273,6 +308,14 @@ def test_workers_below_one_is_refused(folder: Path) -> None:
     done = _run("-f", str(folder), "--workers", "0")
     assert done.returncode == 2
     assert "--workers must be at least 1" in done.stderr
+
+
+@pytest.mark.parametrize("flag", ["--port", "--internal-port", "--admin-port"])
+def test_a_port_out_of_range_is_refused(folder: Path, flag: str) -> None:
+    # The socket layer would take 99999 modulo 65536 and listen on 34463.
+    done = _run("-f", str(folder), flag, "99999")
+    assert done.returncode == 2
+    assert f"{flag}: must be a port number 0..65535, got '99999'" in done.stderr
 
 
 def test_bad_trusted_proxies_is_refused(folder: Path) -> None:

@@ -45,6 +45,9 @@ spec:
       integration: {{type: HTTP_PROXY, url: "{backend}/error"}}
     - routeKey: GET /slow
       integration: {{type: HTTP_PROXY, url: "{backend}/slow"}}
+    - routeKey: GET /checked
+      requestValidation: {{requiredParameters: [querystring.id]}}
+      integration: {{type: HTTP_PROXY, url: "{backend}/checked"}}
 ---
 apiVersion: propylon.dev/v1alpha1
 kind: Stage
@@ -198,7 +201,8 @@ def test_a_path_suffix_is_another_key_and_another_route(served: Served) -> None:
 
 def test_refresh_with_max_age_0_when_allowed(served: Served, backend: Backend) -> None:
     _call(served, "/live/items?r=1")
-    assert _call(served, "/live/items?r=1", **{"Cache-Control": "max-age=0"})[1] == "miss"
+    # DESIGN.md §8: a refreshed response is "bypass", though it is stored for the next caller.
+    assert _call(served, "/live/items?r=1", **{"Cache-Control": "max-age=0"})[1] == "bypass"
     assert backend.calls["/items?r=1"] == 2
     _, state, body, _ = _call(served, "/live/items?r=1")
     assert state == "hit" and b"#2" in body
@@ -206,9 +210,28 @@ def test_refresh_with_max_age_0_when_allowed(served: Served, backend: Backend) -
 
 def test_refresh_refused_with_403(served: Served, backend: Backend) -> None:
     _call(served, "/strict/items?r=2")
-    status, state, _, _ = _call(served, "/strict/items?r=2", **{"Cache-Control": "max-age=0"})
+    status, state, body, headers = _call(served, "/strict/items?r=2", **{"Cache-Control": "max-age=0"})
     assert (status, state) == (403, "bypass")
+    # DESIGN.md §8: FAIL_WITH_403 answers ACCESS_DENIED, with its section-3 body.
+    assert headers["x-propylon-error-type"] == "ACCESS_DENIED" and json.loads(body) == {"message": "Forbidden"}
     assert backend.calls["/items?r=2"] == 1
+
+
+def test_refusals_before_the_lookup_say_bypass_and_count(served: Served, backend: Backend) -> None:
+    # DESIGN.md §8: every response of a cache-enabled route carries x-propylon-cache, refusals
+    # of the steps before the lookup (here request validation's 400) too.
+    status, state, _, headers = _call(served, "/live/checked")
+    assert (status, state) == (400, "bypass")
+    assert headers["x-propylon-error-type"] == "BAD_REQUEST_PARAMETERS"
+    assert backend.calls["/checked"] == 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{served.admin}/metrics", timeout=5) as response:
+        scraped = response.read().decode()
+    counted = [
+        line
+        for line in scraped.splitlines()
+        if line.startswith("propylon_cache_total{") and 'route="GET /checked"' in line and 'result="bypass"' in line
+    ]
+    assert counted and counted[0].endswith(" 1.0"), counted
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from propylon_config import model
-from propylon_proxy import context, forwarding, tracing
+from propylon_proxy import context, forwarding, mappings, tracing
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Payload 2.0 sends these content types as text; every other body is base64 (DESIGN.md §8).
@@ -214,6 +214,14 @@ def _query_pairs(raw: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _content_coded(ctx: context.RequestContext) -> bool:
+    """A body sent with a ``Content-Encoding`` (gzip, ...) is not text of its Content-Type: it is
+    base64-encoded so the function gets the bytes as sent (DESIGN.md §8: bodies are forwarded
+    as sent, never inflated); decoded as UTF-8 it would be lost."""
+    coding = ctx.request.headers.get("Content-Encoding")
+    return coding is not None and coding.strip().lower() not in ("", "identity")
+
+
 def _body_field(body: bytes, *, binary: bool) -> tuple[str, bool]:
     if binary:
         return base64.b64encode(body).decode("ascii"), True
@@ -350,14 +358,14 @@ class EventShape:
         }
         if body is not None:
             content_type = ctx.request.headers.get("Content-Type")
-            binary = matches_media_types(content_type, self.binary_media_types)
+            binary = matches_media_types(content_type, self.binary_media_types) or _content_coded(ctx)
             event["body"], event["isBase64Encoded"] = _body_field(body, binary=binary)
         return event
 
     @staticmethod
     def _v1_authorizer(ctx: context.RequestContext) -> dict[str, Any] | None:
         if ctx.claims is not None:
-            return {"claims": dict(ctx.claims), "scopes": list(ctx.scopes) if ctx.scopes else None}
+            return {"claims": mappings.claims_as_text(ctx.claims), "scopes": list(ctx.scopes) if ctx.scopes else None}
         if ctx.authorizer_context is not None or ctx.principal_id is not None:
             found: dict[str, Any] = dict(ctx.authorizer_context or {})
             found["principalId"] = ctx.principal_id
@@ -428,7 +436,7 @@ class EventShape:
             event["stageVariables"] = dict(variables)
         event["requestContext"] = request_context
         if body is not None:
-            binary = not is_text_like(ctx.request.headers.get("Content-Type"))
+            binary = not is_text_like(ctx.request.headers.get("Content-Type")) or _content_coded(ctx)
             event["body"], event["isBase64Encoded"] = _body_field(body, binary=binary)
         else:
             event["isBase64Encoded"] = False
@@ -437,7 +445,8 @@ class EventShape:
     @staticmethod
     def _v2_authorizer(ctx: context.RequestContext) -> dict[str, Any] | None:
         if ctx.claims is not None:
-            return {"jwt": {"claims": dict(ctx.claims), "scopes": list(ctx.scopes) if ctx.scopes else None}}
+            claims = mappings.claims_as_text(ctx.claims)
+            return {"jwt": {"claims": claims, "scopes": list(ctx.scopes) if ctx.scopes else None}}
         if ctx.authorizer_context is not None:
             return {"lambda": dict(ctx.authorizer_context)}
         return None

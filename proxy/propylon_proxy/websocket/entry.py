@@ -5,6 +5,11 @@ Every refusal of an upgrade is a section-3 gateway response (JSON ``{"message": 
 handshake 400 BAD_REQUEST, a refused Origin 403 ACCESS_DENIED, the $connect route's own steps
 (401, 403, 429, 500, ...), then its integration: a non-2xx answer 403 ACCESS_DENIED, a malformed
 one 502 INTEGRATION_FAILURE, no answer at all 502 INTEGRATION_FAILURE / 504 INTEGRATION_TIMEOUT.
+
+What the access log and the metrics record is set here as the HTTP path sets it: $connect's
+metric labels before its steps run (a throttle refusal counts under them), and the status of
+the responses made here as aiohttp objects (the 101 of a served upgrade, @connections' 200/204),
+which never pass ``responding.send``; without it they were recorded as 500.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ async def serve(
         managed = ws_tables.match(parts[0], internal=True) if parts is not None else None
         if parts is not None and managed is not None:
             ctx.stage = managed.stage
-            return await management.handle(ctx, sessions, parts[0].rstrip("/") or "/", parts[1])
+            return _noted(ctx, await management.handle(ctx, sessions, parts[0].rstrip("/") or "/", parts[1]))
     ws = ws_tables.match(path, internal=internal)
     if ws is None:
         return None
@@ -38,17 +43,28 @@ async def serve(
     if ws.connect_checks is not None:
         connect = ws.routes["$connect"]
         ctx.match = routing.Match(stage=ws.stage, route=connect, params=(), upstream_path="/")
+        ctx.labels = ws.connect_labels  # as handling sets a route's: the limits step counts under them
         reply = await ws.connect_checks.run(ctx)
         if not 200 <= reply.status < 300:
             return await responding.send(ctx, reply)  # refused before $connect's integration
     if not isinstance(request, web.BaseRequest):
         # fast_server hands every upgrade (Connection: upgrade) to aiohttp before it parses it.
-        return web.json_response({"message": "Bad Request"}, status=400)
+        return _noted(ctx, web.json_response({"message": "Bad Request"}, status=400))
     connection = sessions.open(request, ws, ctx.source_ip, internal=internal, authorizer=events.authorizer(ctx))
-    refusal = await sessions.connect(connection)
+    refusal = await sessions.connect(connection, ctx)
     if refusal is not None:
         return await _refuse(ctx, refusal)
-    return await sessions.serve(request, connection)
+    return _noted(ctx, await sessions.serve(request, connection))  # 101: served until it closed
+
+
+def _noted(ctx: context.RequestContext, response: web.StreamResponse) -> web.StreamResponse:
+    """``response``'s status (and a whole body's length) on the context, for the access log and
+    the metrics, unless ``responding.send`` already set them (a gateway response)."""
+    if not ctx.status:
+        ctx.status = response.status
+        if isinstance(response, web.Response) and isinstance(response.body, bytes):
+            ctx.response_length = len(response.body)
+    return response
 
 
 async def _refuse(ctx: context.RequestContext, refusal: replies.Refusal) -> web.StreamResponse:

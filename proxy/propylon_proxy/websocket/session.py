@@ -24,10 +24,11 @@ import aiohttp
 from aiohttp import web
 
 from propylon_config import model
-from propylon_proxy import gateway_responses, replies, runtime, utf8
+from propylon_proxy import context, gateway_responses, ids, replies, runtime, utf8
 from propylon_proxy.functions import client as function_client
 from propylon_proxy.functions import responses as function_responses
 from propylon_proxy.integrations import function as function_integration
+from propylon_proxy.integrations import mock as mock_integration
 from propylon_proxy.websocket import events, registry, tables
 
 if TYPE_CHECKING:
@@ -64,6 +65,9 @@ class Answer:
     status: int
     body: bytes
     failure: str | None = None  # INTEGRATION_FAILURE | INTEGRATION_TIMEOUT
+    # Seconds the call took (the access log's integrationLatencyMs); None for a MOCK, which
+    # calls nothing (as on HTTP routes).
+    latency: float | None = None
 
 
 def still_served(connection: registry.Connection, served: tables.Tables) -> bool:
@@ -97,6 +101,24 @@ class Integrations:
         self._functions = function_integration.shared_client(run)
 
     async def call(
+        self,
+        ws: tables.WsStage,
+        connection: registry.Connection,
+        route: model.Route,
+        event: str,
+        body: str | bytes,
+        request_id: str | None = None,
+    ) -> Answer:
+        """The route's integration answer; ``request_id`` is the upgrade's for $connect (a message
+        or $disconnect gets one of its own, made only if a MOCK body asks for it)."""
+        integration = route.integration
+        if integration.type is model.IntegrationType.MOCK and integration.mock is not None:
+            return _mock(ws, integration.mock, request_id)
+        began = time.monotonic()
+        answer = await self._call(ws, connection, route, event, body)
+        return dataclasses.replace(answer, latency=time.monotonic() - began)
+
+    async def _call(
         self, ws: tables.WsStage, connection: registry.Connection, route: model.Route, event: str, body: str | bytes
     ) -> Answer:
         connection_id = connection.id
@@ -105,8 +127,6 @@ class Integrations:
             return await self._function(ws, connection, route, event, body)
         if isinstance(body, str):
             body = body.encode()
-        if integration.type is model.IntegrationType.MOCK and integration.mock is not None:
-            return Answer(integration.mock.status_code, utf8.encode(integration.mock.body))
         if integration.url is None:
             return Answer(502, b"", gateway_responses.INTEGRATION_FAILURE)
         if self._session is None:
@@ -155,6 +175,15 @@ class Integrations:
             await self._session.close()
 
 
+def _mock(ws: tables.WsStage, mock: model.Mock, request_id: str | None) -> Answer:
+    """A MOCK's answer with DESIGN.md section 2.4's substitutions, as an HTTP MOCK renders it
+    (``${stageVariables.x}``, ``$context.requestId``); a body without ``$`` is sent as is."""
+    text = mock.body
+    if "$" in text:
+        text = mock_integration.render_body(text, variables=ws.variables, request_id=request_id or ids.request_id())
+    return Answer(mock.status_code, utf8.encode(text))
+
+
 def _text(answer: dict[str, Any]) -> bytes:
     """The body a function's answer sends back to the client, as it gave it (UnicodeEncodeError
     for a lone surrogate, JSON's ``"\\ud800"``: the caller's malformed answer)."""
@@ -196,18 +225,26 @@ class Sessions:
             handshake=(tuple(request.headers.items()), tuple(request.query.items())),
         )
 
-    async def connect(self, connection: registry.Connection) -> replies.Refusal | None:
+    async def connect(
+        self, connection: registry.Connection, ctx: context.RequestContext | None = None
+    ) -> replies.Refusal | None:
         """$connect's integration: a non-2xx refuses the upgrade (403); a malformed answer, or none
-        at all, is 502/504."""
+        at all, is 502/504. Its status and latency go on ``ctx`` (the upgrade's access-log line),
+        as an HTTP integration's do."""
         ws = connection.ws
         connect = ws.routes.get("$connect") if ws is not None else None
         if ws is None or connect is None:
             connection.handshake = None
             return None
         try:
-            answer = await self.integrations.call(ws, connection, connect, "CONNECT", b"")
+            request_id = ctx.request_id if ctx is not None else None
+            answer = await self.integrations.call(ws, connection, connect, "CONNECT", b"", request_id)
         finally:
             connection.handshake = None  # only the CONNECT event carries it
+        if ctx is not None and answer.latency is not None:
+            ctx.integration_latency = answer.latency
+            if answer.failure is None:
+                ctx.integration_status = answer.status
         if answer.failure is not None:
             return replies.refuse(answer.failure)
         if not 200 <= answer.status < 300:

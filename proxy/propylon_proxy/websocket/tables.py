@@ -7,9 +7,10 @@ path as a whole (route selection happens per message, not per URL).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from propylon_config import model
-from propylon_proxy import runtime, steps
+from propylon_proxy import metrics, runtime, steps
 from propylon_proxy.websocket import checks
 
 
@@ -19,6 +20,10 @@ class WsStage:
     api: model.Api
     routes: dict[str, model.Route]  # route key -> route
     connect_checks: steps.Chain | None  # $connect's steps before its integration
+    # $connect's metric labels, built once as an HTTP route's are (``plans.RoutePlan.labels``):
+    # its steps count throttles under them and the upgrade's request is recorded under them.
+    connect_labels: metrics.Labels = ()
+    variables: Mapping[str, str] = dataclasses.field(default_factory=dict)  # for MOCK bodies (§2.4)
 
     @property
     def limits(self) -> model.WebSocketLimits:
@@ -49,7 +54,14 @@ def build(config: model.GatewayConfig, run: runtime.Runtime) -> Tables:
         if connect is not None:
             setup = steps.RouteSetup(route=connect, stage=stage, api=api, config=config, runtime=run)
             chain = checks.connect_chain(setup)
-        ws = WsStage(stage=stage, api=api, routes=routes, connect_checks=chain)
+        ws = WsStage(
+            stage=stage,
+            api=api,
+            routes=routes,
+            connect_checks=chain,
+            connect_labels=metrics.GatewayMetrics.labels(stage.api, stage.id, "$connect"),
+            variables=dict(stage.variables),
+        )
         key = stage.base_path.rstrip("/") or "/"
         internal.setdefault(key, ws)
         if stage.endpoint is model.Endpoint.PUBLIC:
