@@ -49,6 +49,10 @@ class CompileOptions:
     api_key_secret: bytes | None = dataclasses.field(default=None, repr=False)
     """The install's key-hashing secret (``propylon_config.key_hashing``); never in the snapshot.
     None (``render``, ``validate``): API keys are compiled with empty digests, matching nothing."""
+    load_order_wins: bool = False
+    """Files, not a cluster (``serve``, ``validate``, ``render``): of two Stages claiming one host
+    + basePath the one loaded first keeps it, whatever ``creationTimestamp`` an exported
+    manifest carries (DESIGN.md §8). False (the operator): the older keeps it."""
     gateway_throttle: model.Throttle = dataclasses.field(default_factory=lambda: model.Settings().gateway_throttle)
     """The gateway-wide limit every request passes last (DESIGN.md section 4), per proxy process:
     ``--gateway-rate``/``--gateway-burst`` of ``serve``, ``operator`` and ``render``."""
@@ -94,6 +98,7 @@ def _compile(documents: Sequence[manifests.Document], options: CompileOptions) -
         plans=plans,
         allow_cross_namespace=options.allow_cross_namespace,
         targets=set(),
+        load_order_wins=options.load_order_wins,
     )
     compiled_stages = stages.compile_all(ctx)
     ctx.targets.update(compiled_authorizers.targets)

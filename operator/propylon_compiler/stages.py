@@ -48,6 +48,7 @@ class Context:
     plans: Mapping[tuple[str, str], apis.ApiPlan]
     allow_cross_namespace: bool
     targets: set[model.ServiceTarget]  # filled as routes are compiled, for the endpoints phase
+    load_order_wins: bool = False  # CompileOptions.load_order_wins: files, where the first loaded keeps a claim
 
 
 def compile_all(ctx: Context) -> tuple[model.Stage, ...]:
@@ -56,7 +57,7 @@ def compile_all(ctx: Context) -> tuple[model.Stage, ...]:
         spec = _read(obj, ctx)
         if spec is not None and not ctx.reporter.is_broken(obj):
             specs.append(spec)
-    winners = _settle_conflicts(specs, ctx.reporter)
+    winners = _settle_conflicts(specs, ctx.reporter, load_order_wins=ctx.load_order_wins)
     return tuple(sorted((_compile(spec, ctx) for spec in winners), key=lambda s: s.id))
 
 
@@ -112,16 +113,19 @@ def _read(obj: objects.Object, ctx: Context) -> StageSpec | None:
     )
 
 
-def _settle_conflicts(specs: list[StageSpec], reporter: objects.Reporter) -> list[StageSpec]:
+def _settle_conflicts(
+    specs: list[StageSpec], reporter: objects.Reporter, *, load_order_wins: bool = False
+) -> list[StageSpec]:
     """Give each host + basePath to one Stage; the others are reported and left out.
 
-    Older first when Stages carry creationTimestamp (the cluster), then namespace/name;
-    otherwise input order (``serve``: files in path order, documents in order).
+    In the cluster, older first when Stages carry creationTimestamp, then namespace/name; from
+    files (``load_order_wins``), and for Stages without a timestamp, input order (files in path
+    order, documents in order).
     """
 
     def priority(spec: StageSpec) -> tuple[Any, ...]:
         created = spec.obj.metadata.get("creationTimestamp")
-        if created:
+        if created and not load_order_wins:
             return (0, str(created), spec.obj.namespace, spec.obj.name)
         return (1, spec.obj.order)
 

@@ -346,6 +346,7 @@ def run(args: argparse.Namespace) -> int:
     sealing_secret = secrets.token_bytes(32)
     options = compiler.CompileOptions(
         allow_cross_namespace=args.allow_cross_namespace,
+        load_order_wins=True,
         sealing_secret=sealing_secret,
         api_key_secret=secrets.token_bytes(32),
         gateway_throttle=shared_flags.gateway_throttle(args),

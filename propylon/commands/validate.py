@@ -43,7 +43,7 @@ def load_and_compile(
     """Read and compile ``args.paths``; returns the result and every diagnostic, load errors first.
     ``gateway_throttle``: ``render``'s flags (None: the default limit)."""
     loaded = manifests.load_paths(args.paths)
-    options = compiler.CompileOptions(allow_cross_namespace=args.allow_cross_namespace)
+    options = compiler.CompileOptions(allow_cross_namespace=args.allow_cross_namespace, load_order_wins=True)
     if gateway_throttle is not None:
         options = dataclasses.replace(options, gateway_throttle=gateway_throttle)
     result = compiler.compile(loaded.documents, options=options)

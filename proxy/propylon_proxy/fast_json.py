@@ -10,10 +10,16 @@ only when no run of 19 digits (no 64-bit integer has more) is in the text, and a
 deeper than it goes): the caller then parses with json, exactly as before. So whatever this
 module answers, the verdict and the values are json's (tests/proxy/test_validation_parse.py and
 tests/proxy/test_fast_json.py hold the two to the same answers).
+
+json's own parser takes ``NaN``, ``Infinity`` and ``-Infinity``, which are not JSON (RFC 8259):
+``strict_loads`` and ``STRICT``/``strict_decoder`` are json without them, for the places where
+a body or an event must be JSON (validation, a custom FUNCTION's event, ``$input``).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
@@ -42,3 +48,27 @@ def loads(data: bytes) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return UNDECIDED
+
+
+def _not_json(constant: str) -> Any:
+    """json's ``parse_constant`` hook: only ``NaN``, ``Infinity`` and ``-Infinity`` reach it."""
+    raise ValueError(f"{constant} is not JSON")
+
+
+def strict_decoder(object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> json.JSONDecoder:
+    """A json decoder that refuses the three non-JSON constants; built once by its callers (a
+    decoder per ``json.loads(..., kwarg=...)`` call costs about a microsecond)."""
+    return json.JSONDecoder(parse_constant=_not_json, object_pairs_hook=object_pairs_hook)
+
+
+STRICT: Final = strict_decoder()
+
+
+def strict_loads(data: bytes | str, decoder: json.JSONDecoder = STRICT) -> Any:
+    """``json.loads(data)`` (the same encoding sniffing for bytes, the same refusal of a BOM in
+    text) with ``decoder``, so NaN and Infinity are refused (ValueError)."""
+    if isinstance(data, bytes | bytearray):
+        data = data.decode(json.detect_encoding(data), "surrogatepass")
+    elif data.startswith("\ufeff"):
+        raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig)")
+    return decoder.decode(data)

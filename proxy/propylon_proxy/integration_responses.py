@@ -40,6 +40,9 @@ class Prepared:
     status: int
     headers: tuple[tuple[str, str], ...]
     templates: tuple[tuple[str, airspeed.Template], ...]  # in the manifest's order
+    # ``headers`` less any Content-Type: a rendered body's type is its template's (DESIGN.md
+    # section 2.5), so a static one would be a second, contradicting Content-Type.
+    rendered_headers: tuple[tuple[str, str], ...] = ()
 
     def template_for(self, accept: str | None) -> tuple[str, airspeed.Template] | None:
         """The template for the request's ``Accept`` (its media types in order of preference),
@@ -81,17 +84,7 @@ class Responses:
 
     def __init__(self, responses: Sequence[model.IntegrationResponse], resource: str) -> None:
         self._resource = resource
-        self._prepared = tuple(
-            Prepared(
-                pattern=re.compile(r.selection_pattern) if r.selection_pattern is not None else None,
-                status=r.status_code,
-                # Framing and the gateway's own headers cannot come from configuration (the compiler
-                # refuses them too).
-                headers=tuple((n, v) for n, v in r.headers if not header_names.is_gateway_owned(n)),
-                templates=tuple((kind, vtl.compile(text)) for kind, text in r.response_templates),
-            )
-            for r in responses
-        )
+        self._prepared = tuple(_prepare(r) for r in responses)
         self._default = next((p for p in self._prepared if p.pattern is None), None)
 
     def __bool__(self) -> bool:
@@ -127,9 +120,22 @@ class Responses:
         except vtl.RenderError:
             return replies.refuse(gateway_responses.API_CONFIGURATION_ERROR)
         kept = [(n, v) for n, v in headers if n.lower() not in _REPRESENTATION]
-        out = _with(kept, (("Content-Type", media_type), *chosen.headers))
+        out = _with(kept, (("Content-Type", media_type), *chosen.rendered_headers))
         answered = _with(out, _overridden(override.get("header")))
         return replies.Reply(status=status, headers=answered, body=utf8.encode(text))
+
+
+def _prepare(response: model.IntegrationResponse) -> Prepared:
+    # Framing and the gateway's own headers cannot come from configuration (the compiler
+    # refuses them too).
+    headers = tuple((n, v) for n, v in response.headers if not header_names.is_gateway_owned(n))
+    return Prepared(
+        pattern=re.compile(response.selection_pattern) if response.selection_pattern is not None else None,
+        status=response.status_code,
+        headers=headers,
+        templates=tuple((kind, vtl.compile(text)) for kind, text in response.response_templates),
+        rendered_headers=tuple((n, v) for n, v in headers if n.lower() != "content-type"),
+    )
 
 
 def with_static(headers: list[tuple[str, str]], chosen: Prepared) -> list[tuple[str, str]]:

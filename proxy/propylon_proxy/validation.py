@@ -44,6 +44,10 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# json refusing NaN and Infinity (not JSON), with and without the per-object duplicate check.
+_NO_DUPLICATES = fast_json.strict_decoder(_no_duplicates)
+
+
 def _text(body: bytes) -> str | bytes:
     """The body as ``json.loads`` would decode it: UTF-8 (``surrogatepass``, as json does) unless
     it starts the way json's encoding sniffing reads as a BOM or UTF-16/32; those stay bytes
@@ -81,7 +85,8 @@ def _no_repeat(body: bytes, keys: int) -> bool:
 
 
 def parse(body: bytes) -> Any:
-    """The JSON document, refusing duplicate keys (``_Duplicate``, a ValueError).
+    """The JSON document, refusing duplicate keys (``_Duplicate``, a ValueError) and the
+    non-JSON constants json's parser takes (``NaN``, ``Infinity``: ValueError too).
 
     Most bodies are one flat object: text with at most one ``{`` holds at most that one object,
     and if it is the document and the key ends counted in the text are no more than its keys,
@@ -101,15 +106,15 @@ def parse(body: bytes) -> Any:
             if braces == 0 or (document.__class__ is dict and _no_repeat(body, len(document))):
                 return document
             # json's count below would prove no more than this one: straight to the hook.
-            return json.loads(_text(body), object_pairs_hook=_no_duplicates)
+            return fast_json.strict_loads(_text(body), _NO_DUPLICATES)
     text = _text(body)
     if isinstance(text, str):
         braces = text.count("{")
         if braces <= 1:
-            document = json.loads(text)
+            document = fast_json.strict_loads(text)
             if braces == 0 or (document.__class__ is dict and len(_KEY_END.findall(text)) == len(document)):
                 return document
-    return json.loads(text, object_pairs_hook=_no_duplicates)
+    return fast_json.strict_loads(text, _NO_DUPLICATES)
 
 
 def body_valid(validate: Validator, body: bytes) -> bool:
@@ -124,15 +129,17 @@ def body_valid(validate: Validator, body: bytes) -> bool:
 
 
 def _missing(ctx: context.RequestContext, required: tuple[str, ...]) -> list[str]:
+    """The required parameters the request lacks: absent or blank (AWS's basic validation wants
+    each "included and not blank"; ``?limit=`` and an empty ``X-Trace:`` are blank)."""
     request = ctx.request
     params = dict(ctx.match.params) if ctx.match is not None else {}
     missing = []
     for declared in required:
         where, _, name = declared.partition(".")
         if where == "querystring":
-            present = name in request.query
+            present = any(request.query.getall(name, ()))
         elif where == "header":
-            present = name in request.headers
+            present = any(request.headers.getall(name, ()))
         else:
             present = bool(params.get(name))
         if not present:

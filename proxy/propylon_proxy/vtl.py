@@ -16,6 +16,7 @@ import base64
 import functools
 import io
 import json
+import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,7 +26,7 @@ import jsonpath_ng
 import jsonpath_ng.exceptions
 
 from propylon_config import templates
-from propylon_proxy import vtl_java, vtl_sandbox
+from propylon_proxy import vtl_java, vtl_math, vtl_sandbox
 
 MAX_OUTPUT = 10 * 1024 * 1024
 MAX_ITERATIONS = 1000  # per #foreach loop, as AWS limits it
@@ -65,21 +66,56 @@ class _CountedBody:
         self._block.evaluate(stream, namespace, loader)
 
 
+class _Iterated:
+    """Stands in for a ``#foreach``'s list expression: what Velocity 1.7 iterates of a value.
+    A map gives its values (airspeed: its keys); a string, number or boolean is not iterable,
+    so the loop runs no pass (airspeed: a string's characters, a number failed the render)."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def calculate(self, namespace: Any, loader: Any) -> Any:
+        found = self._value.calculate(namespace, loader)
+        if isinstance(found, dict):
+            return list(found.values())
+        if isinstance(found, str | int | float):  # bool is an int
+            return None
+        return found
+
+
+def _breakable(evaluate: Any) -> Any:
+    """A ``#foreach``'s ``evaluate_raw`` that ends the loop where a ``#break`` in it ran."""
+
+    def evaluate_raw(stream: Any, namespace: Any, loader: Any) -> None:
+        try:
+            evaluate(stream, namespace, loader)
+        except airspeed.TemplateExecutionError as exc:
+            if not templates.broke(exc):
+                raise
+
+    return evaluate_raw
+
+
 def compile(text: str) -> airspeed.Template:
     """Parse once (per plan); the compiler has already refused templates that do not parse.
 
     The parsed tree is then prepared in one walk: references print the Java way
-    (``vtl_java``), name lookups go through the sandbox (``vtl_sandbox``), and every
-    ``#foreach`` body is wrapped to stop past ``MAX_ITERATIONS`` (airspeed has no bound); the
-    wrappers come last, as they hide their bodies from any later walk."""
+    (``vtl_java``), operators are Velocity's (``vtl_math``), name lookups go through the
+    sandbox (``vtl_sandbox``), and every
+    ``#foreach`` body is wrapped to stop past ``MAX_ITERATIONS`` (airspeed has no bound) and
+    its list iterated as Velocity does (``_Iterated``); the wrappers come last, as they hide
+    their bodies from any later walk."""
     template = airspeed.Template(text)
     template.ensure_compiled()
     tree = list(templates.elements(template.root_element))
     vtl_java.render_like_java(tree)
+    vtl_math.prepare(tree)
     vtl_sandbox.sandbox(tree)
     for element in tree:
         if isinstance(element, airspeed.ForeachDirective):
             element.block = _CountedBody(element.block)
+            element.value = _Iterated(element.value)
+            element.evaluate_raw = _breakable(element.evaluate_raw)
     return template
 
 
@@ -97,14 +133,33 @@ def _jsonpath(path: str) -> Any:
 
 
 def select(document: Any, path: str) -> Any:
-    """The value at ``path``: one match is the value itself, several (``[*]``) a list, none None."""
+    """The value at ``path``, shaped by the path as Jayway JsonPath (AWS's) shapes it: an
+    indefinite path (``[*]``, ``..``, a slice, a union) gives a list of its matches, ``[]``
+    when none; a definite one its one match, None when none. (The shape used to follow
+    whether the text held a ``*``: ``['a*b']`` gave a list, ``[*]`` over ``[]`` None.)"""
     expression = _jsonpath(path)
     found = [match.value for match in expression.find(document)]
+    if _indefinite(path):
+        return found
     if not found:
         return None
-    if len(found) == 1 and "*" not in path:
-        return found[0]
-    return found
+    return found[0] if len(found) == 1 else found
+
+
+@functools.lru_cache(maxsize=256)
+def _indefinite(path: str) -> bool:
+    return _has_many(_jsonpath(path))
+
+
+def _has_many(node: Any) -> bool:
+    """Whether a parsed JSONPath can match more than one value (Jayway's "indefinite")."""
+    if isinstance(node, jsonpath_ng.Child):
+        return _has_many(node.left) or _has_many(node.right)
+    if isinstance(node, jsonpath_ng.Fields):
+        return len(node.fields) != 1 or node.fields[0] == "*"
+    if isinstance(node, jsonpath_ng.Index):
+        return len(getattr(node, "indices", (0,))) != 1
+    return not isinstance(node, jsonpath_ng.Root | jsonpath_ng.This)
 
 
 class Input:
@@ -160,12 +215,14 @@ class Util:
     """``$util``: AWS's helper functions."""
 
     # AWS's names are camelCase (templates call them so).
-    _JS = str.maketrans(
-        {"\\": "\\\\", '"': '\\"', "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
-    )
 
     def escapeJavaScript(self, text: Any) -> str:
-        return _text(text).translate(self._JS)
+        """Commons Lang's ``StringEscapeUtils.escapeJavaScript`` (what AWS documents): quotes,
+        backslash and ``/`` escaped, every control character too (``\\b \\t \\n \\f \\r`` or
+        ``\\u00XX``: a raw one made the AWS idiom ``"$util.escapeJavaScript(...)"`` invalid JSON),
+        and everything past ASCII as ``\\uXXXX`` per UTF-16 unit."""
+        escaped = _text(text).translate(_JS)
+        return escaped if escaped.isascii() else _NON_ASCII.sub(_utf16_escapes, escaped)
 
     def parseJson(self, text: Any) -> Any:
         try:
@@ -174,11 +231,18 @@ class Util:
             raise RenderError("parseJson: not JSON") from exc
 
     def urlEncode(self, text: Any) -> str:
-        # Java's URLEncoder: a space is "+", and only A-Z a-z 0-9 . - * _ stay as they are.
-        return urllib.parse.quote_plus(_text(text), safe="*")
+        """Java's ``URLEncoder.encode(text, "UTF-8")``: a space is "+", and only A-Z a-z 0-9
+        . - * _ stay as they are (Python's quoting always keeps "~", Java's does not); a lone
+        surrogate is "?", as Java's encoder writes it."""
+        return urllib.parse.quote_plus(_text(text), safe="*", errors="replace").replace("~", "%7E")
 
     def urlDecode(self, text: Any) -> str:
-        return urllib.parse.unquote_plus(_text(text))
+        """Java's ``URLDecoder.decode(text, "UTF-8")``, which refuses a "%" not followed by two
+        hex digits (so AWS fails the template) where Python's would keep it as text."""
+        value = _text(text)
+        if "%" in value and _BAD_PERCENT.search(value):
+            raise RenderError("urlDecode: an incomplete or non-hex % escape")
+        return urllib.parse.unquote_plus(value)
 
     def base64Encode(self, text: Any) -> str:
         return base64.b64encode(_text(text).encode()).decode("ascii")
@@ -188,6 +252,23 @@ class Util:
             return base64.b64decode(_text(text), validate=True).decode("utf-8", "replace")
         except ValueError as exc:
             raise RenderError("base64Decode: not base64") from exc
+
+
+_JS = str.maketrans(
+    {
+        **{chr(c): f"\\u{c:04X}" for c in range(0x20)},
+        **{"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"},
+        **{"\\": "\\\\", '"': '\\"', "'": "\\'", "/": "\\/"},
+    }
+)
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+_BAD_PERCENT = re.compile("%(?![0-9a-fA-F]{2})")
+
+
+def _utf16_escapes(match: re.Match[str]) -> str:
+    """``\\uXXXX`` for each UTF-16 code unit of one character, as Java iterates a string."""
+    units = match.group().encode("utf-16-be", "surrogatepass")
+    return "".join(f"\\u{int.from_bytes(units[i : i + 2], 'big'):04X}" for i in range(0, len(units), 2))
 
 
 def _text(value: Any) -> str:
@@ -222,5 +303,6 @@ def render(template: airspeed.Template, namespace: Mapping[str, Any], *, limit: 
     except RenderError:
         raise
     except Exception as exc:  # airspeed and the helpers above raise many kinds; all mean "cannot render"
-        raise RenderError(str(exc) or type(exc).__name__) from exc
+        if not templates.broke(exc):  # a #break outside any #foreach ends the template
+            raise RenderError(str(exc) or type(exc).__name__) from exc
     return out.getvalue()

@@ -18,7 +18,8 @@ registers) and allows only:
 
 Anything else is not found, and the reference prints as written, as Velocity prints a
 reference it cannot resolve. Arithmetic (``-``, ``*``, ``/``, ``%``) takes two numbers, as in
-Velocity, so a string cannot be repeated or %-formatted into gigabytes. ``#evaluate``,
+Velocity, so a string cannot be repeated or %-formatted into gigabytes: ``vtl_math`` gives every
+operator Velocity's meaning (``vtl.compile`` runs both). ``#evaluate``,
 ``#include`` and ``#parse``, refused by the compiler (``propylon_config.templates``), fail the
 render here too if a tree ever holds one.
 
@@ -29,7 +30,6 @@ subscript what is not a map, so ``$util.escapeJavaScript(...)`` raises and catch
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -77,24 +77,8 @@ def sandbox(tree: Iterable[Any]) -> None:
     for element in tree:
         if isinstance(element, airspeed.NameOrCall):
             element.calculate = _resolver(element)
-        elif isinstance(element, airspeed.BinaryOperator) and element.apply_to in _ARITHMETIC:
-            element.apply_to = _numbers_only(element.apply_to)
         elif type(element) in templates.REFUSED_DIRECTIVES:
             element.evaluate_raw = _refuse
-
-
-# ``-``, ``*``, ``/`` and ``%`` are arithmetic in Velocity: on anything but two numbers they give
-# null. In Python ``"a" * 10**9`` and ``"%0999999999d" % 1`` build a gigabyte from one line.
-_ARITHMETIC = frozenset({operator.sub, operator.mul, operator.floordiv, operator.mod})
-
-
-def _numbers_only(apply: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    def arithmetic(left: Any, right: Any) -> Any:
-        if type(left) in (int, float) and type(right) in (int, float):
-            return apply(left, right)
-        return None
-
-    return arithmetic
 
 
 def _refuse(stream: Any, namespace: Any, loader: Any) -> None:

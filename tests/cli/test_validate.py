@@ -118,6 +118,27 @@ def test_several_paths_and_a_summary(tmp_path: Path) -> None:
     assert done.stdout.startswith("ok: 1 Api, 2 Stages, 4 routes (config version ")
 
 
+def test_from_files_the_stage_loaded_first_keeps_its_base_path(tmp_path: Path) -> None:
+    # DESIGN.md §8: in serve (and so validate and render) the one loaded first, even when the
+    # later one carries a creationTimestamp, as a `kubectl get -o yaml` export does.
+    api = "apiVersion: propylon.dev/v1alpha1\nkind: Api\nmetadata: {name: a, namespace: x}\nspec:\n  routes:\n"
+    api += '    - {routeKey: "GET /a", integration: {type: MOCK, mock: {body: a}}}\n'
+    stages = [
+        "apiVersion: propylon.dev/v1alpha1\nkind: Stage\nmetadata: {name: first, namespace: x}\n"
+        "spec: {apiRef: a, basePath: /y}\n",
+        "apiVersion: propylon.dev/v1alpha1\nkind: Stage\n"
+        'metadata: {name: second, namespace: x, creationTimestamp: "2020-01-01T00:00:00Z"}\n'
+        "spec: {apiRef: a, basePath: /y}\n",
+    ]
+    (tmp_path / "all.yaml").write_text("---\n".join([api, *stages]))
+    for command in ("validate", "render"):
+        done = propylon(command, "-f", str(tmp_path / "all.yaml"))
+        assert done.returncode == 1
+        assert "document 3 (Stage x/second): spec.basePath: basePath /y is already served by Stage x/first" in (
+            done.stderr
+        ), done.stderr
+
+
 def test_a_missing_file_is_a_diagnostic() -> None:
     done = propylon("validate", "-f", "tests/cli/broken/no-such-file.yaml")
     assert done.returncode == 1

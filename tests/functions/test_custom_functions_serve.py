@@ -62,6 +62,12 @@ spec:
         proxy: false
         url: "http://127.0.0.1:PORT"
         requestTemplates: {application/json: 'id=$input.params(''id'')'}
+    - routeKey: "POST /body-event"
+      integration:
+        type: FUNCTION
+        proxy: false
+        url: "http://127.0.0.1:PORT"
+        requestTemplates: {application/json: '$input.body'}
 ---
 apiVersion: propylon.dev/v1alpha1
 kind: Stage
@@ -173,6 +179,10 @@ def test_response_override(gateway: Gateway) -> None:
         ("/prod/items/1", b"not json", 500, "API_CONFIGURATION_ERROR"),  # the template cannot render
         ("/prod/not-json-event", b"{}", 500, "API_CONFIGURATION_ERROR"),  # it rendered, but not JSON
         ("/prod/raw", b"not json", 400, "BAD_REQUEST_BODY"),  # a passed-through body must be JSON
+        # NaN and Infinity are not JSON (RFC 8259), though Python's json parser takes them.
+        ("/prod/raw", b'{"a": NaN, "b": Infinity}', 400, "BAD_REQUEST_BODY"),
+        ("/prod/raw", b"[-Infinity]", 400, "BAD_REQUEST_BODY"),
+        ("/prod/body-event", b'{"a": NaN}', 500, "API_CONFIGURATION_ERROR"),
     ],
 )
 def test_a_failing_event_invokes_nothing(

@@ -14,9 +14,14 @@ import pytest
 from propylon_proxy import validation
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(constant)
+
+
 def hooked(body: bytes) -> Any:
-    """The parse before the fast path: every object through the duplicate-key hook."""
-    return json.loads(validation._text(body), object_pairs_hook=validation._no_duplicates)
+    """The parse before the fast path: every object through the duplicate-key hook, and json's
+    non-JSON constants (NaN, Infinity) refused."""
+    return json.loads(validation._text(body), object_pairs_hook=validation._no_duplicates, parse_constant=_not_json)
 
 
 BODIES = [
@@ -78,6 +83,28 @@ def outcome(parse: Any, body: bytes) -> Any:
 @pytest.mark.parametrize("body", BODIES, ids=range(len(BODIES)))
 def test_the_fast_path_decides_as_the_hook_does(body: bytes) -> None:
     assert outcome(validation.parse, body) == outcome(hooked, body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name": "a", "x": NaN}',
+        b'{"a": Infinity}',
+        b"[-Infinity]",
+        b"NaN",
+        b'{"a": {"b": [NaN]}}',
+        b'{"a": NaN, "a": 1}',
+    ],
+)
+def test_nan_and_infinity_are_not_json(body: bytes) -> None:
+    # RFC 8259 has no NaN or Infinity; Python's json takes them, a validated route must not.
+    with pytest.raises(ValueError):
+        validation.parse(body)
+    assert not validation.body_valid(lambda document: True, body)
+
+
+def test_numbers_past_double_range_are_still_json() -> None:
+    assert validation.body_valid(lambda document: True, b'{"a": 1e400, "b": 12345678901234567890123}')
 
 
 def test_a_repeated_key_is_refused_on_the_fast_path_too() -> None:

@@ -47,6 +47,23 @@ def test_python_internals_are_unresolvable_references(text: str) -> None:
     assert _render(text) == text
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # airspeed keeps a parenthesised expression and a condition only as a bound method: the
+        # walk that sandboxes a template missed them, so these reached Python.
+        ("#if($util.__class__)leak#end", ""),
+        ("#if($input.__init__.__globals__)leak#end", ""),
+        ("#set($x = ($util.__class__.__name__))$x", "$x"),
+        ('#set($x = ("ab" * 1000000000))$x', "$x"),
+        ('#if(("a" * 3) == "aaa")leak#end', ""),
+        ("#if($input.path('$.n') > 5)#elseif($util.__class__)leak#end", ""),
+    ],
+)
+def test_conditions_and_parentheses_are_sandboxed_too(text: str, expected: str) -> None:
+    assert _render(text) == expected
+
+
 def test_a_format_string_cannot_read_attributes_of_its_arguments() -> None:
     text = '#set($f = "{0.__init__.__globals__}")$f.format($input)|$f.format_map($context)'
     assert _render(text) == "$f.format($input)|$f.format_map($context)"

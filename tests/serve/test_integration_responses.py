@@ -71,6 +71,14 @@ spec:
         type: HTTP
         url: "http://127.0.0.1:PORT/gzip"
         responses: [{statusCode: 200, responseTemplates: {application/json: '{"n": $input.path(''$.items'').size()}'}}]
+    - routeKey: "GET /typed"
+      integration:
+        type: HTTP
+        url: "http://127.0.0.1:PORT/status/200"
+        responses:
+          - statusCode: 200
+            headers: {Content-Type: text/html, X-Kind: typed}
+            responseTemplates: {application/json: '{"a": 1}'}
     - routeKey: "POST /templated"
       integration:
         type: HTTP
@@ -168,6 +176,21 @@ def test_the_default_response_renders_its_template(served: tuple[Served, _Backen
     assert headers["cache-control"] == "max-age=60"  # the response's static header
     assert headers["content-length"] == str(len(body))
     assert "x-kind" not in headers
+
+
+def test_a_rendered_body_has_one_content_type_its_templates(served: tuple[Served, _Backend]) -> None:
+    # DESIGN.md 2.5: the response Content-Type is the template's type; a static Content-Type
+    # on the same response was sent as a second, contradicting header.
+    connection = http.client.HTTPConnection("127.0.0.1", served[0].port, timeout=10)
+    try:
+        connection.request("GET", "/prod/typed")
+        response = connection.getresponse()
+        body = response.read()
+        types = [v for k, v in response.getheaders() if k.lower() == "content-type"]
+        kind = response.getheader("X-Kind")
+    finally:
+        connection.close()
+    assert (response.status, body, types, kind) == (200, b'{"a": 1}', ["application/json"], "typed")
 
 
 def test_a_status_no_pattern_matches_gets_the_default(served: tuple[Served, _Backend]) -> None:

@@ -84,6 +84,8 @@ def test_a_valid_body_reaches_the_backend_byte_for_byte(served: tuple[Served, ba
         b"not json",
         b'{"item": "tea", "quantity": 1, "quantity": -5}',  # duplicate keys
         b"[" * 100000 + b"]" * 100000,  # deep nesting: answered, never a crash
+        b'{"item": "tea", "quantity": NaN}',  # not JSON (RFC 8259), though Python's json takes it
+        b'{"item": "tea", "quantity": Infinity}',
     ],
 )
 def test_invalid_bodies_are_400_and_never_forwarded(served: tuple[Served, backends.Backend], body: bytes) -> None:
@@ -99,6 +101,23 @@ def test_missing_parameters_are_listed_in_declared_order(served: tuple[Served, b
         urllib.request.urlopen(request, timeout=5)
     assert caught.value.code == 400
     assert json.loads(caught.value.read()) == {"message": "Missing required request parameters: [store, X-Trace]"}
+    assert backend.bodies() == []
+
+
+@pytest.mark.parametrize(
+    ("query", "trace", "missing"),
+    [("?store=", "", "store, X-Trace"), ("?store=", "t1", "store"), ("?store=1", "", "X-Trace")],
+)
+def test_blank_parameters_count_as_missing(
+    served: tuple[Served, backends.Backend], query: str, trace: str, missing: str
+) -> None:
+    # AWS: required parameters must be "included and not blank" (as path parameters already were).
+    gateway, backend = served
+    body = b'{"item": "tea", "quantity": 1}'
+    assert _post(gateway, body, query, **{"X-Trace": trace}) == (
+        400,
+        {"message": f"Missing required request parameters: [{missing}]"},
+    )
     assert backend.bodies() == []
 
 
