@@ -45,8 +45,18 @@ class Kept:
         return next((s for s in source.objects if (s.kind, s.namespace, s.name) == key), None)
 
     def reported(self) -> tuple[diagnostics.Diagnostic, ...]:
-        """The diagnostics to show a user: those of what they wrote, then any the served set adds."""
-        return tuple(dict.fromkeys((*self.written.diagnostics, *self.result.diagnostics)))
+        """The diagnostics to show a user: those of what they wrote, then any the served set adds.
+
+        A consequence reported on an object served as written (a Stage whose Api "is not valid;
+        the Stage serves nothing") is left out when the served set does not have it: the Api's
+        last good version was put back, so the Stage does serve, and saying otherwise would be
+        false. An object that is itself served from its last good version keeps every line."""
+        served = set(self.result.diagnostics)
+
+        def shown(d: diagnostics.Diagnostic) -> bool:
+            return d in served or not is_consequence(d) or d.object_key in self.substituted
+
+        return tuple(dict.fromkeys((*filter(shown, self.written.diagnostics), *self.result.diagnostics)))
 
 
 def key_of(document: manifests.Document) -> ObjectKey:

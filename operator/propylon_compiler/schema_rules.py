@@ -17,11 +17,20 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+Place = tuple[str | int, ...]  # a field path below the rule's location: ("routes", 2, "routeKey")
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Twin:
     rule: str  # the CEL text this twin mirrors, character for character
     check: Callable[[Any], bool]
+    # Where exactly the rule is broken, when the API server can only say the rule's fieldPath
+    # (a rule over a list says ``spec.routes``; offline we can name ``spec.routes[2].routeKey``).
+    locate: Callable[[Any], list[Place]] | None = None
+
+
+def _routes_where(spec: Any, broken: Callable[[Any], bool], field: str) -> list[Place]:
+    return [("routes", i, field) for i, route in enumerate(spec["routes"]) if broken(route)]
 
 
 def _has(obj: Any, key: str) -> bool:
@@ -84,10 +93,12 @@ TWINS: dict[str, Twin] = {
         "self.protocol != 'HTTP' || !has(self.routes) || "
         "self.routes.all(r, r.routeKey == '$default' || r.routeKey.contains(' '))",
         _http_route_keys,
+        lambda s: _routes_where(s, lambda r: r["routeKey"] != "$default" and " " not in r["routeKey"], "routeKey"),
     ),
     'routes of a WEBSOCKET Api need a routeKey "$connect", "$disconnect", "$default" or an action name': Twin(
         "self.protocol != 'WEBSOCKET' || !has(self.routes) || self.routes.all(r, !r.routeKey.contains(' '))",
         _websocket_route_keys,
+        lambda s: _routes_where(s, lambda r: " " in r["routeKey"], "routeKey"),
     ),
     "routeSelectionExpression applies only to WEBSOCKET Apis": Twin(
         "self.protocol == 'WEBSOCKET' || !has(self.routeSelectionExpression)",
@@ -104,6 +115,9 @@ TWINS: dict[str, Twin] = {
             s["protocol"] == "WEBSOCKET"
             or not _has(s, "routes")
             or all(not _has(r, "routeResponseSelectionExpression") for r in s["routes"])
+        ),
+        lambda s: _routes_where(
+            s, lambda r: _has(r, "routeResponseSelectionExpression"), "routeResponseSelectionExpression"
         ),
     ),
     # Api: spec.cors
@@ -148,6 +162,7 @@ TWINS: dict[str, Twin] = {
             i["type"] in ("HTTP_PROXY", "HTTP")
             or (not _has(i, "requestParameters") and not _has(i, "responseParameters"))
         ),
+        lambda i: [(name,) for name in ("requestParameters", "responseParameters") if _has(i, name)],
     ),
     "proxy: false applies only to FUNCTION integrations": Twin(
         "self.type == 'FUNCTION' || !has(self.proxy) || self.proxy",

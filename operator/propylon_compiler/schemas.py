@@ -289,8 +289,21 @@ def _check_rules(node: dict[str, Any], value: Any, path: FieldPath, report: _Rep
         except (KeyError, TypeError, AttributeError, IndexError):
             continue  # CEL would fail with "no such key"; the schema check has reported why
         if not ok:
-            where = tuple(p for p in rule.get("fieldPath", "").split(".") if p)
-            report.add((*path, *where), rule["message"])
+            places = _located(twin, value)
+            if not places:
+                places = [tuple(p for p in rule.get("fieldPath", "").split(".") if p)]
+            for place in places:
+                report.add((*path, *place), rule["message"])
+
+
+def _located(twin: schema_rules.Twin, value: Any) -> list[schema_rules.Place]:
+    """The twin's own account of where its rule is broken (none when it cannot tell)."""
+    if twin.locate is None:
+        return []
+    try:
+        return twin.locate(value)
+    except (KeyError, TypeError, AttributeError, IndexError):
+        return []
 
 
 # --- messages ----------------------------------------------------------------------------------

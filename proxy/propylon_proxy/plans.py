@@ -138,7 +138,10 @@ class PlanHolder:
         # Bounded state (issue 8, item 9): metric series and balancer entries of routes and
         # Services the new plan no longer has are dropped.
         kept = [*plan.routes.values(), *plan.canary_routes.values()]
-        self._runtime.metrics.retain_routes({route.labels for route in kept})
+        live = {route.labels for route in kept}
+        if plan.websocket is not None:  # $connect's series (upgrades, its refusals) are a route's too
+            live.update(ws.connect_labels for ws in plan.websocket.internal.values())
+        self._runtime.metrics.retain_routes(live)
         self._runtime.balancer.retain({e.key for e in config.endpoints})
         ws_session.retain(plan.sessions, plan.websocket)  # close connections of removed stages (1001)
         return plan

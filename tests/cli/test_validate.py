@@ -64,7 +64,8 @@ CASES = {
     "cross-namespace.yaml": "document 1 (Api shop/users): spec.routes[0].integration.service.namespace: routing to "
     "namespace accounts is not allowed: it has no Service labelled propylon.dev/allow-from: shop; "
     "route 'GET /users' refuses every request (500 API_CONFIGURATION_ERROR)",
-    "mappings-on-function.yaml": "document 1 (Api shop/users): spec.routes[0].integration: requestParameters and "
+    "mappings-on-function.yaml": "document 1 (Api shop/users): spec.routes[0].integration.requestParameters: "
+    "requestParameters and "
     "responseParameters apply only to HTTP_PROXY and HTTP integrations",
 }
 

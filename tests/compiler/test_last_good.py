@@ -44,9 +44,10 @@ def test_an_own_error_gets_the_last_good_version_and_the_status_says_what_is_wro
     status = broken.status(("Api", "demo", "pets"))
     assert status is not None and not status.ready
     assert any("integration.type" in str(d) for d in broken.reported())
-    # The Stage kept serving and is reported as served, not as broken.
+    # The Stage kept serving and is reported as served, not as broken: no line says it serves nothing.
     stage = broken.status(("Stage", "demo", "dev"))
     assert stage is not None and stage.ready
+    assert not any(d.kind == "Stage" for d in broken.reported()), broken.reported()
 
 
 def test_a_consequence_heals_when_the_broken_object_it_points_at_is_put_back() -> None:
@@ -68,6 +69,8 @@ def test_an_edit_that_breaks_a_reference_keeps_the_last_good_version_of_the_edit
     )
     assert kept.substituted == {("Stage", "demo", "dev")}
     assert bodies(kept) == ["v1"]
+    # The edited Stage is the one served from memory: its own broken reference is still said.
+    assert any(d.kind == "Stage" and "demo/nosuch not found" in d.message for d in kept.reported())
 
 
 def test_a_deleted_object_is_forgotten_and_an_unchanged_one_is_never_substituted() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import aiohttp
 
 from propylon_config import model
@@ -41,3 +43,25 @@ async def test_metric_series_of_a_removed_route_go_with_it(start_gateway):
     assert 'route="GET /kept"' in text
     assert 'route="GET /gone"' not in text
     assert 'route=""' in text  # unmatched requests keep their series
+
+
+async def test_a_websocket_connects_series_survive_a_reload(start_gateway):
+    connect = model.Route(
+        id="shop/prod/$connect", route_key="$connect", method="$connect", path="", segments=(), integration=c.mock()
+    )
+    default = model.Route(
+        id="shop/prod/$default", route_key="$default", method="$default", path="", segments=(), integration=c.mock()
+    )
+    ws_stage = dataclasses.replace(c.stage([]), routes=(connect, default))
+    first = c.config(ws_stage)
+    api = dataclasses.replace(first.apis[0], protocol=model.Protocol.WEBSOCKET)
+    first = dataclasses.replace(first, apis=(api,))
+    gw = await start_gateway(first)
+    urls = gw.addresses.urls()
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(urls["public"] + "/prod") as ws:
+            await ws.close()
+        gw.swap(dataclasses.replace(first, version="second"))  # a reload that keeps the stage
+        async with session.get(urls["admin"] + "/metrics") as resp:
+            text = await resp.text()
+    assert 'route="$connect"' in text

@@ -100,6 +100,19 @@ spec:
               application/json: |-
                 #set($context.responseOverride.status = $input.path('$.statusCode'))
                 $input.path('$.body')
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {{name: prod, namespace: shop}}
+spec: {{apiRef: fn, basePath: /prod}}
+---
+# A 1xx written in the manifest is refused when compiled (this Api is left out, so its paths
+# are 404 and nothing is smuggled; tests/compiler/testdata/integrations-interim-status.in.yaml).
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {{name: interim, namespace: shop}}
+spec:
+  routes:
     - routeKey: "POST /custom/static"
       integration:
         type: FUNCTION
@@ -113,8 +126,8 @@ spec:
 ---
 apiVersion: propylon.dev/v1alpha1
 kind: Stage
-metadata: {{name: prod, namespace: shop}}
-spec: {{apiRef: fn, basePath: /prod}}
+metadata: {{name: interim, namespace: shop}}
+spec: {{apiRef: interim, basePath: /interim}}
 """
 
 
@@ -194,6 +207,7 @@ def _post(path: str, body: dict[str, object]) -> bytes:
 
 
 INTEGRATION_FAILURE = (b"HTTP/1.1 502 Bad Gateway", "INTEGRATION_FAILURE", b'{"message": "Internal server error"}')
+NOT_FOUND = (b"HTTP/1.1 404 Not Found", "RESOURCE_NOT_FOUND", b'{"message": "Not Found"}')
 CONFIGURATION_ERROR = (
     b"HTTP/1.1 500 Internal Server Error",
     "API_CONFIGURATION_ERROR",
@@ -209,8 +223,8 @@ ONE_XX: dict[str, tuple[bytes, tuple[bytes, str, bytes]]] = {
     },
     "override-100": (_post("/prod/custom/override", {"case": "status-100"}), CONFIGURATION_ERROR),
     "override-103": (_post("/prod/custom/override", {"case": "status-103"}), CONFIGURATION_ERROR),
-    "integration-response-100": (_post("/prod/custom/static", {"case": "ok"}), INTEGRATION_FAILURE),
-    "mock-101": (_get("/prod/mock-101"), INTEGRATION_FAILURE),
+    "integration-response-100": (_post("/interim/custom/static", {"case": "ok"}), NOT_FOUND),
+    "mock-101": (_get("/interim/mock-101"), NOT_FOUND),
 }
 
 
