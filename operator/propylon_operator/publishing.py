@@ -1,6 +1,9 @@
 """The snapshot Secret: how a compiled snapshot reaches the proxies.
 
-The Secret holds ``snapshot.json`` (``codec.dumps``) and repeats the version in an annotation,
+The Secret holds ``snapshot.json`` (``codec.dumps``), or, past ``GZIP_ABOVE`` bytes, the same
+bytes gzip-compressed under ``snapshot.json.gz`` (a Secret holds at most 1 MiB, about 1,100
+routes of plain JSON; the snapshot's repetitive JSON compresses some 60 times, and the proxy reads
+either key), and repeats the version in an annotation,
 so the operator can tell whether a write is needed without decoding the payload. Beside the
 snapshot, under ``api-key-hashing``, it keeps the install's key-hashing secret: API keys are in
 the snapshot only as HMACs under it, and proxies need it to hash the keys clients send; under
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import json
+import zlib
 from typing import Any
 
 from propylon_config import codec, model
@@ -24,6 +29,15 @@ from propylon_operator import leases, workloads
 from propylon_operator import settings as settings_
 
 DATA_KEY = "snapshot.json"
+GZIP_KEY = "snapshot.json.gz"
+# Below this the snapshot stays readable with `kubectl get secret -o yaml`; above it, gzip. Chosen
+# well under the API server's 1 MiB for all of ``data`` (base64 adds a third).
+GZIP_ABOVE = 256 * 1024
+SECRET_LIMIT = 1024 * 1024  # what the API server takes for a Secret's data
+
+
+class SnapshotTooLarge(ValueError):
+    """Even compressed, the snapshot does not fit in a Secret: say so instead of a bare 422."""
 HASHING_KEY = "api-key-hashing"
 SEALING_KEY = "authorizer-sealing"
 
@@ -44,13 +58,21 @@ def secret(
     if owner is not None:
         meta["ownerReferences"] = [owner]
     payload = codec.dumps(snapshot).encode()
+    key = DATA_KEY
+    if len(payload) > GZIP_ABOVE:
+        # mtime=0: the same snapshot gives the same bytes, so a restart writes nothing new.
+        payload, key = gzip.compress(payload, compresslevel=6, mtime=0), GZIP_KEY
+        if len(payload) > SECRET_LIMIT * 3 // 4 - 4096:
+            raise SnapshotTooLarge(
+                f"config version {snapshot.version} is {len(payload)} bytes even compressed; a Secret holds 1 MiB"
+            )
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
         "metadata": meta,
         "data": {
-            DATA_KEY: base64.b64encode(payload).decode(),
+            key: base64.b64encode(payload).decode(),
             **({HASHING_KEY: base64.b64encode(key_secret).decode()} if key_secret else {}),
             **({SEALING_KEY: base64.b64encode(sealing_secret).decode()} if sealing_secret else {}),
         },
@@ -82,12 +104,14 @@ def stored_version(body: dict[str, Any] | None) -> str | None:
     if not body:
         return None
     annotated = ((body.get("metadata") or {}).get("annotations") or {}).get(leases.VERSION_ANNOTATION)
-    encoded = (body.get("data") or {}).get(DATA_KEY)
-    if not encoded:
+    data = body.get("data") or {}
+    plain, compressed = data.get(DATA_KEY), data.get(GZIP_KEY)
+    if not plain and not compressed:
         return None
     try:
-        payload = json.loads(base64.b64decode(encoded))
-    except (binascii.Error, ValueError):
+        raw = base64.b64decode(plain) if plain else gzip.decompress(base64.b64decode(str(compressed)))
+        payload = json.loads(raw)
+    except (binascii.Error, ValueError, OSError, EOFError, zlib.error):
         return None
     version = payload.get("version") if isinstance(payload, dict) else None
     # A hand-edited payload whose annotation disagrees is rewritten: trust neither alone.

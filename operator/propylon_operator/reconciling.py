@@ -83,6 +83,7 @@ class Reconciler:
         self._fingerprint: str | None = None
         self._outcome: compiling.Outcome | None = None
         self._published = _Published()
+        self._too_large: str | None = None  # the version last refused as too large, said once
         self._operator_owner: dict[str, Any] | None = None
         self._applied_digest: str | None = None
         self._applied_at = 0.0
@@ -293,9 +294,16 @@ class Reconciler:
     async def _publish(self, snapshot: model.GatewayConfig) -> None:
         if publishing.stored_version(self._published.body) == snapshot.version:
             return
-        body = publishing.secret(
-            snapshot, self.settings, self._operator_owner, self._compiler.key_secret, self._compiler.sealing_secret
-        )
+        try:
+            body = publishing.secret(
+                snapshot, self.settings, self._operator_owner, self._compiler.key_secret, self._compiler.sealing_secret
+            )
+        except publishing.SnapshotTooLarge as exc:
+            # The proxies keep the last published version; statuses are still written below.
+            if self._too_large != snapshot.version:
+                self._too_large = snapshot.version
+                logger.error("not published: %s; the proxies keep serving the last published version", exc)
+            return
         answer = await self.client.apply(self._secret_path(), body)
         self._published = _Published(body=answer, known=True)
         logger.info("published snapshot %s (%d stages)", snapshot.version, len(snapshot.stages))

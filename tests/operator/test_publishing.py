@@ -46,3 +46,42 @@ def test_the_sealing_secret_travels_beside_the_snapshot_and_the_proxy_reads_it_b
     assert snapshots.sealing_secret(body) == sealing
     assert sealing not in base64.b64decode(body["data"]["snapshot.json"])
     assert publishing.sealing_secret(publishing.secret(SNAPSHOT, settings.Settings(), None)) is None
+
+
+def _big_snapshot(routes: int) -> model.GatewayConfig:
+    mock = model.Integration(type=model.IntegrationType.MOCK, mock=model.Mock(body="x"))
+    stage = model.Stage(
+        id="shop/prod",
+        namespace="shop",
+        name="prod",
+        api="shop/api",
+        base_path="/prod",
+        routes=tuple(
+            model.Route(
+                id=f"shop/prod/GET /r{i}",
+                route_key=f"GET /r{i}",
+                method="GET",
+                path=f"/r{i}",
+                segments=(model.Segment(kind=model.SegmentKind.LITERAL, value=f"r{i}"),),
+                integration=mock,
+            )
+            for i in range(routes)
+        ),
+    )
+    return codec.with_version(model.GatewayConfig(version="", stages=(stage,)))
+
+
+def test_a_snapshot_past_the_threshold_is_stored_gzip_and_the_proxy_reads_it() -> None:
+    from propylon_proxy.kube import snapshots
+
+    big = _big_snapshot(5000)  # several MiB of JSON: more than a Secret holds uncompressed
+    assert len(codec.dumps(big)) > publishing.SECRET_LIMIT
+    body = publishing.secret(big, settings.Settings(), None, b"k" * 32)
+    assert set(body["data"]) == {publishing.GZIP_KEY, publishing.HASHING_KEY}
+    assert sum(len(v) for v in body["data"].values()) < publishing.SECRET_LIMIT
+    assert snapshots.decode(body) == big
+    assert publishing.stored_version(body) == big.version
+    # The same snapshot gives the same bytes (gzip without a timestamp): a restart writes nothing.
+    assert publishing.secret(big, settings.Settings(), None, b"k" * 32)["data"] == body["data"]
+    # A small one stays plain JSON, readable with kubectl.
+    assert set(publishing.secret(SNAPSHOT, settings.Settings(), None)["data"]) == {publishing.DATA_KEY}
