@@ -14,7 +14,6 @@ import json
 
 from aiohttp import web
 
-from propylon_config import gateway_responses as table
 from propylon_proxy import cache, gateway_responses, ids, plans, runtime, state, usage
 
 
@@ -23,11 +22,9 @@ def _json(status: int, payload: object) -> web.Response:
 
 
 def _error(error_type: str) -> web.Response:
-    """A section-3 response: the type's status and message, and its ``x-propylon-error-type``."""
-    status, message = table.status_and_message(error_type)
-    response = _json(status, {"message": message})
-    response.headers["x-propylon-error-type"] = error_type
-    return response
+    """A section-3 response, rendered as every gateway error is (its ``x-request-id`` included)."""
+    rendered = gateway_responses.render(error_type, ids.request_id())
+    return web.Response(status=rendered.status, body=rendered.body, headers=rendered.headers)
 
 
 def _is_loopback(peer: str) -> bool:
@@ -48,7 +45,7 @@ class AdminHandler:
         # aiohttp would say "Python/3.x aiohttp/3.x": no listener advertises versions.
         response.headers["Server"] = "propylon"
         # DESIGN.md §8: every response carries x-request-id, the admin listener's too.
-        response.headers["x-request-id"] = ids.request_id()
+        response.headers.setdefault("x-request-id", ids.request_id())
         return response
 
     async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:

@@ -77,6 +77,14 @@ class _Note:
     refreshed: bool = False  # an allowed max-age=0: stored anew, reported "bypass" (DESIGN.md §8)
 
 
+def _note_of(ctx: context.RequestContext) -> _Note:
+    """This request's note, made on first use (most requests never need one)."""
+    note = ctx.cache_note
+    if not isinstance(note, _Note):
+        note = ctx.cache_note = _Note()
+    return note
+
+
 class StageCache:
     """One stage's entries: an LRU bounded by bytes, and the in-flight misses by key."""
 
@@ -276,15 +284,11 @@ class CacheStep:
                 return None
         ctx.cache = "miss"
         if refresh is True:
-            note = ctx.cache_note if isinstance(ctx.cache_note, _Note) else _Note()
-            note.refreshed = True
-            ctx.cache_note = note
+            _note_of(ctx).refreshed = True
         if base not in cache.inflight:
             future: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
             cache.inflight[base] = future
-            note = ctx.cache_note if isinstance(ctx.cache_note, _Note) else _Note()
-            note.lead = (base, future)
-            ctx.cache_note = note
+            _note_of(ctx).lead = (base, future)
             task = asyncio.current_task()
             if task is not None:  # a cancelled or failed leader never leaves its followers waiting
                 task.add_done_callback(lambda _: self._abandon(base, future))

@@ -93,9 +93,7 @@ class CorsPolicy:
 def _with_vary(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     for index, (name, value) in enumerate(headers):
         if name.lower() == "vary":
-            tokens = {token.strip().lower() for token in value.split(",")}
-            if "origin" not in tokens and "*" not in tokens:
-                headers[index] = (name, f"{value}, Origin")
+            headers[index] = (name, gateway_responses.join_vary(value, "Origin"))
             return headers
     headers.append(("Vary", "Origin"))
     return headers

@@ -115,11 +115,18 @@ def _with_defaults(headers: list[tuple[str, str]], defaults: Sequence[tuple[str,
             out.append((name, value))
         elif lower == "vary":
             own_name, own = out[index]
-            tokens = {token.strip().lower() for token in own.split(",")}
-            missing = [token for token in value.split(",") if token.strip().lower() not in tokens]
-            if missing and "*" not in tokens:
-                out[index] = (own_name, ", ".join([own, *(token.strip() for token in missing)]))
+            out[index] = (own_name, join_vary(own, value))
     return out
+
+
+def join_vary(own: str, more: str) -> str:
+    """A ``Vary`` value that also names ``more``'s tokens (case-insensitively, once each);
+    ``Vary: *`` already varies by everything and stays as it is."""
+    tokens = {token.strip().lower() for token in own.split(",")}
+    if "*" in tokens:
+        return own
+    missing = [token.strip() for token in more.split(",") if token.strip().lower() not in tokens]
+    return ", ".join([own, *missing]) if missing else own
 
 
 # Headers that identify the error and the request, the framing of the body the gateway sends,
