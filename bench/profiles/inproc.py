@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 if "--tree" in sys.argv:  # another checkout's code (``--tree /work/main``: the baseline)
@@ -144,8 +145,29 @@ async def _jwks_server(folder: Path) -> tuple[web.AppRunner, int]:
     return runner, int(server.sockets[0].getsockname()[1])
 
 
+def _profiler() -> Any:
+    """A cProfile profiler. This folder's profile.py shadows the standard library's ``profile``,
+    which cProfile imports, so it is imported with this folder off the path."""
+    here = str(Path(__file__).resolve().parent)
+    saved = sys.path[:]
+    sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != here]
+    sys.modules.pop("profile", None)
+    try:
+        import cProfile
+    finally:
+        sys.path[:] = saved
+    return cProfile.Profile()
+
+
 async def _run(
-    requests: int, rounds: int, headers: int, conns: int, route: str, cold: int, redis: str | None
+    requests: int,
+    rounds: int,
+    headers: int,
+    conns: int,
+    route: str,
+    cold: int,
+    redis: str | None,
+    profile: str | None = None,
 ) -> list[float]:
     upstream_pool.PooledUpstream._connect = _connect  # type: ignore[method-assign]
     tmp = tempfile.TemporaryDirectory()
@@ -201,11 +223,17 @@ async def _run(
     gc.collect()
     gc.freeze()
     best: list[float] = []
+    profiler = _profiler() if profile else None
+    if profiler is not None:
+        profiler.enable()
     for _ in range(rounds):
         start = time.process_time()
         for _ in range(requests // conns):
             await one()
         best.append((time.process_time() - start) / (requests // conns * conns) * 1e6)
+    if profiler is not None:  # the measured rounds only: no imports, compile or warm-up in it
+        profiler.disable()
+        profiler.dump_stats(str(profile))
     if jwks_runner is not None:
         await jwks_runner.cleanup()
     if store is not None:
@@ -227,12 +255,13 @@ def main() -> int:
     parser.add_argument("--cold", type=int, default=0, help="jwt: cycle over this many new tokens (0: one warm token)")
     parser.add_argument("--redis", help="keyed: the limits in this redis-server (redis://127.0.0.1:PORT/0)")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (serve's --loop auto) instead of asyncio")
+    parser.add_argument("--cprofile", help="write cProfile stats of the measured rounds to this file (pstats)")
     args = parser.parse_args()
     if args.uvloop:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    run = _run(args.requests, args.rounds, args.headers, args.conns, args.route, args.cold, args.redis)
+    run = _run(args.requests, args.rounds, args.headers, args.conns, args.route, args.cold, args.redis, args.cprofile)
     figures = asyncio.run(run)
     rounds = " ".join(f"{f:.2f}" for f in figures)
     print(f"µs/request best {min(figures):.2f}  rounds {rounds}", file=sys.stderr)
