@@ -61,12 +61,38 @@ def test_default_values_match_the_schema() -> None:
         ({"gateway": {"throttle": {"burstLimit": 0}}}, "a gateway-wide bucket that holds nothing"),
         ({"proxy": {"env": {"PROPYLON_REDIS_URL": "redis://x"}}}, "an environment name the operator sets"),
         ({"proxy": {"env": {"OTEL-ENDPOINT": "x"}}}, "not an environment variable name"),
+        ({"proxy": {"trustedProxies": "10.0.0.0/33"}}, "a prefix longer than an IPv4 address"),
+        ({"proxy": {"trustedProxies": "256.1.1.1"}}, "not an IPv4 address"),
+        ({"proxy": {"trustedProxies": "10.0.0.0/8;127.0.0.1"}}, "entries not separated by commas"),
+        ({"proxy": {"trustedProxies": "my-ingress"}}, "a name, not an address"),
+        ({"proxy": {"trustedProxies": ["10.0.0.0/8"]}}, "a list where a comma-separated string is read"),
     ],
 )
 def test_schema_rejects_mistakes(overrides: dict[str, Any], why: str) -> None:
     values = _merge(_default_values(), overrides)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(values, _schema())
+
+
+@pytest.mark.parametrize(
+    "value", ["", "10.0.0.0/8,127.0.0.1", "10.0.0.0/8, 35.191.0.0/16,130.211.0.0/22", "::1", "fd00::/8,10.1.2.3/32"]
+)
+def test_schema_takes_trusted_proxies_the_proxies_parse(value: str) -> None:
+    """Item 4: the schema checks proxy.trustedProxies the way ``--trusted-proxies`` parses it."""
+    from propylon_proxy import settings as proxy_settings
+
+    proxy_settings.parse_networks(value)  # what the proxy accepts ...
+    jsonschema.validate(_merge(_default_values(), {"proxy": {"trustedProxies": value}}), _schema())  # ... so do we
+
+
+@pytest.mark.parametrize("value", ["10.0.0.0/33", "256.1.1.1", "10.0.0.0/8;127.0.0.1", "my-ingress", "10.0.0"])
+def test_schema_refuses_trusted_proxies_the_proxies_refuse(value: str) -> None:
+    from propylon_proxy import settings as proxy_settings
+
+    with pytest.raises(ValueError):
+        proxy_settings.parse_networks(value)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(_merge(_default_values(), {"proxy": {"trustedProxies": value}}), _schema())
 
 
 def test_chart_crds_are_the_repository_crds() -> None:
@@ -378,6 +404,64 @@ def test_network_policy_keeps_internal_and_admin_ports_to_listed_namespaces(helm
     assert not [d for d in off if d["kind"] == "NetworkPolicy"]
 
 
+def test_network_policy_by_default_keeps_the_internal_listener_to_the_release_namespace(
+    helm: str, tmp_path: Path
+) -> None:
+    """Issue 8, item 8: with no namespaces listed, PRIVATE stages and @connections answer only the
+    release namespace's pods; the user opens them to another namespace by listing it (docs say so)."""
+    policy = _one(_render(helm, tmp_path), "NetworkPolicy")
+    by_port = {rule["ports"][0]["port"]: rule.get("from") for rule in policy["spec"]["ingress"]}
+    only_release = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": RELEASE_NAMESPACE}}}]
+    assert by_port[8081] == only_release
+    assert by_port[9090] == only_release
+
+
+@pytest.mark.parametrize("name", ["", "ops-robot"])
+def test_an_existing_service_account_gets_the_operators_rights(helm: str, tmp_path: Path, name: str) -> None:
+    """Item 1: with serviceAccount.create false, the pod and every binding name the account given
+    (or the documented "<release>-operator"), never the namespace's "default" account."""
+    docs = _render(helm, tmp_path, {"serviceAccount": {"create": False, "name": name}})
+    expected = name or "propylon-operator"
+    assert not [d for d in docs if d["kind"] == "ServiceAccount"]
+    assert _one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == expected
+    bindings = [d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding") and _component(d) == "operator"]
+    assert len(bindings) == 2
+    for binding in bindings:
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": expected, "namespace": RELEASE_NAMESPACE}]
+
+
+def test_watch_namespaces_make_the_operators_reading_rights_namespaced(helm: str, tmp_path: Path) -> None:
+    """Item 6: watching named namespaces, the operator reads Secrets (and the rest) only there
+    and in the release namespace, through Roles; nothing cluster-wide grants Secrets."""
+    docs = _render(helm, tmp_path, {"gateway": {"watchNamespaces": ["shop", "billing"]}})
+    cluster_rules = _one(docs, "ClusterRole", "operator")["rules"]
+    assert not _allows(cluster_rules, "", "secrets", "get")
+    assert not _allows(cluster_rules, "", "services", "list")
+    assert not _allows(cluster_rules, "propylon.dev", "apis", "watch")
+    watch_roles = {
+        d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-watch")
+    }
+    assert sorted(watch_roles) == sorted(["shop", "billing", RELEASE_NAMESPACE])
+    bound = {
+        d["metadata"]["namespace"]
+        for d in docs
+        if d["kind"] == "RoleBinding" and d["roleRef"]["name"] == "propylon-operator-watch"
+        and d["subjects"] == [{"kind": "ServiceAccount", "name": "propylon-operator", "namespace": RELEASE_NAMESPACE}]
+    }  # fmt: skip
+    assert bound == set(watch_roles)
+    for role in watch_roles.values():
+        for verb in ("get", "list", "watch"):
+            for group, resource in (
+                ("propylon.dev", "apis"), ("propylon.dev", "stages"), ("", "secrets"), ("", "services"),
+                ("discovery.k8s.io", "endpointslices"), ("coordination.k8s.io", "leases"),
+            ):  # fmt: skip
+                assert _allows(role["rules"], group, resource, verb), f"{verb} {resource}"
+        assert _allows(role["rules"], "propylon.dev", "stages/status", "patch")
+        assert _allows(role["rules"], "", "events", "create")
+    # All namespaces (the default): the same rights, cluster-wide.
+    assert _allows(_one(_render(helm, tmp_path), "ClusterRole", "operator")["rules"], "", "secrets", "watch")
+
+
 def test_helm_refuses_values_outside_the_schema(helm: str, tmp_path: Path) -> None:
     file = tmp_path / "bad.yaml"
     file.write_text(yaml.safe_dump({"proxy": {"replica": 3}}))
@@ -399,7 +483,8 @@ def test_operator_rbac_covers_what_the_operator_writes(helm: str, tmp_path: Path
 
     docs = _render(helm, tmp_path, ALL_ON)
     cluster_rules = _one(docs, "ClusterRole", "operator")["rules"]
-    namespace_rules = _one(docs, "Role")["rules"] + cluster_rules
+    (operator_role,) = [d for d in docs if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-watch")]
+    namespace_rules = operator_role["rules"] + cluster_rules
     settings = _settings_from(docs)
     assert (settings.gateway_name, settings.gateway_namespace, settings.hpa_max) == ("edge", RELEASE_NAMESPACE, 7)
     for manifest in workloads.build(settings, owner=None):
@@ -421,15 +506,20 @@ def test_operator_rbac_covers_what_the_operator_writes(helm: str, tmp_path: Path
                             ), f"the proxy gets {verb} {resource} that the operator lacks"  # fmt: skip
     snapshot = settings.snapshot_secret
     assert _allows(namespace_rules, "", "secrets", "patch", snapshot)
-    for verb in ("get", "list", "watch"):
-        for group, resource in (
-            ("propylon.dev", "apis"), ("propylon.dev", "stages"), ("propylon.dev", "usageplans"),
-            ("propylon.dev", "authorizers"), ("", "secrets"), ("", "services"),
-            ("discovery.k8s.io", "endpointslices"), ("coordination.k8s.io", "leases"),
-        ):  # fmt: skip
-            assert _allows(cluster_rules, group, resource, verb), f"{verb} {resource}"
-    assert _allows(cluster_rules, "propylon.dev", "stages/status", "patch")
-    assert _allows(cluster_rules, "", "events", "create")
+    # ALL_ON watches shop and billing: the reading rights are Roles there (and in the release namespace).
+    watch_roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-watch")]
+    for namespace in (*settings.namespaces, settings.gateway_namespace):
+        (watch_role,) = [d for d in watch_roles if d["metadata"]["namespace"] == namespace]
+        watch_rules = watch_role["rules"]
+        for verb in ("get", "list", "watch"):
+            for group, resource in (
+                ("propylon.dev", "apis"), ("propylon.dev", "stages"), ("propylon.dev", "usageplans"),
+                ("propylon.dev", "authorizers"), ("", "secrets"), ("", "services"),
+                ("discovery.k8s.io", "endpointslices"), ("coordination.k8s.io", "leases"),
+            ):  # fmt: skip
+                assert _allows(watch_rules, group, resource, verb), f"{verb} {resource} in {namespace}"
+        assert _allows(watch_rules, "propylon.dev", "stages/status", "patch")
+        assert _allows(watch_rules, "", "events", "create")
 
 
 # --- the chart in a real API server ------------------------------------------------------------
@@ -467,6 +557,7 @@ def test_rendered_chart_installs_and_its_rbac_is_enforced(helm: str, api_server:
     )  # fmt: skip
     api_server.kubectl("create", "namespace", RELEASE_NAMESPACE)
     api_server.kubectl("create", "namespace", "shop")
+    api_server.kubectl("create", "namespace", "billing")
     # `helm install` puts CRDs in first; kubectl applies in document order, CRDs lead the output.
     api_server.kubectl("apply", "--server-side", "-f", "-", input=rendered)
     api_server.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all", timeout=70)
@@ -497,9 +588,13 @@ def test_rendered_chart_installs_and_its_rbac_is_enforced(helm: str, api_server:
     )
     assert done.returncode == 0, done.stderr
 
-    assert can("list", "apis.propylon.dev", "--all-namespaces")
-    assert can("watch", "endpointslices.discovery.k8s.io", "--all-namespaces")
-    assert can("list", "secrets", "-n", "shop")
+    # ALL_ON watches shop and billing: it reads there (and in its own namespace), nowhere else.
+    for namespace in ("shop", "billing", RELEASE_NAMESPACE):
+        assert can("list", "apis.propylon.dev", "-n", namespace)
+        assert can("watch", "endpointslices.discovery.k8s.io", "-n", namespace)
+        assert can("list", "secrets", "-n", namespace)
+    assert not can("list", "secrets", "--all-namespaces")
+    assert not can("get", "secrets", "-n", "default")
     assert can("patch", "stages.propylon.dev", "--subresource=status", "-n", "shop")
     assert can("create", "events", "-n", "shop")
     # What it must not do: write outside its namespace, change what users own, touch other RBAC.

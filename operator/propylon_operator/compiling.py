@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from propylon_compiler import compiler, diagnostics, last_good, manifests, statuses
+from propylon_compiler import compiler, diagnostics, label_selectors, last_good, manifests, statuses
 from propylon_config import model
 from propylon_operator import inventory
 from propylon_operator import settings as settings_
@@ -102,6 +102,43 @@ def unsealed_verdicts(snapshot: model.GatewayConfig, verdicts: Mapping[Key, Verd
     return out
 
 
+def key_verdicts(documents: Mapping[Key, manifests.Document], verdicts: Mapping[Key, Verdict]) -> dict[Key, Verdict]:
+    """UsagePlans that select an API key Secret the compiler refused (a value under 20
+    characters, ...): the diagnostic is on the Secret, which has no status of its own, so the
+    plan's Ready says it, the way a dropped route shows on its Api (still Accepted: the plan serves
+    its other keys)."""
+    broken = {key: verdict for key, verdict in verdicts.items() if key.kind == "Secret" and not verdict.ready}
+    out: dict[Key, Verdict] = {}
+    for plan_key, document in documents.items():
+        if plan_key.kind != "UsagePlan":
+            continue
+        selector = (document.body.get("spec") or {}).get("apiKeySelector")
+        found = [
+            (secret_key, verdict)
+            for secret_key, verdict in sorted(broken.items())
+            if secret_key.namespace == plan_key.namespace
+            and isinstance(selector, dict)
+            and label_selectors.matches(selector, _labels(documents.get(secret_key)))
+        ]
+        if not found:
+            continue
+        own = verdicts.get(plan_key, OK)
+        messages = [own.message] if not own.ready and own.message else []
+        messages += [f"Secret {secret_key.name}: {verdict.message}" for secret_key, verdict in found]
+        out[plan_key] = Verdict(
+            ready=False,
+            accepted=own.accepted,
+            reason=own.reason if not own.ready else found[0][1].reason,
+            message="; ".join(messages),
+        )
+    return out
+
+
+def _labels(document: manifests.Document | None) -> dict[str, str]:
+    labels = ((document.body.get("metadata") or {}).get("labels") or {}) if document is not None else {}
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
 def run_compiler(documents: Sequence[manifests.Document], *, allow_cross_namespace: bool) -> compiler.CompileResult:
     return compiler.compile(documents, options=compiler.CompileOptions(allow_cross_namespace=allow_cross_namespace))
 
@@ -146,6 +183,7 @@ class LastGood:
         for key in substituted:
             verdicts[key] = written[key]  # status tells what is wrong with what the user wrote
         verdicts.update(unsealed_verdicts(kept.result.snapshot, verdicts))
+        verdicts.update(key_verdicts(documents, verdicts))
         return Outcome(
             snapshot=kept.result.snapshot,
             verdicts=verdicts,

@@ -79,6 +79,9 @@ def build_registry(
         if key.namespace == settings.gateway_namespace and key.name == settings.snapshot_secret:
             reconciler.observe_snapshot_secret(None if event.get("type") == "DELETED" else data)
             return
+        if reconciler.is_redis_secret(key):
+            reconciler.observe_redis_secret(None if event.get("type") == "DELETED" else data)
+            return
         if event.get("type") == "DELETED" or not reconciler.wants_secret(data):
             inventory.discard(key)
         else:

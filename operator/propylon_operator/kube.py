@@ -128,9 +128,9 @@ class Client:
                 return None
             raise
 
-    async def apply(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply as ``propylon-operator``, taking over fields a person changed."""
-        params = {"fieldManager": FIELD_MANAGER, "force": "true"}
+    async def apply(self, path: str, body: dict[str, Any], *, field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        """Server-side apply as ``propylon-operator`` (or ``field_manager``), taking over fields a person changed."""
+        params = {"fieldManager": field_manager, "force": "true"}
         answer: dict[str, Any] = await self.request("PATCH", path, body=body, content_type=APPLY_PATCH, params=params)
         return answer
 

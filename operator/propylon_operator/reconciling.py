@@ -90,6 +90,9 @@ class Reconciler:
         self._apply_failed_at: float | None = None
         self._cluster_objects = list(cluster_objects)
         self._referenced: set[inventory_.Key] = set()  # unlabelled Secrets that Authorizers name
+        self._redis_secret: dict[str, Any] | None = None  # settings.redis_secret as last seen
+        # config version -> Stage id -> digest of that Stage as compiled in it (recent versions only)
+        self._stage_digests: dict[str, dict[str, str]] = {}
         self._lease_failures: set[tuple[str, str]] = set()  # (name, resourceVersion) a delete failed on
         self.usage = usage_polling.UsageBook()  # UsagePlan usage, filled by usage_polling.UsagePoller
         inventory.subscribe(self.wakeup.set)
@@ -103,6 +106,18 @@ class Reconciler:
         before = publishing.stored_version(self._published.body)
         self._published = _Published(body=body, known=True)
         if publishing.stored_version(body) != before or body is None:
+            self.wakeup.set()
+
+    def is_redis_secret(self, key: inventory_.Key) -> bool:
+        """Whether ``key`` is the Secret the proxies read their Redis URL from."""
+        name = self.settings.redis_secret
+        return bool(name) and key.namespace == self.settings.gateway_namespace and key.name == name
+
+    def observe_redis_secret(self, body: dict[str, Any] | None) -> None:
+        """The Redis Secret as the watch sees it: a new URL changes the proxies' pod template."""
+        before = workloads.redis_checksum(self._redis_secret)
+        self._redis_secret = body
+        if workloads.redis_checksum(body) != before:
             self.wakeup.set()
 
     def wants_secret(self, body: dict[str, Any]) -> bool:
@@ -196,6 +211,9 @@ class Reconciler:
             self.inventory.put(item, only_if_newer=True)
         if not self._published.known:
             self._published = _Published(body=await self.client.get(self._secret_path()), known=True)
+        if self.settings.redis_secret and self._redis_secret is None:
+            path = kube.object_path("v1", "secrets", self.settings.gateway_namespace, self.settings.redis_secret)
+            self._redis_secret = await self.client.get(path)
         cluster_owner = await self._cluster_owner() if self._cluster_objects else None
         for manifest in self._cluster_objects:
             # The webhook configuration carries this process's fresh CA: (re)apply it once per start.
@@ -277,6 +295,7 @@ class Reconciler:
             self._outcome = await asyncio.to_thread(self._compiler.compile, inputs)
             self._fingerprint = fingerprint
         outcome = self._outcome
+        self._remember_stages(outcome.snapshot)
         await self._publish(outcome.snapshot)
         await self._apply_workloads(now)
         await self._write_statuses(outcome)
@@ -323,7 +342,9 @@ class Reconciler:
         return workloads.owner_reference("v1", "Secret", self.settings.snapshot_secret, uid)
 
     async def _apply_workloads(self, now: float) -> None:
-        manifests = workloads.build(self.settings, self._workload_owner())
+        manifests = workloads.build(
+            self.settings, self._workload_owner(), redis_checksum=workloads.redis_checksum(self._redis_secret)
+        )
         digest = hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
         if digest == self._applied_digest:
             # Unchanged manifests: re-apply only on resync (someone may have edited or deleted an
@@ -333,12 +354,15 @@ class Reconciler:
             if self._apply_failed_at is not None and now - self._apply_failed_at < 30.0:
                 return
         failed = False
+        held = await self._hold_replicas_for_the_hpa()
         for manifest in manifests:
             try:
                 await self.client.apply(_manifest_path(manifest), manifest)
             except kube.KubeError as exc:
                 failed = True
                 logger.warning("cannot apply %s %s: %s", manifest["kind"], manifest["metadata"]["name"], exc)
+        if not held:
+            await self._hold_replicas_for_the_hpa()
         if not self.settings.hpa_max:
             await self._delete_ignoring_absence(
                 kube.object_path(
@@ -351,6 +375,35 @@ class Reconciler:
         self._applied_digest = digest
         self._applied_at = now
         self._apply_failed_at = now if failed else None
+
+    async def _hold_replicas_for_the_hpa(self) -> bool:
+        """With an HPA, keep the proxy Deployment's replica count under a second field manager.
+
+        Called before the Deployment is applied without ``replicas``: an existing count (the
+        operator's own, or the HPA's) is held as it is, never below the HPA's minimum, so the
+        apply that drops the field does not reset it to 1. Called again after the apply that
+        created a Deployment, which starts at the minimum. True when there was a Deployment to
+        hold (or nothing to do: no HPA); False when it does not exist yet.
+        """
+        if not self.settings.hpa_max:
+            return True
+        path = _manifest_path(workloads.replicas_handover(self.settings, 0))
+        try:
+            current = await self.client.get(path)
+        except kube.KubeError as exc:
+            logger.warning("cannot read the proxy Deployment: %s", exc)
+            return True
+        if current is None:
+            return False
+        replicas = (current.get("spec") or {}).get("replicas")
+        count = max(replicas if isinstance(replicas, int) else 0, workloads.hpa_min_replicas(self.settings))
+        try:
+            await self.client.apply(
+                path, workloads.replicas_handover(self.settings, count), field_manager=workloads.REPLICAS_MANAGER
+            )
+        except kube.KubeError as exc:
+            logger.warning("cannot hold the proxies' replica count for the HPA: %s", exc)
+        return True
 
     async def _delete_ignoring_absence(self, path: str) -> None:
         try:
@@ -399,9 +452,28 @@ class Reconciler:
         """The snapshot of the last pass, or None before the first (what the poller reads plans from)."""
         return self._outcome.snapshot if self._outcome is not None else None
 
-    def _replicas(self, snapshot: model.GatewayConfig) -> statuses.Replicas:
+    def _remember_stages(self, snapshot: model.GatewayConfig) -> None:
+        """Keep what each Stage compiled to in this version (and a few before it), so a replica
+        still on an older version counts for the Stages that version serves the same way."""
+        if snapshot.version in self._stage_digests:
+            return  # a version is a hash of its content: its Stages were digested when it was new
+        self._stage_digests[snapshot.version] = stage_digests(snapshot)
+        while len(self._stage_digests) > _REMEMBERED_VERSIONS:
+            del self._stage_digests[next(iter(self._stage_digests))]
+
+    def _replicas(self, snapshot: model.GatewayConfig, stage_id: str | None = None) -> statuses.Replicas:
+        """Fresh replicas serving ``snapshot``; for a Stage, also those on an older version that
+        serves that Stage exactly as this one does: an edit elsewhere leaves it Ready throughout."""
         counts = leases.versions(self.inventory.of_kind("Lease"), self.settings.snapshot_secret, self._clock())
-        return statuses.Replicas(serving=counts.get(snapshot.version, 0), expected=self.settings.replicas)
+        serving = counts.get(snapshot.version, 0)
+        wanted = self._stage_digests.get(snapshot.version, {}).get(stage_id or "")
+        if wanted is not None:
+            serving += sum(
+                count
+                for version, count in counts.items()
+                if version != snapshot.version and self._stage_digests.get(version, {}).get(stage_id or "") == wanted
+            )
+        return statuses.Replicas(serving=serving, expected=self.settings.replicas)
 
     async def _write_statuses(self, outcome: compiling.Outcome) -> None:
         now = conditions.rfc3339(self._clock())
@@ -409,12 +481,16 @@ class Reconciler:
         for body in list(self.inventory.of_kind(*inventory_.PROPYLON_KINDS)):
             key = inventory_.Key.of(body)
             verdict = outcome.verdict(key)
+            if key.kind == "Stage":
+                counted = self._replicas(outcome.snapshot, f"{key.namespace}/{key.name}")
+            else:
+                counted = replicas
             status = statuses.desired(
                 body,
                 verdict,
                 snapshot=outcome.snapshot,
                 settings=self.settings,
-                replicas=replicas,
+                replicas=counted,
                 now=now,
                 usage=self.usage.entries,
             )
@@ -464,6 +540,18 @@ class Reconciler:
             await self.client.create(kube.object_path("v1", "events", str(meta.get("namespace"))), event)
         except kube.KubeError as exc:
             logger.warning("cannot post an event on %s/%s: %s", meta.get("namespace"), meta.get("name"), exc)
+
+
+_REMEMBERED_VERSIONS = 16
+
+
+def stage_digests(snapshot: model.GatewayConfig) -> dict[str, str]:
+    """Stage id -> a digest of everything the snapshot says about serving it (its route table,
+    settings and the Api behind it); equal digests in two versions serve the Stage alike."""
+    apis = {api.id: api for api in snapshot.apis}
+    return {
+        stage.id: hashlib.sha256(repr((stage, apis.get(stage.api))).encode()).hexdigest() for stage in snapshot.stages
+    }
 
 
 class _Backoff:

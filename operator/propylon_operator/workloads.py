@@ -11,6 +11,7 @@ uninstall) the operator builds nothing cluster-scoped; otherwise it builds its o
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from propylon_operator import settings as settings_
@@ -20,6 +21,11 @@ INTERNAL_PORT = 8081
 ADMIN_PORT = 9090
 MANAGED_BY = {"app.kubernetes.io/managed-by": "propylon"}
 GATEWAY_NAMESPACE_LABEL = "propylon.dev/gateway-namespace"
+# On the proxies' pod template: a digest of the Redis URL they read from the Secret at start, so
+# a new URL rolls them (a secretKeyRef alone never changes the template, and pods keep the old value).
+REDIS_CHECKSUM_ANNOTATION = "propylon.dev/redis-url-checksum"
+# The field manager that holds the proxies' replica count while an HPA runs them (``replicas_handover``).
+REPLICAS_MANAGER = "propylon-operator-replicas"
 
 Manifest = dict[str, Any]
 
@@ -131,7 +137,20 @@ def termination_grace_seconds(settings: settings_.Settings) -> int:
     return settings.pre_stop_seconds + settings.drain_seconds + 5
 
 
-def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Manifest:
+def redis_checksum(secret: dict[str, Any] | None) -> str | None:
+    """A digest of the Redis Secret's ``url`` (None without one): changes exactly when the URL does."""
+    if not secret:
+        return None
+    data, string_data = secret.get("data") or {}, secret.get("stringData") or {}
+    value = string_data.get("url") if "url" in string_data else data.get("url")
+    if not isinstance(value, str) or not value:
+        return None
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def deployment(
+    settings: settings_.Settings, owner: dict[str, Any] | None, *, redis_checksum: str | None = None
+) -> Manifest:
     probe: dict[str, Any] = {"httpGet": {"port": "admin"}, "periodSeconds": 5, "timeoutSeconds": 2}
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -197,7 +216,7 @@ def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Ma
         "selector": {"matchLabels": selector(settings)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": {
-            "metadata": {"labels": labels(settings)},
+            "metadata": _pod_metadata(settings, redis_checksum),
             "spec": {
                 "serviceAccountName": proxy_name(settings),
                 "automountServiceAccountToken": True,
@@ -223,6 +242,32 @@ def deployment(settings: settings_.Settings, owner: dict[str, Any] | None) -> Ma
         "metadata": _meta(settings, settings.gateway_name, owner),
         "spec": spec,
     }
+
+
+def _pod_metadata(settings: settings_.Settings, redis_checksum: str | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"labels": labels(settings)}
+    if settings.redis_secret and redis_checksum:
+        meta["annotations"] = {REDIS_CHECKSUM_ANNOTATION: redis_checksum}
+    return meta
+
+
+def replicas_handover(settings: settings_.Settings, replicas: int) -> Manifest:
+    """Only the proxy Deployment's replica count, applied as ``REPLICAS_MANAGER`` while an HPA runs.
+
+    The main manifest leaves ``replicas`` out then (owning it would fight the autoscaler), and
+    server-side apply resets a field its only manager stops applying: to 1, so enabling the HPA
+    would scale the proxies down to one. Held by a second manager, the count survives.
+    """
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": settings.gateway_name, "namespace": settings.gateway_namespace},
+        "spec": {"replicas": replicas},
+    }
+
+
+def hpa_min_replicas(settings: settings_.Settings) -> int:
+    return max(1, settings.replicas)
 
 
 def services(settings: settings_.Settings, owner: dict[str, Any] | None) -> list[Manifest]:
@@ -268,7 +313,7 @@ def autoscaler(settings: settings_.Settings, owner: dict[str, Any] | None) -> Ma
         "metadata": _meta(settings, settings.gateway_name, owner),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": settings.gateway_name},
-            "minReplicas": max(1, settings.replicas),
+            "minReplicas": hpa_min_replicas(settings),
             "maxReplicas": max(settings.hpa_max, settings.replicas, 1),
             "metrics": [
                 {
@@ -280,7 +325,9 @@ def autoscaler(settings: settings_.Settings, owner: dict[str, Any] | None) -> Ma
     }
 
 
-def build(settings: settings_.Settings, owner: dict[str, Any] | None) -> list[Manifest]:
+def build(
+    settings: settings_.Settings, owner: dict[str, Any] | None, *, redis_checksum: str | None = None
+) -> list[Manifest]:
     """Every object of the data plane, in the order they should be applied.
 
     Nothing cluster-scoped when the installer binds ``settings.proxy_cluster_role`` itself: the
@@ -293,7 +340,7 @@ def build(settings: settings_.Settings, owner: dict[str, Any] | None) -> list[Ma
         role_binding(settings, owner),
         *cluster_scoped,
         *services(settings, owner),
-        deployment(settings, owner),
+        deployment(settings, owner, redis_checksum=redis_checksum),
         pod_disruption_budget(settings, owner),
     ]
     hpa = autoscaler(settings, owner)

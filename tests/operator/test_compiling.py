@@ -203,3 +203,34 @@ def test_the_operators_gateway_limit_reaches_the_snapshot() -> None:
     assert outcome.snapshot.settings.gateway_throttle == model.Throttle(rate_limit=300.0, burst_limit=60)
     half = cli.build_parser().parse_args(["operator", "--gateway-burst", "9"])
     assert shared_flags.gateway_throttle(half) == model.Throttle(rate_limit=10000.0, burst_limit=9)
+
+
+def _key_secret(name: str, value: str, plan: str = "basic") -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "demo", "labels": {"propylon.dev/usage-plan": plan}},
+        "stringData": {"value": value},
+    }
+
+
+def test_a_short_api_key_shows_on_the_usage_plans_that_select_it() -> None:
+    """Item 7: `validate` reports a key under 20 characters; a Secret has no status, so the
+    UsagePlan selecting it says so (Ready False, still Accepted); another plan is untouched."""
+    plans = [
+        {
+            "apiVersion": "propylon.dev/v1alpha1",
+            "kind": "UsagePlan",
+            "metadata": {"name": name, "namespace": "demo", "generation": 1},
+            "spec": {"apiKeySelector": {"matchLabels": {"propylon.dev/usage-plan": name}}},
+        }
+        for name in ("basic", "gold")
+    ]
+    secrets = [_key_secret("short", "too-short"), _key_secret("fine", "a-key-of-at-least-20-chars", "gold")]
+    bodies = [*plans, *secrets]
+    outcome = compiling.LastGood().compile({inventory.Key.of(b): documents.to_document(b) for b in bodies})
+    basic = outcome.verdict(inventory.Key("UsagePlan", "demo", "basic"))
+    assert (basic.ready, basic.accepted) == (False, True)
+    assert "Secret short: stringData.value: an API key must be at least 20 characters" in basic.message
+    assert "too-short" not in basic.message
+    assert outcome.verdict(inventory.Key("UsagePlan", "demo", "gold")).ready

@@ -38,12 +38,13 @@ The operator's ValidatingWebhookConfiguration: cluster-scoped, so named per rele
 {{- printf "%s-operator" (include "propylon.fullname" .) -}}
 {{- end -}}
 
+{{/*
+The operator's ServiceAccount: serviceAccount.name, else "<release>-operator", whether the chart
+creates it or not. With create: false it names an account made beforehand; never the namespace's
+"default" account, which every other pod there runs as and would share the operator's rights.
+*/}}
 {{- define "propylon.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create -}}
 {{- default (include "propylon.operatorName" .) .Values.serviceAccount.name -}}
-{{- else -}}
-{{- default "default" .Values.serviceAccount.name -}}
-{{- end -}}
 {{- end -}}
 
 {{- define "propylon.image" -}}

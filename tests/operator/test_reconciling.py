@@ -1,0 +1,157 @@
+"""The reconcile against an in-memory API server: what it applies and which statuses it writes."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from typing import Any
+
+from propylon_operator import inventory, leases, reconciling, settings, workloads
+
+NOW = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+class FakeClient:
+    """Objects by path; apply stores the body as given (enough to see what the operator sends)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.applied: list[tuple[str, dict[str, Any], str]] = []
+        self.patched: list[tuple[str, dict[str, Any]]] = []
+        self._uid = 0
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        return self.objects.get(path)
+
+    async def list(self, path: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+        return []
+
+    async def apply(self, path: str, body: dict[str, Any], *, field_manager: str = "propylon-operator") -> Any:
+        self.applied.append((path, body, field_manager))
+        self._uid += 1
+        meta = {**body.get("metadata", {}), "uid": f"uid-{self._uid}", "resourceVersion": str(self._uid)}
+        self.objects[path] = {**self.objects.get(path, {}), **body, "metadata": meta}
+        return self.objects[path]
+
+    async def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.patched.append((path, body))
+        return body
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return body
+
+    async def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+        return {}
+
+
+def _reconciler(configured: settings.Settings, client: FakeClient) -> tuple[reconciling.Reconciler, Any]:
+    store = inventory.Inventory()
+    return reconciling.Reconciler(configured, client, store, clock=lambda: NOW), store  # type: ignore[arg-type]
+
+
+def _deployments(client: FakeClient, manager: str = "propylon-operator") -> list[dict[str, Any]]:
+    return [body for _, body, who in client.applied if body["kind"] == "Deployment" and who == manager]
+
+
+def _redis_secret(url: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "gw-redis", "namespace": "edge"},
+        "data": {"url": base64.b64encode(url.encode()).decode()},
+    }
+
+
+async def test_a_new_redis_url_rolls_the_proxies() -> None:
+    """Item 3: the proxies read the URL from the Secret at start, so a new URL must change their
+    pod template; the same URL again must not (no needless rollout)."""
+    configured = settings.Settings(gateway_name="gw", gateway_namespace="edge", redis_secret="gw-redis")
+    client = FakeClient()
+    client.objects["/api/v1/namespaces/edge/secrets/gw-redis"] = _redis_secret("redis://one:6379/0")
+    reconciler, _ = _reconciler(configured, client)
+    await reconciler.prime()
+    await reconciler.reconcile()
+    first = _deployments(client)[-1]["spec"]["template"]
+    reconciler.observe_redis_secret(_redis_secret("redis://two:6379/0"))
+    assert reconciler.wakeup.is_set()
+    await reconciler.reconcile()
+    second = _deployments(client)[-1]["spec"]["template"]
+    assert first != second
+    assert second["metadata"]["annotations"][workloads.REDIS_CHECKSUM_ANNOTATION]
+    reconciler.wakeup.clear()
+    reconciler.observe_redis_secret(_redis_secret("redis://two:6379/0"))
+    assert not reconciler.wakeup.is_set()
+
+
+async def test_with_an_hpa_the_replica_count_is_held_by_a_second_field_manager() -> None:
+    """Item 2: the Deployment applied without replicas would be reset to 1 by server-side apply;
+    the count (never below proxy.replicas) is applied first under another manager."""
+    configured = settings.Settings(gateway_name="gw", gateway_namespace="edge", replicas=3, hpa_max=9)
+    client = FakeClient()
+    path = "/apis/apps/v1/namespaces/edge/deployments/gw"
+    client.objects[path] = {"kind": "Deployment", "metadata": {"name": "gw"}, "spec": {"replicas": 2}}
+    reconciler, _ = _reconciler(configured, client)
+    await reconciler.reconcile()
+    order = [(body["kind"], who) for _, body, who in client.applied if body["kind"] == "Deployment"]
+    assert order == [("Deployment", workloads.REPLICAS_MANAGER), ("Deployment", "propylon-operator")]
+    (held,) = _deployments(client, workloads.REPLICAS_MANAGER)
+    assert held["spec"] == {"replicas": 3}
+    assert "replicas" not in _deployments(client)[-1]["spec"]
+
+
+def _api(name: str, greeting: str) -> dict[str, Any]:
+    body = f'{{"hello": "{greeting}"}}'
+    return {
+        "apiVersion": "propylon.dev/v1alpha1",
+        "kind": "Api",
+        "metadata": {"name": name, "namespace": "shop", "generation": 1},
+        "spec": {"routes": [{"routeKey": "GET /x", "integration": {"type": "MOCK", "mock": {"body": body}}}]},
+    }
+
+
+def _stage(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "propylon.dev/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": name, "namespace": "shop", "generation": 1},
+        "spec": {"apiRef": name},
+    }
+
+
+def _lease(name: str, version: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": name,
+            "namespace": "edge",
+            "labels": {leases.SECRET_LABEL: "gw-snapshot"},
+            "annotations": {leases.VERSION_ANNOTATION: version},
+        },
+        "spec": {"renewTime": NOW.isoformat(), "leaseDurationSeconds": 30},
+    }
+
+
+def _ready(store: Any, name: str) -> dict[str, Any]:
+    body = store.get(inventory.Key("Stage", "shop", name))
+    return next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
+
+
+async def test_an_edit_leaves_the_stages_it_does_not_change_ready() -> None:
+    """Item 8: while the proxies load a new version, a Stage that version serves exactly as the
+    last one stays Ready=True; only the Stage whose result changed waits for the replicas."""
+    configured = settings.Settings(gateway_name="gw", gateway_namespace="edge", replicas=2)
+    client = FakeClient()
+    reconciler, store = _reconciler(configured, client)
+    for body in (_api("a", "one"), _stage("a"), _api("b", "one"), _stage("b")):
+        store.put(body)
+    first = await reconciler.reconcile()
+    for replica in ("p1", "p2"):
+        store.put(_lease(replica, first.snapshot.version))
+    await reconciler.reconcile()
+    assert _ready(store, "a")["status"] == _ready(store, "b")["status"] == "True"
+    store.put(_api("b", "two"))  # an edit of b's Api: a new version the proxies have not loaded yet
+    second = await reconciler.reconcile()
+    assert second.snapshot.version != first.snapshot.version
+    assert _ready(store, "a")["status"] == "True"
+    assert _ready(store, "b")["reason"] == "ReplicasPending"
