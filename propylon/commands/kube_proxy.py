@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--admin-token-file", default=None, help="bearer token for /admin/* (or PROPYLON_ADMIN_TOKEN)")
     shared_flags.add_trusted_proxies(parser)
+    shared_flags.add_slow_clients(parser, environment=True)
     parser.add_argument(
         "--drain-seconds",
         type=float,
@@ -123,6 +124,7 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     gw = gateway.Gateway(
         settings.ProxySettings(
+            listener=shared_flags.listener_settings(args),
             trusted_proxies=trusted,
             http_server=args.http_server,
             redis_failure=args.redis_failure,

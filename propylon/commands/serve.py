@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shared_flags.add_redis_arguments(parser, store="url", environment=False)
     shared_flags.add_trusted_proxies(parser)
     shared_flags.add_gateway_throttle(parser)
+    shared_flags.add_slow_clients(parser, environment=False)
     parser.add_argument(
         "--drain-seconds",
         type=float,
@@ -365,6 +366,7 @@ def run(args: argparse.Namespace) -> int:
         _say("propylon: no valid object to serve; not starting")
         return EXIT_BAD_INPUT
     proxy_settings = settings.ProxySettings(
+        listener=shared_flags.listener_settings(args),
         trusted_proxies=trusted,
         upstream_kind=args.upstream,
         http_server=args.http_server,

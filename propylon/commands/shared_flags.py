@@ -22,11 +22,18 @@ least 1; exit 2 naming the flag); a flag not given keeps that half of the defaul
 ``--loop auto|asyncio|uvloop`` (``serve`` and ``proxy``, the commands that run a data plane): the
 event loop, default ``$PROPYLON_LOOP`` then ``auto``; ``event_loops`` runs it. A bad variable is
 refused like a bad flag.
+
+``--header-timeout``, ``--body-stall-timeout``, ``--keepalive-timeout`` (``serve`` and ``proxy``):
+the slow-client limits of every listener (DESIGN.md section 8), ``ListenerSettings``' defaults
+when not given; ``proxy`` reads ``PROPYLON_HEADER_TIMEOUT`` and its siblings like the store's
+variables. Checked while parsing (seconds above 0 and finite; exit 2 naming the flag, and the
+variable when the bad value came from one), so a bad value never starts a listener.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from typing import Literal
 
@@ -41,7 +48,33 @@ REDIS_CLUSTER_ENV = "PROPYLON_REDIS_CLUSTER"
 REDIS_FAILURE_ENV = "PROPYLON_REDIS_FAILURE"
 REDIS_TIMEOUT_ENV = "PROPYLON_REDIS_TIMEOUT_MS"
 WS_REGISTRY_TTL_ENV = "PROPYLON_WS_REGISTRY_TTL"
+HEADER_TIMEOUT_ENV = "PROPYLON_HEADER_TIMEOUT"
+BODY_STALL_TIMEOUT_ENV = "PROPYLON_BODY_STALL_TIMEOUT"
+KEEPALIVE_TIMEOUT_ENV = "PROPYLON_KEEPALIVE_TIMEOUT"
 FAILURE_MODES = ("open", "closed")
+
+
+class _FromEnvironment(str):
+    """A flag's default read from ``variable``: argparse hands it to the flag's ``type`` as it
+    is, so a refusal can say where the bad value came from (no flag was given to blame)."""
+
+    variable: str
+
+    def __new__(cls, value: str, variable: str) -> _FromEnvironment:
+        text = super().__new__(cls, value)
+        text.variable = variable
+        return text
+
+
+def _env_default(variable: str) -> str | None:
+    """``$variable`` as a flag's text default (checked by its ``type`` when parsed), or None."""
+    value = os.environ.get(variable)
+    return _FromEnvironment(value, variable) if value else None
+
+
+def _origin(text: str) -> str:
+    """`` (from $VARIABLE)`` for a default read from the environment, else nothing."""
+    return f" (from ${text.variable})" if isinstance(text, _FromEnvironment) else ""
 
 
 def _trusted_proxies(text: str) -> str:
@@ -58,9 +91,9 @@ def _positive(text: str, *, counted: str, unit: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of {counted}: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a number of {counted}: {str(text)!r}{_origin(text)}") from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be above 0 {unit}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be above 0 {unit}, got {str(text)!r}{_origin(text)}")
     return value
 
 
@@ -218,7 +251,7 @@ def add_redis_arguments(parser: argparse.ArgumentParser, *, store: Literal["url"
         type=_milliseconds,
         # A text default goes through ``type`` when this command is parsed: a bad variable is
         # refused like a bad flag, and breaks no other command.
-        default=(os.environ.get(REDIS_TIMEOUT_ENV) or None) if environment else None,
+        default=_env_default(REDIS_TIMEOUT_ENV) if environment else None,
         metavar="MS",
         help="how long one Redis call may take before it counts as unanswered: that request is then decided "
         "locally, and three in a row are an outage"
@@ -227,9 +260,53 @@ def add_redis_arguments(parser: argparse.ArgumentParser, *, store: Literal["url"
     parser.add_argument(
         "--ws-registry-ttl",
         type=_seconds,
-        default=(os.environ.get(WS_REGISTRY_TTL_ENV) or None) if environment else None,
+        default=_env_default(WS_REGISTRY_TTL_ENV) if environment else None,
         metavar="S",
         help="with Redis: seconds a replica that died keeps its WebSocket connections in the shared registry "
         "(its heartbeat renews them every third of it; @connections answers 410 for them after)"
         + (f" (default: ${WS_REGISTRY_TTL_ENV}, then 30)" if environment else " (default: 30)"),
     )
+
+
+# The slow-client limits (DESIGN.md section 8): flag, variable, ``ListenerSettings`` field, help.
+_SLOW_CLIENT_FLAGS = (
+    (
+        "--header-timeout",
+        HEADER_TIMEOUT_ENV,
+        "header_timeout",
+        "seconds a request head may take to arrive once its first byte has; then 408 and the connection closes",
+    ),
+    (
+        "--body-stall-timeout",
+        BODY_STALL_TIMEOUT_ENV,
+        "body_stall_timeout",
+        "seconds a request body being read may go without a byte; then 408 and the connection closes",
+    ),
+    (
+        "--keepalive-timeout",
+        KEEPALIVE_TIMEOUT_ENV,
+        "keepalive_timeout",
+        "seconds an idle keep-alive connection is kept open between requests",
+    ),
+)
+
+
+def add_slow_clients(parser: argparse.ArgumentParser, *, environment: bool) -> None:
+    """The listeners' slow-client limits; ``environment`` as for the store's flags."""
+    defaults = settings.ListenerSettings()
+    for flag, variable, field, text in _SLOW_CLIENT_FLAGS:
+        default: float = getattr(defaults, field)
+        parser.add_argument(
+            flag,
+            type=_seconds,
+            default=_env_default(variable) if environment else None,
+            metavar="S",
+            help=text + (f" (default: ${variable}, then {default:g})" if environment else f" (default: {default:g})"),
+        )
+
+
+def listener_settings(args: argparse.Namespace) -> settings.ListenerSettings:
+    """``ListenerSettings`` with the slow-client limits the flags (or variables) ask for; a flag
+    not given keeps its default, so the defaults live in ``settings`` only."""
+    chosen = {field: value for _, _, field, _ in _SLOW_CLIENT_FLAGS if (value := getattr(args, field)) is not None}
+    return dataclasses.replace(settings.ListenerSettings(), **chosen)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import http
 import logging
 import typing
 from collections.abc import Awaitable, Callable, Coroutine
@@ -36,13 +35,12 @@ import yarl
 from aiohttp import HttpVersion, HttpVersion10, HttpVersion11
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
 
-from propylon_proxy import gateway_responses, ids, server, settings
+from propylon_proxy import gateway_responses, server, settings
 
 log = logging.getLogger("propylon.proxy")
 
 Handler = Callable[["FastRequest"], Awaitable[Any]]
 _VERSIONS = {"1.1": HttpVersion11, "1.0": HttpVersion10}
-_REASONS = {status.value: status.phrase for status in http.HTTPStatus}
 # A body's buffer above this pauses reading from the client until the handler catches up.
 _BODY_HIGH_WATER = 256 * 1024
 _LINGER_SECONDS = 1.0  # aiohttp's lingering_time, as server.GatewayServer sets it
@@ -282,17 +280,6 @@ class FastRequest:
         return self.connection.peer
 
 
-def rejection_bytes(error_type: str, on_rejected: server.OnRejected | None) -> bytes:
-    """A whole section-3 response that ends the connection (parser refusals, slow heads)."""
-    rendered = gateway_responses.render(error_type, ids.request_id())
-    if on_rejected is not None:
-        on_rejected(rendered.status)
-    lines = [f"HTTP/1.1 {rendered.status} {_REASONS.get(rendered.status, '')}"]
-    lines.extend(f"{name}: {value}" for name, value in rendered.headers)
-    lines += ["Server: propylon", f"Content-Length: {len(rendered.body)}", "Connection: close"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + rendered.body
-
-
 class _Refused(Exception):
     """Raised from a parser callback: the head breaks a limit (``error_type``)."""
 
@@ -514,7 +501,7 @@ class HttpConnection(asyncio.Protocol):
                     error_type = gateway_responses.INTEGRATION_TIMEOUT
                 else:
                     log.exception("Error handling request", exc_info=error)
-                self.write(rejection_bytes(error_type, self._owner.on_rejected))
+                self.write(server.rejection_bytes(error_type, self._owner.on_rejected))
             self.close()
         finally:
             self._running = None
@@ -610,7 +597,7 @@ class HttpConnection(asyncio.Protocol):
         self._next()
 
     def _write_rejection(self, error_type: str) -> None:
-        self.write(rejection_bytes(error_type, self._owner.on_rejected))
+        self.write(server.rejection_bytes(error_type, self._owner.on_rejected))
         self.close()
 
     def _head_timed_out(self) -> None:

@@ -147,12 +147,3 @@ def _fill(body: str, *, error_type: str, message: str, request_id: str) -> str:
         .replace("$context.error.responseType", error_type)
         .replace("$context.requestId", request_id)
     )
-
-
-def raw_bytes(rendered: Rendered, reason: str) -> bytes:
-    """A whole HTTP/1.1 response, for errors raised below aiohttp's request layer (slow headers)."""
-    lines = [f"HTTP/1.1 {rendered.status} {reason}"]
-    lines.extend(f"{name}: {value}" for name, value in rendered.headers)
-    lines.append(f"Content-Length: {len(rendered.body)}")
-    lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + rendered.body

@@ -3,21 +3,51 @@
 aiohttp parses requests; this module turns everything it rejects into section-3 JSON responses
 (400/414/431) that close the connection, and adds what aiohttp has no knob for: a deadline for
 the request head (slowloris -> 408). Routing and everything after it live in ``handling``.
+
+A refusal is the same bytes on both public-listener servers (this one and ``fast_server``): an
+``HTTP/1.1`` status line, the section-3 headers and body, ``Server``, ``Content-Length``,
+``Date`` and ``Connection: close`` (tests/proxy/test_parser_refusals.py holds them to it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
+import http
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import http_exceptions, web, web_protocol, web_server
+from aiohttp import HttpVersion11, http_exceptions, web, web_protocol, web_server
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
 
 from propylon_proxy import gateway_responses, ids, settings
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 OnRejected = Callable[[int], None]  # told the status of every error answered at this layer
+
+_REASONS = {status.value: status.phrase for status in http.HTTPStatus}
+# aiohttp answers a request its parser refused as the stand-in message ``web_protocol.ERROR``,
+# which says HTTP/1.0: the refusal went out as ``HTTP/1.0 400`` with no ``Connection: close``,
+# where the httptools server (and every other answer to an HTTP/1.1 client) says HTTP/1.1.
+# ``GatewayServer`` makes those requests from this copy instead; nothing else of it changes.
+_PARSER_REFUSAL = web_protocol.ERROR._replace(version=HttpVersion11)
+
+
+def rejection_bytes(error_type: str, on_rejected: OnRejected | None) -> bytes:
+    """A whole section-3 response that ends the connection, for refusals made below a request
+    (a slow head on either server, the parser's on ``fast_server``). Its headers are the ones,
+    in the order, that aiohttp writes for ``handle_error``'s, so both servers answer alike."""
+    rendered = gateway_responses.render(error_type, ids.request_id())
+    if on_rejected is not None:
+        on_rejected(rendered.status)
+    lines = [f"HTTP/1.1 {rendered.status} {_REASONS.get(rendered.status, '')}"]
+    lines.extend(f"{name}: {value}" for name, value in rendered.headers)
+    lines += ["Server: propylon", f"Content-Length: {len(rendered.body)}"]
+    lines += [f"Date: {email.utils.formatdate(usegmt=True)}", "Connection: close"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + rendered.body
 
 
 def _error_type_for(exc: BaseException | None, listener: settings.ListenerSettings) -> str:
@@ -61,6 +91,21 @@ class GatewayRequestHandler(web_protocol.RequestHandler):
         elif data and self._head_deadline is None and not self._force_close:
             # Bytes of a request head arrived but the head is not complete: start its clock.
             self._head_deadline = self._loop.call_later(self._listener.header_timeout, self._head_timed_out)
+            self._stop_idle_clock()
+
+    def _stop_idle_clock(self) -> None:
+        """A head has begun, so the connection is no longer idle: only the head deadline runs.
+
+        aiohttp's keep-alive timer runs from the connection's start (or the last answer) and,
+        when it fires before the head deadline (``--keepalive-timeout`` at or below
+        ``--header-timeout``, or a head begun late in the idle time), closed the connection
+        mid-head without a word instead of the 408 (``fast_server`` counts a connection in a
+        head as busy). aiohttp arms the timer again after the answer. ``_keepalive_handle`` is
+        aiohttp's private name: tests/serve/test_slow_clients.py notices if it moves."""
+        handle = self._keepalive_handle
+        if handle is not None:
+            handle.cancel()
+            self._keepalive_handle = None
 
     def _cancel_head_deadline(self) -> None:
         if self._head_deadline is not None:
@@ -71,10 +116,7 @@ class GatewayRequestHandler(web_protocol.RequestHandler):
         self._head_deadline = None
         if self._request_in_progress or self.transport is None or self._messages:
             return
-        rendered = gateway_responses.render(gateway_responses.REQUEST_TIMEOUT, ids.request_id())
-        if self._on_rejected is not None:
-            self._on_rejected(rendered.status)
-        self.transport.write(gateway_responses.raw_bytes(rendered, "Request Timeout"))
+        self.transport.write(rejection_bytes(gateway_responses.REQUEST_TIMEOUT, self._on_rejected))
         self.force_close()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -115,6 +157,7 @@ class GatewayServer(web_server.Server):
     ) -> None:
         super().__init__(
             handler,
+            request_factory=self._make_gateway_request,
             keepalive_timeout=listener.keepalive_timeout,
             max_line_size=listener.max_request_line_bytes,
             # One field may use the whole header budget; the block total is checked in hygiene.
@@ -125,6 +168,21 @@ class GatewayServer(web_server.Server):
         )
         self._listener = listener
         self._on_rejected = on_rejected
+
+    def _make_gateway_request(
+        self,
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: web_protocol.RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        """aiohttp's own factory, but a parser refusal's stand-in request speaks HTTP/1.1, so
+        ``handle_error``'s 400/414/431 says ``HTTP/1.1`` and ``Connection: close`` (the public
+        ``request_factory`` hook: aiohttp itself is left as it is)."""
+        if message is web_protocol.ERROR:
+            message = _PARSER_REFUSAL
+        return web.BaseRequest(message, payload, protocol, writer, task, self._loop)
 
     def __call__(self) -> GatewayRequestHandler:
         return GatewayRequestHandler(

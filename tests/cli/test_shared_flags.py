@@ -18,6 +18,7 @@ import pytest
 
 from propylon import cli
 from propylon.commands import shared_flags
+from propylon_proxy import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ("serve", "proxy", "operator")
@@ -125,3 +126,74 @@ def test_a_bad_budget_in_the_environment_is_refused_by_the_command_that_reads_it
     assert done.returncode == 2
     assert "argument --redis-timeout-ms: not a number of milliseconds: 'soon'" in done.stderr
     assert _propylon("validate", "-f", "examples/kubernetes", env={"PROPYLON_REDIS_TIMEOUT_MS": "soon"}).returncode == 0
+
+
+SLOW_CLIENTS = {
+    "--header-timeout": ("PROPYLON_HEADER_TIMEOUT", "header_timeout"),
+    "--body-stall-timeout": ("PROPYLON_BODY_STALL_TIMEOUT", "body_stall_timeout"),
+    "--keepalive-timeout": ("PROPYLON_KEEPALIVE_TIMEOUT", "keepalive_timeout"),
+}
+DATA_PLANES = ("serve", "proxy")  # the commands that run listeners
+
+
+def test_the_data_planes_take_the_slow_client_limits_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable, _ in SLOW_CLIENTS.values():
+        monkeypatch.delenv(variable, raising=False)
+    for flag in SLOW_CLIENTS:
+        having = [_actions(name)[flag] for name in DATA_PLANES]
+        assert len({(a.help or "").split(" (default")[0] for a in having}) == 1, flag
+        assert len({(a.metavar, a.default) for a in having}) == 1, flag
+    # The defaults stay ListenerSettings' own (DESIGN.md §8: 10 s, 30 s, 75 s).
+    for name in DATA_PLANES:
+        chosen = shared_flags.listener_settings(_command(name).parse_args(REQUIRED[name]))
+        assert chosen == settings.ListenerSettings()
+        assert (chosen.header_timeout, chosen.body_stall_timeout, chosen.keepalive_timeout) == (10, 30, 75)
+
+
+@pytest.mark.parametrize("name", DATA_PLANES)
+def test_the_slow_client_flags_become_the_listener_settings(name: str) -> None:
+    flags = ["--header-timeout", "2.5", "--body-stall-timeout", "4", "--keepalive-timeout", "120"]
+    chosen = shared_flags.listener_settings(_command(name).parse_args([*REQUIRED[name], *flags]))
+    assert chosen == settings.ListenerSettings(header_timeout=2.5, body_stall_timeout=4.0, keepalive_timeout=120.0)
+    only_one = shared_flags.listener_settings(_command(name).parse_args([*REQUIRED[name], "--keepalive-timeout", "5"]))
+    assert only_one == settings.ListenerSettings(keepalive_timeout=5.0)
+
+
+def test_only_proxy_reads_the_slow_client_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable, _ in SLOW_CLIENTS.values():
+        monkeypatch.setenv(variable, "7")
+    proxy = shared_flags.listener_settings(_command("proxy").parse_args(REQUIRED["proxy"]))
+    assert (proxy.header_timeout, proxy.body_stall_timeout, proxy.keepalive_timeout) == (7.0, 7.0, 7.0)
+    given = _command("proxy").parse_args([*REQUIRED["proxy"], "--header-timeout", "3"])
+    assert shared_flags.listener_settings(given).header_timeout == 3.0  # a flag beats its variable
+    assert (
+        shared_flags.listener_settings(_command("serve").parse_args(REQUIRED["serve"])) == settings.ListenerSettings()
+    )
+    assert "--header-timeout" not in _actions("operator")  # it runs no listener
+
+
+@pytest.mark.parametrize("name", DATA_PLANES)
+@pytest.mark.parametrize("flag", sorted(SLOW_CLIENTS))
+def test_a_slow_client_limit_must_be_a_positive_number_of_seconds(name: str, flag: str) -> None:
+    for bad, said in (("0", "must be above 0 s"), ("-1", "must be above 0 s"), ("inf", "must be above 0 s")):
+        done = _propylon(name, *REQUIRED[name], flag, bad)
+        assert done.returncode == 2, bad
+        assert f"argument {flag}: {said}, got '{bad}'" in done.stderr, done.stderr
+    done = _propylon(name, *REQUIRED[name], flag, "soon")
+    assert done.returncode == 2
+    assert f"argument {flag}: not a number of seconds: 'soon'\n" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("flag", sorted(SLOW_CLIENTS))
+def test_a_bad_slow_client_variable_is_refused_naming_it_by_proxy_only(flag: str) -> None:
+    variable = SLOW_CLIENTS[flag][0]
+    for bad, said in (("soon", "not a number of seconds: 'soon'"), ("-3", "must be above 0 s, got '-3'")):
+        done = _propylon("proxy", *REQUIRED["proxy"], env={variable: bad})
+        assert done.returncode == 2, bad
+        assert f"argument {flag}: {said} (from ${variable})" in done.stderr, done.stderr
+    assert _propylon("validate", "-f", "examples/kubernetes", env={variable: "soon"}).returncode == 0
+
+
+def test_a_bad_store_variable_is_named_too() -> None:
+    done = _propylon("proxy", *REQUIRED["proxy"], env={"PROPYLON_WS_REGISTRY_TTL": "0"})
+    assert "argument --ws-registry-ttl: must be above 0 s, got '0' (from $PROPYLON_WS_REGISTRY_TTL)" in done.stderr
