@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import processes
 from tests.ports import free_port
 
 PROPYLON = [sys.executable, "-m", "propylon"]
@@ -64,25 +65,18 @@ def ports(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     folder = tmp_path_factory.mktemp("slow-clients")
     (folder / "manifests.yaml").write_text(MANIFESTS)
     public, internal, admin = _port(), _port(), _port()
-    command = [*PROPYLON, "serve", "-f", str(folder), "--port", str(public), "--internal-port", str(internal)]
-    command += ["--admin-port", str(admin), "--http-server", str(request.param), *FLAGS]
-    stderr = folder / "serve.stderr"
-    with stderr.open("wb") as err:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+    argv = ["serve", "-f", str(folder), "--port", str(public), "--internal-port", str(internal)]
+    argv += ["--admin-port", str(admin), "--http-server", str(request.param), *FLAGS]
+    serve = processes.PropylonProcess(argv, folder / "serve.log")
     try:
         deadline = time.monotonic() + 30
         while not (_listening(public) and _listening(internal)):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"serve did not start: {stderr.read_text(errors='replace')}")
+            if serve.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"serve did not start: {serve.log()}")
             time.sleep(0.05)
         yield {"public": public, "internal": internal}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        serve.stop()
 
 
 def _exchange(port: int, data: bytes, *, first_answer: bool = False) -> tuple[bytes, float, bool]:
