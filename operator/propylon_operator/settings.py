@@ -59,6 +59,9 @@ class Settings:
     redis_timeout_ms: float | None = None  # each Redis call's budget in the proxies (None: their 50 ms)
     # How long a dead proxy's WebSocket connections stay in the shared registry (None: the proxies' 30 s).
     ws_registry_ttl_s: float | None = None
+    # The proxies' slow-client limits in seconds, as variable name -> value (PROPYLON_HEADER_TIMEOUT,
+    # ...): only those given, so a proxy keeps its own default for the rest (DESIGN.md section 8).
+    slow_clients: tuple[tuple[str, float], ...] = ()
     # A Secret in the gateway namespace whose key "token" is the proxies' admin bearer token
     # (passed to them as PROPYLON_ADMIN_TOKEN); the operator holds the same token to read usage.
     admin_token_secret: str | None = None

@@ -211,6 +211,7 @@ def deployment(
             env.append({"name": "PROPYLON_REDIS_TIMEOUT_MS", "value": f"{settings.redis_timeout_ms:g}"})
         if settings.ws_registry_ttl_s is not None:
             env.append({"name": "PROPYLON_WS_REGISTRY_TTL", "value": f"{settings.ws_registry_ttl_s:g}"})
+    env.extend({"name": name, "value": f"{seconds:g}"} for name, seconds in settings.slow_clients)
     env.extend({"name": name, "value": value} for name, value in settings.proxy_env)
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(settings)},

@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     shared_flags.add_trusted_proxies(parser)
     shared_flags.add_gateway_throttle(parser)
+    shared_flags.add_slow_clients(parser, environment=True)  # passed on to each proxy
     parser.add_argument(
         "--drain-seconds",
         type=int,
@@ -155,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         redis_failure=args.redis_failure,
         redis_timeout_ms=args.redis_timeout_ms,
         ws_registry_ttl_s=args.ws_registry_ttl,
+        slow_clients=shared_flags.slow_client_variables(args),
         admin_token_secret=args.admin_token_secret,
         admin_token=os.environ.get("PROPYLON_ADMIN_TOKEN") or None,
     )

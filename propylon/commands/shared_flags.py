@@ -305,6 +305,14 @@ def add_slow_clients(parser: argparse.ArgumentParser, *, environment: bool) -> N
         )
 
 
+def slow_client_variables(args: argparse.Namespace) -> tuple[tuple[str, float], ...]:
+    """The slow-client limits given, as the variables ``proxy`` reads them from: what the operator
+    sets on each proxy it deploys (a limit not given is left to the proxy's default)."""
+    return tuple(
+        (variable, value) for _, variable, field, _ in _SLOW_CLIENT_FLAGS if (value := getattr(args, field)) is not None
+    )
+
+
 def listener_settings(args: argparse.Namespace) -> settings.ListenerSettings:
     """``ListenerSettings`` with the slow-client limits the flags (or variables) ask for; a flag
     not given keeps its default, so the defaults live in ``settings`` only."""

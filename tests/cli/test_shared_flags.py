@@ -18,6 +18,8 @@ import pytest
 
 from propylon import cli
 from propylon.commands import shared_flags
+from propylon_operator import settings as operator_settings
+from propylon_operator import workloads
 from propylon_proxy import settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,7 +171,27 @@ def test_only_proxy_reads_the_slow_client_variables(monkeypatch: pytest.MonkeyPa
     assert (
         shared_flags.listener_settings(_command("serve").parse_args(REQUIRED["serve"])) == settings.ListenerSettings()
     )
-    assert "--header-timeout" not in _actions("operator")  # it runs no listener
+
+
+def test_the_operator_passes_the_slow_client_limits_given_to_every_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DESIGN.md section 8 "All configurable", in the cluster too: the operator takes the same
+    flags (or the chart's variables) and sets only those given on the proxies it deploys."""
+    for variable, _ in SLOW_CLIENTS.values():
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("PROPYLON_KEEPALIVE_TIMEOUT", "120")
+    args = _command("operator").parse_args([*REQUIRED["operator"], "--header-timeout", "4.5"])
+    chosen = shared_flags.slow_client_variables(args)
+    assert chosen == (("PROPYLON_HEADER_TIMEOUT", 4.5), ("PROPYLON_KEEPALIVE_TIMEOUT", 120.0))
+    proxy = workloads.deployment(operator_settings.Settings(slow_clients=chosen), None)
+    env = {e["name"]: e.get("value") for e in proxy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["PROPYLON_HEADER_TIMEOUT"] == "4.5" and env["PROPYLON_KEEPALIVE_TIMEOUT"] == "120"
+    assert "PROPYLON_BODY_STALL_TIMEOUT" not in env  # the proxy keeps its own 30 s
+    # ... and the proxy reads them back as the limits the operator was given.
+    for name, value in env.items():
+        if name in ("PROPYLON_HEADER_TIMEOUT", "PROPYLON_KEEPALIVE_TIMEOUT"):
+            monkeypatch.setenv(name, str(value))
+    listener = shared_flags.listener_settings(_command("proxy").parse_args(REQUIRED["proxy"]))
+    assert (listener.header_timeout, listener.body_stall_timeout, listener.keepalive_timeout) == (4.5, 30.0, 120.0)
 
 
 @pytest.mark.parametrize("name", DATA_PLANES)
