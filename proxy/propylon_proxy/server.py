@@ -182,7 +182,7 @@ class GatewayServer(web_server.Server):
         ``request_factory`` hook: aiohttp itself is left as it is)."""
         if message is web_protocol.ERROR:
             message = _PARSER_REFUSAL
-        return web.BaseRequest(message, payload, protocol, writer, task, self._loop)
+        return self._make_request(message, payload, protocol, writer, task)
 
     def __call__(self) -> GatewayRequestHandler:
         return GatewayRequestHandler(
