@@ -966,19 +966,28 @@ def test_slow_client_limits_reach_the_operator_as_the_variables_it_passes_on(
     from propylon import cli
     from propylon.commands import shared_flags
 
-    values = {"proxy": {"headerTimeoutSeconds": 4, "bodyStallTimeoutSeconds": 12.5, "keepaliveTimeoutSeconds": 90}}
+    values = {
+        "proxy": {
+            "headerTimeoutSeconds": 4,
+            "bodyStallTimeoutSeconds": 12.5,
+            "keepaliveTimeoutSeconds": 90,
+            "responseStallTimeoutSeconds": 45,
+        }
+    }
     docs = _render(helm, tmp_path, values)
     (operator,) = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in operator["env"]}
     assert (env["PROPYLON_HEADER_TIMEOUT"], env["PROPYLON_BODY_STALL_TIMEOUT"]) == ("4", "12.5")
-    assert env["PROPYLON_KEEPALIVE_TIMEOUT"] == "90"
-    for name in ("PROPYLON_HEADER_TIMEOUT", "PROPYLON_BODY_STALL_TIMEOUT", "PROPYLON_KEEPALIVE_TIMEOUT"):
-        monkeypatch.setenv(name, str(env[name]))
+    assert (env["PROPYLON_KEEPALIVE_TIMEOUT"], env["PROPYLON_RESPONSE_STALL_TIMEOUT"]) == ("90", "45")
+    names = ("HEADER_TIMEOUT", "BODY_STALL_TIMEOUT", "KEEPALIVE_TIMEOUT", "RESPONSE_STALL_TIMEOUT")
+    for name in names:
+        monkeypatch.setenv(f"PROPYLON_{name}", str(env[f"PROPYLON_{name}"]))
     args = cli.build_parser().parse_args(_operator_args(docs))
     assert dict(shared_flags.slow_client_variables(args)) == {
         "PROPYLON_HEADER_TIMEOUT": 4.0,
         "PROPYLON_BODY_STALL_TIMEOUT": 12.5,
         "PROPYLON_KEEPALIVE_TIMEOUT": 90.0,
+        "PROPYLON_RESPONSE_STALL_TIMEOUT": 45.0,
     }
     with pytest.raises(AssertionError, match="headerTimeoutSeconds"):  # the schema refuses a zero limit
         _render(helm, tmp_path, {"proxy": {"headerTimeoutSeconds": 0}})

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shared_flags.add_slow_clients(parser, environment=True)
     parser.add_argument(
         "--drain-seconds",
-        type=float,
+        type=shared_flags.drain_seconds,
         default=25.0,
         help="on SIGTERM, how long running requests may take to finish (default 25)",
     )

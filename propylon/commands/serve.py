@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shared_flags.add_slow_clients(parser, environment=False)
     parser.add_argument(
         "--drain-seconds",
-        type=float,
+        type=shared_flags.drain_seconds,
         default=25.0,
         metavar="S",
         help="on SIGTERM or Ctrl-C, how long running requests may take to finish (default 25)",

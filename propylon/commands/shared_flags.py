@@ -51,6 +51,7 @@ WS_REGISTRY_TTL_ENV = "PROPYLON_WS_REGISTRY_TTL"
 HEADER_TIMEOUT_ENV = "PROPYLON_HEADER_TIMEOUT"
 BODY_STALL_TIMEOUT_ENV = "PROPYLON_BODY_STALL_TIMEOUT"
 KEEPALIVE_TIMEOUT_ENV = "PROPYLON_KEEPALIVE_TIMEOUT"
+RESPONSE_STALL_TIMEOUT_ENV = "PROPYLON_RESPONSE_STALL_TIMEOUT"
 FAILURE_MODES = ("open", "closed")
 
 
@@ -105,6 +106,19 @@ def _milliseconds(text: str) -> float:
 def _seconds(text: str) -> float:
     """argparse type: a duration in seconds, above zero and finite."""
     return _positive(text, counted="seconds", unit="s")
+
+
+def drain_seconds(text: str) -> float:
+    """argparse type of ``--drain-seconds``: 0 (close at once) or more, and finite. A negative
+    grace used to be taken as it was, and a stopping gateway then cut running requests at once
+    without saying why."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {str(text)!r}") from None
+    if not 0 <= value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 s or more, and finite, got {str(text)!r}")
+    return value
 
 
 def _rate(text: str) -> float:
@@ -287,6 +301,13 @@ _SLOW_CLIENT_FLAGS = (
         KEEPALIVE_TIMEOUT_ENV,
         "keepalive_timeout",
         "seconds an idle keep-alive connection is kept open between requests",
+    ),
+    (
+        "--response-stall-timeout",
+        RESPONSE_STALL_TIMEOUT_ENV,
+        "response_stall_timeout",
+        "seconds a response body being sent may go without progress (a backend that stops sending, "
+        "or a client that stops reading); then both connections close and the response stays cut",
     ),
 )
 

@@ -134,6 +134,7 @@ SLOW_CLIENTS = {
     "--header-timeout": ("PROPYLON_HEADER_TIMEOUT", "header_timeout"),
     "--body-stall-timeout": ("PROPYLON_BODY_STALL_TIMEOUT", "body_stall_timeout"),
     "--keepalive-timeout": ("PROPYLON_KEEPALIVE_TIMEOUT", "keepalive_timeout"),
+    "--response-stall-timeout": ("PROPYLON_RESPONSE_STALL_TIMEOUT", "response_stall_timeout"),
 }
 DATA_PLANES = ("serve", "proxy")  # the commands that run listeners
 
@@ -145,18 +146,23 @@ def test_the_data_planes_take_the_slow_client_limits_alike(monkeypatch: pytest.M
         having = [_actions(name)[flag] for name in DATA_PLANES]
         assert len({(a.help or "").split(" (default")[0] for a in having}) == 1, flag
         assert len({(a.metavar, a.default) for a in having}) == 1, flag
-    # The defaults stay ListenerSettings' own (DESIGN.md §8: 10 s, 30 s, 75 s).
+    # The defaults stay ListenerSettings' own (DESIGN.md §8: 10 s, 30 s, 75 s, and 30 s for a
+    # response body that makes no progress).
     for name in DATA_PLANES:
         chosen = shared_flags.listener_settings(_command(name).parse_args(REQUIRED[name]))
         assert chosen == settings.ListenerSettings()
         assert (chosen.header_timeout, chosen.body_stall_timeout, chosen.keepalive_timeout) == (10, 30, 75)
+        assert chosen.response_stall_timeout == 30
 
 
 @pytest.mark.parametrize("name", DATA_PLANES)
 def test_the_slow_client_flags_become_the_listener_settings(name: str) -> None:
     flags = ["--header-timeout", "2.5", "--body-stall-timeout", "4", "--keepalive-timeout", "120"]
+    flags += ["--response-stall-timeout", "9"]
     chosen = shared_flags.listener_settings(_command(name).parse_args([*REQUIRED[name], *flags]))
-    assert chosen == settings.ListenerSettings(header_timeout=2.5, body_stall_timeout=4.0, keepalive_timeout=120.0)
+    assert chosen == settings.ListenerSettings(
+        header_timeout=2.5, body_stall_timeout=4.0, keepalive_timeout=120.0, response_stall_timeout=9.0
+    )
     only_one = shared_flags.listener_settings(_command(name).parse_args([*REQUIRED[name], "--keepalive-timeout", "5"]))
     assert only_one == settings.ListenerSettings(keepalive_timeout=5.0)
 
@@ -166,6 +172,7 @@ def test_only_proxy_reads_the_slow_client_variables(monkeypatch: pytest.MonkeyPa
         monkeypatch.setenv(variable, "7")
     proxy = shared_flags.listener_settings(_command("proxy").parse_args(REQUIRED["proxy"]))
     assert (proxy.header_timeout, proxy.body_stall_timeout, proxy.keepalive_timeout) == (7.0, 7.0, 7.0)
+    assert proxy.response_stall_timeout == 7.0
     given = _command("proxy").parse_args([*REQUIRED["proxy"], "--header-timeout", "3"])
     assert shared_flags.listener_settings(given).header_timeout == 3.0  # a flag beats its variable
     assert (
@@ -219,3 +226,18 @@ def test_a_bad_slow_client_variable_is_refused_naming_it_by_proxy_only(flag: str
 def test_a_bad_store_variable_is_named_too() -> None:
     done = _propylon("proxy", *REQUIRED["proxy"], env={"PROPYLON_WS_REGISTRY_TTL": "0"})
     assert "argument --ws-registry-ttl: must be above 0 s, got '0' (from $PROPYLON_WS_REGISTRY_TTL)" in done.stderr
+
+
+@pytest.mark.parametrize("name", DATA_PLANES)
+def test_drain_seconds_is_zero_or_more_and_finite(name: str) -> None:
+    """A negative grace was taken as it was: a stopping gateway cut running requests at once."""
+    for good, value in (("0", 0.0), ("2.5", 2.5)):
+        assert _command(name).parse_args([*REQUIRED[name], "--drain-seconds", good]).drain_seconds == value
+    assert _command(name).parse_args(REQUIRED[name]).drain_seconds == 25.0
+    for bad in ("-1", "inf", "nan"):
+        done = _propylon(name, *REQUIRED[name], "--drain-seconds", bad)
+        assert done.returncode == 2, bad
+        assert f"argument --drain-seconds: must be 0 s or more, and finite, got '{bad}'" in done.stderr, done.stderr
+    done = _propylon(name, *REQUIRED[name], "--drain-seconds", "soon")
+    assert done.returncode == 2
+    assert "argument --drain-seconds: not a number of seconds: 'soon'" in done.stderr, done.stderr

@@ -3,6 +3,8 @@ and the body must not stall for 30 s (→ 408 and close); keep-alive idle 75 s. 
 configurable"): ``propylon serve --header-timeout/--body-stall-timeout/--keepalive-timeout``,
 run as a user runs it, on both public-listener servers and on the internal listener (aiohttp
 always), over raw sockets. Every wait here is far below the default it would otherwise take.
+``--response-stall-timeout`` is the fourth ("after the response head, a backend body that stalls
+for 30 s ... ends both connections"), against a real backend that stops sending mid-body.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,14 +37,18 @@ spec:
     - routeKey: POST /orders
       requestValidation: {body: Order}
       integration: {type: MOCK, mock: {statusCode: 200, body: taken}}
+    - routeKey: GET /stall
+      integration: {type: HTTP_PROXY, url: "http://127.0.0.1:BACKEND_PORT/stall"}
 ---
 apiVersion: propylon.dev/v1alpha1
 kind: Stage
 metadata: {name: live, namespace: demo}
 spec: {apiRef: shop, basePath: /live}
 """
-LIMIT = 0.5  # seconds, for each of the three limits
+LIMIT = 0.5  # seconds, for each of the four limits
 FLAGS = ("--header-timeout", f"{LIMIT}", "--body-stall-timeout", f"{LIMIT}", "--keepalive-timeout", f"{LIMIT}")
+FLAGS += ("--response-stall-timeout", f"{LIMIT}")
+PROMISED, SENT = 1000, b"x" * 10  # the stalling backend's Content-Length, and all it sends of it
 # Long enough for the limit and a loaded machine, far below the defaults (10, 30 and 75 s).
 WAIT = 5.0
 
@@ -59,11 +66,48 @@ def _listening(port: int) -> bool:
     return False
 
 
+class StallingBackend:
+    """A loopback HTTP backend that answers every request with a head promising ``PROMISED``
+    bytes, sends ``SENT`` of them, and then nothing; it notes each connection the peer ends."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", _port()))
+        self.port = self.listener.getsockname()[1]
+        self.hang_ups = threading.Semaphore(0)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return  # closed: the module is done
+            threading.Thread(target=self._answer, args=(sock,), daemon=True).start()
+
+    def _answer(self, sock: socket.socket) -> None:
+        with sock:
+            with contextlib.suppress(OSError):
+                sock.recv(65536)
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (PROMISED, SENT))
+                while sock.recv(65536):  # b"": the gateway hung up
+                    pass
+            self.hang_ups.release()
+
+
+@pytest.fixture(scope="module")
+def stalling_backend() -> Iterator[StallingBackend]:
+    backend = StallingBackend()
+    yield backend
+    backend.listener.close()
+
+
 @pytest.fixture(scope="module", params=["httptools", "aiohttp"])
-def ports(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
-    """One ``serve`` with the three limits at 0.5 s; its public listener on the server named."""
+def ports(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, stalling_backend: StallingBackend
+) -> Iterator[dict[str, int]]:
+    """One ``serve`` with the four limits at 0.5 s; its public listener on the server named."""
     folder = tmp_path_factory.mktemp("slow-clients")
-    (folder / "manifests.yaml").write_text(MANIFESTS)
+    (folder / "manifests.yaml").write_text(MANIFESTS.replace("BACKEND_PORT", str(stalling_backend.port)))
     public, internal, admin = _port(), _port(), _port()
     argv = ["serve", "-f", str(folder), "--port", str(public), "--internal-port", str(internal)]
     argv += ["--admin-port", str(admin), "--http-server", str(request.param), *FLAGS]
@@ -128,11 +172,26 @@ def test_an_idle_keep_alive_connection_closes_after_keepalive_timeout(ports: dic
     assert idle < WAIT
 
 
+@pytest.mark.parametrize("listener", ["public", "internal"])
+def test_a_backend_body_stalled_longer_than_response_stall_timeout_ends_both_connections(
+    ports: dict[str, int], listener: str, stalling_backend: StallingBackend
+) -> None:
+    answer, took, closed = _exchange(ports[listener], b"GET /live/stall HTTP/1.1\r\nHost: a\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+    assert closed, f"still open after {took:.1f} s"  # cut, so the client knows the body is incomplete
+    assert body == SENT  # nothing is made up to complete it
+    assert LIMIT * 0.8 <= took < WAIT
+    assert stalling_backend.hang_ups.acquire(timeout=WAIT)  # the backend's connection was ended too
+
+
 def _refusal(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*PROPYLON, *args], capture_output=True, text=True, timeout=60, env=env)
 
 
-@pytest.mark.parametrize("flag", ["--header-timeout", "--body-stall-timeout", "--keepalive-timeout"])
+@pytest.mark.parametrize(
+    "flag", ["--header-timeout", "--body-stall-timeout", "--keepalive-timeout", "--response-stall-timeout"]
+)
 @pytest.mark.parametrize(
     ("bad", "said"), [("0", "must be above 0 s"), ("-2", "must be above 0 s"), ("soon", "not a number")]
 )
