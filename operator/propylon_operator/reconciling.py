@@ -546,12 +546,47 @@ _REMEMBERED_VERSIONS = 16
 
 
 def stage_digests(snapshot: model.GatewayConfig) -> dict[str, str]:
-    """Stage id -> a digest of everything the snapshot says about serving it (its route table,
-    settings and the Api behind it); equal digests in two versions serve the Stage alike."""
+    """Stage id -> a digest of everything in the snapshot that changes how the proxies serve it.
+
+    Equal digests in two versions serve the Stage alike, so a replica still on the older one
+    counts for it (``Reconciler._replicas``) and an edit elsewhere leaves it Ready. Hence it
+    covers, and must keep covering, more than the Stage: its Api (and canary Api), the
+    Authorizers its routes name, the endpoints of the Services those routes and Authorizers
+    call, the UsagePlans that cover it with their API keys (as the snapshot holds them: keyed
+    digests, never values; only hashed, never logged), and the gateway-wide settings and key
+    hashing. Leaving any out would show Ready while the proxies still serve the old one. Other
+    Stages' Authorizers, plans and Services stay out, so editing those does not touch this one.
+    """
     apis = {api.id: api for api in snapshot.apis}
-    return {
-        stage.id: hashlib.sha256(repr((stage, apis.get(stage.api))).encode()).hexdigest() for stage in snapshot.stages
-    }
+    authorizers = {authorizer.id: authorizer for authorizer in snapshot.authorizers}
+    endpoints = {service.key: service for service in snapshot.endpoints}
+    digests: dict[str, str] = {}
+    for stage in snapshot.stages:
+        routes = stage.routes + (stage.canary.routes if stage.canary is not None else ())
+        named = sorted({route.authorizer for route in routes if route.authorizer is not None})
+        used = [(name, authorizers.get(name)) for name in named]
+        services = {route.integration.service.key for route in routes if route.integration.service is not None}
+        services |= {a.function.service.key for _, a in used if a and a.function and a.function.service}
+        plans = [plan for plan in snapshot.usage_plans if any(s.stage == stage.id for s in plan.stages)]
+        plan_ids = {plan.id for plan in plans}
+        keys = [  # a key's other plans do not grant it this Stage: only its plans that cover it count
+            dataclasses.replace(key, plans=tuple(p for p in key.plans if p in plan_ids))
+            for key in snapshot.api_keys
+            if plan_ids.intersection(key.plans)
+        ]
+        served = (
+            stage,
+            apis.get(stage.api),
+            apis.get(stage.canary.api) if stage.canary is not None else None,
+            used,
+            [(key, endpoints.get(key)) for key in sorted(services)],
+            plans,
+            keys,
+            snapshot.settings,
+            snapshot.key_hashing,
+        )
+        digests[stage.id] = hashlib.sha256(repr(served).encode()).hexdigest()
+    return digests
 
 
 class _Backoff:

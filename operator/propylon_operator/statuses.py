@@ -84,26 +84,28 @@ def _stage(
     private = served.endpoint is model.Endpoint.PRIVATE if served else spec.get("endpoint") == "PRIVATE"
     status["url"] = settings.stage_url(base_path, private=private)
     status["configVersion"] = snapshot.version if served else None
+    # During a rollout old and new pods can both serve it: never report more ready than wanted.
+    serving = min(replicas.serving, replicas.expected)
     status["replicas"] = replicas.expected
-    status["readyReplicas"] = replicas.serving if served else 0
+    status["readyReplicas"] = serving if served else 0
     if ready.status != conditions.TRUE:
         return ready
     if served is None:
         return conditions.Condition(
             type="Ready", status=conditions.FALSE, reason="NotServed", message="the Stage is not in the snapshot"
         )
-    if replicas.serving < replicas.expected:
+    if serving < replicas.expected:
         return conditions.Condition(
             type="Ready",
             status=conditions.FALSE,
             reason="ReplicasPending",
-            message=f"{replicas.serving} of {replicas.expected} proxy replicas serve config version {snapshot.version}",
+            message=f"{serving} of {replicas.expected} proxy replicas serve config version {snapshot.version}",
         )
     return conditions.Condition(
         type="Ready",
         status=conditions.TRUE,
         reason="Serving",
-        message=f"{replicas.serving} of {replicas.expected} proxy replicas serve config version {snapshot.version}",
+        message=f"{serving} of {replicas.expected} proxy replicas serve config version {snapshot.version}",
     )
 
 

@@ -6,6 +6,9 @@ import base64
 import datetime
 from typing import Any
 
+import pytest
+
+from propylon_compiler import compiler, diagnostics, manifests
 from propylon_operator import inventory, leases, reconciling, settings, workloads
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
@@ -151,6 +154,126 @@ async def test_an_edit_leaves_the_stages_it_does_not_change_ready() -> None:
     await reconciler.reconcile()
     assert _ready(store, "a")["status"] == _ready(store, "b")["status"] == "True"
     store.put(_api("b", "two"))  # an edit of b's Api: a new version the proxies have not loaded yet
+    second = await reconciler.reconcile()
+    assert second.snapshot.version != first.snapshot.version
+    assert _ready(store, "a")["status"] == "True"
+    assert _ready(store, "b")["reason"] == "ReplicasPending"
+
+
+def _shop(name: str, *, issuer: str = "https://issuer.example", quota: int = 1000, key: str = "k" * 24) -> list[Any]:
+    """One Stage ``name`` with everything it is served with: its Api, whose one route needs an
+    API key and the Authorizer ``name``, proxies to the Service ``name``; a UsagePlan ``name``
+    covering the Stage, and one key Secret that plan selects."""
+    label = {"propylon.dev/usage-plan": name}
+    return [
+        {
+            "apiVersion": "propylon.dev/v1alpha1",
+            "kind": "Api",
+            "metadata": {"name": name, "namespace": "shop", "generation": 1},
+            "spec": {
+                "routes": [
+                    {
+                        "routeKey": "GET /x",
+                        "authorizer": name,
+                        "apiKeyRequired": True,
+                        "integration": {"type": "HTTP_PROXY", "service": {"name": name, "port": 80}},
+                    }
+                ]
+            },
+        },
+        _stage(name),
+        {
+            "apiVersion": "propylon.dev/v1alpha1",
+            "kind": "Authorizer",
+            "metadata": {"name": name, "namespace": "shop", "generation": 1},
+            "spec": {"type": "JWT", "jwt": {"issuer": issuer, "jwksUri": f"{issuer}/jwks.json"}},
+        },
+        {
+            "apiVersion": "propylon.dev/v1alpha1",
+            "kind": "UsagePlan",
+            "metadata": {"name": name, "namespace": "shop", "generation": 1},
+            "spec": {
+                "stages": [{"stageRef": name}],
+                "quota": {"limit": quota, "period": "DAY"},
+                "apiKeySelector": {"matchLabels": label},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"{name}-key", "namespace": "shop", "labels": label},
+            "stringData": {"value": key},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+        },
+        _slice(name, "10.0.0.1"),
+    ]
+
+
+def _slice(service: str, address: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": f"{service}-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": service}},
+        "ports": [{"name": "http", "port": 8080}],
+        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+    }
+
+
+def _digests(bodies: list[Any]) -> dict[str, str]:
+    documents = [
+        manifests.Document(origin=diagnostics.Origin(file=f"{b['kind']}/{b['metadata']['name']}", document=1), body=b)
+        for b in bodies
+    ]
+    result = compiler.compile(documents, options=compiler.CompileOptions(api_key_secret=b"s" * 32))
+    assert result.ok, result.diagnostics
+    assert {stage.id for stage in result.snapshot.stages} == {"shop/a", "shop/b"}
+    return reconciling.stage_digests(result.snapshot)
+
+
+@pytest.mark.parametrize(
+    "edited",
+    [
+        pytest.param(_shop("a", issuer="https://other.example"), id="its Authorizer"),
+        pytest.param(_shop("a", quota=5), id="its UsagePlan"),
+        pytest.param(_shop("a", key="n" * 24), id="its plan's API key"),
+        pytest.param([*_shop("a")[:-1], _slice("a", "10.0.0.2")], id="its Service's endpoints"),
+    ],
+)
+def test_a_stage_digest_covers_what_serves_it_and_nothing_of_other_stages(edited: list[Any]) -> None:
+    """A replica on an older version counts for a Stage only while that version serves it the
+    same: an edit of its Authorizer, plan, key or Service endpoints alone must change its digest
+    (or Ready=True would show before the proxies load it); the other Stage's must not change."""
+    before = _digests([*_shop("a"), *_shop("b")])
+    after = _digests([*edited, *_shop("b")])
+    assert after["shop/a"] != before["shop/a"]
+    assert after["shop/b"] == before["shop/b"]
+
+
+def test_editing_another_stages_authorizer_and_plan_keeps_this_stage_digest() -> None:
+    before = _digests([*_shop("a"), *_shop("b")])
+    after = _digests([*_shop("a"), *_shop("b", issuer="https://other.example", quota=5, key="n" * 24)])
+    assert after["shop/a"] == before["shop/a"]
+    assert after["shop/b"] != before["shop/b"]
+
+
+async def test_an_edit_of_only_a_stages_authorizer_waits_for_the_replicas() -> None:
+    """Through the reconcile: a Stage whose Authorizer alone changed is ReplicasPending until the
+    proxies load the new version; the Stage beside it stays Ready."""
+    configured = settings.Settings(gateway_name="gw", gateway_namespace="edge", replicas=2)
+    reconciler, store = _reconciler(configured, FakeClient())
+    for body in (*_shop("a"), *_shop("b")):
+        store.put(body)
+    first = await reconciler.reconcile()
+    for replica in ("p1", "p2"):
+        store.put(_lease(replica, first.snapshot.version))
+    await reconciler.reconcile()
+    assert _ready(store, "a")["status"] == _ready(store, "b")["status"] == "True"
+    store.put(_shop("b", issuer="https://other.example")[2])
     second = await reconciler.reconcile()
     assert second.snapshot.version != first.snapshot.version
     assert _ready(store, "a")["status"] == "True"

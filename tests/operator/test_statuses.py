@@ -42,6 +42,16 @@ def test_stage_status_names_its_url_version_and_replicas() -> None:
     assert (ready["status"], ready["reason"]) == ("True", "Serving")
 
 
+def test_ready_replicas_never_exceed_replicas_during_a_rollout() -> None:
+    """Old and new pods both renew their Leases for a moment: three serving of two wanted shows
+    two ready, and the Stage is Ready."""
+    status = _status(STAGE, serving=3)
+    assert (status["replicas"], status["readyReplicas"]) == (2, 2)
+    ready = status["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("True", "Serving")
+    assert "2 of 2" in ready["message"]
+
+
 def test_a_private_stage_is_reached_through_the_internal_service() -> None:
     private = model.Stage(
         id="demo/dev", namespace="demo", name="dev", api="demo/pets", base_path="/", endpoint=model.Endpoint.PRIVATE
