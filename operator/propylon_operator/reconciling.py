@@ -551,22 +551,22 @@ def stage_digests(snapshot: model.GatewayConfig) -> dict[str, str]:
     Equal digests in two versions serve the Stage alike, so a replica still on the older one
     counts for it (``Reconciler._replicas``) and an edit elsewhere leaves it Ready. Hence it
     covers, and must keep covering, more than the Stage: its Api (and canary Api), the
-    Authorizers its routes name, the endpoints of the Services those routes and Authorizers
-    call, the UsagePlans that cover it with their API keys (as the snapshot holds them: keyed
-    digests, never values; only hashed, never logged), and the gateway-wide settings and key
-    hashing. Leaving any out would show Ready while the proxies still serve the old one. Other
-    Stages' Authorizers, plans and Services stay out, so editing those does not touch this one.
+    Authorizers its routes name, the UsagePlans that cover it with their API keys (as the
+    snapshot holds them: keyed digests, never values; only hashed, never logged), and the
+    gateway-wide settings and key hashing. Leaving any out would show Ready while the proxies
+    still serve the old one. Other Stages' Authorizers and plans stay out, so editing those does
+    not touch this one. The snapshot's Service endpoints stay out too: each proxy balances over
+    the EndpointSlices it watches itself (``propylon_proxy.kube.sources``), whatever version it
+    runs, so they say nothing about what a replica serves, and a backend's pods coming and
+    going would make every Stage using it flap to ReplicasPending.
     """
     apis = {api.id: api for api in snapshot.apis}
     authorizers = {authorizer.id: authorizer for authorizer in snapshot.authorizers}
-    endpoints = {service.key: service for service in snapshot.endpoints}
     digests: dict[str, str] = {}
     for stage in snapshot.stages:
         routes = stage.routes + (stage.canary.routes if stage.canary is not None else ())
         named = sorted({route.authorizer for route in routes if route.authorizer is not None})
         used = [(name, authorizers.get(name)) for name in named]
-        services = {route.integration.service.key for route in routes if route.integration.service is not None}
-        services |= {a.function.service.key for _, a in used if a and a.function and a.function.service}
         plans = [plan for plan in snapshot.usage_plans if any(s.stage == stage.id for s in plan.stages)]
         plan_ids = {plan.id for plan in plans}
         keys = [  # a key's other plans do not grant it this Stage: only its plans that cover it count
@@ -579,7 +579,6 @@ def stage_digests(snapshot: model.GatewayConfig) -> dict[str, str]:
             apis.get(stage.api),
             apis.get(stage.canary.api) if stage.canary is not None else None,
             used,
-            [(key, endpoints.get(key)) for key in sorted(services)],
             plans,
             keys,
             snapshot.settings,
