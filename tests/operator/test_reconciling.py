@@ -143,17 +143,23 @@ def _ready(store: Any, name: str) -> dict[str, Any]:
 async def test_an_edit_leaves_the_stages_it_does_not_change_ready() -> None:
     """Item 8: while the proxies load a new version, a Stage that version serves exactly as the
     last one stays Ready=True; only the Stage whose result changed waits for the replicas."""
+    # an edit of b's Api: a new version the proxies have not loaded yet
+    await _edit_b_while_both_serve([_api("a", "one"), _stage("a"), _api("b", "one"), _stage("b")], _api("b", "two"))
+
+
+async def _edit_b_while_both_serve(bodies: list[Any], edit: dict[str, Any]) -> None:
+    """Stages a and b served by both replicas, then ``edit``, which changes only what serves b:
+    a stays Ready while b waits for the replicas to load the new version."""
     configured = settings.Settings(gateway_name="gw", gateway_namespace="edge", replicas=2)
-    client = FakeClient()
-    reconciler, store = _reconciler(configured, client)
-    for body in (_api("a", "one"), _stage("a"), _api("b", "one"), _stage("b")):
+    reconciler, store = _reconciler(configured, FakeClient())
+    for body in bodies:
         store.put(body)
     first = await reconciler.reconcile()
     for replica in ("p1", "p2"):
         store.put(_lease(replica, first.snapshot.version))
     await reconciler.reconcile()
     assert _ready(store, "a")["status"] == _ready(store, "b")["status"] == "True"
-    store.put(_api("b", "two"))  # an edit of b's Api: a new version the proxies have not loaded yet
+    store.put(edit)
     second = await reconciler.reconcile()
     assert second.snapshot.version != first.snapshot.version
     assert _ready(store, "a")["status"] == "True"
@@ -271,17 +277,4 @@ def test_editing_another_stages_authorizer_and_plan_keeps_this_stage_digest() ->
 async def test_an_edit_of_only_a_stages_authorizer_waits_for_the_replicas() -> None:
     """Through the reconcile: a Stage whose Authorizer alone changed is ReplicasPending until the
     proxies load the new version; the Stage beside it stays Ready."""
-    configured = settings.Settings(gateway_name="gw", gateway_namespace="edge", replicas=2)
-    reconciler, store = _reconciler(configured, FakeClient())
-    for body in (*_shop("a"), *_shop("b")):
-        store.put(body)
-    first = await reconciler.reconcile()
-    for replica in ("p1", "p2"):
-        store.put(_lease(replica, first.snapshot.version))
-    await reconciler.reconcile()
-    assert _ready(store, "a")["status"] == _ready(store, "b")["status"] == "True"
-    store.put(_shop("b", issuer="https://other.example")[2])
-    second = await reconciler.reconcile()
-    assert second.snapshot.version != first.snapshot.version
-    assert _ready(store, "a")["status"] == "True"
-    assert _ready(store, "b")["reason"] == "ReplicasPending"
+    await _edit_b_while_both_serve([*_shop("a"), *_shop("b")], _shop("b", issuer="https://other.example")[2])
