@@ -87,13 +87,16 @@ def _trusted_proxies(text: str) -> str:
     return text
 
 
-def _positive(text: str, *, counted: str, unit: str) -> float:
-    """A number above zero and finite, or argparse's refusal naming what it counts."""
+def _positive(text: str, *, counted: str, unit: str, zero: bool = False) -> float:
+    """A number above zero (or from zero, with ``zero``) and finite, or argparse's refusal
+    naming what it counts."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of {counted}: {str(text)!r}{_origin(text)}") from None
-    if not value > 0 or value == float("inf"):
+    if zero and not 0 <= value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 {unit} or more, and finite, got {str(text)!r}{_origin(text)}")
+    if not zero and (not value > 0 or value == float("inf")):
         raise argparse.ArgumentTypeError(f"must be above 0 {unit}, got {str(text)!r}{_origin(text)}")
     return value
 
@@ -112,13 +115,7 @@ def drain_seconds(text: str) -> float:
     """argparse type of ``--drain-seconds``: 0 (close at once) or more, and finite. A negative
     grace used to be taken as it was, and a stopping gateway then cut running requests at once
     without saying why."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {str(text)!r}") from None
-    if not 0 <= value < float("inf"):  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be 0 s or more, and finite, got {str(text)!r}")
-    return value
+    return _positive(text, counted="seconds", unit="s", zero=True)
 
 
 def _rate(text: str) -> float:
