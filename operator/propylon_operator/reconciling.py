@@ -11,7 +11,6 @@ own writes, which come back as watch events, end in a pass that does nothing.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import datetime
 import hashlib
@@ -31,6 +30,7 @@ from propylon_operator import (
     kube,
     leases,
     publishing,
+    stage_digests,
     statuses,
     usage_polling,
     workloads,
@@ -458,7 +458,7 @@ class Reconciler:
         still on an older version counts for the Stages that version serves the same way."""
         if snapshot.version in self._stage_digests:
             return  # a version is a hash of its content: its Stages were digested when it was new
-        self._stage_digests[snapshot.version] = stage_digests(snapshot)
+        self._stage_digests[snapshot.version] = stage_digests.stage_digests(snapshot)
         while len(self._stage_digests) > _REMEMBERED_VERSIONS:
             del self._stage_digests[next(iter(self._stage_digests))]
 
@@ -544,59 +544,6 @@ class Reconciler:
 
 
 _REMEMBERED_VERSIONS = 16
-
-
-def stage_digests(snapshot: model.GatewayConfig) -> dict[str, str]:
-    """Stage id -> a digest of everything in the snapshot that changes how the proxies serve it.
-
-    Equal digests in two versions serve the Stage alike, so a replica still on the older one
-    counts for it (``Reconciler._replicas``) and an edit elsewhere leaves it Ready. Hence it
-    covers, and must keep covering, more than the Stage: its Api (and canary Api), the
-    Authorizers its routes name, the UsagePlans that cover it with their API keys (as the
-    snapshot holds them: keyed digests, never values; only hashed, never logged), and the
-    gateway-wide settings and key hashing. Leaving any out would show Ready while the proxies
-    still serve the old one. Other Stages' Authorizers and plans stay out, so editing those does
-    not touch this one. The snapshot's Service endpoints stay out too: each proxy balances over
-    the EndpointSlices it watches itself (``propylon_proxy.kube.sources``), whatever version it
-    runs, so they say nothing about what a replica serves, and a backend's pods coming and
-    going would make every Stage using it flap to ReplicasPending.
-    """
-    apis = {api.id: api for api in snapshot.apis}
-    authorizers = {authorizer.id: authorizer for authorizer in snapshot.authorizers}
-    # Indexed once, not scanned per Stage: a snapshot of 1,000 Stages and 10,000 keys would
-    # otherwise test every key against every Stage on each new version.
-    plans_of_stage: dict[str, list[model.UsagePlan]] = collections.defaultdict(list)
-    for plan in snapshot.usage_plans:  # sorted by id, so each list is too
-        for stage_id in dict.fromkeys(s.stage for s in plan.stages):
-            plans_of_stage[stage_id].append(plan)
-    keys_of_plan: dict[str, list[model.ApiKey]] = collections.defaultdict(list)
-    for key in snapshot.api_keys:
-        for plan_id in key.plans:
-            keys_of_plan[plan_id].append(key)
-    digests: dict[str, str] = {}
-    for stage in snapshot.stages:
-        routes = stage.routes + (stage.canary.routes if stage.canary is not None else ())
-        named = sorted({route.authorizer for route in routes if route.authorizer is not None})
-        used = [(name, authorizers.get(name)) for name in named]
-        plans = plans_of_stage.get(stage.id, [])
-        plan_ids = {plan.id for plan in plans}
-        selected = {key.id: key for plan_id in plan_ids for key in keys_of_plan.get(plan_id, ())}
-        keys = [  # a key's other plans do not grant it this Stage: only its plans that cover it count
-            dataclasses.replace(key, plans=tuple(p for p in key.plans if p in plan_ids))
-            for _, key in sorted(selected.items())
-        ]
-        served = (
-            stage,
-            apis.get(stage.api),
-            apis.get(stage.canary.api) if stage.canary is not None else None,
-            used,
-            plans,
-            keys,
-            snapshot.settings,
-            snapshot.key_hashing,
-        )
-        digests[stage.id] = hashlib.sha256(repr(served).encode()).hexdigest()
-    return digests
 
 
 class _Backoff:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from propylon_compiler import compiler, diagnostics, manifests
-from propylon_operator import inventory, leases, reconciling, settings, workloads
+from propylon_operator import inventory, leases, reconciling, settings, stage_digests, workloads
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
 
@@ -238,7 +238,7 @@ def _digests(bodies: list[Any]) -> dict[str, str]:
     result = compiler.compile(documents, options=compiler.CompileOptions(api_key_secret=b"s" * 32))
     assert result.ok, result.diagnostics
     assert {stage.id for stage in result.snapshot.stages} == {"shop/a", "shop/b"}
-    return reconciling.stage_digests(result.snapshot)
+    return stage_digests.stage_digests(result.snapshot)
 
 
 @pytest.mark.parametrize(
@@ -278,3 +278,77 @@ async def test_an_edit_of_only_a_stages_authorizer_waits_for_the_replicas() -> N
     """Through the reconcile: a Stage whose Authorizer alone changed is ReplicasPending until the
     proxies load the new version; the Stage beside it stays Ready."""
     await _edit_b_while_both_serve([*_shop("a"), *_shop("b")], _shop("b", issuer="https://other.example")[2])
+
+
+def _stage_at(name: str, base_path: str, hosts: list[str] | None = None) -> dict[str, Any]:
+    """A Stage ``name`` of the Api ``a`` (from ``_shop("a")``) on ``base_path`` and ``hosts``."""
+    spec: dict[str, Any] = {"apiRef": "a", "basePath": base_path}
+    if hosts is not None:
+        spec["hosts"] = hosts
+    return {
+        "apiVersion": "propylon.dev/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": name, "namespace": "shop", "generation": 1},
+        "spec": spec,
+    }
+
+
+def _hosted(name: str, hosts: list[str]) -> list[Any]:
+    """``_shop(name)`` with its Stage on ``hosts``."""
+    shop = _shop(name)
+    shop[1] = _stage_at(name, f"/{name}", hosts)
+    shop[1]["spec"]["apiRef"] = name
+    return shop
+
+
+def _all_digests(bodies: list[Any]) -> dict[str, str]:
+    documents = [
+        manifests.Document(origin=diagnostics.Origin(file=f"{b['kind']}/{b['metadata']['name']}", document=1), body=b)
+        for b in bodies
+    ]
+    result = compiler.compile(documents, options=compiler.CompileOptions(api_key_secret=b"s" * 32))
+    assert result.ok, result.diagnostics
+    return stage_digests.stage_digests(result.snapshot)
+
+
+def test_a_new_stage_under_a_stages_base_path_changes_its_digest() -> None:
+    """A Stage on /a/admin takes /a/admin/... from the Stage on /a: replicas still on the version
+    without it serve those paths to /a, so /a's digest must change; /b's must not."""
+    before = _all_digests([*_shop("a"), *_shop("b")])
+    after = _all_digests([*_shop("a"), *_shop("b"), _stage_at("admin", "/a/admin")])
+    assert after["shop/a"] != before["shop/a"]
+    assert after["shop/b"] == before["shop/b"]
+
+
+@pytest.mark.parametrize(
+    ("hosts", "new_hosts", "takes"),
+    [
+        pytest.param(["a.example"], ["a.example"], True, id="same host"),
+        pytest.param(["a.example"], ["*.example"], True, id="a wildcard naming its host"),
+        pytest.param(["*.example"], ["x.example"], True, id="a host its wildcard names"),
+        pytest.param(["a.example"], None, True, id="any host"),
+        pytest.param(["a.example"], ["b.example"], False, id="another host"),
+        pytest.param(["a.example"], ["*.other"], False, id="a wildcard of another domain"),
+        pytest.param(["*.example"], ["x.y.example"], False, id="a host deeper than its wildcard"),
+    ],
+)
+def test_a_new_stage_under_a_stages_base_path_counts_only_on_a_host_it_can_take(
+    hosts: list[str], new_hosts: list[str] | None, takes: bool
+) -> None:
+    before = _all_digests([*_hosted("a", hosts), *_shop("b")])
+    after = _all_digests([*_hosted("a", hosts), *_shop("b"), _stage_at("admin", "/a/admin", new_hosts)])
+    assert (after["shop/a"] != before["shop/a"]) is takes
+    assert after["shop/b"] == before["shop/b"]
+
+
+def test_a_new_stage_beside_or_above_a_stages_base_path_keeps_its_digest() -> None:
+    """Only a longer basePath under its own can take a Stage's requests: /ab and /c serve it the same."""
+    before = _all_digests([*_shop("a"), *_shop("b")])
+    after = _all_digests([*_shop("a"), *_shop("b"), _stage_at("ab", "/ab"), _stage_at("c", "/c")])
+    assert after["shop/a"] == before["shop/a"]
+
+
+async def test_a_new_stage_under_a_stages_base_path_waits_for_the_replicas() -> None:
+    """Through the reconcile: /b is ReplicasPending until the proxies load the Stage that takes
+    /b/admin from it; /a stays Ready."""
+    await _edit_b_while_both_serve([*_shop("a"), *_shop("b")], _stage_at("admin", "/b/admin"))
