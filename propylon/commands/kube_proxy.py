@@ -45,12 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--admin-token-file", default=None, help="bearer token for /admin/* (or PROPYLON_ADMIN_TOKEN)")
     shared_flags.add_trusted_proxies(parser)
     shared_flags.add_slow_clients(parser, environment=True)
-    parser.add_argument(
-        "--drain-seconds",
-        type=shared_flags.drain_seconds,
-        default=25.0,
-        help="on SIGTERM, how long running requests may take to finish (default 25)",
-    )
+    shared_flags.add_drain_seconds(parser, signals="SIGTERM")
     parser.add_argument(
         "--replica-name",
         default=None,

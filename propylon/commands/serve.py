@@ -46,13 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shared_flags.add_trusted_proxies(parser)
     shared_flags.add_gateway_throttle(parser)
     shared_flags.add_slow_clients(parser, environment=False)
-    parser.add_argument(
-        "--drain-seconds",
-        type=shared_flags.drain_seconds,
-        default=25.0,
-        metavar="S",
-        help="on SIGTERM or Ctrl-C, how long running requests may take to finish (default 25)",
-    )
+    shared_flags.add_drain_seconds(parser, signals="SIGTERM or Ctrl-C")
     parser.add_argument(
         "--workers",
         type=int,

@@ -118,6 +118,18 @@ def drain_seconds(text: str) -> float:
     return _positive(text, counted="seconds", unit="s", zero=True)
 
 
+def add_drain_seconds(parser: argparse.ArgumentParser, *, signals: str) -> None:
+    """``--drain-seconds`` of ``serve`` and ``proxy``: the grace running requests get once
+    ``signals`` ask the gateway to stop. (The operator's flag of that name is its own.)"""
+    parser.add_argument(
+        "--drain-seconds",
+        type=drain_seconds,
+        default=25.0,
+        metavar="S",
+        help=f"on {signals}, how long running requests may take to finish (default 25)",
+    )
+
+
 def _rate(text: str) -> float:
     """argparse type: requests per second, above zero and finite."""
     return _positive(text, counted="requests per second", unit="requests per second")
