@@ -10,11 +10,14 @@ The key is built from parts the dispatcher already parsed: stage (and canary sid
 path, the whole query (or only the ``cacheKeyParameters`` values), the listed headers, and when
 the route has an authorizer the caller: its principal (or, without one, a digest of its token or
 identity values) and a digest of the authorizer's context; an authorized request that names
-neither is not cached. A stored reply's ``Vary`` headers are then keyed as a second level.
+neither is not cached. A stored reply's ``Vary`` headers are then keyed as a second level
+(``Vary: Origin`` included: the CORS step adds the gateway's own after the store, so one seen
+here is the backend's).
 
 Concurrent misses for one key are coalesced: the first request (the leader) goes to the
-backend; the others wait for its outcome and get its reply when it was cacheable, else (not
-cacheable, failed, cancelled) go to the backend themselves.
+backend; the others wait for its outcome and get its reply when it was cacheable and its
+``Vary`` headers have the follower's values too, else (not cacheable, failed, cancelled, varied
+by a header the follower sent otherwise) go to the backend themselves.
 """
 
 from __future__ import annotations
@@ -58,14 +61,18 @@ class Entry:
     headers: tuple[tuple[str, str], ...]
     body: bytes
     expires: float
-    vary: tuple[str, ...]  # lower-case header names the reply's Vary lists (Origin left out)
+    vary: tuple[str, ...]  # lower-case header names the reply's Vary lists
     # The head's header lines rendered once for the httptools writer (None: it renders them).
     prepared: replies.Prepared | None = None
+    # The whole key it is stored under (base and Vary values): what a coalesced follower's own
+    # key must equal for the leader's reply to be its reply too.
+    key: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
         rendered = len(self.prepared.lines) if self.prepared is not None else 0
-        return len(self.body) + sum(len(n) + len(v) for n, v in self.headers) + rendered + 64
+        keyed = sum(len(part) for part in self.key)
+        return len(self.body) + sum(len(n) + len(v) for n, v in self.headers) + rendered + keyed + 64
 
 
 @dataclasses.dataclass(slots=True)
@@ -278,7 +285,9 @@ class CacheStep:
                     got = await asyncio.shield(leader)
                 except BaseException:
                     got = None
-                if got is not None and got.expires > self.clock():
+                # The leader's reply is this caller's only when the headers it varies by have
+                # this caller's values too (DESIGN.md section 4: never another user's data).
+                if got is not None and got.expires > self.clock() and got.key == self._vary_key(base, got.vary, ctx):
                     return self._hit(ctx, got)
                 ctx.cache = "miss"
                 return None
@@ -323,8 +332,9 @@ class CacheStep:
                     ctx.cache = "bypass"  # a first response that cannot be cached
                 else:
                     base = lead[0] if lead is not None else self._key(ctx)
+                    entry = dataclasses.replace(entry, key=self._vary_key(base, entry.vary, ctx))
                     self.cache.vary[base] = entry.vary
-                    self.cache.store(self._vary_key(base, entry.vary, ctx), entry)
+                    self.cache.store(entry.key, entry)
         finally:
             if lead is not None:
                 base, future = lead
@@ -356,7 +366,9 @@ class CacheStep:
                     item = item.strip().lower()
                     if item == "*":
                         return reply, None
-                    if item and item != "origin":  # the gateway's own Vary: Origin (CORS) is never keyed
+                    # Origin too: the CORS step's after hook runs after this store (chains.py), so
+                    # the gateway's own Vary: Origin is never seen here; this one is the backend's.
+                    if item and item not in vary:
                         vary.append(item)
         if reply.stream is not None:
             stream = reply.stream

@@ -413,9 +413,15 @@ class HttpConnection(asyncio.Protocol):
             raise _Refused(gateway_responses.URI_TOO_LONG)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        """One whole header (httptools joins the pieces); counted as ``hygiene`` counts them."""
+        """One whole header (httptools joins the pieces); counted as ``hygiene`` counts them.
+
+        The optional whitespace around a field value is not part of it (RFC 9110 section 5.5):
+        llhttp drops the leading SP/HTAB but keeps the trailing, so ``x-api-key: k<TAB>`` would
+        read as another key here and as ``k`` on aiohttp. Stripped once, every reader (API key,
+        Authorization, the cache key, the forwarded headers) sees what aiohttp's server gives."""
         if len(self._pairs) >= self._listener.max_headers:
             raise _Refused(gateway_responses.REQUEST_HEADERS_TOO_LARGE)
+        value = value.strip(b" \t")  # the same object when there is nothing to strip
         self._pairs.append((name, value))
         if len(name) in _NOTED_LENGTHS:  # noted here rather than in a second pass over the headers
             lower = name.lower()

@@ -70,8 +70,59 @@ def render_like_java(tree: Iterable[Any]) -> None:
             element.evaluate_raw = _print_reference(element)
 
 
+# Java's strings are UTF-16: a character beyond the BMP (an emoji) is two code units, and
+# length(), the indexes indexOf answers and those charAt and substring take count units. A
+# Python str counts code points, so a string holding such a character is worked on as its
+# units: each astral character split into its surrogate pair (one code point per unit), and
+# what is taken out of it joined back (a lone half stays a lone surrogate, which the encoder
+# writes as "?" as Java's does: utf8.encode). Strings without one (nearly all) are used as they are.
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _pair(match: re.Match[str]) -> str:
+    point = ord(match.group()) - 0x10000
+    return chr(0xD800 + (point >> 10)) + chr(0xDC00 + (point & 0x3FF))
+
+
+def _units(text: str) -> str:
+    """``text`` with one code point per UTF-16 code unit (itself when it has no astral one)."""
+    if text.isascii() or _ASTRAL.search(text) is None:  # isascii is a flag check: no scan
+        return text
+    return _ASTRAL.sub(_pair, text)
+
+
+def _joined(units: str) -> str:
+    """Units back to text: each whole surrogate pair one character again."""
+    if units.isascii() or _SURROGATE.search(units) is None:
+        return units
+    return units.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+
+
+def _length(text: str) -> int:
+    return len(_units(text))
+
+
 def _index_of(text: str, part: Any, start: int = 0) -> int:
-    return text.find(java_str(part), start)
+    # Java: a negative fromIndex searches from 0 (Python's find would count it from the end).
+    return _units(text).find(_units(java_str(part)), max(start, 0))
+
+
+def _last_index_of(text: str, part: Any, start: int | None = None) -> int:
+    units, wanted = _units(text), _units(java_str(part))
+    if start is None:
+        return units.rfind(wanted)
+    if start < 0:
+        return -1
+    return units.rfind(wanted, 0, start + len(wanted))  # the last match that begins at or before start
+
+
+def _char_at(text: str, index: int) -> str:
+    return _joined(_units(text)[index])
+
+
+def _substring(text: str, begin: int, end: int | None = None) -> str:
+    return _joined(_units(text)[begin:end])
 
 
 def _equals(self: Any, other: Any) -> bool:
@@ -86,7 +137,7 @@ _EVERY_VALUE: dict[str, Callable[..., Any]] = {
 
 _STRING: dict[str, Callable[..., Any]] = {
     "isEmpty": lambda self: self == "",
-    "length": len,
+    "length": _length,
     "contains": lambda self, part: java_str(part) in self,
     "startsWith": lambda self, prefix: self.startswith(java_str(prefix)),
     "endsWith": lambda self, suffix: self.endswith(java_str(suffix)),
@@ -95,9 +146,9 @@ _STRING: dict[str, Callable[..., Any]] = {
     "toUpperCase": str.upper,
     "trim": lambda self: self.strip(" \t\n\r\x0b\x0c\x00"),
     "indexOf": _index_of,
-    "lastIndexOf": lambda self, part: self.rfind(java_str(part)),
-    "charAt": lambda self, index: self[index],
-    "substring": lambda self, begin, end=None: self[begin:end],
+    "lastIndexOf": _last_index_of,
+    "charAt": _char_at,
+    "substring": _substring,
     "replaceAll": lambda self, pattern, repl: re.sub(java_str(pattern), java_str(repl), self),
     "matches": lambda self, pattern: re.fullmatch(java_str(pattern), self) is not None,
 }
