@@ -22,16 +22,26 @@ DEFAULT = "$default"
 WEBSOCKET_SPECIAL = ("$connect", "$disconnect", DEFAULT)
 
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(\+?)\}$")
-# RFC 3986 pchar without percent-escapes: unreserved, sub-delims, ":" and "@". The router
-# compares *decoded* request segments, so a literal written "%2D" could never be reached by its
-# natural spelling while a greedy route served it: a "%" is refused instead (issue 8, item 2).
-LITERAL = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,;=:@]+$")
+# RFC 3986 pchar without percent-escapes: unreserved, sub-delims, ":" and "@", plus any printable
+# non-ASCII character (a route path is written decoded: "/café" is reached by "/caf%C3%A9"; not
+# a control, a space or a separator such as U+00A0, U+2028, which no one can tell from its
+# neighbours). The router compares *decoded* request segments, so a literal written "%2D" could
+# never be reached by its natural spelling while a greedy route served it: a "%" is refused
+# instead (issue 8, item 2).
+_LITERAL = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|[^\x00-\x7f])+$")
+
+
+def is_literal(segment: str) -> bool:
+    """Whether ``segment`` can be a literal segment of a route path or basePath."""
+    if _LITERAL.match(segment) is None:
+        return False
+    return segment.isascii() or all(c.isascii() or c.isprintable() for c in segment)
+
+
 _ACTION = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 
 
-PERCENT_PROBLEM = (
-    "percent-escapes are not allowed: write the character itself (requests are matched after decoding)"
-)
+PERCENT_PROBLEM = "percent-escapes are not allowed: write the character itself (requests are matched after decoding)"
 
 
 class RouteKeyError(ValueError):
@@ -88,7 +98,7 @@ def parse_path(path: str) -> tuple[model.Segment, ...]:
             raise RouteKeyError(f"path segment {raw!r} of {path!r}: {PERCENT_PROBLEM}")
         elif raw in (".", ".."):
             raise RouteKeyError(f"path segment {raw!r} of {path!r}: '.' and '..' segments can never be requested")
-        elif LITERAL.match(raw):
+        elif is_literal(raw):
             segments.append(model.Segment(kind=model.SegmentKind.LITERAL, value=raw))
         else:
             raise RouteKeyError(f"path segment {raw!r} of {path!r} contains characters not allowed in a URL path")

@@ -346,7 +346,7 @@ def _base_path(f: fields.Fields, spec: dict[str, Any], name: str) -> str:
             if "%" in segment:
                 f.error("spec.basePath", f"basePath {raw!r}: {routes.PERCENT_PROBLEM}")
                 break
-            if segment == "" or "{" in segment or "}" in segment or not routes.LITERAL.match(segment):
+            if segment == "" or "{" in segment or "}" in segment or not routes.is_literal(segment):
                 f.error("spec.basePath", f"basePath {raw!r} must be '/' or literal path segments such as '/prod'")
                 break
             if segment in (".", ".."):

@@ -37,8 +37,11 @@ GATEWAY_FRAMED = HOP_BY_HOP | {"content-length"}
 # (Expect is answered by the gateway, which has already invited the body.)
 _GATEWAY_OWNED = frozenset({"host", "x-request-id", "traceparent", "expect"})
 # A backend must not be able to make its own answer look like a gateway response (the access
-# log, metrics and clients read x-propylon-error-type as the gateway's word).
-_NOT_TO_CLIENT = HOP_BY_HOP | {"x-request-id", "x-propylon-error-type"}
+# log, metrics and clients read x-propylon-error-type as the gateway's word), nor speak for the
+# cache: x-propylon-cache is there exactly when the route caches (DESIGN.md section 8 "Cache"),
+# once, and a backend's copy must not be stored and replayed with every hit.
+GATEWAY_SAYS = frozenset({"x-propylon-error-type", "x-propylon-cache", "x-propylon-cache-invalidation"})
+_NOT_TO_CLIENT = HOP_BY_HOP | {"x-request-id"} | GATEWAY_SAYS
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 

@@ -7,6 +7,11 @@ response's headers. The gateway's own headers (Host, X-Forwarded-*, X-Request-Id
 and framing headers cannot be changed by a mapping, and a value that would carry CR, LF or NUL
 into a header is dropped (with, for ``overwrite``, the header it was to replace), so a mapping can
 never be turned into header injection nor leave a client's value where the gateway's should be.
+
+Header text crosses the upstream and client interfaces as latin-1 (one character per byte), so a
+value written into a header carries its UTF-8 bytes (undecodable request bytes, kept as
+surrogates, as the bytes they were); client and backend headers read into a value are already
+bytes. A value UTF-8 cannot carry (a lone surrogate from a claim) is dropped as an unsafe one is.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ Headers = list[tuple[str, str]]
 
 _EXPRESSION = re.compile(
     r"\$\{stageVariables\.(?P<braced>[A-Za-z0-9_]+)\}"
-    r"|\$(?P<source>request\.(?:header|querystring|path)|response\.header|stageVariables)\.(?P<name>[A-Za-z0-9_-]+)"
+    r"|\$(?P<source>request\.(?:header|querystring|path)|response\.header)\.(?P<name>[A-Za-z0-9_-]+)"
+    # Stage variable names are letters, digits and "_": a "-" after one is literal text.
+    r"|\$stageVariables\.(?P<variable>[A-Za-z0-9_]+)"
     r"|\$context\.(?P<context>identity\.sourceIp|requestId|stage|authorizer(?:\.[A-Za-z0-9_:]+)+)"
 )
 _UNSAFE = re.compile(r"[\r\n\x00]")
@@ -114,49 +121,83 @@ def _first(headers: Sequence[tuple[str, str]], name: str) -> str:
 
 
 def _query_value(query: str, name: str) -> str:
-    for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+    # Undecodable bytes stay as surrogates, so a header or query value carries them back as sent.
+    for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True, errors="surrogateescape"):
         if key == name:
             return value
     return ""
 
 
-def evaluate(expression: str, ctx: Context, *, for_path: bool = False) -> str:
-    """The value of a mapping expression; in a path, request values are percent-encoded segments."""
+def _as_bytes(text: str) -> str:
+    """Text as header text crosses the interfaces: its UTF-8 bytes, one character per byte.
+    Raises UnicodeEncodeError for a lone surrogate that is not an undecodable byte."""
+    return text if text.isascii() else text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def _decoded(header: str) -> str:
+    """A header value (bytes, one character per byte) as text: UTF-8, other bytes as surrogates."""
+    return header if header.isascii() else header.encode("latin-1").decode("utf-8", "surrogateescape")
+
+
+def evaluate(expression: str, ctx: Context, *, for_path: bool = False, for_header: bool = False) -> str:
+    """The value of a mapping expression; in a path, request values are percent-encoded segments.
+
+    ``for_header``: the value as header text (see the module doc); raises UnicodeEncodeError when
+    UTF-8 cannot carry it. Otherwise header values read into it are decoded as UTF-8 text."""
+    if for_header:
+        # The expressions are ASCII, so this changes only the literal text around them.
+        expression = _as_bytes(expression)
     if len(expression) >= 2 and expression[0] == expression[-1] == "'":
         return expression[1:-1]
 
     def value(found: re.Match[str]) -> str:
-        if found.group("braced"):
-            return ctx.stage_variables.get(found.group("braced"), "")
-        context = found.group("context")
-        if context == "requestId":
-            return ctx.request_id
-        if context == "stage":
-            return ctx.stage
-        if context == "identity.sourceIp":
-            return ctx.source_ip
-        if context:
-            text = authorizer_value(ctx, context[len("authorizer.") :])
-            return hygiene.encode_segment(text) if for_path else text
-        source, name = found.group("source"), found.group("name")
-        if source == "stageVariables":
-            text = ctx.stage_variables.get(name, "")
-        elif source == "request.header":
-            text = _first(ctx.headers, name)
-        elif source == "request.querystring":
-            text = _query_value(ctx.query, name)
-        elif source == "request.path":
-            text = ctx.path_params.get(name, "")
-            if for_path:
-                return text if name in ctx.greedy else hygiene.encode_segment(text)
+        source = found.group("source")
+        if source is not None:
+            name = found.group("name")
+            if source == "request.header" or source == "response.header":
+                header = _first(ctx.headers if source == "request.header" else ctx.response_headers, name)
+                if for_header:
+                    return header
+                text = _decoded(header)
+            elif source == "request.querystring":
+                text = _query_value(ctx.query, name)
+            else:
+                text = ctx.path_params.get(name, "")
+                if for_path and name in ctx.greedy:
+                    return text
+        elif found.group("braced") is not None:
+            text = ctx.stage_variables.get(found.group("braced"), "")
+            return _as_bytes(text) if for_header else text
+        elif found.group("variable") is not None:
+            text = ctx.stage_variables.get(found.group("variable"), "")
         else:
-            text = _first(ctx.response_headers, name)
-        return hygiene.encode_segment(text) if for_path else text
+            context = found.group("context")
+            if context == "requestId":
+                return ctx.request_id
+            if context == "stage":
+                return ctx.stage
+            if context == "identity.sourceIp":
+                return ctx.source_ip
+            text = authorizer_value(ctx, context[len("authorizer.") :])
+        if for_path:
+            return hygiene.encode_segment(text)
+        return _as_bytes(text) if for_header else text
 
     return _EXPRESSION.sub(value, expression)
 
 
-def _set_header(headers: Headers, mapping: model.ParameterMapping, value: str | None) -> Headers:
+def header_value(expression: str, ctx: Context) -> str | None:
+    """A mapping's value as header text, or None when no header can carry it."""
+    try:
+        value = evaluate(expression, ctx, for_header=True)
+    except UnicodeEncodeError:
+        return None
+    return value if _UNSAFE.search(value) is None else None
+
+
+def _set_header(headers: Headers, mapping: model.ParameterMapping, writable: str | None) -> Headers:
+    """Apply one header mapping; ``writable`` is its value as header text (``header_value``),
+    None for a remove or for a value no header can carry."""
     lower = mapping.name.lower()
     if headers_.is_gateway_owned(lower):
         return headers
@@ -167,7 +208,6 @@ def _set_header(headers: Headers, mapping: model.ParameterMapping, value: str | 
         headers = [(n, v) for n, v in headers if n.lower() == lower or headers_.folded(n) != folded]
     if mapping.action is model.MappingAction.REMOVE:
         return [(n, v) for n, v in headers if n.lower() != lower]
-    writable = value if value is not None and _UNSAFE.search(value) is None else None
     if mapping.action is model.MappingAction.OVERWRITE:
         # A value that cannot be written is dropped, and so is the header it was to replace: a
         # backend that trusts a mapped identity header must never get the client's copy instead.
@@ -175,21 +215,26 @@ def _set_header(headers: Headers, mapping: model.ParameterMapping, value: str | 
         return kept if writable is None else [*kept, (mapping.name, writable)]
     if writable is None:
         return headers  # an append of nothing: the header stays as it was
-    value = writable
     existing = [v for n, v in headers if n.lower() == lower]
     if not existing:
-        return [*headers, (mapping.name, value)]
-    merged = ", ".join([*existing, value])
+        return [*headers, (mapping.name, writable)]
+    merged = ", ".join([*existing, writable])
     return [*((n, v) for n, v in headers if n.lower() != lower), (mapping.name, merged)]
 
 
 def _set_query(query: str, mapping: model.ParameterMapping, value: str) -> str:
-    """Edit the raw query; parameters a mapping does not name stay exactly as sent."""
+    """Edit the raw query; parameters a mapping does not name stay exactly as sent. A value goes
+    as its UTF-8 bytes (undecodable bytes it was read from as they were); one that UTF-8 cannot
+    carry (a lone surrogate from a claim) is dropped, as a header mapping drops it."""
     pairs = [p for p in query.split("&") if p] if query else []
     if mapping.action is not model.MappingAction.APPEND:
         pairs = [p for p in pairs if urllib.parse.unquote_plus(p.partition("=")[0]) != mapping.name]
     if mapping.action is not model.MappingAction.REMOVE:
-        pairs.append(f"{urllib.parse.quote(mapping.name, safe='')}={urllib.parse.quote(value, safe='')}")
+        try:
+            encoded = urllib.parse.quote(value, safe="", errors="surrogateescape")
+        except UnicodeEncodeError:
+            return "&".join(pairs)
+        pairs.append(f"{urllib.parse.quote(mapping.name, safe='')}={encoded}")
     return "&".join(pairs)
 
 
@@ -205,7 +250,7 @@ def apply_request(
 ) -> Upstream:
     for mapping in mappings:
         if mapping.target is model.MappingTarget.HEADER:
-            value = None if mapping.action is model.MappingAction.REMOVE else evaluate(mapping.value, ctx)
+            value = None if mapping.action is model.MappingAction.REMOVE else header_value(mapping.value, ctx)
             headers = _set_header(headers, mapping, value)
         elif mapping.target is model.MappingTarget.QUERYSTRING:
             value = "" if mapping.action is model.MappingAction.REMOVE else evaluate(mapping.value, ctx)
@@ -228,6 +273,6 @@ def apply_response(blocks: Sequence[model.ResponseMappings], status: int, ctx: C
         for mapping in block.mappings:
             if mapping.target is not model.MappingTarget.HEADER:
                 continue
-            value = None if mapping.action is model.MappingAction.REMOVE else evaluate(mapping.value, ctx)
+            value = None if mapping.action is model.MappingAction.REMOVE else header_value(mapping.value, ctx)
             headers = _set_header(headers, mapping, value)
     return headers

@@ -46,10 +46,25 @@ def _parameter_values(match: routing.Match) -> dict[str, str]:
     return {name: value if name in greedy else hygiene.encode_segment(value) for name, value in match.params}
 
 
-def _fill(template: str, match: routing.Match) -> str:
+def _query_values(match: routing.Match) -> dict[str, str]:
+    """Path parameters as they are written into a template's query: each one's decoded value
+    (a greedy one's raw form decoded) percent-encoded as a query value, so a "&", "=", "+" or
+    "#" in it stays data. Undecodable bytes go as the bytes they were."""
+    greedy = {s.value for s in match.route.segments if s.kind is model.SegmentKind.GREEDY}
+    out = {}
+    for name, value in match.params:
+        if name in greedy:
+            value = urllib.parse.unquote(value, errors="surrogateescape")
+        out[name] = urllib.parse.quote(value, safe="", errors="surrogateescape")
+    return out
+
+
+def _fill(template: str, match: routing.Match, *, query: bool = False) -> str:
+    """``template`` with its ``{name}`` placeholders filled: as path segments, or (``query``)
+    as query values."""
     if "{" not in template:
         return template
-    values = _parameter_values(match)
+    values = _query_values(match) if query else _parameter_values(match)
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1).rstrip("+"), ""), template)
 
 
@@ -74,7 +89,7 @@ def _parse(url: str) -> _Url:
     port = parts.port or (443 if scheme == "https" else 80)
     host = parts.hostname or ""
     fixed = None
-    if "{" not in parts.path:
+    if "{" not in parts.path and "{" not in parts.query:
         fixed = Destination(
             scheme=scheme, host=host, port=port, path=parts.path or "/", query=parts.query, host_header=parts.netloc
         )
@@ -104,7 +119,7 @@ def destination(
             host=url.host,
             port=url.port,
             path=_fill(url.path, match) or "/",
-            query=_join_query(url.query, query),
+            query=_join_query(_fill(url.query, match, query=True), query),
             host_header=url.netloc,
         )
     service = integration.service
@@ -113,14 +128,16 @@ def destination(
     picked = balancer.pick(service.key, addresses.get(service.key, ()), exclude)
     if picked is None:
         raise NoEndpoint(f"no ready endpoint for {service.key}")
-    path = _fill(integration.path, match) if integration.path else match.upstream_path
+    # A ``path`` may carry a query of its own ("/p?id={id}"): the client's joins it with "&".
+    template, _, template_query = (integration.path or "").partition("?")
+    path = _fill(template, match) if integration.path else match.upstream_path
     host = f"[{picked.address}]" if ":" in picked.address else picked.address
     return Destination(
         scheme="http",
         host=picked.address,
         port=picked.port,
         path=path or "/",
-        query=query,
+        query=_join_query(_fill(template_query, match, query=True), query),
         host_header=f"{host}:{picked.port}",
         address=picked,
     )

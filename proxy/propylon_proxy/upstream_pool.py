@@ -78,7 +78,12 @@ def _encode_head(request: upstream.UpstreamRequest, extra: str) -> bytes:
         raise upstream.UpstreamRequestError("CR, LF or NUL in request line or header")
     if " " in request.target or " " in request.method or not request.target:
         raise upstream.UpstreamRequestError("space in request target or method, or empty target")
-    return head.encode("latin-1")
+    try:
+        # Header text is bytes, one character per byte (mappings write UTF-8 so); anything else
+        # was never meant for the wire, and is refused rather than guessed at or crashed on.
+        return head.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise upstream.UpstreamRequestError("a character outside one byte in request line or header") from exc
 
 
 def _framing(headers: list[tuple[str, str]]) -> tuple[int | None, bool, bool]:
