@@ -149,7 +149,7 @@ def _routes(
         seen_keys[key] = i
         seen_shapes[shape] = i
         if protocol is model.Protocol.WEBSOCKET:
-            integration_responses.websocket_problems(f, raw, path)
+            integration_responses.websocket_problems(f, raw, path, key)
         template = _route(f, raw, path, parsed, key, models, index)
         if template is not None:
             templates.append(RouteTemplate(index=i, route=template))

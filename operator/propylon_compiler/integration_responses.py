@@ -64,9 +64,21 @@ def parse(
     return tuple(out)
 
 
-def websocket_problems(f: fields.Fields, raw: dict[str, Any], path: str) -> None:
+# Checks a WEBSOCKET Api makes once, on $connect, for the whole connection (as AWS allows
+# authorization and API keys only there): on any other route they would be accepted and never run.
+CONNECT_ONLY = ("authorizer", "authorizationScopes", "apiKeyRequired", "requestValidation", "cacheKeyParameters")
+
+
+def websocket_problems(f: fields.Fields, raw: dict[str, Any], path: str, route_key: str) -> None:
     """A WEBSOCKET route's integration relays messages as they are: templates, integration
-    responses and custom FUNCTION events are REST features it would silently ignore."""
+    responses and custom FUNCTION events are REST features it would silently ignore. A message
+    route's checks would be ignored too (a client without a token, key or valid body would get
+    the route's answer), so they are refused rather than fail open; ``false``/null are unset."""
+    if route_key != "$connect":
+        for name in CONNECT_ONLY:
+            if raw.get(name) not in (None, False):
+                where_not = f"WEBSOCKET route {route_key!r}"
+                f.error(fields.join(path, name), f"{name} does not apply to {where_not} (only $connect checks it)")
     integration = raw.get("integration")
     if not isinstance(integration, dict):
         return

@@ -265,7 +265,7 @@ async def test_function_integration_gets_aws_websocket_events(tmp_path: Path) ->
             await client.send(json.dumps({"action": "ask", "q": 1}))
             seen = json.loads(await client.recv())
         assert seen["routeKey"] == "ask" and seen["eventType"] == "MESSAGE" and seen["stage"] == "live"
-        assert seen["apiId"] == "talk/chat" and seen["hasMessageId"] and seen["connectionId"]
+        assert seen["apiId"] == "chat" and seen["hasMessageId"] and seen["connectionId"]
         assert json.loads(seen["body"]) == {"action": "ask", "q": 1} and seen["isBase64Encoded"] is False
         with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
             async with connect(_ws(served), user_agent_header="refuse-me"):

@@ -57,7 +57,7 @@ async def handle(
             }
         )
     if request.method == "DELETE":
-        await connection.socket.close(code=1000, message=b"closed by @connections")
+        await connection.close(1000, b"closed by @connections")
         return web.Response(status=204)
     return web.json_response({"message": "Method Not Allowed"}, status=405)
 

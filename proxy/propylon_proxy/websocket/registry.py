@@ -30,6 +30,16 @@ class Connection:
     # The upgrade's headers and query pairs, for the CONNECT event only; dropped once $connect ran.
     handshake: tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] | None = None
     queue: asyncio.Queue[str | bytes] = dataclasses.field(default_factory=lambda: asyncio.Queue(maxsize=64))
+    # (code, reason) of the close that ended it, for the DISCONNECT event: the client's close
+    # frame, or the gateway's own close (``close``). None while open.
+    disconnect: tuple[int, str] | None = None
+
+    async def close(self, code: int = 1000, message: bytes = b"") -> None:
+        """Closes it from the gateway's side, noting the code and reason the DISCONNECT event
+        reports (unless it had already ended: then that end is what it reports)."""
+        if not self.socket.closed and self.disconnect is None:
+            self.disconnect = (code, message.decode("utf-8", "replace"))
+        await self.socket.close(code=code, message=message)
 
 
 class Registry:

@@ -14,6 +14,8 @@ their $disconnect runs, once, with the plan they opened with.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import dataclasses
 import json
 import secrets
@@ -68,6 +70,9 @@ class Answer:
     # Seconds the call took (the access log's integrationLatencyMs); None for a MOCK, which
     # calls nothing (as on HTTP routes).
     latency: float | None = None
+    # A function's isBase64Encoded answer: ``body`` holds the decoded bytes, sent as a binary
+    # frame (a text frame must be UTF-8, which arbitrary bytes are not).
+    binary: bool = False
 
 
 def still_served(connection: registry.Connection, served: tables.Tables) -> bool:
@@ -115,16 +120,22 @@ class Integrations:
         if integration.type is model.IntegrationType.MOCK and integration.mock is not None:
             return _mock(ws, integration.mock, request_id)
         began = time.monotonic()
-        answer = await self._call(ws, connection, route, event, body)
+        answer = await self._call(ws, connection, route, event, body, request_id)
         return dataclasses.replace(answer, latency=time.monotonic() - began)
 
     async def _call(
-        self, ws: tables.WsStage, connection: registry.Connection, route: model.Route, event: str, body: str | bytes
+        self,
+        ws: tables.WsStage,
+        connection: registry.Connection,
+        route: model.Route,
+        event: str,
+        body: str | bytes,
+        request_id: str | None,
     ) -> Answer:
         connection_id = connection.id
         integration = route.integration
         if integration.type is model.IntegrationType.FUNCTION:
-            return await self._function(ws, connection, route, event, body)
+            return await self._function(ws, connection, route, event, body, request_id)
         if isinstance(body, str):
             body = body.encode()
         if integration.url is None:
@@ -148,11 +159,18 @@ class Integrations:
             return Answer(502, b"", gateway_responses.INTEGRATION_FAILURE)
 
     async def _function(
-        self, ws: tables.WsStage, connection: registry.Connection, route: model.Route, event: str, body: str | bytes
+        self,
+        ws: tables.WsStage,
+        connection: registry.Connection,
+        route: model.Route,
+        event: str,
+        body: str | bytes,
+        request_id: str | None,
     ) -> Answer:
         integration = route.integration
         target = function_client.Target(url=integration.url, service=integration.service)
-        payload = events.build(ws, connection, route.route_key, event, body if event == "MESSAGE" else None)
+        message = body if event == "MESSAGE" else None
+        payload = events.build(ws, connection, route.route_key, event, message, request_id)
         try:
             answer = await self._functions.invoke(target, payload, integration.timeout_ms / 1000)
         except function_client.InvokeTimeout:
@@ -161,12 +179,13 @@ class Integrations:
             return Answer(502, b"", gateway_responses.INTEGRATION_FAILURE)
         if isinstance(answer, dict):
             # The HTTP FUNCTION routes' rules ("403" is a status too; a body that is not Unicode
-            # text is malformed); a malformed answer is a 502, so a $connect whose refusal
-            # cannot be read refuses: it never fails open.
+            # text, or not base64 when it says it is, is malformed); a malformed answer is a 502,
+            # so a $connect whose refusal cannot be read refuses: it never fails open.
             try:
                 status = function_responses.reply(answer, "1.0").status if "statusCode" in answer else 200
-                return Answer(status, _text(answer))
-            except (function_responses.Malformed, UnicodeEncodeError):
+                data, binary = _body(answer)
+                return Answer(status, data, binary=binary)
+            except (function_responses.Malformed, UnicodeEncodeError, binascii.Error):
                 return Answer(502, b"", gateway_responses.INTEGRATION_FAILURE)
         return Answer(200, json.dumps(answer).encode() if answer is not None else b"")
 
@@ -184,18 +203,25 @@ def _mock(ws: tables.WsStage, mock: model.Mock, request_id: str | None) -> Answe
     return Answer(mock.status_code, utf8.encode(text))
 
 
-def _text(answer: dict[str, Any]) -> bytes:
-    """The body a function's answer sends back to the client, as it gave it (UnicodeEncodeError
-    for a lone surrogate, JSON's ``"\\ud800"``: the caller's malformed answer)."""
+def _body(answer: dict[str, Any]) -> tuple[bytes, bool]:
+    """The body a function's answer sends back to the client, and whether it is bytes: with
+    ``isBase64Encoded`` the decoded bytes (DESIGN.md section 8; binascii.Error when it is not
+    base64), else the text as it gave it (UnicodeEncodeError for a lone surrogate, JSON's
+    ``"\\ud800"``). Either error is the caller's malformed answer."""
     text = answer.get("body")
-    return text.encode("utf-8") if isinstance(text, str) else b""
+    if not isinstance(text, str):
+        return b"", False
+    encoded = answer.get("isBase64Encoded", False)
+    if encoded is True or encoded == "true":
+        return base64.b64decode(text, validate=True), True
+    return text.encode("utf-8"), False
 
 
 class Sessions:
     def __init__(self, run: runtime.Runtime) -> None:
         self.registry = registry.Registry()
         self.integrations = Integrations(run)
-        self._closing: set[asyncio.Future[bool]] = set()
+        self._closing: set[asyncio.Future[None]] = set()
         self._served: tables.Tables | None = None  # the latest plan's stages (``retain``)
         self.cluster = _cluster(run, self._act)  # None: this replica's registry is the only one
 
@@ -283,8 +309,9 @@ class Sessions:
             if self.cluster is not None:
                 await self.cluster.unregister(connection_id)
             sender.cancel()
-            if not socket.closed:
-                await socket.close()
+            await connection.close()  # idle or too old; a no-op once closed
+            if connection.disconnect is None:  # dropped without a close frame
+                connection.disconnect = (events.CLOSE_ABNORMAL, "")
             disconnect = ws.routes.get("$disconnect")
             if disconnect is not None:
                 await self.integrations.call(ws, connection, disconnect, "DISCONNECT", b"")
@@ -298,7 +325,7 @@ class Sessions:
                 self._close_later(connection, CLOSE_GOING_AWAY, b"going away")
 
     def _close_later(self, connection: registry.Connection, code: int, message: bytes) -> None:
-        closing = asyncio.ensure_future(connection.socket.close(code=code, message=message))
+        closing = asyncio.ensure_future(connection.close(code, message))
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
 
@@ -312,11 +339,12 @@ class Sessions:
             except TimeoutError:
                 return
             if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                _note_close(connection, message)
                 return
             data: str | bytes = message.data
             raw = data.encode() if isinstance(data, str) else data
             if len(raw) > limits.max_message_bytes:  # a backstop: the reader refuses these (``Socket``)
-                await socket.close(code=CLOSE_TOO_BIG, message=TOO_BIG)
+                await connection.close(CLOSE_TOO_BIG, TOO_BIG)
                 return
             connection.last_active_at = time.time()
             route = select_route(ws, data)
@@ -324,7 +352,7 @@ class Sessions:
                 continue
             answer = await self.integrations.call(ws, connection, route, "MESSAGE", data)
             if route.route_response_selection_expression == "$default" and answer.body:
-                self.offer(connection, answer.body.decode("utf-8", "replace"))
+                self.offer(connection, answer.body if answer.binary else answer.body.decode("utf-8", "replace"))
 
     def offer(self, connection: registry.Connection, data: str | bytes) -> bool:
         """Queues a message for the client; a full queue closes it with 1008 (backpressure)."""
@@ -356,7 +384,7 @@ class Sessions:
     async def going_away(self) -> None:
         """Server shutdown: every connection closes with 1001 and its $disconnect runs."""
         await asyncio.gather(
-            *(c.socket.close(code=1001, message=b"going away") for c in self.registry.all()),
+            *(c.close(CLOSE_GOING_AWAY, b"going away") for c in self.registry.all()),
             return_exceptions=True,
         )
 
@@ -365,6 +393,21 @@ class Sessions:
         await self.integrations.close()
         if self.cluster is not None:
             await self.cluster.close()
+
+
+def _note_close(connection: registry.Connection, message: aiohttp.WSMessage) -> None:
+    """How the connection ended, for the DISCONNECT event, when the client (or its bytes) ended
+    it: the client's close frame (1005 when it gave no code), or the close the reader sent for a
+    frame it refused (1009 too big, 1002 a protocol error). A close the gateway sent is noted by
+    ``Connection.close``; a connection dropped without a close frame is 1006 (``serve``)."""
+    if connection.disconnect is not None:
+        return
+    socket = connection.socket
+    if message.type is aiohttp.WSMsgType.CLOSE:
+        connection.disconnect = (int(message.data or events.CLOSE_NO_STATUS), str(message.extra or ""))
+    elif message.type is aiohttp.WSMsgType.ERROR and socket.close_code is not None:
+        reason = TOO_BIG.decode() if socket.close_code == CLOSE_TOO_BIG else ""
+        connection.disconnect = (int(socket.close_code), reason)
 
 
 def _cluster(run: runtime.Runtime, act: ws_cluster.Act) -> ws_cluster.Cluster | None:
