@@ -175,7 +175,7 @@ def _route(
         integration = integrations.parse(f, raw_integration, fields.join(path, "integration"), f.obj.namespace)
         if integration is not None:
             _check_template_params(f, integration, parsed, fields.join(path, "integration"))
-    validation = _validation(f, raw, path)
+    validation = _validation(f, raw, path, parsed)
     cache_keys = f.strings(raw, "cacheKeyParameters", path)
     for j, name in enumerate(cache_keys):
         if not _PARAMETER.match(name):
@@ -248,16 +248,27 @@ def _check_template_params(
                 )
 
 
-def _validation(f: fields.Fields, raw: dict[str, Any], path: str) -> model.RequestValidation | None:
+def _validation(
+    f: fields.Fields, raw: dict[str, Any], path: str, parsed: routes.ParsedKey
+) -> model.RequestValidation | None:
     spec = f.mapping(raw, "requestValidation", path)
     if spec is None:
         return None
     where = fields.join(path, "requestValidation")
     body = f.string(spec, "body", where)
     required = f.strings(spec, "requiredParameters", where)
+    # A required path.NAME the route path does not bind is never there: every request would be
+    # refused 400 with nothing to tell the author why.
+    bound = {s.value for s in parsed.segments if s.kind is not model.SegmentKind.LITERAL}
     for j, name in enumerate(required):
         if not _PARAMETER.match(name):
             f.error(f"{fields.join(where, 'requiredParameters')}[{j}]", _parameter_problem(name))
+        elif name.startswith("path.") and name[len("path.") :] not in bound:
+            f.error(
+                f"{fields.join(where, 'requiredParameters')}[{j}]",
+                f"{name!r} is not a parameter of the route path {parsed.path or '(none)'!r}, so every"
+                " request would be refused",
+            )
     return model.RequestValidation(body_model=body, required_parameters=required)
 
 

@@ -302,7 +302,8 @@ def _mapping(key: str, value: Any, *, response: bool) -> model.ParameterMapping 
     if target is model.MappingTarget.HEADER and header_names.is_gateway_owned(name):
         return (
             f"invalid mapping key {key!r}: {name} is set only by the gateway (Host, X-Request-Id, traceparent, "
-            "Forwarded, X-Real-IP, every X-Forwarded-* and framing headers, under any spelling with '_' for '-')"
+            "Forwarded, X-Real-IP, every X-Forwarded-*, x-propylon-error-type, x-propylon-cache and framing headers, "
+            "under any spelling with '_' for '-')"
         )
     if target is model.MappingTarget.QUERYSTRING and not _QUERY_NAME.match(name):
         return f"invalid mapping key {key!r}: {name!r} is not a valid query parameter name"

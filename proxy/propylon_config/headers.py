@@ -25,6 +25,8 @@ GATEWAY_OWNED = frozenset(
         "trailer",
         "upgrade",
         "x-propylon-error-type",
+        "x-propylon-cache",  # present exactly when the route caches (DESIGN.md section 8, Cache)
+        "x-propylon-cache-invalidation",
     }
 )
 

@@ -370,6 +370,18 @@ HEADER_CASES = [
         'spec.routes[0].integration.requestParameters["overwrite:header.X-Forwarded-Prefix"]',
         "invalid mapping key 'overwrite:header.X-Forwarded-Prefix': X-Forwarded-Prefix is set only by the gateway",
     ),
+    (  # present exactly when the route caches (DESIGN.md section 8, Cache): never a mapping's
+        'integration: {type: HTTP_PROXY, url: "http://127.0.0.1:9000/x", '
+        'responseParameters: {"200": {"overwrite:header.X-Propylon-Cache": "\'hit\'"}}}',
+        'spec.routes[0].integration.responseParameters.200["overwrite:header.X-Propylon-Cache"]',
+        "invalid mapping key 'overwrite:header.X-Propylon-Cache': X-Propylon-Cache is set only by the gateway",
+    ),
+    (
+        'requestValidation: {requiredParameters: ["path.id"]}\n'
+        "      integration: {type: MOCK, mock: {statusCode: 200}}",
+        "spec.routes[0].requestValidation.requiredParameters[0]",
+        "'path.id' is not a parameter of the route path '/x', so every request would be refused",
+    ),
 ]
 
 
