@@ -28,6 +28,32 @@ SKEW_RANGE = (0, 300)
 TTL_RANGE = (0, 3600)
 TIMEOUT_RANGE = (50, 300000)
 _TOKEN_SOURCE = re.compile(r"^\$request\.(header|querystring)\.[^ ]+$")
+# What a REQUEST/TOKEN authorizer's identity source may name: the forms the gateway reads
+# (propylon_proxy.authorizers.functions.identity). ``$context`` names only what exists before
+# any authorizer ran (what a mapping template's $context has, without authorizer.*); anything
+# else (``$request.body.x``, ``$context.authorizer.x``) could never be found, so every request
+# would be a 401 without the function being asked: refused here instead.
+CONTEXT_SOURCES = (
+    "accountId",
+    "apiId",
+    "domainName",
+    "domainPrefix",
+    "httpMethod",
+    "identity.sourceIp",
+    "identity.userAgent",
+    "path",
+    "protocol",
+    "requestId",
+    "requestTime",
+    "requestTimeEpoch",
+    "resourcePath",
+    "stage",
+)
+_FUNCTION_SOURCE = re.compile(
+    r"^(?:(?:\$request|method\.request)\.(?:header|querystring|path)\.[^ ]+"
+    r"|\$?stageVariables\.[A-Za-z0-9_]+"
+    r"|\$context\.(?:" + "|".join(re.escape(name) for name in CONTEXT_SOURCES) + r"))$"
+)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -93,6 +119,13 @@ def _compile(
     else:
         if "jwt" in spec:
             f.error("spec.jwt", "jwt applies only to JWT authorizers")
+        for i, source in enumerate(identity):
+            if not _FUNCTION_SOURCE.match(source):
+                f.error(
+                    f"spec.identitySource[{i}]",
+                    f"an identity source is $request.header|querystring|path.<name>, $stageVariables.<name> "
+                    f"or $context.<{'|'.join(CONTEXT_SOURCES)}>, not {source!r}",
+                )
         raw = f.mapping(spec, "function", "spec")
         if raw is None:
             if "function" not in spec:
@@ -236,7 +269,7 @@ def _function(
         _check_url(f, fields.join(where, "url"), url)
     version = f.string(raw, "payloadFormatVersion", where) or "1.0"
     if version not in ("1.0", "2.0"):
-        f.error(fields.join(where, "payloadFormatVersion"), f'unsupported payloadFormatVersion {version!r}')
+        f.error(fields.join(where, "payloadFormatVersion"), f"unsupported payloadFormatVersion {version!r}")
     simple = f.boolean(raw, "enableSimpleResponses", where) or False
     if simple and version != "2.0":
         f.error(fields.join(where, "enableSimpleResponses"), 'enableSimpleResponses needs payloadFormatVersion "2.0"')

@@ -95,27 +95,41 @@ def _strings(value: Any, what: str) -> tuple[str, ...]:
     raise Malformed(f"{what} must be a string or a list of strings")
 
 
-def _context(answer: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def _context(answer: Mapping[str, Any], *, flat: bool) -> Mapping[str, Any] | None:
+    """The answer's ``context``; ``flat`` (payload 1.0, REST's rule) when its values must be a
+    string, number or boolean: AWS refuses an object, a list or null there, and they would
+    reach ``$context.authorizer.<key>`` and the 1.0 event's flat authorizer map as nothing AWS
+    could send. Payload 2.0 (HTTP APIs) passes any JSON value on, as AWS does."""
     found = answer.get("context")
     if found is None:
         return None
     if not isinstance(found, dict):
         raise Malformed("context must be an object")
+    if flat:
+        for name, value in found.items():
+            if not isinstance(value, str | int | float):  # bool is an int
+                raise Malformed(f"context value {name!r} must be a string, number or boolean")
     return found
 
 
-def parse(answer: Any, *, simple: bool) -> Answer:
-    """The parsed answer; ``simple`` for a 2.0 authorizer with enableSimpleResponses."""
+def parse(answer: Any, *, simple: bool, version: str = "1.0") -> Answer:
+    """The parsed answer; ``simple`` for a 2.0 authorizer with enableSimpleResponses.
+
+    A policy answer must name its principal (``principalId``, a string), as AWS requires; a
+    simple response has none. ``version`` is the authorizer's payloadFormatVersion."""
     if not isinstance(answer, dict):
         raise Malformed("the answer is not a JSON object")
+    flat = version == "1.0"
     if simple:
         authorized = answer.get("isAuthorized")
         if not isinstance(authorized, bool):
             raise Malformed("isAuthorized must be true or false")
-        return Answer(principal_id=None, context=_context(answer), usage_identifier_key=None, authorized=authorized)
+        return Answer(
+            principal_id=None, context=_context(answer, flat=flat), usage_identifier_key=None, authorized=authorized
+        )
     principal = answer.get("principalId")
-    if principal is not None and not isinstance(principal, str):
-        raise Malformed("principalId must be a string")
+    if not isinstance(principal, str):
+        raise Malformed("principalId is missing or not a string")
     document = answer.get("policyDocument")
     if not isinstance(document, dict):
         raise Malformed("policyDocument is missing or not an object")
@@ -142,7 +156,7 @@ def parse(answer: Any, *, simple: bool) -> Answer:
         raise Malformed("usageIdentifierKey must be a string")
     return Answer(
         principal_id=principal,
-        context=_context(answer),
+        context=_context(answer, flat=flat),
         usage_identifier_key=key,
         statements=tuple(statements),
     )

@@ -201,6 +201,10 @@ def _parse(response: upstream.UpstreamResponse, answer: bytes) -> Any:
     flagged = any(n.lower() == "x-amz-function-error" for n, _ in response.headers)
     if response.status != 200 and not flagged:
         raise InvokeError(f"the function service answered {response.status}")
+    if not answer.strip() and not flagged:
+        # Not JSON at all: a handler's None is ``null`` on the wire, so an empty body is a broken
+        # function service, never a return value (a 2.0 route must not turn it into ``200 null``).
+        raise MalformedAnswer("the answer is empty")
     try:
         value = json.loads(answer) if answer else None
     except RecursionError as exc:  # nested deeper than the parser goes: no usable answer

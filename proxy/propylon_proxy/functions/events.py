@@ -90,6 +90,10 @@ def _text(value: str) -> str:
         return value
 
 
+#: A header value as events carry it (an authorizer's identity sources read headers so too).
+header_text = _text
+
+
 # What an event does with a client header, by its name as sent (the forwarding module's rules,
 # DESIGN.md section 8): classified once per name, at most _KINDS_MAX names (as forwarding._KINDS).
 _PASS, _OMIT, _CONNECTION, _FOR, _PROTO, _PORT, _FWD = range(7)
@@ -201,7 +205,7 @@ def _forwarding(
     return kept, ", ".join([*hops, peer]) if hops else peer, proto, port if port is not None else _listener_port(ctx)
 
 
-def _query_pairs(raw: str) -> list[tuple[str, str]]:
+def query_pairs(raw: str) -> list[tuple[str, str]]:
     """The query string as decoded (name, value) pairs, in order, blank values kept."""
     if not raw:
         return []
@@ -226,6 +230,14 @@ def _body_field(body: bytes, *, binary: bool) -> tuple[str, bool]:
     if binary:
         return base64.b64encode(body).decode("ascii"), True
     return body.decode("utf-8", "replace"), False
+
+
+def path_parameters(ctx: context.RequestContext) -> dict[str, str] | None:
+    """The route's path parameters, decoded, as events carry them; None when it has none."""
+    match = ctx.match
+    if match is None or not match.params:
+        return None
+    return {name: urllib.parse.unquote(value) if "%" in value else value for name, value in match.params}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -282,12 +294,6 @@ class EventShape:
         protocol = f"HTTP/{request.version.major}.{request.version.minor}"
         return domain, agent, protocol
 
-    def _path_parameters(self, ctx: context.RequestContext) -> dict[str, str] | None:
-        match = ctx.match
-        if match is None or not match.params:
-            return None
-        return {name: urllib.parse.unquote(value) if "%" in value else value for name, value in match.params}
-
     def _v1(self, ctx: context.RequestContext, body: bytes | None) -> dict[str, Any]:
         domain, agent, protocol = self._common(ctx)
         headers: dict[str, str] = {}
@@ -310,7 +316,7 @@ class EventShape:
         multi_headers["traceparent"] = [trace]
         query: dict[str, str] = {}
         multi_query: dict[str, list[str]] = {}
-        for name, value in _query_pairs(ctx.query):
+        for name, value in query_pairs(ctx.query):
             query[name] = value
             multi_query.setdefault(name, []).append(value)
         raw_path = ctx.target.raw_path if ctx.target is not None else ctx.request.raw_path.partition("?")[0]
@@ -350,7 +356,7 @@ class EventShape:
             "multiValueHeaders": multi_headers or None,
             "queryStringParameters": query or None,
             "multiValueQueryStringParameters": multi_query or None,
-            "pathParameters": self._path_parameters(ctx),
+            "pathParameters": path_parameters(ctx),
             "stageVariables": dict(variables) if variables else None,
             "requestContext": request_context,
             "body": None,
@@ -393,7 +399,7 @@ class EventShape:
             headers["x-forwarded-port"] = port
         headers["traceparent"] = _traceparent(ctx)
         query: dict[str, str] = {}
-        for name, value in _query_pairs(ctx.query):
+        for name, value in query_pairs(ctx.query):
             query[name] = f"{query[name]},{value}" if name in query else value
         raw_path = ctx.target.raw_path if ctx.target is not None else ctx.request.raw_path.partition("?")[0]
         request_context: dict[str, Any] = {
@@ -428,7 +434,7 @@ class EventShape:
         event["headers"] = headers
         if query:
             event["queryStringParameters"] = query
-        parameters = self._path_parameters(ctx)
+        parameters = path_parameters(ctx)
         if parameters is not None:
             event["pathParameters"] = parameters
         variables = ctx.stage_variables

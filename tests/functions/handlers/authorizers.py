@@ -43,7 +43,9 @@ def request(event, context):
         return _policy("Allow", base + "/*/GET/other/?", user)
     if user == "echo":  # what the gateway sent, back in the context
         return _policy("Allow", arn, user, {"context": {"event": str(sorted(event))}})
-    return _policy("Allow", base + "/*/GET/*", user, {"usageIdentifierKey": headers.get("x-usage-key")})
+    # GET routes, and a WebSocket $connect (whose ARN is .../<stage>/$connect, as AWS's).
+    allowed = [base + "/*/GET/*", base + "/*/$connect"]
+    return _policy("Allow", allowed, user, {"usageIdentifierKey": headers.get("x-usage-key")})
 
 
 def simple(event, context):
