@@ -28,6 +28,9 @@ from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from propylon_config import model
 
@@ -310,6 +313,40 @@ class GatewayMetrics:
             family.sync()
         page: bytes = prometheus_client.generate_latest(self.registry)
         return page.decode()
+
+
+def merge(pages: Sequence[str]) -> str:
+    """One page of several gateways' pages (``serve --workers``: worker 0 answers /metrics for
+    all), each sample the sum of the workers' samples with its name and labels. Sound because
+    every family here is a counter or a histogram (cumulative buckets, sum and count all add
+    up); families and series keep the order they first appear in."""
+    families: dict[str, Metric] = {}
+    samples: dict[str, dict[tuple[str, Labels], float]] = {}
+    for page in pages:
+        for family in text_string_to_metric_families(page):
+            if family.name not in families:
+                families[family.name] = Metric(family.name, family.documentation, family.type)
+                samples[family.name] = {}
+            into = samples[family.name]
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                into[key] = into.get(key, 0.0) + sample.value
+    for name, metric in families.items():
+        for (sample_name, labels), value in samples[name].items():
+            metric.add_sample(sample_name, dict(labels), value)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collected(list(families.values())))
+    return prometheus_client.generate_latest(registry).decode()
+
+
+class _Collected(Collector):
+    """Metrics already gathered, for ``generate_latest``."""
+
+    def __init__(self, found: list[Metric]) -> None:
+        self._found = found
+
+    def collect(self) -> list[Metric]:
+        return self._found
 
 
 class _ClassSeries:

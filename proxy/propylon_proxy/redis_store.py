@@ -10,9 +10,13 @@ is the server's (``TIME`` inside the script), so replicas' clocks do not matter;
 Keys (``limits`` names them; this module adds ``propylon:`` and, for quotas, the period start)
 carry a hash tag, so in a Redis Cluster one API key's plan buckets and quota live in one slot
 and a route's stage bucket in another. A decision runs one script per slot it touches (at most
-two), concurrently; if one slot refuses after another admitted, the admitted slot's tokens and
-quota are given back. Each slot stays exact; across slots the only effect of a concurrent
-refusal is a token briefly held, which can refuse, never admit, a request too many.
+two), one after the other: the key's slot first, the stage's only when the key's admitted. So
+a key's excess (the requests most likely refused) never holds a stage token another key was
+owed. When the stage refuses, the key's tokens and quota unit are given back; until the
+give-back lands they are held, which can refuse that same key's concurrent request (never
+another key's, never admitting one too many). A quota refusal peeks at the stage bucket
+(``PEEK``) so that a request both refuse is THROTTLED, as with one server. Each slot stays
+exact. (The order costs a second round trip on admitted requests: docs/usage-plans.md.)
 
 Every call is bounded by ``timeout`` (50 ms by default, DESIGN.md §8): a Redis that is down,
 refuses, or accepts connections and never answers raises ``state.StoreUnavailable``, and the
@@ -59,8 +63,8 @@ QUOTA_GRACE_SECONDS = 86400  # a period's count outlives its end by a day, for u
 # ARGV: now (negative: use TIME), bucket count, then rate and burst per bucket, then
 # (quota) limit and seconds to keep the count.
 # Returns {admitted 0|1, 1-based index of the refusing bucket (count + 1: the quota), seconds
-# to wait as text, quota remaining (-1: no quota)}.
-ADMIT = """
+# to wait as text, quota remaining (-1: no quota)}. ``_CHECK`` refills and checks the buckets.
+_CHECK = """
 local now = tonumber(ARGV[1])
 if now < 0 then
   local t = redis.call('TIME')
@@ -86,7 +90,10 @@ for i = 1, n do
   end
   levels[i] = tokens
 end
-local remaining = -1
+"""
+ADMIT = (
+    _CHECK
+    + """local remaining = -1
 if #KEYS > n then
   local at = 3 + 2 * n
   local limit = tonumber(ARGV[at])
@@ -108,6 +115,13 @@ for i = 1, n do
 end
 return {1, 0, '0', remaining}
 """
+)
+
+# Whether buckets would admit, taking nothing: with ``--redis-cluster``, asked of the stage's
+# slot only when the key's slot refused on its quota, so that a request both limits refuse is
+# answered as one script would (the stage bucket comes before the quota). Same KEYS, ARGV and
+# answer as ``ADMIT`` without a quota.
+PEEK = _CHECK + "return {1, 0, '0', -1}\n"
 
 # Give back what an admitted slot took when another slot refused the same request.
 # KEYS: buckets, then the quota (when there is one); ARGV: bucket count, then each burst.
@@ -199,6 +213,7 @@ class RedisStore:
         self._client = client
         self._admit = client.register_script(ADMIT)
         self._refund = client.register_script(REFUND)
+        self._peek_script = client.register_script(PEEK)
         # One pipelined connection for a single server (``redis_pipe``); redis-py for the rest.
         self._pipe = redis_pipe.Pipe(url) if not cluster and redis_pipe.supports(url) else None
         self._turns = asyncio.Semaphore(IN_FLIGHT)
@@ -233,16 +248,21 @@ class RedisStore:
         async with self._turns:
             if self._outages != outages:
                 raise state.StoreUnavailable("the store went down while this call waited")
+            results = []
             try:
-                if len(groups) == 1:
-                    results = [await self._bounded(self._run(groups[0], quota, now))]
-                else:
-                    calls = asyncio.gather(*(self._run(g, quota, now) for g in groups))
-                    results = list(await self._bounded(calls))
+                # One slot after the other, the key's first (``_groups``), and none after a
+                # refusal: a key's excess is refused before it reaches the stage's slot, so it
+                # never holds a stage token that another key's request was owed.
+                for group in groups:
+                    results.append(await self._bounded(self._run(group, quota, now)))
+                    self._slow = 0
+                    if int(results[-1][0]) != 1:
+                        break
             except _FAILURES as exc:
+                # A slot that admitted before this failure keeps what it took: refusing, not admitting.
                 raise self._failure(exc) from exc
-            self._slow = 0
-        return _admitted(groups, results) or await self._refused(groups, results, buckets, quota, now)
+        ran = groups[: len(results)]
+        return _admitted(ran, results) or await self._refused(ran, results, buckets, quota, now, groups[len(ran) :])
 
     async def _refused(
         self,
@@ -251,14 +271,34 @@ class RedisStore:
         buckets: Sequence[state.Bucket],
         quota: state.Quota | None,
         now: float,
+        unasked: Sequence[_Group] = (),
     ) -> state.Decision:
         """The decision when a group refused (``_admitted`` answered None): what the other
-        groups took is given back, and the earliest refusing limit speaks."""
+        groups took is given back, and the earliest refusing limit speaks. ``unasked`` are the
+        groups not run after the refusal; when the quota refused, their buckets (checked
+        before the quota in one script) are peeked at, so a stage bucket that is empty too
+        answers THROTTLED as with one server, and QUOTA_EXCEEDED only when it has tokens."""
         refused = [(g, r) for g, r in zip(groups, results, strict=True) if int(r[0]) != 1]
         admitted = [g for g, r in zip(groups, results, strict=True) if int(r[0]) == 1]
         if admitted:
             await self._give_back(admitted, quota)
-        return min((self._refusal(g, r, buckets, quota, now) for g, r in refused), key=lambda pair: pair[0])[1]
+        found = min((self._refusal(g, r, buckets, quota, now) for g, r in refused), key=lambda pair: pair[0])
+        if found[1].reason == "quota":
+            for group in unasked:
+                if group.buckets and (peeked := await self._peek(group, now)) is not None:
+                    found = min(found, self._refusal(group, peeked, buckets, quota, now), key=lambda pair: pair[0])
+        return found[1]
+
+    async def _peek(self, group: _Group, now: float) -> list[Any] | None:
+        """``PEEK``'s answer for ``group`` when it would refuse, else None (also when Redis does
+        not answer in time: the refusal already found stands)."""
+        keys, args = self._admit_call(group, None, now)
+        try:
+            async with asyncio.timeout(self._timeout):
+                result: list[Any] = await self._script(self._peek_script, keys, args)
+        except _FAILURES:
+            return None
+        return result if int(result[0]) != 1 else None
 
     def _failure(self, exc: BaseException) -> state.StoreUnavailable:
         """One failed call: an outage if the connection failed or ``SLOW_CALLS_FOR_OUTAGE``
@@ -391,7 +431,8 @@ class RedisStore:
             group.positions.append(position)
         if quota is not None:
             by_slot.setdefault(key_slot(quota_key(quota.key, quota.period_start).encode()), _Group()).quota = True
-        return list(by_slot.values())
+        # The key's slot (its quota, else its plan buckets, which come first) before the stage's.
+        return sorted(by_slot.values(), key=lambda g: (not g.quota, g.positions[0] if g.positions else len(buckets)))
 
     async def _run(self, group: _Group, quota: state.Quota | None, now: float) -> list[Any]:
         keys, args = self._admit_call(group, quota, now)
@@ -462,7 +503,7 @@ class RedisStore:
         """Check Redis answers and load the scripts, so the first decisions are one round trip."""
         try:
             async with asyncio.timeout(max(self._timeout, 0.5)):
-                for script in (self._admit, self._refund):
+                for script in (self._admit, self._refund, self._peek_script):
                     if self._pipe is not None:
                         script.sha = await self._pipe.call("SCRIPT", "LOAD", script.script)
                     else:
