@@ -4,9 +4,15 @@ A broken object never replaces its last good version: after a compile, every obj
 not ready and has a remembered good version that differs from what it is now gets that version
 back, and the set is compiled again. An object broken by its own content is put back first;
 one that only misses a reference (``MissingReference``, ``...NotReady``) usually heals once the
-broken object it points at is back, so it is put back only if it is still broken after that.
-Objects that are gone are forgotten: a deleted Api never comes back as its "last good" self,
-and a route that names a deleted Authorizer refuses (it does not fall back to an older body).
+broken object it points at is back, so it is put back only if it is still broken after that,
+and only if putting it back can help: it serves nothing as written, or its remembered version
+was ready. Objects that are gone are forgotten: a deleted Api never comes back as its "last
+good" self, and a route that names a deleted Authorizer refuses (it does not fall back to an
+older body).
+
+The memory records what was served: every object in the snapshot with no diagnostic about its
+own content. An Api served with a route that fails closed (its Authorizer is missing, DESIGN.md
+§1) is served, so it is that Api's last good version; an edit that breaks its content keeps it.
 
 Pure like the compiler: the memory goes in and the next memory comes out; ``propylon serve``
 keeps it between reloads, the operator between reconciles.
@@ -26,15 +32,20 @@ _ROUNDS = 4  # substitution rounds; each puts back at least one object, and chai
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Memory:
-    """The last version of each object that compiled cleanly."""
+    """The last version of each object that was served, and which of them were also ready."""
 
     good: Mapping[ObjectKey, manifests.Document] = dataclasses.field(default_factory=dict)
+    # Remembered versions that had no diagnostic at all: only these can heal an object that
+    # misses a reference yet serves (an Api with a route that fails closed). Putting back a
+    # version that failed the same way would only hide the user's edit.
+    ready: frozenset[ObjectKey] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Kept:
     result: compiler.CompileResult  # the compile of what is served (substitutes included)
     written: compiler.CompileResult  # the compile of the documents as given: what the user wrote
+    # (a substituted object's status leads with what is wrong with its own content)
     substituted: frozenset[ObjectKey]  # objects served from their last good version
     memory: Memory  # to pass to the next call
 
@@ -81,22 +92,65 @@ def compile_keeping_last_good(
     served = list(documents)
     substituted: set[ObjectKey] = set()
     for _ in range(_ROUNDS):
-        broken = {s_key for s_key in _not_ready(result)} & (candidates - substituted)
-        if not broken:
+        open_ = candidates - substituted
+        own = _own_errors(result) & _not_ready(result) & open_
+        helpable = _not_accepted(result) | (_not_ready(result) & memory.ready)
+        replace = own or (helpable & open_)
+        if not replace:
             break
-        own = {d.object_key for d in result.diagnostics if not is_consequence(d)} & broken
-        replace = own or broken
         served = [memory.good[key_of(d)] if key_of(d) in replace else d for d in served]
         substituted |= replace
         result = compiler.compile(served, options=options)
-    ready = {(s.kind, s.namespace, s.name) for s in result.objects if s.ready}
-    good = {key_of(d): d for d in served if key_of(d) in ready}
+    own_errors = _own_errors(result)
+    accepted = {(s.kind, s.namespace, s.name) for s in result.objects if s.accepted}
+    good = {key_of(d): d for d in served if key_of(d) in accepted - own_errors}
+    ready = {key for key in good if key not in _not_ready(result)}
     # Keep the remembered version of what is still present but broken; forget what is gone.
     for key, document in memory.good.items():
         if key in present and key not in good:
             good[key] = document
-    return Kept(result=result, written=written, substituted=frozenset(substituted), memory=Memory(good=good))
+            if key in memory.ready:
+                ready.add(key)
+    return Kept(
+        result=result,
+        written=_leading_with_own_errors(written, frozenset(substituted)),
+        substituted=frozenset(substituted),
+        memory=Memory(good=good, ready=frozenset(ready)),
+    )
+
+
+def _own_errors(result: compiler.CompileResult) -> set[ObjectKey]:
+    """Objects with a diagnostic about their own content: these are broken, whatever they serve."""
+    return {d.object_key for d in result.diagnostics if not is_consequence(d)}
 
 
 def _not_ready(result: compiler.CompileResult) -> set[ObjectKey]:
     return {(s.kind, s.namespace, s.name) for s in result.objects if not s.ready}
+
+
+def _not_accepted(result: compiler.CompileResult) -> set[ObjectKey]:
+    return {(s.kind, s.namespace, s.name) for s in result.objects if not s.accepted}
+
+
+def _leading_with_own_errors(result: compiler.CompileResult, keys: frozenset[ObjectKey]) -> compiler.CompileResult:
+    """The statuses of ``keys`` rewritten to lead with their first own-content diagnostic.
+
+    The compiler's status names an object's first diagnostic. For an object served from its
+    last good version, an older ``MissingReference`` (a route that fails closed in both
+    versions) is not why the edit was refused; the new error in its own content is, so that
+    is the reason and message the status gives (the count of the others stays)."""
+    found: dict[ObjectKey, list[diagnostics.Diagnostic]] = {}
+    for d in result.diagnostics:
+        if d.object_key in keys:
+            found.setdefault(d.object_key, []).append(d)
+    statuses_ = []
+    for status in result.objects:
+        problems = found.get((status.kind, status.namespace, status.name), [])
+        first = next((d for d in problems if not is_consequence(d)), None)
+        if first is None or first is problems[0]:
+            statuses_.append(status)
+            continue
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        where = f"{first.field}: " if first.field else ""
+        statuses_.append(dataclasses.replace(status, reason=first.reason, message=f"{where}{first.message}{more}"))
+    return dataclasses.replace(result, objects=tuple(statuses_))

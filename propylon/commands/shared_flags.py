@@ -19,6 +19,12 @@ its proxies.
 reads it from there and takes no such flag. Checked while parsing (rate above 0, burst at
 least 1; exit 2 naming the flag); a flag not given keeps that half of the default.
 
+``--redis URL`` is checked while parsing the way redis-py's ``from_url`` reads it (scheme
+``redis``, ``rediss`` or ``unix``, a port that is a number, the query values it parses): a bad
+URL exits 2 naming the flag (and ``$PROPYLON_REDIS_URL`` when ``proxy`` read it from there)
+instead of a traceback when the store opens. The refusal never shows the URL: it may hold a
+password.
+
 ``--loop auto|asyncio|uvloop`` (``serve`` and ``proxy``, the commands that run a data plane): the
 event loop, default ``$PROPYLON_LOOP`` then ``auto``; ``event_loops`` runs it. A bad variable is
 refused like a bad flag.
@@ -35,6 +41,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import urllib.parse
 from typing import Literal
 
 from propylon_config import model
@@ -53,6 +60,7 @@ BODY_STALL_TIMEOUT_ENV = "PROPYLON_BODY_STALL_TIMEOUT"
 KEEPALIVE_TIMEOUT_ENV = "PROPYLON_KEEPALIVE_TIMEOUT"
 RESPONSE_STALL_TIMEOUT_ENV = "PROPYLON_RESPONSE_STALL_TIMEOUT"
 FAILURE_MODES = ("open", "closed")
+REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url opens
 
 
 class _FromEnvironment(str):
@@ -85,6 +93,45 @@ def _trusted_proxies(text: str) -> str:
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text
+
+
+def redis_url(text: str) -> str:
+    """argparse type of ``--redis``: a URL the store can open, as redis-py's ``from_url`` (the
+    asyncio client's, which the store uses) reads it. Unchecked, a typo surfaced as a traceback
+    once the store was built. The message says what is wrong and never echoes the URL, which
+    may carry a password (in its user part or a ``?password=`` query)."""
+    try:
+        parts = urllib.parse.urlsplit(text)
+        if parts.scheme not in REDIS_SCHEMES:
+            got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+            raise argparse.ArgumentTypeError(f"must be a redis://, rediss:// or unix:// URL, got {got}{_origin(text)}")
+        if parts.scheme != "unix":
+            _port_of(parts, text)
+        _redis_py_reads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a Redis URL: {error}{_origin(text)}") from None
+    return str(text)
+
+
+def _port_of(parts: urllib.parse.SplitResult, text: str) -> None:
+    """Refuse a port that is not a number 0..65535, without quoting it: in ``redis://:secret``
+    (the host left out) what urllib reads as the port is the password."""
+    try:
+        _ = parts.port
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a Redis URL: the port must be a number 0..65535{_origin(text)}"
+        ) from None
+
+
+def _redis_py_reads(text: str) -> None:
+    """The rest of ``from_url``'s reading (query values such as ``?db=``), when redis-py is
+    installed; without it the store cannot open anyway, and says so itself."""
+    try:
+        from redis.asyncio.connection import parse_url
+    except ImportError:
+        return
+    parse_url(text)
 
 
 def _positive(text: str, *, counted: str, unit: str, zero: bool = False) -> float:
@@ -243,7 +290,9 @@ def add_redis_arguments(parser: argparse.ArgumentParser, *, store: Literal["url"
     if store == "url":
         parser.add_argument(
             "--redis",
-            default=(os.environ.get(REDIS_URL_ENV) or None) if environment else None,
+            type=redis_url,
+            # A text default goes through ``type`` too: a bad $PROPYLON_REDIS_URL exits 2 naming it.
+            default=_env_default(REDIS_URL_ENV) if environment else None,
             metavar="URL",
             help="shared store for limits and quotas (redis://, rediss:// or unix://); none: in memory"
             + _env_note(environment, REDIS_URL_ENV),

@@ -63,7 +63,8 @@ def test_the_shared_flags_have_one_help_text_and_the_same_choices(monkeypatch: p
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_command_parses_the_shared_flags(name: str) -> None:
     store = "--redis-secret" if name == "operator" else "--redis"
-    flags = [store, "x", "--redis-cluster", "--redis-failure", "closed", "--redis-timeout-ms", "250"]
+    value = "redis://x" if store == "--redis" else "x"  # --redis takes a URL redis-py opens
+    flags = [store, value, "--redis-cluster", "--redis-failure", "closed", "--redis-timeout-ms", "250"]
     flags += ["--ws-registry-ttl", "7.5"]
     args = _command(name).parse_args([*REQUIRED[name], *flags, "--trusted-proxies", "10.0.0.0/8"])
     assert (args.redis_cluster, args.redis_failure, args.trusted_proxies) == (True, "closed", "10.0.0.0/8")
@@ -241,3 +242,48 @@ def test_drain_seconds_is_zero_or_more_and_finite(name: str) -> None:
     done = _propylon(name, *REQUIRED[name], "--drain-seconds", "soon")
     assert done.returncode == 2
     assert "argument --drain-seconds: not a number of seconds: 'soon'" in done.stderr, done.stderr
+
+
+REDIS_URL_PROBLEMS = (
+    ("foo://bar", "must be a redis://, rediss:// or unix:// URL, got scheme 'foo'"),
+    ("redis://127.0.0.1:notaport", "not a Redis URL: the port must be a number 0..65535"),
+    ("redis://127.0.0.1:99999", "not a Redis URL: the port must be a number 0..65535"),
+    ("127.0.0.1:6379", "must be a redis://, rediss:// or unix:// URL, got no scheme"),
+    ("redis://store/0?db=zero", "not a Redis URL: Invalid value for 'db' in connection URL."),
+)
+
+
+@pytest.mark.parametrize("name", DATA_PLANES)
+def test_a_malformed_redis_url_exits_2_naming_the_flag(name: str) -> None:
+    """Audit: these crashed ``serve`` and ``proxy`` with a traceback and exit 1 once the store was built."""
+    for bad, said in REDIS_URL_PROBLEMS:
+        done = _propylon(name, *REQUIRED[name], "--redis", bad)
+        assert done.returncode == 2, (bad, done.stderr)
+        assert f"argument --redis: {said}" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name", DATA_PLANES)
+def test_a_redis_url_refusal_never_shows_its_password(name: str) -> None:
+    for bad in ("foo://user:hunter2@bar", "redis://:hunter2", "redis://u:hunter2@h:port", "redis://h?db=hunter2"):
+        done = _propylon(name, *REQUIRED[name], "--redis", bad)
+        assert done.returncode == 2, (bad, done.stderr)
+        assert "argument --redis: " in done.stderr and "hunter2" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("name", DATA_PLANES)
+def test_the_urls_redis_py_opens_are_taken(name: str) -> None:
+    for good in ("redis://store:6379/0", "rediss://user:pw@store:6380/1", "unix:///run/redis.sock?db=2", "redis://"):
+        assert _command(name).parse_args([*REQUIRED[name], "--redis", good]).redis == good
+
+
+def test_a_malformed_redis_url_in_the_environment_is_refused_naming_it_by_proxy_only() -> None:
+    done = _propylon("proxy", *REQUIRED["proxy"], env={"PROPYLON_REDIS_URL": "redis://:hunter2@store:notaport"})
+    assert done.returncode == 2, done.stderr
+    assert (
+        "argument --redis: not a Redis URL: the port must be a number 0..65535 (from $PROPYLON_REDIS_URL)"
+        in done.stderr
+    ), done.stderr
+    assert "hunter2" not in done.stderr
+    # serve reads no variable, so a stray one never stops it from parsing.
+    assert _command("serve").parse_args(REQUIRED["serve"]).redis is None

@@ -234,3 +234,29 @@ def test_a_short_api_key_shows_on_the_usage_plans_that_select_it() -> None:
     assert "Secret short: stringData.value: an API key must be at least 20 characters" in basic.message
     assert "too-short" not in basic.message
     assert outcome.verdict(inventory.Key("UsagePlan", "demo", "gold")).ready
+
+
+def test_a_broken_edit_keeps_an_api_served_with_a_route_that_fails_closed() -> None:
+    """Audit: an Api served with a fail-closed route (its Authorizer is missing) is served, so
+    it is the Api's last good version; an edit that breaks its own content keeps it, and the
+    status names that edit's error, not the Authorizer both versions miss."""
+    api = _api("v1")
+    api["spec"]["routes"].append(
+        {"routeKey": "GET /noauth", "authorizer": "missing", "integration": {"type": "MOCK", "mock": {"body": "x"}}}
+    )
+    compiler = compiling.LastGood()
+    first = compiler.compile(_inputs(api, STAGE))
+    assert _refusals(first) == [("GET /hello", None), ("GET /noauth", "AUTHORIZER_CONFIGURATION_ERROR")]
+    edited = copy.deepcopy(api)
+    edited["spec"]["routes"][0]["integration"]["mock"]["body"] = "v2"
+    edited["spec"]["routes"].append({"routeKey": "GET /pets/{id", "integration": {"type": "MOCK", "mock": {}}})
+    broken = compiler.compile(_inputs(edited, STAGE))
+    key = inventory.Key("Api", "demo", "pets")
+    assert broken.substituted == {key}
+    assert broken.snapshot.version == first.snapshot.version
+    assert _mock_bodies(broken) == ["v1"]
+    assert broken.verdict(inventory.Key("Stage", "demo", "dev")).ready
+    verdict = broken.verdict(key)
+    assert not verdict.ready
+    assert verdict.reason == "Invalid"
+    assert verdict.message.startswith("spec.routes[2].routeKey: path segment '{id'"), verdict.message

@@ -352,3 +352,32 @@ async def test_a_new_stage_under_a_stages_base_path_waits_for_the_replicas() -> 
     """Through the reconcile: /b is ReplicasPending until the proxies load the Stage that takes
     /b/admin from it; /a stays Ready."""
     await _edit_b_while_both_serve([*_shop("a"), *_shop("b")], _stage_at("admin", "/b/admin"))
+
+
+async def test_a_broken_edit_keeps_an_api_whose_route_fails_closed_and_its_status_names_the_edit() -> None:
+    """Audit: an Api served with a route whose Authorizer is missing (it fails closed, DESIGN.md
+    §1) is served, so it is its last good version (§8). A broken edit used to drop it, and its
+    Stage with it, while its status still led with the old missing Authorizer."""
+    api = _api("a", "one")
+    api["spec"]["routes"].append(
+        {"routeKey": "GET /noauth", "authorizer": "missing", "integration": {"type": "MOCK", "mock": {}}}
+    )
+    configured = settings.Settings(gateway_name="gw", gateway_namespace="edge")
+    reconciler, store = _reconciler(configured, FakeClient())
+    store.put(api)
+    store.put(_stage("a"))
+    first = await reconciler.reconcile()
+    assert [s.id for s in first.snapshot.stages] == ["shop/a"]
+    edited = {**api, "metadata": {**api["metadata"], "generation": 2}}
+    edited["spec"] = {
+        "routes": [*api["spec"]["routes"], {"routeKey": "GET /pets/{id", "integration": {"type": "MOCK", "mock": {}}}]
+    }
+    store.put(edited)
+    second = await reconciler.reconcile()
+    assert second.snapshot.version == first.snapshot.version
+    assert [r.route_key for s in second.snapshot.stages for r in s.routes] == ["GET /noauth", "GET /x"]
+    conditions = {c["type"]: c for c in store.get(inventory.Key("Api", "shop", "a"))["status"]["conditions"]}
+    assert conditions["Ready"]["status"] == "False"
+    assert conditions["Ready"]["reason"] == "Invalid"
+    assert conditions["Ready"]["message"].startswith("spec.routes[2].routeKey: path segment '{id'")
+    assert _ready(store, "a")["reason"] != "ApiNotReady"  # the Stage still serves the kept Api
