@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     except event_loops.LoopUnavailable as error:
         print(f"propylon proxy: {error}", file=sys.stderr)
         return 2
+    if (refusal := shared_flags.redis_cluster_refusal(args.redis, args.redis_cluster)) is not None:
+        print(f"propylon proxy: {refusal}", file=sys.stderr)
+        return 2
     try:
         return event_loops.run(_serve(args), args.loop)
     except KeyboardInterrupt:

@@ -372,6 +372,9 @@ def run(args: argparse.Namespace) -> int:
     if args.redis_cluster and not args.redis:
         _say("propylon: --redis-cluster needs --redis URL (any node of the cluster)")
         return EXIT_BAD_INPUT
+    if (refusal := shared_flags.redis_cluster_refusal(args.redis, args.redis_cluster)) is not None:
+        _say(f"propylon: {refusal}")
+        return EXIT_BAD_INPUT
     try:
         event_loops.resolve(args.loop)
     except event_loops.LoopUnavailable as exc:

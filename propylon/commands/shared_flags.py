@@ -113,6 +113,15 @@ def redis_url(text: str) -> str:
     return str(text)
 
 
+def redis_cluster_refusal(url: str | None, cluster: bool) -> str | None:
+    """Why ``--redis-cluster`` cannot use ``url`` (None: it can). A cluster is reached over TCP:
+    given a ``unix://`` URL, redis-py's cluster client raised a traceback when the store opened.
+    An argparse type sees one flag only, so the commands ask this after parsing."""
+    if cluster and url and urllib.parse.urlsplit(url).scheme == "unix":
+        return "--redis-cluster needs a redis:// or rediss:// URL (a cluster is reached over TCP), not unix://"
+    return None
+
+
 def _port_of(parts: urllib.parse.SplitResult, text: str) -> None:
     """Refuse a port that is not a number 0..65535, without quoting it: in ``redis://:secret``
     (the host left out) what urllib reads as the port is the password."""

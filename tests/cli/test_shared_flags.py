@@ -287,3 +287,13 @@ def test_a_malformed_redis_url_in_the_environment_is_refused_naming_it_by_proxy_
     assert "hunter2" not in done.stderr
     # serve reads no variable, so a stray one never stops it from parsing.
     assert _command("serve").parse_args(REQUIRED["serve"]).redis is None
+
+
+@pytest.mark.parametrize("name", DATA_PLANES)
+def test_a_redis_cluster_over_a_unix_socket_exits_2_naming_the_flag(name: str) -> None:
+    """A cluster is reached over TCP: redis-py's cluster client raised a traceback (exit 1) on a
+    unix:// URL once the store was built."""
+    done = _propylon(name, *REQUIRED[name], "--redis", "unix:///run/redis.sock", "--redis-cluster")
+    assert done.returncode == 2, done.stderr
+    assert "--redis-cluster needs a redis:// or rediss:// URL" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
