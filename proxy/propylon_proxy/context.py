@@ -65,6 +65,9 @@ class RequestContext:
     integration_status: int | None = None
     error_type: str | None = None
     stalled: str | None = None  # "backend" or "client" when a relay was cut for no progress
+    # A WebSocket upgrade's connection id, drawn before $connect's checks so the authorizer's
+    # event carries the id the connection then keeps (AWS's requestContext.connectionId).
+    connection_id: str | None = None
     # Headers as text pairs, decoded once on first use.
     _headers: list[tuple[str, str]] | None = None
 

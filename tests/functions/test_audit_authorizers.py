@@ -403,3 +403,12 @@ def test_the_websocket_connect_authorizer_gets_the_aws_websocket_event(world: Wo
     assert context["requestId"] == context["extendedRequestId"]
     for rest_only in ("httpMethod", "resourcePath", "resourceId", "path"):
         assert rest_only not in context
+    # The id the connection keeps, drawn before the checks: one per connection.
+    assert isinstance(context["connectionId"], str) and context["connectionId"]
+
+    async def open_another() -> None:
+        async with connect(f"ws://127.0.0.1:{world.port}/ws?token=other", user_agent_header="audit-ws/1"):
+            pass
+
+    asyncio.run(open_another())
+    assert world.seen("connect")[-1]["requestContext"]["connectionId"] != context["connectionId"]

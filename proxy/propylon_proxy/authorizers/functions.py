@@ -188,8 +188,8 @@ def _connect_event(p: _Setup, ctx: context.RequestContext, arn: str) -> dict[str
     """AWS's REQUEST authorizer event for a WebSocket $connect: the upgrade's headers, query and
     stage variables as a 1.0 event has them, no path (it is fixed), and the WebSocket
     requestContext (routeKey, eventType, messageDirection, connectedAt) the $connect
-    integration's event has too. No ``connectionId``: the connection gets its id only once the
-    authorizer let it in, and an id it would not keep would mislead the function."""
+    integration's event has too, with the ``connectionId`` the connection keeps once let in
+    (``websocket.entry`` draws it before the checks run)."""
     rest = p.shape.build(ctx, None)
     told = rest["requestContext"]
     request_context = {
@@ -206,6 +206,8 @@ def _connect_event(p: _Setup, ctx: context.RequestContext, arn: str) -> dict[str
         "domainName": told["domainName"],
         "apiId": told["apiId"],
     }
+    if ctx.connection_id is not None:
+        request_context["connectionId"] = ctx.connection_id
     fields = ("headers", "multiValueHeaders", "queryStringParameters", "multiValueQueryStringParameters")
     event = {"type": "REQUEST", "methodArn": arn, **{name: rest[name] for name in fields}}
     event["stageVariables"] = rest["stageVariables"]

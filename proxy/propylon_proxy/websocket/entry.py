@@ -40,6 +40,7 @@ async def serve(
         return await _refuse(ctx, replies.refuse(gateway_responses.BAD_REQUEST))
     if upgrade.origin_refused(request, ws.api):
         return await _refuse(ctx, replies.refuse(gateway_responses.ACCESS_DENIED))
+    ctx.connection_id = session.new_connection_id()
     if ws.connect_checks is not None:
         connect = ws.routes["$connect"]
         ctx.match = routing.Match(stage=ws.stage, route=connect, params=(), upstream_path="/")
@@ -50,7 +51,14 @@ async def serve(
     if not isinstance(request, web.BaseRequest):
         # fast_server hands every upgrade (Connection: upgrade) to aiohttp before it parses it.
         return _noted(ctx, web.json_response({"message": "Bad Request"}, status=400))
-    connection = sessions.open(request, ws, ctx.source_ip, internal=internal, authorizer=events.authorizer(ctx))
+    connection = sessions.open(
+        request,
+        ws,
+        ctx.source_ip,
+        internal=internal,
+        authorizer=events.authorizer(ctx),
+        connection_id=ctx.connection_id,
+    )
     refusal = await sessions.connect(connection, ctx)
     if refusal is not None:
         return await _refuse(ctx, refusal)

@@ -217,6 +217,11 @@ def _body(answer: dict[str, Any]) -> tuple[bytes, bool]:
     return text.encode("utf-8"), False
 
 
+def new_connection_id() -> str:
+    """A connection id: random, URL-safe (it is a path segment of @connections)."""
+    return secrets.token_urlsafe(12)
+
+
 class Sessions:
     def __init__(self, run: runtime.Runtime) -> None:
         self.registry = registry.Registry()
@@ -233,11 +238,13 @@ class Sessions:
         *,
         internal: bool,
         authorizer: dict[str, Any] | None,
+        connection_id: str | None = None,
     ) -> registry.Connection:
-        """A connection not yet accepted: $connect still has to let it in (``connect``)."""
+        """A connection not yet accepted: $connect still has to let it in (``connect``).
+        ``connection_id`` is the one the upgrade's checks were shown (``new_connection_id``)."""
         now = time.time()
         return registry.Connection(
-            id=secrets.token_urlsafe(12),
+            id=connection_id or new_connection_id(),
             stage_base_path=ws.stage.base_path.rstrip("/") or "/",
             socket=Socket(ws.limits.max_message_bytes),
             connected_at=now,
