@@ -26,7 +26,7 @@ COPY proxy ./proxy
 COPY operator ./operator
 COPY propylon ./propylon
 COPY crds ./crds
-# The redis extra lets `--redis URL` work (shared limits and quotas across proxy replicas);
+# The redis extra adds hiredis, the C reply parser `--redis URL` uses (shared limits and quotas);
 # the otel extra lets proxies export spans when OTEL_EXPORTER_OTLP_ENDPOINT is set (chart: proxy.env);
 # the uvloop extra is the data plane's event loop (`--loop auto` takes it; docs/performance.md).
 RUN /opt/propylon/bin/pip install ".[redis,otel,uvloop]"

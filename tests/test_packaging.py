@@ -131,6 +131,18 @@ def test_installed_command_validates_the_quickstart(installed: Path, tmp_path: P
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_the_wheel_requires_what_the_documented_serve_flags_import(installed: Path, tmp_path: Path) -> None:
+    """``serve --redis`` and ``serve --workers 2`` import redis-py: after the README's plain
+    ``pip install .`` (no extras) both ended in ModuleNotFoundError until it was a dependency."""
+    probe = "import importlib.metadata, json; print(json.dumps(importlib.metadata.requires('propylon')))"
+    done = _run(installed, str(installed / "python"), "-c", probe, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    unconditional = [r for r in json.loads(done.stdout) if "extra ==" not in r]
+    assert any(
+        r.replace(" ", "").startswith("redis>") or r.replace(" ", "").startswith("redis<") for r in unconditional
+    ), unconditional
+
+
 def test_crds_ship_inside_the_compiler_package(installed: Path, tmp_path: Path) -> None:
     expected = sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
     if not expected:
