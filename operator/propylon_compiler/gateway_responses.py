@@ -62,7 +62,9 @@ def compile_overrides(overrides: dict[str, dict[str, Any]]) -> tuple[tuple[str, 
 
 
 def _response(status: int, text: str, override: dict[str, Any]) -> model.GatewayResponse:
-    default_body = json.dumps({"message": text}, separators=(",", ":")) if text else table.MESSAGE_TEMPLATE
+    # json.dumps' own spacing, as the built-in bodies have it (``{"message": "Not Found"}``): an
+    # override of only the headers or status must not change the body's bytes.
+    default_body = json.dumps({"message": text}) if text else table.MESSAGE_TEMPLATE
     return model.GatewayResponse(
         status_code=override.get("statusCode", status),
         headers=tuple(sorted(override.get("headers", ()))),

@@ -47,8 +47,9 @@ FALLBACKS: dict[str, tuple[int, str]] = {
 
 TYPES: tuple[str, ...] = (*TABLE, *FALLBACKS)
 
-MESSAGE_TEMPLATE = '{"message":$context.error.messageString}'
-"""Amazon API Gateway's default body template: the message, JSON-quoted, filled in per request."""
+MESSAGE_TEMPLATE = '{"message": $context.error.messageString}'
+"""Amazon API Gateway's default body template: the message, JSON-quoted, filled in per request;
+spaced as the built-in bodies are, so an override that sets only headers keeps their bytes."""
 
 
 def status_and_message(error_type: str) -> tuple[int, str]:
