@@ -93,11 +93,7 @@ def _read(obj: objects.Object, ctx: Context) -> StageSpec | None:
         reason = "ApiNotReady" if exists else "MissingReference"
         f.error("spec.apiRef", f"Api {obj.namespace}/{api_name} {state}; the Stage serves nothing", reason=reason)
         return None
-    for key in route_settings:
-        if key not in plan.route_keys:
-            f.error(fields.join("spec.routeSettings", key), f"no route {key!r} in Api {obj.namespace}/{api_name}")
-    if ctx.reporter.is_broken(obj):
-        return None
+    _check_route_settings(f, route_settings, plan, canary, ctx)
     return StageSpec(
         obj=obj,
         api_name=api_name,
@@ -111,6 +107,41 @@ def _read(obj: objects.Object, ctx: Context) -> StageSpec | None:
         access_log=bool(access_log and access_log.get("enabled") is True),
         canary=canary,
     )
+
+
+def _check_route_settings(
+    f: fields.Fields,
+    route_settings: dict[str, dict[str, Any]],
+    plan: apis.ApiPlan,
+    canary: dict[str, Any] | None,
+    ctx: Context,
+) -> None:
+    """Report routeSettings keys that name no route of the Api nor of its canary's Api.
+
+    Such a key applies to nothing, and the Stage keeps serving: an Api edit that removes a
+    route must not take down every Stage naming it (DESIGN.md section 1, "the rest of the gateway
+    keeps serving"; the Stage document did not change, so no last good version could help).
+    """
+    known = _served_keys(plan, canary, ctx.plans)
+    where = f"Api {plan.api.id}"
+    if canary is not None and canary["api"] != plan.api.name:
+        where += f" or its canary Api {plan.obj.namespace}/{canary['api']}"
+    for key in route_settings:
+        if key not in known:
+            f.error(
+                fields.join("spec.routeSettings", key),
+                f"no route {key!r} in {where}",
+                reason="MissingReference",
+                breaks=False,
+            )
+
+
+def _served_keys(
+    plan: apis.ApiPlan, canary: dict[str, Any] | None, plans: Mapping[tuple[str, str], apis.ApiPlan]
+) -> frozenset[str]:
+    """The route keys a Stage serves on either side: its Api's, and its canary Api's when valid."""
+    canary_plan = plans.get((plan.obj.namespace, canary["api"])) if canary is not None else None
+    return plan.route_keys if canary_plan is None else plan.route_keys | canary_plan.route_keys
 
 
 def _settle_conflicts(
@@ -212,6 +243,7 @@ def _compile_canary(spec: StageSpec, plan: apis.ApiPlan, ctx: Context) -> model.
         api=canary_plan.api.id,
         variables=tuple(sorted(spec.canary["variables"].items())),
         routes=_routes(spec, canary_plan, variables, ctx, canary=True),
+        gateway_responses=canary_plan.gateway_responses,
     )
 
 

@@ -2,8 +2,9 @@
 
 Each plan's own fields are checked here: its Stages (a missing one is reported and left out,
 the rest of the plan stays in force), per-route throttles (keyed by route keys of the Stage's
-Api), the per-key throttle and the quota (``offset`` as DESIGN.md §8 defines it). Its keys are
-found by ``api_keys``. No I/O here.
+Api or its canary's; a key naming neither is reported and limits nothing), the per-key
+throttle and the quota (``offset`` as DESIGN.md §8 defines it). Its keys are found by
+``api_keys``. No I/O here.
 """
 
 from __future__ import annotations
@@ -107,11 +108,22 @@ def _stages(
         api_namespace, _, api_name = stage.api.partition("/")
         api_plan = plans.get((api_namespace, api_name))
         route_keys = api_plan.route_keys if api_plan is not None else frozenset(r.route_key for r in stage.routes)
+        named = f"Api {stage.api}"
+        if stage.canary is not None:  # a canary-only route is the Stage's route too
+            route_keys |= {r.route_key for r in stage.canary.routes}
+            named += f" or its canary Api {stage.canary.api}" if stage.canary.api != stage.api else ""
         throttles: list[tuple[str, model.Throttle]] = []
         for key, block in (f.mapping(item, "throttle", where) or {}).items():
             at = fields.join(fields.join(where, "throttle"), str(key))
             if str(key) not in route_keys:
-                f.error(at, f"no route {key!r} in Api {stage.api} (served by Stage {stage_id})")
+                # The limit applies to nothing, and the rest of the plan stays in force: an Api
+                # edit that removes a route must not cut every key of the plan off (DESIGN.md §8).
+                f.error(
+                    at,
+                    f"no route {key!r} in {named} (served by Stage {stage_id})",
+                    reason="MissingReference",
+                    breaks=False,
+                )
                 continue
             if not isinstance(block, dict):
                 f.error(at, "expected a mapping with rateLimit and burstLimit")

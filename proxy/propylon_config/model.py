@@ -255,6 +255,9 @@ class Canary:
     api: str  # Api id serving canary requests
     variables: tuple[tuple[str, str], ...] = ()
     routes: tuple[Route, ...] = ()  # compiled with the canary's variables, precedence order
+    # The canary Api's gateway-response overrides, merged as ``Stage.gateway_responses`` are: a
+    # canary request's refusals are its Api's (DESIGN.md section 3: overridable per Api).
+    gateway_responses: tuple[tuple[str, GatewayResponse], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -95,7 +95,10 @@ class RequestContext:
 
     @property
     def gateway_responses(self) -> Mapping[str, model.GatewayResponse] | None:
-        """The matched stage's gateway-response overrides (None before a stage is known)."""
+        """The gateway-response overrides of the Api serving the request: the stage's, or its
+        canary's on the canary side (None before a stage is known)."""
         if self.plan is None or self.stage is None:
             return None
+        if self.canary:
+            return self.plan.canary_gateway_responses.get(self.stage.id)
         return self.plan.gateway_responses.get(self.stage.id)

@@ -22,6 +22,7 @@ from propylon_proxy import (
     hygiene,
     ids,
     incoming,
+    metrics,
     plans,
     recording,
     replies,
@@ -110,12 +111,20 @@ class Pipeline:
         preflight_for = None
         if method == "OPTIONS" and header("Origin") is not None:
             preflight_for = header("Access-Control-Request-Method")
-        ctx.stage, match = table.match(
+        ctx.stage, match, on_canary = table.find(
             method, header("Host") or "", ctx.target, preflight_for, header(canary.KEY_HEADER)
         )
         ctx.match = match
         if match is None:
-            cors_step = plan.cors.get(ctx.stage.id) if ctx.stage is not None else None
+            stage = ctx.stage
+            cors_step = None
+            if stage is not None and on_canary and stage.canary is not None:
+                # A canary request no canary route matches is still the canary Api's.
+                ctx.canary = True
+                ctx.labels = metrics.GatewayMetrics.labels(stage.canary.api, stage.id, "")
+                cors_step = plan.canary_cors.get(stage.id)
+            elif stage is not None:
+                cors_step = plan.cors.get(stage.id)
             if cors_step is not None:
                 return await responding.send(ctx, await cors.without_route(cors_step, ctx))
             return await self._refuse(ctx, gateway_responses.RESOURCE_NOT_FOUND)

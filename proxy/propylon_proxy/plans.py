@@ -42,6 +42,12 @@ class Plan:
     # the canary's. Canary routes keep their main route's id, so they have a table of their own.
     canary_routes: dict[str, RoutePlan] = dataclasses.field(default_factory=dict)
     canary_variables: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    # Stage id -> its canary Api's gateway responses and CORS step (as ``gateway_responses`` and
+    # ``cors`` are for the main side): a canary request is the canary Api's from its first refusal
+    # to its last, also when no canary route matches it. (Declared before ``cors``, whose name
+    # would hide the module in these annotations.)
+    canary_gateway_responses: dict[str, dict[str, model.GatewayResponse]] = dataclasses.field(default_factory=dict)
+    canary_cors: dict[str, cors.CorsStep] = dataclasses.field(default_factory=dict)
     # Stage id -> its Api's CORS step, for requests no route matches (the 404, and a preflight
     # for a method no route has): DESIGN.md §8 wants both answered as the Api's CORS says.
     cors: dict[str, cors.CorsStep] = dataclasses.field(default_factory=dict)
@@ -89,6 +95,12 @@ def build(config: model.GatewayConfig, run: runtime.Runtime) -> Plan:
             s.id: cors.CorsStep(cors.CorsPolicy.of(api.cors))
             for s in http_stages
             if (api := apis.get(s.api)) is not None and api.cors is not None
+        },
+        canary_gateway_responses={s.id: dict(s.canary.gateway_responses) for s in http_stages if s.canary is not None},
+        canary_cors={
+            s.id: cors.CorsStep(cors.CorsPolicy.of(api.cors))
+            for s in http_stages
+            if s.canary is not None and (api := apis.get(s.canary.api)) is not None and api.cors is not None
         },
     )
 

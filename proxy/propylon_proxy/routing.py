@@ -256,7 +256,21 @@ class StageTable:
         preflight_for: str | None = None,
         canary_key: str | None = None,
     ) -> tuple[model.Stage | None, Match | None]:
-        """The stage (None: no stage claims the request) and the match (None: 404).
+        """``find`` without the side of a request no route matched (for callers that only route)."""
+        stage, match, _ = self.find(method, host, target, preflight_for, canary_key)
+        return stage, match
+
+    def find(
+        self,
+        method: str,
+        host: str,
+        target: hygiene.Target,
+        preflight_for: str | None = None,
+        canary_key: str | None = None,
+    ) -> tuple[model.Stage | None, Match | None, bool]:
+        """The stage (None: no stage claims the request), the match (None: 404), and whether the
+        request drew the canary side. The side is kept when no route matches, so the 404 (or
+        preflight answer) of a canary request is the canary Api's, with its CORS and responses.
 
         ``preflight_for`` is a CORS preflight's ``Access-Control-Request-Method``: on a stage whose
         Api has ``cors``, a preflight with no OPTIONS/ANY route of its own matches the route the
@@ -266,7 +280,7 @@ class StageTable:
         """
         found = self.find_stage(host, target.segments)
         if found is None:
-            return None, None
+            return None, None, False
         stage, table, skip = found
         on_canary = stage.canary is not None and canary.chooses_canary(stage.canary, canary_key, self._draw)
         if on_canary:
@@ -280,6 +294,6 @@ class StageTable:
         if route is None and preflight_for and stage.id in cors_stages:
             route = table.match(preflight_for.upper(), decoded)
         if route is None:
-            return stage, None
+            return stage, None, on_canary
         params, upstream_path = table.bind(route, raw, decoded)
-        return stage, Match(stage, route, params, upstream_path, on_canary)
+        return stage, Match(stage, route, params, upstream_path, on_canary), on_canary
