@@ -315,3 +315,54 @@ def test_a_lone_surrogate_in_the_body_renders_as_java_encodes_it(served: tuple[S
     status, _ = _send(gateway, "/prod/strict", b'{"v": "a\\ud800b"}', **{"Content-Type": "application/json"})
     assert status == 200
     assert backend.received[-1].body == b'{"v": "a?b"}'
+
+
+CANARY = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {name: main, namespace: shop}
+spec:
+  routes:
+    - routeKey: "POST /who"
+      integration:
+        type: HTTP
+        url: "http://127.0.0.1:{port}/who"
+        requestTemplates: {application/json: '{"apiId": "$context.apiId", "accountId": "$context.accountId"}'}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {name: next, namespace: shop}
+spec:
+  routes:
+    - routeKey: "POST /who"
+      integration:
+        type: HTTP
+        url: "http://127.0.0.1:{port}/who"
+        requestTemplates: {application/json: '{"apiId": "$context.apiId", "accountId": "$context.accountId"}'}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {name: prod, namespace: shop}
+spec: {apiRef: main, canary: {apiRef: next, percentTraffic: 100}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {name: old, namespace: shop}
+spec: {apiRef: main}
+"""
+
+
+def test_context_api_id_is_the_api_that_serves_the_request(tmp_path: Path) -> None:
+    """On the canary side ``$context.apiId`` is the canary Api, as the access log, the metrics and
+    function events name it (it named the Stage's own Api)."""
+    gateway, backend = _start(tmp_path, CANARY)
+    try:
+        for path in ("/prod/who", "/old/who"):
+            status, _ = _send(gateway, path, b"{}", **{"Content-Type": "application/json"})
+            assert status == 200
+        canary, main = (json.loads(got.body) for got in backend.received)
+        assert canary == {"apiId": "next", "accountId": "shop"}
+        assert main == {"apiId": "main", "accountId": "shop"}
+    finally:
+        gateway.stop()
+        backend.close()
