@@ -8,6 +8,7 @@ tier builds into ~/.cache/propylon/<version>/bin; without one those tests skip a
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
@@ -197,24 +198,12 @@ def _flag(args: list[str], name: str) -> str:
 
 
 def _settings_from(docs: list[dict[str, Any]]) -> Any:
-    """The operator's Settings as the chart's Deployment configures it."""
+    """The operator's Settings as the chart's Deployment configures it: its flags, parsed by the
+    real command line and turned into Settings as ``propylon operator`` does."""
     from propylon import cli
     from propylon.commands import kube_operator
-    from propylon_operator import settings as operator_settings
 
-    args = cli.build_parser().parse_args(_operator_args(docs))
-    return operator_settings.Settings(
-        gateway_name=args.gateway_name,
-        gateway_namespace=args.gateway_namespace,
-        namespaces=tuple(args.namespace),
-        replicas=args.replicas,
-        hpa_max=args.hpa_max,
-        owner_deployment=args.owner_deployment,
-        proxy_cluster_role=args.proxy_cluster_role,
-        trusted_proxies=args.trusted_proxies,
-        drain_seconds=args.drain_seconds,
-        proxy_env=kube_operator._proxy_env(args.proxy_env),
-    )
+    return kube_operator.settings_from(cli.build_parser().parse_args(_operator_args(docs)))
 
 
 def cli_args(args: list[str]) -> Any:
@@ -445,7 +434,7 @@ def test_watch_namespaces_make_the_operators_reading_rights_namespaced(helm: str
     bound = {
         d["metadata"]["namespace"]
         for d in docs
-        if d["kind"] == "RoleBinding" and d["roleRef"]["name"] == "propylon-operator-watch"
+        if d["kind"] == "RoleBinding" and d["roleRef"]["name"] == f"propylon-operator-{RELEASE_NAMESPACE}-watch"
         and d["subjects"] == [{"kind": "ServiceAccount", "name": "propylon-operator", "namespace": RELEASE_NAMESPACE}]
     }  # fmt: skip
     assert bound == set(watch_roles)
@@ -991,3 +980,262 @@ def test_slow_client_limits_reach_the_operator_as_the_variables_it_passes_on(
     }
     with pytest.raises(AssertionError, match="headerTimeoutSeconds"):  # the schema refuses a zero limit
         _render(helm, tmp_path, {"proxy": {"headerTimeoutSeconds": 0}})
+
+
+# --- the b2 audit: two releases, big numbers, schema rules, the proxies' image pull -------------
+
+
+def _render_in(helm: str, tmp: Path, namespace: str, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    out = _helm(helm, "template", "propylon", str(CHART), "--namespace", namespace, values=values, tmp=tmp)
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def _identities(docs: list[dict[str, Any]], namespace: str) -> set[tuple[str, str, str]]:
+    """(kind, namespace, name) of each object, "" for a cluster-scoped one: what two releases must not share."""
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration", "CustomResourceDefinition"}
+    return {
+        (
+            d["kind"],
+            "" if d["kind"] in cluster_scoped else d["metadata"].get("namespace", namespace),
+            d["metadata"]["name"],
+        )
+        for d in docs
+    }
+
+
+@pytest.mark.parametrize(
+    "values",
+    [None, {"gateway": {"watchNamespaces": ["shop"]}, "webhook": {"enabled": True}}],
+    ids=["defaults", "watching-shop"],
+)
+def test_two_releases_of_one_name_in_two_namespaces_share_no_object(
+    helm: str, tmp_path: Path, values: dict[str, Any] | None
+) -> None:
+    """Audit b2, item 1: the operator's ClusterRole and ClusterRoleBinding (and its reading Roles in
+    a namespace both watch) carry the release namespace, as the proxies' ClusterRole does: a second
+    release "propylon" in propylon-staging no longer rebinds the first one's rights to itself."""
+    system = _render_in(helm, tmp_path, "propylon-system", values)
+    staging = _render_in(helm, tmp_path, "propylon-staging", values)
+    assert not _identities(system, "propylon-system") & _identities(staging, "propylon-staging")
+    for docs, namespace in ((system, "propylon-system"), (staging, "propylon-staging")):
+        role = _one(docs, "ClusterRole", "operator")
+        binding = _one(docs, "ClusterRoleBinding", "operator")
+        assert role["metadata"]["name"] == f"propylon-operator-{namespace}"
+        assert binding["roleRef"]["name"] == role["metadata"]["name"]
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "propylon-operator", "namespace": namespace}]
+        for watch in [d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"].endswith("-watch")]:
+            assert watch["roleRef"]["name"] == watch["metadata"]["name"] == f"propylon-operator-{namespace}-watch"
+
+
+@pytest.mark.controlplane
+def test_a_second_release_of_the_same_name_leaves_the_first_its_rights(
+    helm: str, api_server: Any, tmp_path: Path
+) -> None:
+    """Audit b2, item 1, in a real API server: both releases applied server-side, each operator
+    keeps its cluster-wide reads and no object of one was taken over by the other."""
+    releases = ("audit-b2-one", "audit-b2-two")
+    for namespace in releases:
+        api_server.kubectl("create", "namespace", namespace)
+        (tmp_path / namespace).mkdir()
+        rendered = _helm(
+            helm, "template", "propylon", str(CHART), "--namespace", namespace, "--include-crds",
+            values={}, tmp=tmp_path / namespace,
+        )  # fmt: skip
+        api_server.kubectl("apply", "--server-side", "-f", "-", input=rendered)
+    for namespace in releases:
+        account = f"system:serviceaccount:{namespace}:propylon-operator"
+        done = api_server.kubectl(
+            f"--as={account}", "auth", "can-i", "list", "apis.propylon.dev", "--all-namespaces", check=False
+        )
+        assert done.stdout.strip() == "yes", f"{account}: {done.stdout}{done.stderr}"
+        binding = json.loads(
+            api_server.kubectl("get", "clusterrolebinding", f"propylon-operator-{namespace}", "-o", "json").stdout
+        )
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "propylon-operator", "namespace": namespace}]
+
+
+BIG_NUMBERS = {
+    "gateway": {"throttle": {"rateLimit": 2500000.25, "burstLimit": 1000000}},
+    "proxy": {
+        "replicas": 1000000,
+        "drainSeconds": 3600,
+        "autoscaling": {"enabled": True, "maxReplicas": 2000000},
+        "headerTimeoutSeconds": 1000000,
+        "env": {"OTEL_BSP_MAX_QUEUE_SIZE": 10000000, "OTEL_BSP_SCHEDULE_DELAY": 0.5, "OTEL_SDK_DISABLED": False},
+    },
+    "redis": {"url": "redis://redis:6379/0", "timeoutMs": 1000000, "wsRegistryTtlSeconds": 1234567.5},
+}
+
+
+def test_numbers_of_a_million_and_more_reach_the_operator_whole(
+    helm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit b2, item 2: Helm reads numbers as floats and %v wrote 1e+06, which --gateway-burst
+    refused (the operator exited 2: a crash loop). Every number now parses with the operator's own
+    argparse types and keeps every digit, fractions included, down to the proxies' environment."""
+    from propylon.commands import shared_flags
+    from propylon_operator import compiling, workloads
+
+    docs = _render(helm, tmp_path, BIG_NUMBERS)
+    args = _operator_args(docs)
+    assert not [a for a in args if re.search(r"\de[+-]\d", a)], args
+    assert (_flag(args, "gateway-rate"), _flag(args, "gateway-burst")) == ("2500000.25", "1000000")
+    (operator,) = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in operator["env"]}
+    assert (env["PROPYLON_HEADER_TIMEOUT"], env["PROPYLON_REDIS_TIMEOUT_MS"]) == ("1000000", "1000000")
+    assert env["PROPYLON_WS_REGISTRY_TTL"] == "1234567.5"
+    for name, value in env.items():  # the operator Pod's environment, which its flags default from
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    parsed = cli_args(args)  # the operator's real argparse types: exit 2 on 1e+06
+    throttle = shared_flags.gateway_throttle(parsed)
+    assert (throttle.rate_limit, throttle.burst_limit) == (2500000.25, 1000000)
+    snapshot = compiling.LastGood(gateway_throttle=throttle).compile({}).snapshot
+    assert snapshot.settings.gateway_throttle.burst_limit == 1000000
+    assert (parsed.replicas, parsed.hpa_max, parsed.drain_seconds) == (1000000, 2000000, 3600)
+    assert (parsed.redis_timeout_ms, parsed.ws_registry_ttl) == (1000000.0, 1234567.5)
+    settings = _settings_from(docs)
+    (proxy,) = workloads.deployment(settings, None)["spec"]["template"]["spec"]["containers"]
+    proxy_env = {e["name"]: e.get("value") for e in proxy["env"]}
+    assert proxy_env["OTEL_BSP_MAX_QUEUE_SIZE"] == "10000000"
+    assert proxy_env["OTEL_BSP_SCHEDULE_DELAY"] == "0.5"
+    assert proxy_env["OTEL_SDK_DISABLED"] == "false"
+    # The operator writes the numbers it passes on in full too (":g" kept six digits: 1.23457e+06).
+    assert proxy_env["PROPYLON_HEADER_TIMEOUT"] == proxy_env["PROPYLON_REDIS_TIMEOUT_MS"] == "1000000"
+    assert proxy_env["PROPYLON_WS_REGISTRY_TTL"] == "1234567.5"
+
+
+def _proxy_accepts_cluster(url: str) -> bool:
+    """Whether ``propylon proxy --redis URL --redis-cluster`` starts: its flag type, then its check."""
+    from propylon.commands import shared_flags
+
+    try:
+        shared_flags.redis_url(url)
+    except argparse.ArgumentTypeError:
+        return False
+    return shared_flags.redis_cluster_refusal(url, True) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://redis-cluster.data.svc:6379",
+        "rediss://:secret@redis-cluster.data.svc:6380/0",
+        "unix:///var/run/redis/redis.sock",
+        "unix:///tmp/r.sock?db=0",
+    ],
+)
+def test_schema_and_proxies_agree_on_a_redis_cluster_url(url: str) -> None:
+    """Audit b2, item 3: redis.cluster with a unix:// URL passed the schema and the proxies then
+    refused to start; the schema now gives the proxies' verdict (as for trustedProxies)."""
+    values = _merge(_default_values(), {"redis": {"url": url, "cluster": True}})
+    schema_accepts = jsonschema.Draft7Validator(_schema()).is_valid(values)
+    assert schema_accepts == _proxy_accepts_cluster(url), (url, schema_accepts)
+    # Without cluster the same URL is the proxies' as before (unix:// is a plain Redis's).
+    assert jsonschema.Draft7Validator(_schema()).is_valid(_merge(values, {"redis": {"cluster": False}}))
+
+
+def test_the_schema_refuses_a_cluster_of_the_bundled_redis(helm: str, tmp_path: Path) -> None:
+    """Audit b2, item 3: the bundled Redis is one plain Redis; told it is a cluster, the proxies'
+    cluster client could never use it. Helm refuses that, and a unix:// cluster URL, at install."""
+    for redis in ({"bundled": {"enabled": True}, "cluster": True}, {"url": "unix:///r.sock", "cluster": True}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(_merge(_default_values(), {"redis": redis}), _schema())
+        with pytest.raises(AssertionError, match="schema"):
+            _render(helm, tmp_path, {"redis": redis})
+    # Still fine: the bundled Redis as itself, a cluster URL winning over it, cluster with no Redis at all.
+    for redis in (
+        {"bundled": {"enabled": True}},
+        {"bundled": {"enabled": True}, "url": "redis://cluster:6379", "cluster": True},
+        {"cluster": True},
+    ):
+        jsonschema.validate(_merge(_default_values(), {"redis": redis}), _schema())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        ({"serviceAccount": {"name": "default"}}, "the namespace's default account, every pod's"),
+        ({"serviceAccount": {"create": False, "name": "default"}}, "binding the operator's rights to it"),
+        ({"serviceAccount": {"name": "Ops_Robot"}}, "not a DNS name"),
+        ({"serviceAccount": {"name": "ops-robot-"}}, "a DNS label does not end in a dash"),
+        ({"serviceAccount": {"name": "a" * 254}}, "longer than a DNS subdomain"),
+        ({"gateway": {"watchNamespaces": ["n" * 64]}}, "longer than a namespace name"),
+    ],
+)
+def test_schema_refuses_names_kubernetes_or_the_readme_refuse(overrides: dict[str, Any], why: str) -> None:
+    """Audit b2, item 5."""
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(_merge(_default_values(), overrides), _schema())
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"serviceAccount": {"name": ""}},
+        {"serviceAccount": {"name": "ops-robot"}},
+        {"serviceAccount": {"name": "propylon.operator"}},
+        {"serviceAccount": {"name": "defaults"}},
+        {"gateway": {"watchNamespaces": ["n" * 63]}},
+    ],
+)
+def test_schema_takes_the_names_kubernetes_takes(overrides: dict[str, Any]) -> None:
+    jsonschema.validate(_merge(_default_values(), overrides), _schema())
+
+
+def test_the_proxy_pods_pull_their_image_as_the_operator_pod_does(helm: str, tmp_path: Path) -> None:
+    """Audit b2, item 4: image.pullPolicy and imagePullSecrets reached the operator Pod only; with
+    a private registry the proxies could not pull. They now reach the proxy Deployment the
+    operator builds, through its --proxy-image-pull-policy and --proxy-image-pull-secret."""
+    from propylon_operator import workloads
+
+    values = {
+        "image": {"repository": "registry.example/propylon", "tag": "0.1.0", "pullPolicy": "Always"},
+        "imagePullSecrets": [{"name": "regcred"}, {"name": "mirror-cred"}],
+    }
+    docs = _render(helm, tmp_path, values)
+    operator_pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    args = _operator_args(docs)
+    assert _flag(args, "proxy-image-pull-policy") == "Always"
+    assert [a for a in args if a.startswith("--proxy-image-pull-secret=")] == [
+        "--proxy-image-pull-secret=regcred",
+        "--proxy-image-pull-secret=mirror-cred",
+    ]
+    (deployment,) = [m for m in workloads.build(_settings_from(docs), owner=None) if m["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "registry.example/propylon:0.1.0"
+    assert container["imagePullPolicy"] == operator_pod["containers"][0]["imagePullPolicy"] == "Always"
+    assert pod["imagePullSecrets"] == operator_pod["imagePullSecrets"] == values["imagePullSecrets"]
+    # The defaults: the chart's IfNotPresent, and no pull Secrets at all.
+    default_pod = workloads.deployment(_settings_from(_render(helm, tmp_path)), None)["spec"]["template"]["spec"]
+    assert default_pod["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    assert "imagePullSecrets" not in default_pod
+
+
+def _value_keys(values: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    """Every key of values.yaml as a dotted path; resources (Kubernetes' own shape) as one value."""
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key != "resources":
+            yield from _value_keys(value, f"{path}.")
+        else:
+            yield path
+
+
+def test_the_chart_readme_documents_every_value() -> None:
+    """Audit b2, item 6: each key of values.yaml has a row in the README's table, by its full
+    path or as a sibling listed in a row that starts from its parent (`proxy.autoscaling.enabled`,
+    `maxReplicas`)."""
+    rows = [line for line in (CHART / "README.md").read_text().splitlines() if line.startswith("| `")]
+    missing = []
+    for path in _value_keys(_default_values()):
+        parent, _, leaf = path.rpartition(".")
+        documented = any(
+            f"`{path}`" in row.split(" | ")[0]
+            or (f"`{parent}." in row.split(" | ")[0] and re.search(rf"`\.?{re.escape(leaf)}`", row.split(" | ")[0]))
+            for row in rows
+        )
+        if not documented:
+            missing.append(path)
+    assert not missing, f"charts/propylon/README.md has no row for {missing}"

@@ -17,6 +17,10 @@ class Settings:
     gateway_namespace: str = "propylon-system"
     namespaces: tuple[str, ...] = ()  # empty = all namespaces
     proxy_image: str = "propylon/propylon:latest"
+    # How the proxy pods pull that image: the chart's image.pullPolicy and imagePullSecrets, which
+    # reach the operator's own Pod from the chart but the proxies' only through the operator.
+    proxy_image_pull_policy: str | None = None  # None: Kubernetes' default
+    proxy_image_pull_secrets: tuple[str, ...] = ()  # Secret names in the gateway namespace
     replicas: int = 2
     hpa_max: int = 0  # 0 = no HorizontalPodAutoscaler
     allow_cross_namespace: bool = False

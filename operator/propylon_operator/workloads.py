@@ -148,6 +148,13 @@ def redis_checksum(secret: dict[str, Any] | None) -> str | None:
     return hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
+def _number(value: float) -> str:
+    """A number for a proxy's environment, every digit kept: "10", "12.5", "1234567.5". (``:g``
+    keeps six significant digits, so 1234567.5 became 1.23457e+06 and reached the proxy changed.)"""
+    number = float(value)
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
 def deployment(
     settings: settings_.Settings, owner: dict[str, Any] | None, *, redis_checksum: str | None = None
 ) -> Manifest:
@@ -187,6 +194,8 @@ def deployment(
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    if settings.proxy_image_pull_policy:
+        container["imagePullPolicy"] = settings.proxy_image_pull_policy
     if settings.admin_token_secret:
         # Without a token a proxy answers /admin/* on loopback only, and the operator reads usage there.
         env.append(
@@ -208,10 +217,10 @@ def deployment(
             ]
         )
         if settings.redis_timeout_ms is not None:
-            env.append({"name": "PROPYLON_REDIS_TIMEOUT_MS", "value": f"{settings.redis_timeout_ms:g}"})
+            env.append({"name": "PROPYLON_REDIS_TIMEOUT_MS", "value": _number(settings.redis_timeout_ms)})
         if settings.ws_registry_ttl_s is not None:
-            env.append({"name": "PROPYLON_WS_REGISTRY_TTL", "value": f"{settings.ws_registry_ttl_s:g}"})
-    env.extend({"name": name, "value": f"{seconds:g}"} for name, seconds in settings.slow_clients)
+            env.append({"name": "PROPYLON_WS_REGISTRY_TTL", "value": _number(settings.ws_registry_ttl_s)})
+    env.extend({"name": name, "value": _number(seconds)} for name, seconds in settings.slow_clients)
     env.extend({"name": name, "value": value} for name, value in settings.proxy_env)
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(settings)},
@@ -234,6 +243,9 @@ def deployment(
             },
         },
     }
+    if settings.proxy_image_pull_secrets:
+        # A private registry: the same Secrets the operator's own Pod pulls the image with.
+        spec["template"]["spec"]["imagePullSecrets"] = [{"name": name} for name in settings.proxy_image_pull_secrets]
     if not settings.hpa_max:
         # With an HPA the replica count is its field; claiming it here would fight the autoscaler.
         spec["replicas"] = settings.replicas

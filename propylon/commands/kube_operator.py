@@ -9,8 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from typing import TYPE_CHECKING
 
 from propylon.commands import shared_flags
+
+if TYPE_CHECKING:
+    from propylon_operator import settings as settings_
+
+
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")  # a container's imagePullPolicy
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +38,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="namespace of the snapshot Secret and the proxy Deployment (default: $POD_NAMESPACE or propylon-system)",
     )
     parser.add_argument("--proxy-image", default=os.environ.get("PROPYLON_PROXY_IMAGE") or "propylon/propylon:latest")
+    parser.add_argument(
+        "--proxy-image-pull-policy",
+        choices=PULL_POLICIES,
+        default=None,
+        help="imagePullPolicy of the proxy pods (the chart passes image.pullPolicy); default: Kubernetes' "
+        "(Always for :latest, else IfNotPresent)",
+    )
+    parser.add_argument(
+        "--proxy-image-pull-secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Secret in the gateway namespace the proxy pods pull their image with (repeatable; the chart "
+        "passes imagePullSecrets): without it a private registry refuses them",
+    )
     parser.add_argument("--replicas", type=int, default=2, help="proxy replicas (the HPA minimum with --hpa-max)")
     parser.add_argument("--hpa-max", type=int, default=0, help="add a CPU HorizontalPodAutoscaler up to N replicas")
     parser.add_argument(
@@ -121,7 +143,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from propylon_operator import running, settings
+    from propylon_operator import running
+
+    return running.run(settings_from(args))
+
+
+def settings_from(args: argparse.Namespace) -> settings_.Settings:
+    """The operator's Settings from its parsed flags; a value it cannot run with ends the command.
+
+    Apart from ``run`` so that the chart's tests build the data plane from exactly what the
+    chart's flags give the operator."""
+    from propylon_operator import settings
 
     if args.replicas < 1:
         raise SystemExit("propylon operator: --replicas must be at least 1")
@@ -133,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
         gateway_namespace=args.gateway_namespace,
         namespaces=() if args.all_namespaces else tuple(dict.fromkeys(args.namespace)),
         proxy_image=args.proxy_image,
+        proxy_image_pull_policy=args.proxy_image_pull_policy,
+        proxy_image_pull_secrets=tuple(dict.fromkeys(args.proxy_image_pull_secret)),
         replicas=args.replicas,
         hpa_max=max(0, args.hpa_max),
         allow_cross_namespace=args.allow_cross_namespace,
@@ -160,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         admin_token_secret=args.admin_token_secret,
         admin_token=os.environ.get("PROPYLON_ADMIN_TOKEN") or None,
     )
-    return running.run(configured)
+    return configured
 
 
 # Set by the operator itself on every proxy; --proxy-env must not change what they mean.

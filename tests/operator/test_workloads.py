@@ -214,3 +214,32 @@ def test_proxy_env_reaches_every_proxy_after_the_operators_own() -> None:
     env = container["env"]
     assert env[-2:] == [{"name": endpoint[0], "value": endpoint[1]}, {"name": "OTEL_SERVICE_NAME", "value": "edge"}]
     assert [e["name"] for e in env[:3]] == ["POD_NAME", "POD_NAMESPACE", "POD_IP"]
+
+
+def test_the_proxy_pods_pull_with_the_policy_and_secrets_given() -> None:
+    """Audit b2, item 4: the chart's image.pullPolicy and imagePullSecrets, passed as flags, reach
+    the proxy pods (a private registry refused them without); not given, Kubernetes' defaults."""
+    s = settings.Settings(
+        gateway_name="gw", proxy_image_pull_policy="Always", proxy_image_pull_secrets=("regcred", "mirror")
+    )
+    pod = workloads.deployment(s, OWNER)["spec"]["template"]["spec"]
+    assert pod["containers"][0]["imagePullPolicy"] == "Always"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
+    plain = workloads.deployment(settings.Settings(gateway_name="gw"), OWNER)["spec"]["template"]["spec"]
+    assert "imagePullPolicy" not in plain["containers"][0]
+    assert "imagePullSecrets" not in plain
+
+
+def test_numbers_passed_to_the_proxies_keep_every_digit() -> None:
+    """Audit b2, item 2: ``:g`` kept six significant digits (1234567.5 -> 1.23457e+06)."""
+    s = settings.Settings(
+        gateway_name="gw",
+        redis_secret="r",
+        redis_timeout_ms=1000000.0,
+        ws_registry_ttl_s=1234567.5,
+        slow_clients=(("PROPYLON_HEADER_TIMEOUT", 12.345678),),
+    )
+    env = _proxy_env(s)
+    assert env["PROPYLON_REDIS_TIMEOUT_MS"] == "1000000"
+    assert env["PROPYLON_WS_REGISTRY_TTL"] == "1234567.5"
+    assert env["PROPYLON_HEADER_TIMEOUT"] == "12.345678"

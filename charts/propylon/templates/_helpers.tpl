@@ -39,12 +39,37 @@ The operator's ValidatingWebhookConfiguration: cluster-scoped, so named per rele
 {{- end -}}
 
 {{/*
+The operator's ClusterRole and ClusterRoleBinding, and its reading Roles in watched namespaces:
+cluster-scoped names, and namespaces, are shared by every release, so the release namespace is in
+the name. Without it a release of the same name in another namespace took over the binding (server-
+side apply replaced its subjects), or `helm install` refused the second release.
+*/}}
+{{- define "propylon.operatorClusterName" -}}
+{{- printf "%s-operator-%s" (include "propylon.fullname" .) .Release.Namespace | trunc 253 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
 The operator's ServiceAccount: serviceAccount.name, else "<release>-operator", whether the chart
 creates it or not. With create: false it names an account made beforehand; never the namespace's
 "default" account, which every other pod there runs as and would share the operator's rights.
 */}}
 {{- define "propylon.serviceAccountName" -}}
 {{- default (include "propylon.operatorName" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{/*
+A value as a flag or variable carries it: a string as it is, a number or boolean as JSON writes it.
+Helm reads every number of a values file as a float64, which %v (and so quote, toString and a bare
+{{ }}) writes from a million up with an exponent: 1e+06, which the operator's whole-number flags
+refuse (--gateway-burst: a crash loop) and a proxy's OTEL_* variable may too. int64 would cut a
+fractional rate; JSON writes 1000000, 2500000.5 and 0.25, every digit kept and no exponent.
+*/}}
+{{- define "propylon.plain" -}}
+{{- if kindIs "string" . -}}
+{{- . -}}
+{{- else -}}
+{{- toJson . -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "propylon.image" -}}
