@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from propylon_operator import admission, leases, reconciling, webhooks
+from propylon_operator import admission, kube, leases, reconciling, webhooks
 from propylon_operator import inventory as inventory_
 from propylon_operator import settings as settings_
 
@@ -41,18 +41,22 @@ def build_registry(
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
-        """kopf and our own client share one set of credentials (``kube.load_configuration``)."""
-        if configuration.refresh_api_key_hook is not None:
-            configuration.refresh_api_key_hook(configuration)  # kopf logs in again on 401: bring a fresh token
-        header = configuration.get_api_key_with_prefix("authorization") or ""
+        """kopf and our own client share one set of credentials (``kube.load_configuration``).
+
+        kopf logs in again on a 401; ``kube.authorization`` then brings the token as the client
+        has it now (an in-cluster projected token re-read from its file).
+        """
+        header = kube.authorization(configuration) or ""
         scheme, _space, value = header.partition(" ")
+        if not value:  # a bare token without a scheme (RFC 7235, appendix C): kopf says Bearer
+            scheme, value = "", scheme
         return kopf.ConnectionInfo(
             server=configuration.host,
             ca_path=configuration.ssl_ca_cert or None,
             insecure=not configuration.verify_ssl,
             certificate_path=configuration.cert_file or None,
             private_key_path=configuration.key_file or None,
-            scheme=scheme if value else None,
+            scheme=scheme or None,
             token=value or None,
             default_namespace=settings.gateway_namespace,
         )

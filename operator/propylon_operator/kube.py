@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -46,6 +47,36 @@ def load_configuration(kubeconfig: str | None) -> kubernetes.client.Configuratio
     return configuration
 
 
+# Where the loaders put the token: api_key["authorization"] up to 36.0.0, api_key["BearerToken"]
+# from 36.0.1 (kubernetes-client/python#2585). Only consulted when auth_settings() says nothing.
+_TOKEN_KEYS = ("BearerToken", "authorization")
+
+
+def authorization(configuration: kubernetes.client.Configuration) -> str | None:
+    """The ``Authorization`` header the kubernetes client itself would send now, or None.
+
+    Read through ``auth_settings()``, the client's own request path, rather than a guessed
+    ``api_key`` entry: the key the loaders use changed in 36.0.1, and a token read from the wrong
+    one makes every request anonymous. It also runs ``refresh_api_key_hook``, so an in-cluster
+    projected token is re-read from its file (the loader does so once a minute) and a kubeconfig
+    exec or OIDC token is renewed when it expires. 36.0.0 alone loads the token under the old key
+    while its ``auth_settings()`` looks under the new one, hence the fallback to both keys.
+    """
+    # A TypedDict in 37.x, a plain dict before: read it as the plain dict it is at run time.
+    settings: dict[str, dict[str, Any]] = dict(configuration.auth_settings())  # type: ignore[arg-type,unused-ignore]
+    for setting in settings.values():
+        if setting.get("in") == "header" and str(setting.get("key", "")).lower() == "authorization":
+            value = setting.get("value")
+            if value:
+                return str(value).strip()  # a token file's trailing newline is no part of the token
+    for key in _TOKEN_KEYS:
+        if configuration.api_key.get(key):
+            value = configuration.get_api_key_with_prefix(key)
+            if value:
+                return str(value).strip()
+    return None
+
+
 class Client:
     """JSON requests against the API server; one aiohttp session for the operator's lifetime."""
 
@@ -76,11 +107,8 @@ class Client:
         return context
 
     def _auth_headers(self) -> dict[str, str]:
-        cfg = self._configuration
-        if cfg.refresh_api_key_hook is not None:
-            cfg.refresh_api_key_hook(cfg)  # in-cluster tokens rotate; the hook re-reads the file
-        token = cfg.get_api_key_with_prefix("authorization")
-        return {"Authorization": token} if token else {}
+        header = authorization(self._configuration)  # per request: a rotated token is picked up
+        return {"Authorization": header} if header else {}
 
     async def close(self) -> None:
         if self._session is not None:
@@ -141,6 +169,41 @@ class Client:
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         answer: dict[str, Any] = await self.request("POST", path, body=body)
         return answer
+
+    async def watch(
+        self, path: str, *, resource_version: str, label_selector: str | None = None, timeout_s: int = 300
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The events of a watch on ``path`` from ``resource_version``, until the server ends it.
+
+        The server closes the stream after ``timeout_s``; a silent connection is given up 15 s
+        later. Errors, a 410 Gone included (as a status code or an ERROR event), raise
+        ``KubeError``: the caller lists again and watches from there.
+        """
+        session = await self._get_session()
+        params = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(timeout_s),
+            "allowWatchBookmarks": "true",
+        }
+        if label_selector:
+            params["labelSelector"] = label_selector
+        url = self._configuration.host.rstrip("/") + path + "?" + urlencode(params)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=timeout_s + 15)
+        try:
+            async with session.get(url, headers={"Accept": JSON, **self._auth_headers()}, timeout=timeout) as response:
+                if response.status >= 300:
+                    raise KubeError(response.status, await response.text())
+                async for line in response.content:
+                    if not line.strip():
+                        continue
+                    event: dict[str, Any] = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        raise KubeError(int(status.get("code") or 0), str(status.get("message", "watch error")))
+                    yield event
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:  # ValueError: a line too long or not JSON
+            raise KubeError(0, f"watch {path}: {exc or type(exc).__name__}") from exc
 
     async def list(self, path: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
         params = {"labelSelector": label_selector} if label_selector else None

@@ -3,14 +3,16 @@ and every object's status in line. Level-based: it never asks what changed, only
 
 One background task runs it, woken by any inventory change (debounced) and by a periodic
 resync (Leases go stale without any event). Each pass is idempotent: publishing compares
-versions, workloads are server-side applied only when their manifests change (or on resync),
-and statuses are written only when they differ from what the object shows, so the operator's
-own writes, which come back as watch events, end in a pass that does nothing.
+versions, workloads are server-side applied only when their manifests change, when one of them
+is deleted (``watch_workloads``) or on resync, and statuses are written only when they differ
+from what the object shows, so the operator's own writes, which come back as watch events, end
+in a pass that does nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -89,6 +91,7 @@ class Reconciler:
         self._applied_digest: str | None = None
         self._applied_at = 0.0
         self._apply_failed_at: float | None = None
+        self._workload_missing = False  # the workload watch saw one go: apply all on the next pass
         self._cluster_objects = list(cluster_objects)
         self._referenced: set[inventory_.Key] = set()  # unlabelled Secrets that Authorizers name
         self._redis_secret: dict[str, Any] | None = None  # settings.redis_secret as last seen
@@ -166,6 +169,15 @@ class Reconciler:
             except (kube.KubeError, OSError, TimeoutError) as exc:
                 logger.warning("cannot read the cluster yet (%s); retrying in %.0f s", exc, backoff.delay)
                 await backoff.pause()
+        watcher = asyncio.create_task(self.watch_workloads(), name="propylon-workload-watch")
+        try:
+            await self._loop(backoff)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def _loop(self, backoff: _Backoff) -> None:
         loop = asyncio.get_running_loop()
         first = True
         while True:
@@ -342,12 +354,16 @@ class Reconciler:
             return None
         return workloads.owner_reference("v1", "Secret", self.settings.snapshot_secret, uid)
 
-    async def _apply_workloads(self, now: float) -> None:
-        manifests = workloads.build(
+    def _workload_manifests(self) -> list[workloads.Manifest]:
+        return workloads.build(
             self.settings, self._workload_owner(), redis_checksum=workloads.redis_checksum(self._redis_secret)
         )
+
+    async def _apply_workloads(self, now: float) -> None:
+        manifests = self._workload_manifests()
         digest = hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
-        if digest == self._applied_digest:
+        missing, self._workload_missing = self._workload_missing, False  # one gone mid-pass: next pass
+        if digest == self._applied_digest and not missing:
             # Unchanged manifests: re-apply only on resync (someone may have edited or deleted an
             # object), or 30 s after a failed attempt.
             if self._apply_failed_at is None and now - self._applied_at < self.settings.workload_resync_s:
@@ -376,6 +392,63 @@ class Reconciler:
         self._applied_digest = digest
         self._applied_at = now
         self._apply_failed_at = now if failed else None
+
+    async def watch_workloads(self) -> None:
+        """Apply the data plane's objects again as soon as one of them is deleted.
+
+        The operator owns them (DESIGN §7): a deleted proxy Deployment, Service or PDB must come
+        back at once, not on the next workload resync minutes later. kopf cannot watch them: its
+        watches span every namespace the operator serves, where it may read no Deployments. So a
+        plain watch per kind, in the gateway namespace only, on the labels the operator sets.
+        Only absence counts: edits wait for the resync, or status churn would re-apply all day.
+        """
+        kinds = {m["kind"]: m["apiVersion"] for m in self._workload_manifests() if workloads.PLURALS[m["kind"]][1]}
+        await asyncio.gather(*(self._watch_workload_kind(kind, api_version) for kind, api_version in kinds.items()))
+
+    async def _watch_workload_kind(self, kind: str, api_version: str) -> None:
+        path = kube.object_path(api_version, workloads.PLURALS[kind][0], self.settings.gateway_namespace)
+        selector = ",".join(f"{name}={value}" for name, value in sorted(workloads.labels(self.settings).items()))
+        backoff = _Backoff()
+        version: str | None = None  # None: list first (at start, and when the watch cannot resume)
+        refused: set[int] = set()
+        while True:
+            try:
+                if version is None:
+                    listed = await self.client.request("GET", path, params={"labelSelector": selector})
+                    version = str(listed["metadata"]["resourceVersion"])
+                    present = {item["metadata"]["name"] for item in listed.get("items") or ()}
+                    # Level-based: one deleted while no watch ran is missed by no event.
+                    for name in sorted(self._workload_names(kind) - present):
+                        self._workload_gone(kind, name)
+                async for event in self.client.watch(path, resource_version=version, label_selector=selector):
+                    meta = (event.get("object") or {}).get("metadata") or {}
+                    version = str(meta.get("resourceVersion") or version)
+                    if event.get("type") == "DELETED" and meta.get("name") in self._workload_names(kind):
+                        self._workload_gone(kind, str(meta["name"]))
+                backoff.reset()  # the server ended the watch (its timeout): resume from ``version``
+            except asyncio.CancelledError:
+                raise
+            except kube.KubeError as exc:
+                if exc.status not in (0, 410, *refused):  # a refusal is said once, not every 30 s
+                    logger.warning("cannot watch %s: %s; retrying", path, exc)
+                    refused.add(exc.status)
+                version = None
+                await backoff.pause()
+            except Exception:
+                logger.exception("watching %s failed; retrying in %.0f s", path, backoff.delay)
+                version = None
+                await backoff.pause()
+
+    def _workload_names(self, kind: str) -> set[str]:
+        return {m["metadata"]["name"] for m in self._workload_manifests() if m["kind"] == kind}
+
+    def _workload_gone(self, kind: str, name: str) -> None:
+        """A data-plane object is missing: the next pass applies every manifest again."""
+        if self._applied_digest is None:
+            return  # nothing applied yet: the first pass applies everything anyway
+        logger.info("%s %s is gone; applying it again", kind, name)
+        self._workload_missing = True
+        self.wakeup.set()
 
     async def _hold_replicas_for_the_hpa(self) -> bool:
         """With an HPA, keep the proxy Deployment's replica count under a second field manager.
