@@ -44,6 +44,9 @@ _VERSIONS = {"1.1": HttpVersion11, "1.0": HttpVersion10}
 # A body's buffer above this pauses reading from the client until the handler catches up.
 _BODY_HIGH_WATER = 256 * 1024
 _LINGER_SECONDS = 1.0  # aiohttp's lingering_time, as server.GatewayServer sets it
+# The most of a body left unread by its answer that is read and dropped to keep the connection
+# (the body limit; a longer declared one is refused with 413 first, a chunked one then closes).
+_DISCARD_LIMIT = 10 * 1024 * 1024
 # Headers whose first value on_header keeps for FastRequest.first_header (lower case): what
 # routing (Host, the canary key, a preflight's), the trace context, 100-continue, and the
 # credential steps (a JWT's Authorization, an API key), a whole body's Content-Encoding and the
@@ -312,8 +315,8 @@ class HttpConnection(asyncio.Protocol):
         self._upgrade = False
         self._upgrade_body: list[bytes] = []
         self._upgrade_head: tuple[bytes, bytes, str, tuple[tuple[bytes, bytes], ...]] = (b"", b"", "", ())
-        # Requests parsed in the current data_received: dispatched only if all of it parses, as
-        # aiohttp does, so a malformed tail refuses the whole packet before anything runs.
+        # Requests parsed in the current data_received, queued once it has all been parsed (or
+        # refused: those complete before the bad bytes are still answered, see _refuse).
         self._parsed: list[FastRequest] = []
         self._queue: collections.deque[FastRequest | str | bytes] = collections.deque()
         self._running: FastRequest | None = None
@@ -500,6 +503,8 @@ class HttpConnection(asyncio.Protocol):
     async def _serve(self, request: FastRequest) -> None:
         try:
             await self._owner.handler(request)
+            if request.keep_alive and not request.content.eof and self.transport is not None:
+                await self._discard(request)  # answered before its body came: drop the rest
         except Exception as error:  # as aiohttp's handle_error: 500 (504 for a timeout), or a cut
             if not request.started and self.transport is not None:
                 error_type = gateway_responses.DEFAULT_5XX
@@ -529,6 +534,27 @@ class HttpConnection(asyncio.Protocol):
                 self._head_deadline = self._loop.call_later(self._listener.header_timeout, self._head_timed_out)
         else:
             self._arm_idle()
+
+    async def _discard(self, request: FastRequest) -> None:
+        """Read and drop the rest of a body its answer did not need (a 404, a refusal that
+        leaves the connection open), so the connection serves the next request, as aiohttp's
+        server does; closing instead, after a head that did not say so, lost the client's next
+        request. A declared length over the body limit was refused (413, close) before this; a
+        body that stalls for the body stall timeout, or a chunked one past ``_DISCARD_LIMIT``,
+        closes the connection (``_linger``)."""
+        content = request.content
+        stall = self._listener.body_stall_timeout
+        dropped = 0
+        try:
+            while dropped <= _DISCARD_LIMIT:
+                async with asyncio.timeout(stall):
+                    chunk = await content.readany()
+                if not chunk:
+                    return
+                dropped += len(chunk)
+        except (TimeoutError, ConnectionError):
+            pass
+        request.keep_alive = False
 
     def write(self, data: bytes) -> None:
         if self.transport is not None:
@@ -593,11 +619,18 @@ class HttpConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _refuse(self, error_type: str) -> None:
-        """The parser refused the bytes: answer once the requests before them are answered."""
-        self._parsed.clear()  # nothing of this packet runs
-        if self._message is not None:
-            self._message.content.fail(BodyBrokenOff("malformed request body"))
+        """The parser refused the bytes: answer once the requests before them are answered.
+
+        Requests this packet completed before the bad bytes are answered first, each in turn
+        (a pipelined client gets its valid request's answer, then the 400; bytes after a
+        ``Connection: close`` request, which llhttp refuses, are never answered as the
+        connection closes after it). The one whose body the bad bytes broke never runs."""
+        broken = self._message
+        if broken is not None:
+            broken.content.fail(BodyBrokenOff("malformed request body"))
             self._message = None
+        self._queue.extend(request for request in self._parsed if request is not broken)
+        self._parsed.clear()
         self.pause_body()
         self._queue.append(error_type)
         self._next()

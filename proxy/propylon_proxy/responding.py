@@ -1,7 +1,7 @@
 """Writing a ``Reply`` to the client: whole bodies in one write, streamed bodies chunk by chunk.
 
 Every response carries the gateway's ``x-request-id``; responses the gateway makes itself name
-``Server: propylon`` (proxied ones keep the backend's). The head of a response is held back
+``Server: propylon``; proxied ones keep the backend's, or have none (``Relayed``). The head of a response is held back
 until its first body bytes so both leave in one ``send()``, unless the body is still to come,
 in which case the head goes at once (a client never waits for a head the gateway has).
 
@@ -35,6 +35,22 @@ class HeldHead(web.StreamResponse):
     """
 
     _send_headers_immediately = False
+
+
+class Relayed(HeldHead):
+    """A proxied response: its ``Server`` header is the backend's, or there is none.
+
+    aiohttp's ``_prepare_headers`` adds ``Server: Python/3.x aiohttp/3.x`` to every response that
+    has none; a proxied one returns the backend's response (DESIGN.md §2.1), so that name is
+    taken back here (``fast_responding`` never adds one to a relay). ``_prepare_headers`` is
+    aiohttp's own step (not public API): tests/serve/test_audit_parity.py notices if it moves.
+    """
+
+    async def _prepare_headers(self) -> None:
+        named = "Server" in self.headers
+        await super()._prepare_headers()
+        if not named:
+            self.headers.popall("Server", None)
 
 
 def as_written(value: str) -> str:
@@ -106,6 +122,19 @@ def _aiohttp(ctx: context.RequestContext) -> web.BaseRequest:
     return request
 
 
+def _close_delimited(ctx: context.RequestContext, out: web.StreamResponse) -> bool:
+    """Whether ``out``'s body can only end with the connection: an HTTP/1.0 client (no chunked)
+    and a backend body of unknown length (chunked or read until close).
+
+    aiohttp then drops keep-alive for the head it writes but had already noted the connection's
+    keep-alive on the response, so the head said nothing of the framing and the connection
+    stayed open: the client could not find the body's end. ``fast_responding._framing`` closes."""
+    if ctx.request.version >= (1, 1) or "Content-Length" in out.headers:
+        return False
+    status = out.status
+    return not (status < 200 or status in (204, 304) or ctx.request.method == "HEAD")
+
+
 class StallWatch:
     """Ends a relay that makes no progress for ``seconds`` (issue 8, item 6).
 
@@ -164,8 +193,8 @@ async def _relay(
     """
     written = [(name, value if value.isascii() else as_written(value)) for name, value in reply.headers]
     written.append(("x-request-id", ctx.request_id))
-    out = HeldHead(status=reply.status, reason=reply.reason, headers=written)
-    if reply.close:
+    out = Relayed(status=reply.status, reason=reply.reason, headers=written)
+    if reply.close or _close_delimited(ctx, out):
         out.force_close()
     writer = None
     watch = StallWatch(stall_seconds)

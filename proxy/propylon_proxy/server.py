@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import HttpVersion11, http_exceptions, web, web_protocol, web_server
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_parser import RawRequestMessage
-from aiohttp.streams import StreamReader
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 
 from propylon_proxy import gateway_responses, ids, settings
 
@@ -78,20 +78,80 @@ class GatewayRequestHandler(web_protocol.RequestHandler):
         self._on_rejected = on_rejected
         self._head_deadline: asyncio.TimerHandle | None = None
         self._last_payload: Any = None
+        # The parser stands between two messages (known only for a bodyless message whose head
+        # ended these bytes, or a fresh connection): a refused packet can then be parsed again.
+        self._at_boundary = True
 
     def data_received(self, data: bytes) -> None:
         before = self._request_count
+        queued = len(self._messages)
+        at_boundary = self._at_boundary and self._payload_parser is None and not self._upgraded
         super().data_received(data)
+        if len(self._messages) > queued:
+            message, payload = self._messages[-1]
+            if isinstance(message, web_protocol._ErrInfo):
+                if at_boundary:
+                    self._answer_before_refusal(data)
+                self._at_boundary = False
+            else:
+                self._at_boundary = payload is EMPTY_PAYLOAD and data.endswith(b"\r\n\r\n")
+        elif data.strip(b"\r\n"):
+            self._at_boundary = False
         if self._messages:
             self._last_payload = self._messages[-1][1]
         body_pending = self._last_payload is not None and not self._last_payload.is_eof()
         if self._request_count != before or self._request_in_progress or body_pending:
             # A head completed, or these bytes belong to a body (which has its own stall timeout).
             self._cancel_head_deadline()
-        elif data and self._head_deadline is None and not self._force_close:
-            # Bytes of a request head arrived but the head is not complete: start its clock.
+        elif self._head_deadline is None and not self._force_close and data.strip(b"\r\n"):
+            # Bytes of a request head arrived but the head is not complete: start its clock. A
+            # stray CRLF between requests is not a head (RFC 9112 §2.2: ignored, as llhttp
+            # does): the connection stays idle, so it ends at keep-alive expiry without a 408.
             self._head_deadline = self._loop.call_later(self._listener.header_timeout, self._head_timed_out)
             self._stop_idle_clock()
+
+    def _answer_before_refusal(self, data: bytes) -> None:
+        """The parser refused ``data``: the requests it holds whole before the bad bytes are
+        answered first, then the 400 (as ``fast_server`` does), instead of the 400 alone.
+
+        aiohttp's C parser drops the requests it parsed from a packet it then refuses, so the
+        packet is parsed again by a fresh parser of the same limits, a line at a time, up to the
+        refused bytes. Only when the packet began between two messages (``_at_boundary``), else
+        the refusal stands alone as before. A request after one with ``Connection: close`` is
+        refused by llhttp: that request's answer closes the connection, so it is never answered.
+        ``_parser``, ``_messages``, ``_request_count`` and ``_ErrInfo`` are aiohttp's private
+        names: tests/serve/test_audit_parity.py notices if they move."""
+        fresh: Any = type(self._parser)
+        parser = fresh(
+            self,
+            self._loop,
+            self._read_bufsize,
+            max_line_size=self._listener.max_request_line_bytes,
+            max_field_size=self._listener.max_header_bytes,
+            max_headers=self._listener.max_headers,
+            payload_exception=web_protocol.RequestPayloadError,
+            auto_decompress=False,
+        )
+        whole: list[Any] = []
+        for line in data.splitlines(keepends=True):
+            try:
+                messages, upgraded, _ = parser.feed_data(line)
+            except http_exceptions.HttpProcessingError:
+                break
+            if upgraded:
+                return  # an upgrade is not answered here: the refusal stands alone
+            for message, payload in messages:
+                if payload is not EMPTY_PAYLOAD and not payload.is_eof():
+                    break  # its body is what was refused: it never runs, nor anything after it
+                whole.append((message, payload))
+            else:
+                continue
+            break
+        if whole:
+            refusal = self._messages.pop()
+            self._messages.extend(whole)
+            self._messages.append(refusal)
+            self._request_count += len(whole)
 
     def _stop_idle_clock(self) -> None:
         """A head has begun, so the connection is no longer idle: only the head deadline runs.

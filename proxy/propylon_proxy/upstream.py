@@ -23,7 +23,8 @@ class UpstreamConnectError(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    """The integration timeout passed before the response head arrived (-> 504)."""
+    """The integration timeout passed before the response head arrived, counted from the end of
+    the request body, or the backend took none of the body for that long (-> 504)."""
 
 
 class UpstreamProtocolError(UpstreamError):
@@ -45,7 +46,9 @@ class UpstreamRequest:
     target: str  # origin-form request target, already encoded: "/v1/users/a%2Fb?x=1"
     headers: list[tuple[str, str]]  # final headers, Host included; hop-by-hop already removed
     body: AsyncIterable[bytes] | bytes | None = None  # streamed when iterable
-    timeout: float = 29.0  # seconds until the response head must have arrived
+    # Seconds until the response head must have arrived, counted from when the request (a streamed
+    # body in full) has been sent: a client slow to send its body is its own stall timeout (408).
+    timeout: float = 29.0
 
 
 class UpstreamResponse(Protocol):

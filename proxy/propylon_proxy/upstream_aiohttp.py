@@ -30,7 +30,8 @@ that; this module only moves bytes and translates aiohttp's exceptions into the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator
 
 import aiohttp
 import yarl
@@ -64,6 +65,28 @@ def _utf8_view(value: str) -> str:
         return value.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
         return value
+
+
+async def _clocked(body: AsyncIterable[bytes], deadline: asyncio.Timeout, timeout: float) -> AsyncIterator[bytes]:
+    """A streamed request body under the integration timeout as ``upstream_pool`` counts it: the
+    clock stops while the client's body is awaited (its own stall timeout), runs while a chunk is
+    written to the backend, and starts afresh for the response head once the body is all sent."""
+    loop = asyncio.get_running_loop()
+
+    def move(when: float | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the head came first: the deadline is over
+            deadline.reschedule(when)
+
+    iterator = aiter(body)
+    while True:
+        move(None)
+        try:
+            chunk = await anext(iterator)
+        except StopAsyncIteration:
+            break
+        move(loop.time() + timeout)
+        yield chunk
+    move(loop.time() + timeout)
 
 
 class AiohttpResponse:
@@ -142,13 +165,16 @@ class AiohttpUpstream:
         session = self._get_session()
         url = yarl.URL(f"{request.scheme}://{request.host}:{request.port}{request.target}", encoded=True)
         deadline = asyncio.timeout(request.timeout)
+        data = request.body
+        if data is not None and not isinstance(data, bytes | bytearray | memoryview):
+            data = _clocked(data, deadline, request.timeout)
         try:
             async with deadline:
                 response = await session.request(
                     request.method,
                     url,
                     headers=_for_aiohttp(request.headers),
-                    data=request.body,
+                    data=data,
                     allow_redirects=False,
                     compress=None,
                 )

@@ -407,6 +407,10 @@ class _Connection(asyncio.Protocol):
             and not self._buffer
         )
 
+    def write_paused(self) -> bool:
+        """The socket's buffer is over its high-water mark: ``drain`` would wait."""
+        return self._write_paused
+
     async def drain(self) -> None:
         if self.closed:
             raise ConnectionResetError("upstream connection lost")
@@ -458,6 +462,8 @@ class PooledResponse:
         conn = self._conn
         if self._finished or not conn.message_done or conn.error is not None:
             return None
+        if conn.body_task is not None and not conn.body_task.done():
+            return None  # answered before the request body was sent: release() ends that first
         buffer = conn._buffer
         body = buffer[0] if len(buffer) == 1 else b"".join(buffer)
         buffer.clear()
@@ -482,7 +488,9 @@ class PooledResponse:
         if self._finished:
             return
         self._finished = True
+        task = self._conn.body_task
         self._conn._pool._release(self._conn)
+        await _settle(task)
 
 
 class PooledUpstream:
@@ -629,9 +637,11 @@ class PooledUpstream:
                     raise upstream.UpstreamTimeout(f"no connection within {request.timeout:g}s") from exc
             self._busy.add(conn)
             head_waiter = conn.begin(no_body=request.method == "HEAD")
-            # A timer rather than asyncio.timeout(): it is on every request's path, and a
-            # TimeoutError raised by the body's source must stay that, not become a head timeout.
-            conn.arm_head_deadline(deadline, request.timeout)
+            if stream is None:
+                # A timer rather than asyncio.timeout(): it is on every request's path, and a
+                # TimeoutError raised by the body's source must stay that, not become a head timeout.
+                conn.arm_head_deadline(deadline, request.timeout)
+            # A streamed body: the clock starts when the body has gone in full (``_send_body``).
             conn.replayable = replayable
             conn.request_close = request_close
             transport = conn.transport
@@ -644,12 +654,16 @@ class PooledUpstream:
                     transport.write(body)
             if stream is not None:
                 conn.request_done = False
-                conn.body_task = loop.create_task(_send_body(conn, stream, chunked=chunked, length=length))
+                conn.body_task = loop.create_task(
+                    _send_body(conn, stream, chunked=chunked, length=length, timeout=request.timeout)
+                )
             await head_waiter
-        except BaseException:
+        except BaseException as error:
             if conn is not None:
                 self._busy.discard(conn)
                 conn.abort()
+                if not isinstance(error, asyncio.CancelledError):
+                    await _settle(conn.body_task)
             raise
         finally:
             if conn is not None:
@@ -670,8 +684,34 @@ class PooledUpstream:
         self._busy.clear()
 
 
-async def _send_body(conn: _Connection, stream: AsyncIterable[bytes], *, chunked: bool, length: int | None) -> None:
-    """Write a streamed request body; on any failure, break the exchange with that failure."""
+async def _settle(task: asyncio.Task[None] | None) -> None:
+    """End a request body's task (cancelled if still running) and wait until it has.
+
+    It may be waiting in the client body's ``readany()``: the server reads and drops what is left
+    of the body once the answer is sent, and aiohttp refuses a second reader ("readany() called
+    while another coroutine is already waiting"), which failed that request's connection."""
+    if task is None or task.done():
+        return
+    task.cancel()
+    await asyncio.wait((task,))
+
+
+def _clock_head(conn: _Connection, timeout: float) -> None:
+    """The request body is sent (or the backend took no more of it): the head is due within
+    ``timeout`` from now, unless it has already come (an early answer)."""
+    if not conn.head_done and not conn.closed:
+        conn.arm_head_deadline(conn.loop.time() + timeout, timeout)
+
+
+async def _send_body(
+    conn: _Connection, stream: AsyncIterable[bytes], *, chunked: bool, length: int | None, timeout: float
+) -> None:
+    """Write a streamed request body; on any failure, break the exchange with that failure.
+
+    The integration timeout (``timeout``) is the backend's: its clock for the response head starts
+    when the body has gone in full (AWS buffers the request and counts so), as a client that is
+    slow to send its body is the client's (the body's stall timeout: 408). While the body is
+    going, a backend that takes none of it for ``timeout`` is that timeout too (504)."""
     transport = conn.transport
     assert transport is not None
     sent = 0
@@ -688,17 +728,24 @@ async def _send_body(conn: _Connection, stream: AsyncIterable[bytes], *, chunked
                 transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             else:
                 transport.write(chunk)
-            await conn.drain()
+            if conn.write_paused():
+                try:
+                    async with asyncio.timeout(timeout):
+                        await conn.drain()
+                except TimeoutError:
+                    raise upstream.UpstreamTimeout(f"backend took no request body for {timeout:g}s") from None
         if length is not None and sent != length:
             raise upstream.UpstreamProtocolError("request body shorter than its Content-Length")
         if chunked and not conn.closed:
             transport.write(b"0\r\n\r\n")
         conn.request_done = True
+        _clock_head(conn, timeout)
     except asyncio.CancelledError:
         raise
     except ConnectionError:
         # The backend stopped reading (it may have answered early); the response says the rest.
         conn.request_done = False
+        _clock_head(conn, timeout)
     except BaseException as exc:
         # The body's source failed (client gone, body too large): the caller sees that error.
         with contextlib.suppress(Exception):

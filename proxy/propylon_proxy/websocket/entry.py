@@ -62,12 +62,25 @@ async def serve(
     refusal = await sessions.connect(connection, ctx)
     if refusal is not None:
         return await _refuse(ctx, refusal)
+    _named(ctx, connection.socket)  # before the 101 is prepared: its head carries them
     return _noted(ctx, await sessions.serve(request, connection))  # 101: served until it closed
+
+
+def _named(ctx: context.RequestContext, response: web.StreamResponse) -> None:
+    """The request id and ``Server: propylon`` on a response made here, as ``responding`` puts
+    them on every response the gateway makes (DESIGN.md §8: every response carries
+    x-request-id); otherwise aiohttp names itself and its version. Only before its head is sent."""
+    if response.prepared:
+        return
+    response.headers["x-request-id"] = ctx.request_id
+    response.headers.setdefault("Server", "propylon")
 
 
 def _noted(ctx: context.RequestContext, response: web.StreamResponse) -> web.StreamResponse:
     """``response``'s status (and a whole body's length) on the context, for the access log and
-    the metrics, unless ``responding.send`` already set them (a gateway response)."""
+    the metrics, unless ``responding.send`` already set them (a gateway response); a response
+    still to be sent (@connections' 200/204, the 400 below) gets the request id (``_named``)."""
+    _named(ctx, response)
     if not ctx.status:
         ctx.status = response.status
         if isinstance(response, web.Response) and isinstance(response.body, bytes):
