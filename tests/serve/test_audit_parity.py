@@ -396,6 +396,11 @@ def test_websocket_101_and_connections_answers_carry_a_request_id(
             described, _ = _read(manage, time.monotonic() + WAIT, answers=1)
             manage.sendall(b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi" % call)
             posted, _ = _read(manage, time.monotonic() + WAIT, answers=1)
+            # A method @connections does not answer is the section-3 404 (it was a bare 405).
+            manage.sendall(b"PUT %s HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n" % call)
+            put, _ = _read(manage, time.monotonic() + WAIT, answers=1)
+            assert put.startswith(b"HTTP/1.1 404 "), put
+            assert _header(put.partition(b"\r\n\r\n")[0], b"x-propylon-error-type") == [b"RESOURCE_NOT_FOUND"], put
             manage.sendall(b"DELETE %s HTTP/1.1\r\nHost: a\r\n\r\n" % call)
             deleted, _ = _read(manage, time.monotonic() + WAIT, answers=1)
     for answer, status in ((described, b"200"), (posted, b"200"), (deleted, b"204")):

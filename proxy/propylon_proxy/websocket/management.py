@@ -34,14 +34,21 @@ async def _refuse(ctx: context.RequestContext, error_type: str) -> web.StreamRes
     return await responding.send(ctx, steps.render_refusal(ctx, replies.refuse(error_type)))
 
 
+_METHODS = frozenset({"POST", "GET", "DELETE"})  # what @connections answers (DESIGN.md section 5)
+
+
 async def handle(
     ctx: context.RequestContext, sessions: session.Sessions, base: str, connection_id: str
 ) -> web.StreamResponse:
     request = ctx.request
     assert isinstance(request, web.BaseRequest)  # the internal listener is always aiohttp's
+    if request.method not in _METHODS:
+        # No such route, whoever holds the connection: the same section-3 404 on every replica
+        # (it was a bare 405 on the owner and 410 Gone on the others).
+        return await _refuse(ctx, gateway_responses.RESOURCE_NOT_FOUND)
     connection = sessions.registry.get(connection_id, base)
     if connection is None:
-        if sessions.cluster is not None and request.method in ("POST", "GET", "DELETE"):
+        if sessions.cluster is not None:
             return await _remote(ctx, sessions, base, connection_id)
         return await _refuse(ctx, gateway_responses.GONE)
     if request.method == "POST":
@@ -56,10 +63,8 @@ async def handle(
                 "identity": {"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
             }
         )
-    if request.method == "DELETE":
-        await connection.close(1000, b"closed by @connections")
-        return web.Response(status=204)
-    return web.json_response({"message": "Method Not Allowed"}, status=405)
+    await connection.close(1000, b"closed by @connections")  # DELETE
+    return web.Response(status=204)
 
 
 async def _data(request: web.BaseRequest) -> str | bytes:
