@@ -4,8 +4,12 @@ when the shared store fails (DESIGN.md §4, §8 "Redis").
 With the in-memory store everything, the gateway-wide bucket included, is one exact
 ``admit`` call. With a shared store (Redis) the gateway-wide limit stays local to the process:
 it guards this replica's capacity, and sharing it would put one hot key on every request of
-every replica. It is taken first and given back if the shared decision refuses, so only
-admitted requests consume it.
+every replica. It is still checked where §4 puts it, after the plan and stage limits: taken
+once the shared decision admitted (no extra round trip), and when it refuses, what the store
+took is given back in the background (the refusal is not held for it). After a quota refusal
+(the quota comes after every bucket), or when the store cannot decide, an empty gateway-wide
+bucket still refuses first, as with the in-memory store; in ``open`` mode the local decision
+takes the gateway-wide bucket last, in the same order.
 
 When the shared store cannot decide (``state.StoreUnavailable``: down, or slower than its
 50 ms budget), ``--redis-failure open`` decides with a local ``MemoryStore`` (quotas too,
@@ -19,9 +23,11 @@ Redis costs at most one 50 ms wait per backoff period, never a hang.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from propylon_proxy import metrics, state
 
@@ -31,6 +37,11 @@ UNAVAILABLE = state.Decision(admitted=False, reason="unavailable")
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
 FAILURE_MODES = ("open", "closed")
+
+
+@runtime_checkable
+class _GivesBack(Protocol):
+    async def give_back(self, buckets: Sequence[state.Bucket], quota: state.Quota | None) -> None: ...
 
 
 class Limiter:
@@ -54,6 +65,8 @@ class Limiter:
         self._retry_at = 0.0
         self._backoff = FIRST_BACKOFF
         self._probing = False
+        self._gives_back = store if isinstance(store, _GivesBack) else None
+        self._background: set[asyncio.Future[Any]] = set()
 
     @property
     def down(self) -> bool:
@@ -76,14 +89,7 @@ class Limiter:
         decided = self.decide_now(buckets, quota, gateway, now)
         if decided is not None:
             return decided
-        if gateway is not None:
-            decided = self._gateway_only(gateway, now)
-            if not decided.admitted:
-                return decided
-        decision = await self._shared(buckets, quota, now)
-        if not decision.admitted and gateway is not None:
-            self.local.refund(gateway)
-        return decision
+        return await self._shared(buckets, quota, gateway, now)
 
     def _gateway_only(self, gateway: state.Bucket | None, now: float) -> state.Decision:
         if gateway is None:
@@ -92,6 +98,47 @@ class Limiter:
         if wait == 0.0:
             return state.ADMITTED
         return state.Decision(admitted=False, reason=gateway.reason, retry_after=state.whole_seconds(wait))
+
+    def _gateway_refusal(self, gateway: state.Bucket | None, now: float) -> state.Decision | None:
+        """The gateway-wide refusal if its bucket is empty, taking nothing (else None)."""
+        if gateway is None:
+            return None
+        decided = self._gateway_only(gateway, now)
+        if decided.admitted:
+            self.local.refund(gateway)
+            return None
+        return decided
+
+    def _after_shared(
+        self,
+        decision: state.Decision,
+        buckets: Sequence[state.Bucket],
+        quota: state.Quota | None,
+        gateway: state.Bucket | None,
+        now: float,
+    ) -> state.Decision:
+        """The store's decision, then the gateway-wide bucket (§4: the last bucket, before the quota)."""
+        if gateway is None:
+            return decision
+        if not decision.admitted:
+            if decision.reason == "quota":
+                return self._gateway_refusal(gateway, now) or decision
+            return decision
+        refused = self._gateway_only(gateway, now)
+        if not refused.admitted and self._gives_back is not None:
+            task = asyncio.ensure_future(self._gives_back.give_back(buckets, quota))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return refused
+
+    def _locally(
+        self, buckets: Sequence[state.Bucket], quota: state.Quota | None, gateway: state.Bucket | None, now: float
+    ) -> state.Decision:
+        """The decision while the store cannot make it: 503 (``closed``; an empty gateway-wide
+        bucket still refuses first), or the local store with the gateway-wide bucket last (``open``)."""
+        if self._closed:
+            return self._gateway_refusal(gateway, now) or UNAVAILABLE
+        return self.local.admit_now((*buckets, gateway) if gateway is not None else buckets, quota, now)
 
     async def used(self, quota_keys: Sequence[str], period_start: float) -> dict[str, int]:
         """Quota use: the shared store's (asked even during an outage: reports are rare), or the
@@ -105,22 +152,24 @@ class Limiter:
             raise state.StoreUnavailable("the limit store is down")
         return await self.local.used(quota_keys, period_start)
 
-    async def _shared(self, buckets: Sequence[state.Bucket], quota: state.Quota | None, now: float) -> state.Decision:
+    async def _shared(
+        self, buckets: Sequence[state.Bucket], quota: state.Quota | None, gateway: state.Bucket | None, now: float
+    ) -> state.Decision:
         if self._down and (self._probing or self._monotonic() < self._retry_at):
-            return UNAVAILABLE if self._closed else self.local.admit_now(buckets, quota, now)
+            return self._locally(buckets, quota, gateway, now)
         self._probing = self._down
         try:
             decision = await self.store.admit(buckets, quota, now)
         except state.StoreUnavailable as exc:
             self._failed(exc)
-            return UNAVAILABLE if self._closed else self.local.admit_now(buckets, quota, now)
+            return self._locally(buckets, quota, gateway, now)
         finally:
             self._probing = False
         if self._down:
             log.warning("limit store reachable again: shared limits and quotas are back")
             self._down = False
             self._backoff = FIRST_BACKOFF
-        return decision
+        return self._after_shared(decision, buckets, quota, gateway, now)
 
     def _failed(self, exc: state.StoreUnavailable) -> None:
         if self._failures is not None:

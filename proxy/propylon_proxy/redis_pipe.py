@@ -8,7 +8,8 @@ sent them), parsed by hiredis. Commands issued in the same turn of the event loo
 write at its end (auto-pipelining, as ioredis and Lettuce do it): the requests of one read
 batch share one system call and one wake-up of the server instead of paying one each. A
 command whose caller gave up (its time budget ran out) keeps its place in the queue, so the
-answers after it still find their callers.
+answers after it still find their callers; a caller that needs to know what such a late answer
+said (did a timed-out admit take tokens?) asks with ``on_late``.
 
 A lost connection fails every command waiting on it; the next command connects again. Only
 plain ``redis://`` and ``unix://`` URLs (with an optional password and database) come here;
@@ -21,6 +22,7 @@ import asyncio
 import collections
 import contextlib
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import hiredis
@@ -79,6 +81,9 @@ class Pipe:
         self._out: list[bytes] = []
         self._out_for: asyncio.StreamWriter | None = None
         self._flush_due = False
+        # Futures their callers gave up on -> what to call with the answer when it comes. An
+        # entry leaves when its answer is read or its connection is lost, so it stays bounded.
+        self._late: dict[asyncio.Future[Any], Callable[[Any], None]] = {}
 
     def send(self, *args: Any) -> asyncio.Future[Any] | None:
         """The command queued for this turn's write and the future of its answer, or None when
@@ -93,6 +98,12 @@ class Pipe:
         if writer is None or writer.is_closing():
             return None
         return self._queue(writer, self._pending, command)
+
+    def on_late(self, future: asyncio.Future[Any], late: Callable[[Any], None]) -> None:
+        """``late(answer)`` once the answer of ``future`` (from ``send``, already given up on:
+        done) is read, a ``ReplyError`` included; never called when the connection is lost
+        first, since then the command's fate is unknown."""
+        self._late[future] = late
 
     async def call(self, *args: Any) -> Any:
         writer = self._writer
@@ -160,8 +171,11 @@ class Pipe:
                 parser.feed(data)
                 while (reply := parser.gets()) is not False:
                     future = pending.popleft()
-                    if future.done():
-                        continue  # its caller gave up; the answer still had to be read
+                    if future.done():  # its caller gave up; the answer still had to be read
+                        if self._late and (late := self._late.pop(future, None)) is not None:
+                            with contextlib.suppress(Exception):  # the reader must go on
+                                late(reply)
+                        continue
                     if isinstance(reply, ReplyError):
                         future.set_exception(reply)
                     else:
@@ -174,6 +188,7 @@ class Pipe:
             writer.close()
             while pending:
                 future = pending.popleft()
+                self._late.pop(future, None)
                 if not future.done():
                     future.set_exception(error)
 

@@ -27,8 +27,12 @@ once and the budget starts when a call is sent, not while it waits its turn, and
 while this process was too busy to read an answer (``_bounded``): a burst of requests must
 neither open hundreds of connections nor make a healthy Redis look down. A call still
 waiting its turn when an outage begins gives up at once. The client reconnects by itself on
-the next call. A call that timed out may still run once Redis gets to it: it can only have
-taken tokens, so the error leans toward refusing, never toward admitting too many.
+the next call. A call that timed out may still run once Redis gets to it, and its request was
+decided without it (503 in ``closed`` mode, locally in ``open`` mode), so what it took must not
+count: on the pipe its late answer is still read (for as long as the connection lasts) and an
+admit is given back (``REFUND``), as is a slot's admit when the next slot's call failed. Only
+admitted requests use quota (DESIGN.md §4); an answer lost with its connection is the one case
+left, and it can only have taken tokens, so the error leans toward refusing.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -223,6 +227,7 @@ class RedisStore:
         self._commands: dict[tuple[int, int], tuple[Any, Any, int, str, bytes]] = {}
         self._cpu_read_at = -1.0  # the loop time of the last process_time() read, and its value
         self._cpu_read = 0.0
+        self._background: set[asyncio.Future[Any]] = set()  # late answers awaited, give-backs
 
     async def admit(self, buckets: Sequence[state.Bucket], quota: state.Quota | None, now: float) -> state.Decision:
         if not buckets and quota is None:
@@ -235,12 +240,12 @@ class RedisStore:
                 results: list[Any] = []
                 try:
                     if fast is not None:
-                        results = [await self._bounded_future(fast)]
+                        results = [await self._bounded_future(fast, groups, quota)]
                 except redis_pipe.ReplyError as exc:
                     if not str(exc).startswith("NOSCRIPT"):
                         raise
                 if not results:  # not connected, or a server that lost the script: load and retry
-                    results = [await self._bounded(self._run(groups[0], quota, now))]
+                    results = [await self._bounded(self._run(groups[0], quota, now), self._late(groups, quota))]
             except _FAILURES as exc:
                 raise self._failure(exc) from exc
             self._slow = 0
@@ -259,7 +264,10 @@ class RedisStore:
                     if int(results[-1][0]) != 1:
                         break
             except _FAILURES as exc:
-                # A slot that admitted before this failure keeps what it took: refusing, not admitting.
+                # The request is decided without the store: a slot that admitted before this
+                # failure gives back what it took (in the background: the answer is not held).
+                if admitted := [g for g, r in zip(groups, results, strict=False) if int(r[0]) == 1]:
+                    self._later(self._give_back(admitted, quota))
                 raise self._failure(exc) from exc
         ran = groups[: len(results)]
         return _admitted(ran, results) or await self._refused(ran, results, buckets, quota, now, groups[len(ran) :])
@@ -310,7 +318,28 @@ class RedisStore:
             self._outages += 1
         return state.StoreUnavailable(_describe(exc), outage=outage)
 
-    async def _bounded(self, call: Awaitable[T]) -> T:
+    def _late(self, groups: list[_Group], quota: state.Quota | None) -> Callable[[Any], None]:
+        """What to do with an admit's answer that came after its caller gave up: the request
+        was decided without it, so tokens and quota it took are given back."""
+
+        def late(result: Any) -> None:
+            if isinstance(result, list) and result and result[0] == 1:
+                self._later(self._give_back(groups, quota))
+
+        return late
+
+    def _late_task(self, task: asyncio.Future[Any], late: Callable[[Any], None]) -> None:
+        """``late`` with the result of a call kept running after its timeout, if it got one."""
+        if not task.cancelled() and task.exception() is None:
+            late(task.result())
+
+    def _later(self, work: Coroutine[Any, Any, None] | asyncio.Future[Any]) -> None:
+        """Runs ``work`` in the background, kept referenced until it ends."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _bounded(self, call: Awaitable[T], late: Callable[[T], None] | None = None) -> T:
         """``call`` within the time budget, counted in time this process could look at it.
 
         A budget overrun is Redis's fault only if this process was free to read the answer.
@@ -318,6 +347,9 @@ class RedisStore:
         serving other requests, or the deadline itself noticed late), an answer may be waiting
         unread, so the window is extended, up to ``MAX_BUSY_EXTENSION`` in all. A Redis that
         does not answer an idle process is given exactly ``timeout``.
+
+        ``late`` (pipe calls only: the pipe has no timeouts of its own, its answers come or its
+        connection fails) keeps the call running after a timeout and gets its result.
         """
         loop = asyncio.get_running_loop()
         task = asyncio.ensure_future(call)
@@ -337,13 +369,20 @@ class RedisStore:
                 deadline = min(last, now + self._timeout)
         finally:
             if not task.done():
-                task.cancel()
+                if late is None:
+                    task.cancel()
+                else:
+                    task.add_done_callback(lambda t: self._late_task(t, late))
+                    self._later(task)
 
-    async def _bounded_future(self, future: asyncio.Future[Any]) -> Any:
+    async def _bounded_future(
+        self, future: asyncio.Future[Any], groups: list[_Group], quota: state.Quota | None
+    ) -> Any:
         """``_bounded`` for an answer already on the wire: the same budget and busy extension,
         kept by one timer on the loop instead of a task and ``asyncio.wait`` per decision
         (the keyed-redis route's admit in perf-jwt's profile). On expiry the future fails
-        with TimeoutError; the pipe still reads (and drops) the late answer in its place."""
+        with TimeoutError; the pipe still reads the late answer in its place and hands it to
+        ``_late(groups, quota)``, registered before the future fails (no answer slips between)."""
         loop = future.get_loop()  # not asyncio.get_running_loop(): a getpid system call in 3.11
         started = loop.time()
         cpu = self._process_time(started)
@@ -356,6 +395,8 @@ class RedisStore:
             now, cpu_now = loop.time(), time.process_time()
             busy = (cpu_now - cpu) / max(now - started, 1e-6)
             if now >= last or (busy < BUSY_SHARE and now - deadline < BUSY_LATENESS):
+                if self._pipe is not None:
+                    self._pipe.on_late(future, self._late(groups, quota))
                 future.set_exception(TimeoutError())
                 return
             next_deadline = min(last, now + self._timeout)
@@ -473,6 +514,11 @@ class RedisStore:
             admitted=False, reason=bucket.reason, retry_after=state.whole_seconds(math.inf if wait < 0 else wait)
         )
 
+    async def give_back(self, buckets: Sequence[state.Bucket], quota: state.Quota | None) -> None:
+        """Undo an admit whose request a later check refused (the limiter's gateway-wide limit)."""
+        if buckets or quota is not None:
+            await self._give_back(self._groups(buckets, quota), quota)
+
     async def _give_back(self, groups: list[_Group], quota: state.Quota | None) -> None:
         async def one(group: _Group) -> None:
             keys = [PREFIX + b.key for b in group.buckets]
@@ -512,6 +558,8 @@ class RedisStore:
             raise state.StoreUnavailable(_describe(exc)) from exc
 
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
         if self._pipe is not None:
             await self._pipe.close()
         with contextlib.suppress(*_FAILURES):

@@ -45,6 +45,7 @@ log = logging.getLogger("propylon.websocket")
 
 PREFIX = "propylon:ws:"
 CALL_TIMEOUT = 1.0  # seconds for one registry call; the registry is not on the message path
+CLOSE_WAIT = 2.0  # seconds ``close`` waits for the heartbeat and subscriber to end
 Act = Callable[[str, str, str, str | bytes | None], None]  # (op, connection id, base, data)
 
 
@@ -54,6 +55,15 @@ def _key(connection_id: str) -> str:
 
 def _channel(replica: str) -> str:
     return f"{PREFIX}replica:{replica}"
+
+
+def _stop_if_cancelled() -> None:
+    """Raises CancelledError when this task was asked to stop: redis-py's timed reads can turn
+    a cancellation into a timeout (then "no message", or a TimeoutError the loop would retry),
+    and a loop that only awaits such reads would never end (``serve`` hung after SIGTERM)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class Unavailable(Exception):
@@ -145,6 +155,7 @@ class Cluster:
         while True:
             await asyncio.sleep(self.ttl_ms / 3000)
             await self.register(self._local())
+            _stop_if_cancelled()  # a cancel that landed inside redis-py's timed call
 
     async def _publish(self, channel: str, message: str) -> int:
         if not self._redis_cluster:
@@ -176,31 +187,49 @@ class Cluster:
         return str(node.name) != name
 
     async def _subscribe(self) -> None:
+        """Listens on this replica's channel for as long as the replica runs.
+
+        After a failure the broken subscription is dropped before the pause, not after it: a
+        connection Redis still counts as subscribed while nobody reads it would make ``PUBLISH``
+        answer 1 for a message that is then lost (the caller told 200/204 for nothing)."""
         while True:
-            client: Any = None
-            pubsub: Any = None
             try:
-                client, node = await self._subscriber()
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(_channel(self.replica))
-                await self.register(self._local())  # entries written while Redis was away
-                while True:
-                    message = await pubsub.get_message(timeout=self.ttl_ms / 3000 if node else None)
-                    if message is not None and message.get("type") == "message":
-                        self._dispatch(message["data"])
-                    elif message is None and await self._moved(node):
-                        log.info("websocket channel: its slot moved; resubscribing on the new owner")
-                        break
+                await self._listen()
             except (redis.exceptions.RedisError, OSError) as exc:
+                _stop_if_cancelled()
                 log.warning("websocket channel: %s; resubscribing", exc)
                 await asyncio.sleep(1.0)
-            finally:
-                if pubsub is not None:
-                    with contextlib.suppress(Exception):
-                        await pubsub.aclose()
-                if client is not None and client is not self._client:
-                    with contextlib.suppress(Exception):
-                        await client.aclose()
+
+    async def _listen(self) -> None:
+        """One subscription, until it fails or (on a cluster) its slot moves.
+
+        Each read waits a third of the TTL at most and an idle wait answers None: with no
+        timeout given, redis-py reads with the client's 1 s ``socket_timeout`` and every idle
+        second of the channel became an error and a resubscription, with messages lost in
+        between. A cancellation that redis-py's timed read turns into "nothing came" is
+        noticed here (``_stop_if_cancelled``), so ``close`` never waits on this loop."""
+        client: Any = None
+        pubsub: Any = None
+        try:
+            client, node = await self._subscriber()
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            await pubsub.subscribe(_channel(self.replica))
+            await self.register(self._local())  # entries written while Redis was away
+            while True:
+                message = await pubsub.get_message(timeout=self.ttl_ms / 3000)
+                _stop_if_cancelled()
+                if message is not None and message.get("type") == "message":
+                    self._dispatch(message["data"])
+                elif message is None and await self._moved(node):
+                    log.info("websocket channel: its slot moved; resubscribing on the new owner")
+                    return
+        finally:
+            if pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            if client is not None and client is not self._client:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
 
     def _dispatch(self, raw: str) -> None:
         try:
@@ -213,9 +242,14 @@ class Cluster:
             log.warning("websocket channel: ignored a malformed message: %s", exc)
 
     async def close(self) -> None:
+        """Stops the heartbeat and the subscriber; waits ``CLOSE_WAIT`` at most, so a task that
+        still does not end (a cancel lost in a library) cannot hold the shutdown."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=CLOSE_WAIT)
+            if pending:
+                log.warning("websocket channel: %d task(s) did not stop; leaving them", len(pending))
         self._tasks = []
         with contextlib.suppress(Exception):
             await self._client.aclose()
