@@ -112,19 +112,33 @@ class FunctionServer:
     async def _close(self, _app: web.Application) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _call(self, event: Any, request_id: str, deadline: float) -> tuple[bool, bytes]:
-        """Run the handler in a worker thread: (ok, JSON answer)."""
+    def _call(self, event: Any, request_id: str, deadline: float) -> tuple[bool, bytes, int]:
+        """Run the handler in a worker thread: (ok, JSON answer, HTTP status).
+
+        An invocation whose deadline passed before a thread took it never starts: its caller has
+        been answered ``Sandbox.Timedout`` and must not see side effects afterwards.
+        """
+        if time.monotonic() >= deadline:
+            return False, b"", 200
         context = lambda_context.LambdaContext(request_id, deadline)
         try:
             result = self._handler(event, context)
         except Exception as exc:
             log.error("[ERROR] %s: %s request_id=%s", type(exc).__name__, exc, request_id, exc_info=exc)
-            return False, json.dumps(error_answer(exc, request_id)).encode()
+            return False, json.dumps(error_answer(exc, request_id)).encode(), 200
+        except BaseException as exc:  # sys.exit() and the like end the runtime process on Lambda
+            # Only handler code raises here (signals and the server's cancellation reach the main
+            # thread, never a worker), so this is what kills awslambdaric's process: the RIE answers
+            # Runtime.ExitError and starts a fresh runtime; this server simply keeps serving.
+            reason = exit_reason(exc)
+            log.error("[ERROR] Runtime.ExitError: %s request_id=%s", reason, request_id, exc_info=exc)
+            answer = {"errorType": "Runtime.ExitError", "errorMessage": f"RequestId: {request_id} Error: {reason}"}
+            return False, json.dumps(answer).encode(), 502  # the RIE answers an exit 502
         try:
-            return True, json.dumps(result).encode()
+            return True, json.dumps(result).encode(), 200
         except (TypeError, ValueError) as exc:
             log.error("[ERROR] Runtime.MarshalError: %s request_id=%s", exc, request_id)
-            return False, json.dumps(error_answer(exc, request_id, error_type="Runtime.MarshalError")).encode()
+            return False, json.dumps(error_answer(exc, request_id, error_type="Runtime.MarshalError")).encode(), 200
 
     async def invoke(self, request: web.Request) -> web.Response:
         request_id = str(uuid.uuid4())
@@ -135,18 +149,33 @@ class FunctionServer:
             answer = error_answer(exc, request_id, error_type="Runtime.UnmarshalError")
             answer["errorMessage"] = f"Unable to unmarshal input: {exc}"
             return _answer(False, json.dumps(answer).encode())
-        async with self._slots:
+        await self._slots.acquire()
+        # The slot is given back when the handler's thread returns, not when its caller is
+        # answered: a timed-out handler keeps running, and the next invocation must not start its
+        # deadline while it waits for that thread.
+        release = True
+        try:
+            if request.transport is None or request.transport.is_closing():
+                return _answer(False, b"{}")  # the caller left while waiting for a slot: never start
             deadline = time.monotonic() + self._timeout
             loop = asyncio.get_running_loop()
-            work = loop.run_in_executor(self._pool, self._call, event, request_id, deadline)
+            # The pool's own future, not an asyncio wrapper: cancelling a wrapper always succeeds
+            # and says nothing about whether the thread still runs the handler.
+            work = self._pool.submit(self._call, event, request_id, deadline)
             try:
-                ok, body = await asyncio.wait_for(asyncio.shield(work), self._timeout)
+                ok, body, status = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(work)), self._timeout)
             except TimeoutError:
+                if not work.cancel():  # still queued: cancelled and never run; running: held
+                    release = False
+                    work.add_done_callback(lambda _done: loop.call_soon_threadsafe(self._slots.release))
                 log.error("[ERROR] Task timed out after %.2f seconds request_id=%s", self._timeout, request_id)
                 message = f"Task timed out after {self._timeout:.2f} seconds"
                 answer = {"errorMessage": message, "errorType": "Sandbox.Timedout", "requestId": request_id}
                 return _answer(False, json.dumps(answer).encode())
-        return _answer(ok, body)
+        finally:
+            if release:
+                self._slots.release()
+        return _answer(ok, body, status=status)
 
 
 def _own_event_loop() -> None:
@@ -155,9 +184,24 @@ def _own_event_loop() -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
 
 
-def _answer(ok: bool, body: bytes) -> web.Response:
+def _answer(ok: bool, body: bytes, *, status: int = 200) -> web.Response:
     headers = {} if ok else {"X-Amz-Function-Error": "Unhandled"}
-    return web.Response(status=200, body=body, content_type="application/json", headers=headers)
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def exit_reason(exc: BaseException) -> str:
+    """The RIE's words for how the runtime process would have ended (``sys.exit(3)`` is exit
+    status 3, ``sys.exit()`` no reason, a message or another uncaught BaseException status 1)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "Runtime exited with error: signal: interrupt"
+    code = exc.code if isinstance(exc, SystemExit) else 1
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        code = 1  # Python prints a non-integer code to stderr and exits 1
+    if code & 0xFF == 0:
+        return "Runtime exited without providing a reason"
+    return f"Runtime exited with error: exit status {code & 0xFF}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
