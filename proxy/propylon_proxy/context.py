@@ -94,6 +94,15 @@ class RequestContext:
         return (self.plan.canary_variables if self.canary else self.plan.variables).get(self.stage.id, {})
 
     @property
+    def served_api(self) -> str:
+        """The id of the Api serving the request: the stage's, or its canary's on the canary side
+        ("" before a stage is known); what the access log, ``$context.apiId`` and events name."""
+        stage = self.stage
+        if stage is None:
+            return ""
+        return stage.canary.api if self.canary and stage.canary is not None else stage.api
+
+    @property
     def gateway_responses(self) -> Mapping[str, model.GatewayResponse] | None:
         """The gateway-response overrides of the Api serving the request: the stage's, or its
         canary's on the canary side (None before a stage is known)."""

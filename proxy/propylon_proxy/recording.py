@@ -52,8 +52,7 @@ def entry(ctx: context.RequestContext, status: int, duration: float) -> access_l
         duration,
         ctx.integration_latency,
         ctx.integration_status,
-        # The Api that served the request, as metrics and function events name it.
-        stage.canary.api if ctx.canary and stage.canary is not None else stage.api,
+        ctx.served_api,  # as metrics and function events name it
         stage.name,
         ctx.api_key_id,
         ctx.principal_id,

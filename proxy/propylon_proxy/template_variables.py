@@ -42,8 +42,7 @@ def namespace(
     stage = ctx.stage
     # accountId/apiId as in the proxy events and methodArn (DESIGN.md section 8): the namespace
     # and name of the Api that serves the request (the canary's on the canary side, as events say).
-    served = (stage.canary.api if ctx.canary and stage.canary is not None else stage.api) if stage is not None else ""
-    account_id, _, api_id = served.partition("/")
+    account_id, _, api_id = ctx.served_api.partition("/")
     variables: dict[str, Any] = {
         "accountId": account_id,
         "apiId": api_id,
