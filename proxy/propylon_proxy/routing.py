@@ -248,18 +248,6 @@ class StageTable:
                     best, found = rank, (stage, table, len(base))
         return found
 
-    def match(
-        self,
-        method: str,
-        host: str,
-        target: hygiene.Target,
-        preflight_for: str | None = None,
-        canary_key: str | None = None,
-    ) -> tuple[model.Stage | None, Match | None]:
-        """``find`` without the side of a request no route matched (for callers that only route)."""
-        stage, match, _ = self.find(method, host, target, preflight_for, canary_key)
-        return stage, match
-
     def find(
         self,
         method: str,

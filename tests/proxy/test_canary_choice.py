@@ -18,7 +18,7 @@ def _stage(percent: float) -> model.Stage:
 
 
 def _side(table: routing.StageTable, key: str | None = None) -> bool:
-    _, match = table.match("GET", "h", hygiene.split_target("/prod/x"), canary_key=key)
+    _, match, _ = table.find("GET", "h", hygiene.split_target("/prod/x"), canary_key=key)
     assert match is not None
     assert match.route.integration.mock is not None
     assert (match.route.integration.mock.body == "canary") is match.canary

@@ -50,7 +50,7 @@ def table() -> routing.StageTable:
     ],
 )
 def test_precedence(table, method, path, route_key, params, upstream):
-    stage, match = table.match(method, "any.host", hygiene.split_target(path))
+    stage, match, _ = table.find(method, "any.host", hygiene.split_target(path))
     assert stage is not None and match is not None
     assert match.route.route_key == route_key
     assert match.params == params
@@ -68,7 +68,7 @@ def test_longest_base_path_and_hosts():
     )
 
     def stage_for(path: str, host: str = "x.test") -> str | None:
-        stage, _ = table.match("GET", host, hygiene.split_target(path))
+        stage, _, _ = table.find("GET", host, hygiene.split_target(path))
         return stage.name if stage else None
 
     assert stage_for("/api/v1/x") == "v1"
@@ -81,8 +81,8 @@ def test_longest_base_path_and_hosts():
 
 def test_no_stage_and_no_route():
     table = routing.StageTable([c.stage([("GET /x", c.mock())])])
-    assert table.match("GET", "h", hygiene.split_target("/nope/x")) == (None, None)
-    stage, match = table.match("GET", "h", hygiene.split_target("/prod/y"))
+    assert table.find("GET", "h", hygiene.split_target("/nope/x"))[:2] == (None, None)
+    stage, match, _ = table.find("GET", "h", hygiene.split_target("/prod/y"))
     assert stage is not None and match is None
 
 
@@ -117,5 +117,5 @@ def test_stage_index_chooses_as_a_scan_of_every_stage():
     for path in paths:
         for host in requests:
             target = hygiene.split_target(path)
-            stage, _ = table.match("GET", host, target)
+            stage, _, _ = table.find("GET", host, target)
             assert (stage.name if stage else None) == _scan(stages, host, target.segments), (path, host)
