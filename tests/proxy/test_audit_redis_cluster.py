@@ -5,7 +5,7 @@ When both slots were asked at once, a hot key's refused requests took stage toke
 their refusal gave them back, so a second key was refused (``reason="stage"``) by a stage
 bucket that had tokens for it, and a quota refusal came back THROTTLED with the stage's
 Retry-After. Real ``propylon serve`` processes against a real three-node Redis Cluster on
-loopback; every port (the cluster bus ports too) in 16000-17999.
+loopback (``redis_servers.redis_cluster``).
 """
 
 from __future__ import annotations
@@ -14,76 +14,20 @@ import asyncio
 import collections
 import contextlib
 import pathlib
-import subprocess
-import time
 from collections.abc import Iterator
 
 import aiohttp
 import pytest
 
 from propylon_proxy import redis_store, state
-from tests import ports, redis_servers
+from tests import redis_servers
 from tests.serve.test_usage_plans import PATIENT, serving
-
-_SERVE_PORTS = iter(range(16000, 17000))
-_NODE_PORTS = iter(range(17000, 17500))  # each node's bus port is its port + 500
-_BUS_OFFSET = 500
-
-
-def _port(*, also_free: int | None = None) -> int:
-    """The next bindable port of this file's range (``redis_servers.free_port``'s signature)."""
-    for port in _SERVE_PORTS:
-        if ports.bindable(port):
-            return port
-    raise AssertionError("no free port left in 16000-16999")
-
-
-class _Node(redis_servers.RedisServer):
-    """A cluster node whose bus port is its port + 500 (``--cluster-port``), not + 10000."""
-
-    def start(self) -> redis_servers.RedisServer:
-        assert redis_servers.REDIS_SERVER is not None
-        argv = [redis_servers.REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
-        argv += ["--save", "", "--appendonly", "no", "--protected-mode", "no", "--cluster-enabled", "yes"]
-        argv += ["--cluster-config-file", f"nodes-{self.port}.conf", "--cluster-port", str(self.port + _BUS_OFFSET)]
-        with open(self.folder / "redis.log", "ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.cli("PING", check=False).strip() == "PONG":
-                return self
-            assert self.process.poll() is None, (self.folder / "redis.log").read_text()
-            time.sleep(0.02)
-        raise AssertionError(f"redis-server on {self.port} did not answer")
-
-
-def _node_port() -> int:
-    for port in _NODE_PORTS:
-        if ports.bindable(port) and ports.bindable(port + _BUS_OFFSET):
-            return port
-    raise AssertionError("no free port left in 17000-17499")
-
-
-@contextlib.contextmanager
-def _cluster(folder: pathlib.Path) -> Iterator[redis_servers.RedisCluster]:
-    redis_servers.require_redis()
-    cluster = redis_servers.RedisCluster.__new__(redis_servers.RedisCluster)
-    cluster.nodes = [_Node(folder / f"node{i}", port=_node_port(), cluster=True) for i in range(3)]
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis_servers.RedisCluster]:
-    with _cluster(tmp_path_factory.mktemp("cluster")) as started:
+    with redis_servers.redis_cluster(tmp_path_factory.mktemp("cluster")) as started:
         yield started
-
-
-@pytest.fixture(autouse=True)
-def _ports_in_range(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redis_servers, "free_port", _port)
 
 
 KEYS = {"a1": "value-for-key-a1-0123456789", "a2": "value-for-key-a2-0123456789"}
@@ -156,7 +100,7 @@ def test_one_keys_excess_never_refuses_another_key_on_a_redis_cluster(
         if store == "cluster":
             flags: tuple[str, ...] = ("--redis", cluster.url, "--redis-cluster", *PATIENT)
         else:
-            single = redis_servers.RedisServer(tmp_path / "redis", port=_node_port())
+            single = redis_servers.RedisServer(tmp_path / "redis")
             stack.callback(single.stop)
             flags = ("--redis", single.start().url, *PATIENT)
         _assert_a2_gets_all(folder, tmp_path, flags, refusal)
