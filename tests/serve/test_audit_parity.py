@@ -82,13 +82,6 @@ BACKEND_WAIT = 3.0  # how long /slow takes to answer, past its 1 s integration t
 LISTENERS = ["public", "internal"]
 
 
-def _port() -> int:
-    """A free loopback port in 22000-25999 (this suite's range for these servers)."""
-    while not 22000 <= (port := free_port()) <= 25999:
-        pass
-    return port
-
-
 def _listening(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
         return True
@@ -104,7 +97,7 @@ class RawBackend:
     connection id and answers 200. Every request's path and body length is recorded."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", _port()))
+        self.listener = socket.create_server(("127.0.0.1", free_port()))
         self.port = self.listener.getsockname()[1]
         self.received: list[tuple[str, int]] = []
         self.connection_ids: list[str] = []
@@ -189,7 +182,7 @@ def ports(
     """One ``serve`` with short slow-client limits; its public listener on the server named."""
     folder = tmp_path_factory.mktemp("parity")
     (folder / "manifests.yaml").write_text(MANIFESTS.replace("BACKEND", str(backend.port)))
-    public, internal, admin = _port(), _port(), _port()
+    public, internal, admin = free_port(), free_port(), free_port()
     argv = ["serve", "-f", str(folder), "--port", str(public), "--internal-port", str(internal)]
     argv += ["--admin-port", str(admin), "--http-server", str(request.param)]
     argv += ["--body-stall-timeout", f"{STALL}", "--header-timeout", f"{STALL}", "--keepalive-timeout", f"{KEEPALIVE}"]

@@ -28,21 +28,6 @@ from tests.serve.test_workers import workers
 
 pytestmark = pytest.mark.timeout(180)
 
-_PORTS = iter(range(16000, 18000))
-
-
-def _port(*, also_free: int | None = None) -> int:
-    """The next bindable port of this file's range (``redis_servers.free_port``'s signature)."""
-    for port in _PORTS:
-        if ports.bindable(port):
-            return port
-    raise AssertionError("no free port left in 16000-17999")
-
-
-@pytest.fixture(autouse=True)
-def _ports_in_range(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redis_servers, "free_port", _port)
-
 
 @pytest.fixture
 def counting_backend() -> Iterator[int]:
@@ -62,7 +47,7 @@ def counting_backend() -> Iterator[int]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    backend = http.server.ThreadingHTTPServer(("127.0.0.1", _port()), Handler)
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", ports.free_port()), Handler)
     threading.Thread(target=backend.serve_forever, daemon=True).start()
     try:
         yield int(backend.server_address[1])
