@@ -105,7 +105,7 @@ def test_scale_manifests_compile_and_the_probe_reaches_the_last_stage():
         for i, b in enumerate(scale.documents(30, 10, 8081))
     ]
     snapshot = compiler.compile(docs).snapshot
-    stage, match = routing.StageTable(snapshot.stages).match("GET", "h", hygiene.split_target(scale.probe_path(30)))
+    stage, match, _ = routing.StageTable(snapshot.stages).find("GET", "h", hygiene.split_target(scale.probe_path(30)))
     assert stage is not None and stage.name == "s29"
     assert match is not None and match.route.route_key == "GET /r0"
 
