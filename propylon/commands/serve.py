@@ -26,12 +26,10 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from aiohttp import web
-
 from propylon.commands import event_loops, private_redis, shared_flags, validate, workers
 from propylon_compiler import compiler, diagnostics, last_good, manifests
 from propylon_config import model
-from propylon_proxy import admin, gateway, gc_tuning, limit_stores, server, settings, upstreams
+from propylon_proxy import gateway, gc_tuning, limit_stores, settings, upstreams
 
 EXIT_BAD_INPUT = 2
 
@@ -215,19 +213,30 @@ async def _serve(
     shares the traffic ports, only worker 0 has the admin listener and talks, and ``ready`` tells
     the parent it listens (the parent prints the startup line). ``channel`` is the workers'
     private folder: there each other worker serves its admin handler on a unix socket, for
-    worker 0's listener to relay flushes and gather metrics (``_workers_admin``)."""
+    worker 0's listener to relay flushes and gather metrics (``Gateway.start``)."""
     say = _say if not worker else _quiet
     store = await limit_stores.open_store(
         store_url, cluster=args.redis_cluster, timeout=shared_flags.redis_timeout(args), say=say
     )
     gw = gateway.Gateway(proxy_settings, admin_token=token, api_key_secret=options.api_key_secret, store=store)
     gw.swap(first.snapshot)
-    admin_port = args.admin_port if worker is None else None  # workers: _workers_admin
-    own_admin: tuple[asyncio.Server, web.Server] | None = None
+    siblings: list[str] = []
+    admin_socket: str | None = None
+    if worker is not None and channel is not None:  # worker 0 speaks for the others (Gateway.start)
+        if worker == 0:
+            siblings = [_sibling_socket(channel, index) for index in range(1, args.workers)]
+        else:
+            admin_socket = _sibling_socket(channel, worker)
     try:
-        addresses = await gw.start(args.host, args.port, args.internal_port, admin_port, reuse_port=worker is not None)
-        if worker is not None and channel is not None:
-            own_admin = await _workers_admin(args, gw, token, proxy_settings.listener, worker, channel)
+        addresses = await gw.start(
+            args.host,
+            args.port,
+            args.internal_port,
+            None if worker else args.admin_port,  # workers above 0: admin_socket
+            reuse_port=worker is not None,
+            admin_siblings=siblings,
+            admin_socket=admin_socket,
+        )
     except OSError as exc:
         _say(f"propylon: cannot listen: {exc}")
         await gw.stop()
@@ -252,10 +261,6 @@ async def _serve(
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         await gw.stop(grace=args.drain_seconds)
-        if own_admin is not None:  # last, as the gateway's own admin listener: metrics see the drain
-            own_admin[0].close()
-            await own_admin[1].shutdown(1.0)
-            await own_admin[0].wait_closed()
         if worker is not None and channel is not None:  # also when the parent was killed
             with contextlib.suppress(OSError):
                 os.unlink(_sibling_socket(channel, worker))
@@ -266,29 +271,6 @@ async def _serve(
 
 def _sibling_socket(channel: str, index: int) -> str:
     return os.path.join(channel, f"worker-{index}.sock")
-
-
-async def _workers_admin(
-    args: argparse.Namespace,
-    gw: gateway.Gateway,
-    token: str | None,
-    listener: settings.ListenerSettings,
-    worker: int,
-    channel: str,
-) -> tuple[asyncio.Server, web.Server]:
-    """``--workers``' admin side: worker 0 listens on the admin port and speaks for every worker
-    (DESIGN §4: a flush flushes the stage's cache, /metrics counts the requests ``serve``
-    answered), asking the others over their unix sockets in ``channel``; each other worker
-    serves its own handler there, trusted because only this ``serve`` can enter the folder."""
-    loop = asyncio.get_running_loop()
-    if worker == 0:
-        siblings = [_sibling_socket(channel, index) for index in range(1, args.workers)]
-        handler = admin.AdminHandler(gw.runtime, gw.holder, token, siblings=siblings)
-        gateway_server = server.GatewayServer(handler, listener)
-        tcp = await loop.create_server(gateway_server, args.host, args.admin_port, reuse_address=True)
-        return tcp, gateway_server
-    plain = web.Server(admin.AdminHandler(gw.runtime, gw.holder, None, trusted=True))
-    return await loop.create_unix_server(plain, _sibling_socket(channel, worker)), plain
 
 
 def _quiet(message: str) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from aiohttp import web
@@ -98,10 +98,18 @@ class Gateway:
         admin_port: int | None = 9090,
         *,
         reuse_port: bool = False,
+        admin_siblings: Sequence[str] = (),
+        admin_socket: str | None = None,
     ) -> Addresses:
         """``reuse_port`` lets several worker processes share the public and internal ports
         (SO_REUSEPORT: the kernel spreads new connections); ``admin_port`` None starts no admin
-        listener (``serve --workers``: only worker 0 has one; ``Addresses.admin_port`` is then 0)."""
+        listener on TCP (``Addresses.admin_port`` is then 0).
+
+        ``serve --workers`` (DESIGN §4: a flush flushes the stage's cache, /metrics counts what
+        ``serve`` answered): worker 0's admin listener speaks for every worker, relaying to the
+        others' unix sockets in ``admin_siblings``; each other worker serves its admin handler on
+        ``admin_socket`` instead of TCP, without a token, trusted because only its ``serve`` can
+        enter the socket's folder."""
         listener = self.settings.listener
         bound = []
         public = handling.Pipeline(self.runtime, self.holder, "public")
@@ -113,11 +121,15 @@ class Gateway:
         handlers: list[web.Server | fast_server.FastServer] = [
             public_server,
             server.GatewayServer(internal, listener, self._count_rejected),
-            server.GatewayServer(admin.AdminHandler(self.runtime, self.holder, self._admin_token), listener),
         ]
+        if admin_socket is None:
+            handler = admin.AdminHandler(self.runtime, self.holder, self._admin_token, siblings=admin_siblings)
+            handlers.append(server.GatewayServer(handler, listener))
         loop = asyncio.get_running_loop()
         try:
-            for index, (web_server, wanted) in enumerate(zip(handlers, (port, internal_port, admin_port), strict=True)):
+            for index, (web_server, wanted) in enumerate(
+                zip(handlers, (port, internal_port, admin_port), strict=False)
+            ):
                 if wanted is None:
                     bound.append(0)
                     continue
@@ -125,6 +137,10 @@ class Gateway:
                 tcp = await loop.create_server(web_server, host, wanted, reuse_address=True, reuse_port=shared or None)
                 self._servers.append((tcp, web_server))
                 bound.append(tcp.sockets[0].getsockname()[1])
+            if admin_socket is not None:
+                trusted = web.Server(admin.AdminHandler(self.runtime, self.holder, None, trusted=True))
+                self._servers.append((await loop.create_unix_server(trusted, admin_socket), trusted))
+                bound.append(0)
         except BaseException:
             await self.stop()
             raise
