@@ -6,8 +6,9 @@ only supplies AWS's variables: ``$input`` (``body``, ``json(path)``, ``path(path
 base64Encode, base64Decode), ``$context`` and ``$stageVariables``. JSONPath is jsonpath-ng
 (a maintained library), so ``$``, ``$.a.b``, ``$.a[0]``, ``$['a']`` and ``[*]`` mean what
 they mean there. A template is compiled once per plan (``compile``); anything that goes wrong
-while rendering, including output past ``MAX_OUTPUT`` (10 MiB), is one ``RenderError`` that
-the integration turns into 500 API_CONFIGURATION_ERROR before anything is sent upstream.
+while rendering, including output past ``MAX_OUTPUT`` (10 MiB) or a render past its budget
+(``_Budget``), is one ``RenderError`` that the integration turns into 500
+API_CONFIGURATION_ERROR before anything is sent upstream.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import functools
 import io
 import json
 import re
+import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import airspeed
@@ -29,7 +32,8 @@ from propylon_config import templates
 from propylon_proxy import vtl_java, vtl_math, vtl_sandbox
 
 MAX_OUTPUT = 10 * 1024 * 1024
-MAX_ITERATIONS = 1000  # per #foreach loop, as AWS limits it
+MAX_ITERATIONS = 1000  # #foreach passes in total over one render, as AWS limits a template
+MAX_SECONDS = 0.5  # of one render, checked at each #foreach pass and #macro/#define call
 
 
 class RenderError(Exception):
@@ -53,17 +57,55 @@ class _Bounded(io.StringIO):
         return super().write(s)
 
 
+class _Budget:
+    """What one render may still spend. The rendering runs on the event loop, so its work is
+    every client's wait: per-loop caps multiplied (three nested loops of 1,000 were 10^9
+    passes), and a ``#macro`` that calls another twice, thirty deep, is 2^30 calls with no
+    loop and no output at all. So the passes are counted over the whole render (AWS's quota is
+    per template), and a deadline is checked wherever work multiplies (each pass, each macro or
+    ``#define`` call); between two checks a render does at most one pass of the template text."""
+
+    __slots__ = ("deadline", "passes")
+
+    def __init__(self, seconds: float) -> None:
+        self.passes = MAX_ITERATIONS
+        self.deadline = time.monotonic() + seconds
+
+    def spend(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise RenderError("template render took too long")
+
+
+# The budget of the render under way: compiled trees are shared by every request of a plan, so
+# it cannot live on them. A ContextVar, not a global, in case renders ever leave the loop's thread.
+_BUDGET: ContextVar[_Budget] = ContextVar("vtl_budget")
+
+
 class _CountedBody:
-    """Stands in for a ``#foreach`` body: airspeed sets ``$foreach.count`` before each pass, so
-    the body can refuse the pass past ``MAX_ITERATIONS`` without state of its own."""
+    """Stands in for a ``#foreach`` body: each pass spends one of the render's
+    ``MAX_ITERATIONS`` (``_Budget``), and the one past them fails the render."""
 
     def __init__(self, block: Any) -> None:
         self._block = block
 
     def evaluate(self, stream: Any, namespace: Any, loader: Any) -> None:
-        if namespace["foreach"]["count"] > MAX_ITERATIONS:
-            raise RenderError(f"#foreach past {MAX_ITERATIONS} iterations")
+        budget = _BUDGET.get()
+        budget.passes -= 1
+        if budget.passes < 0:
+            raise RenderError(f"#foreach past {MAX_ITERATIONS} iterations in one render")
+        budget.spend()
         self._block.evaluate(stream, namespace, loader)
+
+
+def _budgeted(execute: Any) -> Any:
+    """A ``#macro``'s or ``#define``'s ``execute_function`` that checks the render's deadline
+    first: calls multiply work as loops do, without passing through any ``#foreach``."""
+
+    def execute_function(stream: Any, namespace: Any, arguments: Any, loader: Any) -> None:
+        _BUDGET.get().spend()
+        execute(stream, namespace, arguments, loader)
+
+    return execute_function
 
 
 class _Iterated:
@@ -101,10 +143,10 @@ def compile(text: str) -> airspeed.Template:
 
     The parsed tree is then prepared in one walk: references print the Java way
     (``vtl_java``), operators are Velocity's (``vtl_math``), name lookups go through the
-    sandbox (``vtl_sandbox``), and every
-    ``#foreach`` body is wrapped to stop past ``MAX_ITERATIONS`` (airspeed has no bound) and
-    its list iterated as Velocity does (``_Iterated``); the wrappers come last, as they hide
-    their bodies from any later walk."""
+    sandbox (``vtl_sandbox``), every ``#foreach`` body is wrapped to spend the render's budget
+    (``_Budget``: airspeed has no bound) and its list iterated as Velocity does (``_Iterated``),
+    and every ``#macro``/``#define`` call checks the budget's deadline; the wrappers come last,
+    as they hide their bodies from any later walk."""
     template = airspeed.Template(text)
     template.ensure_compiled()
     tree = list(templates.elements(template.root_element))
@@ -116,6 +158,8 @@ def compile(text: str) -> airspeed.Template:
             element.block = _CountedBody(element.block)
             element.value = _Iterated(element.value)
             element.evaluate_raw = _breakable(element.evaluate_raw)
+        elif isinstance(element, airspeed._FunctionDefinition):  # #macro, #define
+            element.execute_function = _budgeted(element.execute_function)
     return template
 
 
@@ -296,8 +340,13 @@ def params_of(
     return {"path": dict(path), "querystring": querystring, "header": header}
 
 
-def render(template: airspeed.Template, namespace: Mapping[str, Any], *, limit: int = MAX_OUTPUT) -> str:
+def render(
+    template: airspeed.Template, namespace: Mapping[str, Any], *, limit: int = MAX_OUTPUT, seconds: float = MAX_SECONDS
+) -> str:
+    """The output of ``template`` within its limits: ``limit`` characters, and ``MAX_ITERATIONS``
+    ``#foreach`` passes and ``seconds`` for the whole render (``_Budget``)."""
     out = _Bounded(limit)
+    token = _BUDGET.set(_Budget(seconds))
     try:
         template.merge_to(dict(namespace), out)
     except RenderError:
@@ -305,4 +354,6 @@ def render(template: airspeed.Template, namespace: Mapping[str, Any], *, limit: 
     except Exception as exc:  # airspeed and the helpers above raise many kinds; all mean "cannot render"
         if not templates.broke(exc):  # a #break outside any #foreach ends the template
             raise RenderError(str(exc) or type(exc).__name__) from exc
+    finally:
+        _BUDGET.reset(token)
     return out.getvalue()
