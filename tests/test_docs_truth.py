@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.ports import free_port
-from tests.test_chart import _find_helm, _one
+from tests.test_chart import _find_helm, _one, _render_in
 from tests.test_examples import PROPYLON, ROOT, _process, _quickstart_copy, _wait_for_port
 
 DOCS = ROOT / "docs"
@@ -93,6 +93,20 @@ def _curl(command: str) -> tuple[str, str, bytes | None]:
     return method, url.group(1), data.group(1).encode() if data else None
 
 
+def _page_copy(tmp: Path, backend_port: int) -> Path:
+    """A copy of the quickstart at ``tmp``/examples/quickstart: the page's relative path, so the
+    run's file names are the page's (``serve`` runs in ``tmp``)."""
+    folder = tmp / "examples" / "quickstart"
+    folder.parent.mkdir()
+    return _quickstart_copy(tmp, backend_port).rename(folder)
+
+
+def _page_command(ports: dict[str, int], *flags: str) -> list[str]:
+    """The page's ``propylon serve -f examples/quickstart`` with ``flags``, on this test's ports."""
+    command = [*PROPYLON, "serve", "-f", "examples/quickstart", *flags, "--port", str(ports["public"])]
+    return [*command, "--internal-port", str(ports["internal"]), "--admin-port", str(ports["admin"])]
+
+
 def _start(command: list[str], cwd: Path, stdout: Path, stderr: Path, stack: contextlib.ExitStack) -> None:
     out, err = stdout.open("wb"), stderr.open("wb")
     process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err, env={**os.environ, "PROPYLON_LOOP": "asyncio"})
@@ -116,16 +130,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     """The page's steps 3 to 7: serve, every ``curl`` in order, the backend started after the 502."""
     tmp = tmp_path_factory.mktemp("docs")
     backend_port = free_port()
-    folder = _quickstart_copy(tmp, backend_port)
+    folder = _page_copy(tmp, backend_port)
     ports = {name: free_port() for name in PAGE_PORTS}
     with contextlib.ExitStack() as stack:
-        command = [*PROPYLON, "serve", "-f", "examples/quickstart", "--port", str(ports["public"])]
-        command += ["--internal-port", str(ports["internal"]), "--admin-port", str(ports["admin"])]
-        # The page's relative path, so the run's file names are the page's.
-        (tmp / "examples").mkdir()
-        folder.rename(tmp / "examples" / "quickstart")
-        folder = tmp / "examples" / "quickstart"
-        _start(command, tmp, tmp / "serve.out", tmp / "serve.err", stack)
+        _start(_page_command(ports), tmp, tmp / "serve.out", tmp / "serve.err", stack)
         responses: dict[str, list[Response]] = {}
         backend_up = False
         for cmd, _ in _console_commands(QUICKSTART):
@@ -161,15 +169,11 @@ def test_startup_line_is_what_serve_prints(run: Run, page: str) -> None:
 
 def test_quickstart_watch_lines_are_what_serve_prints(tmp_path: Path) -> None:
     (printed,) = _printed_after("propylon serve -f examples/quickstart --watch")
-    folder = tmp_path / "examples" / "quickstart"
-    folder.parent.mkdir()
-    _quickstart_copy(tmp_path, free_port()).rename(folder)
+    folder = _page_copy(tmp_path, free_port())
     ports = {name: free_port() for name in PAGE_PORTS}
-    command = [*PROPYLON, "serve", "-f", "examples/quickstart", "--watch", "--port", str(ports["public"])]
-    command += ["--internal-port", str(ports["internal"]), "--admin-port", str(ports["admin"])]
     err = tmp_path / "serve.err"
     with contextlib.ExitStack() as stack:
-        _start(command, tmp_path, tmp_path / "serve.out", err, stack)
+        _start(_page_command(ports, "--watch"), tmp_path, tmp_path / "serve.out", err, stack)
         petstore = folder / "petstore.yaml"
         petstore.write_text(petstore.read_text().replace("greeting: Hello", "greeting: Bonjour"))
         deadline = time.monotonic() + 20
@@ -347,16 +351,7 @@ def test_readme_lists_every_read_the_operator_clusterrole_grants(tmp_path: Path)
     helm = _find_helm()
     if helm is None:
         pytest.skip("no helm binary (PATH or ~/.cache/propylon/k8s-*/bin/helm)")
-    env = {**os.environ, "HELM_CACHE_HOME": str(tmp_path / "cache"), "HELM_CONFIG_HOME": str(tmp_path / "config")}
-    done = subprocess.run(
-        [helm, "template", "propylon", str(ROOT / "charts" / "propylon"), "--namespace", "propylon-system"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
-    role = _one([d for d in yaml.safe_load_all(done.stdout) if d], "ClusterRole", "operator")
+    role = _one(_render_in(helm, tmp_path, "propylon-system"), "ClusterRole", "operator")
     readme = " ".join((ROOT / "README.md").read_text().split())
     start = readme.index("What the operator may do, exactly")
     paragraph = readme[start : readme.index("Everything else it writes", start)]

@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
-from propylon_compiler import compiler, manifests, statuses
+from propylon_compiler import compiler, statuses
 from propylon_config import model
+from tests.compiler.test_compiler import documents
 
 APIS = """\
 apiVersion: propylon.dev/v1alpha1
@@ -64,9 +65,7 @@ spec:
 
 
 def _compile(text: str) -> compiler.CompileResult:
-    documents, problems = manifests.parse_text(text, "in.yaml")
-    assert not problems
-    return compiler.compile(documents)
+    return compiler.compile(documents(text))
 
 
 def _status(result: compiler.CompileResult, kind: str, name: str) -> statuses.ObjectStatus:

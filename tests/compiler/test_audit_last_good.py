@@ -8,6 +8,7 @@ served version is the Api's last good one, and an edit that breaks the Api's own
 from __future__ import annotations
 
 from propylon_compiler import last_good, manifests
+from tests.compiler import test_last_good
 
 API = """\
 apiVersion: propylon.dev/v1alpha1
@@ -38,9 +39,7 @@ STAGE_KEY = ("Stage", "shop", "prod")
 
 
 def docs(body: str, *extras: str) -> list[manifests.Document]:
-    documents, problems = manifests.parse_text(API.format(body=body, extra="".join(extras)) + "---\n" + STAGE, "in")
-    assert not problems
-    return documents
+    return test_last_good.docs(API.format(body=body, extra="".join(extras)), STAGE)
 
 
 def served(kept: last_good.Kept) -> list[tuple[str, str | None, str | None]]:

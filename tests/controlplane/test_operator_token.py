@@ -21,7 +21,7 @@ import kubernetes
 import operator_env as op
 import pytest
 from kubernetes.config.incluster_config import InClusterConfigLoader
-from test_operator_chart import Release
+from test_operator_chart import Release, _account
 
 from propylon_operator import kube
 
@@ -60,23 +60,6 @@ def _who(env: op.Env, kubeconfig: pathlib.Path) -> str:
     return str(json.loads(answer)["status"]["userInfo"]["username"])
 
 
-def _app(namespace: str) -> str:
-    return f"""
-apiVersion: propylon.dev/v1alpha1
-kind: Api
-metadata: {{name: pets, namespace: {namespace}}}
-spec:
-  routes:
-    - routeKey: GET /hello
-      integration: {{type: MOCK, mock: {{statusCode: 200, headers: {{Content-Type: text/plain}}, body: hello}}}}
----
-apiVersion: propylon.dev/v1alpha1
-kind: Stage
-metadata: {{name: dev, namespace: {namespace}}}
-spec: {{apiRef: pets, basePath: /dev}}
-"""
-
-
 def _in_cluster_configuration(env: op.Env, token: str, token_file: pathlib.Path) -> kubernetes.client.Configuration:
     """What ``load_incluster_config`` makes in the Pod, from a token file and the cluster CA."""
     token_file.write_text(token)
@@ -90,21 +73,35 @@ def _in_cluster_configuration(env: op.Env, token: str, token_file: pathlib.Path)
     return configuration
 
 
+def _installed(env: op.Env) -> tuple[Release, str]:
+    """The chart installed into ``env``, and the name of its operator's ServiceAccount."""
+    release = Release(env)
+    release.install()
+    return release, str(release.pod["serviceAccountName"])
+
+
+async def _username(client: kube.Client) -> str:
+    """Who the API server says ``client`` is (a SelfSubjectReview)."""
+    review: dict[str, Any] = await client.create(
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+    )
+    return str(review["status"]["userInfo"]["username"])
+
+
 def start_chart_operator_with_token(env: op.Env) -> tuple[Release, op.Process]:
     """The chart installed, and its operator run with the chart's arguments as its ServiceAccount,
     authenticated by a token only; an Api and a Stage applied for it to serve."""
-    release = Release(env)
-    release.install()
-    account = release.pod["serviceAccountName"]
+    release, account = _installed(env)
     kubeconfig = _token_kubeconfig(env, account, _token(env, env.gw_ns, account))
-    assert _who(env, kubeconfig) == f"system:serviceaccount:{env.gw_ns}:{account}"
+    assert _who(env, kubeconfig) == _account(env.gw_ns, account)
     operator = op.Process(
         [*release.args, "--kubeconfig", str(kubeconfig)],
         env.workdir / "operator.log",
         env={"POD_NAMESPACE": env.gw_ns},
     )
     env.processes.append(operator)
-    env.plane.apply(_app(env.app_ns))
+    env.plane.apply(op.api(env.app_ns, "http://127.0.0.1:9") + "---" + op.stage(env.app_ns))
     return release, operator
 
 
@@ -138,9 +135,7 @@ def test_the_chart_operator_works_under_its_service_account_token(gateway: op.En
 async def test_in_cluster_token_file_authenticates_the_operators_client(gateway: op.Env) -> None:
     """The Pod's loader keeps the token under api_key["BearerToken"] (kubernetes >= 36.0.1)."""
     env = gateway
-    release = Release(env)
-    release.install()
-    account = release.pod["serviceAccountName"]
+    _, account = _installed(env)
     token = _token(env, env.gw_ns, account)
     configuration = _in_cluster_configuration(env, token, env.workdir / "token")
 
@@ -149,11 +144,7 @@ async def test_in_cluster_token_file_authenticates_the_operators_client(gateway:
         # Allowed to the chart's ServiceAccount, refused to system:anonymous.
         found = await client.list(kube.object_path("propylon.dev/v1alpha1", "apis", env.app_ns))
         assert found == []
-        review: dict[str, Any] = await client.create(
-            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
-        )
-        assert review["status"]["userInfo"]["username"] == f"system:serviceaccount:{env.gw_ns}:{account}"
+        assert await _username(client) == _account(env.gw_ns, account)
     finally:
         await client.close()
 
@@ -161,9 +152,7 @@ async def test_in_cluster_token_file_authenticates_the_operators_client(gateway:
 async def test_a_refreshed_token_is_used_on_the_next_request(gateway: op.Env) -> None:
     """``refresh_api_key_hook`` is how the client renews a rotated or expired token: honoured per request."""
     env = gateway
-    release = Release(env)
-    release.install()
-    account = release.pod["serviceAccountName"]
+    _, account = _installed(env)
     configuration = _in_cluster_configuration(env, "not-a-token", env.workdir / "token")
     fresh = _token(env, env.gw_ns, account)
     renewed: list[str] = []
@@ -177,11 +166,7 @@ async def test_a_refreshed_token_is_used_on_the_next_request(gateway: op.Env) ->
     configuration.refresh_api_key_hook = refresh
     client = kube.Client(configuration)
     try:
-        review: dict[str, Any] = await client.create(
-            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
-        )
-        assert review["status"]["userInfo"]["username"] == f"system:serviceaccount:{env.gw_ns}:{account}"
+        assert await _username(client) == _account(env.gw_ns, account)
         assert renewed
     finally:
         await client.close()

@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import http.server
 import json
 import os
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +29,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from propylon_compiler import authorizers as compiled_authorizers
-from tests.ports import free_port
+from tests import backends
+from tests.cli.test_validate import propylon
 
 EVENTS_ENV = "AUDIT_AUTHORIZER_EVENTS"
 
@@ -159,25 +156,6 @@ spec: {{apiRef: chat, basePath: /ws}}
     )
 
 
-class _EmptyService(http.server.ThreadingHTTPServer):
-    """A function service that answers every invocation 200 with an empty body: not JSON."""
-
-    def __init__(self) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.port = free_port()
-        super().__init__(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-
 class World:
     def __init__(self, port: int, events: Path) -> None:
         self.port, self.events = port, events
@@ -215,7 +193,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     events = tmp / "events.jsonl"
     old = os.environ.get(EVENTS_ENV)
     os.environ[EVENTS_ENV] = str(events)  # the handlers' processes inherit it
-    empty = _EmptyService()
+    empty = backends.Backend(backends.fixed(b""))  # 200 with an empty body to every invocation: not JSON
     functions: dict[str, harness.Process] = {}
     gateway: harness.Process | None = None
     try:
@@ -235,8 +213,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             gateway.stop()
         for process in functions.values():
             process.stop()
-        empty.shutdown()
-        empty.server_close()
+        empty.close()
         if old is None:
             os.environ.pop(EVENTS_ENV, None)
         else:
@@ -323,9 +300,7 @@ def test_every_context_variable_the_compiler_accepts_is_found(world: World) -> N
 @pytest.mark.parametrize("source", ["$request.body.user", "$context.authorizer.principalId", "$context.nope"])
 def test_the_compiler_refuses_identity_sources_that_cannot_be_found(tmp_path: Path, source: str) -> None:
     (tmp_path / "a.yaml").write_text(_authorizer("bad", "REQUEST", 1, [source]))
-    done = subprocess.run(
-        [sys.executable, "-m", "propylon", "validate", "-f", str(tmp_path)], capture_output=True, text=True, timeout=60
-    )
+    done = propylon("validate", "-f", str(tmp_path))
     assert done.returncode != 0
     assert "spec.identitySource[0]" in done.stdout + done.stderr
     assert source in done.stdout + done.stderr
@@ -382,12 +357,13 @@ def test_an_empty_authorizer_answer_is_a_configuration_error(world: World) -> No
 # 5. The WebSocket $connect authorizer event.
 
 
-def test_the_websocket_connect_authorizer_gets_the_aws_websocket_event(world: World) -> None:
-    async def open_and_close() -> None:
-        async with connect(f"ws://127.0.0.1:{world.port}/ws?token=abc", user_agent_header="audit-ws/1"):
-            pass
+async def _open_and_close(world: World, token: str) -> None:
+    async with connect(f"ws://127.0.0.1:{world.port}/ws?token={token}", user_agent_header="audit-ws/1"):
+        pass
 
-    asyncio.run(open_and_close())  # refused (403) unless the handler allowed the methodArn it got
+
+def test_the_websocket_connect_authorizer_gets_the_aws_websocket_event(world: World) -> None:
+    asyncio.run(_open_and_close(world, "abc"))  # refused (403) unless the handler allowed the methodArn it got
     event = world.seen("connect")[-1]
     assert event["type"] == "REQUEST"
     assert event["methodArn"] == "arn:aws:execute-api:propylon:audit:chat/live/$connect"
@@ -406,9 +382,5 @@ def test_the_websocket_connect_authorizer_gets_the_aws_websocket_event(world: Wo
     # The id the connection keeps, drawn before the checks: one per connection.
     assert isinstance(context["connectionId"], str) and context["connectionId"]
 
-    async def open_another() -> None:
-        async with connect(f"ws://127.0.0.1:{world.port}/ws?token=other", user_agent_header="audit-ws/1"):
-            pass
-
-    asyncio.run(open_another())
+    asyncio.run(_open_and_close(world, "other"))
     assert world.seen("connect")[-1]["requestContext"]["connectionId"] != context["connectionId"]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests import backends
+from tests.proxy.conftest import RawResponse
 from tests.serve.test_serve import Served
 
 KEY = "ows-key-value-0123456789abc"
@@ -80,10 +81,8 @@ def _raw(served: Served, path: str, *headers: bytes) -> tuple[int, dict[str, str
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
-    top, _, body = data.partition(b"\r\n\r\n")
-    lines = top.decode("latin-1").split("\r\n")
-    found = {n.strip().lower(): v.strip() for n, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split(" ")[1]), found, body
+    response = RawResponse(data)
+    return response.status, response.headers, response.body
 
 
 @pytest.mark.parametrize("after", [b"", b" ", b"\t", b" \t ", b"\t\t"], ids=["bare", "space", "tab", "mixed", "tabs"])

@@ -27,8 +27,9 @@ from typing import BinaryIO
 
 import pytest
 
-from tests import processes
 from tests.ports import free_port
+from tests.serve.test_serve import Served, _wait_for
+from tests.serve.test_slow_clients import _listening
 
 MANIFESTS = """\
 apiVersion: propylon.dev/v1alpha1
@@ -80,12 +81,6 @@ KEEPALIVE = 2.5  # --keepalive-timeout
 WAIT = 6.0
 BACKEND_WAIT = 3.0  # how long /slow takes to answer, past its 1 s integration timeout
 LISTENERS = ["public", "internal"]
-
-
-def _listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-        return True
-    return False
 
 
 class RawBackend:
@@ -182,19 +177,13 @@ def ports(
     """One ``serve`` with short slow-client limits; its public listener on the server named."""
     folder = tmp_path_factory.mktemp("parity")
     (folder / "manifests.yaml").write_text(MANIFESTS.replace("BACKEND", str(backend.port)))
-    public, internal, admin = free_port(), free_port(), free_port()
-    argv = ["serve", "-f", str(folder), "--port", str(public), "--internal-port", str(internal)]
-    argv += ["--admin-port", str(admin), "--http-server", str(request.param)]
-    argv += ["--body-stall-timeout", f"{STALL}", "--header-timeout", f"{STALL}", "--keepalive-timeout", f"{KEEPALIVE}"]
-    serve = processes.PropylonProcess(argv, folder / "serve.log")
+    limits = ["--body-stall-timeout", f"{STALL}", "--header-timeout", f"{STALL}", "--keepalive-timeout", f"{KEEPALIVE}"]
+    serve = Served(folder, folder, "--http-server", str(request.param), *limits)
     try:
-        deadline = time.monotonic() + 30
-        while not (_listening(public) and _listening(internal)):
-            if serve.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"serve did not start: {serve.log()}")
-            time.sleep(0.05)
-        yield {"public": public, "internal": internal}
-        assert "Unhandled exception" not in serve.log(), serve.log()[-4000:]
+        assert _wait_for(lambda: _listening(serve.internal), 30), f"serve did not start: {serve.stderr()}"
+        yield {"public": serve.port, "internal": serve.internal}
+        log = serve.stderr() + serve.stdout_path.read_text(errors="replace")
+        assert "Unhandled exception" not in log, log[-4000:]
     finally:
         serve.stop()
 

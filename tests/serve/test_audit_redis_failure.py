@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests import redis_servers
+from tests.serve.test_serve import _wait_for
 from tests.serve.test_usage_plans import KEYS, Serve, _get, serving, write_manifests
 
 
@@ -46,14 +47,10 @@ def test_requests_decided_without_a_frozen_redis_use_no_quota_once_it_answers(tm
         assert statuses == [503] * 5 if mode == "closed" else [200] * 5
         # the scripts sent before the timeouts run now; what they took is given back
         time.sleep(1.0)
-        deadline = time.monotonic() + 10
-        while _used(served) != 1 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _wait_for(lambda: _used(served) == 1, 10)
         assert _used(served) == 1
         # and the store is trusted again: the next request counts
-        deadline = time.monotonic() + 20
-        while _get(served.url("/quota"), key)[0] != 200 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _wait_for(lambda: _get(served.url("/quota"), key)[0] == 200, 20)
         assert _used(served) >= 2
 
 

@@ -3,16 +3,14 @@
 ``POST /admin/stages/<ns>/<stage>/cache/flush`` empties the stage's cache in every worker (each
 worker has its own), and ``/metrics`` counts the requests of every worker: worker 0 relays the
 flush to, and gathers the pages of, its siblings over unix sockets in a private folder. Real
-processes; every TCP port (serve's and the backend's) in 16000-17999.
+processes; every TCP port (serve's and the backend's) from tests.ports.free_port.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.server
 import itertools
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests import ports, redis_servers
+from tests import backends, redis_servers
 from tests.serve.test_usage_plans import _get
 from tests.serve.test_workers import workers
 
@@ -35,25 +33,12 @@ def counting_backend() -> Iterator[int]:
     which fill of the cache it came from."""
     counter = itertools.count(1)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({"n": next(counter)}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def respond(request: backends.Received) -> backends.Answer:
+        body = json.dumps({"n": next(counter)}).encode()
+        return backends.Answer(body=body, headers=(("Content-Type", "application/json"),))
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    backend = http.server.ThreadingHTTPServer(("127.0.0.1", ports.free_port()), Handler)
-    threading.Thread(target=backend.serve_forever, daemon=True).start()
-    try:
-        yield int(backend.server_address[1])
-    finally:
-        backend.shutdown()
-        backend.server_close()
+    with backends.Backend(respond) as backend:
+        yield backend.port
 
 
 def _manifests(folder: Path, backend: int) -> Path:

@@ -13,23 +13,15 @@ import json
 import re
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from tests.functions import harness
-from tests.serve.test_serve import Served
-
-
-def _wait_for(find: Callable[[], dict[str, Any] | None], seconds: float) -> dict[str, Any] | None:
-    deadline = time.monotonic() + seconds
-    while (found := find()) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return found
-
+from tests.serve.test_serve import Served, _wait_for
 
 HANDLERS = Path(__file__).parent / "handlers"
 
@@ -84,6 +76,12 @@ def world(tmp_path: Path) -> Iterator[World]:
         w.stop()
 
 
+async def _own_id(client: ClientConnection) -> str:
+    """The connection id of ``client``, from the events the function saw for it so far."""
+    await client.send(json.dumps({"of": None}))
+    return str(json.loads(await client.recv())[0]["requestContext"]["connectionId"])
+
+
 async def _events_of(world: World, connection_id: str, last: str) -> list[dict[str, Any]]:
     """The events the function saw for ``connection_id``, once its ``last`` event type came."""
     deadline = time.monotonic() + 10
@@ -98,8 +96,7 @@ async def _events_of(world: World, connection_id: str, last: str) -> list[dict[s
 
 async def test_every_event_has_awss_request_context_and_disconnect_says_how_it_closed(world: World) -> None:
     async with connect(world.url, user_agent_header="audit-agent") as client:
-        await client.send(json.dumps({"of": None}))
-        connection_id = json.loads(await client.recv())[0]["requestContext"]["connectionId"]
+        connection_id = await _own_id(client)
         await client.close(code=4000, reason="bye")
     events = await _events_of(world, connection_id, "DISCONNECT")
     assert [e["requestContext"]["eventType"] for e in events] == ["CONNECT", "MESSAGE", "DISCONNECT"]
@@ -119,7 +116,8 @@ async def test_every_event_has_awss_request_context_and_disconnect_says_how_it_c
     assert message_ctx.get("messageId")
     assert "messageId" not in connect_ctx and "messageId" not in disconnect_ctx
     assert len({connect_ctx["requestId"], message_ctx["requestId"], disconnect_ctx["requestId"]}) == 3
-    upgrade = _wait_for(lambda: world.access_line(connect_ctx["requestId"]), 10)
+    assert _wait_for(lambda: world.access_line(connect_ctx["requestId"]) is not None, 10)
+    upgrade = world.access_line(connect_ctx["requestId"])
     assert upgrade is not None and upgrade["status"] == 101  # CONNECT carries the upgrade's own id
     assert disconnect_ctx["disconnectStatusCode"] == 4000 and disconnect_ctx["disconnectReason"] == "bye"
     for ctx in (connect_ctx, message_ctx):
@@ -129,8 +127,7 @@ async def test_every_event_has_awss_request_context_and_disconnect_says_how_it_c
 
 async def test_a_close_the_gateway_makes_is_the_disconnects_code_and_reason(world: World) -> None:
     async with connect(world.url) as client:
-        await client.send(json.dumps({"of": None}))
-        connection_id = json.loads(await client.recv())[0]["requestContext"]["connectionId"]
+        connection_id = await _own_id(client)
         internal = f"http://127.0.0.1:{world.served.internal}/live/@connections/{connection_id}"
         with urllib.request.urlopen(urllib.request.Request(internal, method="DELETE"), timeout=5) as answer:
             assert answer.status == 204
@@ -151,8 +148,7 @@ async def test_an_is_base64_encoded_answer_reaches_the_client_decoded(world: Wor
 
 async def test_a_message_over_the_limit_is_the_disconnects_1009(world: World) -> None:
     async with connect(world.url, max_size=None) as client:
-        await client.send(json.dumps({"of": None}))
-        connection_id = json.loads(await client.recv())[0]["requestContext"]["connectionId"]
+        connection_id = await _own_id(client)
         await client.send("x" * 131073)
         await client.wait_closed()
         assert client.close_code == 1009
