@@ -13,9 +13,11 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 
+from propylon_config.headers import GATEWAY_OWNED, folded, is_gateway_owned
 from propylon_proxy import ids, settings
 
 Headers = list[tuple[str, str]]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 HOP_BY_HOP = frozenset(
     {
@@ -79,15 +81,40 @@ def is_trusted(peer: str | None, trusted: Sequence[settings.Network]) -> bool:
     return any(address in network for network in trusted)
 
 
+def _hop_address(hop: str) -> IPAddress | None:
+    """The address an X-Forwarded-For hop names, its port dropped (``1.2.3.4:5678``,
+    ``[2001:db8::1]:443``, ``[::1]``); None for anything else (``unknown``, a host name, junk)."""
+    if hop.startswith("["):
+        inside, bracket, _ = hop[1:].partition("]")
+        hop = inside if bracket else hop
+    elif hop.count(":") == 1:  # IPv4 with a port; an IPv6 address has two colons or more
+        hop = hop.partition(":")[0]
+    try:
+        return ipaddress.ip_address(hop)
+    except ValueError:
+        return None
+
+
 def source_ip(peer: str, headers: Iterable[tuple[str, str]], trusted: Sequence[settings.Network]) -> str:
-    """The socket peer, or when it is trusted the last hop of X-Forwarded-For that is not."""
+    """The socket peer, or when it is trusted the last hop of X-Forwarded-For that is not.
+
+    Walked from the right, each hop is the word of the trusted proxy after it. A hop that is no
+    IP address (junk, a host name: ``sourceIp`` is an address to every consumer, Powertools'
+    models refuse anything else) ends the walk: what lies left of it was written by whoever it
+    was, so the answer is the nearest address that a trusted proxy vouched for, else the peer.
+    Ports are dropped before the trusted list is consulted and in the answer."""
     if not is_trusted(peer, trusted):
         return peer
     hops = [h.strip() for n, v in headers if n.lower() == "x-forwarded-for" for h in v.split(",") if h.strip()]
+    nearest = peer
     for hop in reversed(hops):
-        if not is_trusted(hop, trusted):
-            return hop
-    return hops[0] if hops else peer
+        address = _hop_address(hop)
+        if address is None:
+            return nearest
+        nearest = str(address)
+        if not any(address in network for network in trusted):
+            return nearest
+    return nearest  # every hop is a trusted proxy: the farthest one
 
 
 def incoming_trace(incoming: str | None) -> tuple[str, str, str] | None:
@@ -113,31 +140,58 @@ def traceparent(incoming: str | None) -> str:
 # few and repeat from request to request (Host, User-Agent, Accept, ...): each is classified
 # once, then looked up. The table stops growing at _KINDS_MAX names (names are the client's: a
 # client inventing names gets them classified per request, never more memory).
-_KEEP, _DROP, _HOST, _TRACE, _CONNECTION, _FOR, _PROTO, _FWD_HOST, _FWD_OTHER = range(9)
+# _LENGTH is the client's Content-Length, sent in the gateway's own spelling; _TWIN a name a
+# backend folding "_" into "-" reads as another (kept unless the route keys its cache by that one).
+_KEEP, _DROP, _HOST, _TRACE, _CONNECTION, _FOR, _PROTO, _FWD_HOST, _FWD_OTHER, _LENGTH, _TWIN = range(11)
 _KINDS: dict[str, int] = {}
 _KINDS_MAX = 1024
+# Every dashed name whose underscore twin is dropped: what the gateway sets or frames itself, and
+# the shared list of names only the gateway may set (DESIGN.md section 8). A backend folding
+# ``Content_Length`` into ``Content-Length`` would read a second, contradicting framing header.
+_TWIN_DROPPED = HOP_BY_HOP | GATEWAY_FRAMED | _GATEWAY_OWNED | GATEWAY_OWNED
+_FORWARDING_KINDS = {"x-forwarded-for": _FOR, "x-forwarded-proto": _PROTO, "x-forwarded-host": _FWD_HOST}
 
 
 def _kind(name: str) -> int:
+    """How a client header name is treated, judged by the name a folding backend reads."""
     lower = name.lower()
     if lower == "connection":
         return _CONNECTION
     if lower in HOP_BY_HOP:
         return _DROP
+    if lower == "content-length":
+        return _LENGTH
     if lower == "host":
         return _HOST
     if lower == "traceparent":
         return _TRACE
-    canonical = lower.strip().replace("_", "-")
+    canonical = folded(lower.strip())
+    if canonical != lower:  # an underscore twin: judged as its dashed name, never forwarded as it
+        dropped = canonical in _TWIN_DROPPED or is_gateway_owned(canonical) or _is_forwarding(canonical)
+        return _DROP if dropped else _TWIN
     if canonical in _GATEWAY_OWNED:
         return _DROP
     if _is_forwarding(canonical):
-        if canonical != lower:
-            return _DROP  # an underscore twin: never forwarded as is
-        return {"x-forwarded-for": _FOR, "x-forwarded-proto": _PROTO, "x-forwarded-host": _FWD_HOST}.get(
-            canonical, _FWD_OTHER
-        )
+        return _FORWARDING_KINDS.get(canonical, _FWD_OTHER)
     return _KEEP
+
+
+def cache_key_headers(cache_key_parameters: Iterable[str]) -> frozenset[str]:
+    """The folded names of the ``header.X`` entries of a route's ``cacheKeyParameters``: what
+    ``upstream_request_headers(keyed=...)`` takes, computed once per route at plan time."""
+    return frozenset(folded(p.partition(".")[2]) for p in cache_key_parameters if p.startswith("header."))
+
+
+def _content_length(value: str) -> str | None:
+    """The gateway's spelling of a client's Content-Length (``05`` -> ``5``), None if not a number.
+
+    The server has already refused a body that does not match it, so it is the length of the
+    body sent; a backend must never see the client's spelling of framing (a leading zero or a
+    sign reads differently to different parsers)."""
+    value = value.strip()
+    if not value or not value.isascii() or not value.isdigit():
+        return None
+    return str(int(value))
 
 
 def upstream_request_headers(
@@ -149,14 +203,18 @@ def upstream_request_headers(
     upstream_host: str,
     request_id: str,
     trace: str | None = None,
+    keyed: frozenset[str] = frozenset(),
 ) -> Headers:
     """The headers the backend receives for a proxied request.
 
     ``trace`` is the request's own ``traceparent`` (``tracing.traceparent``: the one its
-    exported span has); without it one is made from the client's here.
+    exported span has); without it one is made from the client's here. ``keyed`` holds the
+    folded names the route's cache keys by (``cache_key_headers``): their underscore twins are
+    dropped, or a folding backend would answer for a value the cache key never saw.
     On every proxied request's path: one pass, each header's treatment looked up by its name
     (``_kind``). A ``Connection`` header that names anything but hop-by-hop headers takes
-    ``_upstream_request_headers_named``, the two-pass form, instead.
+    ``_upstream_request_headers_named``, the two-pass form, instead: it removes those names
+    (and ``Connection``) and comes back here with the rest.
     """
     kinds = _KINDS
     trusted_peer = bool(trusted) and is_trusted(peer, trusted)
@@ -174,6 +232,14 @@ def upstream_request_headers(
                 kinds[pair[0]] = kind
         if kind == _KEEP:
             out.append(pair)
+        elif kind == _LENGTH:
+            value = pair[1]
+            if pair[0] == "Content-Length" and value.isdigit() and value.isascii() and value[0] != "0":
+                out.append(pair)  # already the gateway's spelling (the usual case: one look)
+            else:
+                length = _content_length(value)
+                if length is not None:
+                    out.append(("Content-Length", length))
         elif kind == _HOST:
             if not host_seen:
                 host_seen, client_host = True, pair[1]
@@ -190,7 +256,11 @@ def upstream_request_headers(
                     upstream_host=upstream_host,
                     request_id=request_id,
                     trace=trace,
+                    keyed=keyed,
                 )
+        elif kind == _TWIN:
+            if not keyed or folded(pair[0]) not in keyed:
+                out.append(pair)
         elif kind != _DROP and trusted_peer:
             if kind == _FOR:
                 prior_hops.append(pair[1])
@@ -221,55 +291,29 @@ def _upstream_request_headers_named(
     upstream_host: str,
     request_id: str,
     trace: str | None = None,
+    keyed: frozenset[str] = frozenset(),
 ) -> Headers:
-    """The headers the backend receives for a proxied request.
-
-    ``trace`` is the request's own ``traceparent`` (``tracing.traceparent``: the one its
-    exported span has); without it one is made from the client's here.
-    On every proxied request's path, so each name is lower-cased once and reused.
-    """
+    """``upstream_request_headers`` when ``Connection`` names more than hop-by-hop headers: the
+    headers it names go first, so they can never remove what the gateway adds; Host and
+    traceparent stay (they are read, never forwarded), Connection goes (never forwarded)."""
     pairs = list(client_headers)
     lowered = [n.lower() for n, _ in pairs]
-    client_host = ""
-    incoming = None
-    if "host" in lowered:
-        client_host = pairs[lowered.index("host")][1]
-    if "traceparent" in lowered:
-        incoming = pairs[lowered.index("traceparent")][1]
     named = _connection_named(pairs, lowered)
-    trusted_peer = is_trusted(peer, trusted)
-    out: Headers = []
-    prior_hops: list[str] = []
-    forwarded_proto = scheme
-    for (name, value), lower in zip(pairs, lowered, strict=True):
-        if lower in HOP_BY_HOP or lower in named:
-            continue
-        canonical = lower.strip().replace("_", "-")
-        if canonical in _GATEWAY_OWNED:
-            continue
-        if _is_forwarding(canonical):
-            if not trusted_peer or canonical != lower:
-                continue  # spoofable, or an underscore twin: never forwarded as is
-            if canonical == "x-forwarded-for":
-                prior_hops.append(value)
-                continue
-            if canonical == "x-forwarded-proto":
-                # A trusted TLS-terminating proxy knows the client's scheme; we only saw http.
-                proto = value.strip().lower()
-                if proto in ("http", "https"):
-                    forwarded_proto = proto
-                continue
-            if canonical == "x-forwarded-host":
-                continue  # replaced below
-        out.append((name, value))
-    out.append(("Host", upstream_host))
-    out.append(("X-Forwarded-For", ", ".join([*prior_hops, peer])))
-    out.append(("X-Forwarded-Proto", forwarded_proto))
-    if client_host:
-        out.append(("X-Forwarded-Host", client_host))
-    out.append(("X-Request-Id", request_id))
-    out.append(("traceparent", trace if trace is not None else traceparent(incoming)))
-    return out
+    kept = [
+        pair
+        for pair, lower in zip(pairs, lowered, strict=True)
+        if lower != "connection" and (lower not in named or lower in ("host", "traceparent"))
+    ]
+    return upstream_request_headers(
+        kept,
+        peer=peer,
+        trusted=trusted,
+        scheme=scheme,
+        upstream_host=upstream_host,
+        request_id=request_id,
+        trace=trace,
+        keyed=keyed,
+    )
 
 
 # Whether client_response_headers withholds a header, by its name as received (0 no, 1 yes,

@@ -34,11 +34,39 @@ async def open_store(
     return store
 
 
+# Query parameters whose values are secrets: redis-py turns every query parameter into a client
+# option, so ``?password=`` is as much the password as the user part is.
+_SECRET_PARAMETERS = ("pass", "secret", "token", "auth")
+
+
 def redact(url: str) -> str:
-    """The URL without its password, for log lines."""
+    """The URL without its secrets, for log lines and errors.
+
+    The user part ends at the LAST ``@`` before the query, as urllib (so redis-py) reads it: a
+    password may hold ``@`` (and ``/``, which urllib would cut, is masked all the same); its
+    password becomes ``***``, a user name alone is shown. Values of secret query parameters
+    (``?password=``) become ``***``, as does a
+    query item holding ``@`` (a password's tail after an unencoded ``?``, which hides the rest of
+    the URL too) and any fragment."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    userinfo, _, host = rest.partition("@")
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user + ':***@' if user else '***@'}{host}"
+    if not sep:
+        scheme, rest = "", url
+    rest, hash_sign, _ = rest.partition("#")
+    head, question, query = rest.partition("?")
+    userinfo, at, after = head.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        head = (f"{user}:***@" if user else "***@") + after if colon else f"{userinfo}@{after}"
+    if question:
+        items = [_redacted_item(item) for item in query.split("&")]
+        if not at and "@***" in items:
+            head = "***"  # a password holding ``?`` put its tail in the query: its head is here
+        query = "&".join(items)
+    return f"{scheme}{sep}{head}{question}{query}{hash_sign and '#***'}"
+
+
+def _redacted_item(item: str) -> str:
+    name, equals, value = item.partition("=")
+    if equals and value and any(word in name.lower() for word in _SECRET_PARAMETERS):
+        return f"{name}=***"
+    return "@***" if "@" in item else item

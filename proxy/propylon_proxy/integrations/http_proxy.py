@@ -32,6 +32,8 @@ class HttpProxyIntegration:
         self._greedy = setup.greedy
         self._max_body_bytes = setup.config.settings.max_body_bytes
         self._timeout = self._integration.timeout_ms / 1000
+        # Headers the cache keys by: their underscore twins never reach the backend (DESIGN §8).
+        self._keyed = forwarding.cache_key_headers(setup.route.cache_key_parameters)
 
     async def forward(
         self, ctx: context.RequestContext, rendered: tuple[bytes, str] | None = None
@@ -79,6 +81,7 @@ class HttpProxyIntegration:
                 upstream_host=where.host_header,
                 request_id=ctx.request_id,
                 trace=tracing.traceparent(ctx),
+                keyed=self._keyed,
             )
             target_text = where.target
             if integration.request_parameters:
