@@ -298,13 +298,20 @@ class EventShape:
         domain, agent, protocol = self._common(ctx)
         headers: dict[str, str] = {}
         multi_headers: dict[str, list[str]] = {}
+        # Header names are case-insensitive, and AWS keys them so: ``X-Dup: a`` and ``x-dup: b``
+        # are one header, under the spelling that came first, with both values in
+        # multiValueHeaders and the last in headers. Keyed by the names as sent, a handler
+        # (or Powertools' case-insensitive lookup) would see only one of them.
+        spelled: dict[str, str] = {}
         client, forwarded_for, proto, port = _forwarding(ctx)
         for name, value in client:
             text = _text(value)
-            if name.lower() == "traceparent":
+            lower = name.lower()
+            if lower == "traceparent":
                 continue  # replaced below by the gateway's own span
-            headers[name] = text  # the last value, as REST APIs send it
-            multi_headers.setdefault(name, []).append(text)
+            key = spelled.setdefault(lower, name)
+            headers[key] = text  # the last value, as REST APIs send it
+            multi_headers.setdefault(key, []).append(text)
         headers["X-Forwarded-For"] = forwarded_for
         multi_headers["X-Forwarded-For"] = [forwarded_for]
         headers["X-Forwarded-Proto"] = proto

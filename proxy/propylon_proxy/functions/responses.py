@@ -1,7 +1,8 @@
 """A handler's return value mapped back onto an HTTP response, with the AWS proxy rules.
 
-Payload 1.0 needs ``statusCode``; ``headers`` and ``multiValueHeaders`` are merged (a name in
-both keeps the multi-value list, as AWS does); ``body`` is text, base64-decoded when
+Payload 1.0 needs ``statusCode``; ``headers`` and ``multiValueHeaders`` are merged by
+case-insensitive name (a name in both keeps the multi-value list, as AWS does; a single-valued
+field such as Content-Type is sent once); ``body`` is text, base64-decoded when
 ``isBase64Encoded``. Payload 2.0 reads the same fields plus ``cookies`` (each its own
 ``Set-Cookie``), and a return value without ``statusCode`` is a 200 JSON response: a string as
 is, anything else JSON-encoded. Anything that does not fit is ``Malformed`` (-> 502).
@@ -30,6 +31,27 @@ _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Never from a handler: the framing, hop-by-hop headers and the gateway's own (forwarding.py
 # drops the same ones from an HTTP_PROXY backend's answer).
 _NOT_FROM_HANDLER = forwarding.GATEWAY_FRAMED | forwarding._NOT_TO_CLIENT
+# Fields a response carries once (RFC 9110's singletons, Content-Disposition, HSTS and CORS's
+# single-valued ones): repeated, a client takes either one, or (CORS) refuses the answer.
+_SINGLE_VALUED = frozenset(
+    {
+        "access-control-allow-credentials",
+        "access-control-allow-origin",
+        "access-control-max-age",
+        "age",
+        "content-disposition",
+        "content-location",
+        "content-range",
+        "content-type",
+        "date",
+        "etag",
+        "expires",
+        "last-modified",
+        "location",
+        "retry-after",
+        "strict-transport-security",
+    }
+)
 
 
 class Malformed(ValueError):
@@ -48,23 +70,48 @@ def _header_value(value: Any) -> str:
 
 
 def _headers(answer: dict[str, Any]) -> list[tuple[str, str]]:
+    """The response headers: ``headers`` and ``multiValueHeaders`` merged by case-insensitive name.
+
+    A header name is sent once however the handler spelled it (a merge of two dicts easily
+    leaves ``content-type`` beside ``Content-Type``), under the spelling met first, as AWS keys
+    them: in ``headers`` a later spelling replaces the value, in ``multiValueHeaders`` the lists
+    are joined, and a name in both keeps the multi-value list. A single-valued field
+    (``_SINGLE_VALUED``) left with several values keeps the last: two Content-Types or
+    Locations leave a client to guess which one counts.
+    """
     single = answer.get("headers") or {}
     multi = answer.get("multiValueHeaders") or {}
     if not isinstance(single, dict) or not isinstance(multi, dict):
         raise Malformed("headers and multiValueHeaders must be objects")
-    out: list[tuple[str, str]] = []
-    multi_names = {str(n).lower() for n in multi}
+    merged: dict[str, tuple[str, list[str]]] = {}  # lower-cased name -> (spelling, values)
     for name, value in single.items():
-        if str(name).lower() not in multi_names:
-            out.append((str(name), _header_value(value)))
+        text = _header_value(value)
+        found = merged.get(str(name).lower())
+        if found is None:
+            merged[str(name).lower()] = (str(name), [text])
+        else:
+            found[1][:] = [text]
+    listed: dict[str, tuple[str, list[str]]] = {}
     for name, values in multi.items():
         if not isinstance(values, list):
             raise Malformed("multiValueHeaders values must be lists")
-        out.extend((str(name), _header_value(v)) for v in values)
-    for name, _ in out:
+        texts = [_header_value(v) for v in values]
+        found = listed.get(str(name).lower())
+        if found is None:
+            listed[str(name).lower()] = (str(name), texts)
+        else:
+            found[1].extend(texts)
+    for lower in listed:
+        merged.pop(lower, None)  # a name in both keeps the multi-value list
+    merged.update(listed)
+    out: list[tuple[str, str]] = []
+    for lower, (name, texts) in merged.items():
         if not _HEADER_NAME.match(name):
             raise Malformed(f"{name!r} is not a header name")
-    return [(n, v) for n, v in out if n.lower() not in _NOT_FROM_HANDLER]
+        if lower in _NOT_FROM_HANDLER:
+            continue
+        out.extend((name, text) for text in (texts[-1:] if lower in _SINGLE_VALUED else texts))
+    return out
 
 
 def _status(value: Any) -> int:
