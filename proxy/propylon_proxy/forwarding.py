@@ -13,7 +13,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 
-from propylon_config.headers import GATEWAY_OWNED, folded, is_gateway_owned
+from propylon_config.headers import GATEWAY_OWNED, folded
 from propylon_proxy import ids, settings
 
 Headers = list[tuple[str, str]]
@@ -167,7 +167,7 @@ def _kind(name: str) -> int:
         return _TRACE
     canonical = folded(lower.strip())
     if canonical != lower:  # an underscore twin: judged as its dashed name, never forwarded as it
-        dropped = canonical in _TWIN_DROPPED or is_gateway_owned(canonical) or _is_forwarding(canonical)
+        dropped = canonical in _TWIN_DROPPED or _is_forwarding(canonical)
         return _DROP if dropped else _TWIN
     if canonical in _GATEWAY_OWNED:
         return _DROP
