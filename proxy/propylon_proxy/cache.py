@@ -18,6 +18,10 @@ Concurrent misses for one key are coalesced: the first request (the leader) goes
 backend; the others wait for its outcome and get its reply when it was cacheable and its
 ``Vary`` headers have the follower's values too, else (not cacheable, failed, cancelled, varied
 by a header the follower sent otherwise) go to the backend themselves.
+
+A request carrying an underscore twin of a ``Vary`` name (``X_Lang`` for ``Vary: X-Lang``: one
+name to a backend that folds ``_`` into ``-``) is never answered from, nor stored under, that
+Vary key: the key reads ``X-Lang``, the backend read the twin (``_twin_sent``). It is ``bypass``.
 """
 
 from __future__ import annotations
@@ -30,12 +34,44 @@ from collections.abc import AsyncIterator
 import cachetools
 
 from propylon_config import model
-from propylon_proxy import caller_keys, context, fast_responding, gateway_responses, metrics, replies, runtime, steps
+from propylon_config.headers import folded
+from propylon_proxy import (
+    caller_keys,
+    context,
+    fast_responding,
+    gateway_responses,
+    incoming,
+    metrics,
+    replies,
+    runtime,
+    steps,
+)
 
 MAX_ENTRY_BYTES = 1024 * 1024
 HEADER = "x-propylon-cache"
 _UNCACHED_CONTROL = ("no-store", "private")
 _HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+
+
+def _twin_sent(request: incoming.Request, vary: tuple[str, ...]) -> bool:
+    """Whether the request carries a header that is not one of ``vary``'s names but that a
+    backend folding ``_`` into ``-`` (nginx with ``underscores_in_headers``, CGI/WSGI, Spring)
+    reads as one: the Vary key reads the name as named, so a reply such a header chose would
+    be stored, or served, for callers that never sent it (DESIGN.md section 8). Called only
+    when a Vary list is known, so a route whose replies vary by nothing pays nothing."""
+    raw = request.raw_headers
+    if "_" not in "".join(vary):
+        # The usual Vary (dashed names): only a request name with "_" can fold onto one, and
+        # the usual request has none (one join and a byte search: no name decoded).
+        if b"_" not in b"".join([name for name, _ in raw]):
+            return False
+        return any(b"_" in name and folded(name.decode("latin-1").strip()) in vary for name, _ in raw)
+    targets = {folded(n) for n in vary}
+    for name, _ in raw:
+        lower = name.decode("latin-1").strip().lower()
+        if lower not in vary and folded(lower) in targets:
+            return True
+    return False
 
 
 def _caller(ctx: context.RequestContext) -> tuple[str, ...]:
@@ -272,6 +308,9 @@ class CacheStep:
         cache = self.cache
         if refresh is not True:
             vary = cache.vary.get(base)
+            if vary and _twin_sent(ctx.request, vary):
+                ctx.cache = "bypass"  # neither answered from nor stored under a key it could sway
+                return None
             key = self._vary_key(base, vary, ctx) if vary else base
             try:
                 entry: Entry | None = cache.entries[key]
@@ -287,7 +326,12 @@ class CacheStep:
                     got = None
                 # The leader's reply is this caller's only when the headers it varies by have
                 # this caller's values too (DESIGN.md section 4: never another user's data).
-                if got is not None and got.expires > self.clock() and got.key == self._vary_key(base, got.vary, ctx):
+                if (
+                    got is not None
+                    and got.expires > self.clock()
+                    and got.key == self._vary_key(base, got.vary, ctx)
+                    and not (got.vary and _twin_sent(ctx.request, got.vary))
+                ):
                     return self._hit(ctx, got)
                 ctx.cache = "miss"
                 return None
@@ -328,6 +372,8 @@ class CacheStep:
         try:
             if ctx.cache == "miss":
                 reply, entry = await self._storable(ctx, reply)
+                if entry is not None and entry.vary and _twin_sent(ctx.request, entry.vary):
+                    entry = None  # the twin may have chosen this reply: never another caller's
                 if entry is None:
                     ctx.cache = "bypass"  # a first response that cannot be cached
                 else:
