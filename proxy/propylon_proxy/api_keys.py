@@ -99,7 +99,9 @@ def step_for(setup: steps.RouteSetup) -> steps.Step | None:
         value = ctx.usage_identifier_key
         if not value:
             return _INVALID
-        return _admit(ctx, table.grant(value.encode(), stage))
+        # surrogatepass: JSON lets an authorizer send a lone surrogate ("\ud800"), which plain
+        # UTF-8 refuses to encode (a 500); its bytes match no Secret's value, so it is a wrong key.
+        return _admit(ctx, table.grant(value.encode("utf-8", "surrogatepass"), stage))
 
     check = from_usage_identifier if from_authorizer else from_header
     return steps.BeforeOnly(name="api key", check=check)

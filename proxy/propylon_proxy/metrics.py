@@ -241,7 +241,7 @@ class GatewayMetrics:
         )
         self.cache = Counter(
             "propylon_cache_total",
-            "Response-cache lookups, by route and result (hit or miss).",
+            "Responses of cache-enabled routes, by route and result (hit, miss or bypass).",
             (*ROUTE_LABELS, "result"),
             registry,
         )

@@ -151,6 +151,13 @@ class PlanHolder:
         # Services the new plan no longer has are dropped.
         kept = [*plan.routes.values(), *plan.canary_routes.values()]
         live = {route.labels for route in kept}
+        # A served Stage's requests that no route of it matched (its 404s, route="") are the
+        # Stage's series, not a route's: they stay while the Stage does, or every reload would
+        # reset them (canary side: counted under the canary's Api, as handling labels them).
+        for stage in config.stages:
+            live.add(metrics.GatewayMetrics.labels(stage.api, stage.id, ""))
+            if stage.canary is not None:
+                live.add(metrics.GatewayMetrics.labels(stage.canary.api, stage.id, ""))
         if plan.websocket is not None:  # $connect's series (upgrades, its refusals) are a route's too
             live.update(ws.connect_labels for ws in plan.websocket.internal.values())
         self._runtime.metrics.retain_routes(live)

@@ -81,11 +81,21 @@ class StateStore(Protocol):
 class _Level:
     tokens: float
     updated: float
+    bucket: Bucket  # its rate and burst as last used: the sweep forgets only a full bucket
+
+
+def _full(level: _Level, now: float) -> bool:
+    """Whether the bucket has refilled to its burst by ``now``: only then is forgetting it (it
+    comes back full) the same as keeping it."""
+    bucket = level.bucket
+    return level.tokens + (now - level.updated) * bucket.rate >= bucket.burst
 
 
 class MemoryStore:
     """Exact within one process (one event loop, so no locks). Buckets untouched for an hour
-    are forgotten, so state stays bounded by the keys in recent use."""
+    are forgotten once they have refilled to their burst (as the Redis store lets a bucket
+    expire only then), so state stays bounded by the keys in recent use and a slow bucket
+    (``rateLimit: 0.001`` takes hours to refill) is never handed back full too early."""
 
     IDLE_SECONDS = 3600.0
 
@@ -102,10 +112,12 @@ class MemoryStore:
         its burst (the one place the token-bucket arithmetic lives, for ``admit_now`` and ``take``)."""
         level = self._levels.get(bucket.key)
         if level is None:
-            level = self._levels[bucket.key] = _Level(tokens=float(bucket.burst), updated=now)
-        elif now > level.updated:
-            level.tokens = min(float(bucket.burst), level.tokens + (now - level.updated) * bucket.rate)
-            level.updated = now
+            level = self._levels[bucket.key] = _Level(tokens=float(bucket.burst), updated=now, bucket=bucket)
+        else:
+            if now > level.updated:
+                level.tokens = min(float(bucket.burst), level.tokens + (now - level.updated) * bucket.rate)
+                level.updated = now
+            level.bucket = bucket  # a reload may have changed its rate: the sweep judges by this one
         return level
 
     def admit_now(self, buckets: Sequence[Bucket], quota: Quota | None, now: float) -> Decision:
@@ -161,7 +173,9 @@ class MemoryStore:
         self._counts.clear()
 
     def _sweep(self, now: float) -> None:
-        idle = [key for key, level in self._levels.items() if now - level.updated > self.IDLE_SECONDS]
+        idle = [
+            key for key, level in self._levels.items() if now - level.updated > self.IDLE_SECONDS and _full(level, now)
+        ]
         for key in idle:
             del self._levels[key]
         self._next_sweep = now + self.IDLE_SECONDS
