@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import multiprocessing
 import os
 import secrets
 import shutil
@@ -29,7 +30,7 @@ from pathlib import Path
 from propylon.commands import event_loops, private_redis, shared_flags, validate, workers
 from propylon_compiler import compiler, diagnostics, last_good, manifests
 from propylon_config import model
-from propylon_proxy import gateway, gc_tuning, limit_stores, settings, upstreams
+from propylon_proxy import gateway, gc_tuning, limit_stores, log_writer, settings, upstreams
 
 EXIT_BAD_INPUT = 2
 
@@ -333,7 +334,11 @@ def _serve_workers(
         shared = store_url or (private.url if private is not None else None)
         proxy_settings = dataclasses.replace(proxy_settings, redis_url=shared)  # WebSockets across workers too
 
+        # The workers share stdout: one lock keeps their access-log batches whole (log_writer).
+        stream_lock = multiprocessing.get_context("fork").Lock()
+
         def run_worker(index: int, ready: Callable[[], None]) -> int:
+            log_writer.share_stream_lock(stream_lock)
             main = _serve(args, memory, first, seen, proxy_settings, token, options, shared, index, ready, channel)
             return event_loops.run(main, args.loop)
 

@@ -12,6 +12,12 @@ The queue is a ``collections.deque`` (append and popleft are atomic in CPython) 
 event only when it went idle on an empty queue; under load it naps ``BATCH_PAUSE`` between
 batches and never needs waking. Measured in process (issue 15, perf-policy2): the loop's side
 of a line 1.1 us (``Queue.put_nowait``) -> 0.1 us.
+
+Under ``serve --workers N`` every worker inherits the one stdout. When that is a pipe (a
+container runtime, ``| tee``), a write over ``PIPE_BUF`` (4 KiB) is not atomic, so two workers'
+batches interleaved mid-line (44 of 4,000 lines unparseable with 6 KB User-Agents). The
+workers then share one lock (``share_stream_lock``, a semaphore made before the fork) and hold
+it for each batch's write and flush: a batch leaves whole. Off the loop; one acquire per batch.
 """
 
 from __future__ import annotations
@@ -30,6 +36,17 @@ from propylon_proxy import access_log, metrics
 CAPACITY = 10_000  # lines; about 5 MB of JSON at worst
 BATCH_PAUSE = 0.005  # seconds the writer naps after a write: lines reach stdout at most this late
 MAX_BATCH = 1_000  # lines per write
+
+# A lock shared with sibling processes writing to the same stdout (``share_stream_lock``), or
+# None for a process of its own. Anything with acquire/release (multiprocessing's Lock).
+_stream_lock: Any = None
+
+
+def share_stream_lock(lock: Any) -> None:
+    """Serialise this process's batches with its siblings' on the stdout they share: called in
+    each ``serve --workers`` worker with one lock its parent made before forking."""
+    global _stream_lock
+    _stream_lock = lock
 
 
 class LineWriter:
@@ -92,22 +109,30 @@ class LineWriter:
             out = self._stream or sys.stdout
             try:
                 text = "".join([f"{render(item)}\n" for item in batch])
+            except ValueError:
+                continue  # an item that cannot be made a line (never expected): not the thread's end
+            shared = _stream_lock
+            if shared is not None:
+                shared.acquire()
+            try:
                 out.write(text)
                 out.flush()
             except UnicodeEncodeError:
                 # One line the stream cannot encode (a lone surrogate from a client's bytes)
                 # must not cost the batch its other lines: write them one at a time, that one
                 # with the unencodable characters escaped.
-                self._write_each(out, batch)
+                self._write_each(out, text.splitlines(keepends=True))
             except (OSError, ValueError):
                 pass  # stdout closed or broken: nothing to log to, and nothing to raise into
+            finally:
+                if shared is not None:
+                    shared.release()
             if not stop.is_set():
                 time.sleep(BATCH_PAUSE)
 
-    def _write_each(self, out: TextIO, batch: list[Any]) -> None:
-        for item in batch:
+    def _write_each(self, out: TextIO, lines: list[str]) -> None:
+        for line in lines:
             try:
-                line = f"{self._render(item)}\n"
                 try:
                     out.write(line)
                 except UnicodeEncodeError:

@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,13 +35,14 @@ pytestmark = pytest.mark.timeout(180)
 class Workers:
     """One `propylon serve --workers N` process tree."""
 
-    def __init__(self, folder: Path, logs: Path, *extra: str, workers: int = 2) -> None:
+    def __init__(self, folder: Path, logs: Path, *extra: str, workers: int = 2, stdout_pipe: bool = False) -> None:
         self.port, self.admin = redis_servers.free_port(), redis_servers.free_port()
         self.stderr_path = logs / "serve.stderr"
         command = [*PROPYLON, "serve", "-f", str(folder), "--workers", str(workers), "--port", str(self.port)]
         command += ["--internal-port", str(redis_servers.free_port()), "--admin-port", str(self.admin), *extra]
         with (logs / "serve.stdout").open("ab") as out, self.stderr_path.open("ab") as err:
-            self.process = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+            stdout = subprocess.PIPE if stdout_pipe else out  # a pipe: what a container runtime reads
+            self.process = subprocess.Popen(command, stdout=stdout, stderr=err, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while "propylon serve: public" not in self.stderr():  # printed once every worker listens
             if self.process.poll() is not None:
@@ -76,8 +78,8 @@ class Workers:
 
 
 @contextlib.contextmanager
-def workers(folder: Path, logs: Path, *extra: str) -> Iterator[Workers]:
-    served = Workers(folder, logs, *extra)
+def workers(folder: Path, logs: Path, *extra: str, stdout_pipe: bool = False) -> Iterator[Workers]:
+    served = Workers(folder, logs, *extra, stdout_pipe=stdout_pipe)
     pids = list(served.children())
     try:
         yield served
@@ -229,3 +231,62 @@ def test_every_worker_reloads_with_watch(tmp_path):
             time.sleep(0.1)
         assert set(bodies) == {b"changed"}
         assert served.stderr().count("propylon: reloaded") == 1  # worker 0 alone reports it
+
+
+LOGGED = """\
+apiVersion: propylon.dev/v1alpha1
+kind: Api
+metadata: {name: logged, namespace: demo}
+spec:
+  routes:
+    - routeKey: GET /hello
+      integration: {type: MOCK, mock: {statusCode: 200, body: hello}}
+---
+apiVersion: propylon.dev/v1alpha1
+kind: Stage
+metadata: {name: live, namespace: demo}
+spec:
+  apiRef: logged
+  basePath: /live
+  accessLog: {enabled: true}
+"""
+
+
+async def _with_agent(url: str, agent: str, n: int) -> list[int]:
+    connector = aiohttp.TCPConnector(limit=100, force_close=True)  # new connections: both workers serve
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120), connector=connector) as session:
+
+        async def one() -> int:
+            async with session.get(url, headers={"User-Agent": agent}) as resp:
+                await resp.read()
+                return resp.status
+
+        return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+def test_two_workers_access_log_lines_stay_whole_on_a_shared_pipe(tmp_path):
+    """Both workers write batches of lines to the one stdout pipe; a write over PIPE_BUF is not
+    atomic, so without the shared lock their batches interleaved mid-line (log_writer)."""
+    redis_servers.require_redis()
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "logged.yaml").write_text(LOGGED)
+    requests, agent = 3000, "agent-" + "x" * 12_000  # 12 KB lines: every batch is many PIPE_BUFs
+    with workers(folder, tmp_path, stdout_pipe=True) as served:
+        assert served.process.stdout is not None
+        lines: list[bytes] = []
+        reader = threading.Thread(target=lambda: lines.extend(served.process.stdout), daemon=True)
+        reader.start()
+        statuses = asyncio.run(_with_agent(f"http://127.0.0.1:{served.port}/live/hello", agent, requests))
+        assert statuses == [200] * requests
+        served.stop()  # the workers write what they queued, then the pipe closes
+        reader.join(timeout=60)
+    entries = [line for line in lines if b"requestId" in line or b"\xff" in line or len(line) > 1000]
+    broken = []
+    for line in entries:
+        try:
+            json.loads(line)
+        except ValueError:
+            broken.append(line[:80])
+    assert broken == [], f"{len(broken)} of {len(entries)} lines are not JSON: {broken[:3]}"
+    assert len(entries) == requests
