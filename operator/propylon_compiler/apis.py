@@ -201,6 +201,16 @@ def _route(
                 breaks=False,
             )
             refusal = table.AUTHORIZER_CONFIGURATION_ERROR
+        elif scopes and (kind := target.spec.get("type")) != "JWT":
+            # Only a JWT carries scopes: a function authorizer would let every caller through
+            # the scopes the route asks for, so the route fails closed instead.
+            f.error(
+                fields.join(path, "authorizationScopes"),
+                f"authorizationScopes apply only to routes with a JWT authorizer, and Authorizer "
+                f"{f.obj.namespace}/{authorizer} is {kind}; route {key!r} {REFUSES_AUTHORIZER}",
+                breaks=False,
+            )
+            refusal = table.AUTHORIZER_CONFIGURATION_ERROR
     # An invalid model is reported at the model itself; only an undeclared one is missing here.
     declared = models.keys() | set((f.mapping(f.obj.spec, "models", "spec") or {}).keys())
     if validation is not None and validation.body_model is not None and validation.body_model not in declared:

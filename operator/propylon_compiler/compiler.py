@@ -129,5 +129,5 @@ def _sorted(
     found: Sequence[diagnostics.Diagnostic], documents: Sequence[manifests.Document]
 ) -> tuple[diagnostics.Diagnostic, ...]:
     """Input order (files as given, documents in order), then the order phases found them."""
-    position = {(d.origin.file, d.origin.document): i for i, d in enumerate(documents)}
-    return tuple(sorted(found, key=lambda d: position.get((d.origin.file, d.origin.document), -1)))
+    position = {d.origin: i for i, d in enumerate(documents)}
+    return tuple(sorted(found, key=lambda d: position.get(d.origin, -1)))

@@ -21,6 +21,20 @@ class Origin:
 
     file: str
     document: int  # 1-based, as diagnostics print it; 0 = the file as a whole
+    item: int | None = None
+    """The 0-based index in the ``items`` of a ``kind: List`` document (what ``kubectl get -o
+    yaml`` writes), None for a document of its own. Field paths then start ``items[N].``."""
+
+    def __str__(self) -> str:
+        """``FILE document N`` (``... items[i]`` for an item of a List), as other messages cite it."""
+        where = f"{self.file} document {self.document}"
+        return where if self.item is None else f"{where} items[{self.item}]"
+
+    def rooted(self, path: str) -> str:
+        """``path`` from the document's root: under ``items[i]`` for an item of a List."""
+        if self.item is None:
+            return path
+        return f"items[{self.item}].{path}" if path else f"items[{self.item}]"
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,7 +57,8 @@ class Diagnostic:
         if self.kind:
             ident = f"{self.namespace}/{self.name}" if self.namespace else self.name
             who = f" ({self.kind} {ident})" if ident else f" ({self.kind})"
-        where = f"{self.field}: " if self.field else ""
+        field = self.origin.rooted(self.field)
+        where = f"{field}: " if field else ""
         if self.origin.document == 0:  # the file as a whole (unreadable): there is no document to name
             return f"{self.origin.file}: {where}{self.message}"
         return f"{self.origin.file}: document {self.origin.document}{who}: {where}{self.message}"

@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from propylon_compiler import fields, integration_responses, routes, stage_variables
+from propylon_compiler import fields, integration_responses, mapping_expressions, routes, stage_variables
 from propylon_config import headers as header_names
 from propylon_config import model
 from propylon_config.templates import template_error
@@ -313,6 +313,9 @@ def _mapping(key: str, value: Any, *, response: bool) -> model.ParameterMapping 
         return f'a remove: mapping takes "" as its value, not {value!r}'
     if action is not model.MappingAction.REMOVE and value == "":
         return f"the value of {key!r} is empty (use a quoted literal such as \"'text'\" or an expression)"
+    wrong = mapping_expressions.problem(value, response=response)
+    if wrong is not None:
+        return wrong
     return model.ParameterMapping(action=action, target=target, name=name, value=value)
 
 

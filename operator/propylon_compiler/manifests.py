@@ -7,6 +7,7 @@ itself is pure and takes the documents this returns.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -96,30 +97,81 @@ def load_paths(paths: Sequence[str]) -> LoadResult:
 
 
 def parse_text(text: str, display: str) -> tuple[list[Document], list[diagnostics.Diagnostic]]:
-    """Split one file's text into documents; empty documents are skipped but still counted."""
+    """Split one file's text into documents; empty documents are skipped but still counted.
+    The items of a List document are documents of their own, all under its number."""
     documents: list[Document] = []
     problems: list[diagnostics.Diagnostic] = []
     index = 0
     try:
-        for index, body in enumerate(yaml.safe_load_all(text), start=1):
+        for index, body in enumerate(yaml.load_all(text, Loader=_StrictLoader), start=1):
             if body is None:
                 continue
             if not isinstance(body, dict):
-                problems.append(_file_problem(display, index, "a manifest must be a mapping (apiVersion, kind, ...)"))
+                problems.append(_file_problem(display, index, NOT_A_MAPPING))
                 continue
-            origin = diagnostics.Origin(file=display, document=index)
-            if _ESCAPED_SURROGATE.search(text) is not None:
-                body, lone = _joined(body, ())
-                if lone is not None:
-                    problems.append(_lone_surrogate(origin, body, lone))
+            if _is_list(body):
+                items = [
+                    (diagnostics.Origin(file=display, document=index, item=i), item)
+                    for i, item in enumerate(body["items"])
+                ]
+            else:
+                items = [(diagnostics.Origin(file=display, document=index), body)]
+            for origin, item in items:
+                if not isinstance(item, dict):
+                    problems.append(diagnostics.Diagnostic(origin=origin, message=NOT_A_MAPPING, reason="Unreadable"))
                     continue
-            documents.append(Document(origin=origin, body=body))
+                if _ESCAPED_SURROGATE.search(text) is not None:
+                    item, lone = _joined(item, ())
+                    if lone is not None:
+                        problems.append(_lone_surrogate(origin, item, lone))
+                        continue
+                documents.append(Document(origin=origin, body=item))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         problems.append(_file_problem(display, index + 1, f"invalid YAML{where}: {problem}"))
     return documents, problems
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with the same key twice.
+
+    PyYAML keeps the last value silently, so a second ``routes:`` would drop the first list
+    unseen; kubectl and the API server refuse such a manifest ("key already set in map"), and
+    so does Propylon, naming both lines. Keys merged in with ``<<`` may still be overridden.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base class says so
+                break
+            if first is not None:
+                shown = json.dumps(key) if isinstance(key, str) else repr(key)
+                raise yaml.constructor.ConstructorError(
+                    f"while constructing a mapping (from line {node.start_mark.line + 1})",
+                    node.start_mark,
+                    f"duplicate key {shown} (first at line {first.line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+NOT_A_MAPPING = "a manifest must be a mapping (apiVersion, kind, ...)"
+
+
+def _is_list(body: dict[str, Any]) -> bool:
+    """A ``kind: List`` (or ``ApiList``, ...) of manifests, as ``kubectl get -o yaml`` writes
+    them: kubectl and the API server read its items as documents, and so does Propylon, rather
+    than skip it as a kind of its own (a broken export would then validate as empty)."""
+    return str(body.get("kind") or "").endswith("List") and isinstance(body.get("items"), list)
 
 
 def _file_problem(display: str, document: int, message: str) -> diagnostics.Diagnostic:

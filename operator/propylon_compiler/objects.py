@@ -158,8 +158,7 @@ def index(documents: Sequence[manifests.Document], reporter: Reporter) -> Index:
                 _diagnostic(
                     document,
                     "metadata.name",
-                    f"duplicate {document.kind} {document.namespace}/{document.name}: first defined in "
-                    f"{first.origin.file} document {first.origin.document}",
+                    f"duplicate {document.kind} {document.namespace}/{document.name}: first defined in {first.origin}",
                     reason="Duplicate",
                 )
             )

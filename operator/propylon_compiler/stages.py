@@ -172,7 +172,7 @@ def _settle_conflicts(
                 spec.obj,
                 "spec.basePath",
                 f"{where}basePath {spec.base_path} {'are' if host else 'is'} already served by Stage {taken.obj.id} "
-                f"({taken.obj.document.origin.file} document {taken.obj.document.origin.document})",
+                f"({taken.obj.document.origin})",
                 reason="Conflict",
             )
             continue

@@ -47,7 +47,22 @@ def load_and_compile(
     if gateway_throttle is not None:
         options = dataclasses.replace(options, gateway_throttle=gateway_throttle)
     result = compiler.compile(loaded.documents, options=options)
-    return result, loaded.diagnostics + result.diagnostics
+    return result, _in_input_order(args.paths, loaded.diagnostics + result.diagnostics)
+
+
+def _in_input_order(
+    paths: Sequence[str], found: tuple[diagnostics.Diagnostic, ...]
+) -> tuple[diagnostics.Diagnostic, ...]:
+    """Diagnostics in the order of the input (files as read, documents and List items in
+    order), as a user reads the files; a file's YAML error among the others, not first of all.
+    Stable: what one document got keeps the order the compiler found it in."""
+    files = {display: i for i, (display, _) in enumerate(manifests.expand_paths(paths))}
+
+    def position(diagnostic: diagnostics.Diagnostic) -> tuple[int, int, int]:
+        origin = diagnostic.origin
+        return (files.get(origin.file, len(files)), origin.document, -1 if origin.item is None else origin.item)
+
+    return tuple(sorted(found, key=position))
 
 
 def print_diagnostics(found: Sequence[diagnostics.Diagnostic]) -> None:
