@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,16 +20,12 @@ from aiohttp import web
 
 from propylon_config import model
 from tests.proxy.conftest import config, http_proxy, stage
+from tests.proxy.test_audit_cache import VaryingBackend
 
 
-class FoldingBackend:
+class FoldingBackend(VaryingBackend):
     """Answers by ``X-Lang`` whichever spelling carried it (``_`` read as ``-``), with the call's
     number and ``Vary`` (``X-Lang``, or ``?vary=``); ``?d=`` delays the answer."""
-
-    def __init__(self) -> None:
-        self.calls = itertools.count(1)
-        self.runner: web.AppRunner | None = None
-        self.url = ""
 
     async def _handle(self, request: web.Request) -> web.Response:
         n = next(self.calls)
@@ -38,15 +33,6 @@ class FoldingBackend:
             await asyncio.sleep(float(request.query["d"]))
         lang = next((v for k, v in request.headers.items() if k.lower().replace("_", "-") == "x-lang"), "en")
         return web.json_response({"n": n, "lang": lang}, headers={"Vary": request.query.get("vary", "X-Lang")})
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", self._handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
 
 
 @pytest.fixture

@@ -98,13 +98,13 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-async def _fresh_connections(url: str, key: str, n: int) -> list[int]:
+async def _fresh_connections(url: str, headers: dict[str, str], n: int) -> list[int]:
     """``n`` concurrent requests, each on a new connection (so the kernel picks a worker for each)."""
     connector = aiohttp.TCPConnector(limit=100, force_close=True)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60), connector=connector) as session:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120), connector=connector) as session:
 
         async def one() -> int:
-            async with session.get(url, headers={"x-api-key": key}) as resp:
+            async with session.get(url, headers=headers) as resp:
                 await resp.read()
                 return resp.status
 
@@ -131,7 +131,9 @@ def test_two_workers_admit_exactly_the_quota_and_stop_with_the_parent(tmp_path):
         private = served.private_redis_folder()
         assert private.is_dir() and (private / "redis.sock").exists()
 
-        statuses = asyncio.run(_fresh_connections(f"http://127.0.0.1:{served.port}/live/quota", KEYS["key0"], 400))
+        statuses = asyncio.run(
+            _fresh_connections(f"http://127.0.0.1:{served.port}/live/quota", {"x-api-key": KEYS["key0"]}, 400)
+        )
         assert statuses.count(200) == 100, sorted(set(statuses))
         assert statuses.count(429) == 300
         # Worker 0 answers the admin port for both workers: /metrics counts all 400.
@@ -184,7 +186,9 @@ def test_two_workers_share_a_given_redis(tmp_path):
     ):
         names = list(served.children().values())
         assert len(names) == 2 and "redis-server" not in names  # no private redis-server
-        statuses = asyncio.run(_fresh_connections(f"http://127.0.0.1:{served.port}/live/quota", KEYS["key1"], 400))
+        statuses = asyncio.run(
+            _fresh_connections(f"http://127.0.0.1:{served.port}/live/quota", {"x-api-key": KEYS["key1"]}, 400)
+        )
         assert statuses.count(200) == 100 and statuses.count(429) == 300
 
 
@@ -252,18 +256,6 @@ spec:
 """
 
 
-async def _with_agent(url: str, agent: str, n: int) -> list[int]:
-    connector = aiohttp.TCPConnector(limit=100, force_close=True)  # new connections: both workers serve
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120), connector=connector) as session:
-
-        async def one() -> int:
-            async with session.get(url, headers={"User-Agent": agent}) as resp:
-                await resp.read()
-                return resp.status
-
-        return list(await asyncio.gather(*(one() for _ in range(n))))
-
-
 def test_two_workers_access_log_lines_stay_whole_on_a_shared_pipe(tmp_path):
     """Both workers write batches of lines to the one stdout pipe; a write over PIPE_BUF is not
     atomic, so without the shared lock their batches interleaved mid-line (log_writer)."""
@@ -277,7 +269,9 @@ def test_two_workers_access_log_lines_stay_whole_on_a_shared_pipe(tmp_path):
         lines: list[bytes] = []
         reader = threading.Thread(target=lambda: lines.extend(served.process.stdout), daemon=True)
         reader.start()
-        statuses = asyncio.run(_with_agent(f"http://127.0.0.1:{served.port}/live/hello", agent, requests))
+        statuses = asyncio.run(
+            _fresh_connections(f"http://127.0.0.1:{served.port}/live/hello", {"User-Agent": agent}, requests)
+        )
         assert statuses == [200] * requests
         served.stop()  # the workers write what they queued, then the pipe closes
         reader.join(timeout=60)
