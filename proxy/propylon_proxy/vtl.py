@@ -6,9 +6,9 @@ only supplies AWS's variables: ``$input`` (``body``, ``json(path)``, ``path(path
 base64Encode, base64Decode), ``$context`` and ``$stageVariables``. JSONPath is jsonpath-ng
 (a maintained library), so ``$``, ``$.a.b``, ``$.a[0]``, ``$['a']`` and ``[*]`` mean what
 they mean there. A template is compiled once per plan (``compile``); anything that goes wrong
-while rendering, including output past ``MAX_OUTPUT`` (10 MiB) or a render past its budget
-(``_Budget``), is one ``RenderError`` that the integration turns into 500
-API_CONFIGURATION_ERROR before anything is sent upstream.
+while rendering, including output past ``MAX_OUTPUT`` (10 MiB), a value past ``MAX_VALUE`` or
+``MAX_ALLOCATED`` (``_calls``) or a render past its budget (``_Budget``), is one ``RenderError``
+that the integration turns into 500 API_CONFIGURATION_ERROR before anything is sent upstream.
 """
 
 from __future__ import annotations
@@ -34,6 +34,17 @@ from propylon_proxy import vtl_java, vtl_math, vtl_sandbox
 MAX_OUTPUT = 10 * 1024 * 1024
 MAX_ITERATIONS = 1000  # #foreach passes in total over one render, as AWS limits a template
 MAX_SECONDS = 0.5  # of one render, checked at each #foreach pass and #macro/#define call
+# The longest value (characters of a string or bytes, items of a list, map or tuple) a method
+# call, an interpolated string ("$a$b"), a #set or a printed list may make: as the output, since
+# a value any longer cannot be written out whole anyway. vtl_java.MAX_PRINTED and
+# vtl_math.MAX_TEXT are the same bound.
+MAX_VALUE = MAX_OUTPUT
+# What one render's method calls and interpolated strings may return in total, in units: a
+# character 1, a list's or map's item ITEM_UNITS (its pointer's bytes; the objects it holds are
+# already counted where they were made). Six full-size strings, so a template can still work on
+# a 10 MiB body several times over; many medium copies held at once stop here.
+MAX_ALLOCATED = 64 * 1024 * 1024
+ITEM_UNITS = 8
 
 
 class RenderError(Exception):
@@ -43,9 +54,10 @@ class RenderError(Exception):
 class _Bounded(io.StringIO):
     """Output that refuses to grow past ``MAX_OUTPUT`` characters while it is written."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, what: str = "template output") -> None:
         super().__init__()
         self._left = limit
+        self._what = what
         self.stop = False  # airspeed's #stop sets this
 
     def write(self, s: str) -> int:
@@ -53,7 +65,7 @@ class _Bounded(io.StringIO):
             return 0
         self._left -= len(s)
         if self._left < 0:
-            raise RenderError("template output too large")
+            raise RenderError(f"{self._what} too large")
         return super().write(s)
 
 
@@ -63,17 +75,29 @@ class _Budget:
     passes), and a ``#macro`` that calls another twice, thirty deep, is 2^30 calls with no
     loop and no output at all. So the passes are counted over the whole render (AWS's quota is
     per template), and a deadline is checked wherever work multiplies (each pass, each macro or
-    ``#define`` call); between two checks a render does at most one pass of the template text."""
+    ``#define`` call); between two checks a render does at most one pass of the template text.
+    One operation can still build a huge value between two checks (``$s.center(1000000000)``),
+    so the budget also holds what the render's values may still take (``allocated``, spent by
+    ``_calls`` and interpolated strings)."""
 
-    __slots__ = ("deadline", "passes")
+    __slots__ = ("allocated", "deadline", "passes", "shared")
 
     def __init__(self, seconds: float) -> None:
         self.passes = MAX_ITERATIONS
         self.deadline = time.monotonic() + seconds
+        self.allocated = MAX_ALLOCATED  # units still allowed (``charge``)
+        # Whether the template changed a list or map in place: only then can a JSON document
+        # ($input.path's) hold one value many times over, and need the bounded dump (``_dumps``).
+        self.shared = False
 
     def spend(self) -> None:
         if time.monotonic() > self.deadline:
             raise RenderError("template render took too long")
+
+    def charge(self, units: int) -> None:
+        self.allocated -= units
+        if self.allocated < 0:
+            raise RenderError(f"template values past {MAX_ALLOCATED} units in one render")
 
 
 # The budget of the render under way: compiled trees are shared by every request of a plan, so
@@ -106,6 +130,243 @@ def _budgeted(execute: Any) -> Any:
         execute(stream, namespace, arguments, loader)
 
     return execute_function
+
+
+def _calls(name: str) -> vtl_sandbox.Call:
+    """How a template calls a method named ``name`` (``vtl_sandbox``'s ``calls``), within the
+    render's size bounds, chosen once per call site so the common call pays only for measuring
+    its result.
+
+    A method whose result size follows from its arguments (``_GROWTH``: padding, ``replace``,
+    ``join``, ``addAll``...) is refused before it runs when that size is past ``MAX_VALUE``:
+    ``$s.center(1000000000)`` never allocates its gigabyte. After any call, what it returned and
+    what it grew in place (``$l.addAll($l)`` answers true and doubles ``$l``) are measured
+    against ``MAX_VALUE`` and spent from the render's ``MAX_ALLOCATED``, so neither one huge
+    value nor many medium ones held at once get far."""
+    estimate = _GROWTH.get(name)
+    mutates = name in _MUTATORS
+
+    def call(receiver: Any, method: Any, arguments: list[Any]) -> Any:
+        if estimate is not None:
+            size = estimate(receiver, arguments)
+            if size > MAX_VALUE:
+                raise RenderError(f"{name}() would make a value of {size} (past {MAX_VALUE})")
+        kind = receiver.__class__
+        if mutates and (kind is list or kind is dict):
+            before = len(receiver)
+            result = method(*arguments)
+            budget = _BUDGET.get()
+            budget.shared = True
+            grown = len(receiver) - before
+            if len(receiver) > MAX_VALUE:
+                raise RenderError(f"{name}() made a value of {len(receiver)} items (past {MAX_VALUE})")
+            if grown > 0:
+                budget.charge(grown * ITEM_UNITS)
+        else:
+            result = method(*arguments)
+        kind = result.__class__  # inline, not helpers: this runs for every call a template makes
+        if kind is str or kind is bytes:
+            size = len(result)
+            units = size
+        elif kind is list or kind is dict or kind is tuple:
+            size = len(result)
+            units = size * ITEM_UNITS
+        else:
+            return result
+        if size > MAX_VALUE:
+            raise RenderError(f"{name}() made a value of {size} (past {MAX_VALUE})")
+        budget = _BUDGET.get()
+        budget.allocated -= units
+        if budget.allocated < 0:
+            budget.charge(0)  # raises
+        return result
+
+    return call
+
+
+# The methods that make a list or map hold more (Python's and vtl_java's): after one, a JSON
+# document may hold a value many times over (``_Budget.shared``).
+_MUTATORS = frozenset({"append", "extend", "insert", "add", "addAll", "put", "putAll", "update", "setdefault"})
+
+
+def _width(value: Any, arguments: list[Any]) -> int:
+    """``center``/``ljust``/``rjust``/``zfill``: the width asked, when it is the text's."""
+    if isinstance(value, str | bytes) and arguments and isinstance(arguments[0], int):
+        return max(len(value), arguments[0])
+    return 0
+
+
+def _expandtabs(value: Any, arguments: list[Any]) -> int:
+    size = arguments[0] if arguments else 8
+    if not isinstance(value, str | bytes) or not isinstance(size, int):
+        return 0
+    widest = len(value) * max(size, 1)
+    if widest <= MAX_VALUE:  # the common case answers without scanning the text
+        return widest
+    tabs = value.count("\t") if isinstance(value, str) else value.count(b"\t")
+    return len(value) + tabs * max(size - 1, 0)
+
+
+def _replace(value: Any, arguments: list[Any]) -> int:
+    """``replace(old, new[, count])``: the text's length plus the growth of each match."""
+    if len(arguments) < 2 or not isinstance(value, str | bytes):
+        return 0
+    old, new = arguments[0], arguments[1]
+    if type(old) is not type(value) or type(new) is not type(value):
+        return 0
+    growth = len(new) - len(old)
+    if growth <= 0:
+        return len(value)
+    most = len(value) + 1  # an empty ``old`` matches between every two characters
+    if len(arguments) > 2 and isinstance(arguments[2], int) and arguments[2] >= 0:
+        most = min(most, arguments[2])
+    if len(value) + most * growth <= MAX_VALUE:
+        return len(value) + most * growth
+    text: Any = value  # str or bytes, with an ``old`` of the same type
+    found: int = text.count(old)
+    return len(value) + min(most, found) * growth
+
+
+def _replace_all(value: Any, arguments: list[Any]) -> int:
+    """vtl_java's ``replaceAll(regex, replacement)``: each match becomes the replacement, whose
+    group references (each needs a backslash) are each at most the match. When the quick bound
+    is past the limit, ``re.subn`` with an empty replacement counts the matches and their
+    length in C, building nothing longer than the text itself."""
+    if len(arguments) < 2 or not isinstance(value, str):
+        return 0
+    pattern, replacement = vtl_java.java_str(arguments[0]), vtl_java.java_str(arguments[1])
+    references = replacement.count("\\")
+    quick = len(value) * (1 + references) + (len(value) + 1) * len(replacement)
+    if quick <= MAX_VALUE:
+        return quick
+    rest, matches = re.subn(pattern, "", value)
+    return len(rest) + matches * len(replacement) + references * (len(value) - len(rest))
+
+
+def _join(value: Any, arguments: list[Any]) -> int:
+    if not arguments or not isinstance(value, str | bytes):
+        return 0
+    items = arguments[0]
+    if not hasattr(items, "__len__"):
+        return 0
+    separators = len(value) * max(len(items) - 1, 0)
+    if separators > MAX_VALUE:
+        return separators
+    try:
+        return separators + sum(map(len, items))
+    except TypeError:  # not all text: join itself refuses
+        return 0
+
+
+def _translate(value: Any, arguments: list[Any]) -> int:
+    """``str.translate(table)``: each character replaced by at most the longest text of the table."""
+    if not arguments or not isinstance(value, str) or not isinstance(arguments[0], dict):
+        return 0
+    table = arguments[0]
+    longer = [(key, text) for key, text in table.items() if isinstance(text, str) and len(text) > 1]
+    if not longer:
+        return len(value)
+    quick = len(value) * max(len(text) for _, text in longer)
+    if quick <= MAX_VALUE or len(longer) > 64:  # many long entries: the bound, not one scan each
+        return quick
+    size = len(value)
+    for key, text in longer:
+        found = chr(key) if isinstance(key, int) and 0 <= key <= 0x10FFFF else key
+        if isinstance(found, str):
+            size += value.count(found) * (len(text) - 1)
+    return size
+
+
+def _added(value: Any, arguments: list[Any]) -> int:
+    """``extend``/``addAll``/``update``/``putAll``: the items there will be (at most)."""
+    if isinstance(value, list | dict) and arguments and hasattr(arguments[0], "__len__"):
+        return len(value) + len(arguments[0])
+    return 0
+
+
+def _fromkeys(value: Any, arguments: list[Any]) -> int:
+    if isinstance(value, dict) and arguments and hasattr(arguments[0], "__len__"):
+        return len(arguments[0])
+    return 0
+
+
+def _to_bytes(value: Any, arguments: list[Any]) -> int:
+    """``int.to_bytes(length, ...)``: ``length`` bytes."""
+    if isinstance(value, int) and arguments and isinstance(arguments[0], int):
+        return arguments[0]
+    return 0
+
+
+# Method name -> the size (characters or items) of what it would make, from its receiver and
+# arguments, computed before it runs (``_calls``); 0 when the call is not that method.
+_GROWTH: dict[str, Any] = {
+    "center": _width,
+    "ljust": _width,
+    "rjust": _width,
+    "zfill": _width,
+    "expandtabs": _expandtabs,
+    "replace": _replace,
+    "replaceAll": _replace_all,
+    "join": _join,
+    "translate": _translate,
+    "extend": _added,
+    "addAll": _added,
+    "update": _added,
+    "putAll": _added,
+    "fromkeys": _fromkeys,
+    "to_bytes": _to_bytes,
+}
+
+
+def _value_stream() -> _Bounded:
+    """Where an interpolated string or a ``$macro()`` used as a value is written: bounded as
+    the output is, so ``"$s$s"`` cannot build a value past ``MAX_VALUE`` first."""
+    return _Bounded(MAX_VALUE, "template value")
+
+
+def _interpolated(element: Any) -> Any:
+    """An interpolated string's ``calculate`` that writes into a ``_value_stream`` and spends
+    the string from the render's ``MAX_ALLOCATED``."""
+    block = element.block
+
+    def calculate(namespace: Any, loader: Any) -> str:
+        out = _value_stream()
+        block.evaluate(out, namespace, loader)
+        text = out.getvalue()
+        _BUDGET.get().charge(len(text))
+        return text
+
+    return calculate
+
+
+def _checked_set(element: Any) -> Any:
+    """A ``#set``'s ``evaluate_raw`` that refuses a value past ``MAX_VALUE`` and notes a set into
+    a map (``#set($doc.a = $l)``) as a change in place (``_Budget.shared``)."""
+    value = element.value
+    terms = element.terms
+    evaluate = element.evaluate_raw
+
+    def evaluate_raw(stream: Any, namespace: Any, loader: Any) -> None:
+        if len(terms) > 1:
+            _BUDGET.get().shared = True
+        evaluate(stream, namespace, loader)
+
+    def calculate(namespace: Any, loader: Any) -> Any:
+        found = value.calculate(namespace, loader)
+        kind = found.__class__
+        if (kind is str or kind is list or kind is dict or kind is bytes or kind is tuple) and len(found) > MAX_VALUE:
+            raise RenderError(f"#set of a value of {len(found)} (past {MAX_VALUE})")
+        return found
+
+    element.value = _Calculated(calculate)
+    return evaluate_raw
+
+
+class _Calculated:
+    """An expression whose ``calculate`` is the function given."""
+
+    def __init__(self, calculate: Any) -> None:
+        self.calculate = calculate
 
 
 class _Iterated:
@@ -152,9 +413,13 @@ def compile(text: str) -> airspeed.Template:
     tree = list(templates.elements(template.root_element))
     vtl_java.render_like_java(tree)
     vtl_math.prepare(tree)
-    vtl_sandbox.sandbox(tree)
+    vtl_sandbox.sandbox(tree, calls=_calls, stream=_value_stream)
     for element in tree:
-        if isinstance(element, airspeed.ForeachDirective):
+        if isinstance(element, airspeed.InterpolatedStringLiteral):
+            element.calculate = _interpolated(element)
+        elif isinstance(element, airspeed.SetDirective):
+            element.evaluate_raw = _checked_set(element)
+        elif isinstance(element, airspeed.ForeachDirective):
             element.block = _CountedBody(element.block)
             element.value = _Iterated(element.value)
             element.evaluate_raw = _breakable(element.evaluate_raw)
@@ -251,8 +516,28 @@ class Input:
         return ""
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+def _dumps(value: Any, *, shared: bool | None = None) -> str:
+    """Compact JSON text of ``value``. A list or map that may hold one value many times over
+    (``shared``; by default whenever the render changed one in place, ``_Budget.shared``) is
+    encoded piece by piece and refused past ``MAX_VALUE``: ``$l.addAll($l)`` twenty times over
+    a 10 MiB string is 10^13 characters of JSON. A parsed body is a tree, its text about the
+    body's size, and takes the C encoder."""
+    if shared is None:
+        budget = _BUDGET.get(None)
+        shared = budget is not None and budget.shared
+    if not shared or not isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    parts: list[str] = []
+    left = MAX_VALUE
+    for chunk in _ENCODER.iterencode(value):  # not one-shot: Python's encoder, in pieces
+        left -= len(chunk)
+        if left < 0:
+            raise RenderError(f"a value whose JSON is past {MAX_VALUE} characters")
+        parts.append(chunk)
+    return "".join(parts)
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 class Util:
@@ -318,7 +603,8 @@ def _utf16_escapes(match: re.Match[str]) -> str:
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
-    return "" if value is None else _dumps(value)
+    # A list or map passed to $util may be the template's own, built of literals ([$l, $l]).
+    return "" if value is None else _dumps(value, shared=True)
 
 
 UTIL = Util()

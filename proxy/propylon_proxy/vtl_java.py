@@ -25,6 +25,20 @@ from typing import Any
 
 import airspeed
 
+# The longest text ``java_str`` prints of a list or map (as vtl.MAX_VALUE, the bound of one
+# value of a render). A template can hold one 10 MiB string in a list a million times over at
+# the cost of a million pointers (``$l.addAll($l)``, ``#set($l = [$l, $l])``): printing it
+# whole would be terabytes, so the text is measured while it is built and refused past this.
+MAX_PRINTED = 10 * 1024 * 1024
+
+
+class TooLarge(Exception):
+    """A list or map whose printed text would pass ``MAX_PRINTED`` characters."""
+
+
+_SEQUENCES: tuple[type[Iterable[Any]], ...] = (list, tuple, type({}.keys()), type({}.values()))
+_CONTAINERS: tuple[type, ...] = (dict, *_SEQUENCES)
+
 
 def java_str(value: Any) -> str:
     """``String.valueOf(value)`` for JSON-shaped values, as Java Velocity prints them."""
@@ -36,11 +50,49 @@ def java_str(value: Any) -> str:
         return "false"
     if value is None:
         return "null"
-    if isinstance(value, dict):  # JSON objects are dicts; no abc check on the hot path
-        return "{" + ", ".join(f"{java_str(k)}={java_str(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple | type({}.keys()) | type({}.values())):
-        return "[" + ", ".join(java_str(v) for v in value) + "]"
+    if isinstance(value, _CONTAINERS):  # JSON objects are dicts; no abc check on the hot path
+        parts: list[str] = []
+        _print_into(value, parts, MAX_PRINTED)
+        return "".join(parts)
     return str(value)
+
+
+def _print_into(value: Any, parts: list[str], left: int) -> int:
+    """Append the Java text of ``value`` to ``parts``; answer how many characters are still
+    allowed (``TooLarge`` when none: checked per piece, so nothing past the bound is built)."""
+    if isinstance(value, dict):
+        parts.append("{")
+        left -= 1
+        first = True
+        for key, item in value.items():
+            if not first:
+                parts.append(", ")
+                left -= 2
+            first = False
+            left = _print_into(key, parts, left)
+            parts.append("=")
+            left = _print_into(item, parts, left - 1)
+        parts.append("}")
+        left -= 1
+    elif isinstance(value, _SEQUENCES):
+        parts.append("[")
+        left -= 1
+        first = True
+        for item in value:
+            if not first:
+                parts.append(", ")
+                left -= 2
+            first = False
+            left = _print_into(item, parts, left)
+        parts.append("]")
+        left -= 1
+    else:
+        text = java_str(value)
+        parts.append(text)
+        left -= len(text)
+    if left < 0:
+        raise TooLarge(f"a value printing past {MAX_PRINTED} characters")
+    return left
 
 
 def _print_reference(element: Any) -> Callable[[Any, Any, Any], None]:

@@ -23,6 +23,10 @@ operator Velocity's meaning (``vtl.compile`` runs both). ``#evaluate``,
 ``#include`` and ``#parse``, refused by the compiler (``propylon_config.templates``), fail the
 render here too if a tree ever holds one.
 
+The sandbox bounds what a template reaches, not how big what it builds gets: the resolver hands
+every method call to the render's ``calls`` and a ``$macro()`` used as a value its ``stream``,
+where ``vtl`` bounds them (``vtl._calls``: ``$s.center(1000000000)`` is refused before it runs).
+
 The resolver is also cheaper than airspeed's: it looks a map up with ``get`` and does not
 subscript what is not a map, so ``$util.escapeJavaScript(...)`` raises and catches no
 ``TypeError`` per call (measured with the sandbox's tests: see docs/templates.md, "Cost").
@@ -71,12 +75,32 @@ def attribute(value: Any, name: str) -> Any:
     return getattr(value, name, None)
 
 
-def sandbox(tree: Iterable[Any]) -> None:
+# How a resolved method is called: ``call(receiver, method, arguments)``, chosen once per
+# method name by ``calls(name)``. The render (``vtl.compile``) passes calls that bound what a
+# method may build; alone a call is a plain one.
+Call = Callable[[Any, Callable[..., Any], list[Any]], Any]
+
+
+def _plain_call(receiver: Any, method: Callable[..., Any], arguments: list[Any]) -> Any:
+    return method(*arguments)
+
+
+def _plain_calls(name: str) -> Call:
+    return _plain_call
+
+
+def sandbox(
+    tree: Iterable[Any],
+    calls: Callable[[str], Call] = _plain_calls,
+    stream: Callable[[], Any] = airspeed.StoppableStream,
+) -> None:
     """Give every name lookup of a parsed template (``tree``: its elements,
-    ``propylon_config.templates.elements``) the sandbox's resolver."""
+    ``propylon_config.templates.elements``) the sandbox's resolver. Every method it calls goes
+    through ``calls(name)``, and a ``#macro``/``#define`` called as ``$name(...)`` writes its text
+    into a new ``stream()``: the two places where a lookup builds a value, which the render bounds."""
     for element in tree:
         if isinstance(element, airspeed.NameOrCall):
-            element.calculate = _resolver(element)
+            element.calculate = _resolver(element, calls(element.name), stream)
         elif type(element) in templates.REFUSED_DIRECTIVES:
             element.evaluate_raw = _refuse
 
@@ -85,7 +109,7 @@ def _refuse(stream: Any, namespace: Any, loader: Any) -> None:
     raise Refused("the template uses a directive the gateway does not run")
 
 
-def _resolver(element: Any) -> Callable[[Any, Any, Any], Any]:
+def _resolver(element: Any, call: Call, new_stream: Callable[[], Any]) -> Callable[[Any, Any, Any], Any]:
     """``NameOrCall.calculate`` for one element, with the sandbox's rules (module docstring)."""
     name: str = element.name
     parameters = element.parameters
@@ -110,11 +134,11 @@ def _resolver(element: Any) -> Callable[[Any, Any, Any], Any]:
             result = _bound(method, current)
         if isinstance(result, airspeed._FunctionDefinition):  # a #macro called as $name(...)
             arguments = parameters.calculate(top_namespace, loader) if parameters is not None else []
-            stream = airspeed.StoppableStream()
+            stream = new_stream()
             result.execute_function(stream, top_namespace, arguments, loader)
             return stream.getvalue()
         if parameters is not None:
-            return result(*parameters.calculate(top_namespace, loader))
+            return call(current, result, parameters.calculate(top_namespace, loader))
         if index is not None:
             key = index.calculate(top_namespace, loader)
             if isinstance(result, list) and not isinstance(key, int):

@@ -115,13 +115,12 @@ spec: {apiRef: nest}
 """
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Served, backends.Backend]]:
+def serve_templates(tmp_path: Path, api: str) -> Iterator[tuple[Served, backends.Backend]]:
+    """``api`` (its ``PORT`` the backend's) served in front of a backend answering ``{"ok":1}``."""
     backend = backends.Backend(backends.fixed(b'{"ok":1}', content_type="application/json"))
     folder = tmp_path / "manifests"
     folder.mkdir()
-    text = API.replace("NESTED", NESTED).replace("DOUBLING", DOUBLING).replace("PORT", str(backend.port))
-    (folder / "api.yaml").write_text(text)
+    (folder / "api.yaml").write_text(api.replace("PORT", str(backend.port)))
     try:
         gateway = Served(folder, tmp_path)
     except BaseException:
@@ -132,6 +131,11 @@ def served(tmp_path: Path) -> Iterator[tuple[Served, backends.Backend]]:
     finally:
         gateway.stop()
         backend.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Served, backends.Backend]]:
+    yield from serve_templates(tmp_path, API.replace("NESTED", NESTED).replace("DOUBLING", DOUBLING))
 
 
 def _send(gateway: Served, path: str, body: bytes | None = None) -> tuple[int, dict[str, str], bytes, float]:
