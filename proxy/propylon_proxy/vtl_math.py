@@ -17,7 +17,9 @@ checked against Velocity 1.7 itself:
 
 Booleans are not numbers in Java (Python's ``True`` is an ``int``). Equality and ``&&``/``||``
 stay airspeed's. A joined string longer than ``MAX_TEXT`` fails the render: a loop doubling a
-string would otherwise build gigabytes before any output bound sees it.
+string would otherwise build gigabytes before any output bound sees it. So does an integer
+past ``MAX_BITS``: Velocity widens to BigInteger, and ``#set($n = $n * $n)`` thirty times is a
+2^30-bit number, seconds of multiplying on the event loop with no loop pass to stop it.
 
 ``prepare(tree)`` installs all this in a parsed template, once per plan.
 """
@@ -34,10 +36,25 @@ import airspeed
 from propylon_proxy import vtl_java
 
 MAX_TEXT = 10 * 1024 * 1024  # as the render's output bound (vtl.MAX_OUTPUT)
+# The widest integer an operator may make: about 315,000 decimal digits, far past any long or
+# any number a template prints (Python refuses to print an int past 4,300 digits anyway).
+MAX_BITS = 1 << 20
 
 
 class TooLong(Exception):
-    """A ``+`` would build a string past ``MAX_TEXT``."""
+    """A ``+`` would build a string past ``MAX_TEXT``, or an operator an integer past ``MAX_BITS``."""
+
+
+def _bounded(apply: Callable[[Any, Any], Any], widest: Callable[[int, int], int]) -> Callable[[Any, Any], Any]:
+    """``apply``, refused before it runs when both sides are integers and its result could be
+    wider than ``MAX_BITS`` (``widest``: from the operands' bit lengths)."""
+
+    def bounded(left: Any, right: Any) -> Any:
+        if type(left) is int and type(right) is int and widest(left.bit_length(), right.bit_length()) > MAX_BITS:
+            raise TooLong(f"an integer past {MAX_BITS} bits")
+        return apply(left, right)
+
+    return bounded
 
 
 def _number(value: Any) -> bool:
@@ -54,7 +71,7 @@ def add(left: Any, right: Any, left_text: str, right_text: str) -> Any:
             raise TooLong(f"a string past {MAX_TEXT} characters")
         return joined_left + joined_right
     if _number(left) and _number(right):
-        return left + right
+        return _plus(left, right)
     return None
 
 
@@ -94,10 +111,11 @@ def _ordered(compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
 
 # airspeed's operator (``BinaryOperator.apply_to``) -> Velocity's; ``+`` is ``add``, which the
 # expression calls with its operands' texts.
+_plus = _bounded(operator.add, lambda a, b: max(a, b) + 1)
 _VELOCITY: dict[Callable[[Any, Any], Any], Callable[..., Any]] = {
     operator.add: add,
-    operator.sub: _arithmetic(operator.sub),
-    operator.mul: _arithmetic(operator.mul),
+    operator.sub: _arithmetic(_bounded(operator.sub, lambda a, b: max(a, b) + 1)),
+    operator.mul: _arithmetic(_bounded(operator.mul, operator.add)),
     operator.floordiv: _arithmetic(_divide),
     operator.mod: _arithmetic(_modulo),
     operator.gt: _ordered(operator.gt),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from propylon_proxy import vtl
+from propylon_proxy import vtl, vtl_math
 
 
 def _render(text: str, body: bytes = b"{}") -> str:
@@ -82,3 +82,19 @@ def test_a_doubling_string_fails_the_render_before_it_grows_past_the_bound() -> 
     text = '#set($s = "0123456789")#foreach($i in [1..30])#set($s = $s + $s)#end$s.length()'
     with pytest.raises(vtl.RenderError):
         _render(text)
+
+
+def test_an_integer_growing_past_the_bound_fails_the_render_before_it_is_made() -> None:
+    # Velocity widens to BigInteger; unbounded, each squaring doubles the work on the event loop.
+    text = "#set($n = 3)" + "#set($n = $n * $n)" * 22 + "squared"  # 3^(2^22): 6.6 million bits
+    with pytest.raises(vtl.RenderError, match="an integer past"):
+        _render(text)
+    # + and - grow a bit per step (the #foreach budget bounds that), and are held to it too.
+    widest = 1 << vtl_math.MAX_BITS
+    with pytest.raises(vtl_math.TooLong):
+        vtl_math.add(widest, widest, "$a", "$b")
+
+
+def test_large_integers_within_the_bound_still_compute() -> None:
+    text = "#set($n = 3)" + "#set($n = $n * $n)" * 10 + "#set($m = $n - $n + 12345678901234567890 * 10)$m"
+    assert _render(text) == "123456789012345678900"
