@@ -148,14 +148,24 @@ def step_for(setup: steps.RouteSetup) -> steps.Step | None:
     return CorsStep(CorsPolicy.of(api.cors))
 
 
-async def without_route(step: CorsStep, ctx: context.RequestContext) -> replies.Reply:
-    """A request of a CORS-enabled Api that no route matches. A preflight is answered as for any
-    route (204, or 403 ACCESS_DENIED for an origin, method or header not allowed), as Amazon API
-    Gateway answers every preflight of such an Api; anything else is the 404 with the CORS
-    headers, so a browser can read it (DESIGN.md §8, CORS)."""
+async def answer_refusal(step: CorsStep, ctx: context.RequestContext, refusal: replies.Refusal) -> replies.Reply:
+    """``refusal`` as a CORS-enabled Api answers it where no CORS step ran before it: a
+    preflight is answered as for any route (204, or 403 ACCESS_DENIED for an origin, method or
+    header not allowed), as Amazon API Gateway answers every preflight of such an Api; anything
+    else is the refusal with the CORS headers and ``Vary: Origin``, so a browser can read it
+    (DESIGN.md §8, CORS). Used for a path no route has (the 404), a route that fails closed (its
+    500 comes before the CORS step of THE ORDER), and a declared body over the limit (413)."""
     outcome = await step.before(ctx)
     if isinstance(outcome, replies.Reply):
         return outcome
     if outcome is not None:
         return steps.render_refusal(ctx, outcome)
-    return await step.after(ctx, steps.render_refusal(ctx, replies.refuse(gateway_responses.RESOURCE_NOT_FOUND)))
+    return await step.after(ctx, steps.render_refusal(ctx, refusal))
+
+
+_NOT_FOUND = replies.refuse(gateway_responses.RESOURCE_NOT_FOUND)
+
+
+async def without_route(step: CorsStep, ctx: context.RequestContext) -> replies.Reply:
+    """A request of a CORS-enabled Api that no route matches: ``answer_refusal`` of the 404."""
+    return await answer_refusal(step, ctx, _NOT_FOUND)

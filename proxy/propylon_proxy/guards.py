@@ -9,11 +9,15 @@ cannot enforce it (a JWT one whose HS* secret does not open, a REQUEST or TOKEN 
 function) the route refuses every request with the response DESIGN.md gives for "cannot be
 verified": 500 AUTHORIZER_CONFIGURATION_ERROR; ``authorizers.steps`` falls back on
 that guard. API keys have their real step, ``api_keys``.
+
+A route that fails closed runs no other step, so on an Api with ``cors`` its refusal is
+answered through ``cors.answer_refusal``: a preflight still gets the Api's CORS answer, and the
+500 carries the CORS headers and ``Vary: Origin`` like every other gateway error (DESIGN.md §8).
 """
 
 from __future__ import annotations
 
-from propylon_proxy import context, gateway_responses, replies, steps
+from propylon_proxy import context, cors, gateway_responses, replies, steps
 
 _UNVERIFIABLE_AUTHORIZER = replies.refuse(gateway_responses.AUTHORIZER_CONFIGURATION_ERROR)
 
@@ -34,7 +38,16 @@ def broken_model() -> steps.Step:
 def refusing_route(setup: steps.RouteSetup) -> steps.Step | None:
     if setup.route.refusal is None:
         return None
-    return _refusing("fails closed (broken reference)", replies.refuse(setup.route.refusal))
+    name = "fails closed (broken reference)"
+    refusal = replies.refuse(setup.route.refusal)
+    cors_step = cors.step_for(setup)
+    if not isinstance(cors_step, cors.CorsStep):
+        return _refusing(name, refusal)
+
+    async def check(ctx: context.RequestContext) -> replies.Reply:
+        return await cors.answer_refusal(cors_step, ctx, refusal)
+
+    return steps.BeforeOnly(name=name, check=check)
 
 
 def authorizer_guard(setup: steps.RouteSetup) -> steps.Step | None:
