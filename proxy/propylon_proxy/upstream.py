@@ -22,6 +22,13 @@ class UpstreamConnectError(UpstreamError):
     so an idempotent request may be retried once."""
 
 
+class UpstreamStaleConnection(UpstreamConnectError):
+    """A kept-alive connection the backend had closed while it sat idle (closed before any byte
+    of the response). Retryable as a connect failure, but the backend is not known to be down:
+    it answered on that connection before, so it is neither marked failed nor avoided on the
+    retry (a one-endpoint Service would otherwise have no endpoint left to retry on)."""
+
+
 class UpstreamTimeout(UpstreamError):
     """The integration timeout passed before the response head arrived, counted from the end of
     the request body, or the backend took none of the body for that long (-> 504)."""

@@ -30,7 +30,8 @@ It retries nothing: the pipeline decides. The one judgement it makes is how to r
 connection that fails before any byte of a response arrived (the backend may have closed it while
 it sat idle, and we cannot know whether the request was processed):
 
-    It is ``UpstreamConnectError`` ("nothing happened, retry if you like") only when the
+    It is ``UpstreamStaleConnection``, an ``UpstreamConnectError`` ("nothing happened, retry if
+    you like", though the backend itself is not known to be down) only when the
     connection came from the pool, no response byte was received, the method is idempotent
     (RFC 9110 section 9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE) and the body can be sent
     again (none, or bytes, not a stream already consumed). Otherwise it is
@@ -372,7 +373,7 @@ class _Connection(asyncio.Protocol):
         if self.head_done:
             return upstream.UpstreamProtocolError("upstream closed the connection mid-body")
         if not self.got_bytes and self.reused and self.replayable:
-            return upstream.UpstreamConnectError("reused upstream connection was closed before any response")
+            return upstream.UpstreamStaleConnection("reused upstream connection was closed before any response")
         detail = f": {exc}" if exc else ""
         return upstream.UpstreamProtocolError(f"upstream closed the connection before a response{detail}")
 

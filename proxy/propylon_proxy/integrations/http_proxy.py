@@ -110,8 +110,9 @@ class HttpProxyIntegration:
             try:
                 response = await run.upstream.send(outgoing)
                 break
-            except upstream.UpstreamConnectError:
-                if where.address is not None:
+            except upstream.UpstreamConnectError as refused:
+                # A stale kept-alive connection says nothing about the endpoint: retry anywhere.
+                if where.address is not None and not isinstance(refused, upstream.UpstreamStaleConnection):
                     run.balancer.mark_failed(where.address)
                     exclude = (where.address.address, where.address.port)
                 if attempt + 1 < attempts and not (body is not None and body.started):
