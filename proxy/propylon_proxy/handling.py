@@ -93,7 +93,7 @@ class Pipeline:
                 # tests/proxy/test_framing.py notices if these private names ever move.
                 request._version = aiohttp.HttpVersion11
                 request._cache.pop("version", None)
-            return await self._refuse(ctx, rejected.error_type)
+            return await self._refuse_unrouted(ctx, rejected.error_type)
         websocket = plan.websocket
         # Only where this listener serves a WebSocket stage (the usual gateway has none, and then
         # the lookup, its coroutine and the decoded path it needs are not paid per request).
@@ -136,6 +136,44 @@ class Pipeline:
         ctx.labels = route_plan.labels
         ctx.series = route_plan.series
         return await responding.send(ctx, await route_plan.chain.run(ctx), stall_seconds=self._stall_seconds)
+
+    async def _refuse_unrouted(self, ctx: context.RequestContext, error_type: str) -> web.StreamResponse:
+        """A request hygiene refuses before routing (a declared body over the limit, a framing or
+        header error), answered as the Api whose Stage its path falls under answers its errors:
+        that Api's gatewayResponses override, its CORS headers for an allowed origin (never a
+        preflight answer: the request is refused whatever it asks), its route's metrics and its
+        Stage's access log, as for a chunked body found over the limit later, in the chain.
+        Without a plan, with a path that cannot be split (400, 414), or under no Stage: the
+        built-in response, unlabelled. Only refused requests pay for the lookup."""
+        plan = ctx.plan
+        target = ctx.target
+        if plan is not None and target is None:
+            try:
+                target = hygiene.split_target(ctx.request.raw_path, max_bytes=self._listener.max_request_line_bytes)
+            except hygiene.Rejected:
+                target = None
+            ctx.target = target
+        if plan is None or target is None:
+            return await self._refuse(ctx, error_type)
+        header = incoming.header_lookup(ctx.request)
+        table = plan.internal if self._internal else plan.public
+        ctx.stage, match, ctx.canary = table.find(
+            ctx.request.method, header("Host") or "", target, None, header(canary.KEY_HEADER)
+        )
+        stage = ctx.stage
+        if stage is None:
+            return await self._refuse(ctx, error_type)
+        ctx.match = match
+        if match is not None:
+            route_plan = (plan.canary_routes if match.canary else plan.routes)[match.route.id]
+            ctx.labels, ctx.series = route_plan.labels, route_plan.series
+        elif ctx.canary and stage.canary is not None:
+            ctx.labels = metrics.GatewayMetrics.labels(stage.canary.api, stage.id, "")
+        reply = steps.render_refusal(ctx, replies.refuse(error_type))
+        cors_step = (plan.canary_cors if ctx.canary else plan.cors).get(stage.id)
+        if cors_step is not None:
+            reply = await cors_step.after(ctx, reply)
+        return await responding.send(ctx, reply)
 
     async def _refuse(self, ctx: context.RequestContext, error_type: str) -> web.StreamResponse:
         """Requests refused before any route's chain runs (hygiene, no plan, no route)."""
