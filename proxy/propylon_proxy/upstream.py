@@ -44,6 +44,35 @@ class UpstreamRequestError(UpstreamError, ValueError):
     line of defence against header injection, not a validation step."""
 
 
+def unrelayable_head(status: int, transfer_codings: list[str] | None) -> str | None:
+    """Why a final response head cannot be relayed (an ``UpstreamProtocolError``'s message), or
+    None. Both clients ask, so both answer such a backend with the same 502.
+
+    - A status outside 100..599 is none that HTTP defines (RFC 9110 section 15); relayed, every
+      client and proxy in front reads it its own way.
+    - ``transfer_codings`` (the response's Transfer-Encoding values, None when it has none) other
+      than ``chunked`` alone: the gateway re-frames what it relays, so the bytes of another
+      coding (``gzip``, ``gzip, chunked``) would reach the client as if they were the body, and
+      a body without chunked last is read until close (RFC 9112 section 6.3), cut wherever the
+      connection drops. nginx refuses it too ("unknown Transfer-Encoding", 502).
+    """
+    if not 100 <= status <= 599:
+        return f"upstream status {status} is outside 100..599"
+    if transfer_codings is not None and transfer_codings != ["chunked"]:
+        return "upstream response has a transfer coding other than chunked"
+    return None
+
+
+def transfer_codings(headers: list[tuple[str, str]]) -> list[str] | None:
+    """The Transfer-Encoding values of ``headers`` in order, lower-cased (None: no such header)."""
+    codings: list[str] | None = None
+    for name, value in headers:
+        if len(name) == 17 and name.lower() == "transfer-encoding":
+            codings = codings or []
+            codings.extend(part.strip().lower() for part in value.split(",") if part.strip())
+    return codings
+
+
 @dataclasses.dataclass(slots=True, kw_only=True)
 class UpstreamRequest:
     method: str

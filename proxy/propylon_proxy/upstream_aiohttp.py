@@ -195,6 +195,11 @@ class AiohttpUpstream:
             # (relayed, a proxy in front could take the client's connection for a tunnel).
             response.close()
             raise upstream.UpstreamProtocolError("upstream switched protocols unasked")
+        raw = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in response.raw_headers]
+        unrelayable = upstream.unrelayable_head(response.status, upstream.transfer_codings(raw))
+        if unrelayable is not None:
+            response.close()
+            raise upstream.UpstreamProtocolError(unrelayable)
         return AiohttpResponse(response)
 
     async def close(self) -> None:

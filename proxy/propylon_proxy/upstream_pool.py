@@ -150,7 +150,10 @@ class _Connection(asyncio.Protocol):
         self.reason = ""
         self.headers: list[tuple[str, str]] = []
         self.framed = False  # a Content-Length or Transfer-Encoding header was received
-        self.switched = False  # a 101 head arrived: never a final answer here (on_headers_complete)
+        self.transfer_coded = False  # a Transfer-Encoding header was received
+        # Why a head that arrived is never a final answer here (a 101, an unrelayable head; see
+        # on_headers_complete): data_received aborts the exchange with it.
+        self.refused_head: str | None = None
         self._buffer: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self._body_waiter: asyncio.Future[None] | None = None
@@ -244,8 +247,8 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.abort(upstream.UpstreamProtocolError(f"invalid response from upstream: {exc}"))
             return
-        if self.switched:
-            self.abort(upstream.UpstreamProtocolError("upstream switched protocols unasked"))
+        if self.refused_head is not None:
+            self.abort(upstream.UpstreamProtocolError(self.refused_head))
             return
         if not self.head_done and self.head_bytes > _MAX_HEAD_BYTES:
             self.abort(upstream.UpstreamProtocolError("upstream response head too large"))
@@ -303,6 +306,7 @@ class _Connection(asyncio.Protocol):
             return
         if len(name) in (14, 17) and name.lower() in (b"content-length", b"transfer-encoding"):
             self.framed = True  # noted here: no second pass over the headers at their end
+            self.transfer_coded = self.transfer_coded or len(name) == 17
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -315,13 +319,15 @@ class _Connection(asyncio.Protocol):
             # Switching Protocols to a request whose Upgrade the gateway stripped: relayed, a
             # proxy in front would take the connection for a tunnel past its own checks. Never
             # a final head (the waiter is not resolved); data_received aborts the exchange.
-            self.switched = True
+            self.refused_head = "upstream switched protocols unasked"
             return
         if 100 <= status < 200:
             # An interim response (100 Continue, 103 Early Hints): the real one follows.
             self.headers = []
             self.reason = ""
-            self.framed = False
+            self.framed = self.transfer_coded = False
+            return
+        if (status > 599 or self.transfer_coded) and self._refuses_head(status):
             return
         self.status = status
         self.head_done = True
@@ -333,6 +339,16 @@ class _Connection(asyncio.Protocol):
             # way the exchange is over; a later byte is caught in data_received.
             self.until_close = False
             self._on_message_done()
+
+    def _refuses_head(self, status: int) -> bool:
+        """A final head ``upstream.unrelayable_head`` refuses: kept from the caller (the waiter
+        is not resolved) and aborted in data_received, as a 101 is. Asked only for a status
+        over 599 or a head with Transfer-Encoding, so a Content-Length head pays two tests."""
+        unrelayable = upstream.unrelayable_head(status, upstream.transfer_codings(self.headers))
+        if unrelayable is None:
+            return False
+        self.refused_head = unrelayable
+        return True
 
     def on_body(self, body: bytes) -> None:
         if self.message_done:

@@ -460,6 +460,14 @@ async def test_slow_head_is_a_timeout_and_the_client_recovers(
         # front would take the client's connection for a tunnel past its checks).
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
         b"HTTP/1.1 101 Switching Protocols\r\n\r\nGET /next HTTP/1.1\r\n\r\n",
+        # A status no HTTP defines (RFC 9110 section 15: 100..599) is not relayed as if it were.
+        b"HTTP/1.1 600 Beyond\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 999 Beyond\r\nContent-Length: 2\r\n\r\nok",
+        # A transfer coding other than chunked alone: the gateway re-frames what it relays, so
+        # gzip-coded bytes would reach the client as if they were the body (nginx: 502 too).
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8b\x08\x00",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n4\r\n\x1f\x8b\x08\x00\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
     ],
 )
 async def test_garbage_response_is_a_protocol_error(
