@@ -3,8 +3,9 @@ its path falls under: its gatewayResponses override, its CORS headers for an all
 Stage's access log and the route's metrics (DESIGN.md §3: every gateway error can be overridden
 per Api; §8: gateway errors to an allowed origin carry the CORS headers). It got the built-in
 response, unlogged and unlabelled, while the same 413 for a chunked body (found in the chain)
-had all of it. Both listeners, through a real ``serve``. (Framing and header errors are refused
-by either listener's HTTP parser, before a request exists: they keep the built-in response.)"""
+had all of it. So for the 400 of a repeated credential header. Both listeners, through a real
+``serve``. (Framing errors and oversized heads are refused by either listener's HTTP parser,
+before a request exists: they keep the built-in response.)"""
 
 from __future__ import annotations
 
@@ -109,6 +110,17 @@ def test_a_declared_body_over_the_limit_gets_the_apis_413(served: tuple[Served, 
     assert logged["routeKey"] == "POST /upload"
     assert logged["errorType"] == "REQUEST_TOO_LARGE"
     assert 'route="POST /upload"' in _request_series(gateway, "4xx")
+
+
+def test_repeated_credentials_under_a_stage_get_the_apis_400(served: tuple[Served, backends.Backend]) -> None:
+    gateway, backend = served
+    status, headers, body = _exchange(gateway.port, _post_head("/prod/upload", "x-api-key: a", "x-api-key: b"))
+    assert status == 400
+    assert json.loads(body) == {"message": "Bad Request"}
+    assert headers["x-shop"] == "bad"
+    assert headers["access-control-allow-origin"] == ORIGIN
+    assert backend.lines() == []
+    assert _wait_for(lambda: any(e.get("status") == 400 for e in _access_log(gateway)), 5)
 
 
 def test_outside_every_stage_the_built_in_response_stays(served: tuple[Served, backends.Backend]) -> None:
