@@ -23,7 +23,7 @@ import pytest
 
 from propylon_proxy import vtl
 from tests import backends
-from tests.serve.test_serve import Served
+from tests.serve.test_serve import Served, serve_in_front
 
 NESTED = (
     "#foreach($a in $input.path('$.a'))#foreach($b in $input.path('$.b'))#foreach($c in $input.path('$.c'))#end#end#end"
@@ -117,20 +117,8 @@ spec: {apiRef: nest}
 
 def serve_templates(tmp_path: Path, api: str) -> Iterator[tuple[Served, backends.Backend]]:
     """``api`` (its ``PORT`` the backend's) served in front of a backend answering ``{"ok":1}``."""
-    backend = backends.Backend(backends.fixed(b'{"ok":1}', content_type="application/json"))
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    (folder / "api.yaml").write_text(api.replace("PORT", str(backend.port)))
-    try:
-        gateway = Served(folder, tmp_path)
-    except BaseException:
-        backend.close()
-        raise
-    try:
-        yield gateway, backend
-    finally:
-        gateway.stop()
-        backend.close()
+    respond = backends.fixed(b'{"ok":1}', content_type="application/json")
+    yield from serve_in_front(tmp_path, lambda port: api.replace("PORT", str(port)), respond)
 
 
 @pytest.fixture

@@ -4,15 +4,13 @@ ANY route that fails closed got the 500 instead of the Api's CORS answer. Both l
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import backends
-from tests.serve.test_serve import Served
+from tests.serve.test_serve import Served, send, serve_in_front
 
 API = """\
 apiVersion: propylon.dev/v1alpha1
@@ -38,27 +36,11 @@ ORIGIN = "https://app.example"
 
 @pytest.fixture(params=["httptools", "aiohttp"])
 def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Served, backends.Backend]]:
-    backend = backends.Backend(backends.fixed(b"from the backend"))
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    (folder / "api.yaml").write_text(API.format(port=backend.port))
-    gateway = Served(folder, tmp_path, "--http-server", str(request.param))
-    try:
-        yield gateway, backend
-    finally:
-        gateway.stop()
-        backend.close()
+    respond = backends.fixed(b"from the backend")
+    yield from serve_in_front(tmp_path, lambda port: API.format(port=port), respond, "--http-server", request.param)
 
 
-def _send(method: str, url: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
-    request = urllib.request.Request(url, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            response.read()
-            return response.status, {k.lower(): v for k, v in response.headers.items()}
-    except urllib.error.HTTPError as error:
-        error.read()
-        return error.code, {k.lower(): v for k, v in error.headers.items()}
+_send = send
 
 
 def test_a_failing_closed_routes_500_carries_the_cors_headers(served: tuple[Served, backends.Backend]) -> None:

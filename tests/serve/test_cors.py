@@ -5,15 +5,13 @@ later step's refusal (API key 403) readable by an allowed origin."""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import backends
-from tests.serve.test_serve import Served
+from tests.serve.test_serve import Served, send, serve_in_front
 
 API = """\
 apiVersion: propylon.dev/v1alpha1
@@ -76,27 +74,11 @@ ORIGIN = "https://myapp.example"
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Served, backends.Backend]]:
-    backend = backends.Backend(backends.fixed(b"from the backend"))
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    (folder / "api.yaml").write_text(API.format(port=backend.port))
-    gateway = Served(folder, tmp_path)
-    try:
-        yield gateway, backend
-    finally:
-        gateway.stop()
-        backend.close()
+    yield from serve_in_front(tmp_path, lambda port: API.format(port=port), backends.fixed(b"from the backend"))
 
 
 def _send(method: str, url: str, **headers: str) -> tuple[int, dict[str, str]]:
-    request = urllib.request.Request(url, method=method, headers={k.replace("_", "-"): v for k, v in headers.items()})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            response.read()
-            return response.status, {k.lower(): v for k, v in response.headers.items()}
-    except urllib.error.HTTPError as error:
-        error.read()
-        return error.code, {k.lower(): v for k, v in error.headers.items()}
+    return send(method, url, {k.replace("_", "-"): v for k, v in headers.items()})
 
 
 def _cors_headers(headers: dict[str, str]) -> dict[str, str]:

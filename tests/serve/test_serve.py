@@ -15,11 +15,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import backends
 from tests.ports import free_port
 
 PROPYLON = [sys.executable, "-m", "propylon"]
@@ -94,6 +95,39 @@ class Served:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait(timeout=10)
+
+
+def serve_in_front(
+    tmp_path: Path, manifests: Callable[[int], str], respond: backends.Respond, *extra: str
+) -> Iterator[tuple[Served, backends.Backend]]:
+    """A real backend answering with ``respond``, and ``serve`` (``extra`` its flags) of the
+    manifests ``manifests(backend port)`` writes; both stopped when the caller is done."""
+    backend = backends.Backend(respond)
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "api.yaml").write_text(manifests(backend.port))
+    try:
+        gateway = Served(folder, tmp_path, *extra)
+    except BaseException:
+        backend.close()
+        raise
+    try:
+        yield gateway, backend
+    finally:
+        gateway.stop()
+        backend.close()
+
+
+def send(method: str, url: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+    """The status and (lower-cased) headers of one request, whatever its status."""
+    request = urllib.request.Request(url, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+            return response.status, {k.lower(): v for k, v in response.headers.items()}
+    except urllib.error.HTTPError as error:
+        error.read()
+        return error.code, {k.lower(): v for k, v in error.headers.items()}
 
 
 @pytest.fixture

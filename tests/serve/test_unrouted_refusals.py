@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests import backends
-from tests.serve.test_serve import Served, _wait_for
+from tests.serve.test_serve import Served, _wait_for, serve_in_front
 
 API = """\
 apiVersion: propylon.dev/v1alpha1
@@ -48,16 +48,7 @@ ORIGIN = "https://app.example"
 
 @pytest.fixture(params=["httptools", "aiohttp"])
 def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Served, backends.Backend]]:
-    backend = backends.Backend(backends.ok)
-    folder = tmp_path / "manifests"
-    folder.mkdir()
-    (folder / "api.yaml").write_text(API.format(port=backend.port))
-    gateway = Served(folder, tmp_path, "--http-server", str(request.param))
-    try:
-        yield gateway, backend
-    finally:
-        gateway.stop()
-        backend.close()
+    yield from serve_in_front(tmp_path, lambda port: API.format(port=port), backends.ok, "--http-server", request.param)
 
 
 def _exchange(port: int, head: bytes) -> tuple[int, dict[str, str], bytes]:
