@@ -118,7 +118,7 @@ class Verifier:
             cache.move_to_end(slot)  # most recently used: evicted last
             now = self._clock()
             hit = cached.verified
-            if now > hit.expires + self._skew or now + self._skew < cached.not_before:
+            if now >= hit.expires + self._skew or now + self._skew < cached.not_before:
                 self._cache.pop(slot, None)
                 return gateway_responses.UNAUTHORIZED
             if self._keys is None or self._keys.due() == cached.generation:
@@ -260,7 +260,7 @@ class Verifier:
         if claims.get("iss") != self._issuer:
             return None
         exp = _number(claims.get("exp"))
-        if exp is None or now > exp + self._skew:
+        if exp is None or now >= exp + self._skew:  # RFC 7519 4.1.4: valid only *before* exp
             return None
         not_before = -math.inf
         if "nbf" in claims:
