@@ -20,6 +20,7 @@ import dataclasses
 import json
 import secrets
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -104,6 +105,24 @@ class Integrations:
     def __init__(self, run: runtime.Runtime) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._functions = function_integration.shared_client(run)
+        self._balancer = run.balancer
+        # The latest plan's Service endpoints (``Sessions.retain``): a connection keeps the plan
+        # it opened with, but its Service's Pods may have moved since.
+        self.endpoints: Mapping[str, tuple[model.EndpointAddress, ...]] = {}
+
+    def _http_url(self, integration: model.Integration) -> tuple[str | None, model.EndpointAddress | None]:
+        """Where an HTTP integration's request goes: its ``url``, or a ready endpoint of its
+        ``service`` (balanced as HTTP routes are) with ``path`` (default "/")."""
+        if integration.url is not None:
+            return integration.url, None
+        service = integration.service
+        if service is None:
+            return None, None
+        picked = self._balancer.pick(service.key, self.endpoints.get(service.key, ()))
+        if picked is None:
+            return None, None
+        host = f"[{picked.address}]" if ":" in picked.address else picked.address
+        return f"http://{host}:{picked.port}{integration.path or '/'}", picked
 
     async def call(
         self,
@@ -138,7 +157,8 @@ class Integrations:
             return await self._function(ws, connection, route, event, body, request_id)
         if isinstance(body, str):
             body = body.encode()
-        if integration.url is None:
+        url, picked = self._http_url(integration)
+        if url is None:
             return Answer(502, b"", gateway_responses.INTEGRATION_FAILURE)
         if self._session is None:
             self._session = aiohttp.ClientSession(auto_decompress=False)
@@ -150,12 +170,14 @@ class Integrations:
         timeout = aiohttp.ClientTimeout(total=integration.timeout_ms / 1000)
         try:
             async with self._session.request(
-                integration.method or "POST", integration.url, data=body, headers=headers, timeout=timeout
+                integration.method or "POST", url, data=body, headers=headers, timeout=timeout
             ) as answer:
                 return Answer(answer.status, await answer.read())
         except TimeoutError:
             return Answer(504, b"", gateway_responses.INTEGRATION_TIMEOUT)
-        except aiohttp.ClientError:
+        except aiohttp.ClientError as exc:
+            if picked is not None and isinstance(exc, aiohttp.ClientConnectorError):
+                self._balancer.mark_failed(picked)  # skipped for a while, as HTTP routes do
             return Answer(502, b"", gateway_responses.INTEGRATION_FAILURE)
 
     async def _function(
@@ -168,7 +190,9 @@ class Integrations:
         request_id: str | None,
     ) -> Answer:
         integration = route.integration
-        target = function_client.Target(url=integration.url, service=integration.service)
+        service = integration.service
+        addresses = self.endpoints.get(service.key, ()) if service is not None else ()
+        target = function_client.Target(url=integration.url, service=service, addresses=addresses)
         message = body if event == "MESSAGE" else None
         payload = events.build(ws, connection, route.route_key, event, message, request_id)
         try:
@@ -327,6 +351,7 @@ class Sessions:
     def retain(self, served: tables.Tables) -> None:
         """After a swap: close (1001) the connections whose stage ``served`` no longer serves."""
         self._served = served
+        self.integrations.endpoints = served.endpoints
         for connection in self.registry.all():
             if not still_served(connection, served):
                 self._close_later(connection, CLOSE_GOING_AWAY, b"going away")

@@ -34,6 +34,9 @@ class WsStage:
 class Tables:
     public: dict[str, WsStage]  # base path -> stage
     internal: dict[str, WsStage]
+    # ServiceTarget.key -> ready addresses, as the plan resolved them from the EndpointSlices:
+    # an integration with ``service`` is sent to these (the latest plan's, for every connection).
+    endpoints: Mapping[str, tuple[model.EndpointAddress, ...]] = dataclasses.field(default_factory=dict)
 
     def match(self, path: str, *, internal: bool) -> WsStage | None:
         table = self.internal if internal else self.public
@@ -66,4 +69,4 @@ def build(config: model.GatewayConfig, run: runtime.Runtime) -> Tables:
         internal.setdefault(key, ws)
         if stage.endpoint is model.Endpoint.PUBLIC:
             public.setdefault(key, ws)
-    return Tables(public=public, internal=internal)
+    return Tables(public=public, internal=internal, endpoints={e.key: e.addresses for e in config.endpoints})
