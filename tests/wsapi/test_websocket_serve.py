@@ -418,9 +418,20 @@ def _raw_client_that_never_reads(served: Served) -> socket.socket:
     return raw
 
 
-async def test_a_client_that_never_reads_is_closed_1008_and_disconnect_runs(served: Served, backend: Backend) -> None:
+@pytest.fixture
+def served_large(backend: Backend, tmp_path: Path) -> Iterator[Served]:
+    """The chat Api with messages up to 256 KiB: @connections POSTs are held to maxMessageBytes."""
+    api = API.format(backend=backend.url, extra="join").replace("maxMessageBytes: 64", "maxMessageBytes: 262144")
+    with serving(tmp_path, api) as s:
+        yield s
+
+
+async def test_a_client_that_never_reads_is_closed_1008_and_disconnect_runs(
+    served_large: Served, backend: Backend
+) -> None:
     # The kernel buffers and then the gateway's bounded send queue fill up; the POST that finds
     # the queue full is refused (410) and the connection is closed with 1008: memory stays bounded.
+    served = served_large
     raw = await asyncio.to_thread(_raw_client_that_never_reads, served)
     try:
         assert _wait_for(lambda: "/connect" in backend.paths(), 10)

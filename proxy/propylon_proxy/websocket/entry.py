@@ -31,7 +31,12 @@ async def serve(
         managed = ws_tables.match(parts[0], internal=True) if parts is not None else None
         if parts is not None and managed is not None:
             ctx.stage = managed.stage
-            return _noted(ctx, await management.handle(ctx, sessions, parts[0].rstrip("/") or "/", parts[1]))
+            return _noted(
+                ctx,
+                await management.handle(
+                    ctx, sessions, parts[0].rstrip("/") or "/", parts[1], managed.limits.max_message_bytes
+                ),
+            )
     ws = ws_tables.match(path, internal=internal)
     if ws is None:
         return None

@@ -38,8 +38,11 @@ _METHODS = frozenset({"POST", "GET", "DELETE"})  # what @connections answers (DE
 
 
 async def handle(
-    ctx: context.RequestContext, sessions: session.Sessions, base: str, connection_id: str
+    ctx: context.RequestContext, sessions: session.Sessions, base: str, connection_id: str, max_bytes: int
 ) -> web.StreamResponse:
+    """``max_bytes`` is the stage's maxMessageBytes: a POST carrying more is 413 REQUEST_TOO_LARGE
+    and nothing is sent (AWS's PostToConnection refuses a payload over its frame limit too);
+    relayed, it reached the client past the limit every message from it is held to."""
     request = ctx.request
     assert isinstance(request, web.BaseRequest)  # the internal listener is always aiohttp's
     if request.method not in _METHODS:
@@ -49,10 +52,13 @@ async def handle(
     connection = sessions.registry.get(connection_id, base)
     if connection is None:
         if sessions.cluster is not None:
-            return await _remote(ctx, sessions, base, connection_id)
+            return await _remote(ctx, sessions, base, connection_id, max_bytes)
         return await _refuse(ctx, gateway_responses.GONE)
     if request.method == "POST":
-        if not sessions.offer(connection, await _data(request)):
+        data = await _data(request, max_bytes)
+        if data is None:
+            return await _refuse(ctx, gateway_responses.REQUEST_TOO_LARGE)
+        if not sessions.offer(connection, data):
             return await _refuse(ctx, gateway_responses.GONE)
         return web.Response(status=200)
     if request.method == "GET":
@@ -67,8 +73,14 @@ async def handle(
     return web.Response(status=204)
 
 
-async def _data(request: web.BaseRequest) -> str | bytes:
+async def _data(request: web.BaseRequest, max_bytes: int) -> str | bytes | None:
+    """The POST's payload (text when it is UTF-8), or None when it is over ``max_bytes``:
+    a declared length is judged before anything is read."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        return None
     body = await request.read()
+    if len(body) > max_bytes:
+        return None
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
@@ -76,7 +88,7 @@ async def _data(request: web.BaseRequest) -> str | bytes:
 
 
 async def _remote(
-    ctx: context.RequestContext, sessions: session.Sessions, base: str, connection_id: str
+    ctx: context.RequestContext, sessions: session.Sessions, base: str, connection_id: str, max_bytes: int
 ) -> web.StreamResponse:
     from propylon_proxy.websocket import cluster
 
@@ -96,7 +108,9 @@ async def _remote(
                     "identity": {"sourceIp": entry.get("sourceIp", ""), "userAgent": entry.get("userAgent", "")},
                 }
             )
-        data = await _data(request) if request.method == "POST" else None
+        data = await _data(request, max_bytes) if request.method == "POST" else None
+        if request.method == "POST" and data is None:
+            return await _refuse(ctx, gateway_responses.REQUEST_TOO_LARGE)
         if not await shared.forward(entry, request.method, connection_id, data):
             return await _refuse(ctx, gateway_responses.GONE)
     except cluster.Unavailable:
